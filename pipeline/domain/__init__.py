@@ -1,0 +1,1 @@
+"""Domain logic as pure functions: no Beam, no I/O. Usable in the pipeline and outside it."""

@@ -1,0 +1,202 @@
+"""The answers cargoscreen emits, built as XML of the answers schema (xsd/ics2-v1/answers.xsd).
+
+Pure functions: facts in, an Answer (message type, recipient, XML bytes) out. A test
+validates every builder's output against the schema.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from lxml import etree
+
+from .filings import ANSWERS_NS
+
+NSMAP = {None: ANSWERS_NS}
+MAX_ORIGINAL_VALUE = 512
+
+
+@dataclass(frozen=True)
+class Answer:
+    message_type: str  # IE3R01, IE3N99, ...
+    submission_id: str
+    recipient: str | None  # the filer's EORI; None only for an unreadable submission
+    xml: bytes
+    lrn: str | None = None
+    mrn: str | None = None
+
+
+@dataclass(frozen=True)
+class FilingError:
+    """One error in a submission, located: what the filer reads in IE3N99 and IE3N01."""
+
+    code: str
+    pointer: str
+    constraint: str
+    reason: str
+    line: int | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class RiskResult:
+    """One rule that fired, as the referral messages carry it."""
+
+    risk_area: str
+    risk_level: str
+    criterion_id: str
+    rule_pack_version: str
+    text: str
+    pointers: tuple[str, ...] = ()
+
+
+def _sub(parent, tag, text=None):
+    el = etree.SubElement(parent, f"{{{ANSWERS_NS}}}{tag}")
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _start(message_type: str, submission_id: str, recipient: str | None, lrn: str | None, mrn: str | None,
+           now: str):
+    root = etree.Element(f"{{{ANSWERS_NS}}}{message_type}", nsmap=NSMAP)
+    h = _sub(root, "Header")
+    _sub(h, "MessageId", uuid.uuid4().hex[:35])
+    _sub(h, "PreparationDateTime", now)
+    _sub(h, "SubmissionId", submission_id[:512])
+    if recipient:
+        _sub(h, "Recipient", recipient)
+    if lrn:
+        _sub(h, "LRN", lrn)
+    if mrn:
+        _sub(h, "MRN", mrn)
+    return root
+
+
+def _done(root, submission_id, recipient, lrn=None, mrn=None) -> Answer:
+    xml = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return Answer(etree.QName(root).localname, submission_id, recipient, xml, lrn, mrn)
+
+
+def _errors(root, errors: Iterable[FilingError]) -> None:
+    for e in errors:
+        el = _sub(root, "Error")
+        _sub(el, "Code", e.code)
+        _sub(el, "Pointer", e.pointer[:4000])
+        if e.line is not None:
+            _sub(el, "Line", e.line)
+        _sub(el, "Constraint", e.constraint[:512])
+        _sub(el, "Reason", e.reason[:4000])
+        if e.value:
+            _sub(el, "OriginalValue", e.value[:MAX_ORIGINAL_VALUE])
+
+
+def _results(root, results: Sequence[RiskResult]) -> None:
+    for r in results:
+        el = _sub(root, "Result")
+        _sub(el, "RiskArea", r.risk_area[:35])
+        _sub(el, "RiskLevel", r.risk_level[:17])
+        _sub(el, "CriterionId", r.criterion_id[:35])
+        _sub(el, "RulePackVersion", r.rule_pack_version[:35])
+        _sub(el, "Text", r.text[:512])
+        for p in r.pointers[:99]:
+            _sub(el, "Pointer", p[:4000])
+
+
+def registration(submission_id, recipient, filing_code, lrn, mrn, registered_at, now) -> Answer:
+    root = _start("IE3R01", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "FilingCode", filing_code)
+    _sub(root, "LRN", lrn)
+    _sub(root, "MRN", mrn)
+    _sub(root, "RegistrationDateTime", registered_at)
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def error_notification(submission_id, recipient, lrn, errors: Sequence[FilingError], now) -> Answer:
+    root = _start("IE3N99", submission_id, recipient, lrn, None, now)
+    _sub(root, "RejectionDateTime", now)
+    _sub(root, "ErrorCount", len(errors))
+    _errors(root, errors)
+    return _done(root, submission_id, recipient, lrn)
+
+
+def lifecycle_error(submission_id, recipient, lrn, mrn, errors: Sequence[FilingError], now) -> Answer:
+    root = _start("IE3N01", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "RejectionDateTime", now)
+    _errors(root, errors)
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def amendment_accepted(submission_id, recipient, lrn, mrn, now) -> Answer:
+    root = _start("IE3N10", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "AmendmentDateTime", now)
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def invalidation_accepted(submission_id, recipient, lrn, mrn, now) -> Answer:
+    root = _start("IE3R04", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "InvalidationDateTime", now)
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def not_complete(submission_id, recipient, lrn, mrn, missing_documents: Sequence[str], now) -> Answer:
+    root = _start("IE3N02", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "NotificationDateTime", now)
+    for number in missing_documents:
+        _sub(root, "MissingTransportDocument", number[:70])
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def pending(submission_id, recipient, lrn, mrn, reason: str | None, now) -> Answer:
+    root = _start("IE3N11", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "NotificationDateTime", now)
+    if reason:
+        _sub(root, "Reason", reason[:512])
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def assessment_complete(submission_id, recipient, lrn, mrn, rule_pack_version: str | None, now) -> Answer:
+    root = _start("IE3N03", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "CompletionDateTime", now)
+    if rule_pack_version:
+        _sub(root, "RulePackVersion", rule_pack_version[:35])
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def control_notification(submission_id, recipient, lrn, mrn, office: str, results: Sequence[RiskResult], now) -> Answer:
+    root = _start("IE3N08", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "NotificationDateTime", now)
+    _sub(root, "CustomsOffice", office)
+    _results(root, results)
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def do_not_load(submission_id, recipient, lrn, mrn, results: Sequence[RiskResult], now) -> Answer:
+    root = _start("IE3Q01", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "NotificationDateTime", now)
+    _results(root, results)
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def request_for_information(submission_id, recipient, lrn, mrn, requests: Sequence[tuple[str | None, str]],
+                            now) -> Answer:
+    """requests: (pointer to the data element or None, what is asked)."""
+    root = _start("IE3Q02", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "RequestDateTime", now)
+    for pointer, text in requests:
+        el = _sub(root, "InformationRequested")
+        if pointer:
+            _sub(el, "Pointer", pointer[:4000])
+        _sub(el, "Text", text[:512])
+    return _done(root, submission_id, recipient, lrn, mrn)
+
+
+def request_for_screening(submission_id, recipient, lrn, mrn, methods: Sequence[str], results: Sequence[RiskResult],
+                          now) -> Answer:
+    root = _start("IE3Q03", submission_id, recipient, lrn, mrn, now)
+    _sub(root, "RequestDateTime", now)
+    for m in methods[:10]:
+        _sub(root, "ScreeningMethod", m)
+    _results(root, results)
+    return _done(root, submission_id, recipient, lrn, mrn)

@@ -1,0 +1,263 @@
+"""Data-quality rules beyond the XSD, loaded from a rule pack (rules/data-quality/*.yaml).
+
+Two kinds of rule, both data in the pack:
+  - `select`: an XPath 1.0 expression, relative to each `scope` element, selecting the
+    elements in error. The selects sharing a scope are compiled into one union, run once per
+    scope element; only when it finds something are the rules run one by one to say which
+    fired (rare). Relative paths matter: a `//` scan costs more than all the checks together.
+  - `check`: a named Python check on the text of the `elements` listed, for what XPath
+    cannot say (check digits, national formats, free text, large code lists). Checks are
+    pure functions of the value, so the pack caches their answers per value.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import yaml
+from lxml import etree
+from stdnum import imo, iso6346
+
+from .reference import EXTRA_COUNTRY_CODES, ReferenceData
+
+
+@dataclass(frozen=True)
+class Finding:
+    element: etree._Element
+    value: str
+    expected: str = ""
+    detail: str = ""
+
+
+# A value check returns None when the value is fine, or (expected, detail) for the message.
+ValueCheck = Callable[[str, ReferenceData, "VagueDescriptionMatcher"], "tuple[str, str] | None"]
+VALUE_CHECKS: dict[str, ValueCheck] = {}
+
+
+def value_check(name: str):
+    def register(fn: ValueCheck) -> ValueCheck:
+        VALUE_CHECKS[name] = fn
+        return fn
+    return register
+
+
+@value_check("iso6346-check-digit")
+def _iso6346(value, ref, vague):
+    if len(value) != 11:
+        return None  # a wrong length is the XSD's to report
+    try:
+        expected = iso6346.calc_check_digit(value[:10])
+    except Exception:  # letters where digits belong: also the XSD's
+        return None
+    return None if expected == value[10] else (expected, "")
+
+
+@value_check("imo-check-digit")
+def _imo(value, ref, vague):
+    if len(value) == 7 and value.isdigit() and not imo.is_valid(value):
+        return imo.calc_check_digit(value[:6]), ""
+    return None
+
+
+@value_check("country-code")
+def _country(value, ref, vague):
+    return None if value in ref.countries else ("", "")
+
+
+@value_check("hs-chapter")
+def _hs_chapter(value, ref, vague):
+    return ("", value[:2]) if value[:2].isdigit() and value[:2] not in ref.hs_chapters else None
+
+
+@value_check("known-unlocode")
+def _unlocode(value, ref, vague):
+    return None if value in ref.locations else ("", "")
+
+
+@value_check("eori-shape")
+def _eori(value, ref, vague):
+    country = value[:2]
+    if country not in ref.countries and country not in EXTRA_COUNTRY_CODES:
+        return "", f"{country} is not a country code"
+    national = ref.eori_formats.get(country)
+    if national and not national[0].fullmatch(value[2:]):
+        return "", f"an EORI from {country} is {country} followed by {national[1]}, e.g. {national[2]}"
+    return None
+
+
+@value_check("vague-description")
+def _vague(value, ref, vague):
+    return ("", "") if vague.is_vague(value) else None
+
+
+FILLER_WORDS = frozenset({"of", "and", "the", "a", "an", "for", "as", "per", "in", "with", "to", "x", "pcs", "nos",
+                          "total", "only", "other", "etc", "new", "used", "mixed", "assorted"})
+_WORD = re.compile(r"[\w']+")
+
+
+class VagueDescriptionMatcher:
+    """A description is vague when nothing is left once the listed terms, numbers and filler words are removed.
+
+    Terms match as whole word sequences, longest first, by set look-ups.
+    """
+
+    def __init__(self, terms: Iterable[str]):
+        self._terms = {tuple(_WORD.findall(t.lower())) for t in terms if t.strip()}
+        self._longest = max((len(t) for t in self._terms), default=1)
+
+    def is_vague(self, description: str) -> bool:
+        words = _WORD.findall(description.lower())
+        i, n = 0, len(words)
+        while i < n:
+            for length in range(min(self._longest, n - i), 0, -1):
+                if tuple(words[i:i + length]) in self._terms:
+                    i += length
+                    break
+            else:
+                if not words[i].isdigit() and words[i] not in FILLER_WORDS:
+                    return False
+                i += 1
+        return True
+
+
+@dataclass(frozen=True)
+class DataQualityRule:
+    id: str
+    title: str
+    message: str
+    select: str | None = None  # XPath rule, relative to each scope element
+    scope: tuple[str, ...] = ()
+    expected: str | None = None  # XPath, on the element in error, for the message
+    check: str | None = None  # Python rule
+    elements: tuple[str, ...] = ()
+    params: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
+
+    def describe(self, finding: Finding) -> str:
+        return self.message.format(value=finding.value, expected=finding.expected, detail=finding.detail)
+
+
+class RulePackError(Exception):
+    pass
+
+
+_CACHE_LIMIT = 100_000  # distinct values remembered per rule; then that rule's cache starts over
+
+
+def _as_xpath_list(values: Iterable[str]) -> str:
+    """' A B C ': a list XPath can test with contains($list, concat(' ', ., ' '))."""
+    return " " + " ".join(values) + " "
+
+
+class DataQualityPack:
+    def __init__(self, name: str, version: str, namespace: str, rules: tuple[DataQualityRule, ...],
+                 reference: ReferenceData, source: Path):
+        self.name, self.version, self.namespace, self.rules = name, version, namespace, rules
+        self.reference = reference
+        self._vague = VagueDescriptionMatcher(reference.vague_terms)
+        ns = {"e": namespace}
+        self._variables = {key: _as_xpath_list(map(str, value))
+                           for rule in rules for key, value in rule.params.items() if isinstance(value, list)}
+        self._selects: dict[str, tuple[etree.XPath, etree.XPath | None]] = {}
+        by_scope: dict[str, list[DataQualityRule]] = {}
+        for rule in rules:
+            if not rule.select:
+                continue
+            try:
+                self._selects[rule.id] = (etree.XPath(rule.select, namespaces=ns),
+                                          etree.XPath(rule.expected, namespaces=ns) if rule.expected else None)
+                self._selects[rule.id][0](etree.Element("probe"), **self._variables)
+            except (etree.XPathSyntaxError, etree.XPathEvalError) as exc:
+                raise RulePackError(f"{source}: rule {rule.id}: invalid XPath: {exc}") from None
+            for name in rule.scope:
+                by_scope.setdefault(f"{{{namespace}}}{name}", []).append(rule)
+        # tag -> [(parent tag or None, rule, its answers by raw text, check)]: the hot loop's table.
+        self._checks: dict[str, list[tuple[str | None, DataQualityRule, dict, ValueCheck]]] = {}
+        for rule in rules:
+            answers: dict[str | None, tuple[str, str] | None] = {}
+            for spec in rule.elements if rule.check else ():
+                parent, _, name = spec.rpartition("/")
+                self._checks.setdefault(f"{{{namespace}}}{name}", []).append(
+                    (f"{{{namespace}}}{parent}" if parent else None, rule, answers, VALUE_CHECKS[rule.check]))
+        self._scopes = {tag: (etree.XPath(" | ".join(f"({r.select})" for r in scoped), namespaces=ns), scoped)
+                        for tag, scoped in by_scope.items()}
+        self._tags = tuple({*self._checks, *self._scopes})
+
+    @classmethod
+    def load(cls, path: Path, reference: ReferenceData) -> "DataQualityPack":
+        try:
+            doc = yaml.safe_load(Path(path).read_text("utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise RulePackError(f"{path}: {exc}") from None
+        if not isinstance(doc, dict) or not {"pack", "version", "namespace"} <= doc.keys():
+            raise RulePackError(f"{path}: a pack needs 'pack', 'version', 'namespace' and 'rules'")
+        rules = []
+        for i, raw in enumerate(doc.get("rules") or []):
+            where = f"{path}: rule {i + 1} ({raw.get('id', '?')})"
+            missing = {"id", "title", "message"} - raw.keys()
+            if missing:
+                raise RulePackError(f"{where}: missing {', '.join(sorted(missing))}")
+            if bool(raw.get("select")) == bool(raw.get("check")):
+                raise RulePackError(f"{where}: give either 'select' (XPath) or 'check' (a named check), not both")
+            if raw.get("select") and not raw.get("scope"):
+                raise RulePackError(f"{where}: a select needs the 'scope' elements it is evaluated from")
+            if raw.get("check") and raw["check"] not in VALUE_CHECKS:
+                raise RulePackError(f"{where}: unknown check {raw['check']!r}; known: {', '.join(sorted(VALUE_CHECKS))}")
+            if raw.get("check") and not raw.get("elements"):
+                raise RulePackError(f"{where}: a check needs the 'elements' it looks at")
+            rules.append(DataQualityRule(
+                id=raw["id"], title=raw["title"], message=raw["message"], select=raw.get("select"),
+                scope=tuple(raw.get("scope") or ()),
+                expected=raw.get("expected"), check=raw.get("check"), elements=tuple(raw.get("elements") or ()),
+                params=raw.get("params") or {}, examples=raw.get("examples") or {}))
+        ids = [r.id for r in rules]
+        if len(ids) != len(set(ids)):
+            raise RulePackError(f"{path}: rule ids are not unique")
+        return cls(doc["pack"], str(doc["version"]), doc["namespace"], tuple(rules), reference, Path(path))
+
+    def check(self, root: etree._Element) -> list[tuple[DataQualityRule, Finding]]:
+        """Every finding in the message, in document order. One pass over the tree, filtered in C."""
+        findings = []
+        checks, scopes, variables = self._checks, self._scopes, self._variables
+        ref, vague = self.reference, self._vague
+        for el in root.iter(*self._tags):
+            tag = el.tag
+            scoped = scopes.get(tag)
+            if scoped is not None and scoped[0](el, **variables):
+                findings.extend(self._select_findings(el, scoped[1]))
+            entries = checks.get(tag)
+            if entries is None:
+                continue
+            text = el.text
+            for parent_tag, rule, answers, fn in entries:
+                if parent_tag is not None and el.getparent().tag != parent_tag:
+                    continue
+                try:
+                    problem = answers[text]
+                except KeyError:
+                    if len(answers) >= _CACHE_LIMIT:
+                        answers.clear()
+                    problem = answers[text] = fn((text or "").strip(), ref, vague)
+                if problem is not None:
+                    findings.append((rule, Finding(el, (text or "").strip(), *problem)))
+        if len(findings) > 1:
+            findings.sort(key=lambda rf: rf[1].element.sourceline or 0)
+        return findings
+
+    def _select_findings(self, scope_el, rules) -> Iterator[tuple[DataQualityRule, Finding]]:
+        for rule in rules:
+            select, expected = self._selects[rule.id]
+            for el in select(scope_el, **self._variables):
+                text = (el.text or "").strip() if len(el) == 0 else " ".join((c.text or "").strip() for c in el)
+                exp = expected(el) if expected is not None else ""
+                if isinstance(exp, float):
+                    exp = f"{exp:.6f}".rstrip("0").rstrip(".")
+                yield rule, Finding(el, text, expected=str(exp))
+
+    def fires(self, rule: DataQualityRule, subject: "str | etree._Element") -> bool:
+        """Whether one rule finds a problem in a value (check rules) or a tree (select rules)."""
+        if rule.check:
+            return VALUE_CHECKS[rule.check](subject, self.reference, self._vague) is not None
+        return bool(self._selects[rule.id][0](subject, **self._variables))  # subject: a scope element

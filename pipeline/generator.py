@@ -1,0 +1,556 @@
+"""Deterministic generator of realistic ENS filings, with planted defects and ground-truth labels.
+
+Each filing depends only on (seed, index), so a corpus is reproducible and can be made in
+parts. A label says what the validator must answer: registered, or rejected with which
+error codes on which data elements. Tests and benchmarks count against the labels.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Iterator
+
+from lxml import etree
+from stdnum import imo, iso6346
+
+from .domain.filings import (ENS_NS, FILING_KINDS, HOUSE, MASTER, PARTIAL_MASTER, POSTAL_MASTER, PRE_LOADING,
+                             STRAIGHT, FilingKind)
+from .domain.reference import ReferenceData, bundled_reference
+
+# What each planted defect must produce: (layer, expected error code, element in error).
+DEFECTS: dict[str, tuple[str, str, str]] = {
+    # The XSD catches these.
+    "container-format": ("xsd", "XSD_FORMAT", "ContainerId"),
+    "missing-element": ("xsd", "XSD_MISSING", "Consignment"),
+    "description-too-long": ("xsd", "XSD_LENGTH", "Description"),
+    "datetime-not-utc": ("xsd", "XSD_FORMAT", "IssueDateTime"),
+    "hs-format": ("xsd", "XSD_FORMAT", "HSCode"),
+    "unexpected-element": ("xsd", "XSD_UNEXPECTED", "Remarks"),
+    # The data-quality rules catch these.
+    "container-check-digit": ("dq", "DQ_CONTAINER_CHECK_DIGIT", "ContainerId"),
+    "imo-check-digit": ("dq", "DQ_IMO_CHECK_DIGIT", "VesselIMO"),
+    "unknown-country": ("dq", "DQ_COUNTRY_UNKNOWN", "Country"),
+    "unknown-locode": ("dq", "DQ_LOCODE_UNKNOWN", "UNLocode"),
+    "eori-shape": ("dq", "DQ_EORI_SHAPE", "IdentificationNumber"),
+    "hs-unknown-chapter": ("dq", "DQ_HS_CHAPTER_UNKNOWN", "HSCode"),
+    "vague-description": ("dq", "DQ_VAGUE_DESCRIPTION", "Description"),
+    "mass-total": ("dq", "DQ_TOTAL_GROSS_MASS", "TotalGrossMass"),
+    "package-total": ("dq", "DQ_TOTAL_PACKAGES", "TotalPackages"),
+    "duplicate-house-document": ("dq", "DQ_HOUSE_DOCUMENT_DUPLICATE", "Number"),
+    "routing": ("dq", "DQ_ROUTING_COUNTRIES", "Itinerary"),
+    "bulk-with-count": ("dq", "DQ_BULK_PACKAGE_COUNT", "Count"),
+    # The envelope: refused before the schema is consulted.
+    "not-well-formed": ("envelope", "NOT_WELL_FORMED", ""),
+    "dtd-entities": ("envelope", "DTD_FORBIDDEN", ""),
+    "wrong-encoding": ("envelope", "NOT_WELL_FORMED", ""),
+    "unknown-message": ("envelope", "UNKNOWN_MESSAGE", ""),
+}
+CONTENT_DEFECTS = tuple(k for k, v in DEFECTS.items() if v[0] != "envelope")
+ENVELOPE_DEFECTS = tuple(k for k, v in DEFECTS.items() if v[0] == "envelope")
+
+MODE_WEIGHTS = {"sea": 30, "air": 25, "express": 20, "postal": 15, "road": 6, "rail": 4}
+EU_ENTRY = ("NL", "BE", "DE", "FR", "ES", "IT", "PL", "GR", "PT", "IE", "DK", "SE", "FI", "SI", "RO")
+CONTAINER_OWNERS = ("MSCU", "MAEU", "CMAU", "HLXU", "OOLU", "EGHU", "CSQU", "TGHU", "COSU", "ONEU")
+NAME_A = ("Northern", "Pacific", "Golden", "Blue", "Silver", "Orient", "Delta", "Atlas", "Summit", "Harbour",
+          "Eastern", "Prime", "Unity", "Crescent", "Evergreen", "Meridian", "Aurora", "Vertex", "Nova", "Lotus")
+NAME_B = ("Trading", "Logistics", "Import", "Export", "Industries", "Textiles", "Electronics", "Foods", "Supply",
+          "Manufacturing", "Distribution", "Retail", "Freight", "Global", "Commerce")
+NAME_C = ("Co. Ltd", "GmbH", "B.V.", "S.A.", "LLC", "Ltd", "S.r.l.", "Sp. z o.o.", "Inc.", "AB")
+STREETS = ("Harbour Road", "Industrial Avenue", "Station Street", "Market Square", "Dock Lane", "Commerce Way",
+           "Airport Boulevard", "Canal Street", "Main Street", "Logistics Park")
+VESSELS = ("MSC Aurora", "Maersk Elba", "CMA CGM Tage", "Ever Given", "HMM Algeciras", "ONE Apus", "Cosco Star")
+CARRIERS_AIR = ("KL", "LH", "AF", "CX", "EK", "QR", "TK", "SQ", "CV", "5X")
+BULK_PACKAGE_TYPES = ("VR", "VQ", "VL", "VY", "VG", "VO", "NE")
+LONG_DESCRIPTION = "Assorted household goods in mixed cartons " * 14  # > 512 characters
+BASE_TIME = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class GeneratedFiling:
+    name: str
+    data: bytes
+    label: dict = field(hash=False)
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    count: int = 100
+    seed: int = 1
+    defect_rate: float = 0.1  # share of filings with at least one content defect
+    envelope_rate: float = 0.02  # share refused before the schema (hostile or broken XML)
+    resubmission_rate: float = 0.02  # share that re-sends an earlier filing unchanged
+    modes: tuple[str, ...] = tuple(MODE_WEIGHTS)
+    defects: tuple[str, ...] = CONTENT_DEFECTS
+    size: str = "mixed"  # mixed | small | large
+
+
+def _fmt_time(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _mass(value: float) -> str:
+    return str(Decimal(str(round(value, 3))).normalize()) if value % 1 else str(int(value))
+
+
+class _Builder:
+    """Builds one filing's tree; every choice comes from the filing's own random stream."""
+
+    def __init__(self, rng: random.Random, ref: ReferenceData, kind: FilingKind, index: int, spec: GeneratorSpec):
+        self.rng, self.ref, self.kind, self.index, self.spec = rng, ref, kind, index, spec
+        self.mode_function = {"sea": "1", "rail": "2", "road": "3"}.get(kind.mode, "4")
+
+    # -- small pieces ------------------------------------------------------------------
+    def el(self, parent, tag, text=None):
+        e = etree.SubElement(parent, f"{{{ENS_NS}}}{tag}")
+        if text is not None:
+            e.text = str(text)
+        return e
+
+    def eori(self, country: str) -> str:
+        r = self.rng
+        fmt = {"NL": 9, "GB": 12, "IT": 11, "PL": 10, "FR": 9, "IE": 8}.get(country)
+        if country == "ES":
+            return "ESB" + "".join(r.choice("0123456789") for _ in range(8))
+        if country == "BE":
+            return "BE0" + "".join(r.choice("0123456789") for _ in range(9))
+        return country + "".join(r.choice("0123456789") for _ in range(fmt or r.randint(8, 12)))
+
+    def company(self) -> str:
+        r = self.rng
+        return f"{r.choice(NAME_A)} {r.choice(NAME_B)} {r.choice(NAME_C)}"
+
+    def location(self, function: str, countries=None, exclude_countries=()) -> str:
+        options = [loc for loc in self._locations if loc.serves(function)
+                   and (countries is None or loc.country in countries) and loc.country not in exclude_countries]
+        return self.rng.choice(options).locode
+
+    @property
+    def _locations(self):
+        return sorted(self.ref.locations.values(), key=lambda l: l.locode)
+
+    def address(self, parent, country: str):
+        cities = [l.name for l in self._locations if l.country == country] or ["Capital"]
+        a = self.el(parent, "Address")
+        self.el(a, "Street", f"{self.rng.randint(1, 400)} {self.rng.choice(STREETS)}")
+        self.el(a, "City", self.rng.choice(cities)[:35])
+        self.el(a, "PostCode", str(self.rng.randint(1000, 99999)))
+        self.el(a, "Country", country)
+
+    def party(self, parent, tag, country, registered=False):
+        p = self.el(parent, tag)
+        self.el(p, "Name", self.company())
+        if registered or self.rng.random() < 0.5:
+            self.el(p, "IdentificationNumber", self.eori(country))
+        if not registered or self.rng.random() < 0.8:
+            self.address(p, country)
+        if self.rng.random() < 0.3:
+            self.el(p, "Phone", f"+{self.rng.randint(10, 99)} {self.rng.randint(10, 99)} {self.rng.randint(100000, 9999999)}")
+        return p
+
+    def container_id(self) -> str:
+        owner = self.rng.choice(CONTAINER_OWNERS)
+        body = owner + f"{self.rng.randint(0, 999999):06d}"
+        return body + iso6346.calc_check_digit(body)
+
+    def imo_number(self) -> str:
+        body = f"{self.rng.randint(900000, 999999)}"
+        return body + imo.calc_check_digit(body)
+
+    def doc(self, parent, tag, doc_type, prefix):
+        d = self.el(parent, tag)
+        self.el(d, "Type", doc_type)
+        self.el(d, "Number", f"{prefix}{self.index:07d}{self.rng.randint(100, 999)}")
+        return d
+
+    # -- structure ---------------------------------------------------------------------
+    def item_count(self) -> int:
+        r, size = self.rng.random(), self.spec.size
+        if size == "small" or (size == "mixed" and r < 0.55):
+            return self.rng.randint(1, 3)
+        if size == "mixed" and r < 0.85:
+            return self.rng.randint(4, 15)
+        if size == "mixed" and r < 0.97:
+            return self.rng.randint(16, 60)
+        return self.rng.randint(60, 250)
+
+    def goods(self, parent, n, containers, pre_loading=False) -> tuple[float, int]:
+        total_mass, total_packages = 0.0, 0
+        for i in range(1, n + 1):
+            c = self.rng.choice(self.ref.commodities)
+            g = self.el(parent, "GoodsItem")
+            self.el(g, "ItemNumber", i)
+            self.el(g, "Description", c.description)
+            packages = self.rng.randint(1, 40)
+            if c.package_type in BULK_PACKAGE_TYPES:
+                mass, packages = round(self.rng.uniform(5000, 25000), 1), 0
+            else:
+                mass = round(packages * c.kg_per_package * self.rng.uniform(0.8, 1.2), 1)
+            total_mass += mass
+            total_packages += packages
+            if pre_loading:
+                if self.rng.random() < 0.6:
+                    self.el(g, "HSCode", c.hs6)
+                continue
+            self.el(g, "HSCode", c.hs6 + (f"{self.rng.randint(10, 99)}" if self.rng.random() < 0.3 else ""))
+            if c.hs6.startswith(("2905", "2815")) and self.rng.random() < 0.5:
+                self.el(g, "UNDGNumber", "1230" if c.hs6.startswith("2905") else "1823")
+            self.el(g, "GrossMass", _mass(mass))
+            pk = self.el(g, "Packaging")
+            self.el(pk, "Type", c.package_type)
+            if c.package_type not in BULK_PACKAGE_TYPES:
+                self.el(pk, "Count", packages)
+            if self.rng.random() < 0.3:
+                self.el(pk, "ShippingMarks", f"MARKS {self.rng.randint(1, 999)}/{self.index}")
+            if self.rng.random() < 0.7:
+                value = self.el(g, "DeclaredValue", f"{mass * c.eur_per_kg * self.rng.uniform(0.7, 1.3):.2f}")
+                value.set("currency", "EUR")
+            if containers:
+                self.el(g, "ContainerRef", self.rng.choice(containers))
+        return round(total_mass, 3), total_packages
+
+    def equipment(self, parent) -> list[str]:
+        if self.kind.mode not in ("sea", "rail", "road"):
+            return []
+        ids = [self.container_id() for _ in range(self.rng.choice((1, 1, 1, 2, 2, 3, 5)))]
+        for cid in ids:
+            e = self.el(parent, "TransportEquipment")
+            self.el(e, "ContainerId", cid)
+            self.el(e, "SizeType", self.rng.choice(("22G1", "42G1", "45G1", "45R1")))
+            self.el(e, "PackedStatus", "LADEN")
+            for _ in range(self.rng.randint(1, 2)):
+                self.el(e, "Seal", f"SL{self.rng.randint(1000000, 9999999)}")
+        return ids
+
+    def route(self, parent) -> tuple[str, str]:
+        loading = self.location(self.mode_function, exclude_countries=EU_ENTRY)
+        unloading = self.location(self.mode_function, countries=EU_ENTRY)
+        for tag, code in (("PlaceOfLoading", loading), ("PlaceOfUnloading", unloading)):
+            p = self.el(parent, tag)
+            if self.rng.random() < 0.9:
+                self.el(p, "UNLocode", code)
+            else:
+                self.el(p, "Name", self.ref.locations[code].name[:35])
+                self.el(p, "Country", code[:2])
+        it = self.el(parent, "Itinerary")
+        countries = [loading[:2]]
+        if self.rng.random() < 0.4:
+            transit = self.rng.choice(("SG", "AE", "MA", "EG", "TR", "LK", "MY"))
+            if transit not in countries:
+                countries.append(transit)
+        if unloading[:2] not in countries:
+            countries.append(unloading[:2])
+        if len(countries) < 2:
+            countries.append(self.rng.choice(EU_ENTRY))
+        for c in countries:
+            self.el(it, "Country", c)
+        return loading, unloading
+
+    def transport_means(self, parent, eta: datetime, optional: bool):
+        if optional and self.rng.random() < 0.4:
+            return
+        t = self.el(parent, "ActiveBorderTransportMeans")
+        mode = self.kind.mode
+        if mode == "sea":
+            self.el(t, "ModeOfTransport", 1)
+            self.el(t, "VesselIMO", self.imo_number())
+            self.el(t, "VesselName", self.rng.choice(VESSELS))
+            self.el(t, "VoyageNumber", f"{self.rng.randint(100, 999)}W")
+        elif mode in ("air", "express"):
+            self.el(t, "ModeOfTransport", 4)
+            self.el(t, "FlightNumber", f"{self.rng.choice(CARRIERS_AIR)}{self.rng.randint(1, 9999):04d}")
+        elif mode == "postal":
+            self.el(t, "ModeOfTransport", 5)
+            self.el(t, "ConveyanceReference", f"{self.rng.choice(CARRIERS_AIR)}{self.rng.randint(1, 9999):04d}")
+        elif mode == "road":
+            self.el(t, "ModeOfTransport", 3)
+            self.el(t, "VehicleRegistration", f"{self.rng.randint(10, 99)}-ABC-{self.rng.randint(1, 9)}")
+            self.el(t, "Nationality", self.rng.choice(("TR", "UA", "RS", "MA")))
+        else:
+            self.el(t, "ModeOfTransport", 2)
+            self.el(t, "TrainNumber", f"CR{self.rng.randint(10000, 99999)}")
+        self.el(t, "EstimatedArrival", _fmt_time(eta))
+
+    def doc_types(self) -> tuple[str, str]:
+        """(master, house) transport document types for the mode."""
+        return {"sea": ("N705", "N703"), "road": ("N730", "N730"), "rail": ("N720", "N720"),
+                "postal": ("N750", "N750")}.get(self.kind.mode, ("N741", "N714"))
+
+    def build(self, lrn: str, filer_country: str, issue: datetime) -> etree._Element:
+        kind = self.kind
+        root = etree.Element(f"{{{ENS_NS}}}{kind.root}", nsmap={"ens": ENS_NS})
+        h = self.el(root, "Header")
+        self.el(h, "LRN", lrn)
+        self.el(h, "IssueDateTime", _fmt_time(issue))
+        office = self.el(h, "CustomsOfficeOfFirstEntry", "")
+        self.party(h, "Declarant", filer_country, registered=True)
+        if self.rng.random() < 0.3:
+            self.party(h, "Representative", self.rng.choice(EU_ENTRY), registered=True)
+        eta = issue + timedelta(hours=self.rng.randint(6, 24 * 20))
+        optional_means = kind.level in (HOUSE, PRE_LOADING)
+        self.transport_means(root, eta, optional=optional_means)
+        if kind.level not in (HOUSE, PRE_LOADING):
+            self.party(root, "Carrier", self.rng.choice(EU_ENTRY), registered=True)
+        c = self.el(root, "Consignment")
+        master_type, house_type = self.doc_types()
+        unloading = None
+        if kind.level == STRAIGHT:
+            self.doc(c, "TransportDocument", master_type, "BL")
+            _, unloading = self.route(c)
+            self.consignor_consignee(c)
+            totals = self.totals_placeholder(c)
+            containers = self.equipment(c)
+            self.fill_totals(totals, self.goods(c, self.item_count(), containers))
+        elif kind.level == MASTER:
+            self.doc(c, "TransportDocument", master_type, "MB")
+            _, unloading = self.route(c)
+            totals = self.totals_placeholder(c)
+            containers = self.equipment(c)
+            grand_mass, grand_packages = 0.0, 0
+            for _ in range(self.rng.randint(1, 4)):
+                hc = self.el(c, "HouseConsignment")
+                self.doc(hc, "TransportDocument", house_type, f"HB{self.rng.randint(10, 99)}")
+                self.consignor_consignee(hc)
+                house_totals = self.totals_placeholder(hc)
+                mass, packages = self.goods(hc, max(1, self.item_count() // 2), containers)
+                self.fill_totals(house_totals, (mass, packages))
+                grand_mass, grand_packages = grand_mass + mass, grand_packages + packages
+            self.fill_totals(totals, (round(grand_mass, 3), grand_packages))
+        elif kind.level == PARTIAL_MASTER:
+            self.doc(c, "TransportDocument", master_type, "MB")
+            _, unloading = self.route(c)
+            self.fill_totals(self.totals_placeholder(c),
+                             (round(self.rng.uniform(100, 20000), 1), self.rng.randint(1, 900)))
+            self.equipment(c)
+            if kind.code != "F13":
+                for _ in range(self.rng.randint(1, 4)):
+                    self.doc(c, "HouseTransportDocument", house_type, f"HB{self.rng.randint(10, 99)}")
+        elif kind.level == HOUSE:
+            self.doc(c, "MasterTransportDocument", master_type, "MB")
+            self.doc(c, "TransportDocument", house_type, "HB")
+            _, unloading = self.route(c)
+            self.consignor_consignee(c)
+            totals = self.totals_placeholder(c)
+            containers = self.equipment(c)
+            self.fill_totals(totals, self.goods(c, self.item_count(), containers))
+        elif kind.level == PRE_LOADING:
+            self.doc(c, "TransportDocument", house_type, "HB")
+            if self.rng.random() < 0.7:
+                self.doc(c, "MasterTransportDocument", master_type, "MB")
+            self.consignor_consignee(c, notify=False)
+            totals = self.totals_placeholder(c)
+            self.fill_totals(totals, self.goods(c, min(self.item_count(), 20), [], pre_loading=True))
+        elif kind.level == POSTAL_MASTER:
+            self.doc(c, "TransportDocument", master_type, "PM")
+            _, unloading = self.route(c)
+            totals = self.totals_placeholder(c)
+            mass, items = 0.0, 0
+            for _ in range(self.rng.randint(1, 30)):
+                r = self.el(c, "Receptacle")
+                self.el(r, "ReceptacleId", "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(29)))
+                m = round(self.rng.uniform(2, 30), 1)
+                n = self.rng.randint(1, 60)
+                self.el(r, "GrossMass", _mass(m))
+                self.el(r, "ItemCount", n)
+                mass, items = mass + m, items + n
+            self.fill_totals(totals, (round(mass, 3), items))
+        entry_country = (unloading or self.location("4", countries=EU_ENTRY))[:2]
+        office.text = f"{entry_country}{self.rng.randint(0, 999999):06d}"
+        return root
+
+    def consignor_consignee(self, parent, notify=True):
+        self.party(parent, "Consignor", self.rng.choice(("CN", "US", "IN", "TR", "VN", "JP", "KR", "BR", "ZA", "MA")))
+        self.party(parent, "Consignee", self.rng.choice(EU_ENTRY))
+        if notify and self.rng.random() < 0.2:
+            self.party(parent, "NotifyParty", self.rng.choice(EU_ENTRY))
+
+    def totals_placeholder(self, parent):
+        return self.el(parent, "TotalGrossMass", "0"), self.el(parent, "TotalPackages", "0")
+
+    @staticmethod
+    def fill_totals(elements, values):
+        elements[0].text, elements[1].text = _mass(values[0]) if values[0] else "0.1", str(values[1])
+
+
+def _q(tag: str) -> str:
+    return f"{{{ENS_NS}}}{tag}"
+
+
+def _plant(defect: str, root: etree._Element, rng: random.Random, ref: ReferenceData) -> bool:
+    """Plants one content defect in the tree; False when this filing has no place for it."""
+    def pick(tag):
+        found = list(root.iter(_q(tag)))
+        return rng.choice(found) if found else None
+
+    if defect in ("container-format", "container-check-digit"):
+        el = pick("ContainerId")
+        if el is None:
+            return False
+        if defect == "container-format":
+            el.text = el.text[:3] + el.text[4:]  # category letter dropped: 10 characters
+        else:
+            el.text = el.text[:10] + str((int(el.text[10]) + 1) % 10)
+        for ref_el in root.iter(_q("ContainerRef")):
+            ref_el.getparent().remove(ref_el)
+        return True
+    if defect == "missing-element":
+        el = root.find(_q("Consignment"))
+        root.remove(el)
+        return True
+    if defect == "description-too-long":
+        el = pick("Description")
+        if el is None:
+            return False
+        el.text = LONG_DESCRIPTION
+        return True
+    if defect == "datetime-not-utc":
+        el = root.find(f"{_q('Header')}/{_q('IssueDateTime')}")
+        el.text = el.text[:-1] + "+01:00"
+        return True
+    if defect in ("hs-format", "hs-unknown-chapter"):
+        el = pick("HSCode")
+        if el is None:
+            return False
+        el.text = el.text[:4] + "." + el.text[4:6] if defect == "hs-format" else "77" + el.text[2:]
+        return True
+    if defect == "unexpected-element":
+        # At the end of the header: a validator cannot judge what follows an element out of place.
+        etree.SubElement(root.find(_q("Header")), _q("Remarks")).text = "urgent"
+        return True
+    if defect == "imo-check-digit":
+        el = pick("VesselIMO")
+        if el is None:
+            return False
+        el.text = el.text[:6] + str((int(el.text[6]) + 1) % 10)
+        return True
+    if defect == "unknown-country":
+        el = pick("Country")
+        el.text = "QZ"
+        return True
+    if defect == "unknown-locode":
+        el = pick("UNLocode")
+        if el is None:
+            return False
+        el.text = el.text[:2] + "QQQ"
+        return True
+    if defect == "eori-shape":
+        el = pick("IdentificationNumber")
+        el.text = "QQ" + el.text[2:]
+        return True
+    if defect == "vague-description":
+        el = pick("Description")
+        if el is None:
+            return False
+        el.text = rng.choice(("General cargo", "FAK", "Said to contain consolidated cargo", "Various goods", "Parts"))
+        return True
+    if defect in ("mass-total", "package-total"):
+        tag = "TotalGrossMass" if defect == "mass-total" else "TotalPackages"
+        part = "GrossMass" if tag == "TotalGrossMass" else "Packaging"
+        candidates = [t for t in root.iter(_q(tag)) if t.getparent().find(f"{_q('GoodsItem')}/{_q(part)}") is not None]
+        if not candidates:
+            return False
+        el = rng.choice(candidates)
+        el.text = str(int(float(el.text)) + rng.randint(3, 50))
+        return True
+    if defect == "duplicate-house-document":
+        houses = root.findall(f"{_q('Consignment')}/{_q('HouseConsignment')}") or \
+            root.findall(f"{_q('Consignment')}/{_q('HouseTransportDocument')}")
+        if len(houses) < 2:
+            return False
+        a, b = houses[0], houses[1]
+        number = lambda h: h.find(f"{_q('TransportDocument')}/{_q('Number')}") if h.tag == _q("HouseConsignment") \
+            else h.find(_q("Number"))
+        number(b).text = number(a).text
+        return True
+    if defect == "routing":
+        it = pick("Itinerary")
+        if it is None:
+            return False
+        loading = it.getparent().find(_q("PlaceOfLoading"))
+        country = loading.findtext(_q("UNLocode"), "")[:2] or loading.findtext(_q("Country"))
+        keep = [c for c in it if c.text != country]
+        for c in list(it):
+            it.remove(c)
+        for c in keep:
+            it.append(c)
+        while len(it) < 2:
+            etree.SubElement(it, _q("Country")).text = rng.choice([c for c in ("SG", "AE", "EG") if c != country])
+        return True
+    if defect == "bulk-with-count":
+        pk = pick("Packaging")
+        if pk is None:
+            return False
+        pk.find(_q("Type")).text = "VR"
+        if pk.find(_q("Count")) is None:
+            pk.insert(1, etree.Element(_q("Count")))
+        pk.find(_q("Count")).text = "12"
+        return True
+    raise ValueError(f"unknown defect {defect!r}")
+
+
+def _envelope(defect: str, data: bytes) -> bytes:
+    if defect == "not-well-formed":
+        return data[: len(data) * 2 // 3]
+    if defect == "dtd-entities":
+        lol = b'<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        return data.replace(b"?>", b"?>" + lol, 1)
+    if defect == "wrong-encoding":
+        return data.replace(b"<ens:LRN>", "<ens:LRN>\u00e9".encode("latin-1"), 1)
+    if defect == "unknown-message":
+        return b'<?xml version="1.0" encoding="UTF-8"?><Invoice xmlns="urn:example:invoice"><Number>1</Number></Invoice>'
+    raise ValueError(defect)
+
+
+def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Iterator[GeneratedFiling]:
+    """Yields spec.count filings; filing i depends only on (spec.seed, i)."""
+    ref = reference or bundled_reference()
+    kinds = [k for k in FILING_KINDS if k.mode in spec.modes]
+    weights = [MODE_WEIGHTS[k.mode] / sum(1 for x in kinds if x.mode == k.mode) for k in kinds]
+    filers = [random.Random(spec.seed * 7919 + n).choice(EU_ENTRY) for n in range(40)]
+    sent: list[GeneratedFiling] = []
+    for i in range(spec.count):
+        rng = random.Random(f"{spec.seed}:{i}")
+        name = f"ens-{spec.seed}-{i:07d}.xml"
+        if sent and rng.random() < spec.resubmission_rate:
+            original = rng.choice(sent)
+            label = {**original.label, "file": name, "resubmission_of": original.name}
+            yield GeneratedFiling(name, original.data, label)
+            continue
+        kind = rng.choices(kinds, weights)[0]
+        filer_index = rng.randrange(len(filers))
+        lrn = f"LRN{spec.seed % 1000:03d}{i:08d}"
+        builder = _Builder(rng, ref, kind, i, spec)
+        root = builder.build(lrn, filers[filer_index], BASE_TIME + timedelta(seconds=rng.randint(0, 3 * 86400)))
+        planted: list[str] = []
+        roll = rng.random()
+        envelope = None
+        if roll < spec.envelope_rate:
+            envelope = rng.choice(ENVELOPE_DEFECTS)
+        elif roll < spec.envelope_rate + spec.defect_rate and spec.defects:
+            for defect in rng.sample(spec.defects, k=min(len(spec.defects), rng.choice((1, 1, 1, 2, 3)))):
+                if defect == "missing-element" and planted:
+                    continue  # removing the consignment would hide the others
+                if any(DEFECTS[d][2] == DEFECTS[defect][2] for d in planted):
+                    continue  # two defects on one element: only the first would show
+                if _plant(defect, root, rng, ref):
+                    planted.append(defect)
+                    if defect == "missing-element":
+                        break
+        data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        if envelope:
+            data = _envelope(envelope, data)
+            planted = [envelope]
+        label = {
+            "file": name,
+            "filing_code": kind.code,
+            "mode": kind.mode,
+            "lrn": lrn,
+            "expected": "rejected" if planted else "registered",
+            "defects": [{"kind": d, "layer": DEFECTS[d][0], "code": DEFECTS[d][1], "element": DEFECTS[d][2]}
+                        for d in planted],
+        }
+        filing = GeneratedFiling(name, data, label)
+        if not planted:
+            sent.append(filing)
+        yield filing

@@ -1,0 +1,103 @@
+"""The batch job: a folder of filings in; answers, dead letters and a balanced summary out.
+
+    read folder -> ValidateFilings -> RegisterFilings -> EmitAnswers -> answers/*.jsonl
+                              \\-> AnswerRejections --/
+    every dead letter (read, validate, register, answer) -> dead-letters/*.jsonl
+
+Every submission leaves through exactly one door: an accepting answer (IE3R01, IE3N10,
+IE3R04), a rejecting answer (IE3N99, IE3N01), or a dead letter. The summary checks it.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
+from .config import Settings
+from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
+from .stages.register import RegisterFilings
+from .stages.validate import ValidateFilings
+
+
+@dataclass
+class RunSummary:
+    inputs: int = 0
+    answers: dict[str, int] = field(default_factory=dict)
+    dead_lettered: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.answers.get(t, 0) for t in ACCEPTING_ANSWERS)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.answers.get(t, 0) for t in REJECTING_ANSWERS)
+
+    @property
+    def balanced(self) -> bool:
+        """inputs = accepted + rejected + dead-lettered, and no answer of an unknown kind."""
+        known = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS)
+        return self.inputs == self.accepted + self.rejected + self.dead_lettered and set(self.answers) <= known
+
+
+def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,
+                progress_key: str | None = None) -> None:
+    from cargoscreen.connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record,
+                                              dead_letter_record)
+    from cargoscreen.connectors.redis_store import ReportProgress
+
+    read = pipeline | "ReadFilings" >> ReadFilingsFromFolder(input_dir, settings.limits.max_bytes)
+    checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
+    registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings)
+    rejections = checked.rejected | "AnswerRejections" >> AnswerRejections()
+    emitted = ((registered.answers, rejections) | "AllAnswers" >> beam.Flatten()
+               | "EmitAnswers" >> EmitAnswers(settings))
+    dead = ((read.dead_letter, checked.dead_letter, registered.dead_letter, emitted.dead_letter)
+            | "AllDeadLetters" >> beam.Flatten() | "CountDeadLetters" >> CountDeadLetters())
+    emitted.answers | "WriteAnswers" >> WriteJsonLines(output_dir / "answers" / "answers", answer_record)
+    dead | "WriteDeadLetters" >> WriteJsonLines(output_dir / "dead-letters" / "dead-letters", dead_letter_record)
+    if progress_key:
+        ((emitted.answers, dead) | "Finished" >> beam.Flatten()
+         | "Progress" >> ReportProgress(settings.redis.url, progress_key))
+
+
+def make_pipeline(runner: str = "FnApiRunner", options: list[str] | None = None) -> beam.Pipeline:
+    """FnApiRunner by default: the DirectRunner would first try to download Prism (see ARCHITECTURE.md)."""
+    pipeline_options = PipelineOptions(options or [])
+    if runner == "FnApiRunner":
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        return beam.Pipeline(runner=FnApiRunner(), options=pipeline_options)
+    return beam.Pipeline(runner=runner, options=pipeline_options)
+
+
+def run_batch(settings: Settings, input_dir: Path, output_dir: Path, runner: str = "FnApiRunner",
+              options: list[str] | None = None, run_id: str | None = None) -> RunSummary:
+    from cargoscreen.connectors.redis_store import progress_key
+
+    pipeline = make_pipeline(runner, options)
+    build_batch(pipeline, settings, Path(input_dir), Path(output_dir),
+                progress_key(settings.redis.key_prefix, run_id) if run_id else None)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return summarize(result)
+
+
+def summarize(result) -> RunSummary:
+    counters = result.metrics().query(MetricsFilter().with_namespace(COUNTER_NAMESPACE))["counters"]
+    totals: dict[str, int] = {}
+    for c in counters:
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (c.committed or 0)
+    return RunSummary(
+        inputs=totals.get("inputs", 0),
+        answers={k.removeprefix("answers_"): v for k, v in totals.items() if k.startswith("answers_")},
+        dead_lettered=totals.get("dead_lettered", 0),
+    )
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]

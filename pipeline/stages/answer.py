@@ -1,0 +1,82 @@
+"""Business step 3: answer every submission, and count each one at its door."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from lxml import etree
+
+from ..answering import DeadLetter, rejection
+from ..config import Settings
+from ..domain.answers import Answer
+from ..domain.filings import ANSWERS_NS
+from ..schemas import SchemaRegistry
+from ..validation import ValidationOutcome, utc_now
+from .validate import DEAD_LETTER
+
+ANSWERS = "answers"
+COUNTER_NAMESPACE = "cargoscreen"
+
+
+class AnswerRejections(beam.PTransform):
+    """ValidationOutcome of rejected submissions in; Answer (IE3N99 error notification naming every error) out."""
+
+    def expand(self, rejected):
+        return rejected | "ErrorNotification" >> beam.Map(lambda o: rejection(o, utc_now()))
+
+
+class _CheckAndCountDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+
+    def setup(self):
+        self._registry = SchemaRegistry.from_dirs(self._settings.schema_dirs) if self._settings.check_answers else None
+        self._counters = {}
+
+    def process(self, answer: Answer):
+        if self._registry is not None:
+            problems = self._self_check(answer)
+            if problems:
+                yield TaggedOutput(DEAD_LETTER, DeadLetter(
+                    answer.submission_id, "answer", f"our {answer.message_type} failed its schema: {problems}", b""))
+                return
+        counter = self._counters.get(answer.message_type)
+        if counter is None:
+            counter = self._counters[answer.message_type] = Metrics.counter(
+                COUNTER_NAMESPACE, f"answers_{answer.message_type}")
+        counter.inc()
+        yield answer
+
+    def _self_check(self, answer: Answer) -> str:
+        tree = etree.fromstring(answer.xml).getroottree()
+        schema = self._registry.lookup(ANSWERS_NS, answer.message_type)
+        if schema is None:
+            return f"no schema for {answer.message_type}"
+        return "; ".join(f"{v.pointer}: {v.detail}" for v in schema.violations(tree))
+
+
+class EmitAnswers(beam.PTransform):
+    """Answer in (from every step). Outputs:
+    `answers`: the same Answers, each checked against the answers schema and counted by type;
+    `dead_letter`: DeadLetter for an answer of ours that failed its own schema (a bug, kept).
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, answers):
+        return answers | "CheckAndCount" >> beam.ParDo(_CheckAndCountDoFn(self._settings)).with_outputs(
+            DEAD_LETTER, main=ANSWERS)
+
+
+class CountDeadLetters(beam.PTransform):
+    """DeadLetter in; the same out, counted."""
+
+    def expand(self, dead_letters):
+        counter = Metrics.counter(COUNTER_NAMESPACE, "dead_lettered")
+
+        def count(d: DeadLetter) -> DeadLetter:
+            counter.inc()
+            return d
+        return dead_letters | "Count" >> beam.Map(count)

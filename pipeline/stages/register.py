@@ -1,0 +1,63 @@
+"""Business step 2: register accepted filings (MRNs), amendments and invalidations."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import redis
+from apache_beam.pvalue import TaggedOutput
+
+from ..answering import DeadLetter, registration_answer, registration_request
+from ..config import Settings
+from ..registration import RegistrationStore
+from ..validation import ValidationOutcome, utc_now
+from .validate import DEAD_LETTER
+
+ANSWERS = "answers"
+
+
+class _RegisterBatchDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+
+    def setup(self):
+        from cargoscreen.connectors.redis_store import connect
+
+        self._store = RegistrationStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
+                                        self._settings.registration_retention_seconds)
+
+    def process(self, batch: list[ValidationOutcome]):
+        from cargoscreen.connectors.redis_store import with_retries
+
+        now = utc_now()
+        year = datetime.now(timezone.utc).year
+        requests = [registration_request(o, year) for o in batch]
+        try:
+            results = with_retries(self._settings.redis, lambda: self._store.register(requests, now))
+        except redis.RedisError as exc:
+            for o in batch:
+                yield TaggedOutput(DEAD_LETTER, DeadLetter(
+                    o.submission.submission_id, "register", f"registration store unavailable: {exc}",
+                    o.submission.payload))
+            return
+        for outcome, result in zip(batch, results):
+            yield registration_answer(outcome, result, now)
+
+
+class RegisterFilings(beam.PTransform):
+    """ValidationOutcome of accepted filings in. Outputs:
+    `answers`: Answer, one per filing: IE3R01 registration (a new MRN, or the same MRN for a
+    re-sent filing), IE3N10 amendment accepted, IE3R04 invalidation accepted, or IE3N01
+    lifecycle error (LRN reused with other content, unknown or foreign MRN);
+    `dead_letter`: DeadLetter when the registration store stays unreachable after retries.
+    Filings go to Redis in batches: one round trip per batch.
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, accepted):
+        return (accepted
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._settings.registration_batch_size)
+                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings)).with_outputs(DEAD_LETTER, main=ANSWERS))

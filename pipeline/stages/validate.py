@@ -1,0 +1,53 @@
+"""Business step 1: validate submissions."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from ..answering import DeadLetter
+from ..config import Settings
+from ..validation import FilingValidator, Submission
+
+VALID, REJECTED, DEAD_LETTER = "valid", "rejected", "dead_letter"
+
+
+class _ValidateDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._accepted = Metrics.counter("cargoscreen", "validated_accepted")
+        self._rejected = Metrics.counter("cargoscreen", "validated_rejected")
+
+    def setup(self):
+        # Compiled schemas and parsers do not pickle: built once per worker.
+        self._validator = FilingValidator(self._settings)
+
+    def process(self, submission: Submission):
+        try:
+            outcome = self._validator.validate(submission)
+        except Exception as exc:  # a bug of ours must not lose the submission
+            yield TaggedOutput(DEAD_LETTER, DeadLetter(
+                submission.submission_id, "validate", f"{type(exc).__name__}: {exc}", submission.payload))
+            return
+        if outcome.accepted:
+            self._accepted.inc()
+            yield outcome
+        else:
+            self._rejected.inc()
+            yield TaggedOutput(REJECTED, outcome)
+
+
+class ValidateFilings(beam.PTransform):
+    """Submission in. Three outputs:
+    `valid`: ValidationOutcome of accepted filings (XSD and data quality passed);
+    `rejected`: ValidationOutcome with every error located;
+    `dead_letter`: DeadLetter for a submission the validator could not handle at all.
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, submissions):
+        return submissions | "Validate" >> beam.ParDo(_ValidateDoFn(self._settings)).with_outputs(
+            REJECTED, DEAD_LETTER, main=VALID)

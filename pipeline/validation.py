@@ -1,0 +1,177 @@
+"""Validation of one submission, as a plain function of bytes: no Beam, no Redis.
+
+    validator = FilingValidator(settings)
+    outcome = validator.validate(Submission("msg-1", xml_bytes))
+
+Order: the envelope (size, DTD, XInclude, well-formedness, encoding, depth), the message
+type (root element looked up in the schema registry), the XSD (lxml, fast path), then the
+data-quality pack for our ENS namespace. A rejected message gets every error found, each
+with its location, the constraint and a sentence a clerk can act on. The data-quality rules
+run on XSD-invalid messages too, so one answer names every problem.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from lxml import etree
+
+from .config import Settings
+from .domain.answers import FilingError
+from .domain.dataquality import DataQualityPack
+from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
+from .domain.reference import ReferenceData
+from .safexml import RejectedXml, SafeXmlParser, element_pointer
+from .schemas import SchemaRegistry, SchemaViolation
+
+
+def utc_now() -> str:
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond:06d}Z"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a channel delivers: the bytes, and what the channel itself knows about them."""
+
+    submission_id: str
+    payload: bytes
+    received_at: str = field(default_factory=utc_now)
+    channel_filer: str | None = None  # the authenticated sender, where the channel has one
+
+
+@dataclass(frozen=True)
+class FilingSummary:
+    """The header facts every later step needs, read once from a message that parsed."""
+
+    message_type: str  # root element's local name, e.g. IE3F10
+    namespace: str | None
+    filing_code: str | None  # F10, A10 (amendment of F10), Q04 (invalidation); None for other message sets
+    mode: str | None
+    level: str | None
+    lrn: str | None
+    declarant: str | None
+    representative: str | None
+    office_of_first_entry: str | None
+    referenced_mrn: str | None  # the MRN an amendment or invalidation is about
+    digest: str  # content hash: tells a re-sent filing from a different one under the same LRN
+
+    @property
+    def filer(self) -> str | None:
+        """Who files, and so who gets the answers: the representative if there is one."""
+        return self.representative or self.declarant
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    submission: Submission
+    summary: FilingSummary | None
+    errors: tuple[FilingError, ...]
+
+    @property
+    def accepted(self) -> bool:
+        return not self.errors
+
+    @property
+    def filer(self) -> str | None:
+        return self.submission.channel_filer or (self.summary.filer if self.summary else None)
+
+
+# Header element -> summary field; read by one walk over the header's children.
+_HEADER_FIELDS = {f"{{{ENS_NS}}}{name}": field_name for name, field_name in (
+    ("LRN", "lrn"), ("CustomsOfficeOfFirstEntry", "office"), ("AmendedMRN", "amended"),
+    ("Declarant", "declarant"), ("Representative", "representative"))}
+_HEADER_TAG = f"{{{ENS_NS}}}Header"
+_ID_TAG = f"{{{ENS_NS}}}IdentificationNumber"
+_WORDS = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def humanize(name: str) -> str:
+    """ContainerId -> 'container id', HSCode -> 'HS code', TotalGrossMass -> 'total gross mass'."""
+    words = " or ".join(_WORDS.sub(" ", part) for part in name.split(" or ")).split()
+    return " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words) or "message"
+
+
+def _word_xsd(v: SchemaViolation) -> str:
+    """One sentence for a clerk, from the facts the schema registry found."""
+    label = humanize(v.element)
+    label = label[0].upper() + label[1:]
+    expected = f" Expected: {v.expected}." if v.expected else ""
+    if v.code == "XSD_MISSING":
+        where = f" in {humanize(v.pointer.rstrip('/').split('/')[-1].split('[')[0])}" if " or " in v.element else ""
+        before = f" {v.expected}" if v.expected and v.expected.startswith("before ") else ""
+        return f"{label} is missing{where}{before}; {'one of them' if ' or ' in v.element else 'it'} is required here."
+    if v.code == "XSD_UNEXPECTED":
+        return f"{label} is not allowed here.{expected}"
+    if v.code == "XSD_FORMAT":
+        return f"{label} '{v.value}' does not have the required format.{expected}"
+    if v.code == "XSD_LENGTH":
+        return f"{label} is {len(v.value or '')} characters long; {v.expected or v.constraint} are allowed."
+    if v.code == "XSD_CODE":
+        return f"{label} '{v.value}' is not an allowed code.{expected}"
+    if v.code == "XSD_RANGE":
+        return f"{label} '{v.value}' is out of range ({v.constraint}).{expected}"
+    return f"{label}: {v.detail}"
+
+
+class FilingValidator:
+    """Validates submissions; build one per worker (schemas and parsers are not picklable)."""
+
+    def __init__(self, settings: Settings, reference: ReferenceData | None = None):
+        self.settings = settings
+        self.parser = SafeXmlParser(settings.limits)
+        self.registry = SchemaRegistry.from_dirs(settings.schema_dirs)
+        self.data_quality = DataQualityPack.load(settings.data_quality_pack, reference or ReferenceData.load())
+
+    def validate(self, submission: Submission) -> ValidationOutcome:
+        try:
+            tree = self.parser.parse(submission.payload)
+        except RejectedXml as exc:
+            p = exc.problem
+            return ValidationOutcome(submission, None, (FilingError(
+                p.code, "/", "well-formed, safe XML within limits", p.reason, p.line),))
+        root = tree.getroot()
+        qname = etree.QName(root)
+        summary = self._summary(root, qname, submission.payload)
+        schema = self.registry.lookup(qname.namespace, qname.localname)
+        if schema is None:
+            return ValidationOutcome(submission, summary, (FilingError(
+                "UNKNOWN_MESSAGE", element_pointer(root), "a known message type",
+                f"Message type {qname.localname!r} in namespace {qname.namespace or '(none)'} is not one this "
+                f"service accepts.", root.sourceline),))
+        errors = [FilingError(v.code, v.pointer, v.constraint, _word_xsd(v), v.line, v.value)
+                  for v in schema.violations(tree)]
+        if qname.namespace == self.data_quality.namespace:
+            for rule, finding in self.data_quality.check(root):
+                errors.append(FilingError(
+                    rule.id, element_pointer(finding.element), rule.title, rule.describe(finding),
+                    finding.element.sourceline, finding.value))
+        errors.sort(key=lambda e: e.line or 0)  # stable: document order within a line
+        return ValidationOutcome(submission, summary, tuple(errors))
+
+    def _summary(self, root, qname: etree.QName, payload: bytes) -> FilingSummary:
+        digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        if qname.namespace != ENS_NS:
+            return FilingSummary(qname.localname, qname.namespace, None, None, None, None, None, None, None, None, digest)
+        h: dict[str, str | None] = dict.fromkeys((*_HEADER_FIELDS.values(), "invalidated"))
+        header = root[0] if len(root) else None
+        for child in header if header is not None and header.tag == _HEADER_TAG else ():
+            name = _HEADER_FIELDS.get(child.tag)
+            if name in ("declarant", "representative"):
+                h[name] = next((c.text for c in child.iterchildren(_ID_TAG)), None)
+            elif name:
+                h[name] = child.text
+        if qname.localname == INVALIDATION_ROOT:
+            h["invalidated"] = root.findtext(f"{{{ENS_NS}}}MRN")
+        kind, amendment = BY_ROOT.get(qname.localname, (None, False))
+        if kind is not None:
+            code = ("A" + kind.code[1:]) if amendment else kind.code
+        else:
+            code = "Q04" if qname.localname == INVALIDATION_ROOT else None
+        return FilingSummary(
+            message_type=qname.localname, namespace=qname.namespace, filing_code=code,
+            mode=kind.mode if kind else None, level=kind.level if kind else None,
+            lrn=h["lrn"], declarant=h["declarant"], representative=h["representative"],
+            office_of_first_entry=h["office"], referenced_mrn=h["amended"] or h["invalidated"], digest=digest)

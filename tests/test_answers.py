@@ -1,0 +1,150 @@
+"""Answers: every message type validates against answers.xsd; MRNs are unique and registration is idempotent."""
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+from stdnum import iso6346
+
+from cargoscreen import resources
+from cargoscreen.answering import registration_answer, registration_request, rejection
+from cargoscreen.domain import answers
+from cargoscreen.domain.answers import FilingError, RiskResult
+from cargoscreen.domain.filings import ANSWERS_NS
+from cargoscreen.domain.mrn import is_valid_mrn, make_mrn, mrn_sequence
+from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.registration import RegistrationStore
+from cargoscreen.schemas import SchemaRegistry
+from cargoscreen.validation import Submission
+
+NOW = "2026-11-23T10:00:00Z"
+MRN = make_mrn(2026, "NL", 42)
+RISK = RiskResult("security and safety", "high", "CS-SEC-001", "2026.11.1", "Consignor on a watch list",
+                  ("/IE3F10/Consignment/Consignor/Name",))
+
+
+@pytest.fixture(scope="module")
+def answers_schema():
+    return SchemaRegistry.from_dirs([resources.schema_dir()])
+
+
+EVERY_ANSWER = [
+    answers.registration("s1", "NL123456789", "F10", "LRN1", MRN, NOW, NOW),
+    answers.error_notification("s2", None, None, [FilingError("NOT_WELL_FORMED", "/", "well-formed", "Broken", 3)], NOW),
+    answers.error_notification("s3", "NL123456789", "LRN1", [
+        FilingError("XSD_FORMAT", "/IE3F10/Header/LRN", "pattern", "Bad & <odd> text", 4, "x" * 2000)], NOW),
+    answers.lifecycle_error("s4", "NL123456789", "LRN1", MRN, [FilingError("LRN_REUSED", "/IE3F10/Header/LRN", "c", "r")], NOW),
+    answers.amendment_accepted("s5", "NL123456789", "LRN2", MRN, NOW),
+    answers.invalidation_accepted("s6", "NL123456789", "LRN3", MRN, NOW),
+    answers.not_complete("s7", "NL123456789", "LRN1", MRN, ["HB0001", "HB0002"], NOW),
+    answers.pending("s8", "NL123456789", "LRN1", MRN, "risk analysis under way", NOW),
+    answers.assessment_complete("s9", "NL123456789", "LRN1", MRN, "2026.11.1", NOW),
+    answers.control_notification("s10", "NL123456789", "LRN1", MRN, "NL000396", [RISK], NOW),
+    answers.do_not_load("s11", "NL123456789", "LRN1", MRN, [RISK], NOW),
+    answers.request_for_information("s12", "NL123456789", "LRN1", MRN,
+                                    [("/IE3F10/Consignment/GoodsItem[1]/Description", "Describe the goods precisely")], NOW),
+    answers.request_for_screening("s13", "NL123456789", "LRN1", MRN, ["1", "4"], [RISK], NOW),
+]
+
+
+def test_every_answer_type_is_built(answers_schema):
+    types = {a.message_type for a in EVERY_ANSWER}
+    declared = {name for ns, name in answers_schema.roots if ns == ANSWERS_NS}
+    assert types == declared
+
+
+@pytest.mark.parametrize("answer", EVERY_ANSWER, ids=lambda a: a.message_type + "-" + a.submission_id)
+def test_answer_validates_against_the_answers_schema(answers_schema, answer):
+    tree = etree.fromstring(answer.xml).getroottree()
+    assert answers_schema.lookup(ANSWERS_NS, answer.message_type).violations(tree) == []
+
+
+def test_mrn_layout_and_check_character():
+    mrn = make_mrn(2026, "NL", 123_456_789)
+    assert len(mrn) == 18 and mrn.startswith("26NL") and mrn[16] == "E"
+    assert iso6346.calc_check_digit(mrn[:17]) == mrn[17]
+    assert is_valid_mrn(mrn) and mrn_sequence(mrn) == 123_456_789
+    assert not is_valid_mrn(mrn[:17] + str((int(mrn[17]) + 1) % 10))
+    assert len({make_mrn(2026, "NL", n) for n in range(5000)}) == 5000
+
+
+def _outcomes(validator, n, seed=31):
+    spec = GeneratorSpec(count=n, seed=seed, defect_rate=0, envelope_rate=0, resubmission_rate=0)
+    return [validator.validate(Submission(f.name, f.data)) for f in generate(spec)]
+
+
+def _register(store, outcomes):
+    requests = [registration_request(o, 2026) for o in outcomes]
+    return [registration_answer(o, r, NOW) for o, r in zip(outcomes, store.register(requests, NOW))]
+
+
+def test_registration_gives_unique_mrns_and_the_same_mrn_to_a_resent_filing(validator, redis_client):
+    store = RegistrationStore(redis_client)
+    outcomes = _outcomes(validator, 300)
+    first = _register(store, outcomes)
+    assert {a.message_type for a in first} == {"IE3R01"}
+    mrns = [a.mrn for a in first]
+    assert len(set(mrns)) == 300 and all(is_valid_mrn(m) for m in mrns)
+    assert all(m[2:4] == o.summary.office_of_first_entry[:2] for m, o in zip(mrns, outcomes))
+    again = _register(store, outcomes[:50] + outcomes[:50])  # re-sent, even twice in one batch
+    assert [a.mrn for a in again] == mrns[:50] * 2
+    assert {a.message_type for a in again} == {"IE3R01"}
+
+
+def test_same_lrn_with_other_content_is_a_lifecycle_error(validator, redis_client):
+    store = RegistrationStore(redis_client)
+    [outcome] = _outcomes(validator, 1, seed=32)
+    [registered] = _register(store, [outcome])
+    changed = outcome.submission.payload.replace(b"<ens:Name>", b"<ens:Name>X", 1)
+    [conflict] = _register(store, [validator.validate(Submission("changed", changed))])
+    assert conflict.message_type == "IE3N01" and conflict.mrn == registered.mrn
+    assert b"LRN_REUSED" in conflict.xml and registered.mrn.encode() in conflict.xml
+
+
+def _amend(outcome, mrn: str, root: str = "A") -> bytes:
+    tree = etree.fromstring(outcome.submission.payload)
+    ns = tree.nsmap["ens"]
+    tree.tag = "{%s}IE3%s%s" % (ns, root, outcome.summary.filing_code[1:])
+    etree.SubElement(tree[0], "{%s}AmendedMRN" % ns).text = mrn
+    return etree.tostring(tree)
+
+
+def _invalidation(outcome, mrn: str) -> bytes:
+    src = etree.fromstring(outcome.submission.payload)
+    ns = src.nsmap["ens"]
+    root = etree.Element("{%s}IE3Q04" % ns, nsmap={"ens": ns})
+    root.append(src[0])
+    etree.SubElement(root, "{%s}MRN" % ns).text = mrn
+    return etree.tostring(root)
+
+
+def test_amendments_and_invalidations_follow_the_registered_filing(validator, redis_client):
+    store = RegistrationStore(redis_client)
+    candidates = _outcomes(validator, 20, seed=33)
+    mine = candidates[0]
+    other = next(o for o in candidates if o.filer != mine.filer)
+    mrn_mine, mrn_other = (a.mrn for a in _register(store, [mine, other]))
+
+    def answer(payload: bytes) -> answers.Answer:
+        outcome = validator.validate(Submission("x", payload))
+        assert outcome.accepted, outcome.errors
+        return _register(store, [outcome])[0]
+
+    assert answer(_amend(mine, mrn_mine)).message_type == "IE3N10"
+    foreign = answer(_amend(mine, mrn_other))
+    assert foreign.message_type == "IE3N01" and b"MRN_NOT_YOURS" in foreign.xml
+    unknown = answer(_amend(mine, make_mrn(2026, "NL", 999_999)))
+    assert unknown.message_type == "IE3N01" and b"MRN_UNKNOWN" in unknown.xml
+    assert answer(_invalidation(mine, mrn_mine)).message_type == "IE3R04"
+    after = answer(_amend(mine, mrn_mine))
+    assert after.message_type == "IE3N01" and b"MRN_INVALIDATED" in after.xml
+
+
+def test_rejection_answer_lists_every_error(validator, corpus, answers_schema):
+    for filing in (f for f in corpus if f.label["expected"] == "rejected"):
+        outcome = validator.validate(Submission(filing.name, filing.data))
+        answer = rejection(outcome, NOW)
+        tree = etree.fromstring(answer.xml)
+        ns = {"a": ANSWERS_NS}
+        assert int(tree.findtext("a:ErrorCount", namespaces=ns)) == len(outcome.errors)
+        assert [c.text for c in tree.iterfind("a:Error/a:Code", ns)] == [e.code for e in outcome.errors]
+        assert answers_schema.lookup(ANSWERS_NS, "IE3N99").violations(tree.getroottree()) == []

@@ -1,0 +1,94 @@
+"""The batch pipeline on Beam's FnApiRunner with a real Redis: every submission leaves through one door."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from cargoscreen import resources
+from cargoscreen.cli import write_corpus
+from cargoscreen.config import RedisSettings, Settings
+from cargoscreen.domain.filings import ANSWERS_NS
+from cargoscreen.job import run_batch
+from cargoscreen.schemas import SchemaRegistry
+
+pytestmark = pytest.mark.slow
+
+
+def _read(folder: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.open()]
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory, redis_server):
+    root = tmp_path_factory.mktemp("batch")
+    write_corpus(root, count=400, seed=77, defect_rate=0.15, envelope_rate=0.04, resubmission_rate=0.03)
+    (root / "filings" / "unreadable.xml").symlink_to(root / "does-not-exist.xml")  # a file that cannot be read
+    settings = Settings().with_redis_url(redis_server.url)
+    summary = run_batch(settings, root / "filings", root / "out")
+    labels = {json.loads(line)["file"]: json.loads(line) for line in (root / "labels.jsonl").open()}
+    return summary, labels, _read(root / "out" / "answers"), _read(root / "out" / "dead-letters")
+
+
+def test_inputs_equal_accepted_plus_rejected_plus_dead_lettered(batch_run):
+    summary, labels, answers, dead = batch_run
+    assert summary.inputs == 401
+    assert summary.balanced
+    assert len(answers) == summary.accepted + summary.rejected and len(dead) == summary.dead_lettered == 1
+    ids = Counter(a["submission_id"] for a in answers) + Counter(d["submission_id"] for d in dead)
+    assert set(ids) == set(labels) | {"unreadable.xml"} and set(ids.values()) == {1}  # exactly one door each
+
+
+def test_answers_match_the_ground_truth(batch_run):
+    summary, labels, answers, dead = batch_run
+    for a in answers:
+        expected = labels[a["submission_id"]]["expected"]
+        assert a["message_type"] == ("IE3R01" if expected == "registered" else "IE3N99"), a["submission_id"]
+    assert summary.answers["IE3R01"] == sum(label["expected"] == "registered" for label in labels.values())
+
+
+def test_every_emitted_answer_validates(batch_run):
+    registry = SchemaRegistry.from_dirs([resources.schema_dir()])
+    for a in batch_run[2]:
+        tree = etree.fromstring(a["xml"].encode()).getroottree()
+        assert registry.lookup(ANSWERS_NS, a["message_type"]).violations(tree) == [], a["submission_id"]
+
+
+def test_error_notifications_name_every_planted_defect(batch_run):
+    _, labels, answers, _ = batch_run
+    for a in answers:
+        label = labels[a["submission_id"]]
+        if a["message_type"] != "IE3N99":
+            continue
+        codes = {c.text for c in etree.fromstring(a["xml"].encode()).iter("{%s}Code" % ANSWERS_NS)}
+        assert {d["code"] for d in label["defects"]} <= codes, a["submission_id"]
+
+
+def test_resent_filings_get_the_mrn_of_the_original(batch_run):
+    _, labels, answers, _ = batch_run
+    by_id = {a["submission_id"]: a for a in answers}
+    resent = [label for label in labels.values() if label.get("resubmission_of")]
+    assert resent
+    for label in resent:
+        assert by_id[label["file"]]["mrn"] == by_id[label["resubmission_of"]]["mrn"]
+    mrns = [a["mrn"] for a in answers if a["message_type"] == "IE3R01"]
+    assert len(set(mrns)) == len(mrns) - len(resent)
+
+
+def test_dead_letters_keep_their_reason(batch_run):
+    [dead] = batch_run[3]
+    assert dead["submission_id"] == "unreadable.xml" and dead["stage"] == "read" and "unreadable" in dead["reason"]
+
+
+def test_redis_down_dead_letters_the_accepted_and_still_answers_the_rejected(tmp_path):
+    write_corpus(tmp_path, count=60, seed=5, defect_rate=0.2, envelope_rate=0, resubmission_rate=0)
+    settings = Settings(redis=RedisSettings(url=f"unix://{tmp_path}/no-redis.sock", retries=1, backoff_seconds=0.01))
+    summary = run_batch(settings, tmp_path / "filings", tmp_path / "out")
+    dead = _read(tmp_path / "out" / "dead-letters")
+    assert summary.balanced and summary.inputs == 60
+    assert summary.dead_lettered == len(dead) > 0 and summary.answers.get("IE3R01", 0) == 0
+    assert summary.answers["IE3N99"] == 60 - len(dead)
+    assert all(d["stage"] == "register" and "unavailable" in d["reason"] and d["payload_base64"] for d in dead)
