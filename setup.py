@@ -51,7 +51,6 @@ setup(
     entry_points={"console_scripts": ["cargoscreen=cargoscreen.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: Apache Software License",
         "Topic :: Scientific/Engineering :: Information Analysis",
     ],
 )

@@ -38,6 +38,8 @@ def main(verbose: bool) -> None:
     # Importing Beam installs a root handler; force ours.
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Beam's GCP modules complain about a Google client we do not use.
+    logging.getLogger().handlers[0].addFilter(lambda record: "apitools not found" not in record.getMessage())
 
 
 @main.command()
