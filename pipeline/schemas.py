@@ -229,11 +229,12 @@ class LxmlSchema:
             expected = self._docs.by_pattern.get(pattern or "") or self._docs.by_type.get(
                 _CLARK.sub("", type_name or ""))
         elif code == "XSD_LENGTH":
-            limit = (re.findall(r"'(\d+)'", message) or ["?"])[-1]
+            numbers = re.findall(r"'(\d+)'", message) or ["?"]  # the value's length (as the type counts it), the bound
             kind = entry.type_name.split("_")[2].lower().replace("length", "Length")
-            constraint = f"{kind} {limit}"
-            expected = {"maxLength": "at most", "minLength": "at least"}.get(kind, "exactly") + f" {limit} characters"
+            constraint = f"{kind} {numbers[-1]}"
+            expected = {"maxLength": "at most", "minLength": "at least"}.get(kind, "exactly") + f" {numbers[-1]} characters"
             value = el.text if el is not None and el.text else value
+            detail = numbers[0]
         elif code == "XSD_CODE":
             codes = frozenset(re.findall(r"'([^']*)'", message[message.find("{", message.find("set")):]))
             constraint = "code list"

@@ -108,7 +108,7 @@ def _word_xsd(v: SchemaViolation) -> str:
     if v.code == "XSD_FORMAT":
         return f"{label} '{v.value}' does not have the required format.{expected}"
     if v.code == "XSD_LENGTH":
-        return f"{label} is {len(v.value or '')} characters long; {v.expected or v.constraint} are allowed."
+        return f"{label} is {v.detail} characters long; {v.expected or v.constraint} are allowed."
     if v.code == "XSD_CODE":
         return f"{label} '{v.value}' is not an allowed code.{expected}"
     if v.code == "XSD_RANGE":

@@ -58,3 +58,12 @@ def test_run_prints_a_balanced_summary(tmp_path, redis_server):
     assert "inputs 50 = accepted" in result.output and "balanced" in result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["balanced"] and summary["inputs"] == 50 == summary["accepted"] + summary["rejected"]
+
+
+def test_demo_runs_the_whole_flow(tmp_path):
+    """What `make demo` runs, smaller: generate, screen with an embedded Redis, compare with the ground truth."""
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--count", "80", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert "balanced" in result.output and "agree with the ground truth for 80 of 80" in result.output
+    assert "IE3R01" in result.output and "IE3N99" in result.output
+    assert json.loads((tmp_path / "results" / "summary.json").read_text())["inputs"] == 80

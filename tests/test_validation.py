@@ -92,3 +92,16 @@ def test_mixed_corpus_defect_rate_matches_the_spec():
     rejected = sum(label["expected"] == "rejected" for label in labels)
     assert 180 < rejected < 290  # 25% asked, minus filings with no place for the drawn defect
     assert {d["kind"] for label in labels for d in label["defects"]} >= set(CONTENT_DEFECTS) - {"bulk-with-count"}
+
+
+def test_length_errors_count_like_the_schema(validator):
+    filing = next(generate(GeneratorSpec(count=1, seed=3, defect_rate=0, envelope_rate=0, modes=("road",))))
+    root = etree.fromstring(filing.data)
+    description = root.find(".//{%s}Description" % root.nsmap["ens"])
+    description.text = "  " + "shoes " * 100  # 600 characters, 599 once white space is collapsed
+    [error] = validator.validate(Submission("long", etree.tostring(root))).errors
+    assert error.code == "XSD_LENGTH" and error.constraint == "maxLength 512"
+    assert error.reason == "Description is 599 characters long; at most 512 characters are allowed."
+    description.text = "   "
+    [error] = validator.validate(Submission("blank", etree.tostring(root))).errors
+    assert error.code == "XSD_LENGTH" and "at least 1 characters" in error.reason

@@ -109,6 +109,8 @@ class VagueDescriptionMatcher:
 
     def is_vague(self, description: str) -> bool:
         words = _WORD.findall(description.lower())
+        if not words:
+            return False  # blank: the schema's minimum length reports it
         i, n = 0, len(words)
         while i < n:
             for length in range(min(self._longest, n - i), 0, -1):
