@@ -2,7 +2,7 @@
 the filer gets. Pure functions; the Beam stages call them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .domain import answers
 from .domain.answers import Answer, FilingError
@@ -22,6 +22,15 @@ class DeadLetter:
     stage: str
     reason: str
     payload: bytes
+
+
+def not_screened(outcome: ValidationOutcome) -> ValidationOutcome:
+    """A message valid under another schema set, but not an ENS filing: rejected, saying so."""
+    s = outcome.summary
+    return replace(outcome, errors=(FilingError(
+        "NOT_AN_ENS_FILING", f"/{s.message_type}", "an ENS filing, amendment or invalidation",
+        f"{s.message_type} ({s.namespace or 'no namespace'}) is a valid message, but this service screens "
+        f"Entry Summary Declarations only."),))
 
 
 def rejection(outcome: ValidationOutcome, now: str) -> Answer:

@@ -19,6 +19,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from .config import Settings
+from .connectors.files import ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record
+from .connectors.redis_store import ReportProgress, progress_key
 from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.register import RegisterFilings
 from .stages.validate import ValidateFilings
@@ -47,10 +49,6 @@ class RunSummary:
 
 def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,
                 progress_key: str | None = None) -> None:
-    from cargoscreen.connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record,
-                                              dead_letter_record)
-    from cargoscreen.connectors.redis_store import ReportProgress
-
     read = pipeline | "ReadFilings" >> ReadFilingsFromFolder(input_dir, settings.limits.max_bytes)
     checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
     registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings)
@@ -77,8 +75,6 @@ def make_pipeline(runner: str = "FnApiRunner", options: list[str] | None = None)
 
 def run_batch(settings: Settings, input_dir: Path, output_dir: Path, runner: str = "FnApiRunner",
               options: list[str] | None = None, run_id: str | None = None) -> RunSummary:
-    from cargoscreen.connectors.redis_store import progress_key
-
     pipeline = make_pipeline(runner, options)
     build_batch(pipeline, settings, Path(input_dir), Path(output_dir),
                 progress_key(settings.redis.key_prefix, run_id) if run_id else None)

@@ -342,9 +342,6 @@ class SchemaRegistry:
     def lookup(self, namespace: str | None, name: str) -> CompiledSchema | None:
         return self.roots.get((namespace, name))
 
-    def known_roots(self) -> list[str]:
-        return sorted(f"{{{ns}}}{name}" if ns else name for ns, name in self.roots)
-
 
 def _closure(xsd: _XsdFile, files: dict[Path, _XsdFile], follow_imports: bool) -> list[_XsdFile]:
     """The files xsd pulls in, transitively (includes, and imports when asked)."""

@@ -92,3 +92,15 @@ def test_redis_down_dead_letters_the_accepted_and_still_answers_the_rejected(tmp
     assert summary.dead_lettered == len(dead) > 0 and summary.answers.get("IE3R01", 0) == 0
     assert summary.answers["IE3N99"] == 60 - len(dead)
     assert all(d["stage"] == "register" and "unavailable" in d["reason"] and d["payload_base64"] for d in dead)
+
+
+def test_a_valid_message_of_another_schema_set_is_rejected_not_registered(tmp_path, redis_server):
+    from .conftest import OTHER_SCHEMAS
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "invoice.xml").write_text("<Invoice><Number>INV-000001</Number><Amount>3</Amount></Invoice>")
+    settings = Settings(extra_schema_dirs=(OTHER_SCHEMAS,)).with_redis_url(redis_server.url)
+    summary = run_batch(settings, tmp_path / "in", tmp_path / "out")
+    [answer] = _read(tmp_path / "out" / "answers")
+    assert summary.balanced and summary.answers == {"IE3N99": 1}
+    assert "NOT_AN_ENS_FILING" in answer["xml"]

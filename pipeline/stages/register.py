@@ -9,6 +9,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter, registration_answer, registration_request
 from ..config import Settings
+from ..connectors.redis_store import connect, with_retries
 from ..registration import RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
@@ -21,27 +22,24 @@ class _RegisterBatchDoFn(beam.DoFn):
         self._settings = settings
 
     def setup(self):
-        from cargoscreen.connectors.redis_store import connect
-
         self._store = RegistrationStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
                                         self._settings.registration_retention_seconds)
 
     def process(self, batch: list[ValidationOutcome]):
-        from cargoscreen.connectors.redis_store import with_retries
-
         now = utc_now()
         year = datetime.now(timezone.utc).year
-        requests = [registration_request(o, year) for o in batch]
         try:
+            requests = [registration_request(o, year) for o in batch]
             results = with_retries(self._settings.redis, lambda: self._store.register(requests, now))
-        except redis.RedisError as exc:
+            answers = [registration_answer(o, r, now) for o, r in zip(batch, results)]
+        except Exception as exc:  # Redis gone after retries, or a bug: keep every filing, say why
+            reason = (f"registration store unavailable: {exc}" if isinstance(exc, redis.RedisError)
+                      else f"{type(exc).__name__}: {exc}")
             for o in batch:
-                yield TaggedOutput(DEAD_LETTER, DeadLetter(
-                    o.submission.submission_id, "register", f"registration store unavailable: {exc}",
-                    o.submission.payload))
+                yield TaggedOutput(DEAD_LETTER, DeadLetter(o.submission.submission_id, "register", reason,
+                                                           o.submission.payload))
             return
-        for outcome, result in zip(batch, results):
-            yield registration_answer(outcome, result, now)
+        yield from answers
 
 
 class RegisterFilings(beam.PTransform):

@@ -5,7 +5,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from ..answering import DeadLetter
+from ..answering import DeadLetter, not_screened
 from ..config import Settings
 from ..validation import FilingValidator, Submission
 
@@ -29,6 +29,8 @@ class _ValidateDoFn(beam.DoFn):
             yield TaggedOutput(DEAD_LETTER, DeadLetter(
                 submission.submission_id, "validate", f"{type(exc).__name__}: {exc}", submission.payload))
             return
+        if outcome.accepted and outcome.summary.filing_code is None:
+            outcome = not_screened(outcome)  # valid under another schema set: not ours to register
         if outcome.accepted:
             self._accepted.inc()
             yield outcome
