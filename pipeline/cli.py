@@ -6,7 +6,6 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import click

@@ -100,6 +100,7 @@ class _Builder:
     def __init__(self, rng: random.Random, ref: ReferenceData, kind: FilingKind, index: int, spec: GeneratorSpec):
         self.rng, self.ref, self.kind, self.index, self.spec = rng, ref, kind, index, spec
         self.mode_function = {"sea": "1", "rail": "2", "road": "3"}.get(kind.mode, "4")
+        self.locations = sorted(ref.locations.values(), key=lambda loc: loc.locode)
 
     # -- small pieces ------------------------------------------------------------------
     def el(self, parent, tag, text=None):
@@ -122,16 +123,12 @@ class _Builder:
         return f"{r.choice(NAME_A)} {r.choice(NAME_B)} {r.choice(NAME_C)}"
 
     def location(self, function: str, countries=None, exclude_countries=()) -> str:
-        options = [loc for loc in self._locations if loc.serves(function)
+        options = [loc for loc in self.locations if loc.serves(function)
                    and (countries is None or loc.country in countries) and loc.country not in exclude_countries]
         return self.rng.choice(options).locode
 
-    @property
-    def _locations(self):
-        return sorted(self.ref.locations.values(), key=lambda l: l.locode)
-
     def address(self, parent, country: str):
-        cities = [l.name for l in self._locations if l.country == country] or ["Capital"]
+        cities = [loc.name for loc in self.locations if loc.country == country] or ["Capital"]
         a = self.el(parent, "Address")
         self.el(a, "Street", f"{self.rng.randint(1, 400)} {self.rng.choice(STREETS)}")
         self.el(a, "City", self.rng.choice(cities)[:35])

@@ -1,7 +1,6 @@
 """The ENS schema set: structure, the catalogue of filings, and the formats its simple types enforce."""
 from __future__ import annotations
 
-import random
 
 import pytest
 import xmlschema

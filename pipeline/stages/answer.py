@@ -11,7 +11,7 @@ from ..config import Settings
 from ..domain.answers import Answer
 from ..domain.filings import ANSWERS_NS
 from ..schemas import SchemaRegistry
-from ..validation import ValidationOutcome, utc_now
+from ..validation import utc_now
 from .validate import DEAD_LETTER
 
 ANSWERS = "answers"
