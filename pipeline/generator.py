@@ -163,13 +163,14 @@ class _Builder:
 
     # -- structure ---------------------------------------------------------------------
     def item_count(self) -> int:
+        """mixed: the 1-20 KB filings of everyday traffic; large: 60 to 250 goods items (50-120 KB)."""
         r, size = self.rng.random(), self.spec.size
         if size == "small" or (size == "mixed" and r < 0.55):
             return self.rng.randint(1, 3)
         if size == "mixed" and r < 0.85:
             return self.rng.randint(4, 15)
-        if size == "mixed" and r < 0.97:
-            return self.rng.randint(16, 60)
+        if size == "mixed":
+            return self.rng.randint(16, 45)
         return self.rng.randint(60, 250)
 
     def goods(self, parent, n, containers, pre_loading=False) -> tuple[float, int]:
@@ -310,7 +311,7 @@ class _Builder:
                 self.doc(hc, "TransportDocument", house_type, f"HB{self.rng.randint(10, 99)}")
                 self.consignor_consignee(hc)
                 house_totals = self.totals_placeholder(hc)
-                mass, packages = self.goods(hc, max(1, self.item_count() // 2), containers)
+                mass, packages = self.goods(hc, max(1, self.item_count() // 3), containers)
                 self.fill_totals(house_totals, (mass, packages))
                 grand_mass, grand_packages = grand_mass + mass, grand_packages + packages
             self.fill_totals(totals, (round(grand_mass, 3), grand_packages))
