@@ -28,6 +28,7 @@ setup(
         "cargoscreen.rules",
     ],
     package_data={
+        "cargoscreen.connectors": ["dcsa-tnt/*"],
         "cargoscreen.xsd": ["**/*.xsd", "**/*.md"],
         "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.md"],
     },
@@ -39,6 +40,8 @@ setup(
         "python-stdnum>=1.20",
         "pycountry>=24.6",
         "PyYAML>=6",
+        "fastjsonschema>=2.19",
+        "jsonschema>=4.20",
         "click>=8.1",
         "rich>=13",
     ],

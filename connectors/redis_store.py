@@ -35,6 +35,7 @@ class EmbeddedRedis:
         return self._server.pid
 
     def close(self) -> None:
+        self._server.save()  # the data folder keeps the data for the next start
         self._server.shutdown()
 
     def __enter__(self) -> "EmbeddedRedis":

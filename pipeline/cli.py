@@ -202,6 +202,56 @@ def _print_summary(summary, elapsed: float) -> None:
               f"{summary.inputs / elapsed if elapsed else 0:.0f} filings/s)")
 
 
+@main.group()
+def csm() -> None:
+    """Container status messages: the DCSA Track & Trace 2.2 feed."""
+
+
+@csm.command("load")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--redis-url", default=None, help="Redis of the pipeline; default: the embedded one in --data-dir.")
+@click.option("--data-dir", default=".cargoscreen", show_default=True, type=click.Path(file_okay=False),
+              help="Where the embedded Redis keeps its data between runs.")
+@click.option("--rejected", "rejected_path", default="csm-rejected.jsonl", show_default=True,
+              type=click.Path(dir_okay=False), help="JSON lines of rejected events, each with its reasons.")
+def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
+    """Load DCSA events from files or folders (*.json lists, *.jsonl lines) into the container store."""
+    from .connectors.dcsa import DcsaEventChecker, event_files, read_events
+    from .connectors.redis_store import EmbeddedRedis, connect
+    from .container_feed import load_events, rejected_record
+    from .container_store import ContainerEventStore
+
+    files = event_files([Path(p) for p in paths])
+    embedded = EmbeddedRedis(Path(data_dir) / "redis") if redis_url is None else None
+    try:
+        store = ContainerEventStore(connect(redis_url or embedded.url))
+        checker = DcsaEventChecker()
+        started = time.perf_counter()
+        with open(rejected_path, "w", encoding="utf-8") as rejected, _progress() as progress:
+            task = progress.add_task("loading events", total=None)
+            items = ((where, event) for f in files for where, event in read_events(f))
+            summary = load_events(items, checker, store,
+                                  on_rejected=lambda w, e, p: rejected.write(rejected_record(w, e, p) + "\n"),
+                                  on_progress=lambda n: progress.update(task, completed=n))
+        elapsed = time.perf_counter() - started
+    finally:
+        if embedded is not None:
+            embedded.close()
+    out = Console()
+    table = Table(title=f"DCSA T&T {checker.version} feed", show_header=True, header_style="bold")
+    table.add_column("events")
+    table.add_column("count", justify="right")
+    table.add_row("read", str(summary.read))
+    table.add_row("loaded", str(summary.loaded))
+    table.add_row("  of which with a container id failing ISO 6346", str(summary.unchecked_container_ids))
+    table.add_row("duplicates (eventID seen before)", str(summary.duplicates))
+    for reason, count in summary.rejected.most_common():
+        table.add_row(f"rejected: {reason}", str(count))
+    out.print(table)
+    out.print(f"{summary.read / elapsed if elapsed else 0:,.0f} events/s; rejected events with reasons: {rejected_path}")
+    sys.exit(0 if summary.balanced else 2)
+
+
 @main.command()
 @click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--count", default=500, show_default=True)

@@ -1,0 +1,107 @@
+"""Container status events in Redis: histories per container, idempotent, bounded.
+
+Key layout (prefix `cs` by default):
+    {p}:ev:{eventID}                   the normalized event (JSON); written once: a re-sent event is a duplicate
+    {p}:eq:{container}:{classifier}    sorted set of eventIDs by event time (UTC epoch); ACT, EST and PLN apart
+    {p}:vv:{vesselIMO}:{voyage}        sorted set of eventIDs on that vessel voyage (export or import number)
+    {p}:td:{type}:{reference}          sorted set of eventIDs naming that document (TRD, BKG, ...)
+Events arrive late and out of order; the sorted sets keep them in event-time order anyway.
+Bounded: each index keeps its newest `max_per_key` events, and every key expires `retention`
+after its last write. One Lua script per batch writes everything (one round trip); one
+per batch reads histories back. The scripts build keys from arguments: one Redis instance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import redis
+
+from .domain.container_events import ContainerEvent
+
+_ADD = """
+local p, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+local function index(key, score, id)
+  redis.call('ZADD', key, score, id)
+  redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1)
+  redis.call('EXPIRE', key, ttl)
+end
+local n = (#ARGV - 3) / 7
+for i = 1, n do
+  local b = 3 + 7 * (i - 1)
+  local id, body, score, eq, cls, vv, td = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5], ARGV[b+6], ARGV[b+7]
+  if redis.call('SET', p .. ':ev:' .. id, body, 'NX', 'EX', ttl) then
+    if eq ~= '' then index(p .. ':eq:' .. eq .. ':' .. cls, score, id) end
+    for v in string.gmatch(vv, '[^\\31]+') do index(p .. ':vv:' .. v, score, id) end
+    for d in string.gmatch(td, '[^\\31]+') do index(p .. ':td:' .. d, score, id) end
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+_READ = """
+local p, cls, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV do
+  local ids = redis.call('ZRANGE', p .. ARGV[i], -limit, -1)
+  local bodies = {}
+  if #ids > 0 then
+    local keys = {}
+    for j, id in ipairs(ids) do keys[j] = p .. ':ev:' .. id end
+    bodies = redis.call('MGET', unpack(keys))
+  end
+  out[i - 3] = bodies
+end
+return out
+"""
+
+SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    key_prefix: str = "cs"
+    retention_seconds: int = 180 * 86400
+    max_per_key: int = 500  # newest events kept per container, voyage or document
+
+
+class ContainerEventStore:
+    def __init__(self, client: redis.Redis, settings: StoreSettings = StoreSettings()):
+        self._client, self._settings = client, settings
+        self._add = client.register_script(_ADD)
+        self._read = client.register_script(_READ)
+
+    def add(self, events: Sequence[ContainerEvent]) -> list[bool]:
+        """Stores a batch in one round trip; True for each event stored, False for a duplicate eventID."""
+        s = self._settings
+        args: list = [s.key_prefix, s.retention_seconds, s.max_per_key]
+        for e in events:
+            voyages = SEP.join(f"{e.vessel_imo}:{v}" for v in e.voyages) if e.vessel_imo else ""
+            args += [e.event_id, e.to_json(), e.event_time, e.equipment or "", e.classifier, voyages,
+                     SEP.join(e.documents)]
+        return [bool(r) for r in self._add(args=args)] if events else []
+
+    def histories(self, containers: Iterable[str], classifier: str = "ACT",
+                  limit: int | None = None) -> dict[str, list[ContainerEvent]]:
+        """Each container's events of one classifier, oldest first, in one round trip."""
+        containers = list(dict.fromkeys(containers))
+        keys = [f":eq:{c}:{classifier}" for c in containers]
+        return dict(zip(containers, self._fetch(keys, classifier, limit)))
+
+    def by_voyage(self, vessel_imo: str, voyage: str, limit: int | None = None) -> list[ContainerEvent]:
+        return self._fetch([f":vv:{vessel_imo}:{voyage}"], "", limit)[0]
+
+    def by_document(self, document: str, limit: int | None = None) -> list[ContainerEvent]:
+        """document as 'TRD:reference' or 'BKG:reference'."""
+        return self._fetch([f":td:{document}"], "", limit)[0]
+
+    def _fetch(self, keys: list[str], classifier: str, limit: int | None) -> list[list[ContainerEvent]]:
+        if not keys:
+            return []
+        replies = self._read(args=[self._settings.key_prefix, classifier, limit or self._settings.max_per_key, *keys])
+        # A body can have expired after its index entry: skip it (None).
+        return [[ContainerEvent.from_json(b) for b in bodies if b is not None] for bodies in replies]

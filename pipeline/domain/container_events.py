@@ -1,0 +1,80 @@
+"""Container status events (DCSA Track & Trace 2.2) as the store and the enrichment use them.
+
+`normalize` turns one checked DCSA event (a dict) into a ContainerEvent: flat, small, with
+times as UTC epoch seconds so histories order correctly whatever the events' own offsets.
+Pure functions, no I/O.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from stdnum import iso6346
+
+CLASSIFIERS = ("ACT", "EST", "PLN")  # actual, estimated, planned: kept apart in the store
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    event_id: str
+    event_type: str  # EQUIPMENT, TRANSPORT or SHIPMENT
+    classifier: str  # ACT, EST or PLN
+    code: str  # LOAD, DISC, GTIN, ... / ARRI, DEPA / shipment event code
+    event_time: float  # UTC epoch seconds
+    created_time: float
+    equipment: str | None = None  # ISO 6346 container id, as the feed gave it
+    equipment_check_digit_ok: bool | None = None  # None when there is no container
+    empty: str | None = None  # EMPTY or LADEN
+    location: str | None = None  # UN/LOCODE where it happened
+    vessel_imo: str | None = None
+    voyages: tuple[str, ...] = ()  # carrier export/import voyage numbers of the transport call
+    documents: tuple[str, ...] = ()  # "TRD:reference", "BKG:reference", ...
+    seals: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ContainerEvent":
+        data = json.loads(text)
+        for name in ("voyages", "documents", "seals"):
+            data[name] = tuple(data[name])
+        return cls(**data)
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _code(event: dict) -> str:
+    return (event.get("equipmentEventTypeCode") or event.get("transportEventTypeCode")
+            or event.get("shipmentEventTypeCode") or "")
+
+
+def normalize(event: dict) -> ContainerEvent:
+    """One DCSA event, already checked against the definition, as a ContainerEvent."""
+    call = event.get("transportCall") or {}
+    vessel = call.get("vessel") or {}
+    location = (event.get("eventLocation") or {}).get("UNLocationCode") or call.get("UNLocationCode")
+    equipment = event.get("equipmentReference")
+    documents = [f"{d['documentReferenceType']}:{d['documentReferenceValue']}"
+                 for d in event.get("documentReferences") or ()]
+    if event.get("documentTypeCode") and event.get("documentID"):  # shipment events name their document
+        documents.append(f"{event['documentTypeCode']}:{event['documentID']}")
+    return ContainerEvent(
+        event_id=event["eventID"],
+        event_type=event["eventType"],
+        classifier=event["eventClassifierCode"],
+        code=_code(event),
+        event_time=_epoch(event["eventDateTime"]),
+        created_time=_epoch(event["eventCreatedDateTime"]),
+        equipment=equipment,
+        equipment_check_digit_ok=iso6346.is_valid(equipment) if equipment else None,
+        empty=event.get("emptyIndicatorCode"),
+        location=location,
+        vessel_imo=vessel.get("vesselIMONumber"),
+        voyages=tuple(v for v in (call.get("exportVoyageNumber"), call.get("importVoyageNumber")) if v),
+        documents=tuple(documents),
+        seals=tuple(s["sealNumber"] for s in event.get("seals") or () if s.get("sealNumber")),
+    )
