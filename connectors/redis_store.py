@@ -6,6 +6,7 @@ as the EmbeddedRedis object that started it.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -35,8 +36,18 @@ class EmbeddedRedis:
         return self._server.pid
 
     def close(self) -> None:
-        self._server.save()  # the data folder keeps the data for the next start
-        self._server.shutdown()
+        """Stops the server; SHUTDOWN SAVE writes the data folder for the next start (even during a BGSAVE)."""
+        pid = self._server.pid
+        try:
+            self._server.shutdown(save=True)
+        except redis.RedisError:
+            pass  # the server closes the connection as it exits
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+            time.sleep(0.05)
 
     def __enter__(self) -> "EmbeddedRedis":
         return self

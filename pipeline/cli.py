@@ -248,7 +248,9 @@ def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     for reason, count in summary.rejected.most_common():
         table.add_row(f"rejected: {reason}", str(count))
     out.print(table)
-    out.print(f"{summary.read / elapsed if elapsed else 0:,.0f} events/s; rejected events with reasons: {rejected_path}")
+    out.print(f"read {summary.read} = loaded {summary.loaded} + duplicates {summary.duplicates} + rejected "
+              f"{sum(summary.rejected.values())}   ({summary.read / elapsed if elapsed else 0:,.0f} events/s); "
+              f"rejected events with reasons: {rejected_path}", soft_wrap=True)
     sys.exit(0 if summary.balanced else 2)
 
 
