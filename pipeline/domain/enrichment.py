@@ -1,0 +1,182 @@
+"""Facts about a filing from what its containers actually did (container status events).
+
+Pure functions: the declared shipment (read from the filing) and each container's history
+in; facts out, each pointing at the events behind it, for the rules to use. The history is
+the ACT events of a container, oldest first (see container_store.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from lxml import etree
+
+from .container_events import ContainerEvent
+from .filings import ENS_NS
+from .reference import ReferenceData
+
+MAX_PLAUSIBLE_KMH = 60.0  # faster than any ship or truck: two events this far apart are one box in two places
+LOAD, DISCHARGE, STUFFING = "LOAD", "DISC", "STUF"
+
+
+@dataclass(frozen=True)
+class DeclaredContainer:
+    container_id: str
+    packed_status: str | None  # EMPTY or LADEN
+    seals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeclaredShipment:
+    """What the filing says, as far as container status can confirm or contradict it."""
+
+    issued_at: float  # UTC epoch seconds
+    place_of_loading: str | None  # UN/LOCODE, or None when given as a name
+    place_of_unloading: str | None
+    loading_country: str | None
+    unloading_country: str | None
+    routing_countries: tuple[str, ...]
+    vessel_imo: str | None
+    voyage: str | None
+    containers: tuple[DeclaredContainer, ...]
+
+
+@dataclass(frozen=True)
+class Fact:
+    kind: str
+    container: str
+    detail: str
+    events: tuple[str, ...] = ()  # eventIDs behind the fact
+    values: dict = field(default_factory=dict, compare=False)
+
+
+def _q(name: str) -> str:
+    return f"{{{ENS_NS}}}{name}"
+
+
+def _place(consignment, tag) -> tuple[str | None, str | None]:
+    place = consignment.find(_q(tag)) if consignment is not None else None
+    if place is None:
+        return None, None
+    code = place.findtext(_q("UNLocode"))
+    return (code, code[:2]) if code else (None, place.findtext(_q("Country")))
+
+
+def declared_shipment(root: etree._Element) -> DeclaredShipment:
+    """Reads the declared route, vessel and containers of an ENS filing (a validated tree)."""
+    consignment = root.find(_q("Consignment"))
+    loading, loading_country = _place(consignment, "PlaceOfLoading")
+    unloading, unloading_country = _place(consignment, "PlaceOfUnloading")
+    means = root.find(_q("ActiveBorderTransportMeans"))
+    issued = root.findtext(f"{_q('Header')}/{_q('IssueDateTime')}")
+    containers = tuple(
+        DeclaredContainer(eq.findtext(_q("ContainerId")), eq.findtext(_q("PackedStatus")),
+                          tuple(s.text for s in eq.iterchildren(_q("Seal"))))
+        for eq in (consignment.iterchildren(_q("TransportEquipment")) if consignment is not None else ()))
+    return DeclaredShipment(
+        issued_at=datetime.fromisoformat(issued.replace("Z", "+00:00")).timestamp() if issued else 0.0,
+        place_of_loading=loading, place_of_unloading=unloading,
+        loading_country=loading_country, unloading_country=unloading_country,
+        routing_countries=tuple(c.text for c in consignment.iterfind(f"{_q('Itinerary')}/{_q('Country')}"))
+        if consignment is not None else (),
+        vessel_imo=means.findtext(_q("VesselIMO")) if means is not None else None,
+        voyage=means.findtext(_q("VoyageNumber")) if means is not None else None,
+        containers=containers,
+    )
+
+
+def _km(ref: ReferenceData, a: str | None, b: str | None) -> float | None:
+    la, lb = ref.locations.get(a or ""), ref.locations.get(b or "")
+    if not la or not lb or la.latitude is None or lb.latitude is None:
+        return None
+    p1, p2 = math.radians(la.latitude), math.radians(lb.latitude)
+    dp, dl = p2 - p1, math.radians(lb.longitude - la.longitude)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def route_sailed(history: list[ContainerEvent]) -> list[tuple[str, str, str]]:
+    """(LOAD or DISC, UN/LOCODE, eventID) in event-time order: where the box went on and off ships."""
+    return [(e.code, e.location, e.event_id) for e in history if e.code in (LOAD, DISCHARGE) and e.location]
+
+
+def container_facts(declared: DeclaredShipment, container: DeclaredContainer, history: list[ContainerEvent],
+                    ref: ReferenceData) -> list[Fact]:
+    cid = container.container_id
+    if not history:
+        return [Fact("container-unknown", cid, "no status event for this container")]
+    past = [e for e in history if e.event_time <= declared.issued_at] or history
+    last = past[-1]
+    facts = [Fact("last-event", cid, f"{last.code} at {last.location} "
+                  f"{(declared.issued_at - last.event_time) / 3600:.0f} h before filing", (last.event_id,),
+                  {"code": last.code, "location": last.location,
+                   "age_hours": round((declared.issued_at - last.event_time) / 3600, 1)})]
+    facts += _route_facts(declared, cid, route_sailed(history))
+    if container.packed_status and last.empty and last.empty != container.packed_status:
+        facts.append(Fact("packed-status-mismatch", cid,
+                          f"declared {container.packed_status}, last seen {last.empty}", (last.event_id,)))
+    for e in history:
+        if e.code == STUFFING and e.event_time > declared.issued_at:
+            facts.append(Fact("stuffed-after-filing", cid, f"stuffed at {e.location} after the filing", (e.event_id,)))
+        if e.equipment_check_digit_ok is False:
+            facts.append(Fact("feed-container-id-unchecked", cid, f"the feed's id {e.equipment} fails ISO 6346",
+                              (e.event_id,)))
+            break
+    seen_seals = {s for e in history for s in e.seals}
+    if container.seals and seen_seals and not set(container.seals) & seen_seals:
+        facts.append(Fact("seal-mismatch", cid, f"declared seals {', '.join(container.seals)} never seen; "
+                          f"seen {', '.join(sorted(seen_seals))}", tuple(e.event_id for e in history if e.seals)))
+    loads = [e for e in history if e.code == LOAD and e.vessel_imo]
+    if declared.vessel_imo and loads and all(e.vessel_imo != declared.vessel_imo for e in loads):
+        facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on "
+                          f"{', '.join(sorted({e.vessel_imo for e in loads}))}", tuple(e.event_id for e in loads)))
+    facts += _impossible_moves(cid, history, ref)
+    return facts
+
+
+def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, str, str]]) -> list[Fact]:
+    if not route:
+        return []
+    facts = []
+    loads = [(loc, eid) for code, loc, eid in route if code == LOAD]
+    ports = [loc for _, loc, _ in route]
+    facts.append(Fact("route-sailed", cid, " > ".join(dict.fromkeys(ports)), tuple(eid for _, _, eid in route),
+                      {"ports": list(dict.fromkeys(ports))}))
+    if declared.place_of_loading and loads and loads[0][0] != declared.place_of_loading:
+        facts.append(Fact("loading-place-mismatch", cid,
+                          f"declared {declared.place_of_loading}, first loaded at {loads[0][0]}", (loads[0][1],)))
+    # A discharge followed by a load is a transhipment; a last discharge is where the box came off for good.
+    final_code, final_place, final_event = route[-1]
+    if final_code == DISCHARGE and declared.place_of_unloading and final_place != declared.place_of_unloading:
+        facts.append(Fact("unloading-place-mismatch", cid,
+                          f"declared {declared.place_of_unloading}, discharged at {final_place}", (final_event,)))
+    tranship = [(loc, eid) for i, (code, loc, eid) in enumerate(route)
+                if code == DISCHARGE and any(c == LOAD for c, _, _ in route[i + 1:])]
+    if tranship:
+        facts.append(Fact("transhipment", cid, ", ".join(dict.fromkeys(loc for loc, _ in tranship)),
+                          tuple(eid for _, eid in tranship)))
+    undeclared = sorted({loc[:2] for loc in ports} - set(declared.routing_countries))
+    if declared.routing_countries and undeclared:
+        facts.append(Fact("routing-country-undeclared", cid, f"sailed through {', '.join(undeclared)}, "
+                          f"declared {' '.join(declared.routing_countries)}",
+                          tuple(eid for _, loc, eid in route if loc[:2] in undeclared)))
+    return facts
+
+
+def _impossible_moves(cid: str, history: list[ContainerEvent], ref: ReferenceData) -> list[Fact]:
+    facts = []
+    placed = [e for e in history if e.location]
+    for a, b in zip(placed, placed[1:]):
+        km = _km(ref, a.location, b.location)
+        hours = max((b.event_time - a.event_time) / 3600, 1 / 60)
+        if km is not None and km / hours > MAX_PLAUSIBLE_KMH:
+            facts.append(Fact("impossible-movement", cid, f"{a.location} to {b.location}: {km:.0f} km in "
+                              f"{hours:.1f} h", (a.event_id, b.event_id), {"km": round(km), "hours": round(hours, 1)}))
+    return facts
+
+
+def shipment_facts(declared: DeclaredShipment, histories: dict[str, list[ContainerEvent]],
+                   ref: ReferenceData) -> list[Fact]:
+    """All facts of a filing: for each declared container, from its history."""
+    return [f for c in declared.containers for f in container_facts(declared, c, histories.get(c.container_id, []), ref)]

@@ -1,0 +1,95 @@
+"""Facts from container histories: clean traffic gives no anomaly, each planted anomaly is found with its events."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+from lxml import etree
+
+from cargoscreen.domain.container_events import ContainerEvent
+from cargoscreen.domain.enrichment import DeclaredShipment, declared_shipment, shipment_facts
+from cargoscreen.domain.reference import bundled_reference
+from cargoscreen.generator import GeneratorSpec, generate
+
+INFORMATIONAL = {"last-event", "route-sailed", "transhipment"}
+HOUR = 3600.0
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def declared() -> DeclaredShipment:
+    filing = next(f for f in generate(GeneratorSpec(count=80, seed=21, defect_rate=0, envelope_rate=0,
+                                                    resubmission_rate=0, modes=("sea",)))
+                  if b"<ens:IE3F10" in f.data and b"<ens:UNLocode>" in f.data)
+    d = declared_shipment(etree.fromstring(filing.data))
+    assert d.containers and d.vessel_imo and d.voyage and d.place_of_loading
+    # The generator may give a place as name + country; these tests want UN/LOCODEs at both ends.
+    return replace(d, place_of_loading=d.place_of_loading, place_of_unloading=d.place_of_unloading or "NLRTM",
+                   unloading_country=(d.place_of_unloading or "NLRTM")[:2],
+                   routing_countries=tuple(dict.fromkeys((*d.routing_countries, "SG"))))
+
+
+def ev(container, code, location, hours_before_filing, declared, **kw) -> ContainerEvent:
+    defaults = dict(equipment_check_digit_ok=True, empty="LADEN", vessel_imo=declared.vessel_imo,
+                    voyages=(declared.voyage,), seals=())
+    defaults.update(kw)
+    return ContainerEvent(event_id=f"e{next(_ids)}", event_type="EQUIPMENT", classifier="ACT", code=code,
+                          event_time=declared.issued_at - hours_before_filing * HOUR, created_time=declared.issued_at,
+                          equipment=container.container_id, location=location, **defaults)
+
+
+def clean_history(declared, container):
+    """Stuffed and loaded at the declared place on the declared vessel, transhipped in Singapore."""
+    seals = container.seals[:1]
+    return [
+        ev(container, "STUF", declared.place_of_loading, 300, declared, vessel_imo=None, voyages=()),
+        ev(container, "GTIN", declared.place_of_loading, 290, declared, vessel_imo=None, voyages=(), seals=seals),
+        ev(container, "LOAD", declared.place_of_loading, 280, declared, seals=seals),
+        ev(container, "DISC", "SGSIN", 48, declared),
+        ev(container, "LOAD", "SGSIN", 30, declared),
+    ]
+
+
+def kinds(facts):
+    return {f.kind for f in facts} - INFORMATIONAL
+
+
+def test_clean_histories_give_no_anomaly(declared):
+    histories = {c.container_id: clean_history(declared, c) for c in declared.containers}
+    facts = shipment_facts(declared, histories, bundled_reference())
+    assert kinds(facts) == set()
+    route = next(f for f in facts if f.kind == "route-sailed")
+    assert route.values["ports"][0] == declared.place_of_loading and "SGSIN" in route.values["ports"]
+    assert next(f for f in facts if f.kind == "transhipment").detail == "SGSIN"
+
+
+def _with(declared, change):
+    c = declared.containers[0]
+    history = change(clean_history(declared, c), c)
+    return shipment_facts(replace(declared, containers=(c,)), {c.container_id: history}, bundled_reference())
+
+
+@pytest.mark.parametrize("kind,change", [
+    ("container-unknown", lambda h, c: []),
+    ("packed-status-mismatch", lambda h, c: h[:-1] + [replace(h[-1], empty="EMPTY")]),
+    ("stuffed-after-filing", lambda h, c: h + [replace(h[0], event_id="late", event_time=h[-1].event_time + 40 * HOUR)]),
+    ("feed-container-id-unchecked", lambda h, c: h[:-1] + [replace(h[-1], equipment_check_digit_ok=False)]),
+    ("seal-mismatch", lambda h, c: [replace(e, seals=("FOREIGN-SEAL",) if e.seals else ()) for e in h]),
+    ("vessel-mismatch", lambda h, c: [replace(e, vessel_imo="9074729") if e.vessel_imo else e for e in h]),
+    ("loading-place-mismatch", lambda h, c: [replace(h[2], location="TRIST")] + h[3:]),
+    ("unloading-place-mismatch", lambda h, c: h + [replace(h[3], event_id="dx", location="BEANR",
+                                                             event_time=h[-1].event_time + 1)]),
+    ("routing-country-undeclared", lambda h, c: h[:3] + [replace(h[3], location="EGPSD"),
+                                                          replace(h[4], location="EGPSD")]),
+    ("impossible-movement", lambda h, c: h[:4] + [replace(h[4], location="NLRTM",
+                                                          event_time=h[3].event_time + 2 * HOUR)]),
+])
+def test_each_anomaly_is_found_with_its_events(declared, kind, change):
+    facts = _with(declared, change)
+    found = [f for f in facts if f.kind == kind]
+    assert found, f"{kind} not found in {[f.kind for f in facts]}"
+    if kind != "container-unknown":
+        assert all(f.events for f in found)
+    if kind == "impossible-movement":
+        assert found[0].values["km"] > 10_000 and found[0].values["hours"] == 2.0
