@@ -157,3 +157,34 @@ def test_embedded_store_keeps_its_events_across_restarts(tmp_path):
         ContainerEventStore(connect(server.url)).add([normalize(equipment_event())])
     with EmbeddedRedis(tmp_path) as server:
         assert len(ContainerEventStore(connect(server.url)).histories(["MSCU6639870"])["MSCU6639870"]) == 1
+
+
+def test_fast_path_agrees_with_the_definition_as_written(checker):
+    """The flattened, compiled schemas accept exactly what jsonschema on the original definition accepts."""
+    import random
+
+    rnd = random.Random(7)
+    values = [None, 7, -1, "X", "", [], {}, "2026-13-40T00:00:00Z", "LADEN", "ACT", {"UNLocationCode": "NLRTM"}]
+    checked = 0
+    for event in EXAMPLE_EVENTS + [equipment_event(), equipment_event(code="GTIN", classifier="PLN")]:
+        for _ in range(80):
+            mutated = copy.deepcopy(event)
+            target = mutated
+            if isinstance(mutated.get("transportCall"), dict) and rnd.random() < 0.3:
+                target = mutated["transportCall"]
+            key = rnd.choice(sorted(target))
+            if rnd.random() < 0.3:
+                target.pop(key)
+            else:
+                target[key] = rnd.choice(values)
+            event_type = mutated.get("eventType")
+            if not isinstance(event_type, str) or event_type not in checker._fast:
+                continue
+            try:
+                checker._fast[event_type](mutated)
+                fast_ok = True
+            except Exception:
+                fast_ok = False
+            assert fast_ok == (not list(checker._full[event_type].iter_errors(mutated))), mutated
+            checked += 1
+    assert checked > 500

@@ -55,34 +55,58 @@ def _q(name: str) -> str:
     return f"{{{ENS_NS}}}{name}"
 
 
-def _place(consignment, tag) -> tuple[str | None, str | None]:
-    place = consignment.find(_q(tag)) if consignment is not None else None
+_CONSIGNMENT, _HEADER, _MEANS = _q("Consignment"), _q("Header"), _q("ActiveBorderTransportMeans")
+_ISSUED, _IMO, _VOYAGE = _q("IssueDateTime"), _q("VesselIMO"), _q("VoyageNumber")
+_LOADING, _UNLOADING, _ITINERARY, _EQUIPMENT = _q("PlaceOfLoading"), _q("PlaceOfUnloading"), _q("Itinerary"), \
+    _q("TransportEquipment")
+_UNLOCODE, _COUNTRY, _CONTAINER, _PACKED, _SEAL = _q("UNLocode"), _q("Country"), _q("ContainerId"), \
+    _q("PackedStatus"), _q("Seal")
+
+
+def _children_text(el, *tags) -> dict[str, str]:
+    """First text of each wanted child, in one C-filtered pass (lxml's find() parses its path in Python)."""
+    out: dict[str, str] = {}
+    for child in el.iterchildren(*tags):
+        out.setdefault(child.tag, child.text)
+    return out
+
+
+def _place(place) -> tuple[str | None, str | None]:
     if place is None:
         return None, None
-    code = place.findtext(_q("UNLocode"))
-    return (code, code[:2]) if code else (None, place.findtext(_q("Country")))
+    texts = _children_text(place, _UNLOCODE, _COUNTRY)
+    code = texts.get(_UNLOCODE)
+    return (code, code[:2]) if code else (None, texts.get(_COUNTRY))
 
 
 def declared_shipment(root: etree._Element) -> DeclaredShipment:
     """Reads the declared route, vessel and containers of an ENS filing (a validated tree)."""
-    consignment = root.find(_q("Consignment"))
-    loading, loading_country = _place(consignment, "PlaceOfLoading")
-    unloading, unloading_country = _place(consignment, "PlaceOfUnloading")
-    means = root.find(_q("ActiveBorderTransportMeans"))
-    issued = root.findtext(f"{_q('Header')}/{_q('IssueDateTime')}")
-    containers = tuple(
-        DeclaredContainer(eq.findtext(_q("ContainerId")), eq.findtext(_q("PackedStatus")),
-                          tuple(s.text for s in eq.iterchildren(_q("Seal"))))
-        for eq in (consignment.iterchildren(_q("TransportEquipment")) if consignment is not None else ()))
+    parts: dict[str, etree._Element] = {}
+    for child in root.iterchildren(_HEADER, _MEANS, _CONSIGNMENT):
+        parts.setdefault(child.tag, child)
+    issued = _children_text(parts[_HEADER], _ISSUED).get(_ISSUED) if _HEADER in parts else None
+    means = _children_text(parts[_MEANS], _IMO, _VOYAGE) if _MEANS in parts else {}
+    places: dict[str, etree._Element] = {}
+    routing: tuple[str, ...] = ()
+    containers = []
+    consignment = parts.get(_CONSIGNMENT)
+    for child in consignment.iterchildren(_LOADING, _UNLOADING, _ITINERARY, _EQUIPMENT) if consignment is not None else ():
+        if child.tag == _EQUIPMENT:
+            texts = _children_text(child, _CONTAINER, _PACKED)
+            containers.append(DeclaredContainer(texts.get(_CONTAINER), texts.get(_PACKED),
+                                                tuple(s.text for s in child.iterchildren(_SEAL))))
+        elif child.tag == _ITINERARY:
+            routing = tuple(c.text for c in child.iterchildren(_COUNTRY))
+        else:
+            places.setdefault(child.tag, child)
+    loading, loading_country = _place(places.get(_LOADING))
+    unloading, unloading_country = _place(places.get(_UNLOADING))
     return DeclaredShipment(
         issued_at=datetime.fromisoformat(issued.replace("Z", "+00:00")).timestamp() if issued else 0.0,
         place_of_loading=loading, place_of_unloading=unloading,
         loading_country=loading_country, unloading_country=unloading_country,
-        routing_countries=tuple(c.text for c in consignment.iterfind(f"{_q('Itinerary')}/{_q('Country')}"))
-        if consignment is not None else (),
-        vessel_imo=means.findtext(_q("VesselIMO")) if means is not None else None,
-        voyage=means.findtext(_q("VoyageNumber")) if means is not None else None,
-        containers=containers,
+        routing_countries=routing, vessel_imo=means.get(_IMO), voyage=means.get(_VOYAGE),
+        containers=tuple(containers),
     )
 
 
