@@ -11,6 +11,7 @@ from apache_beam.metrics import Metrics
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.domain.answers import Answer
+from cargoscreen.enrichment import EnrichedFiling
 from cargoscreen.validation import Submission
 
 
@@ -62,6 +63,14 @@ def answer_record(answer: Answer) -> str:
     return json.dumps({"submission_id": answer.submission_id, "message_type": answer.message_type,
                        "recipient": answer.recipient, "lrn": answer.lrn, "mrn": answer.mrn,
                        "xml": answer.xml.decode("utf-8")}, ensure_ascii=False)
+
+
+def enriched_record(e: EnrichedFiling) -> str:
+    return json.dumps({
+        "submission_id": e.submission_id, "mrn": e.mrn, "filing_code": e.filing_code, "mode": e.mode, "lrn": e.lrn,
+        "filer": e.filer, "containers": list(e.containers), "container_status": e.container_status,
+        "facts": [{"kind": f.kind, "container": f.container, "detail": f.detail, "events": list(f.events),
+                   **({"values": f.values} if f.values else {})} for f in e.facts]}, ensure_ascii=False)
 
 
 def dead_letter_record(dead: DeadLetter) -> str:

@@ -90,11 +90,19 @@ def validate(files, schemas, as_json) -> None:
 @click.option("--resubmission-rate", default=0.02, show_default=True, help="Share re-sending an earlier filing.")
 @click.option("--size", type=click.Choice(["mixed", "small", "large"]), default="mixed", show_default=True)
 @click.option("--modes", default="sea,air,express,postal,road,rail", show_default=True)
-def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes) -> None:
+@click.option("--container-status/--no-container-status", default=False,
+              help="Also write the containers' DCSA event histories (container-events.jsonl) and their labels.")
+@click.option("--anomaly-rate", default=0.1, show_default=True, help="Share of containers with a planted anomaly.")
+def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, container_status,
+             anomaly_rate) -> None:
     """Write realistic filings to OUT/filings and their ground truth to OUT/labels.jsonl."""
     written = write_corpus(Path(out_dir), count, seed, defect_rate, envelope_rate, resubmission_rate, size,
                            tuple(m.strip() for m in modes.split(",") if m.strip()))
     console.print(f"wrote {written} filings to {Path(out_dir) / 'filings'} and labels to {Path(out_dir) / 'labels.jsonl'}")
+    if container_status:
+        events = write_container_status(Path(out_dir), count, seed, anomaly_rate, size, defect_rate, envelope_rate,
+                                        resubmission_rate, tuple(m.strip() for m in modes.split(",") if m.strip()))
+        console.print(f"wrote {events} container events to {Path(out_dir) / 'container-events.jsonl'}")
 
 
 def write_corpus(out_dir: Path, count: int, seed: int = 1, defect_rate: float = 0.1, envelope_rate: float = 0.02,
@@ -113,6 +121,28 @@ def write_corpus(out_dir: Path, count: int, seed: int = 1, defect_rate: float = 
             if n % 200 == 0 or n == count:
                 progress.update(task, completed=n)
     return count
+
+
+def write_container_status(out_dir: Path, count: int, seed: int = 1, anomaly_rate: float = 0.1,
+                           size: str = "mixed", defect_rate: float = 0.1, envelope_rate: float = 0.02,
+                           resubmission_rate: float = 0.02, modes: tuple[str, ...] | None = None) -> int:
+    """The DCSA histories of the containers of write_corpus's filings (same arguments, same filings)."""
+    from .generator import MODE_WEIGHTS, GeneratorSpec, generate as generate_filings
+    from .status_generator import StatusSpec, generate_status
+
+    spec = GeneratorSpec(count=count, seed=seed, defect_rate=defect_rate, envelope_rate=envelope_rate,
+                         resubmission_rate=resubmission_rate, size=size, modes=modes or tuple(MODE_WEIGHTS))
+    written = 0
+    with (out_dir / "container-events.jsonl").open("w") as events, \
+            (out_dir / "container-labels.jsonl").open("w") as labels:
+        for history, label in generate_status(generate_filings(spec), StatusSpec(seed=seed, anomaly_rate=anomaly_rate)):
+            for event in history:
+                events.write(json.dumps(event) + "\n")
+            written += len(history)
+            if label:
+                labels.write(json.dumps({"file": label.file, "container": label.container,
+                                         "anomaly": label.anomaly}) + "\n")
+    return written
 
 
 def _progress() -> Progress:
@@ -178,6 +208,8 @@ def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_
     (output_dir / "summary.json").write_text(json.dumps({
         "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
         "dead_lettered": summary.dead_lettered, "answers": summary.answers, "balanced": summary.balanced,
+        "enriched": summary.enriched, "container_status_unavailable": summary.container_status_unavailable,
+        "facts": summary.facts,
         "seconds": round(elapsed, 3)}, indent=2))
     return summary
 
@@ -196,6 +228,11 @@ def _print_summary(summary, elapsed: float) -> None:
                 table.add_row(door, f"{t} {names[t]}", str(summary.answers[t]))
     table.add_row("dead-lettered", "", str(summary.dead_lettered))
     out.print(table)
+    if summary.enriched:
+        facts = ", ".join(f"{k} {v}" for k, v in sorted(summary.facts.items())) or "none"
+        out.print(f"enriched {summary.enriched} new registrations with container status "
+                  f"({summary.container_status_unavailable} with the status unavailable); anomaly facts: {facts}",
+                  soft_wrap=True)
     verdict = "[green]balanced[/green]" if summary.balanced else "[red]NOT BALANCED: something was lost[/red]"
     out.print(f"inputs {summary.inputs} = accepted {summary.accepted} + rejected {summary.rejected} + "
               f"dead-lettered {summary.dead_lettered}: {verdict}   ({elapsed:.1f} s, "
@@ -216,29 +253,16 @@ def csm() -> None:
               type=click.Path(dir_okay=False), help="JSON lines of rejected events, each with its reasons.")
 def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     """Load DCSA events from files or folders (*.json lists, *.jsonl lines) into the container store."""
-    from .connectors.dcsa import DcsaEventChecker, event_files, read_events
-    from .connectors.redis_store import EmbeddedRedis, connect
-    from .container_feed import load_events, rejected_record
-    from .container_store import ContainerEventStore
+    from .connectors.redis_store import EmbeddedRedis
 
-    files = event_files([Path(p) for p in paths])
     embedded = EmbeddedRedis(Path(data_dir) / "redis") if redis_url is None else None
     try:
-        store = ContainerEventStore(connect(redis_url or embedded.url))
-        checker = DcsaEventChecker()
-        started = time.perf_counter()
-        with open(rejected_path, "w", encoding="utf-8") as rejected, _progress() as progress:
-            task = progress.add_task("loading events", total=None)
-            items = ((where, event) for f in files for where, event in read_events(f))
-            summary = load_events(items, checker, store,
-                                  on_rejected=lambda w, e, p: rejected.write(rejected_record(w, e, p) + "\n"),
-                                  on_progress=lambda n: progress.update(task, completed=n))
-        elapsed = time.perf_counter() - started
+        summary, elapsed, version = load_feed([Path(p) for p in paths], redis_url or embedded.url, Path(rejected_path))
     finally:
         if embedded is not None:
             embedded.close()
     out = Console()
-    table = Table(title=f"DCSA T&T {checker.version} feed", show_header=True, header_style="bold")
+    table = Table(title=f"DCSA T&T {version} feed", show_header=True, header_style="bold")
     table.add_column("events")
     table.add_column("count", justify="right")
     table.add_row("read", str(summary.read))
@@ -254,17 +278,45 @@ def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     sys.exit(0 if summary.balanced else 2)
 
 
+def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: Settings | None = None):
+    """Loads DCSA event files into the container store; returns (LoadSummary, seconds, DCSA version)."""
+    settings = settings or Settings()
+    from .connectors.dcsa import DcsaEventChecker, event_files, read_events
+    from .connectors.redis_store import connect
+    from .container_feed import load_events, rejected_record
+    from .container_store import ContainerEventStore
+
+    store = ContainerEventStore(connect(redis_url), settings.container_status, settings.redis.key_prefix)
+    checker = DcsaEventChecker()
+    started = time.perf_counter()
+    with rejected_path.open("w", encoding="utf-8") as rejected, _progress() as progress:
+        task = progress.add_task("loading events", total=None)
+        items = ((where, event) for f in event_files(paths) for where, event in read_events(f))
+        summary = load_events(items, checker, store,
+                              on_rejected=lambda w, e, p: rejected.write(rejected_record(w, e, p) + "\n"),
+                              on_progress=lambda n: progress.update(task, completed=n))
+    return summary, time.perf_counter() - started, checker.version
+
+
 @main.command()
 @click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--count", default=500, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 def demo(out_dir, count, seed) -> None:
     """The whole flow on generated sample data with an embedded Redis: generate, screen, answer."""
+    from .connectors.redis_store import EmbeddedRedis
+
     out_dir = Path(out_dir)
-    console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile) into {out_dir}")
+    console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile) and their "
+                  f"containers' histories (10% with an anomaly) into {out_dir}")
     write_corpus(out_dir, count, seed)
-    console.print("2. running the pipeline (FnApiRunner, embedded Redis)")
-    summary = run_and_report(out_dir / "filings", out_dir / "results", Settings())
+    write_container_status(out_dir, count, seed)
+    with EmbeddedRedis(out_dir / "results" / "redis") as server:
+        loaded, _, _ = load_feed([out_dir / "container-events.jsonl"], server.url, out_dir / "csm-rejected.jsonl")
+        console.print(f"2. loaded {loaded.loaded} container events ({loaded.unchecked_container_ids} with a container "
+                      f"id failing ISO 6346) into the embedded Redis")
+        console.print("3. running the pipeline (FnApiRunner)")
+        summary = run_and_report(out_dir / "filings", out_dir / "results", Settings(), redis_url=server.url)
     _demo_checks(out_dir)
     sys.exit(0 if summary.balanced else 2)
 
@@ -276,7 +328,8 @@ def _demo_checks(out_dir: Path) -> None:
     agree = sum((a["message_type"] == "IE3R01") == (labels[a["submission_id"]]["expected"] == "registered")
                 for a in answers)
     out = Console()
-    out.print(f"3. answers agree with the ground truth for {agree} of {len(answers)} filings")
+    out.print(f"4. answers agree with the ground truth for {agree} of {len(answers)} filings")
+    _demo_facts(out_dir, out)
     shown = set()
     for a in answers:
         if a["message_type"] not in shown and a["message_type"] in ("IE3R01", "IE3N99"):
@@ -284,6 +337,30 @@ def _demo_checks(out_dir: Path) -> None:
             out.print(f"\n[bold]{a['message_type']}[/bold] for {a['submission_id']}:")
             out.print(_pretty(a["xml"]), markup=False, highlight=False)
     out.print(f"\nAll answers: {out_dir / 'results' / 'answers'}; summary: {out_dir / 'results' / 'summary.json'}")
+
+
+def _demo_facts(out_dir: Path, out: Console) -> None:
+    """Compares the container facts with the planted anomalies, and shows one enriched filing."""
+    planted = {(x["file"], x["container"]): x["anomaly"] for x in map(json.loads, (out_dir / "container-labels.jsonl").open())}
+    enriched = [json.loads(line) for f in sorted((out_dir / "results" / "enriched").glob("*.jsonl")) for line in f.open()]
+    found = missed = false = 0
+    for e in enriched:
+        for c in e["containers"]:
+            if (e["submission_id"], c) not in planted:
+                continue
+            kinds = {f["kind"] for f in e["facts"] if f["container"] == c} - {"last-event", "route-sailed", "transhipment"}
+            anomaly = planted[(e["submission_id"], c)]
+            if anomaly is None:
+                false += bool(kinds)
+            elif anomaly in kinds:
+                found += 1
+            else:
+                missed += 1
+    out.print(f"5. container status: {found} planted anomalies found, {missed} missed, {false} clean containers "
+              f"with an anomaly fact")
+    sample = next((e for e in enriched if any(f["kind"] not in ("last-event", "route-sailed") for f in e["facts"])), None)
+    if sample:
+        out.print(json.dumps(sample, indent=1)[:2500], markup=False, highlight=False)
 
 
 def _pretty(xml: str) -> str:

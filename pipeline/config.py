@@ -32,11 +32,22 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
+class ContainerStatusSettings:
+    """The container status store (DCSA events) and how enrichment reads it."""
+
+    redis_url: str | None = None  # None: the same Redis as registrations
+    retention_seconds: int = 180 * 86400  # keys expire this long after their last event
+    max_per_key: int = 500  # newest events kept per container, voyage or document
+    batch_size: int = 256  # filings per Redis round trip when enriching
+
+
+@dataclass(frozen=True)
 class Settings:
     extra_schema_dirs: tuple[Path, ...] = ()  # searched before the bundled set
     data_quality_pack: Path = field(default_factory=lambda: resources.rules_dir() / "data-quality" / "ens-v1.yaml")
     limits: XmlLimits = XmlLimits()
     redis: RedisSettings = RedisSettings()
+    container_status: ContainerStatusSettings = ContainerStatusSettings()
     check_answers: bool = True  # validate every emitted answer against answers.xsd
     registration_batch_size: int = 256  # filings per Redis round trip
     registration_retention_seconds: int = 400 * 86400  # how long (filer, LRN) and MRN records are kept
@@ -47,3 +58,7 @@ class Settings:
 
     def with_redis_url(self, url: str) -> "Settings":
         return replace(self, redis=replace(self.redis, url=url))
+
+    @property
+    def container_status_url(self) -> str | None:
+        return self.container_status.redis_url or self.redis.url

@@ -12,11 +12,11 @@ per batch reads histories back. The scripts build keys from arguments: one Redis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import redis
 
+from .config import ContainerStatusSettings
 from .domain.container_events import ContainerEvent
 
 _ADD = """
@@ -62,23 +62,16 @@ return out
 SEP = "\x1f"
 
 
-@dataclass(frozen=True)
-class StoreSettings:
-    key_prefix: str = "cs"
-    retention_seconds: int = 180 * 86400
-    max_per_key: int = 500  # newest events kept per container, voyage or document
-
-
 class ContainerEventStore:
-    def __init__(self, client: redis.Redis, settings: StoreSettings = StoreSettings()):
-        self._client, self._settings = client, settings
+    def __init__(self, client: redis.Redis, settings: ContainerStatusSettings | None = None, key_prefix: str = "cs"):
+        self._client, self._settings, self._prefix = client, settings or ContainerStatusSettings(), key_prefix
         self._add = client.register_script(_ADD)
         self._read = client.register_script(_READ)
 
     def add(self, events: Sequence[ContainerEvent]) -> list[bool]:
         """Stores a batch in one round trip; True for each event stored, False for a duplicate eventID."""
         s = self._settings
-        args: list = [s.key_prefix, s.retention_seconds, s.max_per_key]
+        args: list = [self._prefix, s.retention_seconds, s.max_per_key]
         for e in events:
             voyages = SEP.join(f"{e.vessel_imo}:{v}" for v in e.voyages) if e.vessel_imo else ""
             args += [e.event_id, e.to_json(), e.event_time, e.equipment or "", e.classifier, voyages,
@@ -102,6 +95,6 @@ class ContainerEventStore:
     def _fetch(self, keys: list[str], classifier: str, limit: int | None) -> list[list[ContainerEvent]]:
         if not keys:
             return []
-        replies = self._read(args=[self._settings.key_prefix, classifier, limit or self._settings.max_per_key, *keys])
+        replies = self._read(args=[self._prefix, classifier, limit or self._settings.max_per_key, *keys])
         # A body can have expired after its index entry: skip it (None).
         return [[ContainerEvent.from_json(b) for b in bodies if b is not None] for bodies in replies]

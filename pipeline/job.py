@@ -1,7 +1,7 @@
 """The batch job: a folder of filings in; answers, dead letters and a balanced summary out.
 
     read folder -> ValidateFilings -> RegisterFilings -> EmitAnswers -> answers/*.jsonl
-                              \\-> AnswerRejections --/
+                              \\-> AnswerRejections --/    \\-> EnrichFilings -> enriched/*.jsonl
     every dead letter (read, validate, register, answer) -> dead-letters/*.jsonl
 
 Every submission leaves through exactly one door: an accepting answer (IE3R01, IE3N10,
@@ -19,9 +19,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from .config import Settings
-from .connectors.files import ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record
+from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record,
+                               enriched_record)
 from .connectors.redis_store import ReportProgress, progress_key
 from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
+from .stages.enrich import EnrichFilings
 from .stages.register import RegisterFilings
 from .stages.validate import ValidateFilings
 
@@ -31,6 +33,9 @@ class RunSummary:
     inputs: int = 0
     answers: dict[str, int] = field(default_factory=dict)
     dead_lettered: int = 0
+    enriched: int = 0  # newly registered filings assessed against container status
+    container_status_unavailable: int = 0
+    facts: dict[str, int] = field(default_factory=dict)  # anomaly facts by kind
 
     @property
     def accepted(self) -> int:
@@ -59,6 +64,8 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
             | "AllDeadLetters" >> beam.Flatten() | "CountDeadLetters" >> CountDeadLetters())
     emitted.answers | "WriteAnswers" >> WriteJsonLines(output_dir / "answers" / "answers", answer_record)
     dead | "WriteDeadLetters" >> WriteJsonLines(output_dir / "dead-letters" / "dead-letters", dead_letter_record)
+    enriched = registered.registered | "EnrichFilings" >> EnrichFilings(settings)
+    enriched | "WriteEnriched" >> WriteJsonLines(output_dir / "enriched" / "enriched", enriched_record)
     if progress_key:
         ((emitted.answers, dead) | "Finished" >> beam.Flatten()
          | "Progress" >> ReportProgress(settings.redis.url, progress_key))
@@ -92,6 +99,9 @@ def summarize(result) -> RunSummary:
         inputs=totals.get("inputs", 0),
         answers={k.removeprefix("answers_"): v for k, v in totals.items() if k.startswith("answers_")},
         dead_lettered=totals.get("dead_lettered", 0),
+        enriched=totals.get("enriched", 0),
+        container_status_unavailable=totals.get("container_status_unavailable", 0),
+        facts={k.removeprefix("fact_"): v for k, v in totals.items() if k.startswith("fact_")},
     )
 
 

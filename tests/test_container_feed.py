@@ -13,7 +13,8 @@ from cargoscreen.cli import main
 from cargoscreen.connectors.dcsa import DEFINITION, EXAMPLES, DcsaEventChecker, read_events
 from cargoscreen.connectors.redis_store import EmbeddedRedis, connect
 from cargoscreen.container_feed import load_events
-from cargoscreen.container_store import ContainerEventStore, StoreSettings
+from cargoscreen.config import ContainerStatusSettings
+from cargoscreen.container_store import ContainerEventStore
 from cargoscreen.domain.container_events import normalize
 
 EXAMPLE_EVENTS = json.loads(EXAMPLES.read_text())
@@ -77,7 +78,7 @@ def test_checks_follow_the_definition_not_a_copy(tmp_path):
 
 @pytest.fixture
 def store(redis_client):
-    return ContainerEventStore(redis_client, StoreSettings(max_per_key=50))
+    return ContainerEventStore(redis_client, ContainerStatusSettings(max_per_key=50))
 
 
 def test_histories_are_in_event_time_order_whatever_the_arrival_order(store):

@@ -110,7 +110,7 @@ def declared_shipment(root: etree._Element) -> DeclaredShipment:
     )
 
 
-def _km(ref: ReferenceData, a: str | None, b: str | None) -> float | None:
+def km_between(ref: ReferenceData, a: str | None, b: str | None) -> float | None:
     la, lb = ref.locations.get(a or ""), ref.locations.get(b or "")
     if not la or not lb or la.latitude is None or lb.latitude is None:
         return None
@@ -172,9 +172,11 @@ def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, st
                           f"declared {declared.place_of_loading}, first loaded at {loads[0][0]}", (loads[0][1],)))
     # A discharge followed by a load is a transhipment; a last discharge is where the box came off for good.
     final_code, final_place, final_event = route[-1]
-    if final_code == DISCHARGE and declared.place_of_unloading and final_place != declared.place_of_unloading:
-        facts.append(Fact("unloading-place-mismatch", cid,
-                          f"declared {declared.place_of_unloading}, discharged at {final_place}", (final_event,)))
+    if final_code == DISCHARGE and (final_place != declared.place_of_unloading if declared.place_of_unloading
+                                    else final_place[:2] != declared.unloading_country):
+        facts.append(Fact("unloading-place-mismatch", cid, f"declared "
+                          f"{declared.place_of_unloading or declared.unloading_country}, discharged at {final_place}",
+                          (final_event,)))
     tranship = [(loc, eid) for i, (code, loc, eid) in enumerate(route)
                 if code == DISCHARGE and any(c == LOAD for c, _, _ in route[i + 1:])]
     if tranship:
@@ -192,7 +194,7 @@ def _impossible_moves(cid: str, history: list[ContainerEvent], ref: ReferenceDat
     facts = []
     placed = [e for e in history if e.location]
     for a, b in zip(placed, placed[1:]):
-        km = _km(ref, a.location, b.location)
+        km = km_between(ref, a.location, b.location)
         hours = max((b.event_time - a.event_time) / 3600, 1 / 60)
         if km is not None and km / hours > MAX_PLAUSIBLE_KMH:
             facts.append(Fact("impossible-movement", cid, f"{a.location} to {b.location}: {km:.0f} km in "

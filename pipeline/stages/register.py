@@ -10,11 +10,11 @@ from apache_beam.pvalue import TaggedOutput
 from ..answering import DeadLetter, registration_answer, registration_request
 from ..config import Settings
 from ..connectors.redis_store import connect, with_retries
-from ..registration import RegistrationStore
+from ..registration import REGISTERED, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
 
-ANSWERS = "answers"
+ANSWERS, NEWLY_REGISTERED = "answers", "registered"
 
 
 class _RegisterBatchDoFn(beam.DoFn):
@@ -32,6 +32,7 @@ class _RegisterBatchDoFn(beam.DoFn):
             requests = [registration_request(o, year) for o in batch]
             results = with_retries(self._settings.redis, lambda: self._store.register(requests, now))
             answers = [registration_answer(o, r, now) for o, r in zip(batch, results)]
+            new = [(o, r.mrn) for o, r in zip(batch, results) if r.status == REGISTERED]
         except Exception as exc:  # Redis gone after retries, or a bug: keep every filing, say why
             reason = (f"registration store unavailable: {exc}" if isinstance(exc, redis.RedisError)
                       else f"{type(exc).__name__}: {exc}")
@@ -40,6 +41,8 @@ class _RegisterBatchDoFn(beam.DoFn):
                                                            o.submission.payload))
             return
         yield from answers
+        for item in new:  # a re-sent filing is answered again, but assessed once
+            yield TaggedOutput(NEWLY_REGISTERED, item)
 
 
 class RegisterFilings(beam.PTransform):
@@ -47,6 +50,7 @@ class RegisterFilings(beam.PTransform):
     `answers`: Answer, one per filing: IE3R01 registration (a new MRN, or the same MRN for a
     re-sent filing), IE3N10 amendment accepted, IE3R04 invalidation accepted, or IE3N01
     lifecycle error (LRN reused with other content, unknown or foreign MRN);
+    `registered`: (ValidationOutcome, MRN) of each filing registered for the first time, for assessment;
     `dead_letter`: DeadLetter when the registration store stays unreachable after retries.
     Filings go to Redis in batches: one round trip per batch.
     """
@@ -58,4 +62,4 @@ class RegisterFilings(beam.PTransform):
     def expand(self, accepted):
         return (accepted
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._settings.registration_batch_size)
-                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings)).with_outputs(DEAD_LETTER, main=ANSWERS))
+                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings)).with_outputs(DEAD_LETTER, NEWLY_REGISTERED, main=ANSWERS))

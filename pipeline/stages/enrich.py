@@ -1,0 +1,58 @@
+"""Business step 3: enrich registered filings with what their containers actually did."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from ..config import Settings
+from ..connectors.redis_store import connect, with_retries
+from ..container_store import ContainerEventStore
+from ..domain.reference import ReferenceData
+from ..enrichment import UNAVAILABLE, enrich
+from ..validation import ValidationOutcome
+from .answer import COUNTER_NAMESPACE
+
+
+class _EnrichBatchDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._enriched = Metrics.counter(COUNTER_NAMESPACE, "enriched")
+        self._unavailable = Metrics.counter(COUNTER_NAMESPACE, "container_status_unavailable")
+
+    def setup(self):
+        self._store = ContainerEventStore(connect(self._settings.container_status_url),
+                                          self._settings.container_status, self._settings.redis.key_prefix)
+        self._reference = ReferenceData.load()
+        self._facts = {}
+
+    def process(self, batch: list[tuple[ValidationOutcome, str]]):
+        def fetch(containers):
+            return with_retries(self._settings.redis, lambda: self._store.histories(containers))
+
+        for enriched in enrich(batch, fetch, self._reference):
+            self._enriched.inc()
+            if enriched.container_status == UNAVAILABLE:
+                self._unavailable.inc()
+            for fact in enriched.anomalies:
+                counter = self._facts.get(fact.kind)
+                if counter is None:  # fact kinds are a small fixed set: a bounded metric
+                    counter = self._facts[fact.kind] = Metrics.counter(COUNTER_NAMESPACE, f"fact_{fact.kind}")
+                counter.inc()
+            yield enriched
+
+
+class EnrichFilings(beam.PTransform):
+    """(ValidationOutcome, MRN) of newly registered filings in; EnrichedFiling out, one each, with
+    the container-status facts (or an explicit container-status-unavailable fact). Histories are
+    read in batches: one Redis round trip per batch of filings."""
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, registered):
+        size = self._settings.container_status.batch_size
+        return (registered
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=size)
+                | "Enrich" >> beam.ParDo(_EnrichBatchDoFn(self._settings)))
+

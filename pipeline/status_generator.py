@@ -1,0 +1,189 @@
+"""Container histories (DCSA T&T 2.2 events) consistent with generated filings, with planted anomalies.
+
+For each declared container of a sea, road or rail filing: stuffed, gated in and loaded at the
+declared place of loading, on the declared vessel and voyage, sometimes transhipped in a
+routing country; all before the filing. A chosen share of containers gets one anomaly, and the
+labels say which, so tests can check that each is found and clean traffic gives none.
+"""
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Iterator
+
+from lxml import etree
+from stdnum import iso6346
+
+from .domain.enrichment import DeclaredContainer, DeclaredShipment, declared_shipment, km_between
+from .domain.reference import ReferenceData, bundled_reference
+from .generator import GeneratedFiling
+
+ANOMALIES = ("container-unknown", "packed-status-mismatch", "stuffed-after-filing", "seal-mismatch",
+             "vessel-mismatch", "loading-place-mismatch", "unloading-place-mismatch",
+             "routing-country-undeclared", "impossible-movement")
+SEA_ONLY = frozenset({"vessel-mismatch", "loading-place-mismatch", "unloading-place-mismatch",
+                      "routing-country-undeclared"})  # need vessel loads and discharges
+HOUR = 3600.0
+FEEDER_IMO = "9074729"
+
+
+@dataclass(frozen=True)
+class StatusSpec:
+    seed: int = 1
+    anomaly_rate: float = 0.1  # share of containers with one planted anomaly
+    orphan_events: int = 5  # events for containers with a wrong check digit (nobody declared them)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _History:
+    def __init__(self, rng: random.Random, declared: DeclaredShipment, container: DeclaredContainer, document: str):
+        self.rng, self.declared, self.container, self.document = rng, declared, container, document
+        self.events: list[dict] = []
+
+    def add(self, code: str, place: str, hours_before: float, vessel: str | None = None, empty: str = "LADEN",
+            seals=None, equipment: str | None = None):
+        t = self.declared.issued_at - hours_before * HOUR
+        e = {"eventID": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+             "eventCreatedDateTime": _iso(t + 600), "eventType": "EQUIPMENT", "eventClassifierCode": "ACT",
+             "eventDateTime": _iso(t), "equipmentEventTypeCode": code,
+             "equipmentReference": equipment or self.container.container_id, "emptyIndicatorCode": empty,
+             "eventLocation": {"UNLocationCode": place},
+             "documentReferences": [{"documentReferenceType": "TRD", "documentReferenceValue": self.document}]}
+        if vessel:
+            e["transportCall"] = {"transportCallID": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+                                  "modeOfTransport": "VESSEL", "UNLocationCode": place,
+                                  "exportVoyageNumber": self.declared.voyage or "001E",
+                                  "vessel": {"vesselIMONumber": vessel}}
+        seals = self.container.seals if seals is None else seals
+        if seals:
+            e["seals"] = [{"sealNumber": s, "sealType": "WIR"} for s in seals]
+        self.events.append(e)
+        return e
+
+
+def _port(ref: ReferenceData, rng: random.Random, countries=None, exclude=()) -> str | None:
+    options = sorted(l.locode for l in ref.locations.values() if l.serves("1")
+                     and (countries is None or l.country in countries) and l.locode not in exclude)
+    return rng.choice(options) if options else None
+
+
+SAILING_KMH = 30.0  # about 16 knots, slow steaming
+
+
+def _hours(ref: ReferenceData, a: str, b: str) -> float:
+    km = km_between(ref, a, b)
+    return (km or 1500.0) / SAILING_KMH + 12.0
+
+
+def history(declared: DeclaredShipment, container: DeclaredContainer, document: str, rng: random.Random,
+            ref: ReferenceData, anomaly: str | None) -> list[dict]:
+    """ACT equipment events of one container up to the filing, with the anomaly planted if asked.
+
+    Built backwards from the filing: the box is at sea on the declared vessel when the filing is
+    made, having left its last port 12-60 h earlier; each earlier leg takes its distance at
+    sailing speed, plus a dwell in port.
+    """
+    if anomaly == "container-unknown":
+        return []
+    vessel = declared.vessel_imo
+    origin = declared.place_of_loading or _port(ref, rng, countries={declared.loading_country}) or "CNSHA"
+    if anomaly == "loading-place-mismatch":
+        near = [l.locode for l in ref.locations.values() if l.serves("1") and l.locode != origin
+                and l.country == origin[:2]] or \
+            [l.locode for l in ref.locations.values() if l.serves("1") and l.locode != origin
+             and (km_between(ref, origin, l.locode) or 1e9) < 1500]
+        origin = rng.choice(sorted(near)) if near else _port(ref, rng, exclude={origin})
+    if not vessel:  # road or rail: stuffed, gated in and out at the origin, on its way when filed
+        h = _History(rng, declared, container, document)
+        leaves = rng.uniform(6, 72)
+        h.add("STUF", origin, leaves + 20)
+        h.add("GTIN", origin, leaves + 10)
+        h.add("GTOT", origin, leaves)
+    else:
+        transit = [c for c in declared.routing_countries
+                   if c not in (declared.loading_country, declared.unloading_country)]
+        calls = [origin]
+        hub = _port(ref, rng, countries=set(transit)) if transit else None
+        if hub:
+            calls.append(hub)
+        if anomaly == "routing-country-undeclared":
+            calls.append(_port(ref, rng, countries={"EG", "DJ", "OM", "LK"} - set(declared.routing_countries)))
+        final = None
+        if anomaly == "unloading-place-mismatch":  # taken off for good short of the declared port
+            final = _port(ref, rng, countries={declared.unloading_country}, exclude={declared.place_of_unloading or ""}) \
+                or _port(ref, rng, countries={"BE", "DE", "FR", "IT", "ES"} - {declared.unloading_country})
+        # Departure hours before the filing, from the last port back to the first.
+        t = rng.uniform(12, 60)
+        if final:
+            arrival = rng.uniform(2, 20)
+            t = arrival + _hours(ref, calls[-1], final)
+        departures = []
+        for i in range(len(calls) - 1, -1, -1):
+            departures.append(t)
+            if i:
+                t += _hours(ref, calls[i - 1], calls[i]) + rng.uniform(12, 72)  # sailing, then dwell at calls[i]
+        departures.reverse()
+        h = _History(rng, declared, container, document)
+        h.add("STUF", origin, departures[0] + 30)
+        h.add("GTIN", origin, departures[0] + 20)
+        for i, (port, leaves) in enumerate(zip(calls, departures)):
+            ship = vessel if i == len(calls) - 1 or not hub else (FEEDER_IMO if vessel != FEEDER_IMO else vessel)
+            if i:
+                h.add("DISC", port, leaves + rng.uniform(12, 24), vessel=ship)
+            h.add("LOAD", port, leaves, vessel=ship)
+        if final:
+            h.add("DISC", final, arrival, vessel=vessel)
+    if anomaly == "packed-status-mismatch":
+        h.events[-1]["emptyIndicatorCode"] = "EMPTY" if container.packed_status == "LADEN" else "LADEN"
+    if anomaly == "stuffed-after-filing":  # where the box last was, after the filing
+        h.add("STUF", h.events[-1]["eventLocation"]["UNLocationCode"], -5)
+    if anomaly == "seal-mismatch":
+        for e in h.events:
+            e["seals"] = [{"sealNumber": f"X{rng.randint(100000, 999999)}", "sealType": "WIR"}]
+    if anomaly == "vessel-mismatch":
+        for e in h.events:
+            if "transportCall" in e:
+                e["transportCall"]["vessel"]["vesselIMONumber"] = "9321483" if vessel != "9321483" else "9074729"
+    if anomaly == "impossible-movement":
+        far = _port(ref, rng, countries={"US", "BR", "AU", "ZA"} - {origin[:2]})
+        last = datetime.fromisoformat(h.events[-1]["eventDateTime"].replace("Z", "+00:00")).timestamp()
+        h.add("GTOT", far, (declared.issued_at - last) / HOUR - 2)
+    return h.events
+
+
+@dataclass(frozen=True)
+class StatusLabel:
+    file: str
+    container: str
+    anomaly: str | None
+
+
+def generate_status(filings: Iterable[GeneratedFiling], spec: StatusSpec,
+                    reference: ReferenceData | None = None) -> Iterator[tuple[list[dict], StatusLabel | None]]:
+    """For each accepted-to-be container filing: (events, label) per container; then orphan feed events."""
+    ref = reference or bundled_reference()
+    rng = random.Random(f"status:{spec.seed}")
+    for filing in filings:
+        if filing.label.get("expected") != "registered" or filing.label.get("resubmission_of"):
+            continue
+        root = etree.fromstring(filing.data)
+        declared = declared_shipment(root)
+        if not declared.containers:
+            continue
+        kinds = ANOMALIES if declared.vessel_imo else tuple(a for a in ANOMALIES if a not in SEA_ONLY)
+        document = root.findtext(".//{*}Consignment/{*}TransportDocument/{*}Number") or filing.label["lrn"]
+        for container in declared.containers:
+            anomaly = rng.choice(kinds) if rng.random() < spec.anomaly_rate else None
+            yield history(declared, container, document, rng, ref, anomaly), StatusLabel(
+                filing.name, container.container_id, anomaly)
+    for _ in range(spec.orphan_events):  # the feed's own data-quality problem: a container id failing ISO 6346
+        bad = DeclaredContainer(f"ZZZU{rng.randint(0, 999999):06d}0", "LADEN", ())
+        if bad.container_id[-1] == iso6346.calc_check_digit(bad.container_id[:10]):
+            continue
+        shipment = DeclaredShipment(1795000000.0, "CNSHA", "NLRTM", "CN", "NL", ("CN", "NL"), "9321483", "1E", (bad,))
+        yield history(shipment, bad, "ORPHAN", rng, ref, None)[:1], None
