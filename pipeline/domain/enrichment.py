@@ -167,9 +167,11 @@ def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, st
     ports = [loc for _, loc, _ in route]
     facts.append(Fact("route-sailed", cid, " > ".join(dict.fromkeys(ports)), tuple(eid for _, _, eid in route),
                       {"ports": list(dict.fromkeys(ports))}))
-    if declared.place_of_loading and loads and loads[0][0] != declared.place_of_loading:
-        facts.append(Fact("loading-place-mismatch", cid,
-                          f"declared {declared.place_of_loading}, first loaded at {loads[0][0]}", (loads[0][1],)))
+    if loads and (loads[0][0] != declared.place_of_loading if declared.place_of_loading
+                  else declared.loading_country and loads[0][0][:2] != declared.loading_country):
+        facts.append(Fact("loading-place-mismatch", cid, f"declared "
+                          f"{declared.place_of_loading or declared.loading_country}, first loaded at {loads[0][0]}",
+                          (loads[0][1],)))
     # A discharge followed by a load is a transhipment; a last discharge is where the box came off for good.
     final_code, final_place, final_event = route[-1]
     if final_code == DISCHARGE and (final_place != declared.place_of_unloading if declared.place_of_unloading
