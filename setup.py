@@ -37,6 +37,7 @@ setup(
         "lxml>=5.2",
         "xmlschema>=3.4",
         "redis>=5,<9",
+        "hiredis>=2",  # redis-py's C reply parser: histories come back several times faster
         "python-stdnum>=1.20",
         "pycountry>=24.6",
         "PyYAML>=6",

@@ -278,6 +278,37 @@ def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     sys.exit(0 if summary.balanced else 2)
 
 
+@csm.command("follow")
+@click.option("--redis-url", required=True, help="The Redis holding the stream and the container store.")
+@click.option("--stream", default="cs:csm:events", show_default=True, help="Stream of DCSA events (field: event).")
+@click.option("--group", default="csm-loader", show_default=True, help="Consumer group: run several loaders in one.")
+@click.option("--consumer", default=None, help="This loader's name in the group (default: host and pid).")
+@click.option("--once", is_flag=True, help="Stop when the stream has nothing new.")
+def csm_follow(redis_url, stream, group, consumer, once) -> None:
+    """Load a live feed from a Redis Stream until stopped (Ctrl-C, SIGTERM); rejected events go to STREAM:rejected."""
+    import os
+    import signal
+    import socket
+
+    from .connectors.dcsa import DcsaEventChecker
+    from .connectors.redis_store import connect
+    from .container_feed import follow_stream, rejected_to_stream
+    from .container_store import ContainerEventStore
+
+    settings, stopping = Settings(), []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    client = connect(redis_url)
+    try:
+        summary = follow_stream(client, stream, group, consumer or f"{socket.gethostname()}-{os.getpid()}",
+                                DcsaEventChecker(),
+                                ContainerEventStore(client, settings.container_status, settings.redis.key_prefix),
+                                rejected_to_stream(client, stream), once=once, stop=lambda: bool(stopping))
+    except KeyboardInterrupt:
+        return
+    Console().print(f"read {summary.read} = loaded {summary.loaded} + duplicates {summary.duplicates} + rejected "
+                    f"{sum(summary.rejected.values())}", soft_wrap=True)
+
+
 def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: Settings | None = None):
     """Loads DCSA event files into the container store; returns (LoadSummary, seconds, DCSA version)."""
     settings = settings or Settings()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -26,38 +27,112 @@ class LoadSummary:
 def load_events(items: Iterable[tuple[str, Any]], checker, store: ContainerEventStore,
                 on_rejected: Callable[[str, Any, list], None], batch_size: int = 500,
                 on_progress: Callable[[int], None] | None = None) -> LoadSummary:
-    """items: (where it came from, the parsed event, or a connectors.dcsa.JsonError)."""
+    """items: (where it came from, the parsed event, or a connectors.dcsa.JsonError).
+
+    While Redis stores one batch, the next is checked and normalized (one batch in flight):
+    the store's work and ours overlap.
+    """
     summary, batch = LoadSummary(), []
 
-    def flush():
-        stored = store.add(batch)
+    def account(stored_batch, stored):
         new = sum(stored)
         summary.loaded += new
         summary.duplicates += len(stored) - new
-        summary.unchecked_container_ids += sum(1 for e, s in zip(batch, stored) if s and e.equipment_check_digit_ok is False)
-        batch.clear()
+        summary.unchecked_container_ids += sum(
+            1 for e, s in zip(stored_batch, stored) if s and e.equipment_check_digit_ok is False)
         if on_progress:
-            on_progress(summary.read)
+            on_progress(summary.loaded + summary.duplicates + sum(summary.rejected.values()))
 
-    for where, event in items:
-        summary.read += 1
-        problems = ([("/", "json", str(event))] if isinstance(event, str) else checker.problems(event))
-        if not problems:
-            try:
-                batch.append(normalize(event))
-            except (ValueError, KeyError) as exc:  # e.g. a date-time the schema lets through but Python cannot read
-                problems = [("/", "normalize", f"{type(exc).__name__}: {exc}")]
-        if problems:
-            for path, kind, _ in problems[:1]:
-                summary.rejected[f"{path} ({kind})"] += 1
-            on_rejected(where, event, problems)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        in_flight = None
+        for where, event in items:
+            summary.read += 1
+            problems = ([("/", "json", str(event))] if isinstance(event, str) else checker.problems(event))
+            if not problems:
+                try:
+                    batch.append(normalize(event))
+                except (ValueError, KeyError, TypeError) as exc:  # a date-time the schema lets through, etc.
+                    problems = [("/", "normalize", f"{type(exc).__name__}: {exc}")]
+            if problems:
+                summary.rejected[f"{problems[0][0]} ({problems[0][1]})"] += 1
+                on_rejected(where, event, problems)
+            if len(batch) >= batch_size:
+                if in_flight:
+                    account(in_flight[0], in_flight[1].result())
+                in_flight = (batch, writer.submit(store.add, batch))
+                batch = []
+        if in_flight:
+            account(in_flight[0], in_flight[1].result())
+        if batch:
+            account(batch, store.add(batch))
     return summary
 
 
 def rejected_record(where: str, event: Any, problems: list) -> str:
     return json.dumps({"source": where, "reasons": [f"{p}: {m}" for p, _, m in problems], "event": event},
                       ensure_ascii=False, default=str)
+
+
+def follow_stream(client, stream: str, group: str, consumer: str, checker, store: ContainerEventStore,
+                  on_rejected: Callable[[str, Any, list], None], batch_size: int = 500, block_ms: int = 1000,
+                  once: bool = False, stop: Callable[[], bool] = lambda: False) -> LoadSummary:
+    """Loads events arriving on a Redis Stream (field `event`: one DCSA event as JSON).
+
+    Read through a consumer group; an entry is acknowledged only once its event is stored
+    (or rejected with its reasons), so a crash loses nothing: on start, the consumer first
+    re-reads its own entries that were delivered but not acknowledged. The store is
+    idempotent on eventID, so a redelivered event counts as a duplicate, never twice.
+    once: stop when the stream has nothing new (for batch jobs and tests).
+    """
+    import redis as redis_lib
+
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis_lib.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    total = LoadSummary()
+    start_id = "0"  # our own pending entries first, then new ones
+    while not stop():
+        reply = client.xreadgroup(group, consumer, {stream: start_id}, count=batch_size,
+                                  block=None if start_id == "0" else block_ms)
+        entries = reply[0][1] if reply else []
+        if not entries:
+            if start_id == "0":
+                start_id = ">"
+                continue
+            if once:
+                break
+            continue
+        items = []
+        for entry_id, fields in entries:
+            raw = fields.get(b"event", b"")
+            try:
+                items.append((f"{stream}/{entry_id.decode()}", json.loads(raw)))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                items.append((f"{stream}/{entry_id.decode()}", _not_json(exc)))
+        part = load_events(items, checker, store, on_rejected, batch_size=batch_size)
+        client.xack(stream, group, *[entry_id for entry_id, _ in entries])
+        _add(total, part)
+    return total
+
+
+def _not_json(exc: Exception) -> str:
+    from cargoscreen.connectors.dcsa import JsonError
+    return JsonError(f"not valid JSON: {exc}")
+
+
+def _add(total: LoadSummary, part: LoadSummary) -> None:
+    total.read += part.read
+    total.loaded += part.loaded
+    total.duplicates += part.duplicates
+    total.rejected.update(part.rejected)
+    total.unchecked_container_ids += part.unchecked_container_ids
+
+
+def rejected_to_stream(client, stream: str) -> Callable[[str, Any, list], None]:
+    """Dead letters for a live feed: each rejected event, with its reasons, on `<stream>:rejected`."""
+    def write(where: str, event: Any, problems: list) -> None:
+        client.xadd(f"{stream}:rejected", {"source": where, "record": rejected_record(where, event, problems)},
+                    maxlen=1_000_000, approximate=True)
+    return write

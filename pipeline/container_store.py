@@ -12,6 +12,7 @@ per batch reads histories back. The scripts build keys from arguments: one Redis
 """
 from __future__ import annotations
 
+import json
 from typing import Iterable, Sequence
 
 import redis
@@ -21,11 +22,10 @@ from .domain.container_events import ContainerEvent
 
 _ADD = """
 local p, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
+local out, touched = {}, {}
 local function index(key, score, id)
   redis.call('ZADD', key, score, id)
-  redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1)
-  redis.call('EXPIRE', key, ttl)
+  touched[key] = true
 end
 local n = (#ARGV - 3) / 7
 for i = 1, n do
@@ -39,6 +39,11 @@ for i = 1, n do
   else
     out[i] = 0
   end
+end
+-- Trim and refresh each index once per batch, not once per event.
+for key in pairs(touched) do
+  redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1)
+  redis.call('EXPIRE', key, ttl)
 end
 return out
 """
@@ -96,5 +101,8 @@ class ContainerEventStore:
         if not keys:
             return []
         replies = self._read(args=[self._prefix, classifier, limit or self._settings.max_per_key, *keys])
-        # A body can have expired after its index entry: skip it (None).
-        return [[ContainerEvent.from_json(b) for b in bodies if b is not None] for bodies in replies]
+        # A body can have expired after its index entry: skip it (None). All bodies of the
+        # batch are decoded by one json.loads: one C call instead of one per event.
+        present = [[b for b in bodies if b is not None] for bodies in replies]
+        decoded = iter(json.loads(b"[" + b",".join(b for bodies in present for b in bodies) + b"]"))
+        return [[ContainerEvent.decoded(next(decoded)) for _ in bodies] for bodies in present]

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 from lxml import etree
 from stdnum import iso6346
 
-from .domain.enrichment import DeclaredContainer, DeclaredShipment, declared_shipment, km_between
+from .domain.enrichment import DeclaredContainer, DeclaredShipment, declared_shipment
 from .domain.reference import ReferenceData, bundled_reference
 from .generator import GeneratedFiling
 
@@ -76,7 +76,7 @@ SAILING_KMH = 30.0  # about 16 knots, slow steaming
 
 
 def _hours(ref: ReferenceData, a: str, b: str) -> float:
-    km = km_between(ref, a, b)
+    km = ref.km_between(a, b)
     return (km or 1500.0) / SAILING_KMH + 12.0
 
 
@@ -96,9 +96,9 @@ def history(declared: DeclaredShipment, container: DeclaredContainer, document: 
         # Another port nearby: in the same country when the filing names the port, else abroad.
         same_country = bool(declared.place_of_loading)
         near = [l.locode for l in ref.locations.values() if l.serves("1") and l.locode != origin
-                and (l.country == origin[:2]) == same_country and (km_between(ref, origin, l.locode) or 1e9) < 3000] or \
+                and (l.country == origin[:2]) == same_country and (ref.km_between(origin, l.locode) or 1e9) < 3000] or \
             [l.locode for l in ref.locations.values() if l.serves("1") and l.locode != origin
-             and (km_between(ref, origin, l.locode) or 1e9) < 1500]
+             and (ref.km_between(origin, l.locode) or 1e9) < 1500]
         origin = rng.choice(sorted(near)) if near else _port(ref, rng, exclude={origin})
     if not vessel:  # road or rail: stuffed, gated in and out at the origin, on its way when filed
         h = _History(rng, declared, container, document)

@@ -189,3 +189,41 @@ def test_fast_path_agrees_with_the_definition_as_written(checker):
             assert fast_ok == (not list(checker._full[event_type].iter_errors(mutated))), mutated
             checked += 1
     assert checked > 500
+
+
+def test_live_feed_from_a_redis_stream(checker, redis_client):
+    from cargoscreen.container_feed import follow_stream, rejected_to_stream
+
+    store = ContainerEventStore(redis_client)
+    good = [equipment_event(when=f"2026-11-0{d}T10:00:00Z") for d in range(1, 6)]
+    bad = dict(good[0], eventID=str(uuid.uuid4()), emptyIndicatorCode="HALF")
+    for e in good + [bad]:
+        redis_client.xadd("feed", {"event": json.dumps(e)})
+    redis_client.xadd("feed", {"event": "{broken"})
+    # A loader that crashed after reading two entries, before acknowledging them:
+    redis_client.xgroup_create("feed", "loaders", id="0")
+    redis_client.xreadgroup("loaders", "loader-1", {"feed": ">"}, count=2)
+
+    def follow():
+        return follow_stream(redis_client, "feed", "loaders", "loader-1", checker, store,
+                             rejected_to_stream(redis_client, "feed"), batch_size=3, once=True)
+
+    summary = follow()
+    assert (summary.read, summary.loaded, summary.duplicates, sum(summary.rejected.values())) == (7, 5, 0, 2)
+    assert redis_client.xpending("feed", "loaders")["pending"] == 0  # everything acknowledged
+    rejected = [json.loads(f[b"record"]) for _, f in redis_client.xrange("feed:rejected")]
+    assert [r["reasons"][0].split(":")[0] for r in rejected] == ["/emptyIndicatorCode", "/"]
+    assert len(store.histories(["MSCU6639870"])["MSCU6639870"]) == 5
+    # The same events again (a sender's retry): duplicates, not new history.
+    for e in good:
+        redis_client.xadd("feed", {"event": json.dumps(e)})
+    again = follow()
+    assert (again.read, again.loaded, again.duplicates) == (5, 0, 5)
+
+
+def test_csm_follow_command(redis_server, redis_client):
+    for e in EXAMPLE_EVENTS:
+        redis_client.xadd("cs:csm:events", {"event": json.dumps(e)})
+    result = CliRunner().invoke(main, ["csm", "follow", "--redis-url", redis_server.url, "--once"])
+    assert result.exit_code == 0, result.output
+    assert "read 7 = loaded 7 + duplicates 0 + rejected 0" in result.output

@@ -72,17 +72,17 @@ def _with(declared, change):
 
 @pytest.mark.parametrize("kind,change", [
     ("container-unknown", lambda h, c: []),
-    ("packed-status-mismatch", lambda h, c: h[:-1] + [replace(h[-1], empty="EMPTY")]),
-    ("stuffed-after-filing", lambda h, c: h + [replace(h[0], event_id="late", event_time=h[-1].event_time + 40 * HOUR)]),
-    ("feed-container-id-unchecked", lambda h, c: h[:-1] + [replace(h[-1], equipment_check_digit_ok=False)]),
-    ("seal-mismatch", lambda h, c: [replace(e, seals=("FOREIGN-SEAL",) if e.seals else ()) for e in h]),
-    ("vessel-mismatch", lambda h, c: [replace(e, vessel_imo="9074729") if e.vessel_imo else e for e in h]),
-    ("loading-place-mismatch", lambda h, c: [replace(h[2], location="TRIST")] + h[3:]),
-    ("unloading-place-mismatch", lambda h, c: h + [replace(h[3], event_id="dx", location="BEANR",
+    ("packed-status-mismatch", lambda h, c: h[:-1] + [h[-1]._replace(empty="EMPTY")]),
+    ("stuffed-after-filing", lambda h, c: h + [h[0]._replace(event_id="late", event_time=h[-1].event_time + 40 * HOUR)]),
+    ("feed-container-id-unchecked", lambda h, c: h[:-1] + [h[-1]._replace(equipment_check_digit_ok=False)]),
+    ("seal-mismatch", lambda h, c: [e._replace(seals=("FOREIGN-SEAL",) if e.seals else ()) for e in h]),
+    ("vessel-mismatch", lambda h, c: [e._replace(vessel_imo="9074729") if e.vessel_imo else e for e in h]),
+    ("loading-place-mismatch", lambda h, c: [h[2]._replace(location="TRIST")] + h[3:]),
+    ("unloading-place-mismatch", lambda h, c: h + [h[3]._replace(event_id="dx", location="BEANR",
                                                              event_time=h[-1].event_time + 1)]),
-    ("routing-country-undeclared", lambda h, c: h[:3] + [replace(h[3], location="EGPSD"),
-                                                          replace(h[4], location="EGPSD")]),
-    ("impossible-movement", lambda h, c: h[:4] + [replace(h[4], location="NLRTM",
+    ("routing-country-undeclared", lambda h, c: h[:3] + [h[3]._replace(location="EGPSD"),
+                                                          h[4]._replace(location="EGPSD")]),
+    ("impossible-movement", lambda h, c: h[:4] + [h[4]._replace(location="NLRTM",
                                                           event_time=h[3].event_time + 2 * HOUR)]),
 ])
 def test_each_anomaly_is_found_with_its_events(declared, kind, change):

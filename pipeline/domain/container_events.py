@@ -7,16 +7,17 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from stdnum import iso6346
 
 CLASSIFIERS = ("ACT", "EST", "PLN")  # actual, estimated, planned: kept apart in the store
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerEvent:
+class ContainerEvent(NamedTuple):
+    """A NamedTuple, not a dataclass: millions are built and read back; it stores as a JSON array."""
+
     event_id: str
     event_type: str  # EQUIPMENT, TRANSPORT or SHIPMENT
     classifier: str  # ACT, EST or PLN
@@ -33,18 +34,20 @@ class ContainerEvent:
     seals: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ContainerEvent":
-        data = json.loads(text)
-        for name in ("voyages", "documents", "seals"):
-            data[name] = tuple(data[name])
-        return cls(**data)
+        return cls.decoded(json.loads(text))
+
+    @classmethod
+    def decoded(cls, f: list) -> "ContainerEvent":
+        """From the JSON array to_json wrote, already parsed."""
+        return cls(*f[:11], tuple(f[11]), tuple(f[12]), tuple(f[13]))
 
 
 def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(text).timestamp()  # Python 3.11+ reads the Z itself
 
 
 def _code(event: dict) -> str:

@@ -6,7 +6,6 @@ the ACT events of a container, oldest first (see container_store.py).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -110,53 +109,60 @@ def declared_shipment(root: etree._Element) -> DeclaredShipment:
     )
 
 
-def km_between(ref: ReferenceData, a: str | None, b: str | None) -> float | None:
-    la, lb = ref.locations.get(a or ""), ref.locations.get(b or "")
-    if not la or not lb or la.latitude is None or lb.latitude is None:
-        return None
-    p1, p2 = math.radians(la.latitude), math.radians(lb.latitude)
-    dp, dl = p2 - p1, math.radians(lb.longitude - la.longitude)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0 * math.asin(math.sqrt(h))
-
-
-def route_sailed(history: list[ContainerEvent]) -> list[tuple[str, str, str]]:
-    """(LOAD or DISC, UN/LOCODE, eventID) in event-time order: where the box went on and off ships."""
-    return [(e.code, e.location, e.event_id) for e in history if e.code in (LOAD, DISCHARGE) and e.location]
-
-
 def container_facts(declared: DeclaredShipment, container: DeclaredContainer, history: list[ContainerEvent],
                     ref: ReferenceData) -> list[Fact]:
+    """The facts about one declared container, from its history, in one pass over the events."""
     cid = container.container_id
     if not history:
         return [Fact("container-unknown", cid, "no status event for this container")]
-    past = [e for e in history if e.event_time <= declared.issued_at] or history
-    last = past[-1]
-    facts = [Fact("last-event", cid, f"{last.code} at {last.location} "
-                  f"{(declared.issued_at - last.event_time) / 3600:.0f} h before filing", (last.event_id,),
-                  {"code": last.code, "location": last.location,
-                   "age_hours": round((declared.issued_at - last.event_time) / 3600, 1)})]
-    facts += _route_facts(declared, cid, route_sailed(history))
+    issued = declared.issued_at
+    last, previous, unchecked = None, None, None
+    route, loads, late_stuffing, sealed, moves = [], [], [], [], []
+    seen_seals: set[str] = set()
+    for e in history:
+        if e.event_time <= issued:
+            last = e
+        if e.code == LOAD or e.code == DISCHARGE:
+            if e.location:
+                route.append((e.code, e.location, e.event_id))
+            if e.code == LOAD and e.vessel_imo:
+                loads.append(e)
+        elif e.code == STUFFING and e.event_time > issued:
+            late_stuffing.append(e)
+        if e.seals:
+            seen_seals.update(e.seals)
+            sealed.append(e.event_id)
+        if unchecked is None and e.equipment_check_digit_ok is False:
+            unchecked = e
+        if e.location:
+            if previous is not None and previous.location != e.location:
+                km = ref.km_between(previous.location, e.location)
+                hours = max((e.event_time - previous.event_time) / 3600, 1 / 60)
+                if km is not None and km / hours > MAX_PLAUSIBLE_KMH:
+                    moves.append(Fact("impossible-movement", cid, f"{previous.location} to {e.location}: {km:.0f} km "
+                                      f"in {hours:.1f} h", (previous.event_id, e.event_id),
+                                      {"km": round(km), "hours": round(hours, 1)}))
+            previous = e
+    last = last or history[-1]
+    age = (issued - last.event_time) / 3600
+    facts = [Fact("last-event", cid, f"{last.code} at {last.location} {age:.0f} h before filing", (last.event_id,),
+                  {"code": last.code, "location": last.location, "age_hours": round(age, 1)})]
+    facts += _route_facts(declared, cid, route)
     if container.packed_status and last.empty and last.empty != container.packed_status:
         facts.append(Fact("packed-status-mismatch", cid,
                           f"declared {container.packed_status}, last seen {last.empty}", (last.event_id,)))
-    for e in history:
-        if e.code == STUFFING and e.event_time > declared.issued_at:
-            facts.append(Fact("stuffed-after-filing", cid, f"stuffed at {e.location} after the filing", (e.event_id,)))
-        if e.equipment_check_digit_ok is False:
-            facts.append(Fact("feed-container-id-unchecked", cid, f"the feed's id {e.equipment} fails ISO 6346",
-                              (e.event_id,)))
-            break
-    seen_seals = {s for e in history for s in e.seals}
-    if container.seals and seen_seals and not set(container.seals) & seen_seals:
+    facts += [Fact("stuffed-after-filing", cid, f"stuffed at {e.location} after the filing", (e.event_id,))
+              for e in late_stuffing]
+    if unchecked is not None:
+        facts.append(Fact("feed-container-id-unchecked", cid, f"the feed's id {unchecked.equipment} fails ISO 6346",
+                          (unchecked.event_id,)))
+    if container.seals and seen_seals and not seen_seals.intersection(container.seals):
         facts.append(Fact("seal-mismatch", cid, f"declared seals {', '.join(container.seals)} never seen; "
-                          f"seen {', '.join(sorted(seen_seals))}", tuple(e.event_id for e in history if e.seals)))
-    loads = [e for e in history if e.code == LOAD and e.vessel_imo]
+                          f"seen {', '.join(sorted(seen_seals))}", tuple(sealed)))
     if declared.vessel_imo and loads and all(e.vessel_imo != declared.vessel_imo for e in loads):
         facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on "
                           f"{', '.join(sorted({e.vessel_imo for e in loads}))}", tuple(e.event_id for e in loads)))
-    facts += _impossible_moves(cid, history, ref)
-    return facts
+    return facts + moves
 
 
 def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, str, str]]) -> list[Fact]:
@@ -189,18 +195,6 @@ def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, st
         facts.append(Fact("routing-country-undeclared", cid, f"sailed through {', '.join(undeclared)}, "
                           f"declared {' '.join(declared.routing_countries)}",
                           tuple(eid for _, loc, eid in route if loc[:2] in undeclared)))
-    return facts
-
-
-def _impossible_moves(cid: str, history: list[ContainerEvent], ref: ReferenceData) -> list[Fact]:
-    facts = []
-    placed = [e for e in history if e.location]
-    for a, b in zip(placed, placed[1:]):
-        km = km_between(ref, a.location, b.location)
-        hours = max((b.event_time - a.event_time) / 3600, 1 / 60)
-        if km is not None and km / hours > MAX_PLAUSIBLE_KMH:
-            facts.append(Fact("impossible-movement", cid, f"{a.location} to {b.location}: {km:.0f} km in "
-                              f"{hours:.1f} h", (a.event_id, b.event_id), {"km": round(km), "hours": round(hours, 1)}))
     return facts
 
 

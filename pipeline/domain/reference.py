@@ -7,8 +7,9 @@ the vague goods-description terms, national EORI formats, and a commodity table.
 from __future__ import annotations
 
 import csv
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,6 +51,21 @@ class ReferenceData:
     vague_terms: tuple[str, ...]
     eori_formats: dict[str, tuple[re.Pattern, str, str]]  # country -> (rest of the number, in words, example)
     commodities: tuple[Commodity, ...]
+    _distances: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def km_between(self, a: str, b: str) -> float | None:
+        """Great-circle distance between two UN/LOCODEs that have coordinates (cached: ports repeat)."""
+        key = (a, b)
+        if key not in self._distances:
+            la, lb = self.locations.get(a), self.locations.get(b)
+            if not la or not lb or la.latitude is None or lb.latitude is None:
+                self._distances[key] = None
+            else:
+                p1, p2 = math.radians(la.latitude), math.radians(lb.latitude)
+                dp, dl = p2 - p1, math.radians(lb.longitude - la.longitude)
+                h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+                self._distances[key] = 2 * 6371.0 * math.asin(math.sqrt(h))
+        return self._distances[key]
 
     @classmethod
     def load(cls, directory: Path | None = None, unlocode_file: Path | None = None) -> "ReferenceData":
