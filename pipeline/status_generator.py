@@ -20,10 +20,10 @@ from .domain.enrichment import DeclaredContainer, DeclaredShipment, declared_shi
 from .domain.reference import ReferenceData, bundled_reference
 from .generator import GeneratedFiling
 
-ANOMALIES = ("container-unknown", "packed-status-mismatch", "stuffed-after-filing", "seal-mismatch",
-             "vessel-mismatch", "loading-place-mismatch", "unloading-place-mismatch",
-             "routing-country-undeclared", "impossible-movement")
-SEA_ONLY = frozenset({"vessel-mismatch", "loading-place-mismatch", "unloading-place-mismatch",
+ANOMALIES = ("container-unknown", "packed-status-mismatch", "stuffed-after-filing", "stuffed-elsewhere",
+             "seal-mismatch", "vessel-mismatch", "voyage-mismatch", "loading-place-mismatch",
+             "unloading-place-mismatch", "routing-country-undeclared", "impossible-movement")
+SEA_ONLY = frozenset({"vessel-mismatch", "voyage-mismatch", "loading-place-mismatch", "unloading-place-mismatch",
                       "routing-country-undeclared"})  # need vessel loads and discharges
 HOUR = 3600.0
 FEEDER_IMO = "9074729"
@@ -91,7 +91,8 @@ def history(declared: DeclaredShipment, container: DeclaredContainer, document: 
     if anomaly == "container-unknown":
         return []
     vessel = declared.vessel_imo
-    origin = declared.place_of_loading or _port(ref, rng, countries={declared.loading_country}) or "CNSHA"
+    origin = declared.place_of_loading or _port(ref, rng, countries={declared.loading_country}) or rng.choice(
+        sorted(l.locode for l in ref.locations.values() if l.country == declared.loading_country) or ["CNSHA"])
     if anomaly == "loading-place-mismatch":
         # Another port nearby: in the same country when the filing names the port, else abroad.
         same_country = bool(declared.place_of_loading)
@@ -147,6 +148,17 @@ def history(declared: DeclaredShipment, container: DeclaredContainer, document: 
     if anomaly == "seal-mismatch":
         for e in h.events:
             e["seals"] = [{"sealNumber": f"X{rng.randint(100000, 999999)}", "sealType": "WIR"}]
+    if anomaly == "voyage-mismatch":
+        for e in h.events:
+            if "transportCall" in e:
+                e["transportCall"]["exportVoyageNumber"] = "999X"
+    if anomaly == "stuffed-elsewhere":  # packed in a country the declared route never touches, a day before
+        first = h.events[0]
+        elsewhere = _port(ref, rng, countries={"PK", "IR", "LB", "NG"} - set(declared.routing_countries)
+                          - {declared.loading_country})
+        first["eventLocation"]["UNLocationCode"] = elsewhere
+        t0 = datetime.fromisoformat(first["eventDateTime"]).timestamp() - 30 * 24 * HOUR  # far enough back to travel
+        first["eventDateTime"] = first["eventCreatedDateTime"] = _iso(t0)
     if anomaly == "vessel-mismatch":
         for e in h.events:
             if "transportCall" in e:

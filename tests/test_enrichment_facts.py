@@ -61,7 +61,8 @@ def test_clean_histories_give_no_anomaly(declared):
     assert kinds(facts) == set()
     route = next(f for f in facts if f.kind == "route-sailed")
     assert route.values["ports"][0] == declared.place_of_loading and "SGSIN" in route.values["ports"]
-    assert next(f for f in facts if f.kind == "transhipment").detail == "SGSIN"
+    transhipment = next(f for f in facts if f.kind == "transhipment")
+    assert transhipment.detail == "SGSIN (18 h)" and transhipment.values["dwell_hours"] == {"SGSIN": 18.0}
 
 
 def _with(declared, change):
@@ -77,6 +78,9 @@ def _with(declared, change):
     ("feed-container-id-unchecked", lambda h, c: h[:-1] + [h[-1]._replace(equipment_check_digit_ok=False)]),
     ("seal-mismatch", lambda h, c: [e._replace(seals=("FOREIGN-SEAL",) if e.seals else ()) for e in h]),
     ("vessel-mismatch", lambda h, c: [e._replace(vessel_imo="9074729") if e.vessel_imo else e for e in h]),
+    ("voyage-mismatch", lambda h, c: [e._replace(voyages=("999X",)) if e.vessel_imo else e for e in h]),
+    ("stuffed-elsewhere", lambda h, c: [h[0]._replace(location="PKKHI",
+                                                      event_time=h[0].event_time - 40 * 24 * HOUR)] + h[1:]),
     ("loading-place-mismatch", lambda h, c: [h[2]._replace(location="TRIST")] + h[3:]),
     ("unloading-place-mismatch", lambda h, c: h + [h[3]._replace(event_id="dx", location="BEANR",
                                                              event_time=h[-1].event_time + 1)]),

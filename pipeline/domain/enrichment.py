@@ -117,7 +117,7 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
         return [Fact("container-unknown", cid, "no status event for this container")]
     issued = declared.issued_at
     last, previous, unchecked = None, None, None
-    route, loads, late_stuffing, sealed, moves = [], [], [], [], []
+    route, loads, stuffing, late_stuffing, sealed, moves = [], [], [], [], [], []
     seen_seals: set[str] = set()
     for e in history:
         if e.event_time <= issued:
@@ -127,8 +127,10 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
                 route.append((e.code, e.location, e.event_id))
             if e.code == LOAD and e.vessel_imo:
                 loads.append(e)
-        elif e.code == STUFFING and e.event_time > issued:
-            late_stuffing.append(e)
+        elif e.code == STUFFING:
+            stuffing.append(e)
+            if e.event_time > issued:
+                late_stuffing.append(e)
         if e.seals:
             seen_seals.update(e.seals)
             sealed.append(e.event_id)
@@ -147,7 +149,7 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
     age = (issued - last.event_time) / 3600
     facts = [Fact("last-event", cid, f"{last.code} at {last.location} {age:.0f} h before filing", (last.event_id,),
                   {"code": last.code, "location": last.location, "age_hours": round(age, 1)})]
-    facts += _route_facts(declared, cid, route)
+    facts += _route_facts(declared, cid, route, {e.event_id: e.event_time for e in history if e.code in (LOAD, DISCHARGE)})
     if container.packed_status and last.empty and last.empty != container.packed_status:
         facts.append(Fact("packed-status-mismatch", cid,
                           f"declared {container.packed_status}, last seen {last.empty}", (last.event_id,)))
@@ -162,10 +164,21 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
     if declared.vessel_imo and loads and all(e.vessel_imo != declared.vessel_imo for e in loads):
         facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on "
                           f"{', '.join(sorted({e.vessel_imo for e in loads}))}", tuple(e.event_id for e in loads)))
+    on_vessel = [e for e in loads if e.vessel_imo == declared.vessel_imo and e.voyages]
+    if declared.voyage and on_vessel and all(declared.voyage not in e.voyages for e in on_vessel):
+        facts.append(Fact("voyage-mismatch", cid, f"declared voyage {declared.voyage}, loaded for voyage "
+                          f"{', '.join(sorted({v for e in on_vessel for v in e.voyages}))}",
+                          tuple(e.event_id for e in on_vessel)))
+    expected = {declared.loading_country, *declared.routing_countries} - {None}
+    for e in stuffing:  # goods packed into the box in a country the route never touches
+        if e.location and expected and e.location[:2] not in expected:
+            facts.append(Fact("stuffed-elsewhere", cid, f"stuffed at {e.location}, not in the loading or routing "
+                              f"countries ({' '.join(sorted(expected))})", (e.event_id,)))
     return facts + moves
 
 
-def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, str, str]]) -> list[Fact]:
+def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, str, str]],
+                 times: dict[str, float]) -> list[Fact]:
     if not route:
         return []
     facts = []
@@ -185,11 +198,17 @@ def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, st
         facts.append(Fact("unloading-place-mismatch", cid, f"declared "
                           f"{declared.place_of_unloading or declared.unloading_country}, discharged at {final_place}",
                           (final_event,)))
-    tranship = [(loc, eid) for i, (code, loc, eid) in enumerate(route)
+    tranship = [(loc, eid, i) for i, (code, loc, eid) in enumerate(route)
                 if code == DISCHARGE and any(c == LOAD for c, _, _ in route[i + 1:])]
     if tranship:
-        facts.append(Fact("transhipment", cid, ", ".join(dict.fromkeys(loc for loc, _ in tranship)),
-                          tuple(eid for _, eid in tranship)))
+        dwell = {}
+        for loc, _, i in tranship:  # hours from coming off one ship to going on the next, there
+            reload = next((r for r in route[i + 1:] if r[0] == LOAD and r[1] == loc), None)
+            if reload is not None:
+                dwell[loc] = round((times[reload[2]] - times[route[i][2]]) / 3600, 1)
+        facts.append(Fact("transhipment", cid, ", ".join(f"{loc} ({dwell[loc]:.0f} h)" if loc in dwell else loc
+                                                         for loc in dict.fromkeys(loc for loc, _, _ in tranship)),
+                          tuple(eid for _, eid, _ in tranship), {"dwell_hours": dwell}))
     undeclared = sorted({loc[:2] for loc in ports} - set(declared.routing_countries))
     if declared.routing_countries and undeclared:
         facts.append(Fact("routing-country-undeclared", cid, f"sailed through {', '.join(undeclared)}, "
