@@ -27,17 +27,20 @@ local function index(key, score, id)
   redis.call('ZADD', key, score, id)
   touched[key] = true
 end
-local n = (#ARGV - 3) / 7
-for i = 1, n do
-  local b = 3 + 7 * (i - 1)
-  local id, body, score, eq, cls, vv, td = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5], ARGV[b+6], ARGV[b+7]
+for i = 4, #ARGV do
+  -- One argument per event: the ContainerEvent JSON array (see domain/container_events.py).
+  local body = ARGV[i]
+  local f = cjson.decode(body)
+  local id, cls, score, eq, imo, voyages, docs = f[1], f[3], f[5], f[7], f[11], f[12], f[13]
   if redis.call('SET', p .. ':ev:' .. id, body, 'NX', 'EX', ttl) then
-    if eq ~= '' then index(p .. ':eq:' .. eq .. ':' .. cls, score, id) end
-    for v in string.gmatch(vv, '[^\\31]+') do index(p .. ':vv:' .. v, score, id) end
-    for d in string.gmatch(td, '[^\\31]+') do index(p .. ':td:' .. d, score, id) end
-    out[i] = 1
+    if eq ~= cjson.null then index(p .. ':eq:' .. eq .. ':' .. cls, score, id) end
+    if imo ~= cjson.null then
+      for _, v in ipairs(voyages) do index(p .. ':vv:' .. imo .. ':' .. v, score, id) end
+    end
+    for _, d in ipairs(docs) do index(p .. ':td:' .. d, score, id) end
+    out[i - 3] = 1
   else
-    out[i] = 0
+    out[i - 3] = 0
   end
 end
 -- Trim and refresh each index once per batch, not once per event.
@@ -64,8 +67,6 @@ end
 return out
 """
 
-SEP = "\x1f"
-
 
 class ContainerEventStore:
     def __init__(self, client: redis.Redis, settings: ContainerStatusSettings | None = None, key_prefix: str = "cs"):
@@ -76,11 +77,7 @@ class ContainerEventStore:
     def add(self, events: Sequence[ContainerEvent]) -> list[bool]:
         """Stores a batch in one round trip; True for each event stored, False for a duplicate eventID."""
         s = self._settings
-        args: list = [self._prefix, s.retention_seconds, s.max_per_key]
-        for e in events:
-            voyages = SEP.join(f"{e.vessel_imo}:{v}" for v in e.voyages) if e.vessel_imo else ""
-            args += [e.event_id, e.to_json(), e.event_time, e.equipment or "", e.classifier, voyages,
-                     SEP.join(e.documents)]
+        args = [self._prefix, s.retention_seconds, s.max_per_key, *(e.to_json() for e in events)]
         return [bool(r) for r in self._add(args=args)] if events else []
 
     def histories(self, containers: Iterable[str], classifier: str = "ACT",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 from stdnum import iso6346
@@ -50,6 +51,12 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()  # Python 3.11+ reads the Z itself
 
 
+@lru_cache(maxsize=200_000)
+def _check_digit_ok(container: str) -> bool:
+    """ISO 6346 (python-stdnum), remembered per id: a container's events all repeat it."""
+    return iso6346.is_valid(container)
+
+
 def _code(event: dict) -> str:
     return (event.get("equipmentEventTypeCode") or event.get("transportEventTypeCode")
             or event.get("shipmentEventTypeCode") or "")
@@ -73,7 +80,7 @@ def normalize(event: dict) -> ContainerEvent:
         event_time=_epoch(event["eventDateTime"]),
         created_time=_epoch(event["eventCreatedDateTime"]),
         equipment=equipment,
-        equipment_check_digit_ok=iso6346.is_valid(equipment) if equipment else None,
+        equipment_check_digit_ok=_check_digit_ok(equipment) if equipment else None,
         empty=event.get("emptyIndicatorCode"),
         location=location,
         vessel_imo=vessel.get("vesselIMONumber"),
