@@ -78,6 +78,11 @@ def dead_letter_record(dead: DeadLetter) -> str:
                        "payload_base64": base64.b64encode(dead.payload).decode("ascii")})
 
 
+def read_json_lines(folder: Path) -> list[dict]:
+    """Every record of the JSON-lines shards WriteJsonLines wrote into a folder, shard by shard."""
+    return [json.loads(line) for f in sorted(Path(folder).glob("*.jsonl")) for line in f.open(encoding="utf-8")]
+
+
 class WriteJsonLines(beam.PTransform):
     """Records in; JSON-lines files `<prefix>-SSSSS-of-NNNNN.jsonl` out (Beam's text sink: files appear whole)."""
 

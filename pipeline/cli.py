@@ -354,8 +354,10 @@ def demo(out_dir, count, seed) -> None:
 
 def _demo_checks(out_dir: Path) -> None:
     """Compares the answers with the generator's ground truth and shows one answer of each kind."""
+    from .connectors.files import read_json_lines
+
     labels = {json.loads(line)["file"]: json.loads(line) for line in (out_dir / "labels.jsonl").open()}
-    answers = [json.loads(line) for f in sorted((out_dir / "results" / "answers").glob("*.jsonl")) for line in f.open()]
+    answers = read_json_lines(out_dir / "results" / "answers")
     agree = sum((a["message_type"] == "IE3R01") == (labels[a["submission_id"]]["expected"] == "registered")
                 for a in answers)
     out = Console()
@@ -372,8 +374,10 @@ def _demo_checks(out_dir: Path) -> None:
 
 def _demo_facts(out_dir: Path, out: Console) -> None:
     """Compares the container facts with the planted anomalies, and shows one enriched filing."""
+    from .connectors.files import read_json_lines
+
     planted = {(x["file"], x["container"]): x["anomaly"] for x in map(json.loads, (out_dir / "container-labels.jsonl").open())}
-    enriched = [json.loads(line) for f in sorted((out_dir / "results" / "enriched").glob("*.jsonl")) for line in f.open()]
+    enriched = read_json_lines(out_dir / "results" / "enriched")
     found = missed = false = 0
     for e in enriched:
         for c in e["containers"]:

@@ -38,7 +38,7 @@ class ContainerStatusSettings:
     redis_url: str | None = None  # None: the same Redis as registrations
     retention_seconds: int = 180 * 86400  # keys expire this long after their last event
     max_per_key: int = 500  # newest events kept per container, voyage or document
-    batch_size: int = 256  # filings per Redis round trip when enriching
+    batch_size: int = 64  # filings per Redis round trip when enriching (best measured on a 1M-event store)
 
 
 @dataclass(frozen=True)

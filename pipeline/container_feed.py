@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from .connectors.dcsa import JsonError
 from .container_store import ContainerEventStore
 from .domain.container_events import normalize
 
@@ -22,6 +23,13 @@ class LoadSummary:
     @property
     def balanced(self) -> bool:
         return self.read == self.loaded + self.duplicates + sum(self.rejected.values())
+
+    def add(self, other: "LoadSummary") -> None:
+        self.read += other.read
+        self.loaded += other.loaded
+        self.duplicates += other.duplicates
+        self.rejected.update(other.rejected)
+        self.unchecked_container_ids += other.unchecked_container_ids
 
 
 def load_events(items: Iterable[tuple[str, Any]], checker, store: ContainerEventStore,
@@ -110,24 +118,11 @@ def follow_stream(client, stream: str, group: str, consumer: str, checker, store
             try:
                 items.append((f"{stream}/{entry_id.decode()}", json.loads(raw)))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                items.append((f"{stream}/{entry_id.decode()}", _not_json(exc)))
+                items.append((f"{stream}/{entry_id.decode()}", JsonError(f"not valid JSON: {exc}")))
         part = load_events(items, checker, store, on_rejected, batch_size=batch_size)
         client.xack(stream, group, *[entry_id for entry_id, _ in entries])
-        _add(total, part)
+        total.add(part)
     return total
-
-
-def _not_json(exc: Exception) -> str:
-    from cargoscreen.connectors.dcsa import JsonError
-    return JsonError(f"not valid JSON: {exc}")
-
-
-def _add(total: LoadSummary, part: LoadSummary) -> None:
-    total.read += part.read
-    total.loaded += part.loaded
-    total.duplicates += part.duplicates
-    total.rejected.update(part.rejected)
-    total.unchecked_container_ids += part.unchecked_container_ids
 
 
 def rejected_to_stream(client, stream: str) -> Callable[[str, Any, list], None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,15 +15,12 @@ from cargoscreen.container_store import ContainerEventStore
 from cargoscreen.domain.reference import bundled_reference
 from cargoscreen.enrichment import AVAILABLE, INFORMATIONAL_FACTS, UNAVAILABLE, enrich
 from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.job import run_batch
 from cargoscreen.status_generator import ANOMALIES
 from cargoscreen.validation import Submission
 
 pytestmark = pytest.mark.slow
-
-
-def _read(folder: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.open()]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +33,7 @@ def enriched_run(tmp_path_factory, redis_server):
     loaded, _, _ = load_feed([root / "container-events.jsonl"], url, root / "rejected.jsonl")
     summary = run_batch(Settings().with_redis_url(url), root / "filings", root / "out")
     labels = {(x["file"], x["container"]): x["anomaly"] for x in map(json.loads, (root / "container-labels.jsonl").open())}
-    return summary, loaded, labels, _read(root / "out" / "enriched"), _read(root / "out" / "answers")
+    return summary, loaded, labels, read_json_lines(root / "out" / "enriched"), read_json_lines(root / "out" / "answers")
 
 
 def test_every_planted_anomaly_is_found_and_clean_containers_stay_quiet(enriched_run):
@@ -82,7 +78,7 @@ def test_store_down_gives_an_explicit_fact_and_loses_nothing(tmp_path, redis_ser
     settings = Settings(redis=RedisSettings(url=redis_server.url, retries=2, backoff_seconds=0.01),
                         container_status=ContainerStatusSettings(redis_url=f"unix://{tmp_path}/gone.sock"))
     summary = run_batch(settings, tmp_path / "filings", tmp_path / "out")
-    enriched = _read(tmp_path / "out" / "enriched")
+    enriched = read_json_lines(tmp_path / "out" / "enriched")
     with_containers = [e for e in enriched if e["containers"]]
     assert summary.balanced and summary.dead_lettered == 0 and summary.enriched == len(enriched)
     assert with_containers and summary.container_status_unavailable == len(with_containers)

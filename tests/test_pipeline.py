@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -12,14 +11,11 @@ from cargoscreen import resources
 from cargoscreen.cli import write_corpus
 from cargoscreen.config import RedisSettings, Settings
 from cargoscreen.domain.filings import ANSWERS_NS
+from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.job import run_batch
 from cargoscreen.schemas import SchemaRegistry
 
 pytestmark = pytest.mark.slow
-
-
-def _read(folder: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.open()]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +26,7 @@ def batch_run(tmp_path_factory, redis_server):
     settings = Settings().with_redis_url(redis_server.url)
     summary = run_batch(settings, root / "filings", root / "out")
     labels = {json.loads(line)["file"]: json.loads(line) for line in (root / "labels.jsonl").open()}
-    return summary, labels, _read(root / "out" / "answers"), _read(root / "out" / "dead-letters")
+    return summary, labels, read_json_lines(root / "out" / "answers"), read_json_lines(root / "out" / "dead-letters")
 
 
 def test_inputs_equal_accepted_plus_rejected_plus_dead_lettered(batch_run):
@@ -87,7 +83,7 @@ def test_redis_down_dead_letters_the_accepted_and_still_answers_the_rejected(tmp
     write_corpus(tmp_path, count=60, seed=5, defect_rate=0.2, envelope_rate=0, resubmission_rate=0)
     settings = Settings(redis=RedisSettings(url=f"unix://{tmp_path}/no-redis.sock", retries=1, backoff_seconds=0.01))
     summary = run_batch(settings, tmp_path / "filings", tmp_path / "out")
-    dead = _read(tmp_path / "out" / "dead-letters")
+    dead = read_json_lines(tmp_path / "out" / "dead-letters")
     assert summary.balanced and summary.inputs == 60
     assert summary.dead_lettered == len(dead) > 0 and summary.answers.get("IE3R01", 0) == 0
     assert summary.answers["IE3N99"] == 60 - len(dead)
@@ -101,6 +97,6 @@ def test_a_valid_message_of_another_schema_set_is_rejected_not_registered(tmp_pa
     (tmp_path / "in" / "invoice.xml").write_text("<Invoice><Number>INV-000001</Number><Amount>3</Amount></Invoice>")
     settings = Settings(extra_schema_dirs=(OTHER_SCHEMAS,)).with_redis_url(redis_server.url)
     summary = run_batch(settings, tmp_path / "in", tmp_path / "out")
-    [answer] = _read(tmp_path / "out" / "answers")
+    [answer] = read_json_lines(tmp_path / "out" / "answers")
     assert summary.balanced and summary.answers == {"IE3N99": 1}
     assert "NOT_AN_ENS_FILING" in answer["xml"]
