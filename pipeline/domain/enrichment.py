@@ -149,7 +149,7 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
     age = (issued - last.event_time) / 3600
     facts = [Fact("last-event", cid, f"{last.code} at {last.location} {age:.0f} h before filing", (last.event_id,),
                   {"code": last.code, "location": last.location, "age_hours": round(age, 1)})]
-    facts += _route_facts(declared, cid, route, {e.event_id: e.event_time for e in history if e.code in (LOAD, DISCHARGE)})
+    facts += _route_facts(declared, cid, route, history)
     if container.packed_status and last.empty and last.empty != container.packed_status:
         facts.append(Fact("packed-status-mismatch", cid,
                           f"declared {container.packed_status}, last seen {last.empty}", (last.event_id,)))
@@ -178,7 +178,7 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
 
 
 def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, str, str]],
-                 times: dict[str, float]) -> list[Fact]:
+                 history: list[ContainerEvent]) -> list[Fact]:
     if not route:
         return []
     facts = []
@@ -201,6 +201,7 @@ def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, st
     tranship = [(loc, eid, i) for i, (code, loc, eid) in enumerate(route)
                 if code == DISCHARGE and any(c == LOAD for c, _, _ in route[i + 1:])]
     if tranship:
+        times = {e.event_id: e.event_time for e in history}
         dwell = {}
         for loc, _, i in tranship:  # hours from coming off one ship to going on the next, there
             reload = next((r for r in route[i + 1:] if r[0] == LOAD and r[1] == loc), None)
