@@ -152,7 +152,7 @@ def history(declared: DeclaredShipment, container: DeclaredContainer, document: 
         for e in h.events:
             if "transportCall" in e:
                 e["transportCall"]["exportVoyageNumber"] = "999X"
-    if anomaly == "stuffed-elsewhere":  # packed in a country the declared route never touches, a day before
+    if anomaly == "stuffed-elsewhere":  # packed, a month earlier, in a country the declared route never touches
         first = h.events[0]
         elsewhere = _port(ref, rng, countries={"PK", "IR", "LB", "NG"} - set(declared.routing_countries)
                           - {declared.loading_country})
