@@ -96,53 +96,18 @@ def validate(files, schemas, as_json) -> None:
 def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, container_status,
              anomaly_rate) -> None:
     """Write realistic filings to OUT/filings and their ground truth to OUT/labels.jsonl."""
-    written = write_corpus(Path(out_dir), count, seed, defect_rate, envelope_rate, resubmission_rate, size,
-                           tuple(m.strip() for m in modes.split(",") if m.strip()))
+    from .corpus import write_container_status, write_corpus
+
+    corpus = dict(defect_rate=defect_rate, envelope_rate=envelope_rate, resubmission_rate=resubmission_rate,
+                  size=size, modes=tuple(m.strip() for m in modes.split(",") if m.strip()))
+    with _progress() as progress:
+        task = progress.add_task("generating", total=count)
+        written = write_corpus(Path(out_dir), count, seed, **corpus,
+                               on_progress=lambda n: progress.update(task, completed=n))
     console.print(f"wrote {written} filings to {Path(out_dir) / 'filings'} and labels to {Path(out_dir) / 'labels.jsonl'}")
     if container_status:
-        events = write_container_status(Path(out_dir), count, seed, anomaly_rate, size, defect_rate, envelope_rate,
-                                        resubmission_rate, tuple(m.strip() for m in modes.split(",") if m.strip()))
+        events = write_container_status(Path(out_dir), count, seed, anomaly_rate, **corpus)
         console.print(f"wrote {events} container events to {Path(out_dir) / 'container-events.jsonl'}")
-
-
-def write_corpus(out_dir: Path, count: int, seed: int = 1, defect_rate: float = 0.1, envelope_rate: float = 0.02,
-                 resubmission_rate: float = 0.02, size: str = "mixed", modes: tuple[str, ...] | None = None) -> int:
-    from .generator import MODE_WEIGHTS, GeneratorSpec, generate as generate_filings
-
-    spec = GeneratorSpec(count=count, seed=seed, defect_rate=defect_rate, envelope_rate=envelope_rate,
-                         resubmission_rate=resubmission_rate, size=size, modes=modes or tuple(MODE_WEIGHTS))
-    filings_dir = out_dir / "filings"
-    filings_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "labels.jsonl").open("w", encoding="utf-8") as labels, _progress() as progress:
-        task = progress.add_task("generating", total=count)
-        for n, filing in enumerate(generate_filings(spec), 1):
-            (filings_dir / filing.name).write_bytes(filing.data)
-            labels.write(json.dumps(filing.label) + "\n")
-            if n % 200 == 0 or n == count:
-                progress.update(task, completed=n)
-    return count
-
-
-def write_container_status(out_dir: Path, count: int, seed: int = 1, anomaly_rate: float = 0.1,
-                           size: str = "mixed", defect_rate: float = 0.1, envelope_rate: float = 0.02,
-                           resubmission_rate: float = 0.02, modes: tuple[str, ...] | None = None) -> int:
-    """The DCSA histories of the containers of write_corpus's filings (same arguments, same filings)."""
-    from .generator import MODE_WEIGHTS, GeneratorSpec, generate as generate_filings
-    from .status_generator import StatusSpec, generate_status
-
-    spec = GeneratorSpec(count=count, seed=seed, defect_rate=defect_rate, envelope_rate=envelope_rate,
-                         resubmission_rate=resubmission_rate, size=size, modes=modes or tuple(MODE_WEIGHTS))
-    written = 0
-    with (out_dir / "container-events.jsonl").open("w") as events, \
-            (out_dir / "container-labels.jsonl").open("w") as labels:
-        for history, label in generate_status(generate_filings(spec), StatusSpec(seed=seed, anomaly_rate=anomaly_rate)):
-            for event in history:
-                events.write(json.dumps(event) + "\n")
-            written += len(history)
-            if label:
-                labels.write(json.dumps({"file": label.file, "container": label.container,
-                                         "anomaly": label.anomaly}) + "\n")
-    return written
 
 
 def _progress() -> Progress:
@@ -310,23 +275,17 @@ def csm_follow(redis_url, stream, group, consumer, once) -> None:
 
 
 def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: Settings | None = None):
-    """Loads DCSA event files into the container store; returns (LoadSummary, seconds, DCSA version)."""
-    settings = settings or Settings()
-    from .connectors.dcsa import DcsaEventChecker, event_files, read_events
+    """Loads DCSA event files into the container store, with a progress display; returns
+    (LoadSummary, seconds, DCSA version)."""
     from .connectors.redis_store import connect
-    from .container_feed import load_events, rejected_record
+    from .container_feed import load_files
     from .container_store import ContainerEventStore
 
+    settings = settings or Settings()
     store = ContainerEventStore(connect(redis_url), settings.container_status, settings.redis.key_prefix)
-    checker = DcsaEventChecker()
-    started = time.perf_counter()
-    with rejected_path.open("w", encoding="utf-8") as rejected, _progress() as progress:
+    with _progress() as progress:
         task = progress.add_task("loading events", total=None)
-        items = ((where, event) for f in event_files(paths) for where, event in read_events(f))
-        summary = load_events(items, checker, store,
-                              on_rejected=lambda w, e, p: rejected.write(rejected_record(w, e, p) + "\n"),
-                              on_progress=lambda n: progress.update(task, completed=n))
-    return summary, time.perf_counter() - started, checker.version
+        return load_files(paths, store, rejected_path, on_progress=lambda n: progress.update(task, completed=n))
 
 
 @main.command()
@@ -336,12 +295,13 @@ def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: 
 def demo(out_dir, count, seed) -> None:
     """The whole flow on generated sample data with an embedded Redis: generate, screen, answer."""
     from .connectors.redis_store import EmbeddedRedis
+    from .corpus import write_container_status, write_corpus
 
     out_dir = Path(out_dir)
     console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile) and their "
                   f"containers' histories (10% with an anomaly) into {out_dir}")
     write_corpus(out_dir, count, seed)
-    write_container_status(out_dir, count, seed)
+    write_container_status(out_dir, count, seed)  # same arguments: the same filings' containers
     with EmbeddedRedis(out_dir / "results" / "redis") as server:
         loaded, _, _ = load_feed([out_dir / "container-events.jsonl"], server.url, out_dir / "csm-rejected.jsonl")
         console.print(f"2. loaded {loaded.loaded} container events ({loaded.unchecked_container_ids} with a container "

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .connectors.dcsa import JsonError
+from .connectors.dcsa import DcsaEventChecker, JsonError, event_files, read_events
 from .container_store import ContainerEventStore
 from .domain.container_events import normalize
 
@@ -74,6 +76,20 @@ def load_events(items: Iterable[tuple[str, Any]], checker, store: ContainerEvent
         if batch:
             account(batch, store.add(batch))
     return summary
+
+
+def load_files(paths: list[Path], store: ContainerEventStore, rejected_path: Path,
+               on_progress: Callable[[int], None] | None = None) -> tuple[LoadSummary, float, str]:
+    """Loads DCSA event files (JSON lists, JSON lines, folders of them); rejected events with their
+    reasons go to rejected_path as JSON lines. Returns (summary, seconds, the DCSA version checked)."""
+    checker = DcsaEventChecker()
+    started = time.perf_counter()
+    with rejected_path.open("w", encoding="utf-8") as rejected:
+        items = ((where, event) for f in event_files(paths) for where, event in read_events(f))
+        summary = load_events(items, checker, store,
+                              on_rejected=lambda w, e, p: rejected.write(rejected_record(w, e, p) + "\n"),
+                              on_progress=on_progress)
+    return summary, time.perf_counter() - started, checker.version
 
 
 def rejected_record(where: str, event: Any, problems: list) -> str:

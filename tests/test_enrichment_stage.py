@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from cargoscreen.cli import load_feed, write_container_status, write_corpus
+from cargoscreen.cli import load_feed
+from cargoscreen.corpus import write_container_status, write_corpus
 from cargoscreen.config import ContainerStatusSettings, RedisSettings, Settings
 from cargoscreen.connectors.redis_store import connect, with_retries
 from cargoscreen.container_store import ContainerEventStore

@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from cargoscreen import resources
-from cargoscreen.cli import write_corpus
+from cargoscreen.corpus import write_corpus
 from cargoscreen.config import RedisSettings, Settings
 from cargoscreen.domain.filings import ANSWERS_NS
 from cargoscreen.connectors.files import read_json_lines
