@@ -90,16 +90,24 @@ def validate(files, schemas, as_json) -> None:
 @click.option("--resubmission-rate", default=0.02, show_default=True, help="Share re-sending an earlier filing.")
 @click.option("--size", type=click.Choice(["mixed", "small", "large"]), default="mixed", show_default=True)
 @click.option("--modes", default="sea,air,express,postal,road,rail", show_default=True)
+@click.option("--defects", default=None, help="Which content defects to plant, comma-separated (default: all); "
+              "each defective filing gets one to three of them. Kinds: see `cargoscreen.generator.DEFECTS`.")
 @click.option("--container-status/--no-container-status", default=False,
               help="Also write the containers' DCSA event histories (container-events.jsonl) and their labels.")
 @click.option("--anomaly-rate", default=0.1, show_default=True, help="Share of containers with a planted anomaly.")
-def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, container_status,
-             anomaly_rate) -> None:
+def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, defects,
+             container_status, anomaly_rate) -> None:
     """Write realistic filings to OUT/filings and their ground truth to OUT/labels.jsonl."""
     from .corpus import write_container_status, write_corpus
+    from .generator import CONTENT_DEFECTS
 
+    kinds = tuple(d.strip() for d in defects.split(",") if d.strip()) if defects else None
+    unknown = set(kinds or ()) - set(CONTENT_DEFECTS)
+    if unknown:
+        raise click.BadParameter(f"unknown defect(s) {', '.join(sorted(unknown))}; known: {', '.join(CONTENT_DEFECTS)}",
+                                 param_hint="--defects")
     corpus = dict(defect_rate=defect_rate, envelope_rate=envelope_rate, resubmission_rate=resubmission_rate,
-                  size=size, modes=tuple(m.strip() for m in modes.split(",") if m.strip()))
+                  size=size, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), defects=kinds)
     with _progress() as progress:
         task = progress.add_task("generating", total=count)
         written = write_corpus(Path(out_dir), count, seed, **corpus,

@@ -5,22 +5,23 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .generator import MODE_WEIGHTS, GeneratorSpec, generate
+from .generator import CONTENT_DEFECTS, MODE_WEIGHTS, GeneratorSpec, generate
 from .status_generator import StatusSpec, generate_status
 
 
 def corpus_spec(count: int, seed: int = 1, defect_rate: float = 0.1, envelope_rate: float = 0.02,
-                resubmission_rate: float = 0.02, size: str = "mixed",
-                modes: tuple[str, ...] | None = None) -> GeneratorSpec:
+                resubmission_rate: float = 0.02, size: str = "mixed", modes: tuple[str, ...] | None = None,
+                defects: tuple[str, ...] | None = None) -> GeneratorSpec:
     return GeneratorSpec(count=count, seed=seed, defect_rate=defect_rate, envelope_rate=envelope_rate,
-                         resubmission_rate=resubmission_rate, size=size, modes=modes or tuple(MODE_WEIGHTS))
+                         resubmission_rate=resubmission_rate, size=size, modes=modes or tuple(MODE_WEIGHTS),
+                         defects=defects or CONTENT_DEFECTS)
 
 
 def write_corpus(out_dir: Path, count: int, seed: int = 1, defect_rate: float = 0.1, envelope_rate: float = 0.02,
                  resubmission_rate: float = 0.02, size: str = "mixed", modes: tuple[str, ...] | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> int:
+                 defects: tuple[str, ...] | None = None, on_progress: Callable[[int], None] | None = None) -> int:
     """OUT/filings/*.xml and OUT/labels.jsonl (one label per filing)."""
-    spec = corpus_spec(count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes)
+    spec = corpus_spec(count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, defects)
     filings_dir = out_dir / "filings"
     filings_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "labels.jsonl").open("w", encoding="utf-8") as labels:

@@ -67,3 +67,16 @@ def test_demo_runs_the_whole_flow(tmp_path):
     assert "balanced" in result.output and "agree with the ground truth for 80 of 80" in result.output
     assert "IE3R01" in result.output and "IE3N99" in result.output
     assert json.loads((tmp_path / "results" / "summary.json").read_text())["inputs"] == 80
+
+
+def test_generate_plants_only_the_chosen_defects(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["generate", "--out", str(tmp_path), "--count", "200", "--seed", "6",
+                                  "--defect-rate", "0.5", "--envelope-rate", "0", "--defects",
+                                  "vague-description,container-check-digit"])
+    assert result.exit_code == 0, result.output
+    labels = [json.loads(line) for line in (tmp_path / "labels.jsonl").open()]
+    planted = {d["kind"] for label in labels for d in label["defects"]}
+    assert planted == {"vague-description", "container-check-digit"}
+    bad = runner.invoke(main, ["generate", "--out", str(tmp_path / "x"), "--count", "1", "--defects", "nonsense"])
+    assert bad.exit_code == 2 and "unknown defect" in bad.output
