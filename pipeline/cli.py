@@ -245,8 +245,7 @@ def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     for reason, count in summary.rejected.most_common():
         table.add_row(f"rejected: {reason}", str(count))
     out.print(table)
-    out.print(f"read {summary.read} = loaded {summary.loaded} + duplicates {summary.duplicates} + rejected "
-              f"{sum(summary.rejected.values())}   ({summary.read / elapsed if elapsed else 0:,.0f} events/s); "
+    out.print(f"{summary.balance()}   ({summary.read / elapsed if elapsed else 0:,.0f} events/s); "
               f"rejected events with reasons: {rejected_path}", soft_wrap=True)
     sys.exit(0 if summary.balanced else 2)
 
@@ -274,12 +273,11 @@ def csm_follow(redis_url, stream, group, consumer, once) -> None:
     try:
         summary = follow_stream(client, stream, group, consumer or f"{socket.gethostname()}-{os.getpid()}",
                                 DcsaEventChecker(),
-                                ContainerEventStore(client, settings.container_status, settings.redis.key_prefix),
+                                ContainerEventStore.for_settings(client, settings),
                                 rejected_to_stream(client, stream), once=once, stop=lambda: bool(stopping))
     except KeyboardInterrupt:
         return
-    Console().print(f"read {summary.read} = loaded {summary.loaded} + duplicates {summary.duplicates} + rejected "
-                    f"{sum(summary.rejected.values())}", soft_wrap=True)
+    Console().print(summary.balance(), soft_wrap=True)
 
 
 def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: Settings | None = None):
@@ -290,7 +288,7 @@ def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: 
     from .container_store import ContainerEventStore
 
     settings = settings or Settings()
-    store = ContainerEventStore(connect(redis_url), settings.container_status, settings.redis.key_prefix)
+    store = ContainerEventStore.for_settings(connect(redis_url), settings)
     with _progress() as progress:
         task = progress.add_task("loading events", total=None)
         return load_files(paths, store, rejected_path, on_progress=lambda n: progress.update(task, completed=n))
@@ -343,6 +341,7 @@ def _demo_checks(out_dir: Path) -> None:
 def _demo_facts(out_dir: Path, out: Console) -> None:
     """Compares the container facts with the planted anomalies, and shows one enriched filing."""
     from .connectors.files import read_json_lines
+    from .domain.enrichment import INFORMATIONAL_FACTS
 
     planted = {(x["file"], x["container"]): x["anomaly"] for x in map(json.loads, (out_dir / "container-labels.jsonl").open())}
     enriched = read_json_lines(out_dir / "results" / "enriched")
@@ -351,7 +350,7 @@ def _demo_facts(out_dir: Path, out: Console) -> None:
         for c in e["containers"]:
             if (e["submission_id"], c) not in planted:
                 continue
-            kinds = {f["kind"] for f in e["facts"] if f["container"] == c} - {"last-event", "route-sailed", "transhipment"}
+            kinds = {f["kind"] for f in e["facts"] if f["container"] == c} - INFORMATIONAL_FACTS
             anomaly = planted[(e["submission_id"], c)]
             if anomaly is None:
                 false += bool(kinds)
@@ -361,7 +360,7 @@ def _demo_facts(out_dir: Path, out: Console) -> None:
                 missed += 1
     out.print(f"5. container status: {found} planted anomalies found, {missed} missed, {false} clean containers "
               f"with an anomaly fact")
-    sample = next((e for e in enriched if any(f["kind"] not in ("last-event", "route-sailed") for f in e["facts"])), None)
+    sample = next((e for e in enriched if any(f["kind"] not in INFORMATIONAL_FACTS for f in e["facts"])), None)
     if sample:
         out.print(json.dumps(sample, indent=1)[:2500], markup=False, highlight=False)
 

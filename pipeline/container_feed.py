@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import redis
+
 from .connectors.dcsa import DcsaEventChecker, JsonError, event_files, read_events
 from .container_store import ContainerEventStore
 from .domain.container_events import normalize
@@ -25,6 +27,10 @@ class LoadSummary:
     @property
     def balanced(self) -> bool:
         return self.read == self.loaded + self.duplicates + sum(self.rejected.values())
+
+    def balance(self) -> str:
+        return (f"read {self.read} = loaded {self.loaded} + duplicates {self.duplicates} + rejected "
+                f"{sum(self.rejected.values())}")
 
     def add(self, other: "LoadSummary") -> None:
         self.read += other.read
@@ -108,11 +114,9 @@ def follow_stream(client, stream: str, group: str, consumer: str, checker, store
     idempotent on eventID, so a redelivered event counts as a duplicate, never twice.
     once: stop when the stream has nothing new (for batch jobs and tests).
     """
-    import redis as redis_lib
-
     try:
         client.xgroup_create(stream, group, id="0", mkstream=True)
-    except redis_lib.ResponseError as exc:
+    except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
     total = LoadSummary()

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import redis
 
-from .config import ContainerStatusSettings
+from .config import ContainerStatusSettings, Settings
 from .domain.container_events import ContainerEvent
 
 _ADD = """
@@ -52,9 +52,9 @@ return out
 """
 
 _READ = """
-local p, cls, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local p, limit = ARGV[1], tonumber(ARGV[2])
 local out = {}
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   local ids = redis.call('ZRANGE', p .. ARGV[i], -limit, -1)
   local bodies = {}
   if #ids > 0 then
@@ -62,13 +62,17 @@ for i = 4, #ARGV do
     for j, id in ipairs(ids) do keys[j] = p .. ':ev:' .. id end
     bodies = redis.call('MGET', unpack(keys))
   end
-  out[i - 3] = bodies
+  out[i - 2] = bodies
 end
 return out
 """
 
 
 class ContainerEventStore:
+    @classmethod
+    def for_settings(cls, client: redis.Redis, settings: Settings) -> "ContainerEventStore":
+        return cls(client, settings.container_status, settings.redis.key_prefix)
+
     def __init__(self, client: redis.Redis, settings: ContainerStatusSettings | None = None, key_prefix: str = "cs"):
         self._client, self._settings, self._prefix = client, settings or ContainerStatusSettings(), key_prefix
         self._add = client.register_script(_ADD)
@@ -85,19 +89,19 @@ class ContainerEventStore:
         """Each container's events of one classifier, oldest first, in one round trip."""
         containers = list(dict.fromkeys(containers))
         keys = [f":eq:{c}:{classifier}" for c in containers]
-        return dict(zip(containers, self._fetch(keys, classifier, limit)))
+        return dict(zip(containers, self._fetch(keys, limit)))
 
     def by_voyage(self, vessel_imo: str, voyage: str, limit: int | None = None) -> list[ContainerEvent]:
-        return self._fetch([f":vv:{vessel_imo}:{voyage}"], "", limit)[0]
+        return self._fetch([f":vv:{vessel_imo}:{voyage}"], limit)[0]
 
     def by_document(self, document: str, limit: int | None = None) -> list[ContainerEvent]:
         """document as 'TRD:reference' or 'BKG:reference'."""
-        return self._fetch([f":td:{document}"], "", limit)[0]
+        return self._fetch([f":td:{document}"], limit)[0]
 
-    def _fetch(self, keys: list[str], classifier: str, limit: int | None) -> list[list[ContainerEvent]]:
+    def _fetch(self, keys: list[str], limit: int | None) -> list[list[ContainerEvent]]:
         if not keys:
             return []
-        replies = self._read(args=[self._prefix, classifier, limit or self._settings.max_per_key, *keys])
+        replies = self._read(args=[self._prefix, limit or self._settings.max_per_key, *keys])
         # A body can have expired after its index entry: skip it (None). All bodies of the
         # batch are decoded by one json.loads: one C call instead of one per event.
         present = [[b for b in bodies if b is not None] for bodies in replies]

@@ -14,13 +14,12 @@ from typing import Callable, Sequence
 import redis
 
 from .domain.container_events import ContainerEvent
-from .domain.enrichment import Fact, shipment_facts
+from .domain.enrichment import INFORMATIONAL_FACTS, Fact, shipment_facts
 from .domain.reference import ReferenceData
 from .validation import ValidationOutcome
 
 UNAVAILABLE = "container-status-unavailable"
 AVAILABLE, NOT_APPLICABLE = "available", "no-containers"
-INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment"})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 from lxml import etree
 from stdnum import iso6346
 
+from .domain.container_events import utc_epoch
 from .domain.enrichment import DeclaredContainer, DeclaredShipment, declared_shipment
 from .domain.reference import ReferenceData, bundled_reference
 from .generator import GeneratedFiling
@@ -157,7 +158,7 @@ def history(declared: DeclaredShipment, container: DeclaredContainer, document: 
         elsewhere = _port(ref, rng, countries={"PK", "IR", "LB", "NG"} - set(declared.routing_countries)
                           - {declared.loading_country})
         first["eventLocation"]["UNLocationCode"] = elsewhere
-        t0 = datetime.fromisoformat(first["eventDateTime"]).timestamp() - 30 * 24 * HOUR  # far enough back to travel
+        t0 = utc_epoch(first["eventDateTime"]) - 30 * 24 * HOUR  # far enough back to travel
         first["eventDateTime"] = first["eventCreatedDateTime"] = _iso(t0)
     if anomaly == "vessel-mismatch":
         for e in h.events:
@@ -165,7 +166,7 @@ def history(declared: DeclaredShipment, container: DeclaredContainer, document: 
                 e["transportCall"]["vessel"]["vesselIMONumber"] = "9321483" if vessel != "9321483" else "9074729"
     if anomaly == "impossible-movement":
         far = _port(ref, rng, countries={"US", "BR", "AU", "ZA"} - {origin[:2]})
-        last = datetime.fromisoformat(h.events[-1]["eventDateTime"].replace("Z", "+00:00")).timestamp()
+        last = utc_epoch(h.events[-1]["eventDateTime"])
         h.add("GTOT", far, (declared.issued_at - last) / HOUR - 2)
     return h.events
 

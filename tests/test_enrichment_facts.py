@@ -8,11 +8,10 @@ import pytest
 from lxml import etree
 
 from cargoscreen.domain.container_events import ContainerEvent
-from cargoscreen.domain.enrichment import DeclaredShipment, declared_shipment, shipment_facts
+from cargoscreen.domain.enrichment import INFORMATIONAL_FACTS, DeclaredShipment, declared_shipment, shipment_facts
 from cargoscreen.domain.reference import bundled_reference
 from cargoscreen.generator import GeneratorSpec, generate
 
-INFORMATIONAL = {"last-event", "route-sailed", "transhipment"}
 HOUR = 3600.0
 _ids = itertools.count()
 
@@ -52,7 +51,7 @@ def clean_history(declared, container):
 
 
 def kinds(facts):
-    return {f.kind for f in facts} - INFORMATIONAL
+    return {f.kind for f in facts} - INFORMATIONAL_FACTS
 
 
 def test_clean_histories_give_no_anomaly(declared):

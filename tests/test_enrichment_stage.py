@@ -14,7 +14,8 @@ from cargoscreen.config import ContainerStatusSettings, RedisSettings, Settings
 from cargoscreen.connectors.redis_store import connect, with_retries
 from cargoscreen.container_store import ContainerEventStore
 from cargoscreen.domain.reference import bundled_reference
-from cargoscreen.enrichment import AVAILABLE, INFORMATIONAL_FACTS, UNAVAILABLE, enrich
+from cargoscreen.domain.enrichment import INFORMATIONAL_FACTS
+from cargoscreen.enrichment import AVAILABLE, UNAVAILABLE, enrich
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.job import run_batch

@@ -13,9 +13,6 @@ from typing import NamedTuple
 
 from stdnum import iso6346
 
-CLASSIFIERS = ("ACT", "EST", "PLN")  # actual, estimated, planned: kept apart in the store
-
-
 class ContainerEvent(NamedTuple):
     """A NamedTuple, not a dataclass: millions are built and read back; it stores as a JSON array."""
 
@@ -47,8 +44,10 @@ class ContainerEvent(NamedTuple):
         return cls(*f[:11], tuple(f[11]), tuple(f[12]), tuple(f[13]))
 
 
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()  # Python 3.11+ reads the Z itself
+def utc_epoch(text: str) -> float:
+    """ISO 8601 date-time with an offset or Z, as UTC epoch seconds (before 3.11, fromisoformat
+    does not read Z)."""
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).timestamp()
 
 
 @lru_cache(maxsize=200_000)
@@ -77,8 +76,8 @@ def normalize(event: dict) -> ContainerEvent:
         event_type=event["eventType"],
         classifier=event["eventClassifierCode"],
         code=_code(event),
-        event_time=_epoch(event["eventDateTime"]),
-        created_time=_epoch(event["eventCreatedDateTime"]),
+        event_time=utc_epoch(event["eventDateTime"]),
+        created_time=utc_epoch(event["eventCreatedDateTime"]),
         equipment=equipment,
         equipment_check_digit_ok=_check_digit_ok(equipment) if equipment else None,
         empty=event.get("emptyIndicatorCode"),

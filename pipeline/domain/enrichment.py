@@ -7,14 +7,15 @@ the ACT events of a container, oldest first (see container_store.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from lxml import etree
 
-from .container_events import ContainerEvent
+from .container_events import ContainerEvent, utc_epoch
 from .filings import ENS_NS
 from .reference import ReferenceData
 
+# Facts that describe rather than warn: every container with a history has them.
+INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment"})
 MAX_PLAUSIBLE_KMH = 60.0  # faster than any ship or truck: two events this far apart are one box in two places
 LOAD, DISCHARGE, STUFFING = "LOAD", "DISC", "STUF"
 
@@ -101,7 +102,7 @@ def declared_shipment(root: etree._Element) -> DeclaredShipment:
     loading, loading_country = _place(places.get(_LOADING))
     unloading, unloading_country = _place(places.get(_UNLOADING))
     return DeclaredShipment(
-        issued_at=datetime.fromisoformat(issued.replace("Z", "+00:00")).timestamp() if issued else 0.0,
+        issued_at=utc_epoch(issued) if issued else 0.0,
         place_of_loading=loading, place_of_unloading=unloading,
         loading_country=loading_country, unloading_country=unloading_country,
         routing_countries=routing, vessel_imo=means.get(_IMO), voyage=means.get(_VOYAGE),

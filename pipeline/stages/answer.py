@@ -18,6 +18,20 @@ ANSWERS = "answers"
 COUNTER_NAMESPACE = "cargoscreen"
 
 
+class CounterFamily:
+    """Beam counters named prefix + key, made on first use. Keys come from small fixed sets
+    (message types, fact kinds), so each stays one bounded metric."""
+
+    def __init__(self, prefix: str):
+        self._prefix, self._counters = prefix, {}
+
+    def inc(self, key: str) -> None:
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = Metrics.counter(COUNTER_NAMESPACE, self._prefix + key)
+        counter.inc()
+
+
 class AnswerRejections(beam.PTransform):
     """ValidationOutcome of rejected submissions in; Answer (IE3N99 error notification naming every error) out."""
 
@@ -31,7 +45,7 @@ class _CheckAndCountDoFn(beam.DoFn):
 
     def setup(self):
         self._registry = SchemaRegistry.from_dirs(self._settings.schema_dirs) if self._settings.check_answers else None
-        self._counters = {}
+        self._answers = CounterFamily("answers_")
 
     def process(self, answer: Answer):
         if self._registry is not None:
@@ -40,11 +54,7 @@ class _CheckAndCountDoFn(beam.DoFn):
                 yield TaggedOutput(DEAD_LETTER, DeadLetter(
                     answer.submission_id, "answer", f"our {answer.message_type} failed its schema: {problems}", b""))
                 return
-        counter = self._counters.get(answer.message_type)
-        if counter is None:
-            counter = self._counters[answer.message_type] = Metrics.counter(
-                COUNTER_NAMESPACE, f"answers_{answer.message_type}")
-        counter.inc()
+        self._answers.inc(answer.message_type)
         yield answer
 
     def _self_check(self, answer: Answer) -> str:

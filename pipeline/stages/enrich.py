@@ -10,7 +10,7 @@ from ..container_store import ContainerEventStore
 from ..domain.reference import ReferenceData
 from ..enrichment import UNAVAILABLE, enrich
 from ..validation import ValidationOutcome
-from .answer import COUNTER_NAMESPACE
+from .answer import COUNTER_NAMESPACE, CounterFamily
 
 
 class _EnrichBatchDoFn(beam.DoFn):
@@ -20,10 +20,9 @@ class _EnrichBatchDoFn(beam.DoFn):
         self._unavailable = Metrics.counter(COUNTER_NAMESPACE, "container_status_unavailable")
 
     def setup(self):
-        self._store = ContainerEventStore(connect(self._settings.container_status_url),
-                                          self._settings.container_status, self._settings.redis.key_prefix)
+        self._store = ContainerEventStore.for_settings(connect(self._settings.container_status_url), self._settings)
         self._reference = ReferenceData.load()
-        self._facts = {}
+        self._facts = CounterFamily("fact_")
 
     def process(self, batch: list[tuple[ValidationOutcome, str]]):
         def fetch(containers):
@@ -34,10 +33,7 @@ class _EnrichBatchDoFn(beam.DoFn):
             if enriched.container_status == UNAVAILABLE:
                 self._unavailable.inc()
             for fact in enriched.anomalies:
-                counter = self._facts.get(fact.kind)
-                if counter is None:  # fact kinds are a small fixed set: a bounded metric
-                    counter = self._facts[fact.kind] = Metrics.counter(COUNTER_NAMESPACE, f"fact_{fact.kind}")
-                counter.inc()
+                self._facts.inc(fact.kind)
             yield enriched
 
 
