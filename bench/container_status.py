@@ -95,7 +95,7 @@ def main() -> None:
     validator = FilingValidator(Settings())
     accepted = [(o, f"MRN{i}") for i, o in enumerate(validator.validate(Submission(f.name, f.data)) for f in filings)
                 if o.accepted]
-    with_containers = sum(1 for o, _ in accepted if o.declared and o.declared.containers)
+    with_containers = sum(1 for o, _ in accepted if o.record and o.record.containers)
     ref = bundled_reference()
     n = len(accepted)
     # The corpus and outcomes are the harness's: keep the garbage collector from rescanning them
@@ -107,7 +107,7 @@ def main() -> None:
     def one_by_one() -> float:
         t0 = time.perf_counter()
         for outcome, _ in accepted:
-            for c in (outcome.declared.containers if outcome.declared else ()):
+            for c in (outcome.record.containers if outcome.record else ()):
                 ids = client.zrange(f"cs:eq:{c.container_id}:ACT", -500, -1)
                 if ids:
                     [ContainerEvent.from_json(b) for b in client.mget([f"cs:ev:{i.decode()}" for i in ids]) if b]

@@ -16,6 +16,7 @@ import redis
 from .domain.container_events import ContainerEvent
 from .domain.enrichment import INFORMATIONAL_FACTS, Fact, shipment_facts
 from .domain.reference import ReferenceData
+from .domain.screening import ScreeningRecord
 from .validation import ValidationOutcome
 
 UNAVAILABLE = "container-status-unavailable"
@@ -33,6 +34,8 @@ class EnrichedFiling:
     containers: tuple[str, ...]
     container_status: str  # available, unavailable, no-containers
     facts: tuple[Fact, ...]
+    record: ScreeningRecord | None = None  # what the filing declares, for the risk rules
+    office_of_first_entry: str | None = None
 
     @property
     def anomalies(self) -> tuple[Fact, ...]:
@@ -43,7 +46,7 @@ def enrich(batch: Sequence[tuple[ValidationOutcome, str]],
            fetch_histories: Callable[[list[str]], dict[str, list[ContainerEvent]]],
            reference: ReferenceData) -> list[EnrichedFiling]:
     """batch: (accepted outcome, its MRN). fetch_histories: container ids -> ACT histories (retrying inside)."""
-    wanted = [c.container_id for o, _ in batch if o.declared for c in o.declared.containers]
+    wanted = [c.container_id for o, _ in batch if o.record for c in o.record.containers]
     histories: dict[str, list[ContainerEvent]] | None = {}
     failure = ""
     if wanted:
@@ -53,14 +56,14 @@ def enrich(batch: Sequence[tuple[ValidationOutcome, str]],
             histories, failure = None, f"container status store unreachable: {type(exc).__name__}: {exc}"
     out = []
     for outcome, mrn in batch:
-        s, declared = outcome.summary, outcome.declared
-        containers = tuple(c.container_id for c in declared.containers) if declared else ()
+        s, record = outcome.summary, outcome.record
+        containers = tuple(c.container_id for c in record.containers) if record else ()
         if not containers:
             status, facts = NOT_APPLICABLE, ()
         elif histories is None:
             status, facts = UNAVAILABLE, tuple(Fact(UNAVAILABLE, c, failure) for c in containers)
         else:
-            status, facts = AVAILABLE, tuple(shipment_facts(declared, histories, reference))
+            status, facts = AVAILABLE, tuple(shipment_facts(record, histories, reference))
         out.append(EnrichedFiling(outcome.submission.submission_id, mrn, s.filing_code, s.mode, s.lrn, outcome.filer,
-                                  containers, status, facts))
+                                  containers, status, facts, record, s.office_of_first_entry))
     return out

@@ -17,7 +17,7 @@ from lxml import etree
 from stdnum import iso6346
 
 from .domain.container_events import utc_epoch
-from .domain.enrichment import DeclaredContainer, DeclaredShipment, declared_shipment
+from .domain.screening import Equipment, ScreeningRecord, record_from_dict, screening_record
 from .domain.reference import ReferenceData, bundled_reference
 from .generator import GeneratedFiling
 
@@ -42,7 +42,7 @@ def _iso(t: float) -> str:
 
 
 class _History:
-    def __init__(self, rng: random.Random, declared: DeclaredShipment, container: DeclaredContainer, document: str):
+    def __init__(self, rng: random.Random, declared: ScreeningRecord, container: Equipment, document: str):
         self.rng, self.declared, self.container, self.document = rng, declared, container, document
         self.events: list[dict] = []
 
@@ -81,7 +81,7 @@ def _hours(ref: ReferenceData, a: str, b: str) -> float:
     return (km or 1500.0) / SAILING_KMH + 12.0
 
 
-def history(declared: DeclaredShipment, container: DeclaredContainer, document: str, rng: random.Random,
+def history(declared: ScreeningRecord, container: Equipment, document: str, rng: random.Random,
             ref: ReferenceData, anomaly: str | None) -> list[dict]:
     """ACT equipment events of one container up to the filing, with the anomaly planted if asked.
 
@@ -187,7 +187,7 @@ def generate_status(filings: Iterable[GeneratedFiling], spec: StatusSpec,
         if filing.label.get("expected") != "registered" or filing.label.get("resubmission_of"):
             continue
         root = etree.fromstring(filing.data)
-        declared = declared_shipment(root)
+        declared = screening_record(root, filing.label["filing_code"])
         if not declared.containers:
             continue
         kinds = ANOMALIES if declared.vessel_imo else tuple(a for a in ANOMALIES if a not in SEA_ONLY)
@@ -197,8 +197,9 @@ def generate_status(filings: Iterable[GeneratedFiling], spec: StatusSpec,
             yield history(declared, container, document, rng, ref, anomaly), StatusLabel(
                 filing.name, container.container_id, anomaly)
     for _ in range(spec.orphan_events):  # the feed's own data-quality problem: a container id failing ISO 6346
-        bad = DeclaredContainer(f"ZZZU{rng.randint(0, 999999):06d}0", "LADEN", ())
+        bad = Equipment(f"ZZZU{rng.randint(0, 999999):06d}0", "LADEN")
         if bad.container_id[-1] == iso6346.calc_check_digit(bad.container_id[:10]):
             continue
-        shipment = DeclaredShipment(1795000000.0, "CNSHA", "NLRTM", "CN", "NL", ("CN", "NL"), "9321483", "1E", (bad,))
+        shipment = record_from_dict({"issued_at": 1795000000.0, "vessel_imo": "9321483", "voyage": "1E",
+                                     "containers": [{"container_id": bad.container_id, "packed_status": "LADEN"}]})
         yield history(shipment, bad, "ORPHAN", rng, ref, None)[:1], None

@@ -21,9 +21,9 @@ from lxml import etree
 from .config import Settings
 from .domain.answers import FilingError
 from .domain.dataquality import DataQualityPack
-from .domain.enrichment import DeclaredShipment, declared_shipment
 from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
 from .domain.reference import ReferenceData
+from .domain.screening import ScreeningRecord, screening_record
 from .safexml import RejectedXml, SafeXmlParser, element_pointer
 from .schemas import SchemaRegistry, SchemaViolation
 
@@ -70,9 +70,9 @@ class ValidationOutcome:
     submission: Submission
     summary: FilingSummary | None
     errors: tuple[FilingError, ...]
-    # What an accepted ENS filing declares about route, vessel and containers, read while the
-    # tree is at hand, so enrichment need not parse the filing again.
-    declared: DeclaredShipment | None = None
+    # What an accepted ENS filing (or amendment) declares, as the risk rules see it; read while
+    # the tree is at hand, so no later step parses the filing again.
+    record: ScreeningRecord | None = None
 
     @property
     def accepted(self) -> bool:
@@ -82,8 +82,6 @@ class ValidationOutcome:
     def filer(self) -> str | None:
         return self.submission.channel_filer or (self.summary.filer if self.summary else None)
 
-
-CONTAINER_MODES = ("sea", "road", "rail")  # the modes whose filings declare transport equipment
 
 # Header element -> summary field; read by one walk over the header's children.
 _HEADER_FIELDS = {f"{{{ENS_NS}}}{name}": field_name for name, field_name in (
@@ -155,8 +153,8 @@ class FilingValidator:
                     rule.id, element_pointer(finding.element), rule.title, rule.describe(finding),
                     finding.element.sourceline, finding.value))
         errors.sort(key=lambda e: e.line or 0)  # stable: document order within a line
-        declared = declared_shipment(root) if not errors and summary.mode in CONTAINER_MODES else None
-        return ValidationOutcome(submission, summary, tuple(errors), declared)
+        record = screening_record(root, summary.filing_code) if not errors and summary.mode else None
+        return ValidationOutcome(submission, summary, tuple(errors), record)
 
     def _summary(self, root, qname: etree.QName, payload: bytes) -> FilingSummary:
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()

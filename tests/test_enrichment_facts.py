@@ -8,8 +8,9 @@ import pytest
 from lxml import etree
 
 from cargoscreen.domain.container_events import ContainerEvent
-from cargoscreen.domain.enrichment import INFORMATIONAL_FACTS, DeclaredShipment, declared_shipment, shipment_facts
+from cargoscreen.domain.enrichment import INFORMATIONAL_FACTS, shipment_facts
 from cargoscreen.domain.reference import bundled_reference
+from cargoscreen.domain.screening import ScreeningRecord, screening_record
 from cargoscreen.generator import GeneratorSpec, generate
 
 HOUR = 3600.0
@@ -17,11 +18,11 @@ _ids = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def declared() -> DeclaredShipment:
+def declared() -> ScreeningRecord:
     filing = next(f for f in generate(GeneratorSpec(count=80, seed=21, defect_rate=0, envelope_rate=0,
                                                     resubmission_rate=0, modes=("sea",)))
                   if b"<ens:IE3F10" in f.data and b"<ens:UNLocode>" in f.data)
-    d = declared_shipment(etree.fromstring(filing.data))
+    d = screening_record(etree.fromstring(filing.data), "F10")
     assert d.containers and d.vessel_imo and d.voyage and d.place_of_loading
     # The generator may give a place as name + country; these tests want UN/LOCODEs at both ends.
     return replace(d, place_of_loading=d.place_of_loading, place_of_unloading=d.place_of_unloading or "NLRTM",

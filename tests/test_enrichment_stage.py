@@ -93,7 +93,7 @@ def _accepted_with_containers(validator, n=30):
     filings = generate(GeneratorSpec(count=300, seed=43, defect_rate=0, envelope_rate=0, resubmission_rate=0,
                                      modes=("sea",)))
     outcomes = [validator.validate(Submission(f.name, f.data)) for f in filings]
-    return [(o, f"MRN{i}") for i, o in enumerate(outcomes) if o.declared and o.declared.containers][:n]
+    return [(o, f"MRN{i}") for i, o in enumerate(outcomes) if o.record and o.record.containers][:n]
 
 
 def test_a_restarted_redis_is_read_again_and_a_short_outage_is_bridged_by_retries(validator, redis_process, tmp_path):

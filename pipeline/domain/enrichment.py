@@ -1,6 +1,6 @@
 """Facts about a filing from what its containers actually did (container status events).
 
-Pure functions: the declared shipment (read from the filing) and each container's history
+Pure functions: the filing's screening record (what it declares) and each container's history
 in; facts out, each pointing at the events behind it, for the rules to use. The history is
 the ACT events of a container, oldest first (see container_store.py).
 """
@@ -8,38 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lxml import etree
-
-from .container_events import ContainerEvent, utc_epoch
-from .filings import ENS_NS
+from .container_events import ContainerEvent
 from .reference import ReferenceData
+from .screening import Equipment, ScreeningRecord
 
 # Facts that describe rather than warn: every container with a history has them.
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment"})
-MAX_PLAUSIBLE_KMH = 60.0  # faster than any ship or truck: two events this far apart are one box in two places
+# Faster than any ship or truck: two events this far apart are one box in two places. A floor for
+# reporting: the fact carries its speed (kmh), so a rule pack can demand more.
+MAX_PLAUSIBLE_KMH = 60.0
 LOAD, DISCHARGE, STUFFING = "LOAD", "DISC", "STUF"
-
-
-@dataclass(frozen=True)
-class DeclaredContainer:
-    container_id: str
-    packed_status: str | None  # EMPTY or LADEN
-    seals: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DeclaredShipment:
-    """What the filing says, as far as container status can confirm or contradict it."""
-
-    issued_at: float  # UTC epoch seconds
-    place_of_loading: str | None  # UN/LOCODE, or None when given as a name
-    place_of_unloading: str | None
-    loading_country: str | None
-    unloading_country: str | None
-    routing_countries: tuple[str, ...]
-    vessel_imo: str | None
-    voyage: str | None
-    containers: tuple[DeclaredContainer, ...]
 
 
 @dataclass(frozen=True)
@@ -51,66 +29,7 @@ class Fact:
     values: dict = field(default_factory=dict, compare=False)
 
 
-def _q(name: str) -> str:
-    return f"{{{ENS_NS}}}{name}"
-
-
-_CONSIGNMENT, _HEADER, _MEANS = _q("Consignment"), _q("Header"), _q("ActiveBorderTransportMeans")
-_ISSUED, _IMO, _VOYAGE = _q("IssueDateTime"), _q("VesselIMO"), _q("VoyageNumber")
-_LOADING, _UNLOADING, _ITINERARY, _EQUIPMENT = _q("PlaceOfLoading"), _q("PlaceOfUnloading"), _q("Itinerary"), \
-    _q("TransportEquipment")
-_UNLOCODE, _COUNTRY, _CONTAINER, _PACKED, _SEAL = _q("UNLocode"), _q("Country"), _q("ContainerId"), \
-    _q("PackedStatus"), _q("Seal")
-
-
-def _children_text(el, *tags) -> dict[str, str]:
-    """First text of each wanted child, in one C-filtered pass (lxml's find() parses its path in Python)."""
-    out: dict[str, str] = {}
-    for child in el.iterchildren(*tags):
-        out.setdefault(child.tag, child.text)
-    return out
-
-
-def _place(place) -> tuple[str | None, str | None]:
-    if place is None:
-        return None, None
-    texts = _children_text(place, _UNLOCODE, _COUNTRY)
-    code = texts.get(_UNLOCODE)
-    return (code, code[:2]) if code else (None, texts.get(_COUNTRY))
-
-
-def declared_shipment(root: etree._Element) -> DeclaredShipment:
-    """Reads the declared route, vessel and containers of an ENS filing (a validated tree)."""
-    parts: dict[str, etree._Element] = {}
-    for child in root.iterchildren(_HEADER, _MEANS, _CONSIGNMENT):
-        parts.setdefault(child.tag, child)
-    issued = _children_text(parts[_HEADER], _ISSUED).get(_ISSUED) if _HEADER in parts else None
-    means = _children_text(parts[_MEANS], _IMO, _VOYAGE) if _MEANS in parts else {}
-    places: dict[str, etree._Element] = {}
-    routing: tuple[str, ...] = ()
-    containers = []
-    consignment = parts.get(_CONSIGNMENT)
-    for child in consignment.iterchildren(_LOADING, _UNLOADING, _ITINERARY, _EQUIPMENT) if consignment is not None else ():
-        if child.tag == _EQUIPMENT:
-            texts = _children_text(child, _CONTAINER, _PACKED)
-            containers.append(DeclaredContainer(texts.get(_CONTAINER), texts.get(_PACKED),
-                                                tuple(s.text for s in child.iterchildren(_SEAL))))
-        elif child.tag == _ITINERARY:
-            routing = tuple(c.text for c in child.iterchildren(_COUNTRY))
-        else:
-            places.setdefault(child.tag, child)
-    loading, loading_country = _place(places.get(_LOADING))
-    unloading, unloading_country = _place(places.get(_UNLOADING))
-    return DeclaredShipment(
-        issued_at=utc_epoch(issued) if issued else 0.0,
-        place_of_loading=loading, place_of_unloading=unloading,
-        loading_country=loading_country, unloading_country=unloading_country,
-        routing_countries=routing, vessel_imo=means.get(_IMO), voyage=means.get(_VOYAGE),
-        containers=tuple(containers),
-    )
-
-
-def container_facts(declared: DeclaredShipment, container: DeclaredContainer, history: list[ContainerEvent],
+def container_facts(declared: ScreeningRecord, container: Equipment, history: list[ContainerEvent],
                     ref: ReferenceData) -> list[Fact]:
     """The facts about one declared container, from its history, in one pass over the events."""
     cid = container.container_id
@@ -144,7 +63,7 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
                 if km is not None and km / hours > MAX_PLAUSIBLE_KMH:
                     moves.append(Fact("impossible-movement", cid, f"{previous.location} to {e.location}: {km:.0f} km "
                                       f"in {hours:.1f} h", (previous.event_id, e.event_id),
-                                      {"km": round(km), "hours": round(hours, 1)}))
+                                      {"km": round(km), "hours": round(hours, 1), "kmh": round(km / hours)}))
             previous = e
     last = last or history[-1]
     age = (issued - last.event_time) / 3600
@@ -174,11 +93,12 @@ def container_facts(declared: DeclaredShipment, container: DeclaredContainer, hi
     for e in stuffing:  # goods packed into the box in a country the route never touches
         if e.location and expected and e.location[:2] not in expected:
             facts.append(Fact("stuffed-elsewhere", cid, f"stuffed at {e.location}, not in the loading or routing "
-                              f"countries ({' '.join(sorted(expected))})", (e.event_id,)))
+                              f"countries ({' '.join(sorted(expected))})", (e.event_id,),
+                              {"location": e.location, "countries": [e.location[:2]]}))
     return facts + moves
 
 
-def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, str, str]],
+def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str, str]],
                  history: list[ContainerEvent]) -> list[Fact]:
     if not route:
         return []
@@ -215,11 +135,11 @@ def _route_facts(declared: DeclaredShipment, cid: str, route: list[tuple[str, st
     if declared.routing_countries and undeclared:
         facts.append(Fact("routing-country-undeclared", cid, f"sailed through {', '.join(undeclared)}, "
                           f"declared {' '.join(declared.routing_countries)}",
-                          tuple(eid for _, loc, eid in route if loc[:2] in undeclared)))
+                          tuple(eid for _, loc, eid in route if loc[:2] in undeclared), {"countries": undeclared}))
     return facts
 
 
-def shipment_facts(declared: DeclaredShipment, histories: dict[str, list[ContainerEvent]],
+def shipment_facts(declared: ScreeningRecord, histories: dict[str, list[ContainerEvent]],
                    ref: ReferenceData) -> list[Fact]:
     """All facts of a filing: for each declared container, from its history."""
     return [f for c in declared.containers for f in container_facts(declared, c, histories.get(c.container_id, []), ref)]
