@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from cargoscreen.answering import DeadLetter
+from cargoscreen.decisions import Decision, decision_record
 from cargoscreen.domain.answers import Answer
 from cargoscreen.enrichment import EnrichedFiling
 from cargoscreen.validation import Submission
@@ -71,6 +72,10 @@ def enriched_record(e: EnrichedFiling) -> str:
         "filer": e.filer, "containers": list(e.containers), "container_status": e.container_status,
         "facts": [{"kind": f.kind, "container": f.container, "detail": f.detail, "events": list(f.events),
                    **({"values": f.values} if f.values else {})} for f in e.facts]}, ensure_ascii=False)
+
+
+def decision_json(decision: Decision) -> str:
+    return json.dumps(decision_record(decision), ensure_ascii=False)
 
 
 def dead_letter_record(dead: DeadLetter) -> str:

@@ -42,12 +42,22 @@ class ContainerStatusSettings:
 
 
 @dataclass(frozen=True)
+class RulesSettings:
+    """Which risk rule pack scores filings, and how running pipelines follow publications."""
+
+    pack_dir: Path = field(default_factory=lambda: resources.rules_dir() / "risk" / "ics2-starter")
+    hot_reload: bool = True  # follow `cargoscreen rules publish` through Redis; the folder is the fallback
+    poll_seconds: float = 1.0  # how often a worker checks which pack is active (one GET)
+
+
+@dataclass(frozen=True)
 class Settings:
     extra_schema_dirs: tuple[Path, ...] = ()  # searched before the bundled set
     data_quality_pack: Path = field(default_factory=lambda: resources.rules_dir() / "data-quality" / "ens-v1.yaml")
     limits: XmlLimits = XmlLimits()
     redis: RedisSettings = RedisSettings()
     container_status: ContainerStatusSettings = ContainerStatusSettings()
+    rules: RulesSettings = RulesSettings()
     check_answers: bool = True  # validate every emitted answer against answers.xsd
     registration_batch_size: int = 256  # filings per Redis round trip
     registration_retention_seconds: int = 400 * 86400  # how long (filer, LRN) and MRN records are kept

@@ -48,10 +48,28 @@ DEFECTS: dict[str, tuple[str, str, str]] = {
     "unknown-message": ("envelope", "UNKNOWN_MESSAGE", ""),
 }
 CONTENT_DEFECTS = tuple(k for k, v in DEFECTS.items() if v[0] != "envelope")
+
+# Planted risk: consignments a risk analyst wants referred. The filings stay valid; the label
+# says which pattern was planted, and tests and benchmarks count referrals against it. The
+# watch-listed parties come from the bundled starter rule pack's reference data.
+RISK_PATTERNS = ("watch-listed-party", "watch-listed-name", "precursor", "undervalued-brands", "dual-use-sanctioned",
+                 "weapons-misdeclared", "protected-species", "imminent-threat", "lithium-undeclared",
+                 "heavy-packages", "container-deception", "counterfeit-wording", "explosives")
+PRECURSORS = (("PMK glycidate powder", "293292"), ("Pseudoephedrine hydrochloride", "293942"),
+              ("Safrole oil in drums", "293294"), ("Piperonal crystals", "293293"))
+BRANDS = ("420221", "910211", "640399", "900490")  # brand-prone commodities of the reference list
+RISKY_GOODS = {"dual-use-sanctioned": ("Industrial fibre lasers", "901320"),
+               "weapons-misdeclared": ("Pistol frames and slides", "732690"),
+               "protected-species": ("Carved ivory figurines", "960110"),
+               "counterfeit-wording": ("Designer style handbags AAA quality", "420221"),
+               "explosives": ("Electric detonators for quarries", "360300"),
+               "imminent-threat": ("Printer toner cartridges", "844399"),
+               "lithium-undeclared": ("Lithium-ion power banks", "850760")}
 ENVELOPE_DEFECTS = tuple(k for k, v in DEFECTS.items() if v[0] == "envelope")
 
 MODE_WEIGHTS = {"sea": 30, "air": 25, "express": 20, "postal": 15, "road": 6, "rail": 4}
 EU_ENTRY = ("NL", "BE", "DE", "FR", "ES", "IT", "PL", "GR", "PT", "IE", "DK", "SE", "FI", "SI", "RO")
+SANCTIONED = ("IR", "RU", "BY", "KP", "SY")  # everyday traffic is not loaded there (EU restrictive measures)
 CONTAINER_OWNERS = ("MSCU", "MAEU", "CMAU", "HLXU", "OOLU", "EGHU", "CSQU", "TGHU", "COSU", "ONEU")
 NAME_A = ("Northern", "Pacific", "Golden", "Blue", "Silver", "Orient", "Delta", "Atlas", "Summit", "Harbour",
           "Eastern", "Prime", "Unity", "Crescent", "Evergreen", "Meridian", "Aurora", "Vertex", "Nova", "Lotus")
@@ -84,6 +102,8 @@ class GeneratorSpec:
     modes: tuple[str, ...] = tuple(MODE_WEIGHTS)
     defects: tuple[str, ...] = CONTENT_DEFECTS
     size: str = "mixed"  # mixed | small | large
+    risk_rate: float = 0.0  # share of valid filings with a planted risk pattern
+    risks: tuple[str, ...] = RISK_PATTERNS
 
 
 def _fmt_time(t: datetime) -> str:
@@ -101,6 +121,7 @@ class _Builder:
         self.rng, self.ref, self.kind, self.index, self.spec = rng, ref, kind, index, spec
         self.mode_function = {"sea": "1", "rail": "2", "road": "3"}.get(kind.mode, "4")
         self.locations = sorted(ref.locations.values(), key=lambda loc: loc.locode)
+        self.origin: str | None = None  # where the goods come from: the loading country, else the consignor's
 
     # -- small pieces ------------------------------------------------------------------
     def el(self, parent, tag, text=None):
@@ -175,8 +196,9 @@ class _Builder:
 
     def goods(self, parent, n, containers, pre_loading=False) -> tuple[float, int]:
         total_mass, total_packages = 0.0, 0
+        commodities = [c for c in self.ref.commodities if not c.origins or self.origin in c.origins]
         for i in range(1, n + 1):
-            c = self.rng.choice(self.ref.commodities)
+            c = self.rng.choice(commodities)
             g = self.el(parent, "GoodsItem")
             self.el(g, "ItemNumber", i)
             self.el(g, "Description", c.description)
@@ -192,8 +214,8 @@ class _Builder:
                     self.el(g, "HSCode", c.hs6)
                 continue
             self.el(g, "HSCode", c.hs6 + (f"{self.rng.randint(10, 99)}" if self.rng.random() < 0.3 else ""))
-            if c.hs6.startswith(("2905", "2815")) and self.rng.random() < 0.5:
-                self.el(g, "UNDGNumber", "1230" if c.hs6.startswith("2905") else "1823")
+            if c.undg:
+                self.el(g, "UNDGNumber", c.undg)
             self.el(g, "GrossMass", _mass(mass))
             pk = self.el(g, "Packaging")
             self.el(pk, "Type", c.package_type)
@@ -222,7 +244,8 @@ class _Builder:
         return ids
 
     def route(self, parent) -> tuple[str, str]:
-        loading = self.location(self.mode_function, exclude_countries=EU_ENTRY)
+        loading = self.location(self.mode_function, exclude_countries=EU_ENTRY + SANCTIONED)
+        self.origin = loading[:2]
         unloading = self.location(self.mode_function, countries=EU_ENTRY)
         for tag, code in (("PlaceOfLoading", loading), ("PlaceOfUnloading", unloading)):
             p = self.el(parent, tag)
@@ -358,7 +381,9 @@ class _Builder:
         return root
 
     def consignor_consignee(self, parent, notify=True):
-        self.party(parent, "Consignor", self.rng.choice(("CN", "US", "IN", "TR", "VN", "JP", "KR", "BR", "ZA", "MA")))
+        country = self.rng.choice(("CN", "US", "IN", "TR", "VN", "JP", "KR", "BR", "ZA", "MA"))
+        self.origin = self.origin or country
+        self.party(parent, "Consignor", country)
         self.party(parent, "Consignee", self.rng.choice(EU_ENTRY))
         if notify and self.rng.random() < 0.2:
             self.party(parent, "NotifyParty", self.rng.choice(EU_ENTRY))
@@ -487,6 +512,123 @@ def _plant(defect: str, root: etree._Element, rng: random.Random, ref: Reference
     raise ValueError(f"unknown defect {defect!r}")
 
 
+def _watch_list() -> list[dict]:
+    import csv
+
+    from . import resources
+    path = resources.rules_dir() / "risk" / "ics2-starter" / "reference" / "watch-parties.csv"
+    return list(csv.DictReader(path.open(encoding="utf-8")))
+
+
+def _set_child(parent, tag: str, text: str, after: tuple[str, ...] = ()) -> None:
+    """Sets a child's text, creating it after the last of `after` present (the schema's order)."""
+    el = parent.find(_q(tag))
+    if el is None:
+        el = etree.Element(_q(tag))
+        anchors = [parent.find(_q(a)) for a in after]
+        anchors = [a for a in anchors if a is not None]
+        if anchors:
+            anchors[-1].addnext(el)
+        else:
+            parent.insert(0, el)
+    el.text = text
+
+
+def _set_goods(item, description: str, hs: str) -> None:
+    item.find(_q("Description")).text = description
+    _set_child(item, "HSCode", hs, after=("ItemNumber", "Description"))
+    undg = item.find(_q("UNDGNumber"))
+    if undg is not None:
+        item.remove(undg)
+
+
+def _set_party(party, name: str | None = None, pid: str | None = None, country: str | None = None,
+               drop_id: bool = False) -> None:
+    if name:
+        party.find(_q("Name")).text = name
+    if pid:
+        _set_child(party, "IdentificationNumber", pid, after=("Name",))
+    if drop_id and party.find(_q("IdentificationNumber")) is not None:
+        party.remove(party.find(_q("IdentificationNumber")))
+    address = party.find(_q("Address"))
+    if country and address is not None:
+        address.find(_q("Country")).text = country
+
+
+def _plant_risk(pattern: str, root: etree._Element, kind: FilingKind, rng: random.Random,
+                ref: ReferenceData) -> bool:
+    """Plants one risk pattern; False when this filing has no place for it."""
+    goods = list(root.iter(_q("GoodsItem")))
+    consignors = list(root.iter(_q("Consignor")))
+    pre_loading = kind.level == PRE_LOADING
+    watch = [r for r in _watch_list() if r["list"] == "watch" and not r["valid_until"]]
+    if pattern == "container-deception":  # the status generator plants it in the first container's history
+        return kind.mode == "sea" and root.find(f".//{_q('VesselIMO')}") is not None and \
+            root.find(f".//{_q('ContainerId')}") is not None
+    if pattern in ("watch-listed-party", "watch-listed-name", "imminent-threat") and not consignors:
+        return False
+    if pattern == "watch-listed-party":
+        row = rng.choice(watch)
+        parties = consignors + list(root.iter(_q("Consignee")))
+        _set_party(rng.choice(parties), row["name"], row["id"], row["country"])
+        return True
+    if pattern == "watch-listed-name":  # the name only, spelled another way, no identification number
+        row = rng.choice(watch)
+        name = row["name"].upper().replace(" CO. LTD", ", CO., LTD.").replace(" LTD", " LIMITED")
+        _set_party(rng.choice(consignors), name, country=row["country"], drop_id=True)
+        return True
+    if not goods:
+        return False
+    item = rng.choice(goods)
+    if pattern == "imminent-threat":
+        if not pre_loading:
+            return False
+        row = next(r for r in _watch_list() if r["list"] == "threat")
+        _set_party(rng.choice(consignors), row["name"], row["id"], row["country"])
+        _set_goods(item, *RISKY_GOODS[pattern])
+        return True
+    if pattern == "precursor":
+        _set_goods(item, *rng.choice(PRECURSORS))
+        return True
+    if pattern == "dual-use-sanctioned":
+        if not consignors:
+            return False
+        _set_goods(item, *RISKY_GOODS[pattern])
+        _set_party(rng.choice(consignors), country="RU")
+        return True
+    if pattern in ("weapons-misdeclared", "protected-species", "counterfeit-wording", "explosives"):
+        _set_goods(item, *RISKY_GOODS[pattern])
+        return True
+    if pre_loading:  # the remaining patterns need values, masses or packages the minimum dataset lacks
+        return False
+    if pattern == "lithium-undeclared":
+        if kind.mode not in ("air", "express", "postal"):
+            return False
+        _set_goods(item, *RISKY_GOODS[pattern])
+        return True
+    if pattern == "undervalued-brands":
+        if not consignors:
+            return False
+        brand = rng.choice(BRANDS)
+        c = next(c for c in ref.commodities if c.hs6 == brand)
+        _set_goods(item, c.description, c.hs6)
+        mass = float(item.find(_q("GrossMass")).text)
+        _set_child(item, "DeclaredValue", f"{mass * c.eur_per_kg * rng.uniform(0.03, 0.08):.2f}",
+                   after=("Packaging",))
+        item.find(_q("DeclaredValue")).set("currency", "EUR")
+        _set_party(rng.choice(consignors), country=rng.choice(("CN", "HK", "TR")))
+        return True
+    if pattern == "heavy-packages":  # heavy goods declared in cartons: kilograms per package a carton cannot hold
+        heavy = [g for g in goods for pk in g.iter(_q("Packaging")) if pk.find(_q("Count")) is not None
+                 and float(g.find(_q("GrossMass")).text) / max(1, int(pk.find(_q("Count")).text)) >= 200]
+        if not heavy:
+            return False
+        for pk in rng.choice(heavy).iter(_q("Packaging")):
+            pk.find(_q("Type")).text = "CT"
+        return True
+    raise ValueError(f"unknown risk pattern {pattern!r}")
+
+
 def _envelope(defect: str, data: bytes) -> bytes:
     if defect == "not-well-formed":
         return data[: len(data) * 2 // 3]
@@ -521,10 +663,17 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
         builder = _Builder(rng, ref, kind, i, spec)
         root = builder.build(lrn, filers[filer_index], BASE_TIME + timedelta(seconds=rng.randint(0, 3 * 86400)))
         planted: list[str] = []
+        risk = None
         roll = rng.random()
         envelope = None
         if roll < spec.envelope_rate:
             envelope = rng.choice(ENVELOPE_DEFECTS)
+        elif roll < spec.envelope_rate + spec.defect_rate + spec.risk_rate and \
+                roll >= spec.envelope_rate + spec.defect_rate and spec.risks:
+            for pattern in rng.sample(spec.risks, k=len(spec.risks)):  # the first that fits this filing
+                if _plant_risk(pattern, root, kind, rng, ref):
+                    risk = pattern
+                    break
         elif roll < spec.envelope_rate + spec.defect_rate and spec.defects:
             for defect in rng.sample(spec.defects, k=min(len(spec.defects), rng.choice((1, 1, 1, 2, 3)))):
                 if defect == "missing-element" and planted:
@@ -547,6 +696,7 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
             "expected": "rejected" if planted else "registered",
             "defects": [{"kind": d, "layer": DEFECTS[d][0], "code": DEFECTS[d][1], "element": DEFECTS[d][2]}
                         for d in planted],
+            "risk": risk,  # a planted risk pattern: a referral is expected
         }
         filing = GeneratedFiling(name, data, label)
         if not planted:

@@ -1,11 +1,15 @@
 """The batch job: a folder of filings in; answers, dead letters and a balanced summary out.
 
-    read folder -> ValidateFilings -> RegisterFilings -> EmitAnswers -> answers/*.jsonl
-                              \\-> AnswerRejections --/    \\-> EnrichFilings -> enriched/*.jsonl
-    every dead letter (read, validate, register, answer) -> dead-letters/*.jsonl
+    read folder -> ValidateFilings -> RegisterFilings ----------------------> EmitAnswers -> answers/*.jsonl
+                              \\-> AnswerRejections --------------------------/  ^
+                                        \\-> EnrichFilings -> ScoreFilings --------+
+                                              enriched/*.jsonl   \\-> decisions/*.jsonl, referrals/*.jsonl
+    every dead letter (read, validate, register, answer, assess) -> dead-letters/*.jsonl
 
 Every submission leaves through exactly one door: an accepting answer (IE3R01, IE3N10,
-IE3R04), a rejecting answer (IE3N99, IE3N01), or a dead letter. The summary checks it.
+IE3R04), a rejecting answer (IE3N99, IE3N01), or a dead letter. Every newly registered
+filing then gets exactly one decision and its answer (IE3N03, IE3Q01-03, IE3N08), or a
+dead letter of the assessment. The summary checks both.
 """
 from __future__ import annotations
 
@@ -20,11 +24,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from .config import Settings
 from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record,
-                               enriched_record)
+                               decision_json, enriched_record)
+from .decisions import ASSESSMENT_ANSWERS
 from .connectors.redis_store import ReportProgress, progress_key
-from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
+from .stages.answer import (ASSESS_ANSWER_STAGE, ASSESS_STAGE, COUNTER_NAMESPACE, AnswerRejections,
+                            CountDeadLetters, EmitAnswers)
 from .stages.enrich import EnrichFilings
 from .stages.register import RegisterFilings
+from .stages.score import ScoreFilings
 from .stages.validate import ValidateFilings
 
 
@@ -36,6 +43,13 @@ class RunSummary:
     enriched: int = 0  # newly registered filings assessed against container status
     container_status_unavailable: int = 0
     facts: dict[str, int] = field(default_factory=dict)  # anomaly facts by kind
+    assessed: int = 0
+    decisions: dict[str, int] = field(default_factory=dict)  # by decision
+    referrals: int = 0
+    rule_hits: dict[str, int] = field(default_factory=dict)  # by rule id
+    rule_errors: int = 0
+    assessments_dead_lettered: int = 0
+    assessment_answers_dead_lettered: int = 0
 
     @property
     def accepted(self) -> int:
@@ -46,10 +60,20 @@ class RunSummary:
         return sum(self.answers.get(t, 0) for t in REJECTING_ANSWERS)
 
     @property
+    def assessment_answers(self) -> int:
+        return sum(self.answers.get(t, 0) for t in ASSESSMENT_ANSWERS.values())
+
+    @property
     def balanced(self) -> bool:
-        """inputs = accepted + rejected + dead-lettered, and no answer of an unknown kind."""
-        known = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS)
-        return self.inputs == self.accepted + self.rejected + self.dead_lettered and set(self.answers) <= known
+        """inputs = accepted + rejected + dead-lettered; every enriched filing assessed once (or
+        dead-lettered at assessment), every decision answered; no answer of an unknown kind."""
+        known = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS) | set(ASSESSMENT_ANSWERS.values())
+        return (self.inputs == self.accepted + self.rejected + self.dead_lettered and set(self.answers) <= known
+                and self.enriched == self.assessed + self.assessments_dead_lettered
+                and self.assessed == self.assessment_answers + self.assessment_answers_dead_lettered)
+
+
+ASSESSMENT_STAGES = (ASSESS_STAGE, ASSESS_ANSWER_STAGE)
 
 
 def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,
@@ -58,16 +82,23 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
     checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
     registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings)
     rejections = checked.rejected | "AnswerRejections" >> AnswerRejections()
-    emitted = ((registered.answers, rejections) | "AllAnswers" >> beam.Flatten()
+    enriched = registered.registered | "EnrichFilings" >> EnrichFilings(settings)
+    enriched | "WriteEnriched" >> WriteJsonLines(output_dir / "enriched" / "enriched", enriched_record)
+    scored = enriched | "ScoreFilings" >> ScoreFilings(settings)
+    emitted = ((registered.answers, rejections, scored.answers) | "AllAnswers" >> beam.Flatten()
                | "EmitAnswers" >> EmitAnswers(settings))
-    dead = ((read.dead_letter, checked.dead_letter, registered.dead_letter, emitted.dead_letter)
+    dead = ((read.dead_letter, checked.dead_letter, registered.dead_letter, scored.dead_letter, emitted.dead_letter)
             | "AllDeadLetters" >> beam.Flatten() | "CountDeadLetters" >> CountDeadLetters())
     emitted.answers | "WriteAnswers" >> WriteJsonLines(output_dir / "answers" / "answers", answer_record)
     dead | "WriteDeadLetters" >> WriteJsonLines(output_dir / "dead-letters" / "dead-letters", dead_letter_record)
-    enriched = registered.registered | "EnrichFilings" >> EnrichFilings(settings)
-    enriched | "WriteEnriched" >> WriteJsonLines(output_dir / "enriched" / "enriched", enriched_record)
-    if progress_key:
-        ((emitted.answers, dead) | "Finished" >> beam.Flatten()
+    scored.decisions | "WriteDecisions" >> WriteJsonLines(output_dir / "decisions" / "decisions", decision_json)
+    (scored.decisions | "Referrals" >> beam.Filter(lambda d: d.referral)
+     | "WriteReferrals" >> WriteJsonLines(output_dir / "referrals" / "referrals", decision_json))
+    if progress_key:  # submissions through their door: the first answer or a dead letter, not decisions
+        door_types = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS)
+        ((emitted.answers | "DoorAnswers" >> beam.Filter(lambda a: a.message_type in door_types),
+          dead | "DoorDeadLetters" >> beam.Filter(lambda d: d.stage not in ASSESSMENT_STAGES))
+         | "Finished" >> beam.Flatten()
          | "Progress" >> ReportProgress(settings.redis.url, progress_key))
 
 
@@ -102,6 +133,13 @@ def summarize(result) -> RunSummary:
         enriched=totals.get("enriched", 0),
         container_status_unavailable=totals.get("container_status_unavailable", 0),
         facts={k.removeprefix("fact_"): v for k, v in totals.items() if k.startswith("fact_")},
+        assessed=totals.get("assessed", 0),
+        decisions={k.removeprefix("decision_"): v for k, v in totals.items() if k.startswith("decision_")},
+        referrals=totals.get("referrals", 0),
+        rule_hits={k.removeprefix("rule_hit_"): v for k, v in totals.items() if k.startswith("rule_hit_")},
+        rule_errors=totals.get("rule_errors", 0),
+        assessments_dead_lettered=totals.get("assessments_dead_lettered", 0),
+        assessment_answers_dead_lettered=totals.get("assessment_answers_dead_lettered", 0),
     )
 
 

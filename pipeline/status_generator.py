@@ -26,6 +26,7 @@ ANOMALIES = ("container-unknown", "packed-status-mismatch", "stuffed-after-filin
              "unloading-place-mismatch", "routing-country-undeclared", "impossible-movement")
 SEA_ONLY = frozenset({"vessel-mismatch", "voyage-mismatch", "loading-place-mismatch", "unloading-place-mismatch",
                       "routing-country-undeclared"})  # need vessel loads and discharges
+DECEPTION = ("stuffed-elsewhere", "seal-mismatch")  # planted together for the generator's container-deception risk
 HOUR = 3600.0
 FEEDER_IMO = "9074729"
 
@@ -82,19 +83,19 @@ def _hours(ref: ReferenceData, a: str, b: str) -> float:
 
 
 def history(declared: ScreeningRecord, container: Equipment, document: str, rng: random.Random,
-            ref: ReferenceData, anomaly: str | None) -> list[dict]:
-    """ACT equipment events of one container up to the filing, with the anomaly planted if asked.
+            ref: ReferenceData, anomalies: tuple[str, ...] = ()) -> list[dict]:
+    """ACT equipment events of one container up to the filing, with the anomalies planted if asked.
 
     Built backwards from the filing: the box is at sea on the declared vessel when the filing is
     made, having left its last port 12-60 h earlier; each earlier leg takes its distance at
     sailing speed, plus a dwell in port.
     """
-    if anomaly == "container-unknown":
+    if "container-unknown" in anomalies:
         return []
     vessel = declared.vessel_imo
     origin = declared.place_of_loading or _port(ref, rng, countries={declared.loading_country}) or rng.choice(
         sorted(l.locode for l in ref.locations.values() if l.country == declared.loading_country) or ["CNSHA"])
-    if anomaly == "loading-place-mismatch":
+    if "loading-place-mismatch" in anomalies:
         # Another port nearby: in the same country when the filing names the port, else abroad.
         same_country = bool(declared.place_of_loading)
         near = [l.locode for l in ref.locations.values() if l.serves("1") and l.locode != origin
@@ -115,10 +116,10 @@ def history(declared: ScreeningRecord, container: Equipment, document: str, rng:
         hub = _port(ref, rng, countries=set(transit)) if transit else None
         if hub:
             calls.append(hub)
-        if anomaly == "routing-country-undeclared":
+        if "routing-country-undeclared" in anomalies:
             calls.append(_port(ref, rng, countries={"EG", "DJ", "OM", "LK"} - set(declared.routing_countries)))
         final = None
-        if anomaly == "unloading-place-mismatch":  # taken off for good short of the declared port
+        if "unloading-place-mismatch" in anomalies:  # taken off for good short of the declared port
             final = _port(ref, rng, countries={declared.unloading_country}, exclude={declared.place_of_unloading or ""}) \
                 or _port(ref, rng, countries={"BE", "DE", "FR", "IT", "ES"} - {declared.unloading_country})
         # Departure hours before the filing, from the last port back to the first.
@@ -142,29 +143,29 @@ def history(declared: ScreeningRecord, container: Equipment, document: str, rng:
             h.add("LOAD", port, leaves, vessel=ship)
         if final:
             h.add("DISC", final, arrival, vessel=vessel)
-    if anomaly == "packed-status-mismatch":
+    if "packed-status-mismatch" in anomalies:
         h.events[-1]["emptyIndicatorCode"] = "EMPTY" if container.packed_status == "LADEN" else "LADEN"
-    if anomaly == "stuffed-after-filing":  # where the box last was, after the filing
+    if "stuffed-after-filing" in anomalies:  # where the box last was, after the filing
         h.add("STUF", h.events[-1]["eventLocation"]["UNLocationCode"], -5)
-    if anomaly == "seal-mismatch":
+    if "seal-mismatch" in anomalies:
         for e in h.events:
             e["seals"] = [{"sealNumber": f"X{rng.randint(100000, 999999)}", "sealType": "WIR"}]
-    if anomaly == "voyage-mismatch":
+    if "voyage-mismatch" in anomalies:
         for e in h.events:
             if "transportCall" in e:
                 e["transportCall"]["exportVoyageNumber"] = "999X"
-    if anomaly == "stuffed-elsewhere":  # packed, a month earlier, in a country the declared route never touches
+    if "stuffed-elsewhere" in anomalies:  # packed, a month earlier, in a country the declared route never touches
         first = h.events[0]
         elsewhere = _port(ref, rng, countries={"PK", "IR", "LB", "NG"} - set(declared.routing_countries)
                           - {declared.loading_country})
         first["eventLocation"]["UNLocationCode"] = elsewhere
         t0 = utc_epoch(first["eventDateTime"]) - 30 * 24 * HOUR  # far enough back to travel
         first["eventDateTime"] = first["eventCreatedDateTime"] = _iso(t0)
-    if anomaly == "vessel-mismatch":
+    if "vessel-mismatch" in anomalies:
         for e in h.events:
             if "transportCall" in e:
                 e["transportCall"]["vessel"]["vesselIMONumber"] = "9321483" if vessel != "9321483" else "9074729"
-    if anomaly == "impossible-movement":
+    if "impossible-movement" in anomalies:
         far = _port(ref, rng, countries={"US", "BR", "AU", "ZA"} - {origin[:2]})
         last = utc_epoch(h.events[-1]["eventDateTime"])
         h.add("GTOT", far, (declared.issued_at - last) / HOUR - 2)
@@ -194,7 +195,11 @@ def generate_status(filings: Iterable[GeneratedFiling], spec: StatusSpec,
         document = root.findtext(".//{*}Consignment/{*}TransportDocument/{*}Number") or filing.label["lrn"]
         for container in declared.containers:
             anomaly = rng.choice(kinds) if rng.random() < spec.anomaly_rate else None
-            yield history(declared, container, document, rng, ref, anomaly), StatusLabel(
+            planted = (anomaly,) if anomaly else ()
+            if filing.label.get("risk") == "container-deception" and container == declared.containers[0]:
+                planted = DECEPTION  # the risk pattern the generator labelled: two anomalies on one box
+                anomaly = planted[0]
+            yield history(declared, container, document, rng, ref, planted), StatusLabel(
                 filing.name, container.container_id, anomaly)
     for _ in range(spec.orphan_events):  # the feed's own data-quality problem: a container id failing ISO 6346
         bad = Equipment(f"ZZZU{rng.randint(0, 999999):06d}0", "LADEN")
@@ -202,4 +207,4 @@ def generate_status(filings: Iterable[GeneratedFiling], spec: StatusSpec,
             continue
         shipment = record_from_dict({"issued_at": 1795000000.0, "vessel_imo": "9321483", "voyage": "1E",
                                      "containers": [{"container_id": bad.container_id, "packed_status": "LADEN"}]})
-        yield history(shipment, bad, "ORPHAN", rng, ref, None)[:1], None
+        yield history(shipment, bad, "ORPHAN", rng, ref)[:1], None

@@ -12,10 +12,12 @@ from cargoscreen.corpus import write_corpus
 from cargoscreen.config import RedisSettings, Settings
 from cargoscreen.domain.filings import ANSWERS_NS
 from cargoscreen.connectors.files import read_json_lines
+from cargoscreen.decisions import ASSESSMENT_ANSWERS
 from cargoscreen.job import run_batch
 from cargoscreen.schemas import SchemaRegistry
 
 pytestmark = pytest.mark.slow
+ASSESSMENT_TYPES = set(ASSESSMENT_ANSWERS.values())
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +28,14 @@ def batch_run(tmp_path_factory, redis_server):
     settings = Settings().with_redis_url(redis_server.url)
     summary = run_batch(settings, root / "filings", root / "out")
     labels = {json.loads(line)["file"]: json.loads(line) for line in (root / "labels.jsonl").open()}
-    return summary, labels, read_json_lines(root / "out" / "answers"), read_json_lines(root / "out" / "dead-letters")
+    answers = read_json_lines(root / "out" / "answers")
+    door = [a for a in answers if a["message_type"] not in ASSESSMENT_TYPES]
+    return summary, labels, door, read_json_lines(root / "out" / "dead-letters"), \
+        [a for a in answers if a["message_type"] in ASSESSMENT_TYPES], read_json_lines(root / "out" / "decisions")
 
 
 def test_inputs_equal_accepted_plus_rejected_plus_dead_lettered(batch_run):
-    summary, labels, answers, dead = batch_run
+    summary, labels, answers, dead, _, _ = batch_run
     assert summary.inputs == 401
     assert summary.balanced
     assert len(answers) == summary.accepted + summary.rejected and len(dead) == summary.dead_lettered == 1
@@ -39,7 +44,7 @@ def test_inputs_equal_accepted_plus_rejected_plus_dead_lettered(batch_run):
 
 
 def test_answers_match_the_ground_truth(batch_run):
-    summary, labels, answers, dead = batch_run
+    summary, labels, answers, dead, _, _ = batch_run
     for a in answers:
         expected = labels[a["submission_id"]]["expected"]
         assert a["message_type"] == ("IE3R01" if expected == "registered" else "IE3N99"), a["submission_id"]
@@ -48,13 +53,13 @@ def test_answers_match_the_ground_truth(batch_run):
 
 def test_every_emitted_answer_validates(batch_run):
     registry = SchemaRegistry.from_dirs([resources.schema_dir()])
-    for a in batch_run[2]:
+    for a in batch_run[2] + batch_run[4]:
         tree = etree.fromstring(a["xml"].encode()).getroottree()
         assert registry.lookup(ANSWERS_NS, a["message_type"]).violations(tree) == [], a["submission_id"]
 
 
 def test_error_notifications_name_every_planted_defect(batch_run):
-    _, labels, answers, _ = batch_run
+    _, labels, answers, _, _, _ = batch_run
     for a in answers:
         label = labels[a["submission_id"]]
         if a["message_type"] != "IE3N99":
@@ -64,7 +69,7 @@ def test_error_notifications_name_every_planted_defect(batch_run):
 
 
 def test_resent_filings_get_the_mrn_of_the_original(batch_run):
-    _, labels, answers, _ = batch_run
+    _, labels, answers, _, _, _ = batch_run
     by_id = {a["submission_id"]: a for a in answers}
     resent = [label for label in labels.values() if label.get("resubmission_of")]
     assert resent
@@ -100,3 +105,15 @@ def test_a_valid_message_of_another_schema_set_is_rejected_not_registered(tmp_pa
     [answer] = read_json_lines(tmp_path / "out" / "answers")
     assert summary.balanced and summary.answers == {"IE3N99": 1}
     assert "NOT_AN_ENS_FILING" in answer["xml"]
+
+
+def test_every_newly_registered_filing_gets_one_decision_and_its_answer(batch_run):
+    summary, labels, answers, _, assessment_answers, decisions = batch_run
+    registered = {a["submission_id"] for a in answers if a["message_type"] == "IE3R01"}
+    first_filings = {s for s in registered if not labels[s].get("resubmission_of")}
+    assert Counter(d["submission_id"] for d in decisions) == Counter(first_filings)  # re-sends are not re-scored
+    assert Counter(a["submission_id"] for a in assessment_answers) == Counter(first_filings)
+    expected_type = {d["submission_id"]: ASSESSMENT_ANSWERS[d["decision"]] for d in decisions}
+    assert all(a["message_type"] == expected_type[a["submission_id"]] for a in assessment_answers)
+    assert summary.assessed == len(decisions) and sum(summary.decisions.values()) == len(decisions)
+    assert all(d["rule_pack"].startswith("ics2-starter@") for d in decisions)

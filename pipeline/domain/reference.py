@@ -41,6 +41,8 @@ class Commodity:
     package_type: str
     kg_per_package: float
     eur_per_kg: float
+    undg: str | None = None  # UN dangerous goods number, always declared when there is one
+    origins: tuple[str, ...] = ()  # the countries it is usually loaded in; empty: anywhere
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ class ReferenceData:
             eori_formats={r["country"]: (re.compile(r["pattern"]), r["format"], r["example"])
                           for r in _rows(directory / "eori-formats.csv")},
             commodities=tuple(
-                Commodity(r["hs6"], r["description"], r["package_type"], float(r["kg_per_package"]), float(r["eur_per_kg"]))
+                Commodity(r["hs6"], r["description"], r["package_type"], float(r["kg_per_package"]),
+                          float(r["eur_per_kg"]), r.get("undg") or None, tuple((r.get("origins") or "").split()))
                 for r in _rows(directory / "commodities.csv")),
         )
 

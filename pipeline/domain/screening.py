@@ -9,6 +9,7 @@ are in one list, each pointing into its own house.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field, fields
 from typing import Iterable, NamedTuple
 
@@ -20,8 +21,10 @@ from .filings import BY_CODE
 PARTY_ROLES = ("declarant", "representative", "carrier", "consignor", "consignee", "notify")
 _LEGAL_FORMS = frozenset("co ltd limited gmbh bv b v sa s a llc inc sp z o o srl s r l ab plc corp company".split())
 _WORD = re.compile(r"[a-z0-9]+")
+_PUNCTUATION = str.maketrans({c: " " for c in ".,;:'\"/\\-_()[]#&+*!?@"})
 
 
+@lru_cache(maxsize=65536)
 def name_key(name: str | None) -> str | None:
     """'Golden Trading Co. Ltd' -> 'golden trading': how watch lists match names despite spelling of legal forms."""
     if not name:
@@ -30,10 +33,12 @@ def name_key(name: str | None) -> str | None:
     return " ".join(words) or None
 
 
+@lru_cache(maxsize=65536)
 def address_key(street: str | None, city: str | None, country: str | None) -> str | None:
     if not street or not city:
         return None
-    return f"{' '.join(_WORD.findall(street.lower()))}|{' '.join(_WORD.findall(city.lower()))}|{country or ''}"
+    street, city = street.lower().translate(_PUNCTUATION), city.lower().translate(_PUNCTUATION)
+    return f"{' '.join(street.split())}|{' '.join(city.split())}|{country or ''}"
 
 
 class Party(NamedTuple):

@@ -8,6 +8,7 @@ from lxml import etree
 
 from ..answering import DeadLetter, rejection
 from ..config import Settings
+from ..decisions import ASSESSMENT_ANSWERS
 from ..domain.answers import Answer
 from ..domain.filings import ANSWERS_NS
 from ..schemas import SchemaRegistry
@@ -16,6 +17,12 @@ from .validate import DEAD_LETTER
 
 ANSWERS = "answers"
 COUNTER_NAMESPACE = "cargoscreen"
+ASSESS_STAGE, ASSESS_ANSWER_STAGE = "assess", "assess-answer"
+_ASSESSMENT_TYPES = frozenset(ASSESSMENT_ANSWERS.values())
+# Dead letters of the assessment are counted apart: the filing already left through a door
+# (its registration answer); what is missing is its decision.
+_DEAD_LETTER_COUNTERS = {ASSESS_STAGE: "assessments_dead_lettered",
+                         ASSESS_ANSWER_STAGE: "assessment_answers_dead_lettered"}
 
 
 class CounterFamily:
@@ -51,8 +58,9 @@ class _CheckAndCountDoFn(beam.DoFn):
         if self._registry is not None:
             problems = self._self_check(answer)
             if problems:
+                stage = ASSESS_ANSWER_STAGE if answer.message_type in _ASSESSMENT_TYPES else "answer"
                 yield TaggedOutput(DEAD_LETTER, DeadLetter(
-                    answer.submission_id, "answer", f"our {answer.message_type} failed its schema: {problems}", b""))
+                    answer.submission_id, stage, f"our {answer.message_type} failed its schema: {problems}", b""))
                 return
         self._answers.inc(answer.message_type)
         yield answer
@@ -81,12 +89,13 @@ class EmitAnswers(beam.PTransform):
 
 
 class CountDeadLetters(beam.PTransform):
-    """DeadLetter in; the same out, counted."""
+    """DeadLetter in; the same out, counted (those of the assessment apart, see above)."""
 
     def expand(self, dead_letters):
-        counter = Metrics.counter(COUNTER_NAMESPACE, "dead_lettered")
+        counters = {name: Metrics.counter(COUNTER_NAMESPACE, name)
+                    for name in ("dead_lettered", *_DEAD_LETTER_COUNTERS.values())}
 
         def count(d: DeadLetter) -> DeadLetter:
-            counter.inc()
+            counters[_DEAD_LETTER_COUNTERS.get(d.stage, "dead_lettered")].inc()
             return d
         return dead_letters | "Count" >> beam.Map(count)

@@ -1,0 +1,113 @@
+"""From an enriched filing to its decision: the assessment, the filer's answer, the referral.
+
+Pure functions; the Beam stage (stages/score.py) and the backtest call them.
+
+What goes where: the filer gets the decision and what it must do (the questions of a request
+for information, the screening methods, the office that will control), with risk areas and
+levels but never the rules that fired: criteria are not disclosed to the parties they screen.
+The risk centre of the office of first entry gets the referral with the whole explanation:
+each rule, its contribution, the data elements and container events behind it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .domain import answers
+from .domain.answers import Answer, RiskResult
+from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS
+from .domain.scoring import Assessment, Scorer
+from .enrichment import EnrichedFiling
+
+ASSESSMENT_ANSWERS = {COMPLETE: "IE3N03", RFI: "IE3Q02", RFS: "IE3Q03", DNL: "IE3Q01", CONTROL: "IE3N08"}
+SUMMARY_GOODS = 20  # goods items shown in a referral (the filing itself is archived whole)
+
+
+@dataclass(frozen=True)
+class Decision:
+    filing: EnrichedFiling
+    assessment: Assessment
+    assessed_at: str  # ISO 8601 UTC
+    risk_centre: str
+
+    @property
+    def referral(self) -> bool:
+        return self.assessment.referral
+
+    @property
+    def referral_id(self) -> str:
+        """One referral per registered filing: its id follows from the MRN (a redelivery makes the same id)."""
+        return f"REF-{self.filing.mrn}"
+
+
+def risk_centre_for(office_of_first_entry: str | None) -> str:
+    """The national risk centre of the member state of first entry (RC-NL for NL000396)."""
+    return f"RC-{(office_of_first_entry or 'EU')[:2]}"
+
+
+def decide(filing: EnrichedFiling, scorer: Scorer, now: datetime | None = None) -> Decision:
+    now = now or datetime.now(timezone.utc)
+    assessment = scorer.assess(filing.record, filing.facts, filing.container_status, now.timestamp())
+    return Decision(filing, assessment, now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    risk_centre_for(filing.office_of_first_entry))
+
+
+def _area_results(a: Assessment) -> list[RiskResult]:
+    """One result per risk area that counted, for the filer: area and level, no criteria."""
+    by_area: dict[str, float] = {}
+    for hit in a.hits:
+        if hit.weight > 0:
+            by_area[hit.area] = by_area.get(hit.area, 0) + hit.weight
+    return [RiskResult(area, a.level, f"AREA-{area}"[:35], a.pack, f"Risk analysis: {area}, level {a.level}.")
+            for area in sorted(by_area, key=lambda k: -by_area[k])] or \
+        [RiskResult("general", a.level, "AREA-general", a.pack, f"Risk analysis: level {a.level}.")]
+
+
+def filer_answer(d: Decision, now: str) -> Answer:
+    f, a = d.filing, d.assessment
+    sid, filer, lrn, mrn = f.submission_id, f.filer, f.lrn, f.mrn
+    if a.decision == COMPLETE:
+        return answers.assessment_complete(sid, filer, lrn, mrn, a.pack, now)
+    if a.decision == RFI:
+        return answers.request_for_information(sid, filer, lrn, mrn, a.information_requested(), now)
+    if a.decision == RFS:
+        return answers.request_for_screening(sid, filer, lrn, mrn, a.screening_methods(), _area_results(a), now)
+    if a.decision == DNL:
+        return answers.do_not_load(sid, filer, lrn, mrn, _area_results(a), now)
+    return answers.control_notification(sid, filer, lrn, mrn, f.office_of_first_entry or "EU000000",
+                                        _area_results(a), now)
+
+
+def decision_record(d: Decision) -> dict:
+    """The decision as archived and as the risk centre reads it (JSON-able)."""
+    f, a, r = d.filing, d.assessment, d.filing.record
+    total = sum(h.weight for h in a.hits if h.weight > 0) or 1.0
+    return {
+        "referral_id": d.referral_id if d.referral else None,
+        "risk_centre": d.risk_centre,
+        "submission_id": f.submission_id, "mrn": f.mrn, "lrn": f.lrn, "filer": f.filer,
+        "filing_code": f.filing_code, "mode": f.mode, "office_of_first_entry": f.office_of_first_entry,
+        "decision": a.decision, "score": round(a.score, 1), "risk_level": a.level, "rule_pack": a.pack,
+        "decision_table": a.table, "assessed_at": d.assessed_at,
+        "hits": [{"rule": h.rule, "title": h.title, "area": h.area, "weight": h.weight, "decision": h.decision,
+                  "contribution": round(h.weight / total, 3) if h.weight > 0 else 0.0,
+                  "explanation": h.explanation(),
+                  "evidence": [{"pointer": e.pointer, "value": e.value, "events": list(e.events)} for e in h.evidence]}
+                 for h in a.hits],
+        "information_requested": [{"pointer": p, "text": t} for p, t in a.information_requested()],
+        "screening_methods": a.screening_methods(),
+        "rule_errors": list(a.errors),
+        "filing": None if r is None else {
+            "place_of_loading": r.place_of_loading or r.loading_country, "place_of_unloading":
+                r.place_of_unloading or r.unloading_country, "routing_countries": list(r.routing_countries),
+            "conveyance": r.conveyance, "vessel_imo": r.vessel_imo, "transport_document": r.transport_document,
+            "parties": [{"role": p.role, "id": p.id, "name": p.name, "country": p.country} for p in r.parties],
+            "goods": [{"item": g.number, "hs_code": g.hs_code, "description": g.description,
+                       "gross_mass": g.gross_mass, "value": g.value, "currency": g.currency}
+                      for g in r.goods[:SUMMARY_GOODS]],
+            "goods_items": len(r.goods), "containers": [c.container_id for c in r.containers],
+        },
+        "container_status": f.container_status,
+        "container_facts": [{"kind": x.kind, "container": x.container, "detail": x.detail, "events": list(x.events)}
+                            for x in f.facts],
+    }

@@ -1,0 +1,78 @@
+"""Business step 4: score enriched filings against the active rule pack and decide."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from ..answering import DeadLetter
+from ..config import Settings
+from ..connectors.redis_store import connect
+from ..decisions import decide, filer_answer
+from ..enrichment import EnrichedFiling
+from ..rule_store import RulePackSource, RulePackStore
+from ..validation import utc_now
+from .answer import ASSESS_STAGE, COUNTER_NAMESPACE, CounterFamily
+from .validate import DEAD_LETTER
+
+DECISIONS, ANSWERS = "decisions", "answers"
+
+
+class _ScoreDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._assessed = Metrics.counter(COUNTER_NAMESPACE, "assessed")
+        self._referrals = Metrics.counter(COUNTER_NAMESPACE, "referrals")
+        self._rule_errors = Metrics.counter(COUNTER_NAMESPACE, "rule_errors")
+        self._reload_failures = Metrics.counter(COUNTER_NAMESPACE, "rule_pack_reload_failures")
+
+    def setup(self):
+        rules = self._settings.rules
+        store = RulePackStore(connect(self._settings.redis.url), self._settings.redis.key_prefix) \
+            if rules.hot_reload and self._settings.redis.url else None
+        self._source = RulePackSource(rules.pack_dir, store, rules.poll_seconds)
+        self._decisions = CounterFamily("decision_")
+        self._hits = CounterFamily("rule_hit_")  # bounded: one per rule of the pack
+        self._failures_seen = 0
+
+    def process(self, filing: EnrichedFiling):
+        scorer = self._source.current()  # between filings: each one is scored by exactly one pack
+        if self._source.reload_failures > self._failures_seen:
+            self._reload_failures.inc(self._source.reload_failures - self._failures_seen)
+            self._failures_seen = self._source.reload_failures
+        try:
+            decision = decide(filing, scorer)
+            answer = filer_answer(decision, utc_now())
+        except Exception as exc:  # a bug, not a rule (rule errors are caught per rule): keep the filing
+            yield TaggedOutput(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE,
+                                                       f"{type(exc).__name__}: {exc}", b""))
+            return
+        self._assessed.inc()
+        self._decisions.inc(decision.assessment.decision)
+        if decision.referral:
+            self._referrals.inc()
+        if decision.assessment.errors:
+            self._rule_errors.inc(len(decision.assessment.errors))
+        for hit in decision.assessment.hits:
+            self._hits.inc(hit.rule)
+        yield decision
+        yield TaggedOutput(ANSWERS, answer)
+
+
+class ScoreFilings(beam.PTransform):
+    """EnrichedFiling in (newly registered filings with their container-status facts). Outputs:
+    `decisions`: Decision, one per filing: the assessment (score, risk level, decision, the rules
+    that fired with their evidence) and the id of the pack that made it; referrals are the
+    decisions other than assessment-complete;
+    `answers`: Answer to the filer, one per filing (IE3N03, IE3Q02, IE3Q03, IE3Q01 or IE3N08);
+    `dead_letter`: DeadLetter if a decision could not be made (a bug; the filing is kept).
+    The pack is the active published one (hot reload through Redis), else settings.rules.pack_dir.
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, enriched):
+        return enriched | "Score" >> beam.ParDo(_ScoreDoFn(self._settings)).with_outputs(
+            DEAD_LETTER, ANSWERS, main=DECISIONS)
