@@ -1,11 +1,13 @@
-"""The `cargoscreen` command: validate, generate, run, demo."""
+"""The `cargoscreen` command: validate, generate, run, demo, csm (container status), rules."""
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections import Counter
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -95,8 +97,12 @@ def validate(files, schemas, as_json) -> None:
 @click.option("--container-status/--no-container-status", default=False,
               help="Also write the containers' DCSA event histories (container-events.jsonl) and their labels.")
 @click.option("--anomaly-rate", default=0.1, show_default=True, help="Share of containers with a planted anomaly.")
+@click.option("--risk-rate", default=0.0, show_default=True,
+              help="Share of valid filings with a planted risk pattern (label `risk`; see generator.RISK_PATTERNS).")
+@click.option("--decoy-rate", default=0.0, show_default=True,
+              help="Share of valid filings with an innocent look-alike of a risk (label `decoy`; see generator.DECOYS).")
 def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, defects,
-             container_status, anomaly_rate) -> None:
+             container_status, anomaly_rate, risk_rate, decoy_rate) -> None:
     """Write realistic filings to OUT/filings and their ground truth to OUT/labels.jsonl."""
     from .corpus import write_container_status, write_corpus
     from .generator import CONTENT_DEFECTS
@@ -107,7 +113,8 @@ def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate
         raise click.BadParameter(f"unknown defect(s) {', '.join(sorted(unknown))}; known: {', '.join(CONTENT_DEFECTS)}",
                                  param_hint="--defects")
     corpus = dict(defect_rate=defect_rate, envelope_rate=envelope_rate, resubmission_rate=resubmission_rate,
-                  size=size, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), defects=kinds)
+                  size=size, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), defects=kinds,
+                  risk_rate=risk_rate, decoy_rate=decoy_rate)
     with _progress() as progress:
         task = progress.add_task("generating", total=count)
         written = write_corpus(Path(out_dir), count, seed, **corpus,
@@ -133,9 +140,14 @@ def _progress() -> Progress:
 @click.option("--runner", default="FnApiRunner", show_default=True,
               help="Beam runner; any other than FnApiRunner takes its options from --beam-option.")
 @click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option, e.g. --beam-option=--direct_num_workers=2")
-def run(input_dir, output_dir, redis_url, schemas, runner, beam_options) -> None:
+@click.option("--rules", "rules_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Rule pack folder used until one is published in Redis (default: the bundled starter pack).")
+def run(input_dir, output_dir, redis_url, schemas, runner, beam_options, rules_dir) -> None:
     """Run the batch pipeline over a folder of filings and print the summary (inputs = accepted + rejected + dead-lettered)."""
-    summary = run_and_report(Path(input_dir), Path(output_dir), _settings(schemas), redis_url, runner, list(beam_options))
+    settings = _settings(schemas)
+    if rules_dir:
+        settings = replace(settings, rules=replace(settings.rules, pack_dir=Path(rules_dir)))
+    summary = run_and_report(Path(input_dir), Path(output_dir), settings, redis_url, runner, list(beam_options))
     sys.exit(0 if summary.balanced else 2)
 
 
@@ -182,7 +194,8 @@ def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_
         "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
         "dead_lettered": summary.dead_lettered, "answers": summary.answers, "balanced": summary.balanced,
         "enriched": summary.enriched, "container_status_unavailable": summary.container_status_unavailable,
-        "facts": summary.facts,
+        "facts": summary.facts, "assessed": summary.assessed, "decisions": summary.decisions,
+        "referrals": summary.referrals, "rule_hits": summary.rule_hits, "rule_errors": summary.rule_errors,
         "seconds": round(elapsed, 3)}, indent=2))
     return summary
 
@@ -206,6 +219,10 @@ def _print_summary(summary, elapsed: float) -> None:
         out.print(f"enriched {summary.enriched} new registrations with container status "
                   f"({summary.container_status_unavailable} with the status unavailable); anomaly facts: {facts}",
                   soft_wrap=True)
+    if summary.assessed:
+        decisions = ", ".join(f"{k} {v}" for k, v in sorted(summary.decisions.items(), key=lambda kv: -kv[1]))
+        out.print(f"assessed {summary.assessed} new registrations: {decisions}; referrals {summary.referrals}"
+                  + (f"; [red]{summary.rule_errors} rule errors[/red]" if summary.rule_errors else ""), soft_wrap=True)
     verdict = "[green]balanced[/green]" if summary.balanced else "[red]NOT BALANCED: something was lost[/red]"
     out.print(f"inputs {summary.inputs} = accepted {summary.accepted} + rejected {summary.rejected} + "
               f"dead-lettered {summary.dead_lettered}: {verdict}   ({elapsed:.1f} s, "
@@ -304,10 +321,10 @@ def demo(out_dir, count, seed) -> None:
     from .corpus import write_container_status, write_corpus
 
     out_dir = Path(out_dir)
-    console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile) and their "
-                  f"containers' histories (10% with an anomaly) into {out_dir}")
-    write_corpus(out_dir, count, seed)
-    write_container_status(out_dir, count, seed)  # same arguments: the same filings' containers
+    console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile, 5% with a planted "
+                  f"risk) and their containers' histories (5% with an anomaly) into {out_dir}")
+    write_corpus(out_dir, count, seed, risk_rate=0.05)
+    write_container_status(out_dir, count, seed, anomaly_rate=0.05, risk_rate=0.05)  # the same filings' containers
     with EmbeddedRedis(out_dir / "results" / "redis") as server:
         loaded, _, _ = load_feed([out_dir / "container-events.jsonl"], server.url, out_dir / "csm-rejected.jsonl")
         console.print(f"2. loaded {loaded.loaded} container events ({loaded.unchecked_container_ids} with a container "
@@ -322,13 +339,17 @@ def _demo_checks(out_dir: Path) -> None:
     """Compares the answers with the generator's ground truth and shows one answer of each kind."""
     from .connectors.files import read_json_lines
 
+    from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
+
     labels = {json.loads(line)["file"]: json.loads(line) for line in (out_dir / "labels.jsonl").open()}
-    answers = read_json_lines(out_dir / "results" / "answers")
+    answers = [a for a in read_json_lines(out_dir / "results" / "answers")
+               if a["message_type"] in ACCEPTING_ANSWERS + REJECTING_ANSWERS]
     agree = sum((a["message_type"] == "IE3R01") == (labels[a["submission_id"]]["expected"] == "registered")
                 for a in answers)
     out = Console()
     out.print(f"4. answers agree with the ground truth for {agree} of {len(answers)} filings")
     _demo_facts(out_dir, out)
+    _demo_referrals(out_dir, labels, out)
     shown = set()
     for a in answers:
         if a["message_type"] not in shown and a["message_type"] in ("IE3R01", "IE3N99"):
@@ -365,9 +386,232 @@ def _demo_facts(out_dir: Path, out: Console) -> None:
         out.print(json.dumps(sample, indent=1)[:2500], markup=False, highlight=False)
 
 
+def _demo_referrals(out_dir: Path, labels: dict, out: Console) -> None:
+    """Referrals against the planted risk patterns, and one referral as its risk centre sees it."""
+    from .connectors.files import read_json_lines
+
+    decisions = read_json_lines(out_dir / "results" / "decisions")
+    planted = [d for d in decisions if labels[d["submission_id"]].get("risk")]
+    clean = [d for d in decisions if not labels[d["submission_id"]].get("risk")]
+    referred = sum(d["decision"] != "assessment-complete" for d in planted)
+    clean_referred = sum(d["decision"] != "assessment-complete" for d in clean)
+    out.print(f"6. risk: {referred} of {len(planted)} planted high-risk consignments referred; "
+              f"{clean_referred} of {len(clean)} clean ones referred "
+              f"({clean_referred / len(clean) if clean else 0:.1%}); pack {decisions[0]['rule_pack'] if decisions else '-'}")
+    sample = next((d for d in decisions if d["referral_id"]), None)
+    if sample:
+        shown = {k: sample[k] for k in ("referral_id", "risk_centre", "decision", "score", "risk_level", "rule_pack",
+                                        "hits", "information_requested", "screening_methods")}
+        out.print(json.dumps(shown, indent=1)[:3000], markup=False, highlight=False)
+
+
 def _pretty(xml: str) -> str:
     from lxml import etree
     return etree.tostring(etree.fromstring(xml.encode()), pretty_print=True).decode()[:3000]
+
+
+# -- rule packs ---------------------------------------------------------------------------------
+@main.group()
+def rules() -> None:
+    """Risk rule packs: check, publish (hot reload in running pipelines), status, activate, backtest."""
+
+
+def _problems(exc, title: str) -> None:
+    out = Console()
+    out.print(f"[red]{title}[/red]: {len(exc.problems)} problem(s)")
+    for problem in exc.problems:
+        out.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+
+
+@rules.command("check")
+@click.argument("pack_dir", type=click.Path(exists=True, file_okay=False))
+def rules_check(pack_dir) -> None:
+    """Compile a pack and run every rule's examples. Exit status 1 with every problem located."""
+    from .domain.rulepack import PackError, read_pack_files
+    from .rule_store import checked_pack
+
+    try:
+        pack = checked_pack(read_pack_files(Path(pack_dir)))
+    except PackError as exc:
+        _problems(exc, f"{pack_dir} refused")
+        sys.exit(1)
+    areas = Counter(r.area for r in pack.rules)
+    examples = sum(len(r.examples) for r in pack.rules)
+    Console().print(f"[green]OK[/green] {pack.id}: {len(pack.rules)} rules, {examples} examples pass; areas: "
+                    + ", ".join(f"{a} {n}" for a, n in sorted(areas.items())), soft_wrap=True)
+
+
+def _rule_store(redis_url: str | None, data_dir: str):
+    """(RulePackStore, embedded server or None): the Redis of the pipeline, or an embedded one kept in data_dir."""
+    from .connectors.redis_store import EmbeddedRedis, connect
+    from .rule_store import RulePackStore
+
+    embedded = EmbeddedRedis(Path(data_dir) / "redis") if redis_url is None else None
+    return RulePackStore(connect(redis_url or embedded.url), Settings().redis.key_prefix), embedded
+
+
+_redis_option = click.option("--redis-url", default=None, help="Redis of the pipelines; default: the embedded one "
+                                                                "in --data-dir.")
+_data_dir_option = click.option("--data-dir", default=".cargoscreen", show_default=True,
+                                type=click.Path(file_okay=False), help="Where the embedded Redis keeps its data.")
+
+
+@rules.command("publish")
+@click.argument("pack_dir", type=click.Path(exists=True, file_okay=False))
+@_redis_option
+@_data_dir_option
+@click.option("--activate/--no-activate", default=True, show_default=True,
+              help="Make it the active pack: running pipelines switch to it within seconds.")
+def rules_publish(pack_dir, redis_url, data_dir, activate) -> None:
+    """Check a pack (compile + examples) and publish it; refused packs change nothing."""
+    from .domain.rulepack import PackError, read_pack_files
+
+    store, embedded = _rule_store(redis_url, data_dir)
+    try:
+        publication = store.publish(read_pack_files(Path(pack_dir)), activate=activate)
+    except PackError as exc:
+        _problems(exc, f"{pack_dir} refused, nothing changed")
+        sys.exit(1)
+    finally:
+        if embedded is not None:
+            embedded.close()
+    state = "published and active" if publication.activated else "published (not active)"
+    again = " (this version was already published with the same content)" if publication.unchanged else ""
+    Console().print(f"[green]{publication.pack_id}[/green] {state}{again}")
+
+
+@rules.command("status")
+@_redis_option
+@_data_dir_option
+def rules_status(redis_url, data_dir) -> None:
+    """The active pack, the published ones, and the latest publications and refusals."""
+    store, embedded = _rule_store(redis_url, data_dir)
+    try:
+        active, published, events = store.active(), store.published(), store.events(20)
+    finally:
+        if embedded is not None:
+            embedded.close()
+    out = Console()
+    out.print(f"active: {active or 'none published: pipelines use their --rules folder'}")
+    table = Table(title="published packs", header_style="bold")
+    for column in ("pack", "digest", "published at", "by"):
+        table.add_column(column)
+    for p in published:
+        table.add_row(p["pack"], p["digest"][:12], p["published_at"], p["published_by"])
+    out.print(table)
+    for e in events:
+        out.print(f"{e.get('event')}: {e.get('pack')} by {e.get('by')}"
+                  + (f": {e['reason'][:300]}" if e.get("reason") else ""), markup=False, soft_wrap=True)
+
+
+@rules.command("activate")
+@click.argument("name_version")
+@_redis_option
+@_data_dir_option
+def rules_activate(name_version, redis_url, data_dir) -> None:
+    """Make a published version (NAME@VERSION) active again: a rollback."""
+    store, embedded = _rule_store(redis_url, data_dir)
+    try:
+        store.activate(name_version)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="NAME_VERSION") from None
+    finally:
+        if embedded is not None:
+            embedded.close()
+    Console().print(f"{name_version} is active")
+
+
+@rules.command("backtest")
+@click.argument("filings_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--candidate", "candidate_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The pack to try.")
+@click.option("--active", "active_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The pack to compare with (default: the bundled starter pack).")
+@click.option("--container-status", "status_paths", multiple=True, type=click.Path(exists=True),
+              help="DCSA event files for the filings' containers (loaded into a temporary embedded Redis).")
+@click.option("--labels", "labels_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The generator's labels.jsonl: report recall of planted risk and referrals of clean traffic.")
+@click.option("--as-of", default=None, help="Assess as of this UTC date-time (rule validity); default: now.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON.")
+def rules_backtest(filings_dir, candidate_dir, active_dir, status_paths, labels_path, as_of, json_path) -> None:
+    """Replay filings against a candidate pack: hits and referrals per rule, and what changes against the active pack."""
+    import tempfile
+    from datetime import datetime, timezone
+
+    from .backtest import backtest, load_traffic
+    from .connectors.redis_store import EmbeddedRedis, connect, with_retries
+    from .container_store import ContainerEventStore
+    from .domain.rulepack import PackError, RulePack, read_pack_files
+    from .domain.scoring import Scorer
+    from .rule_store import checked_pack
+
+    settings = Settings()
+    try:
+        candidate = Scorer(checked_pack(read_pack_files(Path(candidate_dir))))
+        active = Scorer(RulePack.load(Path(active_dir) if active_dir else settings.rules.pack_dir))
+    except PackError as exc:
+        _problems(exc, "pack refused")
+        sys.exit(1)
+    now = datetime.fromisoformat(as_of).replace(tzinfo=timezone.utc) if as_of else None
+    with tempfile.TemporaryDirectory() as tmp:
+        fetch = None
+        server = EmbeddedRedis(Path(tmp) / "redis") if status_paths else None
+        try:
+            if server is not None:
+                summary, _, _ = load_feed([Path(p) for p in status_paths], server.url, Path(tmp) / "rejected.jsonl")
+                store = ContainerEventStore.for_settings(connect(server.url), settings)
+                fetch = lambda containers: with_retries(settings.redis, lambda: store.histories(containers))  # noqa: E731
+            with _progress() as progress:
+                progress.add_task("validating and enriching", total=None)
+                traffic = load_traffic(Path(filings_dir), settings, fetch)
+        finally:
+            if server is not None:
+                server.close()
+    labels = {json.loads(line)["file"]: json.loads(line) for line in open(labels_path)} if labels_path else None
+    report = backtest(traffic.filings, active, candidate, labels, now)
+    _print_backtest(report, traffic)
+    if json_path:
+        Path(json_path).write_text(json.dumps(report.as_dict(), indent=1))
+
+
+def _weight_change(before: float | None, after: float | None) -> str:
+    if before is None:
+        return f"{after:g} (new)"
+    if after is None:
+        return f"{before:g} (removed)"
+    return f"{after:g}" if before == after else f"{before:g} -> {after:g}"
+
+
+def _print_backtest(report, traffic) -> None:
+    out = Console(width=None if console.is_terminal else 160)
+    out.print(f"{traffic.read} filings read, {traffic.rejected} rejected by validation, {report.filings} scored; "
+              f"active {report.active_pack}, candidate {report.candidate_pack}", soft_wrap=True)
+    table = Table(title="per rule (candidate pack)", header_style="bold")
+    for column in ("rule", "area", "weight", "hits (active)", "hits", "in referrals", "only because of it",
+                   "of them clean" if report.quality_candidate else "", "title"):
+        if column:
+            table.add_column(column, overflow="fold")
+    for e in report.rules:
+        if not (e.hits_active or e.hits_candidate):
+            continue
+        row = [e.rule, e.area, _weight_change(e.weight_active, e.weight_candidate), str(e.hits_active), str(e.hits_candidate), str(e.referrals_candidate),
+               str(e.only_because)]
+        if report.quality_candidate:
+            row.append(str(e.clean_referrals))
+        table.add_row(*row, e.title)
+    out.print(table)
+    for which in ("active", "candidate"):
+        decisions = report.decisions_active if which == "active" else report.decisions_candidate
+        out.print(f"{which}: referral rate {report.referral_rate(which):.2%}; "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(decisions.items())), soft_wrap=True)
+    out.print(f"candidate vs active: {len(report.new_referrals)} new referrals, {len(report.dropped_referrals)} "
+              f"dropped, {len(report.changed_decisions)} referrals with another decision")
+    for which, q in (("active", report.quality_active), ("candidate", report.quality_candidate)):
+        if q is not None:
+            missed = ", ".join(f"{k} {v}" for k, v in q.missed.most_common()) or "none"
+            out.print(f"{which} on labelled traffic: recall {q.recall:.1%} ({q.planted_referred}/{q.planted} planted "
+                      f"referred; missed: {missed}); clean referral rate {q.clean_referral_rate:.2%} "
+                      f"({q.clean_referred}/{q.clean})", soft_wrap=True)
 
 
 if __name__ == "__main__":

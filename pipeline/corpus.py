@@ -11,18 +11,20 @@ from .status_generator import StatusSpec, generate_status
 
 def corpus_spec(count: int, seed: int = 1, defect_rate: float = 0.1, envelope_rate: float = 0.02,
                 resubmission_rate: float = 0.02, size: str = "mixed", modes: tuple[str, ...] | None = None,
-                defects: tuple[str, ...] | None = None, risk_rate: float = 0.0) -> GeneratorSpec:
+                defects: tuple[str, ...] | None = None, risk_rate: float = 0.0,
+                decoy_rate: float = 0.0) -> GeneratorSpec:
     return GeneratorSpec(count=count, seed=seed, defect_rate=defect_rate, envelope_rate=envelope_rate,
                          resubmission_rate=resubmission_rate, size=size, modes=modes or tuple(MODE_WEIGHTS),
-                         defects=defects or CONTENT_DEFECTS, risk_rate=risk_rate)
+                         defects=defects or CONTENT_DEFECTS, risk_rate=risk_rate, decoy_rate=decoy_rate)
 
 
 def write_corpus(out_dir: Path, count: int, seed: int = 1, defect_rate: float = 0.1, envelope_rate: float = 0.02,
                  resubmission_rate: float = 0.02, size: str = "mixed", modes: tuple[str, ...] | None = None,
                  defects: tuple[str, ...] | None = None, on_progress: Callable[[int], None] | None = None,
-                 risk_rate: float = 0.0) -> int:
+                 risk_rate: float = 0.0, decoy_rate: float = 0.0) -> int:
     """OUT/filings/*.xml and OUT/labels.jsonl (one label per filing)."""
-    spec = corpus_spec(count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, defects, risk_rate)
+    spec = corpus_spec(count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, defects, risk_rate,
+                       decoy_rate)
     filings_dir = out_dir / "filings"
     filings_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "labels.jsonl").open("w", encoding="utf-8") as labels:

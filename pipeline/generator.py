@@ -55,6 +55,10 @@ CONTENT_DEFECTS = tuple(k for k, v in DEFECTS.items() if v[0] != "envelope")
 RISK_PATTERNS = ("watch-listed-party", "watch-listed-name", "precursor", "undervalued-brands", "dual-use-sanctioned",
                  "weapons-misdeclared", "protected-species", "imminent-threat", "lithium-undeclared",
                  "heavy-packages", "container-deception", "counterfeit-wording", "explosives")
+# Decoys: innocent traffic that resembles risk (legal ammunition, a name like a listed one, goods
+# cheap but within the usual spread, fireworks, bananas from a cocaine source country). They are
+# labelled clean: what a pack refers among them is its false-hit cost.
+DECOYS = ("legal-ammunition", "similar-name", "cheap-but-plausible", "fireworks", "bananas-from-source")
 PRECURSORS = (("PMK glycidate powder", "293292"), ("Pseudoephedrine hydrochloride", "293942"),
               ("Safrole oil in drums", "293294"), ("Piperonal crystals", "293293"))
 BRANDS = ("420221", "910211", "640399", "900490")  # brand-prone commodities of the reference list
@@ -104,6 +108,7 @@ class GeneratorSpec:
     size: str = "mixed"  # mixed | small | large
     risk_rate: float = 0.0  # share of valid filings with a planted risk pattern
     risks: tuple[str, ...] = RISK_PATTERNS
+    decoy_rate: float = 0.0  # share of valid filings with an innocent look-alike of a risk (labelled clean)
 
 
 def _fmt_time(t: datetime) -> str:
@@ -167,9 +172,10 @@ class _Builder:
             self.el(p, "Phone", f"+{self.rng.randint(10, 99)} {self.rng.randint(10, 99)} {self.rng.randint(100000, 9999999)}")
         return p
 
-    def container_id(self) -> str:
+    def container_id(self, k: int) -> str:
+        """Unique per filing index (up to 100,000 filings): two filings never declare the same box by chance."""
         owner = self.rng.choice(CONTAINER_OWNERS)
-        body = owner + f"{self.rng.randint(0, 999999):06d}"
+        body = owner + f"{(self.index * 10 + k) % 1_000_000:06d}"
         return body + iso6346.calc_check_digit(body)
 
     def imo_number(self) -> str:
@@ -233,7 +239,7 @@ class _Builder:
     def equipment(self, parent) -> list[str]:
         if self.kind.mode not in ("sea", "rail", "road"):
             return []
-        ids = [self.container_id() for _ in range(self.rng.choice((1, 1, 1, 2, 2, 3, 5)))]
+        ids = [self.container_id(k) for k in range(self.rng.choice((1, 1, 1, 2, 2, 3, 5)))]
         for cid in ids:
             e = self.el(parent, "TransportEquipment")
             self.el(e, "ContainerId", cid)
@@ -534,12 +540,20 @@ def _set_child(parent, tag: str, text: str, after: tuple[str, ...] = ()) -> None
     el.text = text
 
 
-def _set_goods(item, description: str, hs: str) -> None:
+def _set_goods(item, description: str, hs: str, rng: random.Random, ref: ReferenceData) -> None:
+    """Makes a goods item other goods; a declared value follows (the usual value of known goods, else none)."""
     item.find(_q("Description")).text = description
     _set_child(item, "HSCode", hs, after=("ItemNumber", "Description"))
-    undg = item.find(_q("UNDGNumber"))
-    if undg is not None:
-        item.remove(undg)
+    for tag in ("UNDGNumber",):
+        if item.find(_q(tag)) is not None:
+            item.remove(item.find(_q(tag)))
+    value = item.find(_q("DeclaredValue"))
+    if value is not None:
+        known = next((c for c in ref.commodities if c.hs6 == hs[:6]), None)
+        if known is None:
+            item.remove(value)
+        else:
+            value.text = f"{float(item.find(_q('GrossMass')).text) * known.eur_per_kg * rng.uniform(0.8, 1.2):.2f}"
 
 
 def _set_party(party, name: str | None = None, pid: str | None = None, country: str | None = None,
@@ -585,33 +599,33 @@ def _plant_risk(pattern: str, root: etree._Element, kind: FilingKind, rng: rando
             return False
         row = next(r for r in _watch_list() if r["list"] == "threat")
         _set_party(rng.choice(consignors), row["name"], row["id"], row["country"])
-        _set_goods(item, *RISKY_GOODS[pattern])
+        _set_goods(item, *RISKY_GOODS[pattern], rng, ref)
         return True
     if pattern == "precursor":
-        _set_goods(item, *rng.choice(PRECURSORS))
+        _set_goods(item, *rng.choice(PRECURSORS), rng, ref)
         return True
     if pattern == "dual-use-sanctioned":
         if not consignors:
             return False
-        _set_goods(item, *RISKY_GOODS[pattern])
+        _set_goods(item, *RISKY_GOODS[pattern], rng, ref)
         _set_party(rng.choice(consignors), country="RU")
         return True
     if pattern in ("weapons-misdeclared", "protected-species", "counterfeit-wording", "explosives"):
-        _set_goods(item, *RISKY_GOODS[pattern])
+        _set_goods(item, *RISKY_GOODS[pattern], rng, ref)
         return True
     if pre_loading:  # the remaining patterns need values, masses or packages the minimum dataset lacks
         return False
     if pattern == "lithium-undeclared":
         if kind.mode not in ("air", "express", "postal"):
             return False
-        _set_goods(item, *RISKY_GOODS[pattern])
+        _set_goods(item, *RISKY_GOODS[pattern], rng, ref)
         return True
     if pattern == "undervalued-brands":
         if not consignors:
             return False
         brand = rng.choice(BRANDS)
         c = next(c for c in ref.commodities if c.hs6 == brand)
-        _set_goods(item, c.description, c.hs6)
+        _set_goods(item, c.description, c.hs6, rng, ref)
         mass = float(item.find(_q("GrossMass")).text)
         _set_child(item, "DeclaredValue", f"{mass * c.eur_per_kg * rng.uniform(0.03, 0.08):.2f}",
                    after=("Packaging",))
@@ -627,6 +641,47 @@ def _plant_risk(pattern: str, root: etree._Element, kind: FilingKind, rng: rando
             pk.find(_q("Type")).text = "CT"
         return True
     raise ValueError(f"unknown risk pattern {pattern!r}")
+
+
+def _plant_decoy(decoy: str, root: etree._Element, kind: FilingKind, rng: random.Random,
+                 ref: ReferenceData) -> bool:
+    goods = list(root.iter(_q("GoodsItem")))
+    consignors = list(root.iter(_q("Consignor")))
+    if decoy == "similar-name":
+        if not consignors:
+            return False
+        row = rng.choice([r for r in _watch_list() if r["list"] == "watch"])
+        words = row["name"].split()
+        other = rng.choice([b for b in NAME_B if b not in words])  # shares two words with the listed name, not all
+        _set_party(rng.choice(consignors), f"{words[0]} {words[1]} {other} {rng.choice(NAME_C)}")
+        return True
+    if not goods:
+        return False
+    item = rng.choice(goods)
+    if decoy == "legal-ammunition":
+        _set_goods(item, "Cartridges for sporting rifles", "930630", rng, ref)
+        return True
+    if decoy == "fireworks":
+        _set_goods(item, "Consumer fireworks category F2", "360410", rng, ref)
+        return True
+    if kind.level == PRE_LOADING:
+        return False
+    if decoy == "bananas-from-source":
+        loading = root.find(f".//{_q('PlaceOfLoading')}/{_q('UNLocode')}")
+        if loading is None or loading.text[:2] not in ("EC", "CO", "PE", "BR"):
+            return False
+        _set_goods(item, "Fresh bananas", "080390", rng, ref)
+        return True
+    if decoy == "cheap-but-plausible":
+        hs = item.findtext(_q("HSCode"))
+        c = next((c for c in ref.commodities if hs and hs.startswith(c.hs6)), None)
+        if c is None:
+            return False
+        mass = float(item.find(_q("GrossMass")).text)
+        _set_child(item, "DeclaredValue", f"{mass * c.eur_per_kg * rng.uniform(0.4, 0.6):.2f}", after=("Packaging",))
+        item.find(_q("DeclaredValue")).set("currency", "EUR")
+        return True
+    raise ValueError(f"unknown decoy {decoy!r}")
 
 
 def _envelope(defect: str, data: bytes) -> bytes:
@@ -663,7 +718,7 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
         builder = _Builder(rng, ref, kind, i, spec)
         root = builder.build(lrn, filers[filer_index], BASE_TIME + timedelta(seconds=rng.randint(0, 3 * 86400)))
         planted: list[str] = []
-        risk = None
+        risk = decoy = None
         roll = rng.random()
         envelope = None
         if roll < spec.envelope_rate:
@@ -673,6 +728,12 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
             for pattern in rng.sample(spec.risks, k=len(spec.risks)):  # the first that fits this filing
                 if _plant_risk(pattern, root, kind, rng, ref):
                     risk = pattern
+                    break
+        elif roll < spec.envelope_rate + spec.defect_rate + spec.risk_rate + spec.decoy_rate and \
+                roll >= spec.envelope_rate + spec.defect_rate + spec.risk_rate:
+            for candidate in rng.sample(DECOYS, k=len(DECOYS)):
+                if _plant_decoy(candidate, root, kind, rng, ref):
+                    decoy = candidate
                     break
         elif roll < spec.envelope_rate + spec.defect_rate and spec.defects:
             for defect in rng.sample(spec.defects, k=min(len(spec.defects), rng.choice((1, 1, 1, 2, 3)))):
@@ -697,6 +758,7 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
             "defects": [{"kind": d, "layer": DEFECTS[d][0], "code": DEFECTS[d][1], "element": DEFECTS[d][2]}
                         for d in planted],
             "risk": risk,  # a planted risk pattern: a referral is expected
+            "decoy": decoy,  # an innocent look-alike: clean traffic
         }
         filing = GeneratedFiling(name, data, label)
         if not planted:

@@ -1,0 +1,185 @@
+"""Backtesting a candidate rule pack: what it would refer, against the active pack, on real or generated traffic.
+
+    traffic = load_traffic(folder, settings, fetch_histories)   # validated, enriched, as the pipeline does
+    report = backtest(traffic, active_scorer, candidate_scorer, labels)
+
+The filings go through the production steps (validation, the screening record, container-status
+enrichment, scoring, decision), without Beam and without registering anything. Per rule the
+report counts hits, the referrals a rule takes part in, and the referrals that exist only
+because of it (scored again without the rule): its false-hit cost, before it goes live. With
+a label file (the generator's), it also measures recall of planted risk and the referral rate
+of clean traffic.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .config import Settings
+from .connectors.files import list_filings
+from .decisions import Decision, decide
+from .domain.reference import ReferenceData
+from .domain.rulepack import COMPLETE
+from .domain.scoring import Scorer
+from .enrichment import EnrichedFiling, enrich
+from .validation import FilingValidator, Submission
+
+
+@dataclass
+class Traffic:
+    filings: list[EnrichedFiling]
+    read: int = 0
+    rejected: int = 0  # not valid: never scored in production either
+
+
+def load_traffic(folder: Path, settings: Settings, fetch_histories: Callable | None = None,
+                 batch_size: int = 64) -> Traffic:
+    """Reads and validates every filing of a folder and enriches the valid ones (container status
+    from fetch_histories; without it, as if no container had a status yet)."""
+    validator, reference = FilingValidator(settings), ReferenceData.load()
+    fetch = fetch_histories or (lambda containers: {})
+    traffic, batch = Traffic([]), []
+    names = list_filings(folder)
+    for name in names:
+        outcome = validator.validate(Submission(name, (Path(folder) / name).read_bytes()))
+        traffic.read += 1
+        if not outcome.accepted or outcome.record is None:
+            traffic.rejected += 1
+            continue
+        batch.append((outcome, name))  # the submission id stands in for the MRN: nothing is registered
+        if len(batch) >= batch_size:
+            traffic.filings += enrich(batch, fetch, reference)
+            batch = []
+    if batch:
+        traffic.filings += enrich(batch, fetch, reference)
+    return traffic
+
+
+@dataclass
+class RuleEffect:
+    rule: str
+    title: str
+    area: str
+    weight_active: float | None
+    weight_candidate: float | None
+    hits_active: int = 0
+    hits_candidate: int = 0
+    referrals_candidate: int = 0  # candidate referrals this rule fired in
+    only_because: int = 0  # candidate referrals that would be assessment-complete without this rule
+    clean_referrals: int = 0  # of those it fired in, on traffic labelled clean (false hits)
+    planted_referrals: int = 0
+
+
+@dataclass
+class Quality:
+    planted: int = 0
+    planted_referred: int = 0
+    clean: int = 0
+    clean_referred: int = 0
+    missed: Counter = field(default_factory=Counter)  # planted pattern -> not referred
+
+    @property
+    def recall(self) -> float:
+        return self.planted_referred / self.planted if self.planted else 0.0
+
+    @property
+    def clean_referral_rate(self) -> float:
+        return self.clean_referred / self.clean if self.clean else 0.0
+
+
+@dataclass
+class BacktestReport:
+    active_pack: str
+    candidate_pack: str
+    filings: int
+    decisions_active: Counter
+    decisions_candidate: Counter
+    new_referrals: list[str]
+    dropped_referrals: list[str]
+    changed_decisions: list[tuple[str, str, str]]  # (submission, active, candidate) among referrals of both
+    rules: list[RuleEffect]
+    quality_active: Quality | None = None
+    quality_candidate: Quality | None = None
+
+    def referral_rate(self, which: str) -> float:
+        decisions = self.decisions_active if which == "active" else self.decisions_candidate
+        return (self.filings - decisions.get(COMPLETE, 0)) / self.filings if self.filings else 0.0
+
+    def as_dict(self) -> dict:
+        def quality(q: Quality | None):
+            return None if q is None else {"planted": q.planted, "planted_referred": q.planted_referred,
+                                           "recall": round(q.recall, 4), "clean": q.clean,
+                                           "clean_referred": q.clean_referred,
+                                           "clean_referral_rate": round(q.clean_referral_rate, 4),
+                                           "missed_by_pattern": dict(q.missed)}
+        return {
+            "active_pack": self.active_pack, "candidate_pack": self.candidate_pack, "filings": self.filings,
+            "decisions": {"active": dict(self.decisions_active), "candidate": dict(self.decisions_candidate)},
+            "referral_rate": {"active": round(self.referral_rate("active"), 4),
+                              "candidate": round(self.referral_rate("candidate"), 4)},
+            "new_referrals": self.new_referrals, "dropped_referrals": self.dropped_referrals,
+            "changed_decisions": [{"submission_id": s, "active": a, "candidate": c} for s, a, c in self.changed_decisions],
+            "rules": [vars(r) for r in self.rules],
+            "quality": {"active": quality(self.quality_active), "candidate": quality(self.quality_candidate)},
+        }
+
+
+def _quality(decisions: dict[str, Decision], labels: dict[str, dict]) -> Quality:
+    q = Quality()
+    for sid, d in decisions.items():
+        label = labels.get(sid)
+        if label is None or label.get("resubmission_of"):
+            continue
+        if label.get("risk"):
+            q.planted += 1
+            q.planted_referred += d.referral
+            if not d.referral:
+                q.missed[label["risk"]] += 1
+        else:
+            q.clean += 1
+            q.clean_referred += d.referral
+    return q
+
+
+def backtest(filings: Iterable[EnrichedFiling], active: Scorer, candidate: Scorer,
+             labels: dict[str, dict] | None = None, now: datetime | None = None) -> BacktestReport:
+    now = now or datetime.now(timezone.utc)
+    before: dict[str, Decision] = {}
+    after: dict[str, Decision] = {}
+    for f in filings:
+        before[f.submission_id] = decide(f, active, now)
+        after[f.submission_id] = decide(f, candidate, now)
+    effects = {r.id: RuleEffect(r.id, r.title, r.area, None, r.weight) for r in candidate.pack.rules}
+    for r in active.pack.rules:
+        effects.setdefault(r.id, RuleEffect(r.id, r.title, r.area, r.weight, None)).weight_active = r.weight
+    rules_by_id = {r.id: r for r in candidate.pack.rules}
+    for sid, d in before.items():
+        for h in d.assessment.hits:
+            effects[h.rule].hits_active += 1
+    for sid, d in after.items():
+        label = (labels or {}).get(sid) or {}
+        for h in d.assessment.hits:
+            e = effects[h.rule]
+            e.hits_candidate += 1
+            if d.referral:
+                e.referrals_candidate += 1
+                e.clean_referrals += bool(labels) and not label.get("risk")
+                e.planted_referrals += bool(label.get("risk"))
+                others = [x for x in d.assessment.hits if x.rule != h.rule]
+                without = candidate.decide(d.filing.filing_code, others,
+                                           [rules_by_id[x.rule] for x in others])
+                e.only_because += without.decision == COMPLETE
+    referred_before = {s for s, d in before.items() if d.referral}
+    referred_after = {s for s, d in after.items() if d.referral}
+    changed = [(s, before[s].assessment.decision, after[s].assessment.decision)
+               for s in sorted(referred_before & referred_after)
+               if before[s].assessment.decision != after[s].assessment.decision]
+    return BacktestReport(
+        active.pack.id, candidate.pack.id, len(after),
+        Counter(d.assessment.decision for d in before.values()), Counter(d.assessment.decision for d in after.values()),
+        sorted(referred_after - referred_before), sorted(referred_before - referred_after), changed,
+        sorted(effects.values(), key=lambda e: (-e.hits_candidate, e.rule)),
+        _quality(before, labels) if labels else None, _quality(after, labels) if labels else None)
