@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 from .config import Settings
 from .connectors.files import list_filings
 from .decisions import Decision, decide
+from .domain.mrn import make_mrn
 from .domain.reference import ReferenceData
 from .domain.rulepack import COMPLETE
 from .domain.scoring import Scorer
@@ -49,7 +50,8 @@ def load_traffic(folder: Path, settings: Settings, fetch_histories: Callable | N
         if not outcome.accepted or outcome.record is None:
             traffic.rejected += 1
             continue
-        batch.append((outcome, name))  # the submission id stands in for the MRN: nothing is registered
+        # Nothing is registered: a stand-in MRN, "XX" for "not issued", numbered in reading order.
+        batch.append((outcome, make_mrn(datetime.now(timezone.utc).year, "XX", traffic.read)))
         if len(batch) >= batch_size:
             traffic.filings += enrich(batch, fetch, reference)
             batch = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from collections import Counter
 import threading
@@ -325,6 +326,7 @@ def demo(out_dir, count, seed) -> None:
                   f"risk) and their containers' histories (5% with an anomaly) into {out_dir}")
     write_corpus(out_dir, count, seed, risk_rate=0.05)
     write_container_status(out_dir, count, seed, anomaly_rate=0.05, risk_rate=0.05)  # the same filings' containers
+    shutil.rmtree(out_dir / "results", ignore_errors=True)  # a rerun starts afresh: same input, same answers
     with EmbeddedRedis(out_dir / "results" / "redis") as server:
         loaded, _, _ = load_feed([out_dir / "container-events.jsonl"], server.url, out_dir / "csm-rejected.jsonl")
         console.print(f"2. loaded {loaded.loaded} container events ({loaded.unchecked_container_ids} with a container "
@@ -387,22 +389,33 @@ def _demo_facts(out_dir: Path, out: Console) -> None:
 
 
 def _demo_referrals(out_dir: Path, labels: dict, out: Console) -> None:
-    """Referrals against the planted risk patterns, and one referral as its risk centre sees it."""
+    """Referrals against the planted risk patterns, and one referral as its risk centre and its filer see it."""
     from .connectors.files import read_json_lines
+    from .decisions import ASSESSMENT_ANSWERS
 
+    anomalous = {x["file"] for x in map(json.loads, (out_dir / "container-labels.jsonl").open()) if x["anomaly"]}
     decisions = read_json_lines(out_dir / "results" / "decisions")
-    planted = [d for d in decisions if labels[d["submission_id"]].get("risk")]
-    clean = [d for d in decisions if not labels[d["submission_id"]].get("risk")]
-    referred = sum(d["decision"] != "assessment-complete" for d in planted)
-    clean_referred = sum(d["decision"] != "assessment-complete" for d in clean)
-    out.print(f"6. risk: {referred} of {len(planted)} planted high-risk consignments referred; "
-              f"{clean_referred} of {len(clean)} clean ones referred "
-              f"({clean_referred / len(clean) if clean else 0:.1%}); pack {decisions[0]['rule_pack'] if decisions else '-'}")
+    groups = {"planted": [], "anomaly": [], "clean": []}
+    for d in decisions:
+        sid = d["submission_id"]
+        groups["planted" if labels[sid].get("risk") else "anomaly" if sid in anomalous else "clean"].append(d)
+    referred = {k: sum(d["decision"] != "assessment-complete" for d in v) for k, v in groups.items()}
+    clean = len(groups["clean"])
+    out.print(f"6. risk ({decisions[0]['rule_pack'] if decisions else 'no decisions'}): {referred['planted']} of "
+              f"{len(groups['planted'])} planted high-risk consignments referred; {referred['clean']} of {clean} clean "
+              f"ones ({referred['clean'] / clean if clean else 0:.1%}); {referred['anomaly']} of "
+              f"{len(groups['anomaly'])} with a planted container anomaly", soft_wrap=True)
     sample = next((d for d in decisions if d["referral_id"]), None)
     if sample:
         shown = {k: sample[k] for k in ("referral_id", "risk_centre", "decision", "score", "risk_level", "rule_pack",
                                         "hits", "information_requested", "screening_methods")}
+        out.print("\n[bold]referral[/bold], as the risk centre reads it:")
         out.print(json.dumps(shown, indent=1)[:3000], markup=False, highlight=False)
+        answer = next(a for a in read_json_lines(out_dir / "results" / "answers")
+                      if a["submission_id"] == sample["submission_id"]
+                      and a["message_type"] == ASSESSMENT_ANSWERS[sample["decision"]])
+        out.print(f"\n[bold]{answer['message_type']}[/bold], what the filer gets (no criteria disclosed):")
+        out.print(_pretty(answer["xml"]), markup=False, highlight=False)
 
 
 def _pretty(xml: str) -> str:

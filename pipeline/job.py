@@ -27,8 +27,7 @@ from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_rec
                                decision_json, enriched_record)
 from .decisions import ASSESSMENT_ANSWERS
 from .connectors.redis_store import ReportProgress, progress_key
-from .stages.answer import (ASSESS_ANSWER_STAGE, ASSESS_STAGE, COUNTER_NAMESPACE, AnswerRejections,
-                            CountDeadLetters, EmitAnswers)
+from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.enrich import EnrichFilings
 from .stages.register import RegisterFilings
 from .stages.score import ScoreFilings
@@ -73,9 +72,6 @@ class RunSummary:
                 and self.assessed == self.assessment_answers + self.assessment_answers_dead_lettered)
 
 
-ASSESSMENT_STAGES = (ASSESS_STAGE, ASSESS_ANSWER_STAGE)
-
-
 def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,
                 progress_key: str | None = None) -> None:
     read = pipeline | "ReadFilings" >> ReadFilingsFromFolder(input_dir, settings.limits.max_bytes)
@@ -94,12 +90,13 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
     scored.decisions | "WriteDecisions" >> WriteJsonLines(output_dir / "decisions" / "decisions", decision_json)
     (scored.decisions | "Referrals" >> beam.Filter(lambda d: d.referral)
      | "WriteReferrals" >> WriteJsonLines(output_dir / "referrals" / "referrals", decision_json))
-    if progress_key:  # submissions through their door: the first answer or a dead letter, not decisions
-        door_types = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS)
-        ((emitted.answers | "DoorAnswers" >> beam.Filter(lambda a: a.message_type in door_types),
-          dead | "DoorDeadLetters" >> beam.Filter(lambda d: d.stage not in ASSESSMENT_STAGES))
-         | "Finished" >> beam.Flatten()
-         | "Progress" >> ReportProgress(settings.redis.url, progress_key))
+    if progress_key:
+        # Submissions through their door, counted where each door is (a Flatten would hold the
+        # count back: FnApiRunner materializes it, so the display would only move at the end).
+        doors = {"Registered": registered.answers, "Rejected": rejections, "ReadFailed": read.dead_letter,
+                 "Invalid": checked.dead_letter, "RegisterFailed": registered.dead_letter}
+        for name, door in doors.items():
+            door | f"Progress{name}" >> ReportProgress(settings.redis.url, progress_key)
 
 
 def make_pipeline(runner: str = "FnApiRunner", options: list[str] | None = None) -> beam.Pipeline:

@@ -863,7 +863,8 @@ class _Compiler:
 
     def call(self, node: ast.Call, scopes, depth) -> Node:
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
-            self.fail(node, f"unknown function; the language has {', '.join(sorted(_FUNCTIONS))}")
+            name = f" {node.func.id!r}" if isinstance(node.func, ast.Name) else ""
+            self.fail(node, f"unknown function{name}; the language has {', '.join(sorted(_FUNCTIONS))}")
         if node.keywords:
             self.fail(node, "functions take positional arguments only")
         name, args = node.func.id, node.args
@@ -970,8 +971,8 @@ def compile_condition(text: str, env: Environment) -> Condition:
     source = " ".join(text.split("\n"))  # YAML folded text: one logical line, columns stay meaningful
     try:
         tree = ast.parse(source.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ConditionError(f"syntax error: {exc.msg}", exc.offset) from None
+    except SyntaxError as exc:  # at the end of the text, Python reports offset 0
+        raise ConditionError(f"syntax error: {exc.msg}", exc.offset or len(source.strip()) + 1) from None
     root = _Compiler(env).compile(tree.body, ("filing",))
     if root.type.startswith("collection") or root.type in ("ref", NUMBER, TEXT, LIST):
         raise ConditionError(f"a condition must be true or false, this is a {root.type}", 1)

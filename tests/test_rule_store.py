@@ -1,0 +1,151 @@
+"""Publishing rule packs in a real Redis, and the hot reload running pipelines do."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+
+import pytest
+
+from cargoscreen import resources
+from cargoscreen.config import Settings
+from cargoscreen.connectors.files import read_json_lines
+from cargoscreen.connectors.redis_store import connect, progress_key
+from cargoscreen.corpus import write_corpus
+from cargoscreen.domain.rulepack import PackError, read_pack_files
+from cargoscreen.job import new_run_id, run_batch
+from cargoscreen.rule_store import RulePackSource, RulePackStore
+
+STARTER = resources.rules_dir() / "risk" / "ics2-starter"
+# A rule that fires on every filing: which pack scored a filing shows in its hits.
+EVERYWHERE = """rules:
+  - id: V2-MARK
+    title: Scored by version 2
+    area: security-safety
+    owner: tests
+    weight: 0
+    decision: assessment-complete
+    when: count(parties) >= 0
+    examples:
+      fires: [{}]
+      passes: [{filing_code: F11, now: 1}]
+    valid: {from: 2020-01-01}
+"""
+
+
+def version(n: str, extra: str | None = EVERYWHERE) -> dict[str, str]:
+    files = read_pack_files(STARTER)
+    files["pack.yaml"] = files["pack.yaml"].replace("version: 1.0.0", f"version: {n}")
+    if extra:
+        files["rules/zz-v2.yaml"] = extra
+    return files
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_publish_activates_and_a_worker_switches_at_its_next_poll(redis_client):
+    store = RulePackStore(redis_client)
+    clock = Clock()
+    source = RulePackSource(STARTER, store, poll_seconds=1.0, clock=clock)
+    assert source.current().pack.version == "1.0.0"  # nothing published: the folder's pack
+    publication = store.publish(version("2.0.0"))
+    assert publication.activated and store.active() == "ics2-starter@2.0.0"
+    clock.t = 0.5
+    assert source.current().pack.version == "1.0.0"  # within the poll interval: no Redis call
+    clock.t = 1.0
+    assert source.current().pack.version == "2.0.0" and source.reloads == 1
+
+
+def test_a_pack_that_fails_its_examples_is_refused_and_nothing_changes(redis_client):
+    store = RulePackStore(redis_client)
+    store.publish(version("2.0.0"))
+    broken = version("3.0.0", EVERYWHERE.replace("count(parties) >= 0", "count(parties) >= 1"))
+    with pytest.raises(PackError) as caught:
+        store.publish(broken)
+    assert any("V2-MARK" in str(p) and "should fire" in str(p) for p in caught.value.problems)
+    assert store.active() == "ics2-starter@2.0.0"
+    assert not redis_client.exists(store.pack_key("ics2-starter@3.0.0"))
+
+
+def test_a_version_names_one_content_forever(redis_client):
+    store = RulePackStore(redis_client)
+    store.publish(version("2.0.0"))
+    assert store.publish(version("2.0.0")).unchanged  # the same again: harmless
+    with pytest.raises(PackError, match="already published with other content"):
+        store.publish(version("2.0.0", EVERYWHERE.replace("weight: 0", "weight: 1")))
+
+
+def test_a_worker_refuses_a_pack_it_cannot_load_and_keeps_the_previous(redis_client):
+    store = RulePackStore(redis_client)
+    clock = Clock()
+    source = RulePackSource(STARTER, store, poll_seconds=1.0, clock=clock)
+    store.publish(version("2.0.0"))
+    clock.t = 1
+    assert source.current().pack.version == "2.0.0"
+    # Written behind the publisher's back (another tool, another engine version): it does not compile here.
+    files = version("9.9.9", EVERYWHERE.replace("count(parties) >= 0", "count(parties) >= "))
+    redis_client.hset(store.pack_key("ics2-starter@9.9.9"), mapping={"files": json.dumps(files), "digest": "x"})
+    redis_client.set(store.active_key, "ics2-starter@9.9.9")
+    clock.t = 2
+    assert source.current().pack.version == "2.0.0" and source.reload_failures == 1
+    clock.t = 3
+    assert source.current().pack.version == "2.0.0" and source.reload_failures == 1  # not retried each poll
+    refusal = next(e for e in store.events() if e["event"] == "refused")
+    assert refusal["pack"] == "ics2-starter@9.9.9" and "syntax error" in refusal["reason"]
+    store.activate("ics2-starter@2.0.0")  # the rollback
+    store.publish(version("2.0.1"))
+    clock.t = 4
+    assert source.current().pack.version == "2.0.1"
+
+
+def test_an_unreachable_store_keeps_the_current_pack(redis_process):
+    store = RulePackStore(connect(redis_process.url))
+    clock = Clock()
+    source = RulePackSource(STARTER, store, poll_seconds=1.0, clock=clock)
+    store.publish(version("2.0.0"))
+    clock.t = 1
+    assert source.current().pack.version == "2.0.0"
+    redis_process.stop()
+    clock.t = 2
+    assert source.current().pack.version == "2.0.0"
+
+
+def test_a_running_pipeline_switches_packs_without_losing_or_rescoring_a_filing(tmp_path, redis_server):
+    client = connect(redis_server.url)
+    client.flushall()
+    write_corpus(tmp_path, count=2500, seed=12, defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0)
+    settings = Settings().with_redis_url(redis_server.url)
+    run_id, result = new_run_id(), {}
+    worker = threading.Thread(target=lambda: result.update(
+        summary=run_batch(settings, tmp_path / "filings", tmp_path / "out", run_id=run_id)))
+    worker.start()
+    key = progress_key(settings.redis.key_prefix, run_id)
+    while int(client.get(key) or 0) < 300 and worker.is_alive():
+        time.sleep(0.02)
+    published_at = time.time()
+    RulePackStore(client).publish(version("2.0.0"))
+    worker.join()
+    summary = result["summary"]
+    decisions = read_json_lines(tmp_path / "out" / "decisions")
+    assert summary.balanced and summary.assessed == 2500
+    assert Counter(d["submission_id"] for d in decisions).most_common(1)[0][1] == 1 and len(decisions) == 2500
+    by_pack = Counter(d["rule_pack"].split("+")[0] for d in decisions)
+    assert by_pack["ics2-starter@1.0.0"] > 0 and by_pack["ics2-starter@2.0.0"] > 0, by_pack
+    for d in decisions:  # each decision carries the pack that made it, and v2 shows in its hits
+        marked = any(h["rule"] == "V2-MARK" for h in d["hits"])
+        assert marked == d["rule_pack"].startswith("ics2-starter@2.0.0")
+    switch_seconds = max(_epoch(d["assessed_at"]) for d in decisions
+                         if d["rule_pack"].startswith("ics2-starter@1.0.0")) - published_at
+    assert switch_seconds < settings.rules.poll_seconds + 1.0  # within seconds, not at the end of the run
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
