@@ -24,6 +24,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/validation.py
 	$(BIN)/python bench/container_status.py
+	$(BIN)/python bench/scoring.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -158,7 +158,7 @@ def backtest(filings: Iterable[EnrichedFiling], active: Scorer, candidate: Score
     for r in active.pack.rules:
         effects.setdefault(r.id, RuleEffect(r.id, r.title, r.area, r.weight, None)).weight_active = r.weight
     rules_by_id = {r.id: r for r in candidate.pack.rules}
-    for sid, d in before.items():
+    for d in before.values():
         for h in d.assessment.hits:
             effects[h.rule].hits_active += 1
     for sid, d in after.items():

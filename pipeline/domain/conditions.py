@@ -26,6 +26,7 @@ of which a filing must have one for the condition to possibly hold (see scoring.
 from __future__ import annotations
 
 import ast
+import difflib
 import operator
 import re
 from dataclasses import dataclass
@@ -581,12 +582,13 @@ class Quantifier(Node):
     def explain(self, s, item):
         items = self.collection.fast()(s, item)
         matched, evidence = [], []
+        test = self.cond.fast() if self.cond else None
         for x in items:
-            ok, e = self.cond.explain(s, x) if self.cond else (True, [])
-            if ok:
-                matched.append(x)
-                if len(evidence) < MAX_EVIDENCE:
-                    evidence += e
+            if test is not None and not test(s, x):  # the fast path sorts; only matches are explained
+                continue
+            matched.append(x)
+            if self.cond is not None and len(evidence) < MAX_EVIDENCE:
+                evidence += self.cond.explain(s, x)[1]
         if self.kind == "any":
             return bool(matched), evidence
         if self.kind == "all":
@@ -632,10 +634,17 @@ class Call(Node):
 
     def __init__(self, name: str, args: list[Node]):
         self.name, self.args = name, args
+        self._impl_fn = None
         self.type = {"matches": "bool", "prefixed": "bool", "intersects": "bool", "missing": "bool", "lookup": ANY,
                      "len": NUMBER, "abs": NUMBER, "lower": TEXT}[name]
 
     def _impl(self):
+        """The function's body, built once (a phrase's matcher and its cache live with it)."""
+        if self._impl_fn is None:
+            self._impl_fn = self._build()
+        return self._impl_fn
+
+    def _build(self):
         name, args = self.name, self.args
         if name == "matches":
             target = args[1]
@@ -817,7 +826,9 @@ class _Compiler:
         if node.id in ("True", "False", "None"):
             return Const({"True": True, "False": False, "None": None}[node.id])
         known = sorted({n for scope in scopes for n in (FILING_FIELDS if scope == "filing" else SCOPES[scope])})
-        self.fail(node, f"unknown name {node.id!r}; known here: {', '.join(known)}")
+        close = difflib.get_close_matches(node.id, known, n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known here: {', '.join(known)}"
+        self.fail(node, f"unknown name {node.id!r}; {hint}")
 
     def attribute(self, node: ast.Attribute) -> Node:
         if not isinstance(node.value, ast.Name) or node.value.id not in ("ref", "param"):

@@ -17,7 +17,6 @@ whose threshold the score reaches and that some rule that fired can lead to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
 
 from .conditions import PHRASE, RANGE_TESTS, Evidence, TermMatcher, field_getter, field_spec
 from .enrichment import Fact
@@ -86,104 +85,110 @@ class Assessment:
                                   for m in h.screening_methods))
 
 
-class _Features:
-    """Reads the index keys a filing carries, for the key shapes the pack's guards use.
+def _items(subject: Subject, scope: str):
+    if scope == "filing":
+        return (subject.record,)
+    if scope == "facts":
+        return subject.facts
+    return getattr(subject.record, scope)
 
-    Per scope (the filing, goods, parties, containers, facts): which fields to read as values,
-    which to cut into prefixes, which texts to scan for term lists (all lists in one scan).
+
+def _value(subject: Subject, scope: str, name: str, item):
+    if scope == "facts":
+        return getattr(item, name) if name in ("kind", "container", "detail") else item.values.get(name)
+    if name == "container_status":
+        return subject.container_status
+    return getattr(item, name)
+
+
+class _Index:
+    """For one filing type: from what a filing carries to the rules that may fire.
+
+    Keys are looked up straight off the filing, shape by shape: a field's value (or each value
+    of a list), the prefixes of a code, the term lists a text mentions (all lists in one scan),
+    the thresholds a number passes, the kinds of its container facts.
     """
 
-    def __init__(self, keys: Iterable[tuple], references: dict, statistics):
-        eq: dict[str, set[str]] = {}
-        prefix: dict[tuple[str, str], set[int]] = {}
-        terms: dict[tuple[str, str], set[str]] = {}
-        ranges: dict[tuple[str, str], set[tuple[str, float]]] = {}
-        self.facts = False
-        for key in keys:
-            if key[0] == "range":
-                ranges.setdefault((key[1], key[2]), set()).add((key[3], key[4]))
-            elif key[0] == "eq":
-                eq.setdefault(key[1], set()).add(key[2])
-            elif key[0] == "prefix":
-                prefix.setdefault((key[1], key[2]), set()).add(len(key[3]))
-            elif key[0] == "terms":
-                terms.setdefault((key[1], key[2]), set()).add(key[3])
+    def __init__(self, keyed: dict[tuple, list[int]], references: dict, statistics):
+        self.eq: dict[tuple[str, str], dict] = {}
+        self.prefix: dict[tuple[str, str], dict] = {}
+        self.terms: dict[tuple[str, str], dict] = {}
+        ranges: dict[tuple[str, str], list] = {}
+        self.facts: dict[str, tuple[int, ...]] = {}
+        for key, rules in keyed.items():
+            rules = tuple(rules)
+            kind = key[0]
+            if kind == "eq":
+                self.eq.setdefault(key[1:3], {})[key[3]] = rules
+            elif kind == "prefix":
+                self.prefix.setdefault(key[1:3], {})[key[3]] = rules
+            elif kind == "terms":
+                self.terms.setdefault(key[1:3], {})[key[3]] = rules
+            elif kind == "range":
+                ranges.setdefault(key[1:3], []).append((RANGE_TESTS[key[3]], key[4], rules))
             else:
-                self.facts = True
-        self.eq = {scope: tuple(sorted(names)) for scope, names in eq.items()}
-        self.prefix = {k: tuple(sorted(v)) for k, v in prefix.items()}
-        self.terms = {}
-        for (scope, name), lists in terms.items():
-            listed = {n: ([n.removeprefix(PHRASE)] if n.startswith(PHRASE) else references[n].terms)
-                      for n in sorted(lists)}
-            self.terms[(scope, name)] = TermMatcher(lists=listed)
-        self.ranges = {(scope, name): (field_getter(scope, field_spec(scope, name), statistics),
-                                       tuple((op, RANGE_TESTS[op], limit) for op, limit in sorted(tests)))
+                self.facts[key[1]] = rules
+        self.prefix_lengths = {shape: sorted({len(p) for p in prefixes}) for shape, prefixes in self.prefix.items()}
+        self.matchers = {shape: TermMatcher(lists={n: ([n.removeprefix(PHRASE)] if n.startswith(PHRASE)
+                                                       else references[n].terms) for n in sorted(lists)})
+                         for shape, lists in self.terms.items()}
+        self.ranges = {(scope, name): (field_getter(scope, field_spec(scope, name), statistics), tests)
                        for (scope, name), tests in ranges.items()}
 
-    @staticmethod
-    def _items(subject: Subject, scope: str):
-        if scope == "filing":
-            return (subject.record,)
-        if scope == "facts":
-            return subject.facts
-        return getattr(subject.record, scope)
-
-    def read(self, subject: Subject) -> list[tuple]:
-        keys: list[tuple] = []
-        add = keys.append
-        for scope, names in self.eq.items():
-            for item in self._items(subject, scope):
-                for name in names:
-                    if scope == "facts":
-                        value = getattr(item, name) if name in ("kind", "container", "detail") else item.values.get(name)
-                    elif name == "container_status":
-                        value = subject.container_status
-                    else:
-                        value = getattr(item, name)
-                    if value is None:
-                        continue
-                    if type(value) is tuple or type(value) is list:
-                        for v in value:
-                            add(("eq", scope, name, v))
-                    else:
-                        add(("eq", scope, name, value))
-        for (scope, name), lengths in self.prefix.items():
-            for item in self._items(subject, scope):
+    def candidates(self, subject: Subject, chosen: set[int]) -> None:
+        for (scope, name), values in self.eq.items():
+            for item in _items(subject, scope):
+                value = _value(subject, scope, name, item)
+                if value is None:
+                    continue
+                if type(value) is tuple or type(value) is list:
+                    for v in value:
+                        rules = values.get(v)
+                        if rules:
+                            chosen.update(rules)
+                else:
+                    rules = values.get(value)
+                    if rules:
+                        chosen.update(rules)
+        for (scope, name), prefixes in self.prefix.items():
+            lengths = self.prefix_lengths[(scope, name)]
+            for item in _items(subject, scope):
                 value = getattr(item, name)
                 if value:
                     for n in lengths:
-                        if n <= len(value):
-                            add(("prefix", scope, name, value[:n]))
-        for (scope, name), matcher in self.terms.items():
-            for item in self._items(subject, scope):
+                        rules = prefixes.get(value[:n])
+                        if rules:
+                            chosen.update(rules)
+        for (scope, name), lists in self.terms.items():
+            matcher = self.matchers[(scope, name)]
+            for item in _items(subject, scope):
                 for listed in matcher.scan(getattr(item, name)):
-                    add(("terms", scope, name, listed))
-        for (scope, name), (get, tests) in self.ranges.items():
-            for item in self._items(subject, scope):
+                    chosen.update(lists[listed])
+        for (scope, _), (get, tests) in self.ranges.items():
+            for item in _items(subject, scope):
                 value = get(subject, item)
                 if value is not None:
-                    for op, test, limit in tests:
+                    for test, limit, rules in tests:
                         if test(value, limit):
-                            add(("range", scope, name, op, limit))
+                            chosen.update(rules)
         if self.facts:
             for f in subject.facts:
-                add(("fact", f.kind))
-        return keys
+                rules = self.facts.get(f.kind)
+                if rules:
+                    chosen.update(rules)
 
 
 class Scorer:
-    """A pack compiled for scoring: per filing type, an index from keys to rules."""
+    """A pack compiled for scoring: per filing type, an index from what a filing carries to rules."""
 
     def __init__(self, pack: RulePack):
         self.pack = pack
-        self._by_code: dict[str, tuple[dict[tuple, tuple[int, ...]], tuple[int, ...]]] = {}
+        self._by_code: dict[str, tuple[_Index, tuple[int, ...]]] = {}
         self._lowest = pack.level_for(0.0)
         guards = [r.condition.guard for r in pack.rules]
-        self._features = _Features({k for g in guards if g for k in g}, pack.environment.references,
-                                   pack.environment.statistics)
+        env = pack.environment
         for kind in FILING_KINDS:
-            index: dict[tuple, list[int]] = {}
+            keyed: dict[tuple, list[int]] = {}
             unguarded = []
             for i, (rule, guard) in enumerate(zip(pack.rules, guards)):
                 if kind.code not in rule.filings:
@@ -192,17 +197,14 @@ class Scorer:
                     unguarded.append(i)
                 else:
                     for key in guard:
-                        index.setdefault(key, []).append(i)
-            self._by_code[kind.code] = ({k: tuple(v) for k, v in index.items()}, tuple(unguarded))
+                        keyed.setdefault(key, []).append(i)
+            self._by_code[kind.code] = (_Index(keyed, env.references, env.statistics), tuple(unguarded))
 
     def candidates(self, subject: Subject) -> list[Rule]:
         """The rules that may fire for this filing, in pack order."""
         index, unguarded = self._by_code["F" + subject.record.filing_code[1:]]
         chosen = set(unguarded)
-        for key in self._features.read(subject):
-            rules = index.get(key)
-            if rules:
-                chosen.update(rules)
+        index.candidates(subject, chosen)
         return [self.pack.rules[i] for i in sorted(chosen)]
 
     def fired(self, subject: Subject) -> tuple[list[Rule], list[str]]:

@@ -1,0 +1,95 @@
+"""`cargoscreen rules`: check, publish, status, activate and backtest, as a risk expert uses them."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cargoscreen import resources
+from cargoscreen.cli import main
+
+STARTER = resources.rules_dir() / "risk" / "ics2-starter"
+
+
+@pytest.fixture
+def candidate(tmp_path) -> Path:
+    pack = Path(shutil.copytree(STARTER, tmp_path / "candidate"))
+    manifest = pack / "pack.yaml"
+    manifest.write_text(manifest.read_text().replace("version: 1.0.0", "version: 1.1.0"))
+    (pack / "rules" / "zz-new.yaml").write_text("""rules:
+  - id: NEW-TOYS
+    title: Toys (product safety campaign)
+    area: health-safety
+    owner: tests
+    weight: 60
+    decision: control
+    when: any(goods, prefixed(hs_code, '9503'))
+    examples:
+      fires: [{goods: [{description: Plastic toys, hs_code: "950300"}]}]
+      passes: [{goods: [{description: Tyres, hs_code: "401110"}]}]
+""")
+    return pack
+
+
+def test_check_accepts_the_starter_pack():
+    result = CliRunner().invoke(main, ["rules", "check", str(STARTER)])
+    assert result.exit_code == 0, result.output
+    assert "OK ics2-starter@1.0.0+" in result.output and "examples pass" in result.output
+
+
+def test_check_refuses_a_broken_pack_naming_file_line_and_rule(candidate):
+    rules = candidate / "rules" / "zz-new.yaml"
+    rules.write_text(rules.read_text().replace("prefixed(hs_code, '9503')", "prefixed(hs_cod, '9503')"))
+    result = CliRunner().invoke(main, ["rules", "check", str(candidate)])
+    assert result.exit_code == 1
+    assert "rules/zz-new.yaml:8: rule NEW-TOYS: condition: column 21: unknown name 'hs_cod'; did you mean hs_code?" \
+        in result.output
+
+
+def test_publish_status_and_rollback(candidate, redis_server, redis_client):
+    runner = CliRunner()
+    url = ["--redis-url", redis_server.url]
+    first = runner.invoke(main, ["rules", "publish", str(STARTER), *url])
+    assert first.exit_code == 0 and "published and active" in first.output
+    second = runner.invoke(main, ["rules", "publish", str(candidate), *url])
+    assert second.exit_code == 0 and "ics2-starter@1.1.0" in second.output
+    status = runner.invoke(main, ["rules", "status", *url])
+    assert "active: ics2-starter@1.1.0" in status.output and "ics2-starter@1.0.0" in status.output
+    back = runner.invoke(main, ["rules", "activate", "ics2-starter@1.0.0", *url])
+    assert back.exit_code == 0
+    assert "active: ics2-starter@1.0.0" in runner.invoke(main, ["rules", "status", *url]).output
+    unknown = runner.invoke(main, ["rules", "activate", "ics2-starter@7.0.0", *url])
+    assert unknown.exit_code == 2 and "not published" in unknown.output
+
+
+def test_publish_refuses_a_pack_whose_examples_fail(candidate, redis_server, redis_client):
+    rules = candidate / "rules" / "zz-new.yaml"
+    rules.write_text(rules.read_text().replace("hs_code: \"401110\"", "hs_code: \"950310\""))
+    result = CliRunner().invoke(main, ["rules", "publish", str(candidate), "--redis-url", redis_server.url])
+    assert result.exit_code == 1 and "nothing changed" in result.output
+    assert "rule NEW-TOYS: example should not fire but does" in result.output
+    assert redis_client.get("cs:rules:active") is None
+
+
+def test_backtest_reports_the_new_rule_and_its_cost_on_labelled_traffic(candidate, tmp_path):
+    runner = CliRunner()
+    corpus = tmp_path / "traffic"
+    generated = runner.invoke(main, ["generate", "--out", str(corpus), "--count", "400", "--seed", "5",
+                                     "--risk-rate", "0.1", "--decoy-rate", "0.1", "--container-status",
+                                     "--anomaly-rate", "0"])
+    assert generated.exit_code == 0, generated.output
+    report_path = tmp_path / "report.json"
+    result = runner.invoke(main, ["rules", "backtest", str(corpus / "filings"), "--candidate", str(candidate),
+                                  "--container-status", str(corpus / "container-events.jsonl"),
+                                  "--labels", str(corpus / "labels.jsonl"), "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    assert "NEW-TOYS" in result.output and "new referrals" in result.output and "recall" in result.output
+    report = json.loads(report_path.read_text())
+    toys = next(r for r in report["rules"] if r["rule"] == "NEW-TOYS")
+    assert toys["hits_candidate"] > 0 and toys["hits_active"] == 0 and toys["weight_active"] is None
+    assert len(report["new_referrals"]) == toys["only_because"] > 0
+    assert report["quality"]["candidate"]["clean_referral_rate"] > report["quality"]["active"]["clean_referral_rate"]
+    assert report["quality"]["active"]["recall"] >= 0.95
