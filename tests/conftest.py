@@ -39,9 +39,12 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture
 def redis_client(redis_server):
+    """A clean database, cleaned again afterwards (the server is shared: a published rule pack
+    left active would score the next test's filings)."""
     client = connect(redis_server.url)
     client.flushall()
-    return client
+    yield client
+    client.flushall()
 
 
 class RedisProcess:

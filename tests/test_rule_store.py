@@ -118,9 +118,8 @@ def test_an_unreachable_store_keeps_the_current_pack(redis_process):
     assert source.current().pack.version == "2.0.0"
 
 
-def test_a_running_pipeline_switches_packs_without_losing_or_rescoring_a_filing(tmp_path, redis_server):
-    client = connect(redis_server.url)
-    client.flushall()
+def test_a_running_pipeline_switches_packs_without_losing_or_rescoring_a_filing(tmp_path, redis_client, redis_server):
+    client = redis_client
     write_corpus(tmp_path, count=2500, seed=12, defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0)
     settings = Settings().with_redis_url(redis_server.url)
     run_id, result = new_run_id(), {}

@@ -330,10 +330,6 @@ class FieldRef(Node):
         return value, [Evidence(self.spec.pointer(s, target), f"{self.name} = {shown}", events)]
 
 
-def _show(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 _RANGE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
