@@ -12,11 +12,13 @@ This is the rule indexing of policy engines such as Open Policy Agent.
 
 Hits add up to a score (trusted-trader rules subtract), the score gives a risk level, and the
 filing type's decision table turns score and hits into a decision: the strongest decision
-whose threshold the score reaches and that some rule that fired can lead to.
+whose threshold the score reaches and that some rule that fired can lead to. The evidence of
+each hit (data elements, container events) is gathered for referrals only: an assessment
+complete records which rules fired and their weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .conditions import PHRASE, RANGE_TESTS, Evidence, TermMatcher, field_getter, field_spec
 from .enrichment import Fact
@@ -223,12 +225,14 @@ class Scorer:
                now: float | None = None) -> Assessment:
         subject = Subject(record, facts, container_status, now)
         fired, errors = self.fired(subject)
-        hits = []
-        for rule in fired:
-            _, evidence = rule.condition.explain(subject)
-            hits.append(Hit(rule.id, rule.title, rule.area, rule.weight, rule.decision, tuple(evidence), rule.ask,
-                            rule.screening_methods))
-        return self.decide(record.filing_code, hits, fired, tuple(errors))
+        hits = [Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods) for r in fired]
+        assessment = self.decide(record.filing_code, hits, fired, tuple(errors))
+        if not assessment.referral:
+            return assessment  # the rules that fired are recorded; their evidence is for referrals
+        by_id = {r.id: r for r in fired}
+        explained = tuple(replace(h, evidence=tuple(by_id[h.rule].condition.explain(subject)[1]))
+                          for h in assessment.hits)
+        return replace(assessment, hits=explained)
 
     def decide(self, filing_code: str, hits: list[Hit], fired: list[Rule], errors=()) -> Assessment:
         table = self.pack.table_for(filing_code)
