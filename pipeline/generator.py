@@ -6,15 +6,18 @@ error codes on which data elements. Tests and benchmarks count against the label
 """
 from __future__ import annotations
 
+import csv
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Iterator
 
 from lxml import etree
 from stdnum import imo, iso6346
 
+from . import resources
 from .domain.filings import (ENS_NS, FILING_KINDS, HOUSE, MASTER, PARTIAL_MASTER, POSTAL_MASTER, PRE_LOADING,
                              STRAIGHT, FilingKind)
 from .domain.reference import ReferenceData, bundled_reference
@@ -518,12 +521,11 @@ def _plant(defect: str, root: etree._Element, rng: random.Random, ref: Reference
     raise ValueError(f"unknown defect {defect!r}")
 
 
-def _watch_list() -> list[dict]:
-    import csv
-
-    from . import resources
+@lru_cache(maxsize=1)
+def _watch_list() -> tuple[dict, ...]:
     path = resources.rules_dir() / "risk" / "ics2-starter" / "reference" / "watch-parties.csv"
-    return list(csv.DictReader(path.open(encoding="utf-8")))
+    with path.open(encoding="utf-8") as f:
+        return tuple(csv.DictReader(f))
 
 
 def _set_child(parent, tag: str, text: str, after: tuple[str, ...] = ()) -> None:
