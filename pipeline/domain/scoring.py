@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from .conditions import PHRASE, RANGE_TESTS, Evidence, TermMatcher, field_getter, field_spec
 from .enrichment import Fact
 from .filings import FILING_KINDS
-from .rulepack import COMPLETE, RFI, RFS, Rule, RulePack
+from .rulepack import COMPLETE, DNL, RFI, RFS, Rule, RulePack
 from .screening import ScreeningRecord, record_from_dict
 
 
@@ -83,24 +83,17 @@ class Assessment:
                 if h.decision == RFI and h.ask]
 
     def screening_methods(self) -> list[str]:
-        return list(dict.fromkeys(m for h in self.hits if h.decision in (RFS, "do-not-load")
+        return list(dict.fromkeys(m for h in self.hits if h.decision in (RFS, DNL)
                                   for m in h.screening_methods))
 
 
 def _items(subject: Subject, scope: str):
+    """The objects a scope's fields are read from (the filing's own fields take no item)."""
     if scope == "filing":
-        return (subject.record,)
+        return (None,)
     if scope == "facts":
         return subject.facts
     return getattr(subject.record, scope)
-
-
-def _value(subject: Subject, scope: str, name: str, item):
-    if scope == "facts":
-        return getattr(item, name) if name in ("kind", "container", "detail") else item.values.get(name)
-    if name == "container_status":
-        return subject.container_status
-    return getattr(item, name)
 
 
 class _Index:
@@ -130,17 +123,21 @@ class _Index:
                 ranges.setdefault(key[1:3], []).append((RANGE_TESTS[key[3]], key[4], rules))
             else:
                 self.facts[key[1]] = rules
+        # Fields are read with the getters conditions use, so a key means what the condition means.
+        self.getters = {(scope, name): field_getter(scope, field_spec(scope, name), statistics)
+                        for scope, name in {*self.eq, *self.prefix, *self.terms, *ranges}}
         self.prefix_lengths = {shape: sorted({len(p) for p in prefixes}) for shape, prefixes in self.prefix.items()}
         self.matchers = {shape: TermMatcher(lists={n: ([n.removeprefix(PHRASE)] if n.startswith(PHRASE)
                                                        else references[n].terms) for n in sorted(lists)})
                          for shape, lists in self.terms.items()}
-        self.ranges = {(scope, name): (field_getter(scope, field_spec(scope, name), statistics), tests)
-                       for (scope, name), tests in ranges.items()}
+        self.ranges = ranges
 
     def candidates(self, subject: Subject, chosen: set[int]) -> None:
-        for (scope, name), values in self.eq.items():
-            for item in _items(subject, scope):
-                value = _value(subject, scope, name, item)
+        getters = self.getters
+        for shape, values in self.eq.items():
+            get = getters[shape]
+            for item in _items(subject, shape[0]):
+                value = get(subject, item)
                 if value is None:
                     continue
                 if type(value) is tuple or type(value) is list:
@@ -152,22 +149,23 @@ class _Index:
                     rules = values.get(value)
                     if rules:
                         chosen.update(rules)
-        for (scope, name), prefixes in self.prefix.items():
-            lengths = self.prefix_lengths[(scope, name)]
-            for item in _items(subject, scope):
-                value = getattr(item, name)
+        for shape, prefixes in self.prefix.items():
+            get, lengths = getters[shape], self.prefix_lengths[shape]
+            for item in _items(subject, shape[0]):
+                value = get(subject, item)
                 if value:
                     for n in lengths:
                         rules = prefixes.get(value[:n])
                         if rules:
                             chosen.update(rules)
-        for (scope, name), lists in self.terms.items():
-            matcher = self.matchers[(scope, name)]
-            for item in _items(subject, scope):
-                for listed in matcher.scan(getattr(item, name)):
+        for shape, lists in self.terms.items():
+            get, matcher = getters[shape], self.matchers[shape]
+            for item in _items(subject, shape[0]):
+                for listed in matcher.scan(get(subject, item)):
                     chosen.update(lists[listed])
-        for (scope, _), (get, tests) in self.ranges.items():
-            for item in _items(subject, scope):
+        for shape, tests in self.ranges.items():
+            get = getters[shape]
+            for item in _items(subject, shape[0]):
                 value = get(subject, item)
                 if value is not None:
                     for test, limit, rules in tests:
