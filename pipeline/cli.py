@@ -539,14 +539,17 @@ def rules_activate(name_version, redis_url, data_dir) -> None:
 @click.option("--candidate", "candidate_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="The pack to try.")
 @click.option("--active", "active_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="The pack to compare with (default: the bundled starter pack).")
+              help="The pack to compare with, from a folder (default: the bundled starter pack).")
+@click.option("--redis-url", default=None,
+              help="Compare with the pack active in this Redis (the one running pipelines use) instead.")
 @click.option("--container-status", "status_paths", multiple=True, type=click.Path(exists=True),
               help="DCSA event files for the filings' containers (loaded into a temporary embedded Redis).")
 @click.option("--labels", "labels_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="The generator's labels.jsonl: report recall of planted risk and referrals of clean traffic.")
 @click.option("--as-of", default=None, help="Assess as of this UTC date-time (rule validity); default: now.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON.")
-def rules_backtest(filings_dir, candidate_dir, active_dir, status_paths, labels_path, as_of, json_path) -> None:
+def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_paths, labels_path, as_of,
+                   json_path) -> None:
     """Replay filings against a candidate pack: hits and referrals per rule, and what changes against the active pack."""
     import tempfile
     from datetime import datetime, timezone
@@ -556,12 +559,19 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, status_paths, labels_
     from .container_store import ContainerEventStore
     from .domain.rulepack import PackError, RulePack, read_pack_files
     from .domain.scoring import Scorer
-    from .rule_store import checked_pack
+    from .rule_store import RulePackStore, checked_pack
 
     settings = Settings()
     try:
         candidate = Scorer(checked_pack(read_pack_files(Path(candidate_dir))))
-        active = Scorer(RulePack.load(Path(active_dir) if active_dir else settings.rules.pack_dir))
+        if redis_url:
+            store = RulePackStore(connect(redis_url), settings.redis.key_prefix)
+            name = store.active()
+            if name is None:
+                raise click.BadParameter("no pack is active in that Redis", param_hint="--redis-url")
+            active = Scorer(RulePack.from_files(store.files(name)))
+        else:
+            active = Scorer(RulePack.load(Path(active_dir) if active_dir else settings.rules.pack_dir))
     except PackError as exc:
         _problems(exc, "pack refused")
         sys.exit(1)

@@ -74,6 +74,17 @@ def test_publish_refuses_a_pack_whose_examples_fail(candidate, redis_server, red
     assert redis_client.get("cs:rules:active") is None
 
 
+def test_backtest_compares_with_the_pack_active_in_redis(candidate, tmp_path, redis_server, redis_client):
+    runner = CliRunner()
+    corpus = tmp_path / "traffic"
+    assert runner.invoke(main, ["generate", "--out", str(corpus), "--count", "60", "--seed", "2"]).exit_code == 0
+    assert runner.invoke(main, ["rules", "publish", str(candidate), "--redis-url", redis_server.url]).exit_code == 0
+    result = runner.invoke(main, ["rules", "backtest", str(corpus / "filings"), "--candidate", str(candidate),
+                                  "--redis-url", redis_server.url])
+    assert result.exit_code == 0, result.output
+    assert "active ics2-starter@1.1.0" in result.output and "0 new referrals, 0 dropped" in result.output
+
+
 def test_backtest_reports_the_new_rule_and_its_cost_on_labelled_traffic(candidate, tmp_path):
     runner = CliRunner()
     corpus = tmp_path / "traffic"
