@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
@@ -117,3 +121,41 @@ def test_every_newly_registered_filing_gets_one_decision_and_its_answer(batch_ru
     assert all(a["message_type"] == expected_type[a["submission_id"]] for a in assessment_answers)
     assert summary.assessed == len(decisions) and sum(summary.decisions.values()) == len(decisions)
     assert all(d["rule_pack"].startswith("ics2-starter@") for d in decisions)
+
+
+@pytest.fixture
+def job_service():
+    """Beam's local job service: the job API that Flink, Spark and Dataflow runners also speak."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    service = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("localhost", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or service.poll() is not None:
+                raise RuntimeError("the job service did not start") from None
+            time.sleep(0.1)
+    yield f"localhost:{port}"
+    service.terminate()
+    service.wait(timeout=10)
+
+
+def test_the_batch_job_runs_unchanged_on_the_portable_runner(tmp_path, redis_client, redis_server, job_service):
+    write_corpus(tmp_path, count=150, seed=3, defect_rate=0.1, risk_rate=0.1)
+    settings = Settings().with_redis_url(redis_server.url)
+    portable = run_batch(settings, tmp_path / "filings", tmp_path / "portable", runner="PortableRunner",
+                         options=[f"--job_endpoint={job_service}", "--environment_type=LOOPBACK"])
+    redis_client.flushall()  # the same filings again, as new, on the local default runner
+    local = run_batch(settings, tmp_path / "filings", tmp_path / "local")
+    assert portable.balanced and portable.inputs == 150 and portable.assessed > 100
+    assert (portable.answers, portable.decisions, portable.rule_hits) == (local.answers, local.decisions, local.rule_hits)
+
+    def outcomes(folder):
+        return {d["submission_id"]: (d["decision"], d["score"], [h["rule"] for h in d["hits"]])
+                for d in read_json_lines(tmp_path / folder / "decisions")}
+    assert outcomes("portable") == outcomes("local")
