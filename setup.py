@@ -35,6 +35,7 @@ setup(
     install_requires=[
         "apache-beam>=2.77,<3",
         "lxml>=5.2",
+        "pyarrow>=15",  # the Parquet archive (Beam depends on it too)
         "xmlschema>=3.4",
         "redis>=5,<9",
         "hiredis>=2",  # redis-py's C reply parser: histories come back several times faster

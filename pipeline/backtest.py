@@ -1,6 +1,6 @@
 """Backtesting a candidate rule pack: what it would refer, against the active pack, on real or generated traffic.
 
-    traffic = load_traffic(folder, settings, fetch_histories)   # validated, enriched, as the pipeline does
+    traffic = load_traffic(folder_or_archive, settings, fetch_histories)   # validated, enriched, as the pipeline does
     report = backtest(traffic, active_scorer, candidate_scorer, labels)
 
 The filings go through the production steps (validation, the screening record, container-status
@@ -16,9 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from .config import Settings
+from .connectors.archive import archived_filings
 from .connectors.files import list_filings
 from .decisions import Decision, decide
 from .domain.mrn import make_mrn
@@ -36,16 +37,27 @@ class Traffic:
     rejected: int = 0  # not valid: never scored in production either
 
 
-def load_traffic(folder: Path, settings: Settings, fetch_histories: Callable | None = None,
+def submissions(source: Path) -> Iterator[tuple[str, bytes]]:
+    """(submission id, bytes) from a folder of filings, or from a Parquet archive's accepted filings."""
+    source = Path(source)
+    if (source / "filings").is_dir() and any((source / "filings").glob("date=*")):
+        for batch in archived_filings(source):
+            yield from batch
+        return
+    for name in list_filings(source):
+        yield name, (source / name).read_bytes()
+
+
+def load_traffic(source: Path, settings: Settings, fetch_histories: Callable | None = None,
                  batch_size: int = 64) -> Traffic:
-    """Reads and validates every filing of a folder and enriches the valid ones (container status
-    from fetch_histories; without it, as if no container had a status yet)."""
+    """Reads and validates every filing of a folder (or archive, see `submissions`) and enriches
+    the valid ones (container status from fetch_histories; without it, as if no container had a
+    status yet)."""
     validator, reference = FilingValidator(settings), ReferenceData.load()
     fetch = fetch_histories or (lambda containers: {})
     traffic, batch = Traffic([]), []
-    names = list_filings(folder)
-    for name in names:
-        outcome = validator.validate(Submission(name, (Path(folder) / name).read_bytes()))
+    for name, payload in submissions(source):
+        outcome = validator.validate(Submission(name, payload))
         traffic.read += 1
         if not outcome.accepted or outcome.record is None:
             traffic.rejected += 1

@@ -135,7 +135,7 @@ def _progress() -> Progress:
 @click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of filings (*.xml, searched recursively).")
 @click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for answers/, dead-letters/ and summary.json.")
+              help="Folder for answers/, decisions/, referrals/, enriched/, dead-letters/, archive/ and summary.json.")
 @click.option("--redis-url", default=None, help="Redis for registrations; default: an embedded server under OUTPUT/redis.")
 @click.option("--schemas", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra XSD sets.")
 @click.option("--runner", default="FnApiRunner", show_default=True,
@@ -535,7 +535,7 @@ def rules_activate(name_version, redis_url, data_dir) -> None:
 
 
 @rules.command("backtest")
-@click.argument("filings_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("filings_dir", metavar="FILINGS", type=click.Path(exists=True, file_okay=False))
 @click.option("--candidate", "candidate_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="The pack to try.")
 @click.option("--active", "active_dir", default=None, type=click.Path(exists=True, file_okay=False),
@@ -550,7 +550,8 @@ def rules_activate(name_version, redis_url, data_dir) -> None:
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON.")
 def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_paths, labels_path, as_of,
                    json_path) -> None:
-    """Replay filings against a candidate pack: hits and referrals per rule, and what changes against the active pack."""
+    """Replay filings (a folder of XML, or a run's Parquet archive, e.g. OUTPUT/archive) against a candidate
+    pack: hits and referrals per rule, and what changes against the active pack."""
     import tempfile
     from datetime import datetime, timezone
 

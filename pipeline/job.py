@@ -5,6 +5,7 @@
                                         \\-> EnrichFilings -> ScoreFilings --------+
                                               enriched/*.jsonl   \\-> decisions/*.jsonl, referrals/*.jsonl
     every dead letter (read, validate, register, answer, assess) -> dead-letters/*.jsonl
+    validated filings (with their bytes) and decisions -> archive/{filings,decisions}/ (Parquet)
 
 Every submission leaves through exactly one door: an accepting answer (IE3R01, IE3N10,
 IE3R04), a rejecting answer (IE3N99, IE3N01), or a dead letter. Every newly registered
@@ -23,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from .config import Settings
+from .connectors.archive import DECISIONS, FILINGS, WriteArchive, decision_row, filing_row
 from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record,
                                decision_json, enriched_record)
 from .decisions import ASSESSMENT_ANSWERS
@@ -88,6 +90,11 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
     emitted.answers | "WriteAnswers" >> WriteJsonLines(output_dir / "answers" / "answers", answer_record)
     dead | "WriteDeadLetters" >> WriteJsonLines(output_dir / "dead-letters" / "dead-letters", dead_letter_record)
     scored.decisions | "WriteDecisions" >> WriteJsonLines(output_dir / "decisions" / "decisions", decision_json)
+    archive = output_dir / "archive"  # each output archived where it is made: no Flatten, no join
+    for name, outcomes in (("Accepted", checked.valid), ("Rejected", checked.rejected)):
+        (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
+         | f"ArchiveFilings{name}" >> WriteArchive(archive, FILINGS))
+    scored.decisions | "DecisionRows" >> beam.Map(decision_row) | "ArchiveDecisions" >> WriteArchive(archive, DECISIONS)
     (scored.decisions | "Referrals" >> beam.Filter(lambda d: d.referral)
      | "WriteReferrals" >> WriteJsonLines(output_dir / "referrals" / "referrals", decision_json))
     if progress_key:
