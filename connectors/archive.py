@@ -28,6 +28,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from cargoscreen.decisions import Decision
+from cargoscreen.domain.container_events import utc_epoch
 from cargoscreen.validation import ValidationOutcome
 
 FILINGS, DECISIONS = "filings", "decisions"
@@ -54,7 +55,7 @@ SCHEMAS = {
 
 
 def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromtimestamp(utc_epoch(text), timezone.utc)
 
 
 def filing_row(o: ValidationOutcome) -> tuple[str, str, dict]:

@@ -5,7 +5,6 @@ import json
 import threading
 import time
 from collections import Counter
-from datetime import datetime
 
 import pytest
 
@@ -14,6 +13,7 @@ from cargoscreen.config import Settings
 from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.connectors.redis_store import connect, progress_key
 from cargoscreen.corpus import write_corpus
+from cargoscreen.domain.container_events import utc_epoch
 from cargoscreen.domain.rulepack import PackError, read_pack_files
 from cargoscreen.job import new_run_id, run_batch
 from cargoscreen.rule_store import RulePackSource, RulePackStore
@@ -141,10 +141,7 @@ def test_a_running_pipeline_switches_packs_without_losing_or_rescoring_a_filing(
     for d in decisions:  # each decision carries the pack that made it, and v2 shows in its hits
         marked = any(h["rule"] == "V2-MARK" for h in d["hits"])
         assert marked == d["rule_pack"].startswith("ics2-starter@2.0.0")
-    switch_seconds = max(_epoch(d["assessed_at"]) for d in decisions
+    switch_seconds = max(utc_epoch(d["assessed_at"]) for d in decisions
                          if d["rule_pack"].startswith("ics2-starter@1.0.0")) - published_at
     assert switch_seconds < settings.rules.poll_seconds + 1.0  # within seconds, not at the end of the run
 
-
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
