@@ -8,8 +8,10 @@ import sys
 from collections import Counter
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import click
 from rich.console import Console
@@ -23,6 +25,18 @@ console = Console(stderr=True)
 
 def _settings(schemas: tuple[str, ...]) -> Settings:
     return Settings(extra_schema_dirs=tuple(Path(s) for s in schemas))
+
+
+@contextmanager
+def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
+    """The given Redis, or an embedded server keeping its data in `folder` while the block runs."""
+    if redis_url is not None:
+        yield redis_url
+        return
+    from .connectors.redis_store import EmbeddedRedis
+
+    with EmbeddedRedis(Path(folder)) as server:
+        yield server.url
 
 
 def _files(paths: tuple[str, ...]) -> list[Path]:
@@ -155,15 +169,11 @@ def run(input_dir, output_dir, redis_url, schemas, runner, beam_options, rules_d
 def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_url: str | None = None,
                    runner: str = "FnApiRunner", beam_options: list[str] | None = None):
     from .connectors.files import list_filings
-    from .connectors.redis_store import EmbeddedRedis, connect, progress_key
+    from .connectors.redis_store import connect, progress_key
     from .job import new_run_id, run_batch
 
-    embedded = None
-    if redis_url is None:
-        embedded = EmbeddedRedis(output_dir / "redis")
-        redis_url = embedded.url
-    settings = settings.with_redis_url(redis_url)
-    try:
+    with _redis(redis_url, output_dir / "redis") as redis_url:
+        settings = settings.with_redis_url(redis_url)
         total = len(list_filings(input_dir))
         run_id = new_run_id()
         outcome: dict = {}
@@ -187,9 +197,6 @@ def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_
             raise outcome["error"]
         summary = outcome["summary"]
         elapsed = time.perf_counter() - started
-    finally:
-        if embedded is not None:
-            embedded.close()
     _print_summary(summary, elapsed)
     (output_dir / "summary.json").write_text(json.dumps({
         "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
@@ -244,14 +251,8 @@ def csm() -> None:
               type=click.Path(dir_okay=False), help="JSON lines of rejected events, each with its reasons.")
 def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     """Load DCSA events from files or folders (*.json lists, *.jsonl lines) into the container store."""
-    from .connectors.redis_store import EmbeddedRedis
-
-    embedded = EmbeddedRedis(Path(data_dir) / "redis") if redis_url is None else None
-    try:
-        summary, elapsed, version = load_feed([Path(p) for p in paths], redis_url or embedded.url, Path(rejected_path))
-    finally:
-        if embedded is not None:
-            embedded.close()
+    with _redis(redis_url, Path(data_dir) / "redis") as url:
+        summary, elapsed, version = load_feed([Path(p) for p in paths], url, Path(rejected_path))
     out = Console()
     table = Table(title=f"DCSA T&T {version} feed", show_header=True, header_style="bold")
     table.add_column("events")
@@ -454,13 +455,14 @@ def rules_check(pack_dir) -> None:
                     + ", ".join(f"{a} {n}" for a, n in sorted(areas.items())), soft_wrap=True)
 
 
+@contextmanager
 def _rule_store(redis_url: str | None, data_dir: str):
-    """(RulePackStore, embedded server or None): the Redis of the pipeline, or an embedded one kept in data_dir."""
-    from .connectors.redis_store import EmbeddedRedis, connect
+    """The rule store in the pipelines' Redis, or in an embedded one kept in data_dir."""
+    from .connectors.redis_store import connect
     from .rule_store import RulePackStore
 
-    embedded = EmbeddedRedis(Path(data_dir) / "redis") if redis_url is None else None
-    return RulePackStore(connect(redis_url or embedded.url), Settings().redis.key_prefix), embedded
+    with _redis(redis_url, Path(data_dir) / "redis") as url:
+        yield RulePackStore(connect(url), Settings().redis.key_prefix)
 
 
 _redis_option = click.option("--redis-url", default=None, help="Redis of the pipelines; default: the embedded one "
@@ -479,15 +481,12 @@ def rules_publish(pack_dir, redis_url, data_dir, activate) -> None:
     """Check a pack (compile + examples) and publish it; refused packs change nothing."""
     from .domain.rulepack import PackError, read_pack_files
 
-    store, embedded = _rule_store(redis_url, data_dir)
     try:
-        publication = store.publish(read_pack_files(Path(pack_dir)), activate=activate)
+        with _rule_store(redis_url, data_dir) as store:
+            publication = store.publish(read_pack_files(Path(pack_dir)), activate=activate)
     except PackError as exc:
         _problems(exc, f"{pack_dir} refused, nothing changed")
         sys.exit(1)
-    finally:
-        if embedded is not None:
-            embedded.close()
     state = "published and active" if publication.activated else "published (not active)"
     again = " (this version was already published with the same content)" if publication.unchanged else ""
     Console().print(f"[green]{publication.pack_id}[/green] {state}{again}")
@@ -498,12 +497,8 @@ def rules_publish(pack_dir, redis_url, data_dir, activate) -> None:
 @_data_dir_option
 def rules_status(redis_url, data_dir) -> None:
     """The active pack, the published ones, and the latest publications and refusals."""
-    store, embedded = _rule_store(redis_url, data_dir)
-    try:
+    with _rule_store(redis_url, data_dir) as store:
         active, published, events = store.active(), store.published(), store.events(20)
-    finally:
-        if embedded is not None:
-            embedded.close()
     out = Console()
     out.print(f"active: {active or 'none published: pipelines use their --rules folder'}")
     table = Table(title="published packs", header_style="bold")
@@ -523,14 +518,11 @@ def rules_status(redis_url, data_dir) -> None:
 @_data_dir_option
 def rules_activate(name_version, redis_url, data_dir) -> None:
     """Make a published version (NAME@VERSION) active again: a rollback."""
-    store, embedded = _rule_store(redis_url, data_dir)
     try:
-        store.activate(name_version)
+        with _rule_store(redis_url, data_dir) as store:
+            store.activate(name_version)
     except KeyError as exc:
         raise click.BadParameter(str(exc.args[0]), param_hint="NAME_VERSION") from None
-    finally:
-        if embedded is not None:
-            embedded.close()
     Console().print(f"{name_version} is active")
 
 
@@ -556,7 +548,7 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
     from datetime import datetime, timezone
 
     from .backtest import backtest, load_traffic
-    from .connectors.redis_store import EmbeddedRedis, connect, with_retries
+    from .connectors.redis_store import connect, with_retries
     from .container_store import ContainerEventStore
     from .domain.rulepack import PackError, RulePack, read_pack_files
     from .domain.scoring import Scorer
@@ -577,20 +569,15 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
         _problems(exc, "pack refused")
         sys.exit(1)
     now = datetime.fromisoformat(as_of).replace(tzinfo=timezone.utc) if as_of else None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _redis(None, Path(tmp) / "redis") if status_paths else nullcontext() as url:
         fetch = None
-        server = EmbeddedRedis(Path(tmp) / "redis") if status_paths else None
-        try:
-            if server is not None:
-                summary, _, _ = load_feed([Path(p) for p in status_paths], server.url, Path(tmp) / "rejected.jsonl")
-                store = ContainerEventStore.for_settings(connect(server.url), settings)
-                fetch = lambda containers: with_retries(settings.redis, lambda: store.histories(containers))  # noqa: E731
-            with _progress() as progress:
-                progress.add_task("validating and enriching", total=None)
-                traffic = load_traffic(Path(filings_dir), settings, fetch)
-        finally:
-            if server is not None:
-                server.close()
+        if url:  # the events go into a Redis of their own, as the pipeline reads them
+            load_feed([Path(p) for p in status_paths], url, Path(tmp) / "rejected.jsonl")
+            store = ContainerEventStore.for_settings(connect(url), settings)
+            fetch = lambda containers: with_retries(settings.redis, lambda: store.histories(containers))  # noqa: E731
+        with _progress() as progress:
+            progress.add_task("validating and enriching", total=None)
+            traffic = load_traffic(Path(filings_dir), settings, fetch)
     labels = {json.loads(line)["file"]: json.loads(line) for line in open(labels_path)} if labels_path else None
     report = backtest(traffic.filings, active, candidate, labels, now)
     _print_backtest(report, traffic)

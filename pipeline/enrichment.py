@@ -35,7 +35,10 @@ class EnrichedFiling:
     container_status: str  # available, unavailable, no-containers
     facts: tuple[Fact, ...]
     record: ScreeningRecord | None = None  # what the filing declares, for the risk rules
-    office_of_first_entry: str | None = None
+
+    @property
+    def office_of_first_entry(self) -> str | None:
+        return self.record.office_of_first_entry if self.record else None
 
     @property
     def anomalies(self) -> tuple[Fact, ...]:
@@ -65,5 +68,5 @@ def enrich(batch: Sequence[tuple[ValidationOutcome, str]],
         else:
             status, facts = AVAILABLE, tuple(shipment_facts(record, histories, reference))
         out.append(EnrichedFiling(outcome.submission.submission_id, mrn, s.filing_code, s.mode, s.lrn, outcome.filer,
-                                  containers, status, facts, record, s.office_of_first_entry))
+                                  containers, status, facts, record))
     return out

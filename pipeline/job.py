@@ -27,8 +27,8 @@ from .config import Settings
 from .connectors.archive import DECISIONS, FILINGS, WriteArchive, decision_row, filing_row
 from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record,
                                decision_json, enriched_record)
-from .decisions import ASSESSMENT_ANSWERS
 from .connectors.redis_store import ReportProgress, progress_key
+from .decisions import ASSESSMENT_ANSWERS
 from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.enrich import EnrichFilings
 from .stages.register import RegisterFilings

@@ -137,10 +137,6 @@ class RulePackSource:
         self.reload_failures = 0
         self.reloads = 0
 
-    @property
-    def scorer(self) -> Scorer:
-        return self._scorer
-
     def current(self) -> Scorer:
         if self._store is None or self._clock() - self._checked_at < self._poll:
             return self._scorer

@@ -88,7 +88,7 @@ def test_explanations_name_rules_contributions_elements_and_events():
     s = example_subject({"containers": [{"container_id": "MSCU1234565"}], "facts": facts,
                          "goods": [{"description": "Pistol frames", "hs_code": "732690"}]})
     d = decide(EnrichedFiling("sub-1", "26NL0000000000001X", "F10", "sea", "LRN1", "NL1", ("MSCU1234565",),
-                              "available", s.facts, s.record, "NL000396"), SCORER, NOW)
+                              "available", s.facts, s.record), SCORER, NOW)
     record = decision_record(d)
     assert record["decision"] == CONTROL and record["referral_id"] == "REF-26NL0000000000001X"
     assert record["risk_centre"] == "RC-NL" and record["rule_pack"] == SCORER.pack.id

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from dataclasses import dataclass, field, fields
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -435,6 +435,3 @@ def _part(cls, item: dict, index: int):
     values.setdefault("pointer", f"/example/{cls.__name__}[{index}]")
     return cls(**values)
 
-
-def parties_by_role(record: ScreeningRecord, role: str) -> Iterable[Party]:
-    return (p for p in record.parties if p.role == role)

@@ -11,7 +11,6 @@ from ..connectors.redis_store import connect
 from ..decisions import decide, filer_answer
 from ..enrichment import EnrichedFiling
 from ..rule_store import RulePackSource, RulePackStore
-from ..validation import utc_now
 from .answer import ASSESS_STAGE, COUNTER_NAMESPACE, CounterFamily
 from .validate import DEAD_LETTER
 
@@ -42,7 +41,7 @@ class _ScoreDoFn(beam.DoFn):
             self._failures_seen = self._source.reload_failures
         try:
             decision = decide(filing, scorer)
-            answer = filer_answer(decision, utc_now())
+            answer = filer_answer(decision, decision.assessed_at)  # one moment for decision and answer
         except Exception as exc:  # a bug, not a rule (rule errors are caught per rule): keep the filing
             yield TaggedOutput(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE,
                                                        f"{type(exc).__name__}: {exc}", b""))
