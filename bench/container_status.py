@@ -30,6 +30,7 @@ from cargoscreen.domain.container_events import ContainerEvent
 from cargoscreen.domain.reference import bundled_reference
 from cargoscreen.enrichment import enrich
 from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.linking import member_of, standalone
 from cargoscreen.status_generator import StatusSpec, generate_status
 from cargoscreen.validation import FilingValidator, Submission
 
@@ -93,9 +94,9 @@ def main() -> None:
     del items
 
     validator = FilingValidator(Settings())
-    accepted = [(o, f"MRN{i}") for i, o in enumerate(validator.validate(Submission(f.name, f.data)) for f in filings)
-                if o.accepted]
-    with_containers = sum(1 for o, _ in accepted if o.record and o.record.containers)
+    accepted = [standalone(member_of(o, f"MRN{i}")) for i, o in
+                enumerate(validator.validate(Submission(f.name, f.data)) for f in filings) if o.accepted]
+    with_containers = sum(1 for c in accepted if c.record.containers)
     ref = bundled_reference()
     n = len(accepted)
     # The corpus and outcomes are the harness's: keep the garbage collector from rescanning them
@@ -106,8 +107,8 @@ def main() -> None:
 
     def one_by_one() -> float:
         t0 = time.perf_counter()
-        for outcome, _ in accepted:
-            for c in (outcome.record.containers if outcome.record else ()):
+        for consignment in accepted:
+            for c in consignment.record.containers:
                 ids = client.zrange(f"cs:eq:{c.container_id}:ACT", -500, -1)
                 if ids:
                     [ContainerEvent.from_json(b) for b in client.mget([f"cs:ev:{i.decode()}" for i in ids]) if b]

@@ -69,7 +69,8 @@ def answer_record(answer: Answer) -> str:
 def enriched_record(e: EnrichedFiling) -> str:
     return json.dumps({
         "submission_id": e.submission_id, "mrn": e.mrn, "filing_code": e.filing_code, "mode": e.mode, "lrn": e.lrn,
-        "filer": e.filer, "containers": list(e.containers), "container_status": e.container_status,
+        "filer": e.filer, "consignment": e.consignment, "filings": [m.submission_id for m in e.members],
+        "containers": list(e.containers), "container_status": e.container_status,
         "facts": [{"kind": f.kind, "container": f.container, "detail": f.detail, "events": list(f.events),
                    **({"values": f.values} if f.values else {})} for f in e.facts]}, ensure_ascii=False)
 

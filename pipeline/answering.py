@@ -2,6 +2,7 @@
 the filer gets. Pure functions; the Beam stages call them."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 from .domain import answers
@@ -12,6 +13,7 @@ from .validation import ValidationOutcome
 
 ACCEPTING_ANSWERS = ("IE3R01", "IE3N10", "IE3R04")
 REJECTING_ANSWERS = ("IE3N99", "IE3N01")
+PENDING_ANSWERS = ("IE3N02", "IE3N11")  # a partial filing's consignment is not complete yet
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,18 @@ def not_screened(outcome: ValidationOutcome) -> ValidationOutcome:
         f"Entry Summary Declarations only."),))
 
 
+def content_digest(outcome: ValidationOutcome) -> str:
+    """The digest validation made; for a message that never parsed, one of its bytes."""
+    if outcome.summary:
+        return outcome.summary.digest
+    return hashlib.blake2b(outcome.submission.payload, digest_size=16).hexdigest()
+
+
 def rejection(outcome: ValidationOutcome, now: str) -> Answer:
     summary = outcome.summary
-    return answers.error_notification(outcome.submission.submission_id, outcome.filer,
-                                      summary.lrn if summary else None, outcome.errors, now)
+    answer = answers.error_notification(outcome.submission.submission_id, outcome.filer,
+                                        summary.lrn if summary else None, outcome.errors, now)
+    return replace(answer, about=content_digest(outcome))
 
 
 def registration_request(outcome: ValidationOutcome, year: int) -> RegistrationRequest:
@@ -47,6 +57,10 @@ def registration_request(outcome: ValidationOutcome, year: int) -> RegistrationR
 
 
 def registration_answer(outcome: ValidationOutcome, result: RegistrationResult, now: str) -> Answer:
+    return replace(_registration_answer(outcome, result, now), about=outcome.summary.digest)
+
+
+def _registration_answer(outcome: ValidationOutcome, result: RegistrationResult, now: str) -> Answer:
     s, sid, filer = outcome.summary, outcome.submission.submission_id, outcome.filer
     if result.status in (REGISTERED, RESENT):
         return answers.registration(sid, filer, s.filing_code, s.lrn, result.mrn, result.registered_at, now)

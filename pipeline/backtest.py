@@ -27,6 +27,7 @@ from .domain.reference import ReferenceData
 from .domain.rulepack import COMPLETE
 from .domain.scoring import Scorer
 from .enrichment import EnrichedFiling, enrich
+from .linking import assemble, member_of
 from .validation import FilingValidator, Submission
 
 
@@ -35,6 +36,8 @@ class Traffic:
     filings: list[EnrichedFiling]
     read: int = 0
     rejected: int = 0  # not valid: never scored in production either
+    resent: int = 0  # the same filing again: assessed once
+    pending: int = 0  # partial filings whose consignment is not complete in this traffic
 
 
 def submissions(source: Path) -> Iterator[tuple[str, bytes]]:
@@ -55,20 +58,23 @@ def load_traffic(source: Path, settings: Settings, fetch_histories: Callable | N
     status yet)."""
     validator, reference = FilingValidator(settings), ReferenceData.load()
     fetch = fetch_histories or (lambda containers: {})
-    traffic, batch = Traffic([]), []
+    traffic, members, seen = Traffic([]), [], set()
     for name, payload in submissions(source):
         outcome = validator.validate(Submission(name, payload))
         traffic.read += 1
         if not outcome.accepted or outcome.record is None:
             traffic.rejected += 1
             continue
+        if (outcome.filer, outcome.summary.lrn, outcome.summary.digest) in seen:
+            traffic.resent += 1  # registered once, assessed once
+            continue
+        seen.add((outcome.filer, outcome.summary.lrn, outcome.summary.digest))
         # Nothing is registered: a stand-in MRN, "XX" for "not issued", numbered in reading order.
-        batch.append((outcome, make_mrn(datetime.now(timezone.utc).year, "XX", traffic.read)))
-        if len(batch) >= batch_size:
-            traffic.filings += enrich(batch, fetch, reference)
-            batch = []
-    if batch:
-        traffic.filings += enrich(batch, fetch, reference)
+        members.append(member_of(outcome, make_mrn(datetime.now(timezone.utc).year, "XX", traffic.read)))
+    consignments, pending = assemble(members)
+    traffic.pending = len(pending)
+    for i in range(0, len(consignments), batch_size):
+        traffic.filings += enrich(consignments[i:i + batch_size], fetch, reference)
     return traffic
 
 
@@ -141,10 +147,20 @@ class BacktestReport:
         }
 
 
+def consignment_label(filing: EnrichedFiling, labels: dict[str, dict]) -> dict | None:
+    """The label of what was assessed: a consignment carries the risk planted in any of its filings."""
+    found = [labels[m.submission_id] for m in filing.members if m.submission_id in labels] or \
+        ([labels[filing.submission_id]] if filing.submission_id in labels else [])
+    if not found:
+        return None
+    risky = next((x for x in found if x.get("risk")), None)
+    return risky or found[0]
+
+
 def _quality(decisions: dict[str, Decision], labels: dict[str, dict]) -> Quality:
     q = Quality()
-    for sid, d in decisions.items():
-        label = labels.get(sid)
+    for d in decisions.values():
+        label = consignment_label(d.filing, labels)
         if label is None or label.get("resubmission_of"):
             continue
         if label.get("risk"):
@@ -173,8 +189,8 @@ def backtest(filings: Iterable[EnrichedFiling], active: Scorer, candidate: Score
     for d in before.values():
         for h in d.assessment.hits:
             effects[h.rule].hits_active += 1
-    for sid, d in after.items():
-        label = (labels or {}).get(sid) or {}
+    for d in after.values():
+        label = consignment_label(d.filing, labels or {}) or {}
         for h in d.assessment.hits:
             e = effects[h.rule]
             e.hits_candidate += 1

@@ -51,6 +51,28 @@ class RulesSettings:
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    """How the service reads the filings stream and writes its output streams (connectors/redis_streams.py)."""
+
+    group: str = "screening"  # the consumer group every worker of one deployment joins
+    once: bool = False  # stop when nothing new arrives (batch runs and tests) instead of following
+    read_batch: int = 500  # entries per read, which is one bundle
+    poll_ms: int = 500  # how long an idle read blocks in Redis (no busy polling)
+    claim_idle_ms: int = 60_000  # take over entries a dead consumer left unacknowledged this long
+    effect_retention_seconds: int = 7 * 86400  # a re-send within this window gets no second answer
+    maxlen: int = 1_000_000  # entries kept per output stream (approximate trim)
+
+
+@dataclass(frozen=True)
+class LinkingSettings:
+    """Multiple filing: how long a consignment may stay incomplete (pipeline/linking.py)."""
+
+    deadline_seconds: int = 2 * 3600  # after the first partial filing; then an incompleteness referral
+    sweep_seconds: float = 1.0  # how often a worker looks for consignments past their deadline
+    retry_seconds: int = 60  # a claimed deadline comes due again if its referral was not written
+
+
+@dataclass(frozen=True)
 class Settings:
     extra_schema_dirs: tuple[Path, ...] = ()  # searched before the bundled set
     data_quality_pack: Path = field(default_factory=lambda: resources.rules_dir() / "data-quality" / "ens-v1.yaml")
@@ -58,6 +80,8 @@ class Settings:
     redis: RedisSettings = RedisSettings()
     container_status: ContainerStatusSettings = ContainerStatusSettings()
     rules: RulesSettings = RulesSettings()
+    streams: StreamSettings = StreamSettings()
+    linking: LinkingSettings = LinkingSettings()
     check_answers: bool = True  # validate every emitted answer against answers.xsd
     registration_batch_size: int = 256  # filings per Redis round trip
     registration_retention_seconds: int = 400 * 86400  # how long (filer, LRN) and MRN records are kept

@@ -10,17 +10,20 @@ each rule, its contribution, the data elements and container events behind it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from .domain import answers
 from .domain.answers import Answer, RiskResult
-from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS
-from .domain.scoring import Assessment, Scorer
+from .domain.conditions import Evidence
+from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
+from .domain.scoring import Assessment, Hit, Scorer
 from .enrichment import EnrichedFiling
+from .linking import Member
 
 ASSESSMENT_ANSWERS = {COMPLETE: "IE3N03", RFI: "IE3Q02", RFS: "IE3Q03", DNL: "IE3Q01", CONTROL: "IE3N08"}
 SUMMARY_GOODS = 20  # goods items shown in a referral (the filing itself is archived whole)
+INCOMPLETE_RULE = "ENS-INCOMPLETE"  # not a pack's rule: the linking deadline's own finding
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,14 @@ class Decision:
 
     @property
     def referral_id(self) -> str:
-        """One referral per registered filing: its id follows from the MRN (a redelivery makes the same id)."""
+        """One referral per consignment: its id follows from the lead filing's MRN (a redelivery makes
+        the same id; a re-assessment updates the referral, with a higher version)."""
         return f"REF-{self.filing.mrn}"
+
+    @property
+    def key(self) -> str:
+        """Names this decision: the consignment in the state assessed (see linking.py)."""
+        return f"{self.filing.consignment or 'mrn:' + self.filing.mrn}|{self.filing.state}"
 
 
 def risk_centre_for(office_of_first_entry: str | None) -> str:
@@ -45,9 +54,20 @@ def risk_centre_for(office_of_first_entry: str | None) -> str:
     return f"RC-{(office_of_first_entry or 'EU')[:2]}"
 
 
+def incompleteness(assessment: Assessment, missing: tuple[str, ...]) -> Assessment:
+    """A consignment still incomplete at its deadline: at least a request for the missing filings."""
+    hit = Hit(INCOMPLETE_RULE, "ENS not complete at its deadline", "data-quality", 0.0, RFI,
+              tuple(Evidence(None, m) for m in missing),
+              ask=f"File the missing data: {'; '.join(missing)}."[:512])
+    decision = assessment.decision if SEVERITY[assessment.decision] >= SEVERITY[RFI] else RFI
+    return replace(assessment, hits=(*assessment.hits, hit), decision=decision)
+
+
 def decide(filing: EnrichedFiling, scorer: Scorer, now: datetime | None = None) -> Decision:
     now = now or datetime.now(timezone.utc)
     assessment = scorer.assess(filing.record, filing.facts, filing.container_status, now.timestamp())
+    if filing.missing:
+        assessment = incompleteness(assessment, filing.missing)
     return Decision(filing, assessment, now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                     risk_centre_for(filing.office_of_first_entry))
 
@@ -63,9 +83,19 @@ def _area_results(a: Assessment) -> list[RiskResult]:
         [RiskResult("general", a.level, "AREA-general", a.pack, f"Risk analysis: level {a.level}.")]
 
 
-def filer_answer(d: Decision, now: str) -> Answer:
+def filer_answers(d: Decision, now: str) -> list[Answer]:
+    """One answer for each filing of the consignment, to its filer, about its own LRN and MRN."""
+    return [filer_answer(d, now, m) for m in d.filing.members] or [filer_answer(d, now)]
+
+
+def filer_answer(d: Decision, now: str, member: Member | None = None) -> Answer:
+    """The answer to one filing of the consignment (by default its lead)."""
+    f = member or d.filing
+    return replace(_answer(d, now, f.submission_id, f.filer, f.lrn, f.mrn), about=d.key)
+
+
+def _answer(d: Decision, now: str, sid: str, filer: str, lrn: str, mrn: str) -> Answer:
     f, a = d.filing, d.assessment
-    sid, filer, lrn, mrn = f.submission_id, f.filer, f.lrn, f.mrn
     if a.decision == COMPLETE:
         return answers.assessment_complete(sid, filer, lrn, mrn, a.pack, now)
     if a.decision == RFI:
@@ -89,6 +119,9 @@ def decision_record(d: Decision) -> dict:
         "filing_code": f.filing_code, "mode": f.mode, "office_of_first_entry": f.office_of_first_entry,
         "decision": a.decision, "score": round(a.score, 1), "risk_level": a.level, "rule_pack": a.pack,
         "decision_table": a.table, "assessed_at": d.assessed_at,
+        "consignment": f.consignment or f"mrn:{f.mrn}", "version": f.version, "state": f.state,
+        "filings": [{"mrn": m.mrn, "lrn": m.lrn, "filer": m.filer, "filing_code": m.filing_code}
+                    for m in f.members], "missing": list(f.missing),
         "hits": [{"rule": h.rule, "title": h.title, "area": h.area, "weight": h.weight, "decision": h.decision,
                   "contribution": round(h.weight / total, 3) if h.weight > 0 else 0.0,
                   "explanation": h.explanation(),

@@ -1,6 +1,6 @@
 """Enrichment of registered filings with container status: histories from Redis, facts out.
 
-    enrich(batch, fetch_histories, reference) -> [EnrichedFiling]
+    enrich(consignments, fetch_histories, reference) -> [EnrichedFiling]
 
 One round trip to the store per batch (all the batch's containers at once). If the store
 stays unreachable after retries, each filing goes on with an explicit
@@ -17,7 +17,7 @@ from .domain.container_events import ContainerEvent
 from .domain.enrichment import INFORMATIONAL_FACTS, Fact, shipment_facts
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
-from .validation import ValidationOutcome
+from .linking import Consignment, Member
 
 UNAVAILABLE = "container-status-unavailable"
 AVAILABLE, NOT_APPLICABLE = "available", "no-containers"
@@ -35,6 +35,13 @@ class EnrichedFiling:
     container_status: str  # available, unavailable, no-containers
     facts: tuple[Fact, ...]
     record: ScreeningRecord | None = None  # what the filing declares, for the risk rules
+    # The consignment assessed (the fields above are its lead filing's): its key, state, version,
+    # every filing in it (each filer is answered), and what was missing if assessed incomplete.
+    consignment: str = ""
+    state: str = ""
+    version: int = 1
+    members: tuple[Member, ...] = ()
+    missing: tuple[str, ...] = ()
 
     @property
     def office_of_first_entry(self) -> str | None:
@@ -45,11 +52,25 @@ class EnrichedFiling:
         return tuple(f for f in self.facts if f.kind not in INFORMATIONAL_FACTS)
 
 
-def enrich(batch: Sequence[tuple[ValidationOutcome, str]],
+def _consignment_facts(consignment: Consignment, histories, reference: ReferenceData) -> tuple[Fact, ...]:
+    """Each filing's containers checked against the route that filing declares (a house has its
+    own), so linking filings never makes a box look off course."""
+    if len(consignment.members) == 1:
+        return tuple(shipment_facts(consignment.record, histories, reference))
+    seen, facts = set(), []
+    for member in consignment.members:
+        for fact in shipment_facts(member.record, histories, reference):
+            if (fact.kind, fact.container) not in seen:
+                seen.add((fact.kind, fact.container))
+                facts.append(fact)
+    return tuple(facts)
+
+
+def enrich(batch: Sequence[Consignment],
            fetch_histories: Callable[[list[str]], dict[str, list[ContainerEvent]]],
            reference: ReferenceData) -> list[EnrichedFiling]:
-    """batch: (accepted outcome, its MRN). fetch_histories: container ids -> ACT histories (retrying inside)."""
-    wanted = [c.container_id for o, _ in batch if o.record for c in o.record.containers]
+    """batch: consignments to assess. fetch_histories: container ids -> ACT histories (retrying inside)."""
+    wanted = [c.container_id for x in batch for c in x.record.containers]
     histories: dict[str, list[ContainerEvent]] | None = {}
     failure = ""
     if wanted:
@@ -58,15 +79,16 @@ def enrich(batch: Sequence[tuple[ValidationOutcome, str]],
         except redis.RedisError as exc:
             histories, failure = None, f"container status store unreachable: {type(exc).__name__}: {exc}"
     out = []
-    for outcome, mrn in batch:
-        s, record = outcome.summary, outcome.record
-        containers = tuple(c.container_id for c in record.containers) if record else ()
+    for consignment in batch:
+        lead, record = consignment.lead, consignment.record
+        containers = tuple(c.container_id for c in record.containers)
         if not containers:
             status, facts = NOT_APPLICABLE, ()
         elif histories is None:
             status, facts = UNAVAILABLE, tuple(Fact(UNAVAILABLE, c, failure) for c in containers)
         else:
-            status, facts = AVAILABLE, tuple(shipment_facts(record, histories, reference))
-        out.append(EnrichedFiling(outcome.submission.submission_id, mrn, s.filing_code, s.mode, s.lrn, outcome.filer,
-                                  containers, status, facts, record))
+            status, facts = AVAILABLE, _consignment_facts(consignment, histories, reference)
+        out.append(EnrichedFiling(lead.submission_id, lead.mrn, lead.filing_code, record.mode, lead.lrn, lead.filer,
+                                  containers, status, facts, record, consignment.key, consignment.state,
+                                  consignment.version, consignment.members, consignment.missing))
     return out

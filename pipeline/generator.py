@@ -18,7 +18,7 @@ from lxml import etree
 from stdnum import imo, iso6346
 
 from . import resources
-from .domain.filings import (ENS_NS, FILING_KINDS, HOUSE, MASTER, PARTIAL_MASTER, POSTAL_MASTER, PRE_LOADING,
+from .domain.filings import (BY_CODE, ENS_NS, FILING_KINDS, HOUSE, MASTER, PARTIAL_MASTER, POSTAL_MASTER, PRE_LOADING,
                              STRAIGHT, FilingKind)
 from .domain.reference import ReferenceData, bundled_reference
 
@@ -125,8 +125,10 @@ def _mass(value: float) -> str:
 class _Builder:
     """Builds one filing's tree; every choice comes from the filing's own random stream."""
 
-    def __init__(self, rng: random.Random, ref: ReferenceData, kind: FilingKind, index: int, spec: GeneratorSpec):
+    def __init__(self, rng: random.Random, ref: ReferenceData, kind: FilingKind, index: int, spec: GeneratorSpec,
+                 link: "_Link | None" = None):
         self.rng, self.ref, self.kind, self.index, self.spec = rng, ref, kind, index, spec
+        self.link = link
         self.mode_function = {"sea": "1", "rail": "2", "road": "3"}.get(kind.mode, "4")
         self.locations = sorted(ref.locations.values(), key=lambda loc: loc.locode)
         self.origin: str | None = None  # where the goods come from: the loading country, else the consignor's
@@ -185,10 +187,11 @@ class _Builder:
         body = f"{self.rng.randint(900000, 999999)}"
         return body + imo.calc_check_digit(body)
 
-    def doc(self, parent, tag, doc_type, prefix):
+    def doc(self, parent, tag, doc_type, prefix, number: str | None = None):
         d = self.el(parent, tag)
         self.el(d, "Type", doc_type)
-        self.el(d, "Number", f"{prefix}{self.index:07d}{self.rng.randint(100, 999)}")
+        suffix = self.rng.randint(100, 999)  # drawn either way: the filing's other choices stay the same
+        self.el(d, "Number", number or f"{prefix}{self.index:07d}{suffix}")
         return d
 
     # -- structure ---------------------------------------------------------------------
@@ -348,17 +351,16 @@ class _Builder:
                 grand_mass, grand_packages = grand_mass + mass, grand_packages + packages
             self.fill_totals(totals, (round(grand_mass, 3), grand_packages))
         elif kind.level == PARTIAL_MASTER:
-            self.doc(c, "TransportDocument", master_type, "MB")
+            self.doc(c, "TransportDocument", master_type, "MB", self.link.master if self.link else None)
             _, unloading = self.route(c)
             self.fill_totals(self.totals_placeholder(c),
                              (round(self.rng.uniform(100, 20000), 1), self.rng.randint(1, 900)))
             self.equipment(c)
-            if kind.code != "F13":
-                for _ in range(self.rng.randint(1, 4)):
-                    self.doc(c, "HouseTransportDocument", house_type, f"HB{self.rng.randint(10, 99)}")
+            for number in (self.link.listed if self.link else ()):
+                self.doc(c, "HouseTransportDocument", house_type, "HB", number)
         elif kind.level == HOUSE:
-            self.doc(c, "MasterTransportDocument", master_type, "MB")
-            self.doc(c, "TransportDocument", house_type, "HB")
+            self.doc(c, "MasterTransportDocument", master_type, "MB", self.link.master if self.link else None)
+            self.doc(c, "TransportDocument", house_type, "HB", self.link.house if self.link else None)
             _, unloading = self.route(c)
             self.consignor_consignee(c)
             totals = self.totals_placeholder(c)
@@ -699,6 +701,52 @@ def _envelope(defect: str, data: bytes) -> bytes:
     raise ValueError(defect)
 
 
+# Multiple filing: a partial master may only stand at an index that is a multiple of
+# LINK_SLOTS; the houses it expects take the indices right after it. Everything about the
+# link follows from (seed, master index), so each filing still depends on (seed, its index).
+LINK_SLOTS = 5
+_HOUSES_OF = {"F12": ("F15", "F16", "F17"), "F13": ("F14",), "F23": ("F24",)}
+_PARTIAL_MASTERS = {"sea": ("F12", "F12", "F13"), "air": ("F23",)}
+
+
+@dataclass(frozen=True)
+class _Link:
+    master: str  # the master transport document number
+    house: str | None  # this house's own document (None for the master)
+    listed: tuple[str, ...]  # the house documents the master lists (F13 lists none)
+    houses: int  # how many house filings follow the master
+    master_index: int
+
+
+def _natural_kind(spec: GeneratorSpec, i: int, kinds, weights) -> FilingKind:
+    return random.Random(f"{spec.seed}:{i}:kind").choices(kinds, weights)[0]
+
+
+def _link_of(spec: GeneratorSpec, i: int, kinds, weights) -> tuple[FilingKind, _Link | None]:
+    """The kind of filing i, and its place in a consignment of partial filings, if any."""
+    m = i - i % LINK_SLOTS
+    master_kind = _natural_kind(spec, m, kinds, weights)
+    r = random.Random(f"{spec.seed}:{m}:link")
+    if master_kind.mode in _PARTIAL_MASTERS and r.random() < 0.5:  # about half of sea and air traffic
+        master_kind = BY_CODE[r.choice(_PARTIAL_MASTERS[master_kind.mode])]
+    if master_kind.code in _HOUSES_OF:
+        houses = 1 if master_kind.code == "F13" else r.randint(1, LINK_SLOTS - 1)
+        docs = tuple(f"HB{m:07d}{n}" for n in range(1, houses + 1))
+        link = _Link(f"MB{m:07d}{r.randint(100, 999)}", None, () if master_kind.code == "F13" else docs, houses, m)
+        if i == m:
+            return master_kind, link
+        if i - m <= houses:
+            house_kind = BY_CODE[r.choice(_HOUSES_OF[master_kind.code])]
+            return house_kind, _Link(link.master, docs[i - m - 1], link.listed, houses, m)
+    kind = _natural_kind(spec, i, kinds, weights)
+    # Sea and air partial filings come in consignments; express and postal houses (F31, F43)
+    # quote masters filed elsewhere: they stay pending until their deadline, as they would.
+    if kind.level == PARTIAL_MASTER or (kind.level == HOUSE and kind.mode in _PARTIAL_MASTERS):
+        plain = [k for k in kinds if k.level not in (PARTIAL_MASTER, HOUSE)]
+        kind = random.Random(f"{spec.seed}:{i}:plain").choice(plain) if plain else kind
+    return kind, None
+
+
 def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Iterator[GeneratedFiling]:
     """Yields spec.count filings; filing i depends only on (spec.seed, i)."""
     ref = reference or bundled_reference()
@@ -709,15 +757,15 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
     for i in range(spec.count):
         rng = random.Random(f"{spec.seed}:{i}")
         name = f"ens-{spec.seed}-{i:07d}.xml"
-        if sent and rng.random() < spec.resubmission_rate:
+        kind, link = _link_of(spec, i, kinds, weights)
+        if sent and link is None and rng.random() < spec.resubmission_rate:
             original = rng.choice(sent)
             label = {**original.label, "file": name, "resubmission_of": original.name}
             yield GeneratedFiling(name, original.data, label)
             continue
-        kind = rng.choices(kinds, weights)[0]
         filer_index = rng.randrange(len(filers))
         lrn = f"LRN{spec.seed % 1000:03d}{i:08d}"
-        builder = _Builder(rng, ref, kind, i, spec)
+        builder = _Builder(rng, ref, kind, i, spec, link)
         root = builder.build(lrn, filers[filer_index], BASE_TIME + timedelta(seconds=rng.randint(0, 3 * 86400)))
         planted: list[str] = []
         risk = decoy = None
@@ -761,6 +809,7 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
                         for d in planted],
             "risk": risk,  # a planted risk pattern: a referral is expected
             "decoy": decoy,  # an innocent look-alike: clean traffic
+            **({"consignment": link.master, "houses": link.houses} if link else {}),
         }
         filing = GeneratedFiling(name, data, label)
         if not planted:

@@ -1,28 +1,32 @@
 """The batch job: a folder of filings in; answers, dead letters and a balanced summary out.
 
-    read folder -> ValidateFilings -> RegisterFilings ----------------------> EmitAnswers -> answers/*.jsonl
-                              \\-> AnswerRejections --------------------------/  ^
-                                        \\-> EnrichFilings -> ScoreFilings --------+
-                                              enriched/*.jsonl   \\-> decisions/*.jsonl, referrals/*.jsonl
+    read folder -> ValidateFilings -> RegisterFilings ---------------------------------> EmitAnswers -> answers/*.jsonl
+                              \\-> AnswerRejections -------------------------------------/  ^  ^
+                                        \\-> LinkConsignments -> AnswerPending ----------------+  |
+                                                  \\-> EnrichFilings -> ScoreFilings ------------+
+                                                        enriched/*.jsonl   \\-> decisions/*.jsonl, referrals/*.jsonl
     every dead letter (read, validate, register, answer, assess) -> dead-letters/*.jsonl
     validated filings (with their bytes) and decisions -> archive/{filings,decisions}/ (Parquet)
 
 Every submission leaves through exactly one door: an accepting answer (IE3R01, IE3N10,
-IE3R04), a rejecting answer (IE3N99, IE3N01), or a dead letter. Every newly registered
-filing then gets exactly one decision and its answer (IE3N03, IE3Q01-03, IE3N08), or a
-dead letter of the assessment. The summary checks both.
+IE3R04), a rejecting answer (IE3N99, IE3N01), or a dead letter. Every consignment ready
+then gets exactly one decision and an answer per filing in it (IE3N03, IE3Q01-03, IE3N08),
+or a dead letter of the assessment; a partial filing whose consignment is incomplete gets
+IE3N02/IE3N11. The summary checks all three. (The streaming service, service.py, is the same
+steps writing to Redis streams.)
 """
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
+from .answering import ACCEPTING_ANSWERS, PENDING_ANSWERS, REJECTING_ANSWERS
 from .config import Settings
 from .connectors.archive import DECISIONS, FILINGS, WriteArchive, decision_row, filing_row
 from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record,
@@ -31,6 +35,7 @@ from .connectors.redis_store import ReportProgress, progress_key
 from .decisions import ASSESSMENT_ANSWERS
 from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.enrich import EnrichFilings
+from .stages.link import AnswerPending, LinkConsignments
 from .stages.register import RegisterFilings
 from .stages.score import ScoreFilings
 from .stages.validate import ValidateFilings
@@ -50,7 +55,9 @@ class RunSummary:
     rule_hits: dict[str, int] = field(default_factory=dict)  # by rule id
     rule_errors: int = 0
     assessments_dead_lettered: int = 0
+    assessment_answers_due: int = 0  # one per filing of each consignment decided
     assessment_answers_dead_lettered: int = 0
+    links_dead_lettered: int = 0
 
     @property
     def accepted(self) -> int:
@@ -66,12 +73,14 @@ class RunSummary:
 
     @property
     def balanced(self) -> bool:
-        """inputs = accepted + rejected + dead-lettered; every enriched filing assessed once (or
-        dead-lettered at assessment), every decision answered; no answer of an unknown kind."""
-        known = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS) | set(ASSESSMENT_ANSWERS.values())
+        """inputs = accepted + rejected + dead-lettered; every enriched consignment assessed once (or
+        dead-lettered at assessment), every filing of each decided consignment answered; no answer
+        of an unknown kind."""
+        known = (set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS) | set(ASSESSMENT_ANSWERS.values())
+                 | set(PENDING_ANSWERS))
         return (self.inputs == self.accepted + self.rejected + self.dead_lettered and set(self.answers) <= known
                 and self.enriched == self.assessed + self.assessments_dead_lettered
-                and self.assessed == self.assessment_answers + self.assessment_answers_dead_lettered)
+                and self.assessment_answers_due == self.assessment_answers + self.assessment_answers_dead_lettered)
 
 
 def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,
@@ -80,16 +89,21 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
     checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
     registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings)
     rejections = checked.rejected | "AnswerRejections" >> AnswerRejections()
-    enriched = registered.registered | "EnrichFilings" >> EnrichFilings(settings)
+    linked = registered.registered | "LinkConsignments" >> LinkConsignments(settings)
+    pending = linked.pending | "AnswerPending" >> AnswerPending()
+    enriched = linked.consignments | "EnrichFilings" >> EnrichFilings(settings)
     enriched | "WriteEnriched" >> WriteJsonLines(output_dir / "enriched" / "enriched", enriched_record)
     scored = enriched | "ScoreFilings" >> ScoreFilings(settings)
-    emitted = ((registered.answers, rejections, scored.answers) | "AllAnswers" >> beam.Flatten()
+    emitted = ((registered.answers, rejections, pending, scored.answers) | "AllAnswers" >> beam.Flatten()
                | "EmitAnswers" >> EmitAnswers(settings))
-    dead = ((read.dead_letter, checked.dead_letter, registered.dead_letter, scored.dead_letter, emitted.dead_letter)
+    dead = ((read.dead_letter, checked.dead_letter, registered.dead_letter, linked.dead_letter, scored.dead_letter,
+             emitted.dead_letter)
             | "AllDeadLetters" >> beam.Flatten() | "CountDeadLetters" >> CountDeadLetters())
     emitted.answers | "WriteAnswers" >> WriteJsonLines(output_dir / "answers" / "answers", answer_record)
     dead | "WriteDeadLetters" >> WriteJsonLines(output_dir / "dead-letters" / "dead-letters", dead_letter_record)
     scored.decisions | "WriteDecisions" >> WriteJsonLines(output_dir / "decisions" / "decisions", decision_json)
+    linked.withdrawals | "WriteWithdrawals" >> WriteJsonLines(output_dir / "withdrawals" / "withdrawals",
+                                                             lambda w: json.dumps(asdict(w)))
     archive = output_dir / "archive"  # each output archived where it is made: no Flatten, no join
     for name, outcomes in (("Accepted", checked.valid), ("Rejected", checked.rejected)):
         (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
@@ -143,7 +157,9 @@ def summarize(result) -> RunSummary:
         rule_hits={k.removeprefix("rule_hit_"): v for k, v in totals.items() if k.startswith("rule_hit_")},
         rule_errors=totals.get("rule_errors", 0),
         assessments_dead_lettered=totals.get("assessments_dead_lettered", 0),
+        assessment_answers_due=totals.get("assessment_answers_due", 0),
         assessment_answers_dead_lettered=totals.get("assessment_answers_dead_lettered", 0),
+        links_dead_lettered=totals.get("links_dead_lettered", 0),
     )
 
 

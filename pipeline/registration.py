@@ -87,6 +87,7 @@ class RegistrationResult:
     status: str
     mrn: str | None
     registered_at: str | None = None
+    amendment: int = 0  # for AMENDED: how many amendments the filing has had, this one included
 
 
 class RegistrationStore:
@@ -119,4 +120,5 @@ class RegistrationStore:
                 return RegistrationResult(REGISTERED, mrn, registered_at)
             return RegistrationResult(RESENT if digest == request.digest else LRN_REUSED, mrn, registered_at)
         status = {"A": AMENDED, "V": INVALIDATED, "U": UNKNOWN_MRN, "X": FOREIGN_MRN, "I": WITHDRAWN}[code]
-        return RegistrationResult(status, request.referenced_mrn if status in (AMENDED, INVALIDATED) else None)
+        return RegistrationResult(status, request.referenced_mrn if status in (AMENDED, INVALIDATED) else None,
+                                  amendment=int(rest) if code == "A" else 0)

@@ -24,10 +24,9 @@ def declared() -> ScreeningRecord:
                   if b"<ens:IE3F10" in f.data and b"<ens:UNLocode>" in f.data)
     d = screening_record(etree.fromstring(filing.data), "F10")
     assert d.containers and d.vessel_imo and d.voyage and d.place_of_loading
-    # The generator may give a place as name + country; these tests want UN/LOCODEs at both ends.
-    return replace(d, place_of_loading=d.place_of_loading, place_of_unloading=d.place_of_unloading or "NLRTM",
-                   unloading_country=(d.place_of_unloading or "NLRTM")[:2],
-                   routing_countries=tuple(dict.fromkeys((*d.routing_countries, "SG"))))
+    # These tests want UN/LOCODEs at both ends, and an unloading place other than the planted BEANR.
+    return replace(d, place_of_unloading="NLRTM", unloading_country="NL",
+                   routing_countries=tuple(dict.fromkeys((*d.routing_countries, "SG", "NL"))))
 
 
 def ev(container, code, location, hours_before_filing, declared, **kw) -> ContainerEvent:

@@ -12,6 +12,7 @@ from cargoscreen.cli import load_feed
 from cargoscreen.corpus import write_container_status, write_corpus
 from cargoscreen.config import ContainerStatusSettings, RedisSettings, Settings
 from cargoscreen.connectors.redis_store import connect, with_retries
+from cargoscreen.linking import member_of, standalone
 from cargoscreen.container_store import ContainerEventStore
 from cargoscreen.domain.reference import bundled_reference
 from cargoscreen.domain.enrichment import INFORMATIONAL_FACTS
@@ -44,7 +45,8 @@ def test_every_planted_anomaly_is_found_and_clean_containers_stay_quiet(enriched
     for e in enriched:
         assert e["container_status"] in (AVAILABLE, "no-containers")
         for c in e["containers"]:
-            anomaly = labels[(e["submission_id"], c)]
+            # a consignment's containers are labelled with the filing that declares them
+            anomaly = next(labels[(sid, c)] for sid in e["filings"] if (sid, c) in labels)
             kinds = {f["kind"] for f in e["facts"] if f["container"] == c} - INFORMATIONAL_FACTS
             if anomaly is None:
                 assert kinds == set(), (e["submission_id"], c, kinds)
@@ -67,12 +69,16 @@ def test_facts_point_at_stored_events(enriched_run, redis_server):
     assert set(route["events"]) <= {ev.event_id for ev in history}
 
 
-def test_each_new_registration_is_enriched_once(enriched_run):
+def test_each_new_registration_is_enriched_once_in_its_consignment_or_waits_for_it(enriched_run):
     summary, _, _, enriched, answers = enriched_run
-    new = [a for a in answers if a["message_type"] == "IE3R01"]
-    resent = len(new) - len({a["mrn"] for a in new})
-    assert summary.enriched == len(enriched) == len(new) - resent
-    assert len({e["mrn"] for e in enriched}) == len(enriched)
+    registered = {a["mrn"] for a in answers if a["message_type"] == "IE3R01"}
+    waiting = {a["mrn"] for a in answers if a["message_type"] in ("IE3N02", "IE3N11")}
+    in_consignments = [sid for e in enriched for sid in e["filings"]]
+    by_submission = {a["submission_id"]: a["mrn"] for a in answers if a["message_type"] == "IE3R01"}
+    assessed = [by_submission[sid] for sid in in_consignments]
+    assert len(assessed) == len(set(assessed))  # no filing in two consignments, none assessed twice
+    assert set(assessed) | waiting == registered  # a filing may wait first, then be assessed with its consignment
+    assert summary.enriched == len(enriched) and any(len(e["filings"]) > 1 for e in enriched)
 
 
 def test_store_down_gives_an_explicit_fact_and_loses_nothing(tmp_path, redis_server):
@@ -93,7 +99,8 @@ def _accepted_with_containers(validator, n=30):
     filings = generate(GeneratorSpec(count=300, seed=43, defect_rate=0, envelope_rate=0, resubmission_rate=0,
                                      modes=("sea",)))
     outcomes = [validator.validate(Submission(f.name, f.data)) for f in filings]
-    return [(o, f"MRN{i}") for i, o in enumerate(outcomes) if o.record and o.record.containers][:n]
+    return [standalone(member_of(o, f"MRN{i}")) for i, o in enumerate(outcomes)
+            if o.record and o.record.containers][:n]
 
 
 def test_a_restarted_redis_is_read_again_and_a_short_outage_is_bridged_by_retries(validator, redis_process, tmp_path):

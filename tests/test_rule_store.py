@@ -134,8 +134,11 @@ def test_a_running_pipeline_switches_packs_without_losing_or_rescoring_a_filing(
     worker.join()
     summary = result["summary"]
     decisions = read_json_lines(tmp_path / "out" / "decisions")
-    assert summary.balanced and summary.assessed == 2500
-    assert Counter(d["submission_id"] for d in decisions).most_common(1)[0][1] == 1 and len(decisions) == 2500
+    # Every filing decided once, in its consignment (some partial filings wait for theirs).
+    waiting = summary.answers.get("IE3N11", 0) + summary.answers.get("IE3N02", 0)
+    decided = Counter(f["mrn"] for d in decisions for f in d["filings"])
+    assert summary.balanced and summary.assessed == len(decisions) > 1500
+    assert set(decided.values()) == {1} and summary.assessment_answers_due == len(decided) >= 2500 - waiting
     by_pack = Counter(d["rule_pack"].split("+")[0] for d in decisions)
     assert by_pack["ics2-starter@1.0.0"] > 0 and by_pack["ics2-starter@2.0.0"] > 0, by_pack
     for d in decisions:  # each decision carries the pack that made it, and v2 shows in its hits

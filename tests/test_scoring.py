@@ -121,7 +121,7 @@ def test_planted_risk_is_referred_and_clean_traffic_mostly_not(labelled):
     traffic, labels = labelled
     report = backtest(traffic.filings, SCORER, SCORER, labels, NOW)
     q = report.quality_candidate
-    assert q.planted >= 80 and q.clean >= 1500
+    assert q.planted >= 80 and q.clean >= 1200  # consignments: partial filings assessed together
     assert q.recall >= 0.95, q.missed
     assert q.clean_referral_rate <= 0.03
     assert all(labels[f.submission_id]["expected"] == "registered" for f in traffic.filings)  # planted ones are valid

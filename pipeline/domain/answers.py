@@ -25,6 +25,9 @@ class Answer:
     xml: bytes
     lrn: str | None = None
     mrn: str | None = None
+    # What it answers: the content digest of the submission, or the consignment state assessed.
+    # With the type, recipient, LRN and MRN it names the answer: one answer per name is sent.
+    about: str = ""
 
 
 @dataclass(frozen=True)

@@ -435,3 +435,11 @@ def _part(cls, item: dict, index: int):
     values.setdefault("pointer", f"/example/{cls.__name__}[{index}]")
     return cls(**values)
 
+
+
+def record_to_dict(record: ScreeningRecord) -> dict:
+    """The record as plain JSON-able data; record_from_dict(record_to_dict(r)) == r."""
+    data = {f.name: getattr(record, f.name) for f in fields(ScreeningRecord)}
+    for key in _PARTS:
+        data[key] = [part._asdict() for part in data[key]]
+    return data

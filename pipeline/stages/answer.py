@@ -22,7 +22,7 @@ _ASSESSMENT_TYPES = frozenset(ASSESSMENT_ANSWERS.values())
 # Dead letters of the assessment are counted apart: the filing already left through a door
 # (its registration answer); what is missing is its decision.
 _DEAD_LETTER_COUNTERS = {ASSESS_STAGE: "assessments_dead_lettered",
-                         ASSESS_ANSWER_STAGE: "assessment_answers_dead_lettered"}
+                         ASSESS_ANSWER_STAGE: "assessment_answers_dead_lettered", "link": "links_dead_lettered"}
 
 
 class CounterFamily:

@@ -9,7 +9,7 @@ from ..connectors.redis_store import connect, with_retries
 from ..container_store import ContainerEventStore
 from ..domain.reference import ReferenceData
 from ..enrichment import UNAVAILABLE, enrich
-from ..validation import ValidationOutcome
+from ..linking import Consignment
 from .answer import COUNTER_NAMESPACE, CounterFamily
 
 
@@ -24,7 +24,7 @@ class _EnrichBatchDoFn(beam.DoFn):
         self._reference = ReferenceData.load()
         self._facts = CounterFamily("fact_")
 
-    def process(self, batch: list[tuple[ValidationOutcome, str]]):
+    def process(self, batch: list[Consignment]):
         def fetch(containers):
             return with_retries(self._settings.redis, lambda: self._store.histories(containers))
 
@@ -38,7 +38,7 @@ class _EnrichBatchDoFn(beam.DoFn):
 
 
 class EnrichFilings(beam.PTransform):
-    """(ValidationOutcome, MRN) of newly registered filings in; EnrichedFiling out, one each, with
+    """Consignment (to assess) in; EnrichedFiling out, one each, with
     the container-status facts (or an explicit container-status-unavailable fact). Histories are
     read in batches: one Redis round trip per batch of filings."""
 

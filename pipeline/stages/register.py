@@ -10,16 +10,17 @@ from apache_beam.pvalue import TaggedOutput
 from ..answering import DeadLetter, registration_answer, registration_request
 from ..config import Settings
 from ..connectors.redis_store import connect, with_retries
-from ..registration import REGISTERED, RegistrationStore
+from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
 
-ANSWERS, NEWLY_REGISTERED = "answers", "registered"
+ANSWERS, REGISTERED_OUT = "answers", "registered"
+_ONWARD = frozenset({REGISTERED, AMENDED, INVALIDATED})
 
 
 class _RegisterBatchDoFn(beam.DoFn):
-    def __init__(self, settings: Settings):
-        self._settings = settings
+    def __init__(self, settings: Settings, onward: frozenset):
+        self._settings, self._onward = settings, onward
 
     def setup(self):
         self._store = RegistrationStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
@@ -32,7 +33,7 @@ class _RegisterBatchDoFn(beam.DoFn):
             requests = [registration_request(o, year) for o in batch]
             results = with_retries(self._settings.redis, lambda: self._store.register(requests, now))
             answers = [registration_answer(o, r, now) for o, r in zip(batch, results)]
-            new = [(o, r.mrn) for o, r in zip(batch, results) if r.status == REGISTERED]
+            onward = [(o, r) for o, r in zip(batch, results) if r.status in self._onward]
         except Exception as exc:  # Redis gone after retries, or a bug: keep every filing, say why
             reason = (f"registration store unavailable: {exc}" if isinstance(exc, redis.RedisError)
                       else f"{type(exc).__name__}: {exc}")
@@ -41,8 +42,8 @@ class _RegisterBatchDoFn(beam.DoFn):
                                                            o.submission.payload))
             return
         yield from answers
-        for item in new:  # a re-sent filing is answered again, but assessed once
-            yield TaggedOutput(NEWLY_REGISTERED, item)
+        for item in onward:
+            yield TaggedOutput(REGISTERED_OUT, item)
 
 
 class RegisterFilings(beam.PTransform):
@@ -50,16 +51,23 @@ class RegisterFilings(beam.PTransform):
     `answers`: Answer, one per filing: IE3R01 registration (a new MRN, or the same MRN for a
     re-sent filing), IE3N10 amendment accepted, IE3R04 invalidation accepted, or IE3N01
     lifecycle error (LRN reused with other content, unknown or foreign MRN);
-    `registered`: (ValidationOutcome, MRN) of each filing registered for the first time, for assessment;
+    `registered`: (ValidationOutcome, RegistrationResult) of each filing newly registered,
+    amendment and invalidation accepted: on to linking and assessment;
     `dead_letter`: DeadLetter when the registration store stays unreachable after retries.
     Filings go to Redis in batches: one round trip per batch.
+
+    reassess_resent: a re-sent filing goes on too. The streaming service sets it: a crash may
+    have stopped the first delivery before its decision was written, and its effects are
+    written once whatever happens (connectors/redis_streams.py). The batch job has no such
+    guard and leaves it off: a re-sent filing is answered again, assessed once.
     """
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, reassess_resent: bool = False):
         super().__init__()
         self._settings = settings
+        self._onward = _ONWARD | {RESENT} if reassess_resent else _ONWARD
 
     def expand(self, accepted):
         return (accepted
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._settings.registration_batch_size)
-                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings)).with_outputs(DEAD_LETTER, NEWLY_REGISTERED, main=ANSWERS))
+                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings, self._onward)).with_outputs(DEAD_LETTER, REGISTERED_OUT, main=ANSWERS))

@@ -8,7 +8,7 @@ from apache_beam.pvalue import TaggedOutput
 from ..answering import DeadLetter
 from ..config import Settings
 from ..connectors.redis_store import connect
-from ..decisions import decide, filer_answer
+from ..decisions import decide, filer_answers
 from ..enrichment import EnrichedFiling
 from ..rule_store import RulePackSource, RulePackStore
 from .answer import ASSESS_STAGE, COUNTER_NAMESPACE, CounterFamily
@@ -24,6 +24,7 @@ class _ScoreDoFn(beam.DoFn):
         self._referrals = Metrics.counter(COUNTER_NAMESPACE, "referrals")
         self._rule_errors = Metrics.counter(COUNTER_NAMESPACE, "rule_errors")
         self._reload_failures = Metrics.counter(COUNTER_NAMESPACE, "rule_pack_reload_failures")
+        self._answers_due = Metrics.counter(COUNTER_NAMESPACE, "assessment_answers_due")
 
     def setup(self):
         rules = self._settings.rules
@@ -41,12 +42,13 @@ class _ScoreDoFn(beam.DoFn):
             self._failures_seen = self._source.reload_failures
         try:
             decision = decide(filing, scorer)
-            answer = filer_answer(decision, decision.assessed_at)  # one moment for decision and answer
+            answers = filer_answers(decision, decision.assessed_at)  # one moment for decision and answers
         except Exception as exc:  # a bug, not a rule (rule errors are caught per rule): keep the filing
             yield TaggedOutput(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE,
                                                        f"{type(exc).__name__}: {exc}", b""))
             return
         self._assessed.inc()
+        self._answers_due.inc(len(answers))
         self._decisions.inc(decision.assessment.decision)
         if decision.referral:
             self._referrals.inc()
@@ -55,15 +57,17 @@ class _ScoreDoFn(beam.DoFn):
         for hit in decision.assessment.hits:
             self._hits.inc(hit.rule)
         yield decision
-        yield TaggedOutput(ANSWERS, answer)
+        for answer in answers:
+            yield TaggedOutput(ANSWERS, answer)
 
 
 class ScoreFilings(beam.PTransform):
-    """EnrichedFiling in (newly registered filings with their container-status facts). Outputs:
-    `decisions`: Decision, one per filing: the assessment (score, risk level, decision, the rules
+    """EnrichedFiling in (consignments to assess, with their container-status facts). Outputs:
+    `decisions`: Decision, one per consignment: the assessment (score, risk level, decision, the rules
     that fired with their evidence) and the id of the pack that made it; referrals are the
     decisions other than assessment-complete;
-    `answers`: Answer to the filer, one per filing (IE3N03, IE3Q02, IE3Q03, IE3Q01 or IE3N08);
+    `answers`: Answer to each filer of the consignment, one per filing in it (IE3N03, IE3Q02,
+    IE3Q03, IE3Q01 or IE3N08);
     `dead_letter`: DeadLetter if a decision could not be made (a bug; the filing is kept).
     The pack is the active published one (hot reload through Redis), else settings.rules.pack_dir.
     """

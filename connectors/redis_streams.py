@@ -1,0 +1,321 @@
+"""Redis Streams connectors: filings in through a consumer group; answers, referrals, decisions
+and dead letters out, each effect written exactly once.
+
+Keys (prefix cs by default; `StreamKeys` is the one place that names them):
+    {p}:filings                     filings to screen (fields: filing, and optionally id, filer, received_at)
+    {p}:answers:{filer}             every answer for one filer (IE3R01, IE3N99, IE3N03, ...)
+    {p}:referrals:{risk centre}     referrals (and their withdrawals) for one risk centre
+    {p}:decisions                   every decision, referral or not
+    {p}:dead-letters                what no answer could be made for, with the reason
+    {p}:fx:{effect key}             marker that an effect was written (expires after `effect_retention`)
+    {p}:drain:{consumer}            set to ask a running consumer to stop reading and finish
+
+Reading: `ReadFilingsFromStream` is a splittable DoFn, one restriction per consumer name. Each
+call reads one batch (XREADGROUP ... BLOCK poll_ms: waiting costs nothing, no busy loop), emits
+it and defers; the entries are acknowledged in the bundle finalizer, which the runner calls
+only once the bundle's outputs, and so every effect written inside it, are committed. A crash
+before that leaves them pending: on restart the consumer reads its own pending entries first,
+and takes over entries other consumers left idle for `claim_idle_ms` (XAUTOCLAIM).
+
+Writing: every effect carries a key naming what it is (the IE3R01 of MRN x; the decision on
+consignment y in state z). One Lua script per batch writes the effects whose key is new and
+skips the others, atomically: a redelivered or re-sent filing yields no second answer,
+decision or referral.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import redis
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from cargoscreen.answering import DeadLetter
+from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_store import connect, with_retries
+from cargoscreen.validation import Submission
+
+DEAD_LETTER = "dead_letter"
+_OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
+
+
+@dataclass(frozen=True)
+class StreamKeys:
+    prefix: str = "cs"
+
+    @property
+    def filings(self) -> str:
+        return f"{self.prefix}:filings"
+
+    def answers(self, filer: str | None) -> str:
+        return f"{self.prefix}:answers:{filer or 'unknown'}"
+
+    def referrals(self, risk_centre: str) -> str:
+        return f"{self.prefix}:referrals:{risk_centre}"
+
+    @property
+    def decisions(self) -> str:
+        return f"{self.prefix}:decisions"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}:dead-letters"
+
+    def effect(self, key: str) -> str:
+        return f"{self.prefix}:fx:{key}"
+
+    def drain(self, consumer: str) -> str:
+        return f"{self.prefix}:drain:{consumer}"
+
+
+def default_consumer(index: int = 0) -> str:
+    """Stable across restarts on one host, so a restarted worker finds its own pending entries."""
+    return f"{socket.gethostname()}-{index}"
+
+
+def entry_submission(stream: str, entry_id: bytes, fields: dict) -> Submission | DeadLetter:
+    """A stream entry as a Submission; an entry without a filing is a dead letter, not an error."""
+    entry = entry_id.decode()
+    if not fields:  # XREADGROUP returns pending entries the stream has trimmed away as empty
+        return DeadLetter(f"{stream}/{entry}", "read", "entry trimmed from the stream before it was screened", b"")
+    payload = fields.get(b"filing")
+    if payload is None:
+        return DeadLetter(f"{stream}/{entry}", "read", "stream entry has no 'filing' field",
+                          json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
+                                      for k, v in fields.items()}).encode())
+    submission_id = fields.get(b"id", entry_id).decode(errors="replace")
+    received = fields.get(b"received_at")
+    if received is None:  # the entry id is the time Redis took it
+        ms = int(entry.split("-")[0])
+        received_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}000Z"
+    else:
+        received_at = received.decode()
+    filer = fields.get(b"filer")
+    return Submission(submission_id, payload, received_at, filer.decode() if filer else None)
+
+
+class _OpenEndedTracker(OffsetRestrictionTracker):
+    """Positions are polls. Only checkpoints split it (a consumer is one reader, not divisible)."""
+
+    def try_split(self, fraction_of_remainder):
+        return super().try_split(0) if fraction_of_remainder == 0 else None
+
+    def is_bounded(self):
+        return False
+
+    def finish(self) -> None:
+        """Ends the restriction here: the source stops (drained, or --once with nothing left)."""
+        self.try_claim(self.current_restriction().stop - 1)
+
+
+class ConsumerRestrictions(RestrictionProvider):
+    """One open-ended restriction per reader (a consumer name, a folder): positions are polls."""
+
+    def initial_restriction(self, consumer):
+        return OffsetRange(0, _OPEN_END)
+
+    def create_tracker(self, restriction):
+        return _OpenEndedTracker(restriction)
+
+    def restriction_size(self, consumer, restriction):
+        return 1
+
+    def split(self, consumer, restriction):
+        yield restriction
+
+    def truncate(self, consumer, restriction):
+        return None  # a runner draining the job: stop reading, what was read is finished
+
+
+class _ReadStreamDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._url, self._retry = settings.redis.url, settings.redis
+        self._keys, self._reading = StreamKeys(settings.redis.key_prefix), settings.streams
+        self._read = Metrics.counter("cargoscreen", "inputs")
+        self._claimed = Metrics.counter("cargoscreen", "stream_entries_claimed")
+
+    def setup(self):
+        self._client = connect(self._url)
+        try:
+            self._client.xgroup_create(self._keys.filings, self._reading.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def process(self, consumer: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
+                finalizer=beam.DoFn.BundleFinalizerParam):
+        position = tracker.current_restriction().start
+        if not tracker.try_claim(position):
+            return
+        watermark.set_watermark(Timestamp.now())
+        if self._client.exists(self._keys.drain(consumer)):
+            tracker.finish()
+            return
+        r, stream = self._reading, self._keys.filings
+        if position == 0:  # a (re)started consumer: its own unacknowledged entries first
+            entries = self._pending_entries(consumer)
+        else:
+            entries = self._claim_stale(consumer) if position % 20 == 1 else []
+            entries = entries or self._read_entries(consumer, ">", r.poll_ms)
+        if not entries and r.once and position > 0:
+            tracker.finish()
+            return
+        for entry_id, fields in entries:
+            self._read.inc()
+            item = entry_submission(stream, entry_id, fields)
+            yield TaggedOutput(DEAD_LETTER, item) if isinstance(item, DeadLetter) else item
+        if entries:
+            ids = [entry_id for entry_id, _ in entries]
+            finalizer.register(lambda: self._acknowledge(ids))
+        tracker.defer_remainder(Duration(0))
+
+    def _read_entries(self, consumer: str, start: str, block_ms: int | None) -> list:
+        reply = self._client.xreadgroup(self._reading.group, consumer, {self._keys.filings: start},
+                                        count=self._reading.read_batch, block=block_ms)
+        return reply[0][1] if reply else []
+
+    def _pending_entries(self, consumer: str) -> list:
+        entries, start = [], "0"
+        while True:
+            page = self._read_entries(consumer, start, None)
+            if not page:
+                return entries
+            entries += page
+            start = page[-1][0].decode()
+
+    def _claim_stale(self, consumer: str) -> list:
+        reply = self._client.xautoclaim(self._keys.filings, self._reading.group, consumer,
+                                        self._reading.claim_idle_ms, count=self._reading.read_batch)
+        entries = reply[1]
+        self._claimed.inc(len(entries))
+        return entries
+
+    def _acknowledge(self, ids: list) -> None:
+        with_retries(self._retry, lambda: self._client.xack(self._keys.filings, self._reading.group, *ids))
+
+
+class ReadFilingsFromStream(beam.PTransform):
+    """Nothing in (a pipeline root); Submission out for each entry of the filings stream, read by
+    the consumers named (one reader each: several names, several readers in one group).
+    Output `dead_letter`: DeadLetter for an entry without a filing. Unbounded unless settings.streams.once."""
+
+    def __init__(self, settings: Settings, consumers: list[str]):
+        super().__init__()
+        self._settings, self._consumers = settings, list(consumers)
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Consumers" >> beam.Create(self._consumers)
+                | "Read" >> beam.ParDo(_ReadStreamDoFn(self._settings)).with_outputs(
+                    DEAD_LETTER, main="submissions"))
+
+
+# -- effects -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Effect:
+    """One thing to write once: an entry on `stream`, unless `key` was written before.
+
+    `latest`: (hash key, field, value) also set when the effect is new (the current decision of
+    a consignment); `unschedule`: (sorted set, member) removed when it is written (a deadline
+    that this effect answers)."""
+
+    kind: str  # answer, decision, referral, dead-letter: for counting
+    key: str
+    stream: str
+    fields: dict = field(hash=False)
+    latest: tuple[str, str, str] | None = None
+    unschedule: tuple[str, str] | None = None
+
+
+_DELIVER = """
+local ttl, maxlen, n = tonumber(ARGV[1]), ARGV[2], (#ARGV - 2) / 7
+local out = {}
+for i = 1, n do
+  local b = 2 + 7 * (i - 1)
+  local fx, stream, body = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  if redis.call('SET', fx, '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'effect', ARGV[b + 1], 'body', body)
+    if ARGV[b + 4] ~= '' then redis.call('HSET', ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]) end
+    if ARGV[b + 7] ~= '' then redis.call('ZREM', ARGV[b + 7], ARGV[b + 5]) end
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+
+class EffectWriter:
+    """Writes effects in batches, each once (see the module's docstring)."""
+
+    def __init__(self, client: redis.Redis, keys: StreamKeys, retention_seconds: int, maxlen: int):
+        self._client, self._keys = client, keys
+        self._retention, self._maxlen = retention_seconds, maxlen
+        self._script = client.register_script(_DELIVER)
+
+    def write(self, effects: list[Effect]) -> list[bool]:
+        args: list = [self._retention, self._maxlen]
+        for e in effects:
+            latest = e.latest or ("", e.unschedule[1] if e.unschedule else "", "")
+            args += [self._keys.effect(e.key), e.stream, json.dumps(e.fields, ensure_ascii=False, default=str),
+                     latest[0], latest[1], latest[2], e.unschedule[0] if e.unschedule else ""]
+        return [bool(x) for x in self._script(args=args)] if effects else []
+
+
+class _DeliverDoFn(beam.DoFn):
+    def __init__(self, settings: Settings, batch: int):
+        self._settings, self._batch = settings, batch
+
+    def setup(self):
+        s = self._settings
+        self._writer = EffectWriter(connect(s.redis.url), StreamKeys(s.redis.key_prefix),
+                                    s.streams.effect_retention_seconds, s.streams.maxlen)
+        self._counters: dict[str, object] = {}
+
+    def start_bundle(self):
+        self._pending: list[Effect] = []
+
+    def process(self, effects):
+        self._pending.extend(effects if isinstance(effects, (list, tuple)) else [effects])
+        if len(self._pending) >= self._batch:
+            self._flush()
+
+    def finish_bundle(self):
+        self._flush()  # before the bundle commits: the source acknowledges only after this
+
+    def _flush(self):
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        written = with_retries(self._settings.redis, lambda: self._writer.write(pending))
+        for effect, new in zip(pending, written):
+            self._count(f"effects_{'written' if new else 'suppressed'}_{effect.kind}")
+
+    def _count(self, name: str) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Metrics.counter("cargoscreen", name)
+        counter.inc()
+
+
+class DeliverEffects(beam.PTransform):
+    """Effect (or lists of them) in; nothing out. Each effect written to its Redis stream once,
+    in batches of `batch` per round trip, all of a bundle's before the bundle ends. Redis
+    unreachable after retries fails the bundle: the runner retries it, nothing is acknowledged."""
+
+    def __init__(self, settings: Settings, batch: int = 256):
+        super().__init__()
+        self._settings, self._batch = settings, batch
+
+    def expand(self, effects):
+        return effects | "Write" >> beam.ParDo(_DeliverDoFn(self._settings, self._batch))

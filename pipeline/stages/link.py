@@ -1,0 +1,132 @@
+"""Business step 3: link the partial filings of one consignment (multiple filing)."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import apache_beam as beam
+import redis
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from ..answering import DeadLetter
+from ..config import Settings
+from ..connectors.redis_store import connect, with_retries
+from ..domain import answers
+from ..domain.filings import HOUSE
+from ..linking import (Consignment, ConsignmentStore, LinkResult, Pending, Withdrawal, consignment_of, linked_key,
+                       member_of, missing_documents, standalone, state_of)
+from ..registration import AMENDED, INVALIDATED, RegistrationResult
+from ..validation import ValidationOutcome, utc_now
+from .validate import DEAD_LETTER
+
+CONSIGNMENTS, PENDING, WITHDRAWALS = "consignments", "pending", "withdrawals"
+
+
+def pending_answer(p: Pending, now: str) -> answers.Answer:
+    """IE3N11 (pending) to a house filer whose master is not filed yet; IE3N02 (not complete) otherwise."""
+    m = p.member
+    if m.record.level == HOUSE and p.missing and p.missing[0].startswith("master"):
+        answer = answers.pending(m.submission_id, m.filer, m.lrn, m.mrn, f"awaiting the {p.missing[0]}", now)
+    else:
+        answer = answers.not_complete(m.submission_id, m.filer, m.lrn, m.mrn, p.missing, now)
+    return replace(answer, about=m.digest)
+
+
+class _LinkDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._linked = Metrics.counter("cargoscreen", "filings_linked")
+        self._overdue = Metrics.counter("cargoscreen", "consignments_overdue")
+
+    def setup(self):
+        self._store = ConsignmentStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
+                                       self._settings.registration_retention_seconds)
+        self._next_sweep = 0.0
+
+    def process(self, element: tuple[ValidationOutcome, RegistrationResult]):
+        outcome, result = element
+        try:
+            yield from self._link(outcome, result)
+        except Exception as exc:  # Redis gone after retries, or a bug: keep the filing, say why
+            yield TaggedOutput(DEAD_LETTER, DeadLetter(outcome.submission.submission_id, "link",
+                                                       f"{type(exc).__name__}: {exc}", outcome.submission.payload))
+
+    def _link(self, outcome: ValidationOutcome, result: RegistrationResult):
+        deadline = time.time() + self._settings.linking.deadline_seconds
+        if result.status == INVALIDATED:
+            found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, deadline))
+            yield TaggedOutput(WITHDRAWALS, Withdrawal(found.key if found else f"mrn:{result.mrn}", result.mrn,
+                                                       outcome.submission.submission_id))
+            if found and found.complete:
+                yield self._consignment(found)
+            return
+        member = member_of(outcome, result.mrn)
+        key = linked_key(outcome.record)
+        if key is None:
+            yield standalone(member, version=result.amendment + 1 if result.status == AMENDED else 1)
+            return
+        self._linked.inc()
+        linked = with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline))
+        if linked.complete:
+            yield self._consignment(linked)
+        else:
+            master = next((m for m in linked.members if m.record.level != HOUSE), None)
+            houses = [m for m in linked.members if m.record.level == HOUSE]
+            yield TaggedOutput(PENDING, Pending(member, key, missing_documents(master, houses, key)))
+
+    @staticmethod
+    def _consignment(linked: LinkResult) -> Consignment:
+        return consignment_of(linked.key, linked.version, linked.state, list(linked.members))
+
+    def finish_bundle(self):
+        # Deadlines are looked at between bundles: a streaming source makes a bundle every poll,
+        # even an idle one, so an overdue consignment waits at most sweep_seconds + a poll.
+        now = time.time()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._settings.linking.sweep_seconds
+        try:
+            overdue = self._store.overdue(now, self._settings.linking.retry_seconds)
+        except redis.RedisError as exc:  # the deadlines wait in Redis for the next sweep
+            logging.warning("deadline sweep skipped: %s", exc)
+            return
+        for key, version, members in overdue:
+            if not members:
+                continue
+            self._overdue.inc()
+            master = next((m for m in members if m.record.level != HOUSE), None)
+            houses = [m for m in members if m.record.level == HOUSE]
+            missing = missing_documents(master, houses, key)
+            c = consignment_of(key, version, f"incomplete:{state_of(members)}", members, missing)
+            yield WindowedValue(c, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+
+class LinkConsignments(beam.PTransform):
+    """(ValidationOutcome, RegistrationResult) of registered filings, amendments and
+    invalidations in. Outputs:
+    `consignments`: Consignment ready to assess: a filing standing alone, a linked consignment
+    that is complete (again, after an amendment or a new house), or one past its deadline
+    (with the documents still missing);
+    `pending`: Pending, a partial filing whose consignment is not complete yet;
+    `withdrawals`: Withdrawal, an invalidated filing whose consignment's decision no longer stands;
+    `dead_letter`: DeadLetter when the consignment store stays unreachable.
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, registered):
+        return registered | "Link" >> beam.ParDo(_LinkDoFn(self._settings)).with_outputs(
+            PENDING, WITHDRAWALS, DEAD_LETTER, main=CONSIGNMENTS)
+
+
+class AnswerPending(beam.PTransform):
+    """Pending in; Answer out: IE3N02 (ENS not complete) or IE3N11 (pending) naming what is missing."""
+
+    def expand(self, pending):
+        return pending | "NotComplete" >> beam.Map(lambda p: pending_answer(p, utc_now()))

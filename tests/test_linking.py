@@ -1,0 +1,88 @@
+"""Multiple filing: partial filings linked into consignments, with their state in a real Redis."""
+from __future__ import annotations
+
+from cargoscreen.domain.screening import record_from_dict
+from cargoscreen.linking import (ConsignmentStore, Member, assemble, consignment_of, linked_key, missing_documents,
+                                 standalone)
+
+
+def _member(mrn: str, code: str, document: str, master: str | None = None, houses=(), digest: str = "d1",
+            goods=({"hs_code": "940360", "description": "wooden chairs"},)) -> Member:
+    record = record_from_dict({"filing_code": code, "transport_document": document, "master_document": master,
+                               "house_documents": list(houses), "goods": list(goods)})
+    return Member(mrn, f"sub-{mrn}", f"FILER{mrn[-1]}", f"LRN{mrn}", code, digest, record)
+
+
+MASTER = _member("MRN1", "F12", "MB1", houses=("HB1", "HB2"))
+HOUSE1 = _member("MRN2", "F15", "HB1", master="MB1", goods=({"hs_code": "293212", "description": "chemicals"},))
+HOUSE2 = _member("MRN3", "F16", "HB2", master="MB1")
+
+
+def test_partial_filings_share_the_key_of_their_master_document_and_others_stand_alone():
+    assert linked_key(MASTER.record) == linked_key(HOUSE1.record) == "sea:MB1"
+    plain = _member("MRN9", "F10", "BL9")
+    assert linked_key(plain.record) is None and standalone(plain).key == "mrn:MRN9"
+
+
+def test_what_is_missing_is_named_for_the_filer():
+    assert missing_documents(None, [HOUSE1], "sea:MB1") == ("master transport document MB1",)
+    assert missing_documents(MASTER, [HOUSE1], "sea:MB1") == ("house transport document HB2",)
+    assert missing_documents(MASTER, [HOUSE1, HOUSE2], "sea:MB1") == ()
+    lone = _member("MRN5", "F13", "MB5")  # lists no houses: complete with the first one
+    assert missing_documents(lone, [], "sea:MB5") == ("house-level filings",)
+
+
+def test_the_merged_record_has_the_houses_goods_each_pointing_into_its_own_filing():
+    c = consignment_of("sea:MB1", 1, "s", [HOUSE2, MASTER, HOUSE1])
+    assert c.lead is MASTER and [m.mrn for m in c.members] == ["MRN1", "MRN2", "MRN3"]
+    assert [g.description for g in c.record.goods] == ["wooden chairs", "chemicals", "wooden chairs"]
+    assert [g.house for g in c.record.goods] == [None, 1, 2]
+    assert c.record.goods[1].pointer.startswith("MRN2#/")
+    assert c.record.house_documents == ("HB1", "HB2")
+
+
+def test_members_survive_their_trip_through_redis_as_json():
+    assert Member.from_json(HOUSE1.to_json()) == HOUSE1
+
+
+def test_a_consignment_is_complete_once_every_listed_house_is_in_and_redelivery_keeps_its_version(redis_client):
+    store = ConsignmentStore(redis_client)
+    first = store.add("sea:MB1", HOUSE1, deadline=100.0)
+    assert not first.complete and redis_client.zscore(store.due_key, "sea:MB1") == 100.0
+    assert not store.add("sea:MB1", MASTER, deadline=200.0).complete  # the first deadline stands
+    assert redis_client.zscore(store.due_key, "sea:MB1") == 100.0
+    done = store.add("sea:MB1", HOUSE2, deadline=300.0)
+    assert done.complete and done.version == 1 and len(done.members) == 3
+    assert redis_client.zscore(store.due_key, "sea:MB1") is None  # complete: no deadline
+    again = store.add("sea:MB1", HOUSE2, deadline=300.0)  # a redelivery changes nothing
+    assert (again.version, again.state) == (1, done.state)
+    amended = store.add("sea:MB1", _member("MRN3", "A16", "HB2", master="MB1", digest="d2"), deadline=400.0)
+    assert amended.complete and amended.version == 2 and amended.state != done.state
+    assert {m.digest for m in amended.members if m.mrn == "MRN3"} == {"d2"}
+
+
+def test_an_invalidated_house_leaves_its_consignment_and_an_unknown_one_is_not_linked(redis_client):
+    store = ConsignmentStore(redis_client)
+    for m in (MASTER, HOUSE1, HOUSE2):
+        store.add("sea:MB1", m, deadline=100.0)
+    after = store.remove("MRN3", deadline=500.0)
+    assert not after.complete and {m.mrn for m in after.members} == {"MRN1", "MRN2"}
+    assert redis_client.zscore(store.due_key, "sea:MB1") == 500.0  # incomplete again: a deadline again
+    assert store.remove("MRN-NOT-LINKED", deadline=1.0) is None
+
+
+def test_overdue_consignments_are_claimed_for_a_while_and_come_due_again_if_not_answered(redis_client):
+    store = ConsignmentStore(redis_client)
+    store.add("sea:MB1", HOUSE1, deadline=100.0)
+    [(key, version, members)] = store.overdue(now=150.0, retry_seconds=60)
+    assert key == "sea:MB1" and version == 0 and [m.mrn for m in members] == ["MRN2"]
+    assert store.overdue(now=160.0, retry_seconds=60) == []  # claimed
+    assert [k for k, _, _ in store.overdue(now=211.0, retry_seconds=60)] == ["sea:MB1"]  # its referral never came
+
+
+def test_offline_linking_for_backtests_matches_the_redis_rules():
+    ready, pending = assemble([MASTER, HOUSE1, _member("MRN9", "F10", "BL9"), _member("MRN7", "F16", "HB7", "MB7")])
+    assert sorted(c.key for c in ready) == ["mrn:MRN9"]
+    assert {p.member.mrn for p in pending} == {"MRN1", "MRN2", "MRN7"}
+    ready, _ = assemble([MASTER, HOUSE1, HOUSE2])
+    assert [c.key for c in ready] == ["sea:MB1"] and len(ready[0].members) == 3
