@@ -22,7 +22,8 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from cargoscreen.answering import DeadLetter
-from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions
+from cargoscreen.connectors.redis_store import connect
+from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions, finish
 from cargoscreen.validation import Submission
 
 PROCESSING, DONE = ".processing", "done"
@@ -42,18 +43,25 @@ def ready_files(folder: Path, settle_seconds: float, now: float, limit: int) -> 
 
 
 class _WatchFolderDoFn(beam.DoFn):
-    def __init__(self, max_bytes: int, settle_seconds: float, poll_seconds: float, batch: int, once: bool):
+    def __init__(self, max_bytes: int, settle_seconds: float, poll_seconds: float, batch: int, once: bool,
+                 drain: tuple[str, str] | None):
         self._max_bytes, self._settle, self._poll = max_bytes, settle_seconds, poll_seconds
-        self._batch, self._once = batch, once
+        self._batch, self._once, self._drain = batch, once, drain
         self._inputs = Metrics.counter("cargoscreen", "inputs")
 
-    def process(self, folder: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
-                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
-                finalizer=beam.DoFn.BundleFinalizerParam):
+    def setup(self):
+        self._client = connect(self._drain[0]) if self._drain else None
+
+    def process(self, folder: str, finalizer=beam.DoFn.BundleFinalizerParam,
+                tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
         position = tracker.current_restriction().start
         if not tracker.try_claim(position):
             return
         watermark.set_watermark(Timestamp.now())
+        if self._client is not None and self._client.exists(self._drain[1]):
+            finish(tracker)
+            return
         root = Path(folder)
         processing = root / PROCESSING
         processing.mkdir(parents=True, exist_ok=True)
@@ -64,7 +72,7 @@ class _WatchFolderDoFn(beam.DoFn):
                                  ready_files(root, self._settle, time.time(), self._batch)) if t]
         if not taken and position > 0:
             if self._once:
-                tracker.finish()
+                finish(tracker)
                 return
             time.sleep(self._poll)  # nothing there: wait before the next look, never spin
         for path in taken:
@@ -103,13 +111,14 @@ class _WatchFolderDoFn(beam.DoFn):
 class WatchDropFolder(beam.PTransform):
     """Nothing in (a pipeline root); Submission out for each whole `*.xml` file dropped into the
     folder, its id the file name. Output `dead_letter`: DeadLetter for a file that cannot be read.
-    Unbounded unless once (then it stops when the folder has nothing ready)."""
+    Unbounded unless once (then it stops when the folder has nothing ready); drain: (Redis URL,
+    key) whose presence asks it to stop, as for the stream reader."""
 
     def __init__(self, folder: Path, max_bytes: int, once: bool = False, settle_seconds: float = 0.5,
-                 poll_seconds: float = 0.5, batch: int = 500):
+                 poll_seconds: float = 0.5, batch: int = 500, drain: tuple[str, str] | None = None):
         super().__init__()
         self._folder = str(folder)
-        self._fn = _WatchFolderDoFn(max_bytes, settle_seconds, poll_seconds, batch, once)
+        self._fn = _WatchFolderDoFn(max_bytes, settle_seconds, poll_seconds, batch, once, drain)
 
     def expand(self, pbegin):
         return (pbegin

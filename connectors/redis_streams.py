@@ -111,9 +111,10 @@ class _OpenEndedTracker(OffsetRestrictionTracker):
     def is_bounded(self):
         return False
 
-    def finish(self) -> None:
-        """Ends the restriction here: the source stops (drained, or --once with nothing left)."""
-        self.try_claim(self.current_restriction().stop - 1)
+
+def finish(tracker) -> None:
+    """Ends a reader's restriction here: the source stops (drained, or once with nothing left)."""
+    tracker.try_claim(tracker.current_restriction().stop - 1)
 
 
 class ConsumerRestrictions(RestrictionProvider):
@@ -150,15 +151,15 @@ class _ReadStreamDoFn(beam.DoFn):
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def process(self, consumer: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
-                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
-                finalizer=beam.DoFn.BundleFinalizerParam):
+    def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
+                tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
         position = tracker.current_restriction().start
         if not tracker.try_claim(position):
             return
         watermark.set_watermark(Timestamp.now())
         if self._client.exists(self._keys.drain(consumer)):
-            tracker.finish()
+            finish(tracker)
             return
         r, stream = self._reading, self._keys.filings
         if position == 0:  # a (re)started consumer: its own unacknowledged entries first
@@ -167,7 +168,7 @@ class _ReadStreamDoFn(beam.DoFn):
             entries = self._claim_stale(consumer) if position % 20 == 1 else []
             entries = entries or self._read_entries(consumer, ">", r.poll_ms)
         if not entries and r.once and position > 0:
-            tracker.finish()
+            finish(tracker)
             return
         for entry_id, fields in entries:
             self._read.inc()

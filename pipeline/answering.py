@@ -46,7 +46,9 @@ def rejection(outcome: ValidationOutcome, now: str) -> Answer:
     summary = outcome.summary
     answer = answers.error_notification(outcome.submission.submission_id, outcome.filer,
                                         summary.lrn if summary else None, outcome.errors, now)
-    return replace(answer, about=content_digest(outcome))
+    # Per submission: a rejected message sent again is answered again (the sender may not be
+    # known, so there is no one to recognise the re-send by); a redelivery is still answered once.
+    return replace(answer, about=f"{content_digest(outcome)}|{outcome.submission.submission_id}")
 
 
 def registration_request(outcome: ValidationOutcome, year: int) -> RegistrationRequest:

@@ -146,10 +146,15 @@ def _progress() -> Progress:
 
 
 @main.command()
-@click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of filings (*.xml, searched recursively).")
-@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for answers/, decisions/, referrals/, enriched/, dead-letters/, archive/ and summary.json.")
+@click.option("--input", "input_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Batch: folder of filings (*.xml, searched recursively). With --follow/--once: a drop folder "
+                   "(default: the Redis stream of filings).")
+@click.option("--output", "output_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for answers/, decisions/, referrals/, enriched/, dead-letters/, archive/ and summary.json; "
+                   "with --follow/--once only the Parquet archive is written there (answers go to Redis streams).")
+@click.option("--follow", is_flag=True, help="Run as a service until SIGTERM/SIGINT (drains, then exits).")
+@click.option("--once", is_flag=True, help="Like --follow, but stop when the source has nothing new.")
+@click.option("--consumer", default=None, help="This worker's name in the consumer group (default: host name).")
 @click.option("--redis-url", default=None, help="Redis for registrations; default: an embedded server under OUTPUT/redis.")
 @click.option("--schemas", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra XSD sets.")
 @click.option("--runner", default="FnApiRunner", show_default=True,
@@ -157,13 +162,38 @@ def _progress() -> Progress:
 @click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option, e.g. --beam-option=--direct_num_workers=2")
 @click.option("--rules", "rules_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Rule pack folder used until one is published in Redis (default: the bundled starter pack).")
-def run(input_dir, output_dir, redis_url, schemas, runner, beam_options, rules_dir) -> None:
-    """Run the batch pipeline over a folder of filings and print the summary (inputs = accepted + rejected + dead-lettered)."""
+def run(input_dir, output_dir, follow, once, consumer, redis_url, schemas, runner, beam_options, rules_dir) -> None:
+    """Run the batch pipeline over a folder of filings and print the summary (inputs = accepted + rejected +
+    dead-lettered); with --follow or --once, run the streaming service on the Redis stream of filings."""
     settings = _settings(schemas)
     if rules_dir:
         settings = replace(settings, rules=replace(settings.rules, pack_dir=Path(rules_dir)))
+    if follow or once:
+        if not redis_url:
+            raise click.UsageError("the service needs --redis-url (the Redis its filers and risk centres share)")
+        _serve(settings.with_redis_url(redis_url), once, consumer, input_dir, output_dir, runner, list(beam_options))
+        return
+    if not input_dir or not output_dir:
+        raise click.UsageError("a batch run needs --input and --output (or --follow / --once for the service)")
     summary = run_and_report(Path(input_dir), Path(output_dir), settings, redis_url, runner, list(beam_options))
     sys.exit(0 if summary.balanced else 2)
+
+
+def _serve(settings: Settings, once: bool, consumer: str | None, drop_folder: str | None, archive: str | None,
+           runner: str, beam_options: list[str]) -> None:
+    import signal
+
+    from .connectors.redis_streams import default_consumer
+    from .service import clear_drain, request_drain, run_service
+
+    settings = replace(settings, streams=replace(settings.streams, once=once))
+    consumers = [consumer or default_consumer()]
+    clear_drain(settings, consumers)  # a drain asked of an earlier run does not stop this one
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stop reading, finish and acknowledge, then exit
+        signal.signal(sig, lambda *_: request_drain(settings, consumers))
+    logging.info("screening %s as %s", drop_folder or "the filings stream", consumers[0])
+    run_service(settings, consumers, Path(drop_folder) if drop_folder else None,
+                Path(archive) / "archive" if archive else None, runner, beam_options)
 
 
 def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_url: str | None = None,

@@ -1,0 +1,164 @@
+"""The streaming service: the batch job's steps, fed by an unbounded source, writing to Redis streams.
+
+    Redis stream {p}:filings  (ReadFilingsFromStream: consumer group, acknowledged after the bundle)
+      or a drop folder        (WatchDropFolder)
+        -> ValidateFilings -> RegisterFilings -> LinkConsignments -> EnrichFilings -> ScoreFilings
+    every answer      -> {p}:answers:{filer}         (schema-checked first, as in the batch job)
+    every decision    -> {p}:decisions; referrals also -> {p}:referrals:{risk centre}
+    every withdrawal  -> {p}:decisions, and the referral's risk centre if it was a referral
+    every dead letter -> {p}:dead-letters
+    optionally the Parquet archive of every filing and decision (connectors/archive.py)
+
+One fused path from source to sinks, no Flatten, no shuffle (see ARCHITECTURE.md: on
+FnApiRunner anything behind one waits for the source to end). Each effect is written once
+(connectors/redis_streams.py): a redelivered or re-sent filing changes nothing.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import apache_beam as beam
+
+from .answering import DeadLetter
+from .config import Settings
+from .connectors.archive import DECISIONS, FILINGS, WriteArchive, decision_row, filing_row
+from .connectors.redis_store import connect
+from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys
+from .decisions import Decision, decision_record
+from .domain.answers import Answer
+from .linking import Withdrawal
+from .stages.answer import AnswerRejections, EmitAnswers
+from .stages.enrich import EnrichFilings
+from .stages.link import AnswerPending, LinkConsignments
+from .stages.register import RegisterFilings
+from .stages.score import ScoreFilings
+from .stages.validate import ValidateFilings
+from .validation import utc_now
+
+
+def latest_decision_key(keys: StreamKeys) -> str:
+    """Hash: consignment -> its latest decision (JSON: referral id, risk centre, decision, state)."""
+    return f"{keys.prefix}:decision-of"
+
+
+def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
+    return Effect("answer", f"answer|{a.message_type}|{a.recipient}|{a.lrn}|{a.mrn}|{a.about}",
+                  keys.answers(a.recipient),
+                  {"message_type": a.message_type, "submission_id": a.submission_id, "lrn": a.lrn, "mrn": a.mrn,
+                   "xml": a.xml.decode("utf-8")})
+
+
+def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
+    record = decision_record(d)
+    consignment = record["consignment"]
+    latest = (latest_decision_key(keys), consignment, json.dumps(
+        {"referral_id": record["referral_id"], "risk_centre": d.risk_centre, "decision": d.assessment.decision,
+         "state": d.filing.state, "version": d.filing.version}))
+    due = (f"{keys.prefix}:cons:due", consignment) if d.filing.missing else None  # the deadline is answered
+    out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due)]
+    if d.referral:
+        out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre), record))
+    return out
+
+
+def withdrawal_effects(w: Withdrawal, latest: dict | None, keys: StreamKeys) -> list[Effect]:
+    body = {"withdrawn": w.key, "mrn": w.mrn, "submission_id": w.submission_id, "at": utc_now(),
+            "referral_id": (latest or {}).get("referral_id")}
+    state = (latest or {}).get("state", "")
+    out = [Effect("withdrawal", f"withdrawal|{w.key}|{w.mrn}|{state}", keys.decisions, body)]
+    if latest and latest.get("referral_id"):
+        out.append(Effect("withdrawal", f"withdrawal-referral|{w.key}|{w.mrn}|{state}",
+                          keys.referrals(latest["risk_centre"]), body))
+    return out
+
+
+def dead_letter_effect(d: DeadLetter, keys: StreamKeys) -> Effect:
+    return Effect("dead-letter", f"dead|{d.stage}|{d.submission_id}", keys.dead_letters,
+                  {"submission_id": d.submission_id, "stage": d.stage, "reason": d.reason,
+                   "payload_base64": base64.b64encode(d.payload).decode("ascii")})
+
+
+class _WithdrawDoFn(beam.DoFn):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+
+    def setup(self):
+        self._client = connect(self._settings.redis.url)
+        self._keys = StreamKeys(self._settings.redis.key_prefix)
+
+    def process(self, w: Withdrawal):
+        raw = self._client.hget(latest_decision_key(self._keys), w.key)
+        yield withdrawal_effects(w, json.loads(raw) if raw else None, self._keys)
+
+
+def deliver_outcomes(settings: Settings, outputs: dict) -> None:
+    """The service's sinks, one branch per kind of output (no Flatten: each stays fused with the
+    step that made it). outputs: answers (by name), decisions, withdrawals, dead letters (by name)."""
+    s, keys = settings, StreamKeys(settings.redis.key_prefix)
+    dead_letters = dict(outputs["dead_letters"])
+    for name, answers in outputs["answers"].items():
+        checked = answers | f"Check{name}" >> EmitAnswers(s)
+        checked.answers | f"{name}Effects" >> beam.Map(answer_effect, keys) | f"Deliver{name}" >> DeliverEffects(s)
+        dead_letters[f"{name}Answer"] = checked.dead_letter
+    (outputs["decisions"] | "DecisionEffects" >> beam.Map(decision_effects, keys)
+     | "DeliverDecisions" >> DeliverEffects(s))
+    (outputs["withdrawals"] | "Withdraw" >> beam.ParDo(_WithdrawDoFn(s))
+     | "DeliverWithdrawals" >> DeliverEffects(s))
+    for name, dead in dead_letters.items():
+        dead | f"{name}DeadLetters" >> beam.Map(dead_letter_effect, keys) | f"Deliver{name}Dead" >> DeliverEffects(s)
+
+
+def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTransform,
+                  archive_dir: Path | None = None) -> None:
+    read = pipeline | "ReadFilings" >> source
+    checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
+    registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings, reassess_resent=True)
+    linked = registered.registered | "LinkConsignments" >> LinkConsignments(settings)
+    scored = (linked.consignments | "EnrichFilings" >> EnrichFilings(settings)
+              | "ScoreFilings" >> ScoreFilings(settings))
+    outputs = {
+        "answers": {"Registration": registered.answers,
+                    "Rejection": checked.rejected | "AnswerRejections" >> AnswerRejections(),
+                    "Pending": linked.pending | "AnswerPending" >> AnswerPending(),
+                    "Assessment": scored.answers},
+        "decisions": scored.decisions, "withdrawals": linked.withdrawals,
+        "dead_letters": {"Read": read.dead_letter, "Validate": checked.dead_letter,
+                         "Register": registered.dead_letter, "Link": linked.dead_letter, "Assess": scored.dead_letter},
+    }
+    deliver_outcomes(settings, outputs)
+    if archive_dir is not None:
+        for name, outcomes in (("Accepted", checked.valid), ("Rejected", checked.rejected)):
+            (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
+             | f"ArchiveFilings{name}" >> WriteArchive(archive_dir, FILINGS))
+        (scored.decisions | "DecisionRows" >> beam.Map(decision_row)
+         | "ArchiveDecisions" >> WriteArchive(archive_dir, DECISIONS))
+
+
+def run_service(settings: Settings, consumers: list[str], drop_folder: Path | None = None,
+                archive_dir: Path | None = None, runner: str = "FnApiRunner", options: list[str] | None = None) -> None:
+    """Runs until the source ends: settings.streams.once and nothing new, or every consumer drained
+    (`request_drain`, which SIGTERM calls). Bundles in flight finish and are acknowledged first."""
+    from .connectors.dropdir import WatchDropFolder
+    from .connectors.redis_streams import ReadFilingsFromStream
+    from .job import make_pipeline
+
+    source = (WatchDropFolder(drop_folder, settings.limits.max_bytes, once=settings.streams.once,
+                              drain=(settings.redis.url, StreamKeys(settings.redis.key_prefix).drain(consumers[0])))
+              if drop_folder else ReadFilingsFromStream(settings, consumers))
+    pipeline = make_pipeline(runner, options)
+    build_service(pipeline, settings, source, archive_dir)
+    pipeline.run().wait_until_finish()
+
+
+def request_drain(settings: Settings, consumers: list[str]) -> None:
+    """Asks the running readers to stop reading; they finish what they read, then the job ends."""
+    client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
+    for consumer in consumers:
+        client.set(keys.drain(consumer), "1", ex=3600)
+
+
+def clear_drain(settings: Settings, consumers: list[str]) -> None:
+    client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
+    client.delete(*[keys.drain(c) for c in consumers])
