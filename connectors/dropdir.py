@@ -19,11 +19,11 @@ import apache_beam as beam
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import Duration
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.connectors.redis_store import connect
-from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions, finish
+from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions, claim_poll, finish
 from cargoscreen.validation import Submission
 
 PROCESSING, DONE = ".processing", "done"
@@ -55,12 +55,9 @@ class _WatchFolderDoFn(beam.DoFn):
     def process(self, folder: str, finalizer=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
-        position = tracker.current_restriction().start
-        if not tracker.try_claim(position):
-            return
-        watermark.set_watermark(Timestamp.now())
-        if self._client is not None and self._client.exists(self._drain[1]):
-            finish(tracker)
+        position = claim_poll(tracker, watermark,
+                              lambda: self._client is not None and self._client.exists(self._drain[1]))
+        if position is None:
             return
         root = Path(folder)
         processing = root / PROCESSING

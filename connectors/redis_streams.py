@@ -112,6 +112,19 @@ class _OpenEndedTracker(OffsetRestrictionTracker):
         return False
 
 
+def claim_poll(tracker, watermark, stop) -> int | None:
+    """Claims a reader's next poll and moves its watermark to now; None when there is nothing to
+    do: the restriction was split away, or stop() asks the reader to end (it is then finished)."""
+    position = tracker.current_restriction().start
+    if not tracker.try_claim(position):
+        return None
+    watermark.set_watermark(Timestamp.now())
+    if stop():
+        finish(tracker)
+        return None
+    return position
+
+
 def finish(tracker) -> None:
     """Ends a reader's restriction here: the source stops (drained, or once with nothing left)."""
     tracker.try_claim(tracker.current_restriction().stop - 1)
@@ -154,12 +167,8 @@ class _ReadStreamDoFn(beam.DoFn):
     def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
-        position = tracker.current_restriction().start
-        if not tracker.try_claim(position):
-            return
-        watermark.set_watermark(Timestamp.now())
-        if self._client.exists(self._keys.drain(consumer)):
-            finish(tracker)
+        position = claim_poll(tracker, watermark, lambda: self._client.exists(self._keys.drain(consumer)))
+        if position is None:
             return
         r, stream = self._reading, self._keys.filings
         if position == 0:  # a (re)started consumer: its own unacknowledged entries first
