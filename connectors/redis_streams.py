@@ -6,6 +6,7 @@ Keys (prefix cs by default; `StreamKeys` is the one place that names them):
     {p}:answers:{filer}             every answer for one filer (IE3R01, IE3N99, IE3N03, ...)
     {p}:referrals:{risk centre}     referrals (and their withdrawals) for one risk centre
     {p}:decisions                   every decision, referral or not
+    {p}:decision-of                 hash: consignment -> its latest decision (what a withdrawal withdraws)
     {p}:dead-letters                what no answer could be made for, with the reason
     {p}:fx:{effect key}             marker that an effect was written (expires after `effect_retention`)
     {p}:drain:{consumer}            set to ask a running consumer to stop reading and finish
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import apache_beam as beam
 import redis
@@ -41,10 +42,12 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_store import connect, with_retries
-from cargoscreen.validation import Submission
+from cargoscreen.stages.answer import CounterFamily
+from cargoscreen.validation import Submission, utc_iso
 
 DEAD_LETTER = "dead_letter"
 _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
+_CLAIM_EVERY = 20  # polls between looks for entries a dead consumer left pending (XAUTOCLAIM)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class StreamKeys:
     @property
     def decisions(self) -> str:
         return f"{self.prefix}:decisions"
+
+    @property
+    def decision_of(self) -> str:
+        return f"{self.prefix}:decision-of"
 
     @property
     def dead_letters(self) -> str:
@@ -95,7 +102,7 @@ def entry_submission(stream: str, entry_id: bytes, fields: dict) -> Submission |
     received = fields.get(b"received_at")
     if received is None:  # the entry id is the time Redis took it
         ms = int(entry.split("-")[0])
-        received_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}000Z"
+        received_at = utc_iso(datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=ms % 1000 * 1000))
     else:
         received_at = received.decode()
     filer = fields.get(b"filer")
@@ -174,7 +181,7 @@ class _ReadStreamDoFn(beam.DoFn):
         if position == 0:  # a (re)started consumer: its own unacknowledged entries first
             entries = self._pending_entries(consumer)
         else:
-            entries = self._claim_stale(consumer) if position % 20 == 1 else []
+            entries = self._claim_stale(consumer) if position % _CLAIM_EVERY == 1 else []
             entries = entries or self._read_entries(consumer, ">", r.poll_ms)
         if not entries and r.once and position > 0:
             finish(tracker)
@@ -234,9 +241,8 @@ class ReadFilingsFromStream(beam.PTransform):
 class Effect:
     """One thing to write once: an entry on `stream`, unless `key` was written before.
 
-    `latest`: (hash key, field, value) also set when the effect is new (the current decision of
-    a consignment); `unschedule`: (sorted set, member) removed when it is written (a deadline
-    that this effect answers)."""
+    When it is new, also: `latest` (hash key, field, value) is set (the current decision of a
+    consignment), and `unschedule` (sorted set, member) is removed (a deadline it answers)."""
 
     kind: str  # answer, decision, referral, dead-letter: for counting
     key: str
@@ -247,15 +253,15 @@ class Effect:
 
 
 _DELIVER = """
-local ttl, maxlen, n = tonumber(ARGV[1]), ARGV[2], (#ARGV - 2) / 7
+local ttl, maxlen, n = tonumber(ARGV[1]), ARGV[2], (#ARGV - 2) / 8
 local out = {}
 for i = 1, n do
-  local b = 2 + 7 * (i - 1)
+  local b = 2 + 8 * (i - 1)
   local fx, stream, body = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   if redis.call('SET', fx, '1', 'NX', 'EX', ttl) then
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'effect', ARGV[b + 1], 'body', body)
     if ARGV[b + 4] ~= '' then redis.call('HSET', ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]) end
-    if ARGV[b + 7] ~= '' then redis.call('ZREM', ARGV[b + 7], ARGV[b + 5]) end
+    if ARGV[b + 7] ~= '' then redis.call('ZREM', ARGV[b + 7], ARGV[b + 8]) end
     out[i] = 1
   else
     out[i] = 0
@@ -276,9 +282,8 @@ class EffectWriter:
     def write(self, effects: list[Effect]) -> list[bool]:
         args: list = [self._retention, self._maxlen]
         for e in effects:
-            latest = e.latest or ("", e.unschedule[1] if e.unschedule else "", "")
             args += [self._keys.effect(e.key), e.stream, json.dumps(e.fields, ensure_ascii=False, default=str),
-                     latest[0], latest[1], latest[2], e.unschedule[0] if e.unschedule else ""]
+                     *(e.latest or ("", "", "")), *(e.unschedule or ("", ""))]
         return [bool(x) for x in self._script(args=args)] if effects else []
 
 
@@ -290,7 +295,7 @@ class _DeliverDoFn(beam.DoFn):
         s = self._settings
         self._writer = EffectWriter(connect(s.redis.url), StreamKeys(s.redis.key_prefix),
                                     s.streams.effect_retention_seconds, s.streams.maxlen)
-        self._counters: dict[str, object] = {}
+        self._counts = CounterFamily("effects_")
 
     def start_bundle(self):
         self._pending: list[Effect] = []
@@ -309,13 +314,7 @@ class _DeliverDoFn(beam.DoFn):
         pending, self._pending = self._pending, []
         written = with_retries(self._settings.redis, lambda: self._writer.write(pending))
         for effect, new in zip(pending, written):
-            self._count(f"effects_{'written' if new else 'suppressed'}_{effect.kind}")
-
-    def _count(self, name: str) -> None:
-        counter = self._counters.get(name)
-        if counter is None:
-            counter = self._counters[name] = Metrics.counter("cargoscreen", name)
-        counter.inc()
+            self._counts.inc(f"{'written' if new else 'suppressed'}_{effect.kind}")
 
 
 class DeliverEffects(beam.PTransform):

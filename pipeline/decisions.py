@@ -20,6 +20,7 @@ from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
 from .domain.scoring import Assessment, Hit, Scorer
 from .enrichment import EnrichedFiling
 from .linking import Member
+from .validation import utc_iso
 
 ASSESSMENT_ANSWERS = {COMPLETE: "IE3N03", RFI: "IE3Q02", RFS: "IE3Q03", DNL: "IE3Q01", CONTROL: "IE3N08"}
 SUMMARY_GOODS = 20  # goods items shown in a referral (the filing itself is archived whole)
@@ -44,9 +45,13 @@ class Decision:
         return f"REF-{self.filing.mrn}"
 
     @property
+    def consignment(self) -> str:
+        return self.filing.consignment or f"mrn:{self.filing.mrn}"
+
+    @property
     def key(self) -> str:
         """Names this decision: the consignment in the state assessed (see linking.py)."""
-        return f"{self.filing.consignment or 'mrn:' + self.filing.mrn}|{self.filing.state}"
+        return f"{self.consignment}|{self.filing.state}"
 
 
 def risk_centre_for(office_of_first_entry: str | None) -> str:
@@ -68,7 +73,7 @@ def decide(filing: EnrichedFiling, scorer: Scorer, now: datetime | None = None) 
     assessment = scorer.assess(filing.record, filing.facts, filing.container_status, now.timestamp())
     if filing.missing:
         assessment = incompleteness(assessment, filing.missing)
-    return Decision(filing, assessment, now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    return Decision(filing, assessment, utc_iso(now),
                     risk_centre_for(filing.office_of_first_entry))
 
 
@@ -119,7 +124,7 @@ def decision_record(d: Decision) -> dict:
         "filing_code": f.filing_code, "mode": f.mode, "office_of_first_entry": f.office_of_first_entry,
         "decision": a.decision, "score": round(a.score, 1), "risk_level": a.level, "rule_pack": a.pack,
         "decision_table": a.table, "assessed_at": d.assessed_at,
-        "consignment": f.consignment or f"mrn:{f.mrn}", "version": f.version, "state": f.state,
+        "consignment": d.consignment, "version": f.version, "state": f.state,
         "filings": [{"mrn": m.mrn, "lrn": m.lrn, "filer": m.filer, "filing_code": m.filing_code}
                     for m in f.members], "missing": list(f.missing),
         "hits": [{"rule": h.rule, "title": h.title, "area": h.area, "weight": h.weight, "decision": h.decision,

@@ -715,7 +715,6 @@ class _Link:
     house: str | None  # this house's own document (None for the master)
     listed: tuple[str, ...]  # the house documents the master lists (F13 lists none)
     houses: int  # how many house filings follow the master
-    master_index: int
 
 
 def _natural_kind(spec: GeneratorSpec, i: int, kinds, weights) -> FilingKind:
@@ -732,12 +731,12 @@ def _link_of(spec: GeneratorSpec, i: int, kinds, weights) -> tuple[FilingKind, _
     if master_kind.code in _HOUSES_OF:
         houses = 1 if master_kind.code == "F13" else r.randint(1, LINK_SLOTS - 1)
         docs = tuple(f"HB{m:07d}{n}" for n in range(1, houses + 1))
-        link = _Link(f"MB{m:07d}{r.randint(100, 999)}", None, () if master_kind.code == "F13" else docs, houses, m)
+        link = _Link(f"MB{m:07d}{r.randint(100, 999)}", None, () if master_kind.code == "F13" else docs, houses)
         if i == m:
             return master_kind, link
         if i - m <= houses:
             house_kind = BY_CODE[r.choice(_HOUSES_OF[master_kind.code])]
-            return house_kind, _Link(link.master, docs[i - m - 1], link.listed, houses, m)
+            return house_kind, _Link(link.master, docs[i - m - 1], link.listed, houses)
     kind = _natural_kind(spec, i, kinds, weights)
     # Sea and air partial filings come in consignments; express and postal houses (F31, F43)
     # quote masters filed elsewhere: they stay pending until their deadline, as they would.

@@ -83,18 +83,48 @@ class RunSummary:
                 and self.assessment_answers_due == self.assessment_answers + self.assessment_answers_dead_lettered)
 
 
+@dataclass
+class Screened:
+    """The outputs of the business steps, as both the batch job and the service wire them."""
+
+    read: object
+    checked: object
+    registered: object
+    rejections: object
+    linked: object
+    pending: object
+    enriched: object
+    scored: object
+
+
+def screen(read, settings: Settings, reassess_resent: bool = False) -> Screened:
+    """Submissions (a source's outputs: `submissions`, `dead_letter`) through validation,
+    registration, linking, enrichment and scoring; see RegisterFilings for reassess_resent."""
+    checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
+    registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings, reassess_resent)
+    linked = registered.registered | "LinkConsignments" >> LinkConsignments(settings)
+    enriched = linked.consignments | "EnrichFilings" >> EnrichFilings(settings)
+    return Screened(read, checked, registered, checked.rejected | "AnswerRejections" >> AnswerRejections(), linked,
+                    linked.pending | "AnswerPending" >> AnswerPending(), enriched,
+                    enriched | "ScoreFilings" >> ScoreFilings(settings))
+
+
+def archive_outcomes(s: Screened, archive: Path) -> None:
+    """Every validated filing and every decision into the Parquet archive, each where it is made
+    (no Flatten, no join)."""
+    for name, outcomes in (("Accepted", s.checked.valid), ("Rejected", s.checked.rejected)):
+        (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
+         | f"ArchiveFilings{name}" >> WriteArchive(archive, FILINGS))
+    s.scored.decisions | "DecisionRows" >> beam.Map(decision_row) | "ArchiveDecisions" >> WriteArchive(archive, DECISIONS)
+
+
 def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,
                 progress_key: str | None = None) -> None:
     read = pipeline | "ReadFilings" >> ReadFilingsFromFolder(input_dir, settings.limits.max_bytes)
-    checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
-    registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings)
-    rejections = checked.rejected | "AnswerRejections" >> AnswerRejections()
-    linked = registered.registered | "LinkConsignments" >> LinkConsignments(settings)
-    pending = linked.pending | "AnswerPending" >> AnswerPending()
-    enriched = linked.consignments | "EnrichFilings" >> EnrichFilings(settings)
-    enriched | "WriteEnriched" >> WriteJsonLines(output_dir / "enriched" / "enriched", enriched_record)
-    scored = enriched | "ScoreFilings" >> ScoreFilings(settings)
-    emitted = ((registered.answers, rejections, pending, scored.answers) | "AllAnswers" >> beam.Flatten()
+    s = screen(read, settings)
+    checked, registered, rejections, linked, scored = s.checked, s.registered, s.rejections, s.linked, s.scored
+    s.enriched | "WriteEnriched" >> WriteJsonLines(output_dir / "enriched" / "enriched", enriched_record)
+    emitted = ((registered.answers, rejections, s.pending, scored.answers) | "AllAnswers" >> beam.Flatten()
                | "EmitAnswers" >> EmitAnswers(settings))
     dead = ((read.dead_letter, checked.dead_letter, registered.dead_letter, linked.dead_letter, scored.dead_letter,
              emitted.dead_letter)
@@ -104,11 +134,7 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
     scored.decisions | "WriteDecisions" >> WriteJsonLines(output_dir / "decisions" / "decisions", decision_json)
     linked.withdrawals | "WriteWithdrawals" >> WriteJsonLines(output_dir / "withdrawals" / "withdrawals",
                                                              lambda w: json.dumps(asdict(w)))
-    archive = output_dir / "archive"  # each output archived where it is made: no Flatten, no join
-    for name, outcomes in (("Accepted", checked.valid), ("Rejected", checked.rejected)):
-        (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
-         | f"ArchiveFilings{name}" >> WriteArchive(archive, FILINGS))
-    scored.decisions | "DecisionRows" >> beam.Map(decision_row) | "ArchiveDecisions" >> WriteArchive(archive, DECISIONS)
+    archive_outcomes(s, output_dir / "archive")
     (scored.decisions | "Referrals" >> beam.Filter(lambda d: d.referral)
      | "WriteReferrals" >> WriteJsonLines(output_dir / "referrals" / "referrals", decision_json))
     if progress_key:

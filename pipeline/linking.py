@@ -114,8 +114,14 @@ def state_of(members: list[Member]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def missing_documents(master: Member | None, houses: list[Member], key: str) -> tuple[str, ...]:
+def _master_and_houses(members: list[Member]) -> tuple[Member | None, list[Member]]:
+    master = next((m for m in members if m.record.level == PARTIAL_MASTER), None)
+    return master, [m for m in members if m is not master]
+
+
+def missing_documents(key: str, members: list[Member]) -> tuple[str, ...]:
     """What the consignment still lacks, as the filer would name it."""
+    master, houses = _master_and_houses(members)
     if master is None:
         return (f"master transport document {key.partition(':')[2]}",)
     present = {h.record.transport_document for h in houses}
@@ -157,8 +163,8 @@ def merge(master: Member, houses: list[Member]) -> ScreeningRecord:
 def consignment_of(key: str, version: int, state: str, members: list[Member],
                    missing: tuple[str, ...] = ()) -> Consignment:
     """The consignment from its members as stored (master first when there is one)."""
-    master = next((m for m in members if m.record.level == PARTIAL_MASTER), None)
-    houses = sorted((m for m in members if m is not master), key=lambda m: m.record.transport_document or "")
+    master, houses = _master_and_houses(members)
+    houses.sort(key=lambda m: m.record.transport_document or "")
     if master is None:  # assessed at its deadline without a master: the first house leads
         lead, rest = houses[0], houses[1:]
         record = merge(lead, rest) if rest else lead.record
@@ -179,9 +185,7 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
             partial.setdefault(key, []).append(m)
     pending: list[Pending] = []
     for key, group in partial.items():
-        master = next((m for m in group if m.record.level == PARTIAL_MASTER), None)
-        houses = [m for m in group if m is not master]
-        missing = missing_documents(master, houses, key)
+        missing = missing_documents(key, group)
         if missing:
             pending += [Pending(m, key, missing) for m in group]
         else:
@@ -192,7 +196,7 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
 # -- state in Redis -----------------------------------------------------------------------------
 # Per consignment, hash {p}:cons:{key}: m (the master), h:{house document} (each house), x (the
 # house documents the master expects, joined by \x1f), v (version), s (state assessed last).
-# {p}:cons-of:{mrn} -> "key\x1ffield"; sorted set {p}:cons:due: consignments by deadline.
+# {p}:cons-of:{mrn} -> "key\x1ffield"; sorted set {p}:cons:due (due_key): consignments by deadline.
 _LINK = """
 local p, key, field, blob, mrn, expected, is_master, deadline, remove, ttl = unpack(ARGV)
 local h = p .. ':cons:' .. key
@@ -264,6 +268,11 @@ return out
 """
 
 
+def due_key(prefix: str) -> str:
+    """The sorted set of incomplete consignments by deadline (the scripts above build the same name)."""
+    return f"{prefix}:cons:due"
+
+
 @dataclass(frozen=True)
 class LinkResult:
     key: str
@@ -284,7 +293,7 @@ class ConsignmentStore:
 
     @property
     def due_key(self) -> str:
-        return f"{self._prefix}:cons:due"
+        return due_key(self._prefix)
 
     def add(self, key: str, member: Member, deadline: float) -> LinkResult:
         """Adds (or, for an amendment, replaces) a partial filing."""

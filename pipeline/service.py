@@ -23,24 +23,14 @@ import apache_beam as beam
 
 from .answering import DeadLetter
 from .config import Settings
-from .connectors.archive import DECISIONS, FILINGS, WriteArchive, decision_row, filing_row
 from .connectors.redis_store import connect
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys
 from .decisions import Decision, decision_record
 from .domain.answers import Answer
-from .linking import Withdrawal
-from .stages.answer import AnswerRejections, EmitAnswers
-from .stages.enrich import EnrichFilings
-from .stages.link import AnswerPending, LinkConsignments
-from .stages.register import RegisterFilings
-from .stages.score import ScoreFilings
-from .stages.validate import ValidateFilings
+from .linking import Withdrawal, due_key
+from .job import archive_outcomes, make_pipeline, screen
+from .stages.answer import EmitAnswers
 from .validation import utc_now
-
-
-def latest_decision_key(keys: StreamKeys) -> str:
-    """Hash: consignment -> its latest decision (JSON: referral id, risk centre, decision, state)."""
-    return f"{keys.prefix}:decision-of"
 
 
 def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
@@ -52,11 +42,10 @@ def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
 
 def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
     record = decision_record(d)
-    consignment = record["consignment"]
-    latest = (latest_decision_key(keys), consignment, json.dumps(
+    latest = (keys.decision_of, d.consignment, json.dumps(
         {"referral_id": record["referral_id"], "risk_centre": d.risk_centre, "decision": d.assessment.decision,
          "state": d.filing.state, "version": d.filing.version}))
-    due = (f"{keys.prefix}:cons:due", consignment) if d.filing.missing else None  # the deadline is answered
+    due = (due_key(keys.prefix), d.consignment) if d.filing.missing else None  # the deadline is answered
     out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due)]
     if d.referral:
         out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre), record))
@@ -89,7 +78,7 @@ class _WithdrawDoFn(beam.DoFn):
         self._keys = StreamKeys(self._settings.redis.key_prefix)
 
     def process(self, w: Withdrawal):
-        raw = self._client.hget(latest_decision_key(self._keys), w.key)
+        raw = self._client.hget(self._keys.decision_of, w.key)
         yield withdrawal_effects(w, json.loads(raw) if raw else None, self._keys)
 
 
@@ -112,28 +101,17 @@ def deliver_outcomes(settings: Settings, outputs: dict) -> None:
 
 def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTransform,
                   archive_dir: Path | None = None) -> None:
-    read = pipeline | "ReadFilings" >> source
-    checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
-    registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings, reassess_resent=True)
-    linked = registered.registered | "LinkConsignments" >> LinkConsignments(settings)
-    scored = (linked.consignments | "EnrichFilings" >> EnrichFilings(settings)
-              | "ScoreFilings" >> ScoreFilings(settings))
-    outputs = {
-        "answers": {"Registration": registered.answers,
-                    "Rejection": checked.rejected | "AnswerRejections" >> AnswerRejections(),
-                    "Pending": linked.pending | "AnswerPending" >> AnswerPending(),
-                    "Assessment": scored.answers},
-        "decisions": scored.decisions, "withdrawals": linked.withdrawals,
-        "dead_letters": {"Read": read.dead_letter, "Validate": checked.dead_letter,
-                         "Register": registered.dead_letter, "Link": linked.dead_letter, "Assess": scored.dead_letter},
-    }
-    deliver_outcomes(settings, outputs)
+    s = screen(pipeline | "ReadFilings" >> source, settings, reassess_resent=True)
+    deliver_outcomes(settings, {
+        "answers": {"Registration": s.registered.answers, "Rejection": s.rejections, "Pending": s.pending,
+                    "Assessment": s.scored.answers},
+        "decisions": s.scored.decisions, "withdrawals": s.linked.withdrawals,
+        "dead_letters": {"Read": s.read.dead_letter, "Validate": s.checked.dead_letter,
+                         "Register": s.registered.dead_letter, "Link": s.linked.dead_letter,
+                         "Assess": s.scored.dead_letter},
+    })
     if archive_dir is not None:
-        for name, outcomes in (("Accepted", checked.valid), ("Rejected", checked.rejected)):
-            (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
-             | f"ArchiveFilings{name}" >> WriteArchive(archive_dir, FILINGS))
-        (scored.decisions | "DecisionRows" >> beam.Map(decision_row)
-         | "ArchiveDecisions" >> WriteArchive(archive_dir, DECISIONS))
+        archive_outcomes(s, archive_dir)
 
 
 def run_service(settings: Settings, consumers: list[str], drop_folder: Path | None = None,
@@ -142,7 +120,6 @@ def run_service(settings: Settings, consumers: list[str], drop_folder: Path | No
     (`request_drain`, which SIGTERM calls). Bundles in flight finish and are acknowledged first."""
     from .connectors.dropdir import WatchDropFolder
     from .connectors.redis_streams import ReadFilingsFromStream
-    from .job import make_pipeline
 
     source = (WatchDropFolder(drop_folder, settings.limits.max_bytes, once=settings.streams.once,
                               drain=(settings.redis.url, StreamKeys(settings.redis.key_prefix).drain(consumers[0])))

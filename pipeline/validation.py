@@ -28,9 +28,13 @@ from .safexml import RejectedXml, SafeXmlParser, element_pointer
 from .schemas import SchemaRegistry, SchemaViolation
 
 
+def utc_iso(moment: datetime) -> str:
+    """The one date-time format of our messages and records: ISO 8601, UTC, microseconds, Z."""
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"
+
+
 def utc_now() -> str:
-    now = datetime.now(timezone.utc)
-    return f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond:06d}Z"
+    return utc_iso(datetime.now(timezone.utc))
 
 
 @dataclass(frozen=True)

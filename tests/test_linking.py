@@ -25,11 +25,11 @@ def test_partial_filings_share_the_key_of_their_master_document_and_others_stand
 
 
 def test_what_is_missing_is_named_for_the_filer():
-    assert missing_documents(None, [HOUSE1], "sea:MB1") == ("master transport document MB1",)
-    assert missing_documents(MASTER, [HOUSE1], "sea:MB1") == ("house transport document HB2",)
-    assert missing_documents(MASTER, [HOUSE1, HOUSE2], "sea:MB1") == ()
+    assert missing_documents("sea:MB1", [HOUSE1]) == ("master transport document MB1",)
+    assert missing_documents("sea:MB1", [MASTER, HOUSE1]) == ("house transport document HB2",)
+    assert missing_documents("sea:MB1", [HOUSE1, MASTER, HOUSE2]) == ()
     lone = _member("MRN5", "F13", "MB5")  # lists no houses: complete with the first one
-    assert missing_documents(lone, [], "sea:MB5") == ("house-level filings",)
+    assert missing_documents("sea:MB5", [lone]) == ("house-level filings",)
 
 
 def test_the_merged_record_has_the_houses_goods_each_pointing_into_its_own_filing():

@@ -74,9 +74,7 @@ class _LinkDoFn(beam.DoFn):
         if linked.complete:
             yield self._consignment(linked)
         else:
-            master = next((m for m in linked.members if m.record.level != HOUSE), None)
-            houses = [m for m in linked.members if m.record.level == HOUSE]
-            yield TaggedOutput(PENDING, Pending(member, key, missing_documents(master, houses, key)))
+            yield TaggedOutput(PENDING, Pending(member, key, missing_documents(key, list(linked.members))))
 
     @staticmethod
     def _consignment(linked: LinkResult) -> Consignment:
@@ -98,10 +96,8 @@ class _LinkDoFn(beam.DoFn):
             if not members:
                 continue
             self._overdue.inc()
-            master = next((m for m in members if m.record.level != HOUSE), None)
-            houses = [m for m in members if m.record.level == HOUSE]
-            missing = missing_documents(master, houses, key)
-            c = consignment_of(key, version, f"incomplete:{state_of(members)}", members, missing)
+            c = consignment_of(key, version, f"incomplete:{state_of(members)}", members,
+                               missing_documents(key, members))
             yield WindowedValue(c, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
 
