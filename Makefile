@@ -25,6 +25,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/validation.py
 	$(BIN)/python bench/container_status.py
 	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/end_to_end.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

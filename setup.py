@@ -46,6 +46,8 @@ setup(
         "jsonschema>=4.20",
         "click>=8.1",
         "rich>=13",
+        "starlette>=0.40",  # the filers' HTTP ingress
+        "uvicorn>=0.30",
     ],
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).

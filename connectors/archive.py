@@ -50,6 +50,8 @@ SCHEMAS = {
                                      ("decision", pa.string())]))),
         ("rule_errors", pa.list_(pa.string())), ("container_status", pa.string()),
         ("fact_kinds", pa.list_(pa.string())), ("explanation", pa.string()),
+        ("consignment", pa.string()), ("version", pa.int64()), ("state", pa.string()),
+        ("member_mrns", pa.list_(pa.string())), ("missing", pa.list_(pa.string())),
     ]),
 }
 
@@ -82,7 +84,9 @@ def decision_row(d: Decision) -> tuple[str, str, dict]:
            "rule_errors": list(a.errors), "container_status": f.container_status,
            "fact_kinds": sorted({x.kind for x in f.facts}),
            "explanation": json.dumps([{"rule": h.rule, "evidence": [e._asdict() for e in h.evidence]}
-                                      for h in a.hits if h.evidence]) if d.referral else None}
+                                      for h in a.hits if h.evidence]) if d.referral else None,
+           "consignment": d.consignment, "version": f.version, "state": f.state,
+           "member_mrns": [m.mrn for m in f.members], "missing": list(f.missing)}
     return f"{assessed:%Y-%m-%d}", f.mode or "unknown", row
 
 

@@ -22,8 +22,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Duration
 
 from cargoscreen.answering import DeadLetter
-from cargoscreen.connectors.redis_store import connect
-from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions, claim_poll, finish
+from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions, ReaderControl, claim_poll, finish
 from cargoscreen.validation import Submission
 
 PROCESSING, DONE = ".processing", "done"
@@ -44,19 +43,20 @@ def ready_files(folder: Path, settle_seconds: float, now: float, limit: int) -> 
 
 class _WatchFolderDoFn(beam.DoFn):
     def __init__(self, max_bytes: int, settle_seconds: float, poll_seconds: float, batch: int, once: bool,
-                 drain: tuple[str, str] | None):
+                 control: tuple[ReaderControl, str] | None):
         self._max_bytes, self._settle, self._poll = max_bytes, settle_seconds, poll_seconds
-        self._batch, self._once, self._drain = batch, once, drain
+        self._batch, self._once, self._control = batch, once, control
         self._inputs = Metrics.counter("cargoscreen", "inputs")
 
     def setup(self):
-        self._client = connect(self._drain[0]) if self._drain else None
+        if self._control:
+            self._control[0].connect()
 
     def process(self, folder: str, finalizer=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
         position = claim_poll(tracker, watermark,
-                              lambda: self._client is not None and self._client.exists(self._drain[1]))
+                              lambda: self._control is not None and self._control[0].should_stop(self._control[1]))
         if position is None:
             return
         root = Path(folder)
@@ -108,14 +108,14 @@ class _WatchFolderDoFn(beam.DoFn):
 class WatchDropFolder(beam.PTransform):
     """Nothing in (a pipeline root); Submission out for each whole `*.xml` file dropped into the
     folder, its id the file name. Output `dead_letter`: DeadLetter for a file that cannot be read.
-    Unbounded unless once (then it stops when the folder has nothing ready); drain: (Redis URL,
-    key) whose presence asks it to stop, as for the stream reader."""
+    Unbounded unless once (then it stops when the folder has nothing ready); control: (ReaderControl,
+    reader name): heartbeat and drain, as for the stream reader."""
 
     def __init__(self, folder: Path, max_bytes: int, once: bool = False, settle_seconds: float = 0.5,
-                 poll_seconds: float = 0.5, batch: int = 500, drain: tuple[str, str] | None = None):
+                 poll_seconds: float = 0.5, batch: int = 500, control: tuple[ReaderControl, str] | None = None):
         super().__init__()
         self._folder = str(folder)
-        self._fn = _WatchFolderDoFn(max_bytes, settle_seconds, poll_seconds, batch, once, drain)
+        self._fn = _WatchFolderDoFn(max_bytes, settle_seconds, poll_seconds, batch, once, control)
 
     def expand(self, pbegin):
         return (pbegin

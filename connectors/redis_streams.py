@@ -10,6 +10,7 @@ Keys (prefix cs by default; `StreamKeys` is the one place that names them):
     {p}:dead-letters                what no answer could be made for, with the reason
     {p}:fx:{effect key}             marker that an effect was written (expires after `effect_retention`)
     {p}:drain:{consumer}            set to ask a running consumer to stop reading and finish
+    {p}:heartbeat:{consumer}        when the consumer last polled (ms since the epoch; the health endpoint)
 
 Reading: `ReadFilingsFromStream` is a splittable DoFn, one restriction per consumer name. Each
 call reads one batch (XREADGROUP ... BLOCK poll_ms: waiting costs nothing, no busy loop), emits
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -48,6 +50,7 @@ from cargoscreen.validation import Submission, utc_iso
 DEAD_LETTER = "dead_letter"
 _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
 _CLAIM_EVERY = 20  # polls between looks for entries a dead consumer left pending (XAUTOCLAIM)
+HEARTBEAT_TTL_SECONDS = 60  # a reader silent this long has no heartbeat left at all
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class StreamKeys:
 
     def drain(self, consumer: str) -> str:
         return f"{self.prefix}:drain:{consumer}"
+
+    def heartbeat(self, consumer: str) -> str:
+        return f"{self.prefix}:heartbeat:{consumer}"
 
 
 def default_consumer(index: int = 0) -> str:
@@ -117,6 +123,24 @@ class _OpenEndedTracker(OffsetRestrictionTracker):
 
     def is_bounded(self):
         return False
+
+
+class ReaderControl:
+    """A reader's line to the operator, one round trip per poll: it leaves the reader's
+    heartbeat (which the health endpoint reads) and says whether a drain was asked. Picklable;
+    `connect` in DoFn.setup."""
+
+    def __init__(self, url: str, prefix: str):
+        self._url, self._keys = url, StreamKeys(prefix)
+
+    def connect(self) -> None:
+        self._client = connect(self._url)
+
+    def should_stop(self, reader: str) -> bool:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(self._keys.heartbeat(reader), int(time.time() * 1000), ex=HEARTBEAT_TTL_SECONDS)
+        pipe.exists(self._keys.drain(reader))
+        return bool(pipe.execute()[1])
 
 
 def claim_poll(tracker, watermark, stop) -> int | None:
@@ -160,11 +184,13 @@ class _ReadStreamDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._url, self._retry = settings.redis.url, settings.redis
         self._keys, self._reading = StreamKeys(settings.redis.key_prefix), settings.streams
+        self._control = ReaderControl(settings.redis.url, settings.redis.key_prefix)
         self._read = Metrics.counter("cargoscreen", "inputs")
         self._claimed = Metrics.counter("cargoscreen", "stream_entries_claimed")
 
     def setup(self):
         self._client = connect(self._url)
+        self._control.connect()
         try:
             self._client.xgroup_create(self._keys.filings, self._reading.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -174,7 +200,7 @@ class _ReadStreamDoFn(beam.DoFn):
     def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
-        position = claim_poll(tracker, watermark, lambda: self._client.exists(self._keys.drain(consumer)))
+        position = claim_poll(tracker, watermark, lambda: self._control.should_stop(consumer))
         if position is None:
             return
         r, stream = self._reading, self._keys.filings

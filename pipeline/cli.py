@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from collections import Counter
@@ -145,7 +146,7 @@ def _progress() -> Progress:
                     console=console, transient=True, disable=not console.is_terminal)
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--input", "input_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Batch: folder of filings (*.xml, searched recursively). With --follow/--once: a drop folder "
                    "(default: the Redis stream of filings).")
@@ -162,38 +163,61 @@ def _progress() -> Progress:
 @click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option, e.g. --beam-option=--direct_num_workers=2")
 @click.option("--rules", "rules_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Rule pack folder used until one is published in Redis (default: the bundled starter pack).")
-def run(input_dir, output_dir, follow, once, consumer, redis_url, schemas, runner, beam_options, rules_dir) -> None:
+@click.pass_context
+def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, runner, beam_options,
+        rules_dir) -> None:
     """Run the batch pipeline over a folder of filings and print the summary (inputs = accepted + rejected +
-    dead-lettered); with --follow or --once, run the streaming service on the Redis stream of filings."""
+    dead-lettered); with --follow or --once, run the streaming service on the Redis stream of filings
+    (further service and Beam options may follow: `cargoscreen options` lists them)."""
     settings = _settings(schemas)
     if rules_dir:
         settings = replace(settings, rules=replace(settings.rules, pack_dir=Path(rules_dir)))
     if follow or once:
-        if not redis_url:
-            raise click.UsageError("the service needs --redis-url (the Redis its filers and risk centres share)")
-        _serve(settings.with_redis_url(redis_url), once, consumer, input_dir, output_dir, runner, list(beam_options))
+        from .service import serve
+
+        given = {"redis_url": redis_url, "consumer": consumer, "input": input_dir, "output": output_dir,
+                 "rules": rules_dir, "runner": None if runner == "FnApiRunner" else runner}
+        argv = [f"--{k}={v}" for k, v in given.items() if v] + [f"--schemas={s}" for s in schemas]
+        try:
+            serve(argv + (["--once"] if once else []) + list(beam_options) + list(ctx.args))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
         return
+    if ctx.args:
+        raise click.UsageError(f"unknown options for a batch run: {' '.join(ctx.args)}")
     if not input_dir or not output_dir:
         raise click.UsageError("a batch run needs --input and --output (or --follow / --once for the service)")
     summary = run_and_report(Path(input_dir), Path(output_dir), settings, redis_url, runner, list(beam_options))
     sys.exit(0 if summary.balanced else 2)
 
 
-def _serve(settings: Settings, once: bool, consumer: str | None, drop_folder: str | None, archive: str | None,
-           runner: str, beam_options: list[str]) -> None:
-    import signal
+@main.command()
+@click.option("--redis-url", required=True, help="The Redis the service runs on.")
+@click.option("--consumer", "consumers", multiple=True, required=True, help="A reader's name (repeatable).")
+@click.option("--group", default="screening", show_default=True, help="The readers' consumer group.")
+@click.option("--key-prefix", default="cs", show_default=True)
+@click.option("--max-lag-seconds", default=30.0, show_default=True, help="Keeping up: no filing waits longer.")
+def health(redis_url, consumers, group, key_prefix, max_lag_seconds) -> None:
+    """Is a service up and keeping up? The /healthz check from anywhere that reaches its Redis
+    (a probe, a sidecar, a runner whose launcher has exited). Exit 0 when healthy, 1 otherwise."""
+    from dataclasses import asdict
 
-    from .connectors.redis_streams import default_consumer
-    from .service import clear_drain, request_drain, run_service
+    from .connectors.redis_store import connect
+    from .connectors.redis_streams import StreamKeys
+    from .health import check
 
-    settings = replace(settings, streams=replace(settings.streams, once=once))
-    consumers = [consumer or default_consumer()]
-    clear_drain(settings, consumers)  # a drain asked of an earlier run does not stop this one
-    for sig in (signal.SIGTERM, signal.SIGINT):  # stop reading, finish and acknowledge, then exit
-        signal.signal(sig, lambda *_: request_drain(settings, consumers))
-    logging.info("screening %s as %s", drop_folder or "the filings stream", consumers[0])
-    run_service(settings, consumers, Path(drop_folder) if drop_folder else None,
-                Path(archive) / "archive" if archive else None, runner, beam_options)
+    h = check(connect(redis_url), StreamKeys(key_prefix), group, list(consumers), True, max_lag_seconds,
+              Settings().streams.poll_ms / 1000)
+    click.echo(json.dumps({**asdict(h), "healthy": h.healthy}))
+    sys.exit(0 if h.healthy else 1)
+
+
+@main.command()
+def options() -> None:
+    """List the streaming service's options (`run --follow`, `python -m cargoscreen.service`)."""
+    from .options import options_help
+
+    click.echo(options_help())
 
 
 def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_url: str | None = None,
@@ -455,6 +479,49 @@ def _pretty(xml: str) -> str:
 
 
 # -- rule packs ---------------------------------------------------------------------------------
+@main.group()
+def ingress() -> None:
+    """The HTTP endpoint filers submit to and fetch their answers from (connectors/http_ingress.py)."""
+
+
+def _tokens_path(tokens: str | None) -> Path:
+    from .connectors.http_ingress import TOKENS_ENV
+
+    path = tokens or os.environ.get(TOKENS_ENV)
+    if not path:
+        raise click.UsageError(f"name the filer token file with --tokens or {TOKENS_ENV}")
+    return Path(path)
+
+
+@ingress.command("serve")
+@click.option("--redis-url", required=True, help="The Redis whose filing stream the service reads.")
+@click.option("--tokens", default=None, help="Filer token file (default: $CARGOSCREEN_FILER_TOKENS).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True)
+@click.option("--max-bytes", default=None, type=int, help="Largest filing accepted (default: the pipeline's limit).")
+def ingress_serve(redis_url, tokens, host, port, max_bytes) -> None:
+    """Accept filings over HTTP (TLS belongs to the reverse proxy in front of it)."""
+    import uvicorn
+
+    from .connectors.http_ingress import FilerTokens, ingress_app
+
+    settings = Settings().with_redis_url(redis_url)
+    if max_bytes:
+        settings = replace(settings, limits=replace(settings.limits, max_bytes=max_bytes))
+    app = ingress_app(settings, FilerTokens.load(_tokens_path(tokens)))
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
+@ingress.command("token")
+@click.argument("filer")
+@click.option("--tokens", default=None, help="Filer token file (default: $CARGOSCREEN_FILER_TOKENS).")
+def ingress_token(filer, tokens) -> None:
+    """Issue a new token for FILER (its EORI): printed once, only its digest is kept."""
+    from .connectors.http_ingress import issue_token
+
+    click.echo(issue_token(_tokens_path(tokens), filer))
+
+
 @main.group()
 def rules() -> None:
     """Risk rule packs: check, publish (hot reload in running pipelines), status, activate, backtest."""

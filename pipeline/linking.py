@@ -122,12 +122,18 @@ def _master_and_houses(members: list[Member]) -> tuple[Member | None, list[Membe
 def missing_documents(key: str, members: list[Member]) -> tuple[str, ...]:
     """What the consignment still lacks, as the filer would name it."""
     master, houses = _master_and_houses(members)
-    if master is None:
+    return missing_of(key, None if master is None else master.record.house_documents,
+                      {h.record.transport_document for h in houses})
+
+
+def missing_of(key: str, expected: tuple[str, ...] | None, present: set[str]) -> tuple[str, ...]:
+    """The completeness rule: what is missing, given the houses the master expects (None: no
+    master filed yet) and the house documents present. The linking script (_LINK) decides
+    complete-or-not by the same rule, atomically; tests hold the two in step."""
+    if expected is None:
         return (f"master transport document {key.partition(':')[2]}",)
-    present = {h.record.transport_document for h in houses}
-    expected = master.record.house_documents
     if not expected:
-        return () if houses else ("house-level filings",)
+        return () if present else ("house-level filings",)
     return tuple(f"house transport document {d}" for d in expected if d not in present)
 
 
@@ -245,7 +251,10 @@ if complete then
   return {'C', tostring(v), state, unpack(members)}
 end
 redis.call('ZADD', p .. ':cons:due', 'NX', deadline, key)
-return {'P', tostring(v), '', unpack(members)}
+-- Incomplete: what is there, not the members themselves (nobody decodes them until complete).
+local docs = {}
+for doc in pairs(houses) do table.insert(docs, doc) end
+return {'P', tostring(v), master and '1' or '0', redis.call('HGET', h, 'x') or '', unpack(docs)}
 """
 
 # Consignments past their deadline, each claimed for `retry` seconds (the incompleteness
@@ -276,10 +285,11 @@ def due_key(prefix: str) -> str:
 @dataclass(frozen=True)
 class LinkResult:
     key: str
-    members: tuple[Member, ...]
+    members: tuple[Member, ...]  # when complete (an incomplete consignment's stay in Redis)
     complete: bool
     version: int
     state: str
+    missing: tuple[str, ...] = ()
 
 
 class ConsignmentStore:
@@ -313,9 +323,13 @@ class ConsignmentStore:
     def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove) -> LinkResult:
         reply = self._link(args=[self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0",
                                  f"{deadline:.3f}", "1" if remove else "0", self._retention])
-        code, version, state = reply[0].decode(), int(reply[1]), reply[2].decode()
+        code, version = reply[0].decode(), int(reply[1])
+        if code == "P":
+            expected = [d for d in reply[3].decode().split("\x1f") if d] if reply[2] == b"1" else None
+            missing = missing_of(key, None if expected is None else tuple(expected), {d.decode() for d in reply[4:]})
+            return LinkResult(key, (), False, version, "", missing)
         members = tuple(Member.from_json(b) for b in reply[3:])
-        return LinkResult(key, members, code == "C", version, state)
+        return LinkResult(key, members, code == "C", version, reply[2].decode())
 
     def overdue(self, now: float, retry_seconds: int, limit: int = 100) -> list[tuple[str, int, list[Member]]]:
         """Consignments past their deadline: (key, version, members), each claimed for retry_seconds."""

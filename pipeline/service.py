@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import sys
+import threading
 from pathlib import Path
 
 import apache_beam as beam
@@ -24,13 +27,17 @@ import apache_beam as beam
 from .answering import DeadLetter
 from .config import Settings
 from .connectors.redis_store import connect
-from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys
+from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
 from .domain.answers import Answer
+from .health import HealthServer, check
 from .linking import Withdrawal, due_key
 from .job import archive_outcomes, make_pipeline, screen
+from .options import ScreeningOptions, settings_from_options
 from .stages.answer import EmitAnswers
 from .validation import utc_now
+
+log = logging.getLogger(__name__)
 
 
 def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
@@ -119,14 +126,51 @@ def run_service(settings: Settings, consumers: list[str], drop_folder: Path | No
     """Runs until the source ends: settings.streams.once and nothing new, or every consumer drained
     (`request_drain`, which SIGTERM calls). Bundles in flight finish and are acknowledged first."""
     from .connectors.dropdir import WatchDropFolder
-    from .connectors.redis_streams import ReadFilingsFromStream
+    from .connectors.redis_streams import ReadFilingsFromStream, ReaderControl
 
     source = (WatchDropFolder(drop_folder, settings.limits.max_bytes, once=settings.streams.once,
-                              drain=(settings.redis.url, StreamKeys(settings.redis.key_prefix).drain(consumers[0])))
+                              control=(ReaderControl(settings.redis.url, settings.redis.key_prefix), consumers[0]))
               if drop_folder else ReadFilingsFromStream(settings, consumers))
     pipeline = make_pipeline(runner, options)
     build_service(pipeline, settings, source, archive_dir)
     pipeline.run().wait_until_finish()
+
+
+def serve(argv: list[str]) -> None:
+    """The service's entry point: ScreeningOptions and Beam options (options.py) in; runs until the
+    source ends or SIGTERM/SIGINT drains it; serves /healthz meanwhile if --health_port is set."""
+    import signal
+
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    options = PipelineOptions(argv)
+    o = options.view_as(ScreeningOptions)
+    if not o.redis_url:
+        raise ValueError("the service needs --redis_url (the Redis its filers and risk centres share)")
+    settings = settings_from_options(options)
+    consumers = o.consumer or [default_consumer()]
+    drop_folder = Path(o.input) if o.input else None
+    clear_drain(settings, consumers)  # a drain asked of an earlier run does not stop this one
+    previous = {sig: signal.signal(sig, lambda *_: request_drain(settings, consumers))  # stop reading, finish
+                for sig in (signal.SIGTERM, signal.SIGINT)}                             # and acknowledge, then exit
+    running = threading.Event()
+    health = None
+    if o.health_port:
+        client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
+        health = HealthServer(o.health_port, lambda: check(
+            client, keys, settings.streams.group, consumers, running.is_set(), o.health_max_lag_seconds,
+            settings.streams.poll_ms / 1000, drop_folder))
+    log.info("screening %s as %s", drop_folder or "the filings stream", ", ".join(consumers))
+    running.set()
+    try:
+        run_service(settings, consumers, drop_folder, Path(o.output) / "archive" if o.output else None,
+                    options.view_as(StandardOptions).runner or "FnApiRunner", argv)
+    finally:
+        running.clear()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if health:
+            health.close()
 
 
 def request_drain(settings: Settings, consumers: list[str]) -> None:
@@ -139,3 +183,8 @@ def request_drain(settings: Settings, consumers: list[str]) -> None:
 def clear_drain(settings: Settings, consumers: list[str]) -> None:
     client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
     client.delete(*[keys.drain(c) for c in consumers])
+
+
+if __name__ == "__main__":  # python -m cargoscreen.service [options]: the form launch configs use
+    logging.basicConfig(level=logging.INFO, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(sys.argv[1:])

@@ -1,6 +1,10 @@
 """Shared fixtures: settings, a validator, a generated corpus with labels, a real Redis server."""
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +92,25 @@ def redis_process(tmp_path):
     yield server
     if server._process.poll() is None:
         server.stop()
+
+
+@pytest.fixture
+def job_service():
+    """Beam's local job service: the job API that Flink, Spark and Dataflow runners also speak."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    service = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("localhost", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or service.poll() is not None:
+                raise RuntimeError("the job service did not start") from None
+            time.sleep(0.1)
+    yield f"localhost:{port}"
+    service.terminate()
+    service.wait(timeout=10)

@@ -66,9 +66,27 @@ def test_an_invalidated_house_leaves_its_consignment_and_an_unknown_one_is_not_l
     for m in (MASTER, HOUSE1, HOUSE2):
         store.add("sea:MB1", m, deadline=100.0)
     after = store.remove("MRN3", deadline=500.0)
-    assert not after.complete and {m.mrn for m in after.members} == {"MRN1", "MRN2"}
+    assert not after.complete and after.missing == ("house transport document HB2",)
     assert redis_client.zscore(store.due_key, "sea:MB1") == 500.0  # incomplete again: a deadline again
     assert store.remove("MRN-NOT-LINKED", deadline=1.0) is None
+
+
+def test_the_linking_script_and_the_python_rule_agree_on_completeness_and_what_is_missing(redis_client):
+    store = ConsignmentStore(redis_client)
+    masters = [None, (), ("HB1",), ("HB1", "HB2")]  # None: no master filed
+    house_sets = [(), ("HB1",), ("HB2",), ("HB1", "HB2"), ("HB1", "HB3")]
+    for i, expected in enumerate(masters):
+        for j, houses in enumerate(house_sets):
+            key = f"sea:MB{i}{j}"
+            members = [] if expected is None else [_member(f"MRN{i}{j}0", "F12", f"MB{i}{j}", houses=expected)]
+            members += [_member(f"MRN{i}{j}{k + 1}", "F15", h, master=f"MB{i}{j}") for k, h in enumerate(houses)]
+            if not members:
+                continue
+            results = [store.add(key, m, deadline=100.0) for m in members]
+            want = missing_documents(key, members)
+            assert results[-1].complete == (want == ()), (expected, houses)
+            if want:
+                assert results[-1].missing == want, (expected, houses)
 
 
 def test_overdue_consignments_are_claimed_for_a_while_and_come_due_again_if_not_answered(redis_client):

@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import pytest
@@ -133,28 +129,6 @@ def _filings_of(decision: dict, answers: list[dict], first_filings: set[str]) ->
     by_mrn = {a["mrn"]: a["submission_id"] for a in answers
               if a["message_type"] == "IE3R01" and a["submission_id"] in first_filings}
     return [by_mrn[f["mrn"]] for f in decision["filings"]]
-
-
-@pytest.fixture
-def job_service():
-    """Beam's local job service: the job API that Flink, Spark and Dataflow runners also speak."""
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    service = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("localhost", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or service.poll() is not None:
-                raise RuntimeError("the job service did not start") from None
-            time.sleep(0.1)
-    yield f"localhost:{port}"
-    service.terminate()
-    service.wait(timeout=10)
 
 
 def test_the_batch_job_runs_unchanged_on_the_portable_runner(tmp_path, redis_client, redis_server, job_service):

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import urllib.error
+import urllib.request
 import subprocess
 import sys
 import time
@@ -19,7 +22,8 @@ from cargoscreen.answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
-from cargoscreen.service import run_service
+from cargoscreen.health import check
+from cargoscreen.service import run_service, serve
 
 pytestmark = pytest.mark.slow
 KEYS = StreamKeys()
@@ -103,13 +107,33 @@ def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
 
 
-def test_sigterm_drains_acknowledges_and_exits_cleanly(redis_client, redis_server, tmp_path):
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _health(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://localhost:{port}/healthz", timeout=2) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_sigterm_drains_acknowledges_and_exits_cleanly_and_health_is_served_meanwhile(redis_client, redis_server,
+                                                                                      tmp_path):
     filings = list(generate(GeneratorSpec(count=600, seed=9, resubmission_rate=0)))
-    worker = _service(redis_server.url, "--follow", "--output", str(tmp_path))
+    port = _free_port()
+    worker = _service(redis_server.url, "--follow", "--output", str(tmp_path), f"--health-port={port}",
+                      "--health_max_lag_seconds=60")
     _submit(redis_client, filings)
     deadline = time.monotonic() + 120
     while redis_client.xlen(KEYS.decisions) < 100 and time.monotonic() < deadline:
         time.sleep(0.05)
+    status, health = _health(port)
+    assert status == 200 and health["healthy"] and health["up"] and health["keeping_up"]
+    assert health["readers"]["w0"] is not None and health["readers"]["w0"] < 10
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=120) == 0, worker.stderr.read().decode()[-2000:]
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0  # what it read, it finished
@@ -137,3 +161,66 @@ def test_a_drop_folder_is_screened_and_emptied_and_half_written_files_wait(redis
     assert [p.name for p in drop.glob("*.xml") if not p.name.startswith(".")] == []
     assert (drop / ".incoming.xml").exists()
     assert len(list((drop / "done").rglob("*.xml"))) == len(filings)
+
+
+def test_health_says_up_only_with_fresh_heartbeats_and_keeping_up_only_without_old_filings(redis_client):
+    def now_check(running=True):
+        return check(redis_client, KEYS, "screening", ["w0"], running, max_lag_seconds=30, poll_seconds=0.5)
+
+    assert not now_check().up  # no reader ever polled
+    redis_client.set(KEYS.heartbeat("w0"), int(time.time() * 1000))
+    assert now_check().up and now_check().keeping_up and not now_check(running=False).up
+    minute_ago = int(time.time() * 1000) - 60_000
+    redis_client.xadd(KEYS.filings, {"filing": b"<x/>"}, id=f"{minute_ago}-0")
+    redis_client.xgroup_create(KEYS.filings, "screening", id="0")
+    waiting = now_check()
+    assert not waiting.keeping_up and 59 < waiting.oldest_unread_seconds < 70  # nobody read it
+    redis_client.xreadgroup("screening", "w0", {KEYS.filings: ">"}, count=10)
+    read = now_check()
+    assert read.oldest_unread_seconds == 0 and read.pending == 1 and not read.keeping_up  # read, never finished
+    redis_client.xack(KEYS.filings, "screening", f"{minute_ago}-0")
+    assert now_check().keeping_up
+    redis_client.set(KEYS.heartbeat("w0"), int(time.time() * 1000) - 30_000)
+    assert not now_check().up  # the reader stopped polling half a minute ago
+
+
+def test_the_service_runs_on_the_portable_runner(redis_client, redis_server, job_service):
+    """The same job API Flink, Spark and Dataflow speak; options as a launch configuration gives them."""
+    filings = list(generate(GeneratorSpec(count=200, seed=12, resubmission_rate=0)))
+    _submit(redis_client, filings)
+    serve([f"--redis_url={redis_server.url}", "--consumer=w0", "--once", "--read_batch=100",
+           "--runner=PortableRunner", f"--job_endpoint={job_service}", "--environment_type=LOOPBACK"])
+    answers, decisions, _, dead = _effects(redis_client)
+    _check_doors(answers, [f.name for f in filings])
+    assert decisions and set(decisions.values()) == {1} and dead == 0
+    assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0  # acknowledged through the job API
+
+
+def test_the_local_runner_keeps_one_metrics_entry_per_metric_instead_of_one_per_bundle():
+    """Beam's FnApiRunner chained a lazy generator per bundle (memory grew with every bundle of a
+    service); make_pipeline makes the fold eager, so what it keeps is a list, bounded by metric."""
+    from apache_beam.metrics import monitoring_infos
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from cargoscreen.job import make_pipeline
+
+    make_pipeline()
+    counter = monitoring_infos.int64_user_counter("cargoscreen", "inputs", 1)
+    folded = []
+    for _ in range(1000):  # a thousand bundles' worth
+        folded = fn_runner.consolidate_monitoring_infos(iter([counter, *folded]))
+    assert isinstance(folded, list) and len(folded) == 1
+    assert monitoring_infos.extract_counter_value(folded[0]) == 1000
+
+
+def test_the_health_command_probes_from_outside_the_job(redis_client, redis_server):
+    from click.testing import CliRunner
+
+    from cargoscreen.cli import main
+
+    args = ["health", "--redis-url", redis_server.url, "--consumer", "w0"]
+    silent = CliRunner().invoke(main, args)
+    assert silent.exit_code == 1 and json.loads(silent.output)["readers"] == {"w0": None}
+    redis_client.set(KEYS.heartbeat("w0"), int(time.time() * 1000))
+    beating = CliRunner().invoke(main, args)
+    assert beating.exit_code == 0 and json.loads(beating.output)["healthy"]

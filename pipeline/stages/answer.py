@@ -51,11 +51,14 @@ class _CheckAndCountDoFn(beam.DoFn):
         self._settings = settings
 
     def setup(self):
-        self._registry = SchemaRegistry.from_dirs(self._settings.schema_dirs) if self._settings.check_answers else None
+        every = self._settings.answer_check_every
+        self._registry = SchemaRegistry.from_dirs(self._settings.schema_dirs) if every > 0 else None
+        self._every, self._seen = every, 0
         self._answers = CounterFamily("answers_")
 
     def process(self, answer: Answer):
-        if self._registry is not None:
+        self._seen += 1
+        if self._registry is not None and self._seen % self._every == 0:
             problems = self._self_check(answer)
             if problems:
                 stage = ASSESS_ANSWER_STAGE if answer.message_type in _ASSESSMENT_TYPES else "answer"
@@ -75,7 +78,8 @@ class _CheckAndCountDoFn(beam.DoFn):
 
 class EmitAnswers(beam.PTransform):
     """Answer in (from every step). Outputs:
-    `answers`: the same Answers, each checked against the answers schema and counted by type;
+    `answers`: the same Answers, counted by type, checked against the answers schema (every one, or
+    one in settings.answer_check_every);
     `dead_letter`: DeadLetter for an answer of ours that failed its own schema (a bug, kept).
     """
 

@@ -74,7 +74,7 @@ class _LinkDoFn(beam.DoFn):
         if linked.complete:
             yield self._consignment(linked)
         else:
-            yield TaggedOutput(PENDING, Pending(member, key, missing_documents(key, list(linked.members))))
+            yield TaggedOutput(PENDING, Pending(member, key, linked.missing))
 
     @staticmethod
     def _consignment(linked: LinkResult) -> Consignment:

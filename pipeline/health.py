@@ -1,0 +1,123 @@
+"""Is the service up, and is it keeping up? GET /healthz answers both, from Redis alone.
+
+Up: the job is running and every reader polled within the last few poll intervals (readers
+leave a heartbeat, connectors/redis_streams.ReaderControl). Keeping up: no filing has waited
+longer than `max_lag_seconds` to be read (the oldest unread entry of the filings stream, or
+the oldest file in the drop folder) or to be finished (the oldest read but unacknowledged
+entry). Because it reads only Redis and the folder, it works the same on any runner: the
+workers may be elsewhere. 200 when up and keeping up, 503 otherwise, JSON either way.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from .connectors.redis_streams import StreamKeys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Health:
+    up: bool
+    keeping_up: bool
+    running: bool
+    readers: dict  # reader name -> seconds since its last poll (None: never, or long gone)
+    oldest_unread_seconds: float  # the filing waiting longest to be read (0: none waiting)
+    pending: int  # read, not yet acknowledged
+    oldest_pending_seconds: float
+    max_lag_seconds: float
+
+    @property
+    def healthy(self) -> bool:
+        return self.up and self.keeping_up
+
+
+def _age(entry_id: bytes | str, now_ms: int) -> float:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return max(0.0, (now_ms - int(text.split("-")[0])) / 1000)
+
+
+def stream_backlog(client: redis.Redis, keys: StreamKeys, group: str, now_ms: int) -> tuple[float, int, float]:
+    """(oldest unread age, pending count, oldest pending age) of the filings stream for `group`."""
+    try:
+        groups = client.xinfo_groups(keys.filings)
+    except redis.ResponseError:  # no stream yet: nothing waits
+        return 0.0, 0, 0.0
+    mine = next((g for g in groups if (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == group),
+                None)
+    last = mine["last-delivered-id"] if mine else b"0-0"
+    last = last.decode() if isinstance(last, bytes) else last
+    unread = client.xrange(keys.filings, min=f"({last}", count=1)
+    pending = client.xpending(keys.filings, group) if mine else {"pending": 0, "min": None}
+    return (_age(unread[0][0], now_ms) if unread else 0.0, int(pending["pending"]),
+            _age(pending["min"], now_ms) if pending["pending"] else 0.0)
+
+
+def folder_backlog(folder: Path, now: float) -> float:
+    """Age of the oldest filing waiting in a drop folder (0: none)."""
+    oldest = min((e.stat().st_mtime for e in os.scandir(folder)
+                  if e.name.endswith(".xml") and not e.name.startswith(".") and e.is_file()), default=now)
+    return max(0.0, now - oldest)
+
+
+def check(client: redis.Redis, keys: StreamKeys, group: str, readers: list[str], running: bool,
+          max_lag_seconds: float, poll_seconds: float, folder: Path | None = None) -> Health:
+    now_ms = int(time.time() * 1000)
+    beats = client.mget([keys.heartbeat(r) for r in readers])
+    ages = {r: None if b is None else max(0.0, (now_ms - int(b)) / 1000) for r, b in zip(readers, beats)}
+    # A poll blocks up to poll_seconds, and a bundle in flight delays the next poll: allow a few.
+    fresh = max(10.0, 4 * poll_seconds)
+    up = running and all(a is not None and a <= fresh for a in ages.values())
+    if folder is not None:
+        unread, pending, oldest_pending = folder_backlog(folder, now_ms / 1000), 0, 0.0
+    else:
+        unread, pending, oldest_pending = stream_backlog(client, keys, group, now_ms)
+    keeping_up = unread <= max_lag_seconds and oldest_pending <= max_lag_seconds
+    return Health(up, keeping_up, running, ages, round(unread, 3), pending, round(oldest_pending, 3),
+                  max_lag_seconds)
+
+
+class HealthServer:
+    """GET /healthz (and /) on `port`, in a daemon thread: 200 when healthy, 503 otherwise."""
+
+    def __init__(self, port: int, report: Callable[[], Health]):
+        def respond(handler: BaseHTTPRequestHandler):
+            if handler.path.split("?")[0] not in ("/", "/healthz"):
+                handler.send_error(404)
+                return
+            try:
+                health = report()
+                status, body = (200 if health.healthy else 503), {**asdict(health), "healthy": health.healthy}
+            except redis.RedisError as exc:  # Redis down: the service cannot be keeping up
+                status, body = 503, {"healthy": False, "error": f"redis: {exc}"}
+            data = json.dumps(body).encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+        class Handler(BaseHTTPRequestHandler):
+            do_GET = respond
+
+            def log_message(self, *args):  # probes every few seconds: keep them out of the log
+                pass
+
+        self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
+        log.info("health endpoint on :%d/healthz", self.port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
