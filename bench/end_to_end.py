@@ -47,7 +47,6 @@ from cargoscreen.generator import generate
 
 _LRN = re.compile(rb"<ens:LRN>LRN\d{3}")
 _DOC = re.compile(rb"<ens:Number>([MH]B)")
-FILINGS_MAXLEN = 200_000  # the producer trims the filings stream: far more than any backlog here
 
 
 def entry_ms(entry_id: bytes | str) -> int:
@@ -104,8 +103,7 @@ class Producer:
             sid, data, filer, tag = self._pool.next()
             m = re.search(rb"<ens:LRN>([^<]{1,40})<", data)
             lrns.append(m.group(1).decode(errors="replace") if m else None)
-            pipe.xadd(self._keys.filings, {"filing": data, "id": sid, "filer": filer},
-                      maxlen=FILINGS_MAXLEN, approximate=True)
+            pipe.xadd(self._keys.filings, {"filing": data, "id": sid, "filer": filer})
         for lrn, entry_id in zip(lrns, pipe.execute()):
             self.ids.append(entry_key(entry_id))
             if track and lrn:
@@ -204,6 +202,7 @@ def stop_workers(client: redis.Redis, keys: StreamKeys, procs: list[subprocess.P
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # progress of a long run shows as it goes, also in a log file
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -91,9 +91,14 @@ def decision_row(d: Decision) -> tuple[str, str, dict]:
 
 
 def write_part(root: Path, table: str, day: str, mode: str, rows: list[dict], compression: str = "zstd") -> Path:
-    """One Parquet file, complete or not at all: written hidden, then renamed into place."""
+    """One Parquet file in the partition of (day, mode)."""
     folder = Path(root) / table / f"date={day}" / f"mode={mode}"
     folder.mkdir(parents=True, exist_ok=True)
+    return _write_whole(folder, table, rows, compression)
+
+
+def _write_whole(folder: Path, table: str, rows: list[dict], compression: str) -> Path:
+    """A Parquet file complete or not at all: written under a hidden name, then renamed into place."""
     name = f"part-{uuid.uuid4().hex}.parquet"
     temporary = folder / f".{name}.tmp"
     try:
@@ -103,6 +108,42 @@ def write_part(root: Path, table: str, day: str, mode: str, rows: list[dict], co
         temporary.unlink(missing_ok=True)
         raise
     return folder / name
+
+
+# What makes two rows one: a streaming run that crashed between writing a bundle's files and
+# acknowledging its entries archives that bundle again (see ARCHIVE.md).
+_IDENTITY = {FILINGS: ("submission_id",), DECISIONS: ("consignment", "state")}
+
+
+def compact_partition(folder: Path, table: str, compression: str = "zstd") -> tuple[int, int]:
+    """Rewrites one partition's small files as one, without duplicate rows; returns (files
+    before, rows after). The new file appears whole before the old ones go, so a reader sees
+    every row at every moment (some twice for an instant, which readers dedupe anyway)."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if len(parts) < 2:
+        return len(parts), sum(pq.read_metadata(p).num_rows for p in parts)
+    keep, seen = [], set()
+    for part in parts:
+        for row in pq.read_table(part, schema=SCHEMAS[table]).to_pylist():
+            identity = tuple(row[c] for c in _IDENTITY[table])
+            if identity not in seen:
+                seen.add(identity)
+                keep.append(row)
+    _write_whole(folder, table, keep, compression)
+    for part in parts:
+        part.unlink()
+    return len(parts), len(keep)
+
+
+def compact(root: Path, before_day: str) -> list[tuple[Path, int, int]]:
+    """Compacts every partition of both tables whose day is before `before_day` (YYYY-MM-DD):
+    days still being written are left alone. Returns (partition, files before, rows after)."""
+    done = []
+    for table in SCHEMAS:
+        for folder in sorted((Path(root) / table).glob("date=*/mode=*")):
+            if folder.parent.name.removeprefix("date=") < before_day:
+                done.append((folder, *compact_partition(folder, table)))
+    return done
 
 
 def read_archive(root: Path, table: str) -> pa.Table:

@@ -137,8 +137,7 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
         submission_id, received_at = uuid.uuid4().hex, utc_now()
         try:
             await client.xadd(keys.filings, {"filing": data, "id": submission_id, "filer": filer,
-                                             "received_at": received_at},
-                              maxlen=settings.streams.maxlen, approximate=True)
+                                             "received_at": received_at})  # no MAXLEN: see trim_finished
         except redis.RedisError as exc:
             log.warning("filing from %s not queued: %s", filer, exc)
             return _error(503, "UNAVAILABLE", "the filing could not be queued; send it again")

@@ -2,7 +2,8 @@
 and dead letters out, each effect written exactly once.
 
 Keys (prefix cs by default; `StreamKeys` is the one place that names them):
-    {p}:filings                     filings to screen (fields: filing, and optionally id, filer, received_at)
+    {p}:filings                     filings to screen (fields: filing, and optionally id, filer, received_at);
+                                    trimmed as every consumer group finishes them (trim_finished)
     {p}:answers:{filer}             every answer for one filer (IE3R01, IE3N99, IE3N03, ...)
     {p}:referrals:{risk centre}     referrals (and their withdrawals) for one risk centre
     {p}:decisions                   every decision, referral or not
@@ -244,6 +245,26 @@ class _ReadStreamDoFn(beam.DoFn):
 
     def _acknowledge(self, ids: list) -> None:
         with_retries(self._retry, lambda: self._client.xack(self._keys.filings, self._reading.group, *ids))
+        with_retries(self._retry, lambda: trim_finished(self._client, self._keys.filings))
+
+
+def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def trim_finished(client: redis.Redis, stream: str) -> None:
+    """Drops the entries every consumer group of the stream has finished (delivered and
+    acknowledged), so the stream of filings stays as long as the work in hand. Writers add
+    without MAXLEN: a length cap would drop filings nobody has read yet when a backlog grows."""
+    floors = []
+    for g in client.xinfo_groups(stream):
+        floors.append(_entry_key(g["last-delivered-id"]))  # kept itself: MINID drops only older ids
+        if g["pending"]:
+            floors.append(_entry_key(client.xpending(stream, g["name"])["min"]))
+    if floors:
+        ms, seq = min(floors)
+        client.xtrim(stream, minid=f"{ms}-{seq}", approximate=False)
 
 
 class ReadFilingsFromStream(beam.PTransform):

@@ -194,9 +194,9 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
 @main.command()
 @click.option("--redis-url", required=True, help="The Redis the service runs on.")
 @click.option("--consumer", "consumers", multiple=True, required=True, help="A reader's name (repeatable).")
-@click.option("--group", default="screening", show_default=True, help="The readers' consumer group.")
-@click.option("--key-prefix", default="cs", show_default=True)
-@click.option("--max-lag-seconds", default=30.0, show_default=True, help="Keeping up: no filing waits longer.")
+@click.option("--group", default=Settings().streams.group, show_default=True, help="The readers' consumer group.")
+@click.option("--key-prefix", default=Settings().redis.key_prefix, show_default=True)
+@click.option("--max-lag-seconds", default=None, type=float, help="Keeping up: no filing waits longer (default 30).")
 def health(redis_url, consumers, group, key_prefix, max_lag_seconds) -> None:
     """Is a service up and keeping up? The /healthz check from anywhere that reaches its Redis
     (a probe, a sidecar, a runner whose launcher has exited). Exit 0 when healthy, 1 otherwise."""
@@ -204,10 +204,10 @@ def health(redis_url, consumers, group, key_prefix, max_lag_seconds) -> None:
 
     from .connectors.redis_store import connect
     from .connectors.redis_streams import StreamKeys
-    from .health import check
+    from .health import DEFAULT_MAX_LAG_SECONDS, check
 
-    h = check(connect(redis_url), StreamKeys(key_prefix), group, list(consumers), True, max_lag_seconds,
-              Settings().streams.poll_ms / 1000)
+    h = check(connect(redis_url), StreamKeys(key_prefix), group, list(consumers), True,
+              max_lag_seconds or DEFAULT_MAX_LAG_SECONDS, Settings().streams.poll_ms / 1000)
     click.echo(json.dumps({**asdict(h), "healthy": h.healthy}))
     sys.exit(0 if h.healthy else 1)
 
@@ -478,7 +478,23 @@ def _pretty(xml: str) -> str:
     return etree.tostring(etree.fromstring(xml.encode()), pretty_print=True).decode()[:3000]
 
 
-# -- rule packs ---------------------------------------------------------------------------------
+@main.command("compact-archive")
+@click.argument("archive", type=click.Path(exists=True, file_okay=False))
+@click.option("--before", default=None, help="Compact days before this one (YYYY-MM-DD; default: today, UTC).")
+def compact_archive(archive, before) -> None:
+    """Rewrite each day's small Parquet files (one per bundle in a streaming run) as one file per
+    partition, without the duplicate rows a crashed run may have left. Days still being written
+    are left alone."""
+    from .connectors.archive import compact
+
+    before = before or time.strftime("%Y-%m-%d", time.gmtime())
+    done = compact(Path(archive), before)
+    for folder, files, rows in done:
+        console.print(f"{folder}: {files} files -> 1 ({rows} rows)" if files > 1 else f"{folder}: already one file")
+    console.print(f"{len(done)} partitions before {before}")
+
+
+# -- the filers' HTTP ingress ----------------------------------------------------------------------
 @main.group()
 def ingress() -> None:
     """The HTTP endpoint filers submit to and fetch their answers from (connectors/http_ingress.py)."""
@@ -522,6 +538,7 @@ def ingress_token(filer, tokens) -> None:
     click.echo(issue_token(_tokens_path(tokens), filer))
 
 
+# -- rule packs ---------------------------------------------------------------------------------
 @main.group()
 def rules() -> None:
     """Risk rule packs: check, publish (hot reload in running pipelines), status, activate, backtest."""

@@ -24,6 +24,7 @@ import redis
 from .connectors.redis_streams import StreamKeys
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_LAG_SECONDS = 30.0  # a filing waiting longer than this to be read or finished: not keeping up
 
 
 @dataclass(frozen=True)

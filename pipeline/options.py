@@ -19,6 +19,7 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from .config import LinkingSettings, RedisSettings, Settings, StreamSettings
+from .health import DEFAULT_MAX_LAG_SECONDS
 
 _STREAMS, _LINKING, _REDIS = StreamSettings(), LinkingSettings(), RedisSettings()
 SERVICE_ANSWER_CHECK_EVERY = 100  # answers come from tested code: the service samples, the batch job checks all
@@ -61,7 +62,7 @@ class ScreeningOptions(PipelineOptions):
                help="How long a consignment may wait for its missing filings before an incompleteness referral.")
         option("health_port", type=int, default=0,
                help="Serve GET /healthz on this port (0: no endpoint).")
-        option("health_max_lag_seconds", type=float, default=30.0,
+        option("health_max_lag_seconds", type=float, default=DEFAULT_MAX_LAG_SECONDS,
                help="Keeping up means no filing waits longer than this to be read or acknowledged.")
 
 

@@ -9,7 +9,9 @@
     every dead letter -> {p}:dead-letters
     optionally the Parquet archive of every filing and decision (connectors/archive.py)
 
-One fused path from source to sinks, no Flatten, no shuffle (see ARCHITECTURE.md: on
+Entry point: `serve(argv)`, which `cargoscreen run --follow` and `python -m cargoscreen.service`
+call with the options of options.py; it also serves /healthz (health.py) and turns SIGTERM into
+a drain. One fused path from source to sinks, no Flatten, no shuffle (see ARCHITECTURE.md: on
 FnApiRunner anything behind one waits for the source to end). Each effect is written once
 (connectors/redis_streams.py): a redelivered or re-sent filing changes nothing.
 """
@@ -187,4 +189,5 @@ def clear_drain(settings: Settings, consumers: list[str]) -> None:
 
 if __name__ == "__main__":  # python -m cargoscreen.service [options]: the form launch configs use
     logging.basicConfig(level=logging.INFO, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO is per-bundle chatter
     serve(sys.argv[1:])

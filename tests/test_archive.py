@@ -11,7 +11,7 @@ import pytest
 
 from cargoscreen.backtest import backtest, load_traffic
 from cargoscreen.config import Settings
-from cargoscreen.connectors.archive import DECISIONS, FILINGS, SCHEMAS, read_archive, write_part
+from cargoscreen.connectors.archive import DECISIONS, FILINGS, SCHEMAS, compact, read_archive, write_part
 from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.connectors.redis_store import connect
 from cargoscreen.corpus import write_corpus
@@ -66,6 +66,29 @@ def test_no_half_written_file_is_ever_visible(archived, tmp_path):
     with pytest.raises(pa.ArrowInvalid):  # a row that does not fit the schema fails the write...
         write_part(tmp_path, FILINGS, "2026-11-23", "sea", [{"submission_id": "x", "size_bytes": "many"}])
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # ...and leaves nothing behind
+
+
+def test_compaction_leaves_one_file_per_old_partition_without_duplicates_and_today_alone(archived, tmp_path):
+    import shutil
+
+    root, _ = archived
+    archive = tmp_path / "archive"
+    shutil.copytree(root / "out" / "archive", archive)
+    before = {t: read_archive(archive, t).to_pylist() for t in (FILINGS, DECISIONS)}
+    [day] = {r["date"] for r in before[FILINGS]}
+    sea = [r for r in before[DECISIONS] if r["mode"] == "sea"]
+    again = [{k: v for k, v in r.items() if k not in ("date", "mode")} for r in sea[:5]]
+    write_part(archive, DECISIONS, day, "sea", again)  # a crashed streaming run archived these twice
+    write_part(archive, DECISIONS, "2999-01-01", "sea", again[:1])
+    write_part(archive, DECISIONS, "2999-01-01", "sea", again[:1])  # "today": still being written
+    done = compact(archive, before_day="2999-01-01")
+    assert done and all(len(list(folder.glob("*.parquet"))) == 1 for folder, _, _ in done)
+    after = {t: read_archive(archive, t).to_pylist() for t in (FILINGS, DECISIONS)}
+    assert sorted(r["submission_id"] for r in after[FILINGS]) == sorted(r["submission_id"] for r in before[FILINGS])
+    assert [r for r in after[DECISIONS] if r["date"] == day] and \
+        sorted((r["consignment"], r["state"]) for r in after[DECISIONS] if r["date"] == day) == \
+        sorted((r["consignment"], r["state"]) for r in before[DECISIONS])  # the five duplicates are gone
+    assert len(list((archive / DECISIONS / "date=2999-01-01" / "mode=sea").glob("*.parquet"))) == 2
 
 
 def test_the_documentation_names_every_column():

@@ -68,6 +68,7 @@ def test_every_filing_on_the_stream_leaves_through_one_door_and_is_acknowledged(
     assert set(decisions.values()) == {1} and len(decisions) > 150 and dead == 0
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
     assert sum(n for (_, kind), n in answers.items() if kind in ("IE3N02", "IE3N11")) > 0  # partial filings waited
+    assert redis_client.xlen(KEYS.filings) <= 1  # finished entries trimmed (the last delivered one is kept)
 
 
 def test_a_redelivered_and_a_resent_filing_change_nothing(redis_client, redis_server):
@@ -139,7 +140,8 @@ def test_sigterm_drains_acknowledges_and_exits_cleanly_and_health_is_served_mean
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0  # what it read, it finished
     answers, _, _, _ = _effects(redis_client)
     screened = {sid for sid, kind in answers if kind in DOORS}
-    left = redis_client.xlen(KEYS.filings) - len(screened)
+    last = redis_client.xinfo_groups(KEYS.filings)[0]["last-delivered-id"].decode()
+    left = len(redis_client.xrange(KEYS.filings, min=f"({last}"))  # never read: waits for the next run
     assert len(screened) + left == len(filings) and len(screened) >= 100
     assert list((tmp_path / "archive" / "filings").rglob("*.parquet"))  # the archive was flushed
     assert not list((tmp_path / "archive").rglob(".*.tmp"))
@@ -224,3 +226,22 @@ def test_the_health_command_probes_from_outside_the_job(redis_client, redis_serv
     redis_client.set(KEYS.heartbeat("w0"), int(time.time() * 1000))
     beating = CliRunner().invoke(main, args)
     assert beating.exit_code == 0 and json.loads(beating.output)["healthy"]
+
+
+def test_finished_filings_are_trimmed_from_the_stream_and_unfinished_ones_kept(redis_client):
+    from cargoscreen.connectors.redis_streams import trim_finished
+
+    ids = [redis_client.xadd(KEYS.filings, {"filing": b"<x/>"}) for _ in range(5)]
+    redis_client.xgroup_create(KEYS.filings, "screening", id="0")
+    redis_client.xreadgroup("screening", "w0", {KEYS.filings: ">"}, count=3)
+    redis_client.xack(KEYS.filings, "screening", ids[0], ids[2])  # the second is still in work
+    trim_finished(redis_client, KEYS.filings)
+    assert [e for e, _ in redis_client.xrange(KEYS.filings)] == ids[1:]
+    redis_client.xack(KEYS.filings, "screening", ids[1])
+    trim_finished(redis_client, KEYS.filings)
+    assert [e for e, _ in redis_client.xrange(KEYS.filings)] == ids[2:]  # the unread two stay
+    redis_client.xgroup_create(KEYS.filings, "other-deployment", id="0")  # a second group has read nothing
+    redis_client.xreadgroup("screening", "w0", {KEYS.filings: ">"})
+    redis_client.xack(KEYS.filings, "screening", *ids[3:])
+    trim_finished(redis_client, KEYS.filings)
+    assert redis_client.xlen(KEYS.filings) == 3  # nothing goes before every group has it
