@@ -42,7 +42,7 @@ import redis
 
 from cargoscreen.cli import load_feed
 from cargoscreen.connectors.redis_store import EmbeddedRedis
-from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.connectors.redis_streams import StreamKeys, entry_key
 from cargoscreen.corpus import corpus_spec, write_container_status
 from cargoscreen.generator import generate
 
@@ -51,12 +51,7 @@ _DOC = re.compile(rb"<ens:Number>([MH]B)")
 
 
 def entry_ms(entry_id: bytes | str) -> int:
-    return int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[0])
-
-
-def entry_key(entry_id: bytes | str) -> tuple[int, int]:
-    ms, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")
-    return int(ms), int(seq)
+    return entry_key(entry_id)[0]
 
 
 class Pool:

@@ -95,6 +95,13 @@ def default_consumer(index: int = 0) -> str:
     return f"{socket.gethostname()}-{index}"
 
 
+def entry_key(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id as (milliseconds since the epoch when Redis took it, sequence): it sorts
+    as Redis orders entries, and its first part is the entry's age."""
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def entry_submission(stream: str, entry_id: bytes, fields: dict) -> Submission | DeadLetter:
     """A stream entry as a Submission; an entry without a filing is a dead letter, not an error."""
     entry = entry_id.decode()
@@ -108,7 +115,7 @@ def entry_submission(stream: str, entry_id: bytes, fields: dict) -> Submission |
     submission_id = fields.get(b"id", entry_id).decode(errors="replace")
     received = fields.get(b"received_at")
     if received is None:  # the entry id is the time Redis took it
-        ms = int(entry.split("-")[0])
+        ms = entry_key(entry)[0]
         received_at = utc_iso(datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=ms % 1000 * 1000))
     else:
         received_at = received.decode()
@@ -248,20 +255,15 @@ class _ReadStreamDoFn(beam.DoFn):
         with_retries(self._retry, lambda: trim_finished(self._client, self._keys.filings))
 
 
-def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
-    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
-    return int(ms), int(seq or 0)
-
-
 def trim_finished(client: redis.Redis, stream: str) -> None:
     """Drops the entries every consumer group of the stream has finished (delivered and
     acknowledged), so the stream of filings stays as long as the work in hand. Writers add
     without MAXLEN: a length cap would drop filings nobody has read yet when a backlog grows."""
     floors = []
     for g in client.xinfo_groups(stream):
-        floors.append(_entry_key(g["last-delivered-id"]))  # kept itself: MINID drops only older ids
+        floors.append(entry_key(g["last-delivered-id"]))  # kept itself: MINID drops only older ids
         if g["pending"]:
-            floors.append(_entry_key(client.xpending(stream, g["name"])["min"]))
+            floors.append(entry_key(client.xpending(stream, g["name"])["min"]))
     if floors:
         ms, seq = min(floors)
         client.xtrim(stream, minid=f"{ms}-{seq}", approximate=False)

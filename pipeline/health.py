@@ -21,7 +21,7 @@ from typing import Callable
 
 import redis
 
-from .connectors.redis_streams import StreamKeys
+from .connectors.redis_streams import StreamKeys, entry_key
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_LAG_SECONDS = 30.0  # a filing waiting longer than this to be read or finished: not keeping up
@@ -44,8 +44,7 @@ class Health:
 
 
 def _age(entry_id: bytes | str, now_ms: int) -> float:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return max(0.0, (now_ms - int(text.split("-")[0])) / 1000)
+    return max(0.0, (now_ms - entry_key(entry_id)[0]) / 1000)
 
 
 def stream_backlog(client: redis.Redis, keys: StreamKeys, group: str, now_ms: int) -> tuple[float, int, float]:

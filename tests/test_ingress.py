@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.service import run_service
 
+from .conftest import free_port
+
 KEYS = StreamKeys()
 LIMIT = 200_000
 
@@ -26,9 +27,7 @@ def ingress(redis_server, redis_client, tmp_path):
     """(port, {filer: token}) of a running `cargoscreen ingress serve`."""
     tokens_file = tmp_path / "tokens"
     tokens = {filer: issue_token(tokens_file, filer) for filer in ("DEFILER000000001", "NLFILER000000002")}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "ingress", "serve", "--redis-url",
                                redis_server.url, "--tokens", str(tokens_file), "--port", str(port),
                                "--max-bytes", str(LIMIT)], stderr=subprocess.PIPE)

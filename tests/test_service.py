@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import urllib.error
 import urllib.request
 import subprocess
@@ -24,6 +23,8 @@ from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.health import check
 from cargoscreen.service import run_service, serve
+
+from .conftest import free_port
 
 pytestmark = pytest.mark.slow
 KEYS = StreamKeys()
@@ -108,12 +109,6 @@ def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def _health(port: int) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(f"http://localhost:{port}/healthz", timeout=2) as r:
@@ -125,7 +120,7 @@ def _health(port: int) -> tuple[int, dict]:
 def test_sigterm_drains_acknowledges_and_exits_cleanly_and_health_is_served_meanwhile(redis_client, redis_server,
                                                                                       tmp_path):
     filings = list(generate(GeneratorSpec(count=600, seed=9, resubmission_rate=0)))
-    port = _free_port()
+    port = free_port()
     worker = _service(redis_server.url, "--follow", "--output", str(tmp_path), f"--health-port={port}",
                       "--health_max_lag_seconds=60")
     _submit(redis_client, filings)
