@@ -17,13 +17,13 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Duration
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions, ReaderControl, claim_poll, finish
 from cargoscreen.validation import Submission
+from cargoscreen.counters import counter
 
 PROCESSING, DONE = ".processing", "done"
 
@@ -46,7 +46,7 @@ class _WatchFolderDoFn(beam.DoFn):
                  control: tuple[ReaderControl, str] | None):
         self._max_bytes, self._settle, self._poll = max_bytes, settle_seconds, poll_seconds
         self._batch, self._once, self._control = batch, once, control
-        self._inputs = Metrics.counter("cargoscreen", "inputs")
+        self._inputs = counter("inputs")
 
     def setup(self):
         if self._control:

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.decisions import Decision, decision_record
 from cargoscreen.domain.answers import Answer
 from cargoscreen.enrichment import EnrichedFiling
 from cargoscreen.validation import Submission
+from cargoscreen.counters import counter
 
 
 def list_filings(folder: Path, suffix: str = ".xml") -> list[str]:
@@ -29,7 +29,7 @@ def list_filings(folder: Path, suffix: str = ".xml") -> list[str]:
 class _ReadFileDoFn(beam.DoFn):
     def __init__(self, folder: str, max_bytes: int):
         self._folder, self._max_bytes = folder, max_bytes
-        self._inputs = Metrics.counter("cargoscreen", "inputs")
+        self._inputs = counter("inputs")
 
     def process(self, relative: str):
         self._inputs.inc()

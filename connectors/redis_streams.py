@@ -37,7 +37,6 @@ import apache_beam as beam
 import redis
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -45,8 +44,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_store import connect, with_retries
-from cargoscreen.stages.answer import CounterFamily
 from cargoscreen.validation import Submission, utc_iso
+from cargoscreen.counters import CounterFamily, counter
 
 DEAD_LETTER = "dead_letter"
 _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
@@ -193,8 +192,8 @@ class _ReadStreamDoFn(beam.DoFn):
         self._url, self._retry = settings.redis.url, settings.redis
         self._keys, self._reading = StreamKeys(settings.redis.key_prefix), settings.streams
         self._control = ReaderControl(settings.redis.url, settings.redis.key_prefix)
-        self._read = Metrics.counter("cargoscreen", "inputs")
-        self._claimed = Metrics.counter("cargoscreen", "stream_entries_claimed")
+        self._read = counter("inputs")
+        self._claimed = counter("stream_entries_claimed")
 
     def setup(self):
         self._client = connect(self._url)

@@ -33,7 +33,8 @@ from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_rec
                                decision_json, enriched_record)
 from .connectors.redis_store import ReportProgress, progress_key
 from .decisions import ASSESSMENT_ANSWERS
-from .stages.answer import COUNTER_NAMESPACE, AnswerRejections, CountDeadLetters, EmitAnswers
+from .counters import COUNTER_NAMESPACE
+from .stages.answer import AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.enrich import EnrichFilings
 from .stages.link import AnswerPending, LinkConsignments
 from .stages.register import RegisterFilings

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from lxml import etree
 
 from ..answering import DeadLetter, rejection
 from ..config import Settings
+from ..counters import CounterFamily, counter
 from ..decisions import ASSESSMENT_ANSWERS
 from ..domain.answers import Answer
 from ..domain.filings import ANSWERS_NS
@@ -16,27 +16,12 @@ from ..validation import utc_now
 from .validate import DEAD_LETTER
 
 ANSWERS = "answers"
-COUNTER_NAMESPACE = "cargoscreen"
 ASSESS_STAGE, ASSESS_ANSWER_STAGE = "assess", "assess-answer"
 _ASSESSMENT_TYPES = frozenset(ASSESSMENT_ANSWERS.values())
 # Dead letters of the assessment are counted apart: the filing already left through a door
 # (its registration answer); what is missing is its decision.
 _DEAD_LETTER_COUNTERS = {ASSESS_STAGE: "assessments_dead_lettered",
                          ASSESS_ANSWER_STAGE: "assessment_answers_dead_lettered", "link": "links_dead_lettered"}
-
-
-class CounterFamily:
-    """Beam counters named prefix + key, made on first use. Keys come from small fixed sets
-    (message types, fact kinds), so each stays one bounded metric."""
-
-    def __init__(self, prefix: str):
-        self._prefix, self._counters = prefix, {}
-
-    def inc(self, key: str) -> None:
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = Metrics.counter(COUNTER_NAMESPACE, self._prefix + key)
-        counter.inc()
 
 
 class AnswerRejections(beam.PTransform):
@@ -96,7 +81,7 @@ class CountDeadLetters(beam.PTransform):
     """DeadLetter in; the same out, counted (those of the assessment apart, see above)."""
 
     def expand(self, dead_letters):
-        counters = {name: Metrics.counter(COUNTER_NAMESPACE, name)
+        counters = {name: counter(name)
                     for name in ("dead_lettered", *_DEAD_LETTER_COUNTERS.values())}
 
         def count(d: DeadLetter) -> DeadLetter:

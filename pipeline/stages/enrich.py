@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from ..config import Settings
 from ..connectors.redis_store import connect, with_retries
@@ -10,14 +9,14 @@ from ..container_store import ContainerEventStore
 from ..domain.reference import ReferenceData
 from ..enrichment import UNAVAILABLE, enrich
 from ..linking import Consignment
-from .answer import COUNTER_NAMESPACE, CounterFamily
+from ..counters import CounterFamily, counter
 
 
 class _EnrichBatchDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._enriched = Metrics.counter(COUNTER_NAMESPACE, "enriched")
-        self._unavailable = Metrics.counter(COUNTER_NAMESPACE, "container_status_unavailable")
+        self._enriched = counter("enriched")
+        self._unavailable = counter("container_status_unavailable")
 
     def setup(self):
         self._store = ContainerEventStore.for_settings(connect(self._settings.container_status_url), self._settings)

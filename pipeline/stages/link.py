@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import apache_beam as beam
 import redis
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
@@ -22,6 +21,7 @@ from ..linking import (Consignment, ConsignmentStore, LinkResult, Pending, Withd
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
+from ..counters import counter
 
 CONSIGNMENTS, PENDING, WITHDRAWALS = "consignments", "pending", "withdrawals"
 
@@ -39,8 +39,8 @@ def pending_answer(p: Pending, now: str) -> answers.Answer:
 class _LinkDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._linked = Metrics.counter("cargoscreen", "filings_linked")
-        self._overdue = Metrics.counter("cargoscreen", "consignments_overdue")
+        self._linked = counter("filings_linked")
+        self._overdue = counter("consignments_overdue")
 
     def setup(self):
         self._store = ConsignmentStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter
@@ -11,7 +10,8 @@ from ..connectors.redis_store import connect
 from ..decisions import decide, filer_answers
 from ..enrichment import EnrichedFiling
 from ..rule_store import RulePackSource, RulePackStore
-from .answer import ASSESS_STAGE, COUNTER_NAMESPACE, CounterFamily
+from ..counters import CounterFamily, counter
+from .answer import ASSESS_STAGE
 from .validate import DEAD_LETTER
 
 DECISIONS, ANSWERS = "decisions", "answers"
@@ -20,11 +20,11 @@ DECISIONS, ANSWERS = "decisions", "answers"
 class _ScoreDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._assessed = Metrics.counter(COUNTER_NAMESPACE, "assessed")
-        self._referrals = Metrics.counter(COUNTER_NAMESPACE, "referrals")
-        self._rule_errors = Metrics.counter(COUNTER_NAMESPACE, "rule_errors")
-        self._reload_failures = Metrics.counter(COUNTER_NAMESPACE, "rule_pack_reload_failures")
-        self._answers_due = Metrics.counter(COUNTER_NAMESPACE, "assessment_answers_due")
+        self._assessed = counter("assessed")
+        self._referrals = counter("referrals")
+        self._rule_errors = counter("rule_errors")
+        self._reload_failures = counter("rule_pack_reload_failures")
+        self._answers_due = counter("assessment_answers_due")
 
     def setup(self):
         rules = self._settings.rules

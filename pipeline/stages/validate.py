@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter, not_screened
 from ..config import Settings
 from ..validation import FilingValidator, Submission
+from ..counters import counter
 
 VALID, REJECTED, DEAD_LETTER = "valid", "rejected", "dead_letter"
 
@@ -15,8 +15,8 @@ VALID, REJECTED, DEAD_LETTER = "valid", "rejected", "dead_letter"
 class _ValidateDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._accepted = Metrics.counter("cargoscreen", "validated_accepted")
-        self._rejected = Metrics.counter("cargoscreen", "validated_rejected")
+        self._accepted = counter("validated_accepted")
+        self._rejected = counter("validated_rejected")
 
     def setup(self):
         # Compiled schemas and parsers do not pickle: built once per worker.
