@@ -90,6 +90,10 @@ def _error(status: int, code: str, reason: str, **extra) -> JSONResponse:
     return JSONResponse({"error": code, "reason": reason, **extra}, status_code=status, headers=headers)
 
 
+def _unauthenticated() -> JSONResponse:
+    return _error(401, "UNAUTHENTICATED", "a valid filer token is required (Authorization: Bearer ...)")
+
+
 class TooLarge(Exception):
     pass
 
@@ -120,7 +124,7 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
     async def submit(request: Request):
         filer = caller(request)
         if filer is None:
-            return _error(401, "UNAUTHENTICATED", "a valid filer token is required (Authorization: Bearer ...)")
+            return _unauthenticated()
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in XML_TYPES:
             return _error(415, "UNSUPPORTED_MEDIA_TYPE", f"send the filing as application/xml, not {media or 'nothing'}")
@@ -148,7 +152,7 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
     async def answers(request: Request):
         filer = caller(request)
         if filer is None:
-            return _error(401, "UNAUTHENTICATED", "a valid filer token is required (Authorization: Bearer ...)")
+            return _unauthenticated()
         after = request.query_params.get("after", "0")
         try:
             count = max(1, min(MAX_PAGE, int(request.query_params.get("count", "100"))))

@@ -169,9 +169,6 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
     """Run the batch pipeline over a folder of filings and print the summary (inputs = accepted + rejected +
     dead-lettered); with --follow or --once, run the streaming service on the Redis stream of filings
     (further service and Beam options may follow: `cargoscreen options` lists them)."""
-    settings = _settings(schemas)
-    if rules_dir:
-        settings = replace(settings, rules=replace(settings.rules, pack_dir=Path(rules_dir)))
     if follow or once:
         from .service import serve
 
@@ -187,6 +184,9 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
         raise click.UsageError(f"unknown options for a batch run: {' '.join(ctx.args)}")
     if not input_dir or not output_dir:
         raise click.UsageError("a batch run needs --input and --output (or --follow / --once for the service)")
+    settings = _settings(schemas)  # the service builds its own from the same options (options.py)
+    if rules_dir:
+        settings = replace(settings, rules=replace(settings.rules, pack_dir=Path(rules_dir)))
     summary = run_and_report(Path(input_dir), Path(output_dir), settings, redis_url, runner, list(beam_options))
     sys.exit(0 if summary.balanced else 2)
 
