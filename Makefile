@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +18,22 @@ $(VENV)/.installed-%: setup.py pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-embedded
 	$(BIN)/cargoscreen demo --out $(OUT)
 
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 -q
+# The workbench's end-to-end tests drive Debian's headless chromium (through chromedriver).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: $(VENV)/.installed-test browser
+	CARGOSCREEN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/validation.py
 	$(BIN)/python bench/container_status.py
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/end_to_end.py
+	$(BIN)/python bench/workbench.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

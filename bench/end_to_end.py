@@ -14,6 +14,9 @@ What it does, in one run:
    consignment is decided when its last filing arrives);
 4. saturation: `--saturate` filings put on the stream at once, sustained throughput = how fast
    the workers finish them (acknowledged: every effect written);
+   with the workbench's keeper running (`cargoscreen workbench keep`), also the latency from
+   submission to the referral's admission into its risk centre's queue (what the queue page
+   shows from then on; bench/workbench.py measures the page itself);
 5. with --long N: N filings at --long-rate, the workers' memory (RSS) sampled as it goes;
    flat means the slope after warm-up is ~0.
 
@@ -208,6 +211,27 @@ def start_workers(n: int, url: str, extra: list[str], logs: Path) -> list[subpro
     return procs
 
 
+def start_keeper(url: str, logs: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "workbench", "keep", "--redis-url", url],
+                            stdout=(logs / "keeper.log").open("w"), stderr=subprocess.STDOUT)
+
+
+def queue_latencies(client: redis.Redis, producer: "Producer", since: float) -> list[int]:
+    """Per referral assessed since `since` (epoch s): its last filing's submission -> its admission
+    into the centre's queue (both on the Redis clock), in ms."""
+    out = []
+    for key in client.scan_iter(match="cs:wb:*:age"):
+        centre = key.decode().split(":")[2]
+        pipe = client.pipeline(transaction=False)
+        for rid in client.zrangebyscore(key, since, "+inf"):
+            pipe.hmget(f"cs:wb:{centre}:ref:{rid.decode()}", "admitted_ms", "body")
+        for admitted, body in pipe.execute():
+            times = [producer.submitted.get(f["lrn"]) for f in json.loads(body)["filings"]]
+            if admitted and times and None not in times:
+                out.append(int(admitted) - max(times))
+    return out
+
+
 def stop_workers(client: redis.Redis, keys: StreamKeys, procs: list[subprocess.Popen]) -> None:
     for k in range(len(procs)):
         client.set(keys.drain(f"bench-{k}"), "1", ex=600)
@@ -258,6 +282,7 @@ def main() -> None:
         producer = Producer(client, keys, pool)
         progress = Progress(client, keys, "screening", producer)
         procs = start_workers(args.workers, url, extra, work)
+        keeper = start_keeper(url, work)
         watch = DecisionWatch(client, keys, producer)
         watch.start()
         warm = args.pool // 2
@@ -267,6 +292,7 @@ def main() -> None:
         results["rates"] = []
         for rate in [float(r) for r in args.rates.split(",") if r]:
             watch.take()
+            phase_start = time.time()
             base = progress.done()
             offered = producer.offer(rate, int(rate * args.seconds))
             drained = offered + progress.wait(base + int(rate * args.seconds), 300)
@@ -275,10 +301,18 @@ def main() -> None:
             row = {"offered_per_s": rate, "achieved_per_s": round(int(rate * args.seconds) / drained, 1),
                    "decisions": len(lat), "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95),
                    "p99_ms": percentile(lat, 99), "max_ms": float(max(lat, default=0))}
+            time.sleep(1.0)  # the keeper's last round
+            queued = queue_latencies(client, producer, phase_start)
+            row.update({"referrals_queued": len(queued), "queue_p50_ms": percentile(queued, 50),
+                        "queue_p95_ms": percentile(queued, 95), "queue_p99_ms": percentile(queued, 99),
+                        "queue_max_ms": float(max(queued, default=0))})
             results["rates"].append(row)
             print(f"offered {rate:7.0f}/s  achieved {row['achieved_per_s']:7.1f}/s  decisions {len(lat):6d}  "
                   f"p50 {row['p50_ms']:6.0f} ms  p95 {row['p95_ms']:6.0f} ms  p99 {row['p99_ms']:6.0f} ms  "
                   f"max {row['max_ms']:6.0f} ms")
+            print(f"        referrals in their queue: {len(queued):6d}  p50 {row['queue_p50_ms']:6.0f} ms  "
+                  f"p95 {row['queue_p95_ms']:6.0f} ms  p99 {row['queue_p99_ms']:6.0f} ms  "
+                  f"max {row['queue_max_ms']:6.0f} ms (submission -> in the queue)")
         if args.saturate:
             base = progress.done()
             started = time.perf_counter()
@@ -292,6 +326,7 @@ def main() -> None:
         if args.long:
             results["memory"] = long_run(args, producer, progress, procs, client)
         watch.stop()
+        keeper.terminate()
         stop_workers(client, keys, procs)
         results["redis_used_memory_mb"] = round(client.info("memory")["used_memory"] / 2 ** 20, 1)
         print(f"redis memory at the end: {results['redis_used_memory_mb']:.0f} MB (state kept for its retention "

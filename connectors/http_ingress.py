@@ -6,6 +6,9 @@
                                   well-formed (code, reason, line, column); 503 Redis unavailable
     GET  /v1/answers?after=ID     the caller's own answers after stream id ID (default: from the
                                   start), oldest first, at most `count` (default 100): {"answers", "next"}
+    POST /v1/rfi-answers          body: an IE3R02 answering a request for information; checked
+                                  against its schema here (400 with every violation located), then
+                                  202 {"submission_id", ...}: the workbench re-assesses (workbench/rfi.py)
     GET  /healthz                 200 when Redis answers
 
 Who a caller is comes from the token alone (a filer cannot name another filer anywhere), and
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
+from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -39,7 +43,9 @@ from starlette.routing import Route
 
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.reassessment import RESPONSES_NS
 from cargoscreen.safexml import RejectedXml, SafeXmlParser
+from cargoscreen.schemas import SchemaRegistry
 from cargoscreen.validation import utc_now
 
 log = logging.getLogger(__name__)
@@ -116,6 +122,7 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
     keys, limits = StreamKeys(settings.redis.key_prefix), settings.limits
     client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
     parser = SafeXmlParser(limits)  # one event-loop thread: never used by two requests at once
+    responses = SchemaRegistry.from_dirs(settings.schema_dirs)
 
     def caller(request: Request) -> str | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -125,19 +132,9 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
         filer = caller(request)
         if filer is None:
             return _unauthenticated()
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in XML_TYPES:
-            return _error(415, "UNSUPPORTED_MEDIA_TYPE", f"send the filing as application/xml, not {media or 'nothing'}")
-        try:
-            data = await _body(request, limits.max_bytes)
-        except TooLarge as exc:
-            return _error(413, "SIZE_LIMIT", f"the body is {exc.args[0]:,} bytes or more; the limit is "
-                                             f"{limits.max_bytes:,} bytes")
-        try:
-            parser.parse(data)  # the tree is dropped: the pipeline parses again, with its schemas
-        except RejectedXml as exc:
-            p = exc.problem
-            return _error(400, p.code, p.reason, line=p.line, column=p.column)
+        data, _, refusal = await _xml_body(request)  # the tree is dropped: the pipeline parses again
+        if refusal is not None:
+            return refusal
         submission_id, received_at = uuid.uuid4().hex, utc_now()
         try:
             await client.xadd(keys.filings, {"filing": data, "id": submission_id, "filer": filer,
@@ -148,6 +145,49 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
         log.info("filing %s queued for %s (%d bytes)", submission_id, filer, len(data))
         return JSONResponse({"submission_id": submission_id, "received_at": received_at,
                              "answers": "/v1/answers"}, status_code=202)
+
+    async def rfi_answer(request: Request):
+        filer = caller(request)
+        if filer is None:
+            return _unauthenticated()
+        data, tree, refusal = await _xml_body(request)
+        if refusal is not None:
+            return refusal
+        root = tree.getroot()
+        schema = responses.lookup(RESPONSES_NS, "IE3R02") if root.tag == f"{{{RESPONSES_NS}}}IE3R02" else None
+        if schema is None:
+            return _error(400, "NOT_AN_RFI_ANSWER", f"expected IE3R02 in {RESPONSES_NS}, got {root.tag}")
+        violations = schema.violations(tree)
+        if violations:
+            return _error(400, "SCHEMA", "the answer does not follow responses.xsd", errors=[
+                {"code": v.code, "pointer": v.pointer, "line": v.line, "value": v.value, "constraint": v.constraint,
+                 "reason": v.detail} for v in violations])
+        submission_id, received_at = uuid.uuid4().hex, utc_now()
+        try:
+            await client.xadd(keys.rfi_answers, {
+                "xml": data, "id": submission_id, "filer": filer, "received_at": received_at})
+        except redis.RedisError as exc:
+            log.warning("RFI answer from %s not queued: %s", filer, exc)
+            return _error(503, "UNAVAILABLE", "the answer could not be queued; send it again")
+        return JSONResponse({"submission_id": submission_id, "received_at": received_at,
+                             "answers": "/v1/answers"}, status_code=202)
+
+    async def _xml_body(request: Request) -> tuple[bytes | None, etree._ElementTree | None, JSONResponse | None]:
+        """The body if it is XML within the size limit that the safe parser accepts, else the refusal."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in XML_TYPES:
+            return None, None, _error(415, "UNSUPPORTED_MEDIA_TYPE", f"send XML (application/xml), not {media or 'nothing'}")
+        try:
+            data = await _body(request, limits.max_bytes)
+        except TooLarge as exc:
+            return None, None, _error(413, "SIZE_LIMIT", f"the body is {exc.args[0]:,} bytes or more; the limit is "
+                                                   f"{limits.max_bytes:,} bytes")
+        try:
+            tree = parser.parse(data)
+        except RejectedXml as exc:
+            p = exc.problem
+            return None, None, _error(400, p.code, p.reason, line=p.line, column=p.column)
+        return data, tree, None
 
     async def answers(request: Request):
         filer = caller(request)
@@ -180,4 +220,5 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
 
     return Starlette(routes=[Route("/v1/filings", submit, methods=["POST"]),
                              Route("/v1/answers", answers, methods=["GET"]),
+                             Route("/v1/rfi-answers", rfi_answer, methods=["POST"]),
                              Route("/healthz", health, methods=["GET"])])

@@ -76,6 +76,11 @@ class StreamKeys:
         return f"{self.prefix}:decision-of"
 
     @property
+    def rfi_answers(self) -> str:
+        """Filers' answers to requests for information (the ingress writes, the workbench reads)."""
+        return f"{self.prefix}:rfi-answers"
+
+    @property
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead-letters"
 

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import Settings
+from .workbench import cli as workbench_cli
 
 console = Console(stderr=True)
 
@@ -738,6 +739,10 @@ def _print_backtest(report, traffic) -> None:
                       f"referred; missed: {missed}); clean referral rate {q.clean_referral_rate:.2%} "
                       f"({q.clean_referred}/{q.clean})", soft_wrap=True)
 
+
+main.add_command(workbench_cli.workbench)
+main.add_command(workbench_cli.riskinfo)
+rules.add_command(workbench_cli.rules_report)
 
 if __name__ == "__main__":
     main()

@@ -12,8 +12,8 @@ written; a pack that fails is refused with every problem and nothing changes. A 
 names one content forever: publishing other files under a published version is refused.
 
 `RulePackSource.current()` is what a worker asks before scoring a batch: at most every
-`poll_seconds` it reads the active name (one GET), and when it changed, loads and compiles
-the new pack. If that fails (or Redis is unreachable), the worker keeps scoring with the
+`poll_seconds` it reads the active name and the risk information version (one MGET), and when
+either changed, loads and compiles the new pack with the active risk information forms. If that fails (or Redis is unreachable), the worker keeps scoring with the
 pack it has, logs why, and records the refusal; it retries a refused version only after a
 new publication. Each batch is scored by exactly one pack, whose id each decision records.
 """
@@ -33,6 +33,7 @@ import redis
 
 from .domain.rulepack import PackError, Problem, RulePack
 from .domain.scoring import Scorer, check_examples
+from .risk_information import RiskInformationStore, with_forms
 
 log = logging.getLogger(__name__)
 LOG_MAX_ENTRIES = 10_000
@@ -124,13 +125,17 @@ class RulePackStore:
 
 
 class RulePackSource:
-    """The scorer a worker should use now: the active published pack, else the configured folder's."""
+    """The scorer a worker should use now: the active published pack, else the configured folder's,
+    plus a rule per active risk information form (risk_information.py) when a store is given."""
 
     def __init__(self, fallback: Path, store: RulePackStore | None, poll_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, risk_information: RiskInformationStore | None = None):
         self._store, self._poll, self._clock = store, poll_seconds, clock
-        self._scorer = Scorer(RulePack.load(fallback))
+        self._risk = risk_information
+        self._pack = RulePack.load(fallback)
+        self._scorer = Scorer(self._pack)
         self._active_name: str | None = None
+        self._risk_version = 0
         self._refused: set[str] = set()
         self._checked_at = float("-inf")
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -141,21 +146,32 @@ class RulePackSource:
         if self._store is None or self._clock() - self._checked_at < self._poll:
             return self._scorer
         self._checked_at = self._clock()
-        try:
-            active = self._store.active()
+        try:  # one round trip for both
+            keys = [self._store.active_key] + ([self._risk.version_key] if self._risk else [])
+            values = self._store.client.mget(keys)
         except redis.RedisError as exc:
             log.warning("rule store unreachable, keeping %s: %s", self._scorer.pack.id, exc)
             return self._scorer
-        if active is None or active == self._active_name or active in self._refused:
-            return self._scorer
-        try:
-            pack = RulePack.from_files(self._store.files(active))
-        except (PackError, KeyError, ValueError, redis.RedisError) as exc:
-            self._refuse(active, exc)
-            return self._scorer
-        self._scorer, self._active_name = Scorer(pack), active
-        self.reloads += 1
-        log.info("rule pack %s active in %s", pack.id, self.worker)
+        active = values[0].decode() if values[0] else None
+        risk_version = int(values[1] or 0) if self._risk else 0
+        changed = risk_version != self._risk_version
+        if active is not None and active != self._active_name and active not in self._refused:
+            try:
+                self._pack = RulePack.from_files(self._store.files(active))
+                self._active_name, changed = active, True
+                self.reloads += 1
+                log.info("rule pack %s active in %s", self._pack.id, self.worker)
+            except (PackError, KeyError, ValueError, redis.RedisError) as exc:
+                self._refuse(active, exc)
+        if changed:
+            try:
+                forms = self._risk.active(time.time()) if self._risk else []
+            except redis.RedisError as exc:
+                log.warning("risk information unreachable, keeping what %s had: %s", self.worker, exc)
+                return self._scorer
+            self._scorer, self._risk_version = Scorer(with_forms(self._pack, forms)), risk_version
+            if self._risk:
+                log.info("%d risk information forms active in %s", len(forms), self.worker)
         return self._scorer
 
     def _refuse(self, name_version: str, exc: Exception) -> None:

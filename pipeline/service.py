@@ -34,6 +34,7 @@ from .decisions import Decision, decision_record
 from .domain.answers import Answer
 from .health import HealthServer, check
 from .linking import Withdrawal, due_key
+from .reassessment import reassessment_payload
 from .job import archive_outcomes, make_pipeline, screen
 from .options import ScreeningOptions, settings_from_options
 from .stages.answer import EmitAnswers
@@ -56,8 +57,9 @@ def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
          "state": d.filing.state, "version": d.filing.version}))
     due = (due_key(keys.prefix), d.consignment) if d.filing.missing else None  # the deadline is answered
     out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due)]
-    if d.referral:
-        out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre), record))
+    if d.referral:  # the risk centre's copy also carries what re-assessing it after an RFI answer needs
+        out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre),
+                          {**record, "reassessment": reassessment_payload(d)}))
     return out
 
 

@@ -9,6 +9,7 @@ from ..config import Settings
 from ..connectors.redis_store import connect
 from ..decisions import decide, filer_answers
 from ..enrichment import EnrichedFiling
+from ..risk_information import RiskInformationStore
 from ..rule_store import RulePackSource, RulePackStore
 from ..counters import CounterFamily, counter
 from .answer import ASSESS_STAGE
@@ -30,7 +31,8 @@ class _ScoreDoFn(beam.DoFn):
         rules = self._settings.rules
         store = RulePackStore(connect(self._settings.redis.url), self._settings.redis.key_prefix) \
             if rules.hot_reload and self._settings.redis.url else None
-        self._source = RulePackSource(rules.pack_dir, store, rules.poll_seconds)
+        risk = RiskInformationStore(store.client, self._settings.redis.key_prefix) if store else None
+        self._source = RulePackSource(rules.pack_dir, store, rules.poll_seconds, risk_information=risk)
         self._decisions = CounterFamily("decision_")
         self._hits = CounterFamily("rule_hit_")  # bounded: one per rule of the pack
         self._failures_seen = 0

@@ -1,0 +1,547 @@
+"""Risk-centre queues: referrals taken in from the pipeline's streams, claimed, released, resolved.
+
+Each risk centre reads its referral stream `{p}:referrals:{centre}` through the consumer group
+`workbench`. The stream's pending entries list (PEL) says who holds what, as consumer names:
+
+    `intake`       read, not yet in the queue (a keeper died between the two: taken in on restart)
+    `queue`        open, nobody holds it
+    `<analyst>`    claimed by that analyst (XCLAIM moves the entry; release moves it back)
+    (acknowledged) resolved, superseded by a newer version, or withdrawn
+
+Next to the stream, per centre, what the pages need without reading the stream:
+
+    {p}:wb:{c}:ref:{referral}   hash: state, claim, summary fields, the latest referral body,
+                                the filer's answers, the outcome
+    {p}:wb:{c}:open             sorted set referral -> score (open and claimed referrals)
+    {p}:wb:{c}:unclaimed        sorted set referral -> score (open, nobody holds it)
+    {p}:wb:{c}:age              sorted set referral -> assessed at (epoch s), for age filters
+    {p}:wb:{c}:f:{dim}:{value}  sets for the filters (mode, decision, area, claimed)
+    {p}:wb:{c}:claims           sorted set referral -> claim expiry (epoch ms)
+    {p}:wb:{c}:resolved         sorted set referral -> resolved at (epoch s)
+
+Every change of a referral's state is one Lua script that checks the state, moves the PEL
+entry, updates the hash and the indexes, and appends the audit record: two analysts cannot
+both resolve a referral, and a keeper crash leaves no half-made change. The hash is the
+authority for the state (it survives the stream's length cap); the PEL mirrors it.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import redis
+
+from ..connectors.redis_streams import StreamKeys
+from .. import audit
+from ..audit import audit_args
+
+GROUP = "workbench"
+INTAKE = "intake"
+QUEUE = "queue"
+
+# What a control or check found. `confirms`: counts as a confirmed finding for the rules that
+# fired; `clears`: counts as a false hit; neither: says nothing about the rules (no control).
+OUTCOMES = {
+    "finding": ("Seizure or finding (give the category)", True, False),
+    "no-finding": ("Controlled: nothing found", False, True),
+    "documentary-check": ("Documentary check only: nothing irregular", False, True),
+    "rfi-answered": ("The filer's answer settled the request for information", False, False),
+    "not-controlled": ("Not controlled (not arrived, diverted, control not possible)", False, False),
+}
+FINDING_CATEGORIES = ("drugs", "weapons", "explosives", "precursors", "security-threat", "counterfeit",
+                      "tobacco", "cash", "cultural-goods", "wildlife", "dual-use", "product-safety",
+                      "prohibited-goods", "fiscal", "other")
+DEFAULT_CLAIM_SECONDS = 30 * 60
+
+
+class QueueError(Exception):
+    """An action that cannot be done (unknown referral, held by someone else, already resolved)."""
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    prefix: str
+    centre: str
+
+    @property
+    def stream(self) -> str:
+        return StreamKeys(self.prefix).referrals(self.centre)
+
+    def base(self, name: str) -> str:
+        return f"{self.prefix}:wb:{self.centre}:{name}"
+
+    def referral(self, rid: str) -> str:
+        return self.base(f"ref:{rid}")
+
+    def filter(self, dimension: str, value: str) -> str:
+        return self.base(f"f:{dimension}:{value}")
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
+
+    @property
+    def rule_stats(self) -> str:
+        return f"{self.prefix}:wb:rulestats"
+
+    @property
+    def referral_of_mrn(self) -> str:
+        """hash: MRN of any filing in a referred consignment -> `centre|referral id`."""
+        return f"{self.prefix}:wb:referral-of-mrn"
+
+
+def pack_version(pack_id: str) -> str:
+    """name@version of a pack id name@version+digest (statistics are per published version)."""
+    return pack_id.split("+", 1)[0]
+
+
+def day_of(iso: str) -> str:
+    return iso[:10]
+
+
+def epoch_of(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def summary(record: dict) -> dict:
+    """The fields a queue row shows and filters on, from a referral record (decisions.decision_record)."""
+    areas = sorted({h["area"] for h in record.get("hits", ()) if h.get("weight", 0) > 0})
+    filing = record.get("filing") or {}
+    return {"mrn": record.get("mrn") or "", "lrn": record.get("lrn") or "", "filer": record.get("filer") or "",
+            "mode": record.get("mode") or "", "filing_code": record.get("filing_code") or "",
+            "decision": record.get("decision") or "", "score": float(record.get("score") or 0.0),
+            "risk_level": record.get("risk_level") or "", "areas": areas, "rule_pack": record.get("rule_pack") or "",
+            "assessed_at": record.get("assessed_at") or "", "version": int(record.get("version") or 1),
+            "consignment": record.get("consignment") or "", "transport_document": filing.get("transport_document") or "",
+            "rules": [h["rule"] for h in record.get("hits", ())]}
+
+
+def filter_keys(keys: QueueKeys, s: dict) -> list[str]:
+    return [keys.filter("mode", s["mode"]), keys.filter("decision", s["decision"]),
+            *(keys.filter("area", a) for a in s["areas"])]
+
+
+def outcome_stats(record: dict, outcome: str, by_rule_of: str) -> list[str]:
+    """The rule-statistics counters a resolution adds: per rule that fired, per pack version, per day
+    of the assessment (so a rule's false-hit rate reads against the referrals it made that day)."""
+    _, confirms, clears = OUTCOMES[outcome]
+    metrics = ["resolved"] + (["confirmed"] if confirms else []) + (["false"] if clears else [])
+    pack, day = pack_version(record.get("rule_pack") or ""), day_of(by_rule_of)
+    return [f"{pack}|{h['rule']}|{day}|{m}" for h in record.get("hits", ()) if h.get("weight", 0) > 0
+            for m in metrics]
+
+
+# Admit a referral entry (read by `intake`) as the referral's current version. A newer version
+# replaces the body and keeps the claim; an older one is only acknowledged; a resolved or
+# withdrawn referral that comes back (an amendment re-assessed) opens again.
+_ADMIT = """
+local ref, open, age, stream, claimed_set = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local rid, entry, version, score, assessed, group = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local nfields, nfilters = tonumber(ARGV[7]), tonumber(ARGV[8])
+local current = redis.call('HMGET', ref, 'version', 'state', 'entry', 'claimed_by', 'filters')
+if current[1] and tonumber(current[1]) > version then
+  redis.call('XACK', stream, group, entry)
+  return 'stale'
+end
+local state = current[2]
+if state == 'claimed' then
+  redis.call('XCLAIM', stream, group, current[4], 0, entry, 'JUSTID')
+else
+  state = 'open'
+  redis.call('XCLAIM', stream, group, 'queue', 0, entry, 'JUSTID')
+end
+if current[3] and current[3] ~= entry then redis.call('XACK', stream, group, current[3]) end
+if current[5] then
+  for key in string.gmatch(current[5], '%S+') do redis.call('SREM', key, rid) end
+end
+local b = 8
+for i = 1, nfields do
+  redis.call('HSET', ref, ARGV[b + 2 * i - 1], ARGV[b + 2 * i])
+end
+b = b + 2 * nfields
+local filters = {}
+for i = 1, nfilters do
+  redis.call('SADD', ARGV[b + i], rid)
+  filters[i] = ARGV[b + i]
+end
+local now = redis.call('TIME')  -- when it reached the queue, on the clock of the stream entry ids
+redis.call('HSET', ref, 'entry', entry, 'version', version, 'state', state, 'filters', table.concat(filters, ' '),
+           'admitted_ms', now[1] * 1000 + math.floor(now[2] / 1000))
+redis.call('HDEL', ref, 'outcome', 'category', 'note', 'resolved_by', 'resolved_at')
+redis.call('ZADD', open, score, rid)
+redis.call('ZADD', age, assessed, rid)
+redis.call('ZREM', KEYS[6], rid)
+if state == 'open' then redis.call('ZADD', KEYS[7], score, rid) end
+return state
+"""
+
+# Withdraw (the filing was invalidated): the referral leaves the queue, whoever held it.
+_WITHDRAW = """
+local ref, stream = KEYS[1], KEYS[2]
+local rid, entry, group, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('XACK', stream, group, entry)
+local current = redis.call('HMGET', ref, 'state', 'entry', 'filters')
+if current[1] ~= 'open' and current[1] ~= 'claimed' then return 0 end
+redis.call('XACK', stream, group, current[2])
+if current[3] then for key in string.gmatch(current[3], '%S+') do redis.call('SREM', key, rid) end end
+redis.call('HSET', ref, 'state', 'withdrawn', 'resolved_at', at, 'resolved_by', 'system')
+redis.call('HDEL', ref, 'claimed_by', 'claimed_until')
+redis.call('ZREM', KEYS[3], rid)
+redis.call('ZREM', KEYS[4], rid)
+redis.call('ZREM', KEYS[5], rid)
+redis.call('SREM', KEYS[6], rid)
+redis.call('ZADD', KEYS[7], at, rid)
+redis.call('ZREM', KEYS[8], rid)
+return 1
+"""
+
+# Claim: open, or already held by the same analyst (renewal), or held past its expiry.
+_CLAIM = """
+local ref, stream, claims, claimed_set, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local rid, analyst, now_ms, until_ms, group = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local s = redis.call('HMGET', ref, 'state', 'claimed_by', 'claimed_until', 'entry', 'resolved_by')
+if not s[1] then return {'unknown'} end
+if s[1] ~= 'open' and s[1] ~= 'claimed' then return {s[1], s[5] or ''} end
+if s[1] == 'claimed' and s[2] ~= analyst and tonumber(s[3]) > now_ms then return {'held', s[2]} end
+redis.call('XCLAIM', stream, group, analyst, 0, s[4], 'JUSTID')
+redis.call('HSET', ref, 'state', 'claimed', 'claimed_by', analyst, 'claimed_until', until_ms)
+redis.call('ZADD', claims, until_ms, rid)
+redis.call('SADD', claimed_set, rid)
+redis.call('ZREM', KEYS[6], rid)
+redis.call('XADD', audit, '*', unpack(ARGV, 6))
+return {'ok', analyst}
+"""
+
+# Release by the holder, or (analyst '') a claim past its expiry, back to the queue.
+_RELEASE = """
+local ref, stream, claims, claimed_set, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local rid, analyst, now_ms, group = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local s = redis.call('HMGET', ref, 'state', 'claimed_by', 'claimed_until', 'entry')
+if s[1] ~= 'claimed' then return {s[1] or 'unknown'} end
+if analyst == '' then
+  if tonumber(s[3]) > now_ms then return {'held', s[2]} end
+elseif s[2] ~= analyst then return {'held', s[2]} end
+redis.call('XCLAIM', stream, group, 'queue', 0, s[4], 'JUSTID')
+redis.call('HSET', ref, 'state', 'open')
+redis.call('HDEL', ref, 'claimed_by', 'claimed_until')
+redis.call('ZREM', claims, rid)
+redis.call('SREM', claimed_set, rid)
+redis.call('ZADD', KEYS[6], redis.call('HGET', ref, 'score'), rid)
+redis.call('XADD', audit, '*', unpack(ARGV, 5))
+return {'ok', s[2]}
+"""
+
+# Resolve: only the holder; acknowledged, out of every index, counted for the rules, audited.
+_RESOLVE = """
+local ref, stream, claims, claimed_set, audit, open, age, resolved, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local rid, analyst, group, at, outcome, category, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local nstats = tonumber(ARGV[8])
+local s = redis.call('HMGET', ref, 'state', 'claimed_by', 'entry', 'filters', 'resolved_by', 'outcome')
+if not s[1] then return {'unknown'} end
+local by = analyst
+if analyst == '' then  -- the system settles an open or claimed referral (a re-assessment cleared it)
+  if s[1] ~= 'open' and s[1] ~= 'claimed' then return {s[1], s[5] or '', s[6] or ''} end
+  by = 'system'
+else
+  if s[1] ~= 'claimed' then return {s[1], s[5] or '', s[6] or ''} end
+  if s[2] ~= analyst then return {'held', s[2]} end
+end
+redis.call('XACK', stream, group, s[3])
+if s[4] then for key in string.gmatch(s[4], '%S+') do redis.call('SREM', key, rid) end end
+redis.call('HSET', ref, 'state', 'resolved', 'outcome', outcome, 'category', category, 'note', note,
+           'resolved_by', by, 'resolved_at', at)
+redis.call('HDEL', ref, 'claimed_by', 'claimed_until')
+redis.call('ZREM', claims, rid)
+redis.call('SREM', claimed_set, rid)
+redis.call('ZREM', open, rid)
+redis.call('ZREM', age, rid)
+redis.call('ZADD', resolved, at, rid)
+redis.call('ZREM', KEYS[10], rid)
+for i = 1, nstats do redis.call('HINCRBY', stats, ARGV[8 + i], 1) end
+redis.call('XADD', audit, '*', unpack(ARGV, 9 + nstats))
+return {'ok', by}
+"""
+
+# Attach a filer's answer to a referral (once per answer submission).
+_ATTACH = """
+local raw = redis.call('HGET', KEYS[1], 'answers')
+local answers = raw and cjson.decode(raw) or {}
+for _, a in ipairs(answers) do if a.submission_id == ARGV[1] then return 0 end end
+table.insert(answers, cjson.decode(ARGV[2]))
+redis.call('HSET', KEYS[1], 'answers', cjson.encode(answers))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int
+    rows: list[dict]
+
+
+def _bound(value: float) -> str:
+    return "-inf" if value == float("-inf") else "+inf" if value == float("inf") else repr(value)
+
+
+# The open referrals by score, highest first, whose assessment time lies in [lo, hi]: scanned in
+# chunks until the page is full. Total from the age index (less the claimed ones in range when
+# only unclaimed referrals count).
+_AGED_BY_SCORE = """
+local base, age, claimed = KEYS[1], KEYS[2], KEYS[3]
+local lo, hi, offset, count, unclaimed = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local low, high = tonumber(lo) or -math.huge, tonumber(hi) or math.huge
+if lo == '-inf' then low = -math.huge end
+if hi == '+inf' then high = math.huge end
+local total = redis.call('ZCOUNT', age, lo, hi)
+if unclaimed then
+  for _, rid in ipairs(redis.call('SMEMBERS', claimed)) do
+    local t = tonumber(redis.call('ZSCORE', age, rid))
+    if t and t >= low and t <= high then total = total - 1 end
+  end
+end
+local out, seen, start = {total}, 0, 0
+while #out <= count do
+  local chunk = redis.call('ZREVRANGE', base, start, start + 499)
+  if #chunk == 0 then break end
+  for _, rid in ipairs(chunk) do
+    local t = tonumber(redis.call('ZSCORE', age, rid))
+    if t and t >= low and t <= high then
+      seen = seen + 1
+      if seen > offset and #out <= count then out[#out + 1] = rid end
+    end
+  end
+  start = start + 500
+end
+return out
+"""
+
+
+class ReferralQueue:
+    """One risk centre's queue. Every method is safe to call from several processes at once."""
+
+    def __init__(self, client: redis.Redis, centre: str, key_prefix: str = "cs",
+                 claim_seconds: int = DEFAULT_CLAIM_SECONDS):
+        self.client, self.centre = client, centre
+        self.keys = QueueKeys(key_prefix, centre)
+        self.claim_seconds = claim_seconds
+        self._admit = client.register_script(_ADMIT)
+        self._withdraw = client.register_script(_WITHDRAW)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+        self._resolve = client.register_script(_RESOLVE)
+        self._attach = client.register_script(_ATTACH)
+        self._aged_by_score = client.register_script(_AGED_BY_SCORE)
+
+    # ---- intake (the keeper) ----
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def take_in(self, count: int = 500, block_ms: int | None = None) -> int:
+        """Reads new referral entries and admits each; first what a previous intake left half done."""
+        self.ensure_group()
+        taken = 0
+        for start in ("0", ">"):
+            reply = self.client.xreadgroup(GROUP, INTAKE, {self.keys.stream: start}, count=count,
+                                           block=block_ms if start == ">" else None)
+            for _, entries in reply or ():
+                for entry_id, fields in entries:
+                    self.admit(entry_id.decode(), json.loads(fields[b"body"]))
+                    taken += 1
+        return taken
+
+    def admit(self, entry: str, body: dict) -> str:
+        k = self.keys
+        if "withdrawn" in body:
+            rid = body.get("referral_id") or ""
+            done = self._withdraw(keys=[k.referral(rid), k.stream, k.base("open"), k.base("age"), k.base("claims"),
+                                        k.base("f:claimed:yes"), k.base("resolved"), k.base("unclaimed")],
+                                  args=[rid, entry, GROUP, int(time.time())])
+            if done:
+                self._record("system", "withdrawn", rid, body.get("withdrawn", ""))
+            return "withdrawn" if done else "ignored"
+        s = summary(body)
+        fields = {"referral_id": body["referral_id"], "mrn": s["mrn"], "lrn": s["lrn"], "filer": s["filer"],
+                  "mode": s["mode"], "filing_code": s["filing_code"], "decision": s["decision"],
+                  "score": s["score"], "risk_level": s["risk_level"], "areas": ",".join(s["areas"]),
+                  "rule_pack": s["rule_pack"], "assessed_at": s["assessed_at"], "consignment": s["consignment"],
+                  "transport_document": s["transport_document"], "rules": ",".join(s["rules"]),
+                  "body": json.dumps(body, ensure_ascii=False)}
+        filters = filter_keys(k, s)
+        args = [body["referral_id"], entry, s["version"], s["score"], epoch_of(s["assessed_at"]), GROUP,
+                len(fields), len(filters)]
+        for name, value in fields.items():
+            args += [name, value]
+        state = self._admit(keys=[k.referral(body["referral_id"]), k.base("open"), k.base("age"), k.stream,
+                                  k.base("f:claimed:yes"), k.base("resolved"), k.base("unclaimed")],
+                            args=[*args, *filters])
+        mrns = {s["mrn"], *(m["mrn"] for m in body.get("filings", ()))}  # a house filer answers under its own MRN
+        self.client.hset(k.referral_of_mrn, mapping={m: f"{self.centre}|{body['referral_id']}" for m in mrns if m})
+        return state.decode()
+
+    def attach_answer(self, rid: str, answer: dict) -> bool:
+        """The filer's answer on the referral's page (False: that answer was attached before)."""
+        return bool(self._attach(keys=[self.keys.referral(rid)],
+                                 args=[answer["submission_id"], json.dumps(answer, ensure_ascii=False)]))
+
+    def return_expired(self, now: float | None = None) -> list[str]:
+        """Claims past their expiry go back to the queue (an analyst who left without releasing)."""
+        now_ms = int((now or time.time()) * 1000)
+        returned = []
+        for rid in self.client.zrangebyscore(self.keys.base("claims"), "-inf", now_ms, start=0, num=500):
+            rid = rid.decode()
+            result = self._state_change(self._release, rid, "", [now_ms, GROUP], "system", "claim-expired", "")
+            if result[0] == "ok":
+                returned.append(rid)
+        return returned
+
+    # ---- analysts ----
+    def claim(self, rid: str, analyst: str, now: float | None = None) -> dict:
+        now_ms = int((now or time.time()) * 1000)
+        until = now_ms + self.claim_seconds * 1000
+        result = self._state_change(self._claim, rid, analyst, [now_ms, until, GROUP], analyst, "claim",
+                                    f"until {datetime.fromtimestamp(until / 1000, timezone.utc):%H:%M:%SZ}")
+        if result[0] != "ok":
+            raise QueueError(self._refusal(rid, result))
+        return self.show(rid)
+
+    def release(self, rid: str, analyst: str) -> dict:
+        result = self._state_change(self._release, rid, analyst, [int(time.time() * 1000), GROUP], analyst,
+                                    "release", "")
+        if result[0] != "ok":
+            raise QueueError(self._refusal(rid, result))
+        return self.show(rid)
+
+    def resolve(self, rid: str, analyst: str, outcome: str, category: str = "", note: str = "") -> dict:
+        """Record the outcome of a referral `analyst` holds ('' : the system settles it, held or not)."""
+        if outcome not in OUTCOMES:
+            raise QueueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
+        if outcome == "finding" and category not in FINDING_CATEGORIES:
+            raise QueueError(f"a finding needs its category: one of {', '.join(FINDING_CATEGORIES)}")
+        if outcome != "finding" and category:
+            raise QueueError("only a finding has a category")
+        raw = self.client.hget(self.keys.referral(rid), "body")
+        if raw is None:
+            raise QueueError(f"{rid}: no such referral in {self.centre}")
+        record = json.loads(raw)
+        stats = outcome_stats(record, outcome, record.get("assessed_at") or "")
+        k = self.keys
+        detail = f"{outcome}{' / ' + category if category else ''}{': ' + note if note else ''}"
+        args = [rid, analyst, GROUP, int(time.time()), outcome, category, note[:2000], len(stats), *stats,
+                *audit_args(analyst or "system", self.centre, "resolve", rid, detail)]
+        result = [x.decode() for x in self._resolve(
+            keys=[k.referral(rid), k.stream, k.base("claims"), k.base("f:claimed:yes"), k.audit, k.base("open"),
+                  k.base("age"), k.base("resolved"), k.rule_stats, k.base("unclaimed")], args=args)]
+        if result[0] != "ok":
+            raise QueueError(self._refusal(rid, result))
+        return self.show(rid)
+
+    def _state_change(self, script, rid: str, analyst: str, extra: list, who: str, action: str, detail: str):
+        k = self.keys
+        return [x.decode() for x in script(
+            keys=[k.referral(rid), k.stream, k.base("claims"), k.base("f:claimed:yes"), k.audit, k.base("unclaimed")],
+            args=[rid, analyst, *extra, *audit_args(who, self.centre, action, rid, detail)])]
+
+    def _refusal(self, rid: str, result: list[str]) -> str:
+        state = result[0]
+        if state == "unknown":
+            return f"{rid}: no such referral in {self.centre}"
+        if state == "held":
+            return f"{rid} is claimed by {result[1]}"
+        if state == "open":
+            return f"{rid} is not claimed: claim it first"
+        if state == "resolved":
+            return f"{rid} was already resolved by {result[1]}" + (f" ({result[2]})" if len(result) > 2 else "")
+        return f"{rid} is {state}"
+
+    def _record(self, who: str, action: str, rid: str, detail: str) -> None:
+        audit.record(self.client, self.keys.audit, who, self.centre, action, rid, detail)
+
+    # ---- reading ----
+    def show(self, rid: str) -> dict:
+        raw = self.client.hgetall(self.keys.referral(rid))
+        if not raw:
+            raise QueueError(f"{rid}: no such referral in {self.centre}")
+        out = {k.decode(): v.decode() for k, v in raw.items()}
+        out["body"] = json.loads(out.get("body", "{}"))
+        out["answers"] = json.loads(out.get("answers", "[]"))
+        return out
+
+    def page(self, mode: str = "", decision: str = "", area: str = "", claimed: str = "",
+             older_than_hours: float | None = None, newer_than_hours: float | None = None,
+             sort: str = "score", offset: int = 0, count: int = 50, now: float | None = None) -> Page:
+        """Open referrals, filtered, highest score first (or oldest first with sort='age').
+
+        Each shape of query takes the cheapest path, so no view copies the whole queue: an index
+        read as is (all, unclaimed, oldest first, an age range oldest first), a scan by score that
+        checks ages until the page is full (an age range by score), or an intersection that starts
+        from the filter sets, which are smaller than the queue (mode, decision, area, claimed)."""
+        k, c = self.keys, self.client
+        now = now or time.time()
+        sets = [k.filter(d, v) for d, v in (("mode", mode), ("decision", decision), ("area", area)) if v]
+        if claimed == "yes":
+            sets.append(k.base("f:claimed:yes"))
+        aged = older_than_hours is not None or newer_than_hours is not None
+        low = now - newer_than_hours * 3600 if newer_than_hours is not None else float("-inf")
+        high = now - older_than_hours * 3600 if older_than_hours is not None else float("inf")
+        by_score = k.base("unclaimed") if claimed == "no" else k.base("open")
+        last = offset + count - 1
+        if not sets and not aged and sort == "score":
+            total, ids = c.zcard(by_score), c.zrevrange(by_score, offset, last)
+        elif not sets and claimed == "" and sort == "age":
+            total = c.zcount(k.base("age"), low, high)
+            ids = c.zrangebyscore(k.base("age"), low, high, start=offset, num=count)
+        elif not sets and sort == "score":
+            total, *ids = self._aged_by_score(keys=[by_score, k.base("age"), k.base("f:claimed:yes")],
+                                              args=[_bound(low), _bound(high), offset, count,
+                                                    1 if claimed == "no" else 0])
+        else:
+            temp = k.base(f"tmp:{secrets.token_hex(8)}")
+            pipe = c.pipeline(transaction=False)
+            pipe.zinterstore(temp, {by_score: 1, **{s: 0 for s in sets}})
+            if aged or sort == "age":
+                pipe.zinterstore(temp, {temp: 0, k.base("age"): 1})  # scores become assessed times
+                if aged:
+                    pipe.zremrangebyscore(temp, "-inf", f"({_bound(low)}")
+                    pipe.zremrangebyscore(temp, f"({_bound(high)}", "+inf")
+                if sort != "age":
+                    pipe.zinterstore(temp, {temp: 0, by_score: 1})  # scores again
+            pipe.zcard(temp)
+            (pipe.zrange if sort == "age" else pipe.zrevrange)(temp, offset, last)
+            pipe.delete(temp)
+            total, ids = pipe.execute()[-3:-1]
+        total = int(total)
+        pipe = c.pipeline(transaction=False)
+        fields = ("referral_id", "mrn", "mode", "filing_code", "decision", "score", "risk_level", "areas",
+                  "assessed_at", "state", "claimed_by", "filer", "transport_document", "rules")
+        for rid in ids:
+            pipe.hmget(k.referral(rid.decode()), *fields)
+        rows = [{f: (v.decode() if v is not None else "") for f, v in zip(fields, values)} for values in pipe.execute()]
+        return Page(total, rows)
+
+    def resolved(self, count: int = 50) -> list[dict]:
+        ids = self.client.zrevrange(self.keys.base("resolved"), 0, count - 1)
+        pipe = self.client.pipeline(transaction=False)
+        fields = ("referral_id", "mrn", "mode", "decision", "score", "state", "outcome", "category",
+                  "resolved_by", "resolved_at")
+        for rid in ids:
+            pipe.hmget(self.keys.referral(rid.decode()), *fields)
+        return [{f: (v.decode() if v is not None else "") for f, v in zip(fields, values)} for values in pipe.execute()]
+
+    def holdings(self) -> dict[str, int]:
+        """Pending entries per consumer of the group: who holds how many (queue, intake, analysts)."""
+        self.ensure_group()
+        return {c["name"].decode() if isinstance(c["name"], bytes) else c["name"]: c["pending"]
+                for c in self.client.xinfo_consumers(self.keys.stream, GROUP)}
+
+
+def centres(client: redis.Redis, key_prefix: str = "cs") -> list[str]:
+    """Risk centres that have a referral stream."""
+    head = f"{key_prefix}:referrals:"
+    return sorted(k.decode()[len(head):] for k in client.scan_iter(match=head + "*", count=1000))

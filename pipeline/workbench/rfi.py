@@ -1,0 +1,110 @@
+"""Filers' answers to requests for information: attached to the referral, and the consignment re-assessed.
+
+The ingress puts each IE3R02 (schema-checked, from an authenticated filer) on `{p}:rfi-answers`.
+The keeper reads it through the consumer group `rfi` and, for each answer:
+  - finds the referral of the MRN (any filing of the referred consignment), refuses with an
+    IE3N01 lifecycle error on the filer's answers stream if there is none open, if the filer
+    filed none of the consignment, or if nothing was asked;
+  - re-assesses (reassessment.py) with the pack and risk information active now and writes the
+    new decision, the answers to every filer and the updated referral as effects, once each
+    (the same effect keys as the pipeline: a redelivered answer changes nothing);
+  - attaches the answer to the referral, audits it, and when the re-assessment no longer refers,
+    settles the referral as `rfi-answered` by the system.
+The entry is acknowledged last: a crash repeats the steps, each of which is idempotent.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import redis
+
+from .. import audit
+from ..config import Settings
+from ..connectors.redis_streams import EffectWriter, StreamKeys
+from ..decisions import filer_answers
+from ..domain import answers
+from ..domain.answers import FilingError
+from ..reassessment import RfiAnswer, read_rfi_answer, reassess
+from ..rule_store import RulePackSource
+from ..safexml import SafeXmlParser
+from ..service import answer_effect, decision_effects
+from ..validation import utc_now
+from .queue import QueueError, QueueKeys, ReferralQueue
+
+log = logging.getLogger(__name__)
+GROUP, CONSUMER = "rfi", "desk"
+
+
+class RfiDesk:
+    def __init__(self, client: redis.Redis, scorers: RulePackSource, settings: Settings, claim_seconds: int):
+        self.client, self.scorers, self.settings = client, scorers, settings
+        self.prefix = settings.redis.key_prefix
+        self.keys = StreamKeys(self.prefix)
+        self.stream = self.keys.rfi_answers
+        self.writer = EffectWriter(client, self.keys, settings.streams.effect_retention_seconds, settings.streams.maxlen)
+        self.parser = SafeXmlParser(settings.limits)
+        self.claim_seconds = claim_seconds
+
+    def handle_new(self, count: int = 100) -> int:
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        done = 0
+        for start in ("0", ">"):
+            for _, entries in self.client.xreadgroup(GROUP, CONSUMER, {self.stream: start}, count=count) or ():
+                for entry_id, fields in entries:
+                    f = {k.decode(): v for k, v in fields.items()}
+                    answer = read_rfi_answer(self.parser.parse(f["xml"]).getroot(), f["id"].decode(),
+                                             f["filer"].decode(), f["received_at"].decode())
+                    self.handle(answer)
+                    self.client.xack(self.stream, GROUP, entry_id)
+                    done += 1
+        return done
+
+    def handle(self, answer: RfiAnswer) -> str:
+        where = self.client.hget(QueueKeys(self.prefix, "").referral_of_mrn, answer.mrn)
+        if where is None:
+            return self._refuse(answer, "NO_REFERRAL", f"no referral is open for MRN {answer.mrn}")
+        centre, rid = where.decode().split("|", 1)
+        queue = ReferralQueue(self.client, centre, self.prefix, self.claim_seconds)
+        ref = queue.show(rid)
+        body = ref["body"]
+        filers = {body["filer"], *(m["filer"] for m in body.get("filings", ()))}
+        if answer.filer not in filers:
+            return self._refuse(answer, "FOREIGN_MRN", f"MRN {answer.mrn} is not in a consignment you filed")
+        if ref["state"] not in ("open", "claimed") and not any(a["submission_id"] == answer.submission_id
+                                                               for a in ref["answers"]):
+            return self._refuse(answer, "REFERRAL_CLOSED", f"the referral of MRN {answer.mrn} is {ref['state']}")
+        if not body.get("information_requested") or "reassessment" not in body:
+            return self._refuse(answer, "NOTHING_REQUESTED", f"no information was requested about MRN {answer.mrn}")
+        decision, applied = reassess(body, answer, self.scorers.current())
+        effects = decision_effects(decision, self.keys) + [answer_effect(a, self.keys)
+                                                           for a in filer_answers(decision, decision.assessed_at)]
+        self.writer.write(effects)
+        outcome = decision.assessment.decision
+        if queue.attach_answer(rid, {"submission_id": answer.submission_id, "filer": answer.filer,
+                                     "received_at": answer.received_at, "items": [
+                                         {"pointer": i.pointer, "text": i.text, "corrected": i.corrected}
+                                         for i in answer.items], "applied": applied,
+                                     "reassessed": f"{outcome} (score {decision.assessment.score:.0f}, "
+                                                   f"version {decision.filing.version})"}):
+            audit.record(self.client, queue.keys.audit, answer.filer, centre, "rfi-answer", rid,
+                         f"{len(answer.items)} answers, {len(applied)} corrections; re-assessed: {outcome}")
+        if not decision.referral:
+            try:
+                queue.resolve(rid, "", "rfi-answered", note="cleared by re-assessment after the filer's answer")
+            except QueueError:
+                pass  # already settled by an earlier delivery of this answer
+        return outcome
+
+    def _refuse(self, answer: RfiAnswer, code: str, reason: str) -> str:
+        refusal = answers.lifecycle_error(answer.submission_id, answer.filer, None, answer.mrn,
+                                          [FilingError(code, "/IE3R02/MRN", "lifecycle", reason, None, answer.mrn)],
+                                          utc_now())
+        self.writer.write([answer_effect(replace(refusal, about=answer.submission_id), self.keys)])
+        log.info("RFI answer %s refused: %s", answer.submission_id, reason)
+        return code

@@ -1,0 +1,236 @@
+"""The analysts' workbench: server-rendered pages over the centre's queue (Starlette + Jinja2).
+
+    GET  /login, POST /login, POST /logout     sign-in per analyst; the session names the centre
+    GET  /                                     the queue: filters (mode, decision, area, age, claimed), sort
+    GET  /referrals/{id}                       the referral: filing, rules with evidence, container timeline,
+                                               decision and pack, the filer's answers, actions
+    POST /referrals/{id}/claim|release|resolve
+    GET  /rules, /rules/plot.png               rule effectiveness
+    GET  /risk-information, POST ...           publish (and revoke) risk information forms
+    GET  /audit, /audit/export?format=csv|jsonl  the centre's audit trail
+    GET  /healthz
+
+Every page and action reads the centre from the signed session cookie, never from the request:
+a centre cannot name another centre's referral. Forms carry a per-session token (CSRF), and
+cookies are SameSite=strict and HttpOnly.
+"""
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from pathlib import Path
+
+import redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from .. import audit
+from ..container_store import ContainerEventStore
+from ..domain.filings import MODES
+from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE
+from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form
+from ..rule_store import RulePackSource, RulePackStore
+from .accounts import Analysts
+from .effectiveness import plot, read_counts, rule_rows
+from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.filters["utc"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
+
+
+def _analyst(request: Request) -> tuple[str, str] | None:
+    who = request.session.get("analyst")
+    return (who, request.session["centre"]) if who else None
+
+
+def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, key_prefix: str = "cs",
+                  claim_seconds: int = 30 * 60, pack_dir: Path | None = None, secure_cookies: bool = False) -> Starlette:
+    events = ContainerEventStore(client, key_prefix=key_prefix)
+    risk = RiskInformationStore(client, key_prefix)
+    packs = RulePackSource(pack_dir, RulePackStore(client, key_prefix), poll_seconds=1.0) if pack_dir else None
+
+    def queue_of(centre: str) -> ReferralQueue:
+        return ReferralQueue(client, centre, key_prefix, claim_seconds)
+
+    def page(request: Request, template: str, **context) -> Response:
+        who, centre = _analyst(request)
+        return TEMPLATES.TemplateResponse(request, template, {"analyst": who, "centre": centre,
+                                                              "csrf": request.session["csrf"], **context},
+                                          status_code=context.pop("status", 200))
+
+    def signed_in(handler):
+        async def wrapped(request: Request):
+            if _analyst(request) is None:
+                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            if request.method == "POST":
+                form = await request.form()
+                if not secrets.compare_digest(str(form.get("csrf", "")), request.session.get("csrf", "")):
+                    return PlainTextResponse("the form is stale: reload the page", status_code=403)
+                request.state.form = form
+            return await _run(handler, request)
+        return wrapped
+
+    async def _run(handler, request):
+        from starlette.concurrency import run_in_threadpool
+        return await run_in_threadpool(handler, request)  # Redis calls are blocking: off the event loop
+
+    async def login(request: Request):
+        if request.method == "GET":
+            request.session.setdefault("csrf", secrets.token_urlsafe(24))
+            return TEMPLATES.TemplateResponse(request, "login.html", {"error": "", "next": request.query_params.get(
+                "next", "/"), "csrf": request.session["csrf"]})
+        form = await request.form()
+        analyst = analysts.sign_in(str(form.get("name", "")), str(form.get("password", "")))
+        target = str(form.get("next", "/"))
+        if analyst is None:
+            request.session.setdefault("csrf", secrets.token_urlsafe(24))
+            audit.record(client, f"{key_prefix}:audit", str(form.get("name", ""))[:32], "", "sign-in-refused", "", "")
+            return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown name or wrong password.",
+                                                                      "next": target, "csrf": request.session["csrf"]},
+                                              status_code=401)
+        request.session.clear()
+        request.session.update({"analyst": analyst.name, "centre": analyst.centre, "csrf": secrets.token_urlsafe(24)})
+        audit.record(client, f"{key_prefix}:audit", analyst.name, analyst.centre, "sign-in", "", "")
+        return RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/",
+                                status_code=303)
+
+    def logout(request: Request):
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    def queue_page(request: Request):
+        _, centre = _analyst(request)
+        q = request.query_params
+
+        def hours(name):
+            try:
+                return float(q[name]) if q.get(name) else None
+            except ValueError:
+                return None
+        filters = {"mode": q.get("mode", ""), "decision": q.get("decision", ""), "area": q.get("area", ""),
+                   "claimed": q.get("claimed", ""), "older_than_hours": hours("older"),
+                   "newer_than_hours": hours("newer"), "sort": q.get("sort", "score")}
+        offset = max(0, int(q.get("offset", "0") or 0)) if q.get("offset", "0").isdigit() else 0
+        result = queue_of(centre).page(**filters, offset=offset, count=50)
+        return page(request, "queue.html", rows=result.rows, total=result.total, offset=offset, q=dict(q),
+                    modes=MODES, decisions=[d for d in DECISIONS if d != COMPLETE], areas=RISK_AREAS)
+
+    def referral_page(request: Request, message: str = "", status: int = 200):
+        who, centre = _analyst(request)
+        rid = request.path_params["rid"]
+        try:
+            ref = queue_of(centre).show(rid)
+        except QueueError:
+            return page(request, "error.html", message=f"No referral {rid} in {centre}.", status=404)
+        body = ref["body"]
+        containers = (body.get("filing") or {}).get("containers") or []
+        flagged = {e for f in body.get("container_facts", ()) for e in f.get("events", ())}
+        timelines = []
+        for container, history in (events.histories(containers) if containers else {}).items():
+            route = [e.location for e in history if e.location]
+            timelines.append({"container": container, "events": history, "route": [
+                loc for i, loc in enumerate(route) if i == 0 or loc != route[i - 1]]})
+        return page(request, "referral.html", ref=ref, body=body, timelines=timelines, flagged=flagged,
+                    outcomes=OUTCOMES, categories=FINDING_CATEGORIES, message=message, status=status,
+                    mine=ref.get("claimed_by") == who)
+
+    def action(request: Request):
+        who, centre = _analyst(request)
+        rid, verb, form = request.path_params["rid"], request.path_params["verb"], request.state.form
+        q = queue_of(centre)
+        try:
+            if verb == "claim":
+                q.claim(rid, who)
+            elif verb == "release":
+                q.release(rid, who)
+            elif verb == "resolve":
+                q.resolve(rid, who, str(form.get("outcome", "")), str(form.get("category", "")),
+                          str(form.get("note", "")))
+            else:
+                return PlainTextResponse("unknown action", status_code=404)
+        except QueueError as exc:
+            return referral_page(request, message=str(exc), status=409)
+        return RedirectResponse(f"/referrals/{rid}", status_code=303)
+
+    def rules_page(request: Request):
+        rows = rule_rows(read_counts(client, key_prefix), request.query_params.get("since", ""))
+        return page(request, "rules.html", rows=rows)
+
+    def rules_plot(request: Request):
+        out = io.BytesIO()
+        plot(rule_rows(read_counts(client, key_prefix), request.query_params.get("since", "")), out)
+        return Response(out.getvalue(), media_type="image/png")
+
+    def risk_page(request: Request, error: str = "", status: int = 200):
+        return page(request, "riskinfo.html", forms=risk.forms(), kinds=KINDS, actions=ACTIONS, areas=RISK_AREAS,
+                    modes=MODES, error=error, status=status, values=getattr(request.state, "form", {}))
+
+    def risk_publish(request: Request):
+        who, centre = _analyst(request)
+        form = request.state.form
+        if packs is None:
+            return risk_page(request, "this workbench was started without a rule pack", 500)
+        watch = {k.removeprefix("watch_"): str(v) for k, v in form.items() if k.startswith("watch_") and str(v).strip()}
+        try:
+            checked = checked_form(packs.current().pack, centre=centre, kind=str(form.get("kind", "")), watch=watch,
+                                   title=str(form.get("title", "")), area=str(form.get("area", "")),
+                                   action=str(form.get("action", "")), valid_until=str(form.get("valid_until", "")),
+                                   valid_from=str(form.get("valid_from", "")) or None,
+                                   weight=str(form.get("weight", "")) or None, ask=str(form.get("ask", "")),
+                                   modes=form.getlist("modes"), published_by=who)
+        except FormError as exc:
+            return risk_page(request, str(exc), 400)
+        risk.publish(checked)
+        return RedirectResponse("/risk-information", status_code=303)
+
+    def risk_revoke(request: Request):
+        who, centre = _analyst(request)
+        try:
+            risk.revoke(request.path_params["fid"], who, centre)
+        except FormError as exc:
+            return risk_page(request, str(exc), 403)
+        return RedirectResponse("/risk-information", status_code=303)
+
+    def audit_page(request: Request):
+        _, centre = _analyst(request)
+        rows = list(audit.entries(client, f"{key_prefix}:audit", centre=centre))[-200:][::-1]
+        return page(request, "audit.html", rows=rows)
+
+    def audit_export(request: Request):
+        _, centre = _analyst(request)
+        fmt = "jsonl" if request.query_params.get("format") == "jsonl" else "csv"
+        text = audit.export(audit.entries(client, f"{key_prefix}:audit", centre=centre), fmt)
+        return PlainTextResponse(text, media_type="application/x-ndjson" if fmt == "jsonl" else "text/csv",
+                                 headers={"Content-Disposition": f"attachment; filename=audit-{centre}.{fmt}"})
+
+    def healthz(request: Request):
+        try:
+            client.ping()
+            return JSONResponse({"status": "ok"})
+        except redis.RedisError as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+
+    routes = [
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", signed_in(logout), methods=["POST"]),
+        Route("/", signed_in(queue_page)),
+        Route("/referrals/{rid}", signed_in(referral_page)),
+        Route("/referrals/{rid}/{verb}", signed_in(action), methods=["POST"]),
+        Route("/rules", signed_in(rules_page)),
+        Route("/rules/plot.png", signed_in(rules_plot)),
+        Route("/risk-information", signed_in(risk_page)),
+        Route("/risk-information", signed_in(risk_publish), methods=["POST"]),
+        Route("/risk-information/{fid}/revoke", signed_in(risk_revoke), methods=["POST"]),
+        Route("/audit", signed_in(audit_page)),
+        Route("/audit/export", signed_in(audit_export)),
+        Route("/healthz", healthz),
+    ]
+    middleware = [Middleware(SessionMiddleware, secret_key=session_secret, session_cookie="cs_workbench",
+                             max_age=12 * 3600, same_site="strict", https_only=secure_cookies)]
+    return Starlette(routes=routes, middleware=middleware)

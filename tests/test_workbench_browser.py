@@ -1,0 +1,262 @@
+"""The workbench end to end in a real browser (Debian's headless chromium, driven by Selenium):
+filings through the real service, referrals into the queue, an analyst signs in, filters, reads a
+referral, claims and resolves it; another centre cannot see it; risk information published from
+the page reaches the scorer; the rule and audit pages show what happened.
+
+Screenshots of every page go to test-output/workbench/ (kept after the run, for a human to look at)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from cargoscreen.cli import load_feed
+from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.corpus import corpus_spec, write_container_status
+from cargoscreen.generator import generate
+from cargoscreen.service import run_service
+from cargoscreen.workbench.accounts import add_analyst
+from cargoscreen.workbench.keeper import Keeper
+
+from .conftest import free_port
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CARGOSCREEN_REQUIRE_BROWSER"),
+                                 reason="Debian's chromium and chromium-driver are not installed (make test installs them)")]
+SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "workbench"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory, redis_server):
+    """Filings with planted risks through the real service; referrals taken into the queues."""
+    from cargoscreen.connectors.redis_store import connect
+
+    client = connect(redis_server.url)
+    client.flushall()
+    work = tmp_path_factory.mktemp("wb")
+    spec = dict(defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0, risk_rate=0.3, modes=("sea",))
+    write_container_status(work, 200, seed=11, **spec)
+    load_feed([work / "container-events.jsonl"], redis_server.url, work / "rejected.jsonl")
+    pipe = client.pipeline(transaction=False)
+    for f in generate(corpus_spec(200, 11, **spec)):
+        pipe.xadd(StreamKeys().filings, {"filing": f.data, "id": f.name})
+    pipe.execute()
+    s = Settings().with_redis_url(redis_server.url)
+    run_service(replace(s, streams=replace(s.streams, once=True, read_batch=100)), ["w0"])
+    Keeper(client, s).once()
+    yield client, work
+    client.flushall()
+
+
+@pytest.fixture(scope="module")
+def server(screened, redis_server):
+    client, work = screened
+    busiest = max((k for k in client.scan_iter("cs:wb:*:open")), key=client.zcard).decode().split(":")[2]
+    analysts = work / "analysts"
+    add_analyst(analysts, "alice", busiest, PASSWORD)
+    add_analyst(analysts, "eve", "RC-XX", PASSWORD)
+    port = free_port()
+    log = (work / "workbench.log").open("wb")
+    env = {**os.environ, "CARGOSCREEN_SESSION_SECRET": "test-secret-" + "x" * 20}
+    process = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "workbench", "serve", "--redis-url",
+                                redis_server.url, "--port", str(port), "--analysts", str(analysts),
+                                "--claim-minutes", "5"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError((work / "workbench.log").read_text())
+            time.sleep(0.1)
+    yield base, busiest, client
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+    print((work / "workbench.log").read_text()[-5000:])  # shown with a failing test
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(2)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000  # a rendered page, not a blank
+    return path
+
+
+def until(driver, condition, what: str):
+    """Waits for the page a click loads (a click returns before the next page is there)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 15, poll_frequency=0.05).until(lambda d: condition(d), message=what)
+
+
+def text_of(driver, element_id: str) -> str:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return driver.find_element(By.ID, element_id).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def sign_in(driver, base: str, name: str, password: str = PASSWORD) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base + "/")
+    assert "/login" in driver.current_url  # nothing without signing in
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "sign-in").click()
+    until(driver, lambda d: "/login" not in d.current_url or d.find_elements(By.CSS_SELECTOR, ".err"), "sign-in")
+
+
+def test_an_analyst_works_a_referral_end_to_end(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base, centre, client = server
+    sign_in(browser, base, "alice", "wrong password")
+    assert "Unknown name or wrong password" in browser.page_source
+    shot(browser, "01-sign-in-refused")
+    sign_in(browser, base, "alice")
+    total = client.zcard(f"cs:wb:{centre}:open")
+    assert browser.find_element(By.ID, "total").text.startswith(f"{total} open referral")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#queue tr[data-referral]")
+    scores = [float(r.find_elements(By.TAG_NAME, "td")[1].text) for r in rows]
+    assert scores == sorted(scores, reverse=True) and len(rows) == min(total, 50)
+    shot(browser, "02-queue")
+
+    Select(browser.find_element(By.NAME, "decision")).select_by_visible_text("control")
+    browser.find_element(By.ID, "apply").click()
+    until(browser, lambda d: "decision=control" in d.current_url, "filtered queue")
+    decisions = {r.find_elements(By.TAG_NAME, "td")[2].text for r in
+                 browser.find_elements(By.CSS_SELECTOR, "#queue tr[data-referral]")}
+    assert decisions <= {"control"}
+    shot(browser, "03-queue-filtered")
+
+    # The referral with a container anomaly among its reasons, if any, else the top one.
+    referral = None
+    for rid in client.zrevrange(f"cs:wb:{centre}:open", 0, -1):
+        body = json.loads(client.hget(f"cs:wb:{centre}:ref:{rid.decode()}", "body"))
+        if body["container_facts"] and (body.get("filing") or {}).get("containers"):
+            referral = body
+            break
+    referral = referral or json.loads(client.hget(f"cs:wb:{centre}:ref:" + client.zrevrange(
+        f"cs:wb:{centre}:open", 0, 0)[0].decode(), "body"))
+    browser.get(f"{base}/referrals/{referral['referral_id']}")
+    rules_text = browser.find_element(By.ID, "rules").text
+    for hit in referral["hits"]:
+        assert hit["rule"] in rules_text and hit["explanation"][:40] in rules_text
+    assert referral["rule_pack"] in browser.find_element(By.ID, "pack").text
+    assert referral["mrn"] in browser.find_element(By.ID, "filing").text
+    if referral["container_facts"]:
+        timeline = browser.find_element(By.ID, "containers").text
+        assert referral["filing"]["containers"][0] in timeline and "→" in timeline
+        assert browser.find_elements(By.CSS_SELECTOR, "table.timeline tr.hit-event")  # the events behind the fact
+    shot(browser, "04-referral")
+
+    browser.find_element(By.ID, "claim").click()
+    until(browser, lambda d: text_of(d, "state") == "claimed", "claimed")
+    Select(browser.find_element(By.ID, "outcome")).select_by_value("finding")
+    browser.find_element(By.ID, "resolve").click()  # a finding without its category is refused
+    until(browser, lambda d: "needs its category" in text_of(d, "message"), "refusal shown")
+    shot(browser, "05-resolve-refused")
+    Select(browser.find_element(By.ID, "outcome")).select_by_value("finding")
+    Select(browser.find_element(By.ID, "category")).select_by_visible_text("drugs")
+    browser.find_element(By.ID, "note").send_keys("cocaine in the cover load")
+    browser.find_element(By.ID, "resolve").click()
+    until(browser, lambda d: text_of(d, "state") == "resolved", "resolved")
+    assert "finding / drugs" in browser.find_element(By.ID, "outcome-shown").text
+    shot(browser, "06-resolved")
+    assert client.zcard(f"cs:wb:{centre}:open") == total - 1
+
+    browser.get(base + "/rules")
+    table = browser.find_element(By.ID, "rule-table").text
+    assert referral["hits"][0]["rule"] in table
+    assert browser.execute_script("return document.getElementById('plot').naturalWidth") > 300  # the PNG loaded
+    shot(browser, "07-rules")
+
+    browser.get(base + "/audit")
+    audit_text = browser.find_element(By.ID, "audit").text
+    assert "claim" in audit_text and "resolve" in audit_text and referral["referral_id"] in audit_text
+    shot(browser, "08-audit")
+
+
+def test_risk_information_from_the_page_reaches_the_scorer(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from cargoscreen import resources
+    from cargoscreen.domain.scoring import example_subject
+    from cargoscreen.risk_information import RiskInformationStore
+    from cargoscreen.rule_store import RulePackSource, RulePackStore
+
+    base, _, client = server
+    source = RulePackSource(resources.rules_dir() / "risk" / "ics2-starter", RulePackStore(client), 0,
+                            risk_information=RiskInformationStore(client))
+    subject = example_subject({"containers": [{"container_id": "MSKU1234565"}], "now": time.time()})
+    assert source.current().assess(subject.record, now=time.time()).decision == "assessment-complete"
+    sign_in(browser, base, "alice")
+    browser.get(base + "/risk-information")
+    Select(browser.find_element(By.ID, "kind")).select_by_visible_text("container")
+    browser.find_element(By.ID, "title").send_keys("Box reloaded at a cocaine port")
+    browser.find_element(By.ID, "watch_container").send_keys("MSKU1234565")
+    Select(browser.find_element(By.ID, "area")).select_by_visible_text("drug-precursors")
+    Select(browser.find_element(By.ID, "action")).select_by_visible_text("control")
+    browser.find_element(By.ID, "valid_until").send_keys("2099-01-01T00:00:00Z")
+    browser.find_element(By.ID, "publish-button").click()
+    until(browser, lambda d: "MSKU1234565" in text_of(d, "forms"), "form published")
+    shot(browser, "09-risk-information")
+    hit = source.current().assess(subject.record, now=time.time()).hits[0]
+    assert "Box reloaded at a cocaine port" in hit.explanation() and hit.rule.startswith("RIF-")
+
+
+def test_a_centre_sees_only_its_own_referrals(server, browser):
+    from selenium.webdriver.common.by import By
+
+    base, centre, client = server
+    rid = client.zrevrange(f"cs:wb:{centre}:open", 0, 0)[0].decode()
+    sign_in(browser, base, "eve")
+    assert browser.find_element(By.ID, "total").text.startswith("0 open referrals")
+    browser.get(f"{base}/referrals/{rid}")
+    assert f"No referral {rid} in RC-XX" in browser.page_source
+    shot(browser, "10-other-centre")
+    # Actions are refused too, even with the session's own CSRF token.
+    token = browser.execute_script("return document.querySelector('input[name=csrf]').value")
+    browser.execute_script(f"""const f = document.createElement('form'); f.method = 'post';
+        f.action = '/referrals/{rid}/claim'; const i = document.createElement('input'); i.name = 'csrf';
+        i.value = '{token}'; f.appendChild(i); document.body.appendChild(f); f.submit();""")
+    until(browser, lambda d: d.current_url.endswith("/claim"), "claim posted")
+    assert f"No referral {rid} in RC-XX" in browser.page_source
+    assert client.hget(f"cs:wb:{centre}:ref:{rid}", "state") == b"open"
