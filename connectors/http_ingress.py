@@ -176,7 +176,8 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
         """The body if it is XML within the size limit that the safe parser accepts, else the refusal."""
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in XML_TYPES:
-            return None, None, _error(415, "UNSUPPORTED_MEDIA_TYPE", f"send XML (application/xml), not {media or 'nothing'}")
+            return None, None, _error(415, "UNSUPPORTED_MEDIA_TYPE",
+                                      f"send XML (application/xml), not {media or 'nothing'}")
         try:
             data = await _body(request, limits.max_bytes)
         except TooLarge as exc:

@@ -94,6 +94,26 @@ class StreamKeys:
         return f"{self.prefix}:heartbeat:{consumer}"
 
 
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """The consumer group on `stream`, reading from its start (created with the stream if need be)."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def read_group(client: redis.Redis, stream: str, group: str, consumer: str, count: int) -> list:
+    """(entry id, fields) for `consumer`: first its own pending entries (what it read before a crash
+    and did not finish), then new ones; at most `count` of each, without blocking."""
+    ensure_group(client, stream, group)
+    out = []
+    for start in ("0", ">"):
+        for _, entries in client.xreadgroup(group, consumer, {stream: start}, count=count) or ():
+            out.extend(entries)
+    return out
+
+
 def default_consumer(index: int = 0) -> str:
     """Stable across restarts on one host, so a restarted worker finds its own pending entries."""
     return f"{socket.gethostname()}-{index}"
@@ -203,11 +223,7 @@ class _ReadStreamDoFn(beam.DoFn):
     def setup(self):
         self._client = connect(self._url)
         self._control.connect()
-        try:
-            self._client.xgroup_create(self._keys.filings, self._reading.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._client, self._keys.filings, self._reading.group)
 
     def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from cargoscreen.cli import main
 from cargoscreen.connectors.redis_streams import StreamKeys
-from cargoscreen.workbench.effectiveness import DecisionCounter, decision_counts, read_counts, rule_rows
+from cargoscreen.workbench.effectiveness import DecisionCounter, daily_totals, decision_counts, read_counts, rule_rows
 from cargoscreen.workbench.queue import ReferralQueue
 
 from .test_workbench_queue import put, referral
@@ -30,7 +30,8 @@ def test_decisions_count_hits_and_referrals_once_even_after_a_crash(redis_client
     assert read_counts(redis_client) == {"ics2-starter@1.0.0|A|2026-11-20|hits": 2,
                                          "ics2-starter@1.0.0|A|2026-11-20|referrals": 1,
                                          "ics2-starter@1.0.0|B|2026-11-20|hits": 1,
-                                         "ics2-starter@1.0.0|B|2026-11-20|referrals": 1}
+                                         "ics2-starter@1.0.0|B|2026-11-20|referrals": 1,
+                                         "ics2-starter@1.0.0|*|2026-11-20|referrals": 1}
     assert decision_counts({"withdrawn": "x"}) == []
 
 
@@ -63,3 +64,6 @@ def test_report_from_outcomes_recorded_in_the_queue(redis_client, redis_server, 
     assert (tmp_path / "rules.png").read_bytes()[:4] == b"\x89PNG"
     assert "flagged: mostly false hits" in (tmp_path / "report.html").read_text()
     assert "ics2-starter@1.0.0,R-ipr,0,0,12,1,11,0.917,True" in (tmp_path / "rules.csv").read_text()
+    assert "ics2-starter@1.0.0,R-ipr,2026-11-23,0,0,12,1,11" in (tmp_path / "rules-by-day.csv").read_text()
+    assert daily_totals(read_counts(redis_client)) == {"2026-11-23": {"hits": 0, "referrals": 0, "resolved": 12,
+                                                                      "confirmed": 1, "false": 11}}

@@ -30,9 +30,10 @@ from cargoscreen.workbench.keeper import Keeper
 from .conftest import free_port
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+# `make test` installs the browser and sets CARGOSCREEN_REQUIRE_BROWSER: there, a missing browser fails.
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CARGOSCREEN_REQUIRE_BROWSER"),
-                                 reason="Debian's chromium and chromium-driver are not installed (make test installs them)")]
+                                 reason="Debian's chromium and chromium-driver are not installed")]
 SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "workbench"
 PASSWORD = "correct horse battery"
 
@@ -79,7 +80,7 @@ def server(screened, redis_server):
             break
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError((work / "workbench.log").read_text())
+                raise RuntimeError((work / "workbench.log").read_text()) from None
             time.sleep(0.1)
     yield base, busiest, client
     process.terminate()
@@ -213,33 +214,38 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
     shot(browser, "08-audit")
 
 
-def test_risk_information_from_the_page_reaches_the_scorer(server, browser):
+def test_risk_information_from_the_page_reaches_the_pipeline(server, browser, redis_server):
+    """Published on the page; a later filing carrying the watched container is referred by the
+    running service's scorer, with the form in the referral's explanation."""
+    from lxml import etree
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from cargoscreen import resources
-    from cargoscreen.domain.scoring import example_subject
-    from cargoscreen.risk_information import RiskInformationStore
-    from cargoscreen.rule_store import RulePackSource, RulePackStore
-
     base, _, client = server
-    source = RulePackSource(resources.rules_dir() / "risk" / "ics2-starter", RulePackStore(client), 0,
-                            risk_information=RiskInformationStore(client))
-    subject = example_subject({"containers": [{"container_id": "MSKU1234565"}], "now": time.time()})
-    assert source.current().assess(subject.record, now=time.time()).decision == "assessment-complete"
+    spec = dict(defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0, risk_rate=0.0, modes=("sea",))
+    later = next(f for f in generate(corpus_spec(60, 12, **spec)) if f.label.get("filing_code") == "F10"
+                 and b"ContainerId" in f.data)
+    container = etree.fromstring(later.data).findtext(".//{*}TransportEquipment/{*}ContainerId")
     sign_in(browser, base, "alice")
     browser.get(base + "/risk-information")
     Select(browser.find_element(By.ID, "kind")).select_by_visible_text("container")
     browser.find_element(By.ID, "title").send_keys("Box reloaded at a cocaine port")
-    browser.find_element(By.ID, "watch_container").send_keys("MSKU1234565")
+    browser.find_element(By.ID, "watch_container").send_keys(container)
     Select(browser.find_element(By.ID, "area")).select_by_visible_text("drug-precursors")
     Select(browser.find_element(By.ID, "action")).select_by_visible_text("control")
     browser.find_element(By.ID, "valid_until").send_keys("2099-01-01T00:00:00Z")
     browser.find_element(By.ID, "publish-button").click()
-    until(browser, lambda d: "MSKU1234565" in text_of(d, "forms"), "form published")
+    until(browser, lambda d: container in text_of(d, "forms"), "form published")
     shot(browser, "09-risk-information")
-    hit = source.current().assess(subject.record, now=time.time()).hits[0]
-    assert "Box reloaded at a cocaine port" in hit.explanation() and hit.rule.startswith("RIF-")
+
+    client.xadd(StreamKeys().filings, {"filing": later.data, "id": "after-the-form"})
+    s = Settings().with_redis_url(redis_server.url)
+    run_service(replace(s, streams=replace(s.streams, once=True)), ["w0"])
+    decision = next(json.loads(f[b"body"]) for _, f in client.xrevrange(StreamKeys().decisions)
+                    if json.loads(f[b"body"]).get("submission_id") == "after-the-form")
+    hit = next(h for h in decision["hits"] if h["rule"].startswith("RIF-"))
+    assert decision["decision"] == "control" and decision["referral_id"]
+    assert "Box reloaded at a cocaine port" in hit["explanation"] and container in hit["explanation"]
 
 
 def test_a_centre_sees_only_its_own_referrals(server, browser):

@@ -65,7 +65,8 @@ def test_intake_claim_release_resolve_and_nothing_resolved_twice(redis_client, q
     assert pending == 4  # the resolved one is acknowledged, the rest still pending
     assert redis_client.hgetall(queue.keys.rule_stats) == {
         b"ics2-starter@1.0.0|R-security-safety|2026-11-23|resolved": b"1",
-        b"ics2-starter@1.0.0|R-security-safety|2026-11-23|confirmed": b"1"}
+        b"ics2-starter@1.0.0|R-security-safety|2026-11-23|confirmed": b"1",
+        b"ics2-starter@1.0.0|*|2026-11-23|resolved": b"1", b"ics2-starter@1.0.0|*|2026-11-23|confirmed": b"1"}
     actions = [(e["who"], e["action"], e["subject"]) for e in audit.entries(redis_client, queue.keys.audit)]
     assert actions == [("alice", "claim", rid), ("alice", "release", rid), ("bob", "claim", rid),
                        ("bob", "resolve", rid)]

@@ -74,13 +74,13 @@ def serve(redis_url, host, port, analysts_path, session_secret_file, claim_minut
     try:
         secret = session_secret(Path(session_secret_file) if session_secret_file else None)
     except ValueError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from None
     app = workbench_app(client, Analysts.load(Path(analysts_path)), secret, PREFIX, claim_minutes * 60,
                         Path(rules_dir) if rules_dir else Settings().rules.pack_dir, secure_cookies)
     stop = threading.Event()
     if keeper:
-        threading.Thread(target=Keeper(client, Settings().with_redis_url(redis_url), claim_minutes * 60).run, args=(stop,), daemon=True,
-                         name="keeper").start()
+        keeper_loop = Keeper(client, Settings().with_redis_url(redis_url), claim_minutes * 60).run
+        threading.Thread(target=keeper_loop, args=(stop,), daemon=True, name="keeper").start()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
@@ -210,7 +210,7 @@ def user_add(name, centre, analysts_path, password) -> None:
     try:
         add_analyst(Path(analysts_path), name, centre, password)
     except ValueError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from None
     click.echo(f"{name} may sign in to {centre}")
 
 
@@ -283,18 +283,19 @@ def riskinfo_revoke(redis_url, centre, analyst, form_id) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report.")
 @click.option("--since", default="", help="First day (YYYY-MM-DD) to count.")
 def rules_report(redis_url, out_dir, since) -> None:
-    """Rule effectiveness per rule and pack version: report.html, rules.png, rules.csv; flags rules that
-    mostly make false hits (exit 0 either way)."""
+    """Rule effectiveness per rule and pack version: report.html, rules.png, rules.csv (totals),
+    rules-by-day.csv (over time); flags rules that mostly make false hits (exit 0 either way)."""
     import csv
 
-    from .effectiveness import DecisionCounter, plot, read_counts, report_html, rule_rows
+    from .effectiveness import DecisionCounter, daily_totals, plot, read_counts, report_html, rule_rows
 
     client = _client(redis_url)
     DecisionCounter(client, PREFIX).count_new()  # decisions not yet counted by a keeper
-    rows = rule_rows(read_counts(client, PREFIX), since)
+    counts = read_counts(client, PREFIX)
+    rows = rule_rows(counts, since)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plot(rows, out / "rules.png")
+    plot(rows, daily_totals(counts, since), out / "rules.png")
     (out / "report.html").write_text(report_html(rows, "rules.png"))
     with open(out / "rules.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -303,6 +304,12 @@ def rules_report(redis_url, out_dir, since) -> None:
         for r in rows:
             w.writerow([r.pack, r.rule, r.hits, r.referrals, r.resolved, r.confirmed, r.false,
                         "" if r.false_hit_rate is None else f"{r.false_hit_rate:.3f}", r.flagged])
+    with open(out / "rules-by-day.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["pack", "rule", "day", "hits", "referrals", "resolved", "confirmed", "false_hits"])
+        for r in rows:
+            for day, m in sorted(r.by_day.items()):
+                w.writerow([r.pack, r.rule, day, m["hits"], m["referrals"], m["resolved"], m["confirmed"], m["false"]])
     flagged = [r for r in rows if r.flagged]
     click.echo(f"{len(rows)} rules with hits; {len(flagged)} flagged"
                + "".join(f"\n  flagged: {r.pack} {r.rule}: {r.false}/{r.outcomes} false hits" for r in flagged))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import redis
 
-from ..connectors.redis_streams import StreamKeys
-from .queue import QueueKeys, day_of, pack_version
+from ..connectors.redis_streams import StreamKeys, read_group
+from .queue import ALL_RULES, QueueKeys, day_of, pack_version
 
 GROUP = "rule-stats"
 CONSUMER = "stats"
@@ -46,7 +46,8 @@ def decision_counts(body: dict) -> list[str]:
     pack, day = pack_version(body.get("rule_pack") or ""), day_of(body.get("assessed_at") or "")
     referral = body.get("decision") not in (None, "assessment-complete")
     return [f"{pack}|{h['rule']}|{day}|{m}" for h in body["hits"]
-            for m in (("hits", "referrals") if referral else ("hits",))]
+            for m in (("hits", "referrals") if referral else ("hits",))] + \
+        ([f"{pack}|{ALL_RULES}|{day}|referrals"] if referral else [])
 
 
 class DecisionCounter:
@@ -58,22 +59,12 @@ class DecisionCounter:
         self.stats = QueueKeys(key_prefix, "").rule_stats
         self._script = client.register_script(_COUNT)
 
-    def count_new(self, count: int = 1000, block_ms: int | None = None) -> int:
-        try:
-            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        done = 0
-        for start in ("0", ">"):  # first what a crashed keeper read and did not count
-            reply = self.client.xreadgroup(GROUP, CONSUMER, {self.stream: start}, count=count,
-                                           block=block_ms if start == ">" else None)
-            for _, entries in reply or ():
-                ids = [e[0] for e in entries]
-                counts = [c for _, fields in entries for c in decision_counts(json.loads(fields[b"body"]))]
-                self._script(keys=[self.stats, self.stream], args=[GROUP, len(ids), *ids, *counts])
-                done += len(ids)
-        return done
+    def count_new(self, count: int = 1000) -> int:
+        entries = read_group(self.client, self.stream, GROUP, CONSUMER, count)
+        if entries:
+            counts = [c for _, fields in entries for c in decision_counts(json.loads(fields[b"body"]))]
+            self._script(keys=[self.stats, self.stream], args=[GROUP, len(entries), *(e[0] for e in entries), *counts])
+        return len(entries)
 
 
 @dataclass
@@ -105,7 +96,7 @@ def rule_rows(counts: dict[str, int], since: str = "", until: str = "9999") -> l
     rows: dict[tuple[str, str], RuleRow] = {}
     for name, value in counts.items():
         pack, rule, day, metric = name.rsplit("|", 3)
-        if not since <= day <= until or metric not in METRICS:
+        if not since <= day <= until or metric not in METRICS or rule == ALL_RULES:
             continue
         row = rows.setdefault((pack, rule), RuleRow(pack, rule))
         setattr(row, metric, getattr(row, metric) + value)
@@ -113,35 +104,57 @@ def rule_rows(counts: dict[str, int], since: str = "", until: str = "9999") -> l
     return sorted(rows.values(), key=lambda r: (-r.referrals, -r.hits, r.pack, r.rule))
 
 
+def daily_totals(counts: dict[str, int], since: str = "") -> dict[str, dict[str, int]]:
+    """Per day, over all packs: referrals, resolved, confirmed findings, false hits (each referral once)."""
+    days: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
+    for name, value in counts.items():
+        _, rule, day, metric = name.rsplit("|", 3)
+        if rule == ALL_RULES and day >= since and metric in METRICS:
+            days[day][metric] += value
+    return dict(sorted(days.items()))
+
+
 def read_counts(client: redis.Redis, key_prefix: str = "cs") -> dict[str, int]:
     return {k.decode(): int(v) for k, v in client.hscan_iter(QueueKeys(key_prefix, "").rule_stats, count=5000)}
 
 
-def plot(rows: list[RuleRow], path: Path, top: int = 15) -> Path:
-    """Two panels: false-hit rate per rule (flagged in red), and referrals and confirmed findings per day."""
+def plot(rows: list[RuleRow], days: dict[str, dict[str, int]], path, top: int = 15):
+    """Two panels: per rule (most referrals first), its referrals split by what came of them, with
+    the false-hit rate written beside (flagged rules in red); and referrals and confirmed findings
+    per day. `path`: a file name or a binary file object."""
     import matplotlib
 
     matplotlib.use("Agg")  # no screen; set before pyplot is imported
     import matplotlib.pyplot as plt
 
-    shown = [r for r in rows if r.referrals][:top]
+    shown = [r for r in rows if r.referrals][:top][::-1]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.5, 0.35 * len(shown) + 1.5)))
-    labels = [f"{r.rule} ({r.pack.split('@')[-1]})" for r in shown][::-1]
-    rates = [(r.false_hit_rate or 0) * 100 for r in shown][::-1]
-    colours = ["#c0392b" if r.flagged else "#2e86c1" for r in shown][::-1]
-    left.barh(labels, rates, color=colours)
-    left.set_xlim(0, 100)
-    left.set_xlabel("false-hit rate, % of outcomes (red: flagged)")
-    left.set_title("False hits per rule")
-    days = sorted({d for r in rows for d in r.by_day})
-    for metric, style in (("referrals", "-"), ("confirmed", "--")):
-        right.plot(days, [sum(r.by_day[d][metric] for r in rows if d in r.by_day) for d in days], style,
-                   marker="o", label=metric)
-    right.set_title("Referrals and confirmed findings per day (all rules)")
+    labels = [f"{r.rule} ({r.pack.split('@')[-1]})" for r in shown]
+    confirmed = [r.confirmed for r in shown]
+    false = [r.false for r in shown]
+    other = [max(0, r.referrals - r.confirmed - r.false) for r in shown]
+    left.barh(labels, confirmed, color="#1e8449", label="confirmed finding")
+    left.barh(labels, false, left=confirmed, color="#c0392b", label="false hit")
+    left.barh(labels, other, left=[c + f for c, f in zip(confirmed, false)], color="#bdc3c7",
+              label="open, or no control")
+    for y, r in enumerate(shown):
+        if r.false_hit_rate is not None:
+            left.text(r.referrals, y, f" {r.false_hit_rate:.0%} false" + (" (flagged)" if r.flagged else ""),
+                      va="center", fontsize=8, color="#c0392b" if r.flagged else "#1b2631")
+    for tick, r in zip(left.get_yticklabels(), shown):
+        tick.set_color("#c0392b" if r.flagged else "#1b2631")
+    left.set_xlabel("referrals")
+    left.set_title("Referrals per rule and what came of them")
+    left.legend(loc="lower right", fontsize=8)
+    left.margins(x=0.25)
+    for metric, style in (("referrals", "-"), ("confirmed", "--"), ("false", ":")):
+        right.plot(list(days), [d[metric] for d in days.values()], style, marker="o",
+                   label={"false": "false hits", "confirmed": "confirmed findings"}.get(metric, metric))
+    right.set_title("Referrals and their outcomes per day (day of assessment)")
     right.legend()
     right.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
     return path
 

@@ -28,8 +28,9 @@ class Keeper:
         self.client, self.prefix, self.claim_seconds = client, settings.redis.key_prefix, claim_seconds
         self._queues: dict[str, ReferralQueue] = {}
         self._counter = DecisionCounter(client, self.prefix)
-        scorers = RulePackSource(settings.rules.pack_dir, RulePackStore(client, self.prefix),
-                                 settings.rules.poll_seconds, risk_information=RiskInformationStore(client, self.prefix))
+        rules = settings.rules
+        scorers = RulePackSource(rules.pack_dir, RulePackStore(client, self.prefix), rules.poll_seconds,
+                                 risk_information=RiskInformationStore(client, self.prefix))
         self._rfi = RfiDesk(client, scorers, settings, claim_seconds)
         self._discover_seconds, self._discovered_at = discover_seconds, float("-inf")
 

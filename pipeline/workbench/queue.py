@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 
 import redis
 
-from ..connectors.redis_streams import StreamKeys
+from ..connectors.redis_streams import StreamKeys, ensure_group, read_group
 from .. import audit
 from ..audit import audit_args
 
@@ -55,6 +55,7 @@ FINDING_CATEGORIES = ("drugs", "weapons", "explosives", "precursors", "security-
                       "tobacco", "cash", "cultural-goods", "wildlife", "dual-use", "product-safety",
                       "prohibited-goods", "fiscal", "other")
 DEFAULT_CLAIM_SECONDS = 30 * 60
+ALL_RULES = "*"  # rule statistics per pack and day, counted once per referral (the rules' own overlap)
 
 
 class QueueError(Exception):
@@ -115,7 +116,8 @@ def summary(record: dict) -> dict:
             "decision": record.get("decision") or "", "score": float(record.get("score") or 0.0),
             "risk_level": record.get("risk_level") or "", "areas": areas, "rule_pack": record.get("rule_pack") or "",
             "assessed_at": record.get("assessed_at") or "", "version": int(record.get("version") or 1),
-            "consignment": record.get("consignment") or "", "transport_document": filing.get("transport_document") or "",
+            "consignment": record.get("consignment") or "",
+            "transport_document": filing.get("transport_document") or "",
             "rules": [h["rule"] for h in record.get("hits", ())]}
 
 
@@ -130,8 +132,8 @@ def outcome_stats(record: dict, outcome: str, by_rule_of: str) -> list[str]:
     _, confirms, clears = OUTCOMES[outcome]
     metrics = ["resolved"] + (["confirmed"] if confirms else []) + (["false"] if clears else [])
     pack, day = pack_version(record.get("rule_pack") or ""), day_of(by_rule_of)
-    return [f"{pack}|{h['rule']}|{day}|{m}" for h in record.get("hits", ()) if h.get("weight", 0) > 0
-            for m in metrics]
+    return [f"{pack}|{rule}|{day}|{m}" for rule in [ALL_RULES, *(h["rule"] for h in record.get("hits", ())
+                                                          if h.get("weight", 0) > 0)] for m in metrics]
 
 
 # Admit a referral entry (read by `intake`) as the referral's current version. A newer version
@@ -236,7 +238,8 @@ return {'ok', s[2]}
 
 # Resolve: only the holder; acknowledged, out of every index, counted for the rules, audited.
 _RESOLVE = """
-local ref, stream, claims, claimed_set, audit, open, age, resolved, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local ref, stream, claims, claimed_set, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local open, age, resolved, stats = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local rid, analyst, group, at, outcome, category, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local nstats = tonumber(ARGV[8])
 local s = redis.call('HMGET', ref, 'state', 'claimed_by', 'entry', 'filters', 'resolved_by', 'outcome')
@@ -337,24 +340,14 @@ class ReferralQueue:
 
     # ---- intake (the keeper) ----
     def ensure_group(self) -> None:
-        try:
-            self.client.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self.client, self.keys.stream, GROUP)
 
-    def take_in(self, count: int = 500, block_ms: int | None = None) -> int:
+    def take_in(self, count: int = 500) -> int:
         """Reads new referral entries and admits each; first what a previous intake left half done."""
-        self.ensure_group()
-        taken = 0
-        for start in ("0", ">"):
-            reply = self.client.xreadgroup(GROUP, INTAKE, {self.keys.stream: start}, count=count,
-                                           block=block_ms if start == ">" else None)
-            for _, entries in reply or ():
-                for entry_id, fields in entries:
-                    self.admit(entry_id.decode(), json.loads(fields[b"body"]))
-                    taken += 1
-        return taken
+        entries = read_group(self.client, self.keys.stream, GROUP, INTAKE, count)
+        for entry_id, fields in entries:
+            self.admit(entry_id.decode(), json.loads(fields[b"body"]))
+        return len(entries)
 
     def admit(self, entry: str, body: dict) -> str:
         k = self.keys

@@ -14,7 +14,6 @@ The entry is acknowledged last: a crash repeats the steps, each of which is idem
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 
@@ -22,14 +21,15 @@ import redis
 
 from .. import audit
 from ..config import Settings
-from ..connectors.redis_streams import EffectWriter, StreamKeys
+from ..connectors.redis_streams import EffectWriter, StreamKeys, read_group
 from ..decisions import filer_answers
 from ..domain import answers
 from ..domain.answers import FilingError
 from ..reassessment import RfiAnswer, read_rfi_answer, reassess
 from ..rule_store import RulePackSource
 from ..safexml import SafeXmlParser
-from ..service import answer_effect, decision_effects
+from ..answering import DeadLetter
+from ..service import answer_effect, dead_letter_effect, decision_effects
 from ..validation import utc_now
 from .queue import QueueError, QueueKeys, ReferralQueue
 
@@ -43,27 +43,25 @@ class RfiDesk:
         self.prefix = settings.redis.key_prefix
         self.keys = StreamKeys(self.prefix)
         self.stream = self.keys.rfi_answers
-        self.writer = EffectWriter(client, self.keys, settings.streams.effect_retention_seconds, settings.streams.maxlen)
+        streams = settings.streams
+        self.writer = EffectWriter(client, self.keys, streams.effect_retention_seconds, streams.maxlen)
         self.parser = SafeXmlParser(settings.limits)
         self.claim_seconds = claim_seconds
 
     def handle_new(self, count: int = 100) -> int:
-        try:
-            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        done = 0
-        for start in ("0", ">"):
-            for _, entries in self.client.xreadgroup(GROUP, CONSUMER, {self.stream: start}, count=count) or ():
-                for entry_id, fields in entries:
-                    f = {k.decode(): v for k, v in fields.items()}
-                    answer = read_rfi_answer(self.parser.parse(f["xml"]).getroot(), f["id"].decode(),
-                                             f["filer"].decode(), f["received_at"].decode())
-                    self.handle(answer)
-                    self.client.xack(self.stream, GROUP, entry_id)
-                    done += 1
-        return done
+        entries = read_group(self.client, self.stream, GROUP, CONSUMER, count)
+        for entry_id, fields in entries:
+            f = {k.decode(): v for k, v in fields.items()}
+            try:
+                self.handle(read_rfi_answer(self.parser.parse(f["xml"]).getroot(), f["id"].decode(),
+                                            f["filer"].decode(), f["received_at"].decode()))
+            except Exception as exc:  # a bug must not block the answers behind it: dead-lettered with the reason
+                log.exception("RFI answer %s dead-lettered", f.get("id"))
+                self.writer.write([dead_letter_effect(DeadLetter(f.get("id", b"").decode(), "rfi-answer",
+                                                                 f"{type(exc).__name__}: {exc}", f.get("xml", b"")),
+                                                      self.keys)])
+            self.client.xack(self.stream, GROUP, entry_id)  # last: a crash before it repeats idempotent steps
+        return len(entries)
 
     def handle(self, answer: RfiAnswer) -> str:
         where = self.client.hget(QueueKeys(self.prefix, "").referral_of_mrn, answer.mrn)

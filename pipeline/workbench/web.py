@@ -37,11 +37,26 @@ from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE
 from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form
 from ..rule_store import RulePackSource, RulePackStore
 from .accounts import Analysts
-from .effectiveness import plot, read_counts, rule_rows
-from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue
+from .effectiveness import daily_totals, plot, read_counts, rule_rows
+from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue, epoch_of
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["utc"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
+
+
+def _age(iso: str) -> str:
+    """How long ago, in the unit an analyst reads at a glance."""
+    try:
+        seconds = max(0.0, time.time() - epoch_of(iso))
+    except ValueError:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+TEMPLATES.env.filters["age"] = _age
 
 
 def _analyst(request: Request) -> tuple[str, str] | None:
@@ -50,7 +65,8 @@ def _analyst(request: Request) -> tuple[str, str] | None:
 
 
 def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, key_prefix: str = "cs",
-                  claim_seconds: int = 30 * 60, pack_dir: Path | None = None, secure_cookies: bool = False) -> Starlette:
+                  claim_seconds: int = 30 * 60, pack_dir: Path | None = None,
+                  secure_cookies: bool = False) -> Starlette:
     events = ContainerEventStore(client, key_prefix=key_prefix)
     risk = RiskInformationStore(client, key_prefix)
     packs = RulePackSource(pack_dir, RulePackStore(client, key_prefix), poll_seconds=1.0) if pack_dir else None
@@ -164,7 +180,8 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
 
     def rules_plot(request: Request):
         out = io.BytesIO()
-        plot(rule_rows(read_counts(client, key_prefix), request.query_params.get("since", "")), out)
+        counts, since = read_counts(client, key_prefix), request.query_params.get("since", "")
+        plot(rule_rows(counts, since), daily_totals(counts, since), out)
         return Response(out.getvalue(), media_type="image/png")
 
     def risk_page(request: Request, error: str = "", status: int = 200):

@@ -1,0 +1,76 @@
+"""The workbench from scripts: list, show, claim, release, resolve, audit export, risk information,
+analysts; against a real Redis, through the real command line."""
+import json
+
+from click.testing import CliRunner
+
+from cargoscreen.cli import main
+from cargoscreen.workbench.accounts import Analysts
+
+from .test_workbench_queue import put, referral
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert (result.exit_code == 0) == ok, result.output
+    return result.output
+
+
+def test_list_show_claim_release_resolve_and_audit(redis_client, redis_server):
+    url = redis_server.url
+    for n in range(3):
+        put(redis_client, "RC-NL", referral(n, score=10 * (n + 1), mode=("sea", "air", "sea")[n]))
+    listed = json.loads(run("workbench", "list", "--redis-url", url, "--centre", "RC-NL", "--mode", "sea"))
+    assert listed["total"] == 2 and [r["score"] for r in listed["referrals"]] == ["30.0", "10.0"]
+    rid = listed["referrals"][0]["referral_id"]
+    assert json.loads(run("workbench", "show", "--redis-url", url, "--centre", "RC-NL", rid))["state"] == "open"
+    assert "claimed by alice" in run("workbench", "claim", "--redis-url", url, "--centre", "RC-NL",
+                                     "--analyst", "alice", rid)
+    refused = run("workbench", "resolve", "--redis-url", url, "--centre", "RC-NL", "--analyst", "bob", rid,
+                  "--outcome", "no-finding", ok=False)
+    assert "refused:" in refused and "claimed by alice" in refused
+    run("workbench", "release", "--redis-url", url, "--centre", "RC-NL", "--analyst", "alice", rid)
+    run("workbench", "claim", "--redis-url", url, "--centre", "RC-NL", "--analyst", "bob", rid)
+    assert "resolved: finding / cash" in run("workbench", "resolve", "--redis-url", url, "--centre", "RC-NL",
+                                             "--analyst", "bob", rid, "--outcome", "finding", "--category", "cash")
+    assert "already resolved by bob" in run("workbench", "resolve", "--redis-url", url, "--centre", "RC-NL",
+                                            "--analyst", "bob", rid, "--outcome", "finding", "--category", "cash",
+                                            ok=False)
+    shown = json.loads(run("workbench", "show", "--redis-url", url, "--centre", "RC-NL", rid))
+    assert (shown["outcome"], shown["category"], shown["resolved_by"]) == ("finding", "cash", "bob")
+    assert "no such referral in RC-BE" in run("workbench", "show", "--redis-url", url, "--centre", "RC-BE", rid,
+                                              ok=False)
+    lines = [json.loads(x) for x in run("workbench", "audit", "--redis-url", url).splitlines()]
+    assert [(x["who"], x["action"]) for x in lines] == [("alice", "claim"), ("alice", "release"), ("bob", "claim"),
+                                                        ("bob", "resolve")]
+    csv_text = run("workbench", "audit", "--redis-url", url, "--format", "csv", "--centre", "RC-NL")
+    assert csv_text.splitlines()[0] == "id,at,who,centre,action,subject,detail" and len(csv_text.splitlines()) == 5
+
+
+def test_risk_information_from_the_command_line(redis_client, redis_server):
+    url = redis_server.url
+    out = run("riskinfo", "publish", "--redis-url", url, "--centre", "RC-NL", "--analyst", "alice", "--kind",
+              "route", "--watch", "from=EC", "--watch", "to=NLRTM", "--title", "Banana route", "--area",
+              "drug-precursors", "--until", "2099-01-01T00:00:00Z")
+    assert out.startswith("RIF-RC-NL-1 published: loading_country == \"EC\" and place_of_unloading == \"NLRTM\"")
+    assert "ends before it starts" in run("riskinfo", "publish", "--redis-url", url, "--centre", "RC-NL",
+                                          "--analyst", "alice", "--kind", "route", "--watch", "from=EC", "--title",
+                                          "x", "--area", "drug-precursors", "--until", "2001-01-01T00:00:00Z",
+                                          ok=False)
+    assert [f["id"] for f in json.loads(run("riskinfo", "list", "--redis-url", url))] == ["RIF-RC-NL-1"]
+    run("riskinfo", "revoke", "--redis-url", url, "--centre", "RC-BE", "--analyst", "eve", "RIF-RC-NL-1", ok=False)
+    run("riskinfo", "revoke", "--redis-url", url, "--centre", "RC-NL", "--analyst", "alice", "RIF-RC-NL-1")
+    assert json.loads(run("riskinfo", "list", "--redis-url", url)) == []
+    assert len(json.loads(run("riskinfo", "list", "--redis-url", url, "--all"))) == 1
+
+
+def test_analysts_file_keeps_only_hashes(tmp_path):
+    path = tmp_path / "analysts"
+    run("workbench", "user", "add", "alice", "--centre", "RC-NL", "--analysts", path,
+        "--password", "a long enough secret")
+    assert "a long enough secret" not in path.read_text() and path.stat().st_mode & 0o077 == 0
+    assert "at least 12" in run("workbench", "user", "add", "bob", "--centre", "RC-NL", "--analysts", path,
+                                "--password", "short", ok=False)
+    analysts = Analysts.load(path)
+    assert analysts.sign_in("alice", "a long enough secret").centre == "RC-NL"
+    assert analysts.sign_in("alice", "wrong") is None and analysts.sign_in("mallory", "x") is None
