@@ -23,6 +23,7 @@ from pathlib import Path
 
 import redis
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -74,11 +75,11 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     def queue_of(centre: str) -> ReferralQueue:
         return ReferralQueue(client, centre, key_prefix, claim_seconds)
 
-    def page(request: Request, template: str, **context) -> Response:
+    def page(request: Request, template: str, status: int = 200, **context) -> Response:
         who, centre = _analyst(request)
         return TEMPLATES.TemplateResponse(request, template, {"analyst": who, "centre": centre,
                                                               "csrf": request.session["csrf"], **context},
-                                          status_code=context.pop("status", 200))
+                                          status_code=status)
 
     def signed_in(handler):
         async def wrapped(request: Request):
@@ -89,12 +90,8 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
                 if not secrets.compare_digest(str(form.get("csrf", "")), request.session.get("csrf", "")):
                     return PlainTextResponse("the form is stale: reload the page", status_code=403)
                 request.state.form = form
-            return await _run(handler, request)
+            return await run_in_threadpool(handler, request)  # Redis calls block: off the event loop
         return wrapped
-
-    async def _run(handler, request):
-        from starlette.concurrency import run_in_threadpool
-        return await run_in_threadpool(handler, request)  # Redis calls are blocking: off the event loop
 
     async def login(request: Request):
         if request.method == "GET":
