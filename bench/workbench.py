@@ -35,6 +35,7 @@ from cargoscreen.connectors.redis_store import EmbeddedRedis
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.queue import ReferralQueue
+from end_to_end import percentile  # bench/ is the script's folder
 
 CENTRE = "RC-NL"
 MODES = ("sea", "air", "express", "postal", "road", "rail")
@@ -67,11 +68,6 @@ def referral(n: int, rng: random.Random, now: float) -> dict:
             "consignment": f"{mode}:DOC{n}", "version": 1, "state": "s1", "hits": hits,
             "filings": [{"mrn": mrn, "lrn": f"LRN{n}", "filer": "NL123456789", "filing_code": "F10"}],
             "filing": {"transport_document": f"DOC{n}", "containers": []}}
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else 0.0
 
 
 def main() -> None:

@@ -106,10 +106,16 @@ def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
 def read_group(client: redis.Redis, stream: str, group: str, consumer: str, count: int) -> list:
     """(entry id, fields) for `consumer`: first its own pending entries (what it read before a crash
     and did not finish), then new ones; at most `count` of each, without blocking."""
-    ensure_group(client, stream, group)
     out = []
     for start in ("0", ">"):
-        for _, entries in client.xreadgroup(group, consumer, {stream: start}, count=count) or ():
+        try:
+            reply = client.xreadgroup(group, consumer, {stream: start}, count=count)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            ensure_group(client, stream, group)  # first read of a new stream or group: no round trip each time
+            reply = client.xreadgroup(group, consumer, {stream: start}, count=count)
+        for _, entries in reply or ():
             out.extend(entries)
     return out
 

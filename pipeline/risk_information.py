@@ -26,6 +26,7 @@ import redis
 
 from .audit import audit_fields
 from .domain.conditions import ConditionError, compile_condition
+from .domain.container_events import utc_epoch
 from .domain.filings import FILING_KINDS, MODES
 from .domain.rulepack import CONTROL, DNL, RFI, RFS, RISK_AREAS, Rule, RulePack
 from .domain.screening import address_key, name_key
@@ -128,7 +129,7 @@ class RiskInformation:
 
     @property
     def until_epoch(self) -> float:
-        return _epoch(self.valid_until)
+        return utc_epoch(self.valid_until)
 
     def rule(self, pack: RulePack) -> Rule:
         """This form as a rule of `pack` (its reference data, its filing codes)."""
@@ -139,13 +140,9 @@ class RiskInformation:
         filings = frozenset(k.code for k in FILING_KINDS if not self.modes or k.mode in self.modes)
         title = f"Risk information {self.id} ({self.centre}): {self.title}"
         return Rule(self.id, title, self.area, f"{self.centre} ({self.published_by})", float(self.weight),
-                    self.action, condition, filings, _epoch(self.valid_from), _epoch(self.valid_until),
+                    self.action, condition, filings, utc_epoch(self.valid_from), utc_epoch(self.valid_until),
                     self.ask or None, ("1",) if self.action in (RFS, DNL) else (),
                     f"Published {self.published_at} by {self.published_by}", (), "risk-information", None)
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _iso(value: str) -> str:
@@ -177,7 +174,7 @@ def checked_form(pack: RulePack, *, centre: str, kind: str, watch: dict, title: 
     if not 0 < weight <= 100:
         raise FormError("weight is a number above 0, at most 100")
     start, end = _iso(valid_from or utc_now()), _iso(valid_until)
-    if _epoch(end) <= _epoch(start):
+    if utc_epoch(end) <= utc_epoch(start):
         raise FormError("the validity period ends before it starts")
     form = RiskInformation(form_id, centre, kind, dict(watch), title.strip()[:200], area, action, start, end,
                            weight, ask.strip()[:512], modes, published_by, utc_now(),

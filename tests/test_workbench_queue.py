@@ -230,5 +230,5 @@ def time_iso(epoch_s: float) -> str:
 
 
 def epoch(iso: str) -> float:
-    from cargoscreen.workbench.queue import epoch_of
-    return epoch_of(iso)
+    from cargoscreen.domain.container_events import utc_epoch
+    return utc_epoch(iso)

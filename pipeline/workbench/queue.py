@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 
 import redis
 
+from ..domain.container_events import utc_epoch
 from ..connectors.redis_streams import StreamKeys, ensure_group, read_group
 from .. import audit
 from ..audit import audit_args
@@ -101,10 +102,6 @@ def pack_version(pack_id: str) -> str:
 
 def day_of(iso: str) -> str:
     return iso[:10]
-
-
-def epoch_of(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def summary(record: dict) -> dict:
@@ -367,7 +364,7 @@ class ReferralQueue:
                   "transport_document": s["transport_document"], "rules": ",".join(s["rules"]),
                   "body": json.dumps(body, ensure_ascii=False)}
         filters = filter_keys(k, s)
-        args = [body["referral_id"], entry, s["version"], s["score"], epoch_of(s["assessed_at"]), GROUP,
+        args = [body["referral_id"], entry, s["version"], s["score"], utc_epoch(s["assessed_at"]), GROUP,
                 len(fields), len(filters)]
         for name, value in fields.items():
             args += [name, value]

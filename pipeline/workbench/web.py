@@ -33,13 +33,14 @@ from starlette.templating import Jinja2Templates
 
 from .. import audit
 from ..container_store import ContainerEventStore
+from ..domain.container_events import utc_epoch
 from ..domain.filings import MODES
 from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE
 from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form
 from ..rule_store import RulePackSource, RulePackStore
 from .accounts import Analysts
 from .effectiveness import daily_totals, plot, read_counts, rule_rows
-from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue, epoch_of
+from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["utc"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
@@ -48,7 +49,7 @@ TEMPLATES.env.filters["utc"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M", tim
 def _age(iso: str) -> str:
     """How long ago, in the unit an analyst reads at a glance."""
     try:
-        seconds = max(0.0, time.time() - epoch_of(iso))
+        seconds = max(0.0, time.time() - utc_epoch(iso))
     except ValueError:
         return ""
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
