@@ -95,8 +95,11 @@ def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis
     _submit(redis_client, filings)
     worker = _service(redis_server.url, "--follow")
     deadline = time.monotonic() + 120
-    while redis_client.xlen(KEYS.decisions) < 300 and time.monotonic() < deadline and worker.poll() is None:
-        time.sleep(0.05)
+    # Killed once 300 decisions are out and while entries are read but not yet acknowledged (between
+    # two bundles nothing is pending: a kill there would test a clean stop).
+    while (redis_client.xlen(KEYS.decisions) < 300 or redis_client.xpending(KEYS.filings, "screening")["pending"] == 0) \
+            and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.01)
     worker.send_signal(signal.SIGKILL)  # mid-stream: some entries read, some effects written, nothing acknowledged
     worker.wait()
     assert 0 < redis_client.xlen(KEYS.decisions) and redis_client.xpending(KEYS.filings, "screening")["pending"] > 0
