@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
 
-.PHONY: demo test bench clean browser
+.PHONY: demo test bench clean test-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,17 @@ $(VENV)/.installed-%: setup.py pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-embedded
 	$(BIN)/cargoscreen demo --out $(OUT)
 
-# The workbench's end-to-end tests drive Debian's headless chromium (through chromedriver).
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+# Debian tools the tests use: headless chromium and chromedriver (the workbench's end-to-end
+# tests), promtool from prometheus (the alert rules). Installed with apt when missing.
+test-tools:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Debian's chromium, chromium-driver and prometheus (promtool) for the tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver prometheus >/dev/null; }
 
-test: $(VENV)/.installed-test browser
-	CARGOSCREEN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -n 2 -q
+test: $(VENV)/.installed-test test-tools
+	CARGOSCREEN_REQUIRE_TOOLS=1 $(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/validation.py

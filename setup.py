@@ -54,6 +54,7 @@ setup(
         "itsdangerous>=2.1",  # signed sign-in cookies (Starlette's sessions)
         "python-multipart>=0.0.9",  # the workbench's forms
         "matplotlib>=3.8",  # rule effectiveness plots
+        "prometheus-client>=0.20",  # metrics from every worker process
     ],
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).

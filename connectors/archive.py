@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from cargoscreen import metrics
 from cargoscreen.decisions import Decision
 from cargoscreen.domain.container_events import utc_epoch
 from cargoscreen.validation import ValidationOutcome
@@ -94,7 +95,10 @@ def write_part(root: Path, table: str, day: str, mode: str, rows: list[dict], co
     """One Parquet file in the partition of (day, mode)."""
     folder = Path(root) / table / f"date={day}" / f"mode={mode}"
     folder.mkdir(parents=True, exist_ok=True)
-    return _write_whole(folder, table, rows, compression)
+    path = _write_whole(folder, table, rows, compression)
+    metrics.ARCHIVE_FILES.labels(table).inc()
+    metrics.ARCHIVE_ROWS.labels(table).inc(len(rows))
+    return path
 
 
 def _write_whole(folder: Path, table: str, rows: list[dict], compression: str) -> Path:

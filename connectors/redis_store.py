@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 import apache_beam as beam
 import redis
 
+from cargoscreen import metrics
 from cargoscreen.config import RedisSettings
 
 T = TypeVar("T")
@@ -60,14 +61,17 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
 
 
-def with_retries(settings: RedisSettings, operation: Callable[[], T]) -> T:
-    """Runs operation, retrying connection trouble with exponential backoff; the last failure propagates."""
+def with_retries(settings: RedisSettings, operation: Callable[[], T], what: str = "other") -> T:
+    """Runs operation, retrying connection trouble with exponential backoff; the last failure propagates.
+    `what` names the operation in the metrics (a small fixed set: register, link, enrich, ...)."""
     delay = settings.backoff_seconds
     for attempt in range(settings.retries + 1):
         try:
             return operation()
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            metrics.REDIS_ERRORS.labels(what).inc()
             if attempt == settings.retries:
+                metrics.REDIS_GIVE_UPS.labels(what).inc()
                 raise
             time.sleep(delay)
             delay *= 2

@@ -45,11 +45,13 @@ from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_store import connect, with_retries
 from cargoscreen.validation import Submission, utc_iso
+from cargoscreen import metrics
 from cargoscreen.counters import CounterFamily, counter
 
 DEAD_LETTER = "dead_letter"
 _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
 _CLAIM_EVERY = 20  # polls between looks for entries a dead consumer left pending (XAUTOCLAIM)
+BACKLOG_EVERY_SECONDS = 5.0  # how often a reader updates the lag gauges
 HEARTBEAT_TTL_SECONDS = 60  # a reader silent this long has no heartbeat left at all
 
 
@@ -230,6 +232,7 @@ class _ReadStreamDoFn(beam.DoFn):
         self._client = connect(self._url)
         self._control.connect()
         ensure_group(self._client, self._keys.filings, self._reading.group)
+        self._backlog_due = 0.0
 
     def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
@@ -246,6 +249,8 @@ class _ReadStreamDoFn(beam.DoFn):
         if not entries and r.once and position > 0:
             finish(tracker)
             return
+        if time.monotonic() >= self._backlog_due:
+            self._show_backlog()
         for entry_id, fields in entries:
             self._read.inc()
             item = entry_submission(stream, entry_id, fields)
@@ -254,6 +259,19 @@ class _ReadStreamDoFn(beam.DoFn):
             ids = [entry_id for entry_id, _ in entries]
             finalizer.register(lambda: self._acknowledge(ids))
         tracker.defer_remainder(Duration(0))
+
+    def _show_backlog(self) -> None:
+        """The source's lag and pending entries as gauges, every few seconds (three Redis calls)."""
+        from cargoscreen.health import stream_backlog  # health reads this module's keys
+
+        self._backlog_due = time.monotonic() + BACKLOG_EVERY_SECONDS
+        try:
+            unread_age, pending, pending_age = stream_backlog(self._client, self._keys, self._reading.group,
+                                                              int(time.time() * 1000))
+        except redis.RedisError:
+            return  # the next reads will say more
+        metrics.SOURCE_LAG.labels("stream").set(max(unread_age, pending_age))
+        metrics.SOURCE_BACKLOG.labels("stream", "pending").set(pending)
 
     def _read_entries(self, consumer: str, start: str, block_ms: int | None) -> list:
         reply = self._client.xreadgroup(self._reading.group, consumer, {self._keys.filings: start},
@@ -277,8 +295,8 @@ class _ReadStreamDoFn(beam.DoFn):
         return entries
 
     def _acknowledge(self, ids: list) -> None:
-        with_retries(self._retry, lambda: self._client.xack(self._keys.filings, self._reading.group, *ids))
-        with_retries(self._retry, lambda: trim_finished(self._client, self._keys.filings))
+        with_retries(self._retry, lambda: self._client.xack(self._keys.filings, self._reading.group, *ids), "ack")
+        with_retries(self._retry, lambda: trim_finished(self._client, self._keys.filings), "ack")
 
 
 def trim_finished(client: redis.Redis, stream: str) -> None:
@@ -387,7 +405,7 @@ class _DeliverDoFn(beam.DoFn):
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        written = with_retries(self._settings.redis, lambda: self._writer.write(pending))
+        written = with_retries(self._settings.redis, lambda: self._writer.write(pending), "deliver")
         for effect, new in zip(pending, written):
             self._counts.inc(f"{'written' if new else 'suppressed'}_{effect.kind}")
 

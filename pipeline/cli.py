@@ -213,6 +213,38 @@ def health(redis_url, consumers, group, key_prefix, max_lag_seconds) -> None:
     sys.exit(0 if h.healthy else 1)
 
 
+@main.group("metrics")
+def metrics_group() -> None:
+    """Prometheus: where to scrape the worker processes."""
+
+
+@metrics_group.command("targets")
+@click.option("--redis-url", required=True, help="The Redis the workers run on.")
+@click.option("--key-prefix", default=Settings().redis.key_prefix, show_default=True)
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
+              help="Write Prometheus file service discovery JSON here (replaced whole); default: print it.")
+@click.option("--every", default=0.0, show_default=True, help="Keep refreshing the file every N seconds.")
+def metrics_targets(redis_url, key_prefix, out_path, every) -> None:
+    """The worker processes that serve /metrics now (each registers itself in Redis), as
+    file_sd JSON: point a Prometheus `file_sd_configs` at --out."""
+    from .connectors.redis_store import connect
+    from .metrics import live_targets
+
+    client = connect(redis_url)
+    while True:
+        document = json.dumps([{"targets": live_targets(client, key_prefix), "labels": {"job": "cargoscreen"}}],
+                              indent=1)
+        if out_path is None:
+            click.echo(document)
+        else:
+            partial = Path(out_path).with_name(f".{Path(out_path).name}.tmp")
+            partial.write_text(document)
+            partial.replace(out_path)  # Prometheus never reads half a file
+        if every <= 0:
+            return
+        time.sleep(every)
+
+
 @main.command()
 def options() -> None:
     """List the streaming service's options (`run --follow`, `python -m cargoscreen.service`)."""
@@ -689,7 +721,8 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
         if url:  # the events go into a Redis of their own, as the pipeline reads them
             load_feed([Path(p) for p in status_paths], url, Path(tmp) / "rejected.jsonl")
             store = ContainerEventStore.for_settings(connect(url), settings)
-            fetch = lambda containers: with_retries(settings.redis, lambda: store.histories(containers))  # noqa: E731
+            fetch = lambda containers: with_retries(  # noqa: E731
+                settings.redis, lambda: store.histories(containers), "enrich")
         with _progress() as progress:
             progress.add_task("validating and enriching", total=None)
             traffic = load_traffic(Path(filings_dir), settings, fetch)

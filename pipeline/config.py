@@ -73,6 +73,17 @@ class LinkingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus exposition from every worker process (metrics.py)."""
+
+    port: int = 0  # first port tried; 0: no endpoint (the batch job's default; the service's is 9466)
+    port_span: int = 32  # several worker processes on one host take the next free ports
+
+
+SERVICE_METRICS_PORT = 9466
+
+
+@dataclass(frozen=True)
 class Settings:
     extra_schema_dirs: tuple[Path, ...] = ()  # searched before the bundled set
     data_quality_pack: Path = field(default_factory=lambda: resources.rules_dir() / "data-quality" / "ens-v1.yaml")
@@ -82,6 +93,7 @@ class Settings:
     rules: RulesSettings = RulesSettings()
     streams: StreamSettings = StreamSettings()
     linking: LinkingSettings = LinkingSettings()
+    metrics: MetricsSettings = MetricsSettings()
     # Check one emitted answer in N against answers.xsd (1: every one, 0: none). Each check costs
     # about 200 us; the batch job checks all, a busy service may sample (our answers, not input).
     answer_check_every: int = 1

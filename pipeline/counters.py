@@ -1,19 +1,76 @@
-"""Beam counters of cargoscreen, one namespace, for stages and connectors alike (the run summary
-and, later, Prometheus read them from here)."""
+"""Counters of cargoscreen, one namespace, for stages and connectors alike. Each `inc` counts twice:
+as a Beam counter (the run summary reads those, on any runner) and in this process's Prometheus
+registry (metrics.py), under the metric and labels the table below gives the name."""
 from __future__ import annotations
 
 from apache_beam.metrics import Metrics
 
+from . import metrics as m
+
 COUNTER_NAMESPACE = "cargoscreen"
 
+# Beam counter name -> the Prometheus metric (and labels) it also counts in.
+_STAGE_OUTCOMES = {
+    "inputs": ("read", "in"), "stream_entries_claimed": ("read", "claimed"),
+    "validated_accepted": ("validate", "accepted"), "validated_rejected": ("validate", "rejected"),
+    "filings_linked": ("link", "linked"), "consignments_overdue": ("link", "overdue"),
+    "enriched": ("enrich", "enriched"), "container_status_unavailable": ("enrich", "unavailable"),
+    "assessed": ("score", "assessed"), "referrals": ("score", "referral"),
+}
+_SINGLES = {"rule_errors": m.RULE_ERRORS, "rule_pack_reload_failures": m.RULE_PACK_RELOAD_FAILURES}
+_FAMILIES = {"answers_": m.ANSWERS, "decision_": m.DECISIONS, "rule_hit_": m.RULE_HITS, "fact_": m.CONTAINER_FACTS,
+             "registration_": None, "effects_": None}
 
-def counter(name: str):
-    return Metrics.counter(COUNTER_NAMESPACE, name)
+
+def _prometheus(name: str):
+    if name in _STAGE_OUTCOMES:
+        return m.STAGE_MESSAGES.labels(*_STAGE_OUTCOMES[name])
+    if name in _SINGLES:
+        return _SINGLES[name]
+    for prefix, metric in _FAMILIES.items():
+        if name.startswith(prefix):
+            key = name[len(prefix):]
+            if prefix == "registration_":
+                return m.STAGE_MESSAGES.labels("register", key)
+            if prefix == "effects_":  # written_answer, suppressed_dead-letter, ...
+                outcome, _, kind = key.partition("_")
+                return m.EFFECTS.labels(kind, outcome)
+            return metric.labels(key)
+    return None  # Beam only (counts the run summary needs and operators do not)
+
+
+_UNRESOLVED = object()
+
+
+class _Counter:
+    """Made where a DoFn is built and pickled to the workers: the Prometheus side (which holds a
+    lock) is looked up on first use, in the worker process whose registry it belongs to."""
+
+    def __init__(self, name: str):
+        self._name, self._beam, self._prometheus = name, Metrics.counter(COUNTER_NAMESPACE, name), _UNRESOLVED
+
+    def __getstate__(self):
+        return {"_name": self._name, "_beam": self._beam, "_prometheus": _UNRESOLVED}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._prometheus = _UNRESOLVED
+
+    def inc(self, n: int = 1) -> None:
+        self._beam.inc(n)
+        if self._prometheus is _UNRESOLVED:
+            self._prometheus = _prometheus(self._name)
+        if self._prometheus is not None:
+            self._prometheus.inc(n)
+
+
+def counter(name: str) -> _Counter:
+    return _Counter(name)
 
 
 class CounterFamily:
-    """Beam counters named prefix + key, made on first use. Keys come from small fixed sets
-    (message types, fact kinds), so each stays one bounded metric."""
+    """Counters named prefix + key, made on first use. Keys come from small fixed sets (message
+    types, fact kinds, the pack's rules), so each stays one bounded metric."""
 
     def __init__(self, prefix: str):
         self._prefix, self._counters = prefix, {}

@@ -42,6 +42,7 @@ class EnrichedFiling:
     version: int = 1
     members: tuple[Member, ...] = ()
     missing: tuple[str, ...] = ()
+    received_at: str = ""  # submission of the filing that completed the consignment (for latency)
 
     @property
     def office_of_first_entry(self) -> str | None:
@@ -90,5 +91,6 @@ def enrich(batch: Sequence[Consignment],
             status, facts = AVAILABLE, _consignment_facts(consignment, histories, reference)
         out.append(EnrichedFiling(lead.submission_id, lead.mrn, lead.filing_code, record.mode, lead.lrn, lead.filer,
                                   containers, status, facts, record, consignment.key, consignment.state,
-                                  consignment.version, consignment.members, consignment.missing))
+                                  consignment.version, consignment.members, consignment.missing,
+                                  consignment.received_at))
     return out

@@ -66,6 +66,7 @@ class Consignment:
     members: tuple[Member, ...]
     record: ScreeningRecord
     missing: tuple[str, ...] = ()  # documents still missing: assessed at its deadline, incomplete
+    received_at: str = ""  # when the filing that completed it was submitted ("" for a deadline's)
 
     @property
     def lead(self) -> Member:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from .config import LinkingSettings, RedisSettings, Settings, StreamSettings
+from .config import SERVICE_METRICS_PORT, LinkingSettings, MetricsSettings, RedisSettings, Settings, StreamSettings
 from .health import DEFAULT_MAX_LAG_SECONDS
 
 _STREAMS, _LINKING, _REDIS = StreamSettings(), LinkingSettings(), RedisSettings()
@@ -64,6 +64,10 @@ class ScreeningOptions(PipelineOptions):
                help="Serve GET /healthz on this port (0: no endpoint).")
         option("health_max_lag_seconds", type=float, default=DEFAULT_MAX_LAG_SECONDS,
                help="Keeping up means no filing waits longer than this to be read or acknowledged.")
+        option("metrics_port", type=int, default=SERVICE_METRICS_PORT,
+               help="Each worker process serves Prometheus metrics on the first free port from this one "
+                    f"(up to {MetricsSettings().port_span} ports; 0: none) and registers it in Redis for "
+                    "discovery (cargoscreen metrics targets).")
 
 
 def settings_from_options(options: PipelineOptions) -> Settings:
@@ -78,6 +82,7 @@ def settings_from_options(options: PipelineOptions) -> Settings:
                         effect_retention_seconds=o.effect_retention_seconds),
         linking=replace(s.linking, deadline_seconds=o.link_deadline_seconds),
         answer_check_every=o.answer_check_every,
+        metrics=replace(s.metrics, port=o.metrics_port),
     )
 
 

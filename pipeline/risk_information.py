@@ -35,6 +35,7 @@ from .validation import utc_now
 KINDS = ("party", "address", "route", "container", "commodity", "pattern")
 ACTIONS = (RFI, RFS, CONTROL, DNL)
 DEFAULT_WEIGHT = 70  # above the starter pack's control threshold: a centre's alert refers on its own
+RULE_FILE = "risk-information"  # what a form's rule gives as its file (rules from packs name theirs)
 
 
 class FormError(ValueError):
@@ -142,7 +143,7 @@ class RiskInformation:
         return Rule(self.id, title, self.area, f"{self.centre} ({self.published_by})", float(self.weight),
                     self.action, condition, filings, utc_epoch(self.valid_from), utc_epoch(self.valid_until),
                     self.ask or None, ("1",) if self.action in (RFS, DNL) else (),
-                    f"Published {self.published_at} by {self.published_by}", (), "risk-information", None)
+                    f"Published {self.published_at} by {self.published_by}", (), RULE_FILE, None)
 
 
 def _iso(value: str) -> str:

@@ -37,7 +37,7 @@ from .linking import Withdrawal, due_key
 from .reassessment import reassessment_payload
 from .job import archive_outcomes, make_pipeline, screen
 from .options import ScreeningOptions, settings_from_options
-from .stages.answer import EmitAnswers
+from .stages.answer import CountDeadLetters, EmitAnswers
 from .validation import utc_now
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ def deliver_outcomes(settings: Settings, outputs: dict) -> None:
     (outputs["withdrawals"] | "Withdraw" >> beam.ParDo(_WithdrawDoFn(s))
      | "DeliverWithdrawals" >> DeliverEffects(s))
     for name, dead in dead_letters.items():
-        dead | f"{name}DeadLetters" >> beam.Map(dead_letter_effect, keys) | f"Deliver{name}Dead" >> DeliverEffects(s)
+        (dead | f"Count{name}Dead" >> CountDeadLetters() | f"{name}DeadLetters" >> beam.Map(dead_letter_effect, keys)
+         | f"Deliver{name}Dead" >> DeliverEffects(s))
 
 
 def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTransform,

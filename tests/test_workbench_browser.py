@@ -30,9 +30,9 @@ from cargoscreen.workbench.keeper import Keeper
 from .conftest import free_port
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-# `make test` installs the browser and sets CARGOSCREEN_REQUIRE_BROWSER: there, a missing browser fails.
+# `make test` installs the browser and sets CARGOSCREEN_REQUIRE_TOOLS: there, a missing browser fails.
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CARGOSCREEN_REQUIRE_BROWSER"),
+              pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CARGOSCREEN_REQUIRE_TOOLS"),
                                  reason="Debian's chromium and chromium-driver are not installed")]
 SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "workbench"
 PASSWORD = "correct horse battery"

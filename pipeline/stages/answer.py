@@ -6,6 +6,7 @@ from apache_beam.pvalue import TaggedOutput
 from lxml import etree
 
 from ..answering import DeadLetter, rejection
+from .. import metrics
 from ..config import Settings
 from ..counters import CounterFamily, counter
 from ..decisions import ASSESSMENT_ANSWERS
@@ -86,5 +87,6 @@ class CountDeadLetters(beam.PTransform):
 
         def count(d: DeadLetter) -> DeadLetter:
             counters[_DEAD_LETTER_COUNTERS.get(d.stage, "dead_lettered")].inc()
+            metrics.DEAD_LETTERS.labels(d.stage, metrics.reason_of(d.reason)).inc()
             return d
         return dead_letters | "Count" >> beam.Map(count)

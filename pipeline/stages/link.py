@@ -50,7 +50,9 @@ class _LinkDoFn(beam.DoFn):
     def process(self, element: tuple[ValidationOutcome, RegistrationResult]):
         outcome, result = element
         try:
-            yield from self._link(outcome, result)
+            for out in self._link(outcome, result):  # a consignment this filing completes carries its time
+                is_consignment = isinstance(out, Consignment)
+                yield replace(out, received_at=outcome.submission.received_at) if is_consignment else out
         except Exception as exc:  # Redis gone after retries, or a bug: keep the filing, say why
             yield TaggedOutput(DEAD_LETTER, DeadLetter(outcome.submission.submission_id, "link",
                                                        f"{type(exc).__name__}: {exc}", outcome.submission.payload))
@@ -58,7 +60,7 @@ class _LinkDoFn(beam.DoFn):
     def _link(self, outcome: ValidationOutcome, result: RegistrationResult):
         deadline = time.time() + self._settings.linking.deadline_seconds
         if result.status == INVALIDATED:
-            found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, deadline))
+            found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, deadline), "link")
             yield TaggedOutput(WITHDRAWALS, Withdrawal(found.key if found else f"mrn:{result.mrn}", result.mrn,
                                                        outcome.submission.submission_id))
             if found and found.complete:
@@ -70,7 +72,7 @@ class _LinkDoFn(beam.DoFn):
             yield standalone(member, version=result.amendment + 1 if result.status == AMENDED else 1)
             return
         self._linked.inc()
-        linked = with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline))
+        linked = with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline), "link")
         if linked.complete:
             yield self._consignment(linked)
         else:

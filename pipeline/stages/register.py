@@ -8,7 +8,9 @@ import redis
 from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter, registration_answer, registration_request
+from .. import metrics
 from ..config import Settings
+from ..counters import CounterFamily
 from ..connectors.redis_store import connect, with_retries
 from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
@@ -25,13 +27,14 @@ class _RegisterBatchDoFn(beam.DoFn):
     def setup(self):
         self._store = RegistrationStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
                                         self._settings.registration_retention_seconds)
+        self._registrations = CounterFamily("registration_")  # by status: registered, resent, amended, ...
 
     def process(self, batch: list[ValidationOutcome]):
         now = utc_now()
         year = datetime.now(timezone.utc).year
         try:
             requests = [registration_request(o, year) for o in batch]
-            results = with_retries(self._settings.redis, lambda: self._store.register(requests, now))
+            results = with_retries(self._settings.redis, lambda: self._store.register(requests, now), "register")
             answers = [registration_answer(o, r, now) for o, r in zip(batch, results)]
             onward = [(o, r) for o, r in zip(batch, results) if r.status in self._onward]
         except Exception as exc:  # Redis gone after retries, or a bug: keep every filing, say why
@@ -41,6 +44,9 @@ class _RegisterBatchDoFn(beam.DoFn):
                 yield TaggedOutput(DEAD_LETTER, DeadLetter(o.submission.submission_id, "register", reason,
                                                            o.submission.payload))
             return
+        for o, r in zip(batch, results):
+            self._registrations.inc(r.status)
+            metrics.observe(metrics.REGISTRATION_LATENCY, o.submission.received_at)
         yield from answers
         for item in onward:
             yield TaggedOutput(REGISTERED_OUT, item)

@@ -5,11 +5,12 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter
+from .. import metrics
 from ..config import Settings
 from ..connectors.redis_store import connect
 from ..decisions import decide, filer_answers
 from ..enrichment import EnrichedFiling
-from ..risk_information import RiskInformationStore
+from ..risk_information import RULE_FILE, RiskInformationStore
 from ..rule_store import RulePackSource, RulePackStore
 from ..counters import CounterFamily, counter
 from .answer import ASSESS_STAGE
@@ -36,12 +37,22 @@ class _ScoreDoFn(beam.DoFn):
         self._decisions = CounterFamily("decision_")
         self._hits = CounterFamily("rule_hit_")  # bounded: one per rule of the pack
         self._failures_seen = 0
+        self._scorer_shown, self._reloads_seen = None, 0
+
+    def _show(self, scorer) -> None:
+        metrics.RULE_PACK.clear()
+        metrics.RULE_PACK.labels(scorer.pack.id).set(1)
+        metrics.RISK_INFORMATION_FORMS.set(sum(1 for r in scorer.pack.rules if r.file == RULE_FILE))
+        metrics.RULE_PACK_RELOADS.inc(self._source.reloads - self._reloads_seen)
+        self._scorer_shown, self._reloads_seen = scorer, self._source.reloads
 
     def process(self, filing: EnrichedFiling):
         scorer = self._source.current()  # between filings: each one is scored by exactly one pack
         if self._source.reload_failures > self._failures_seen:
             self._reload_failures.inc(self._source.reload_failures - self._failures_seen)
             self._failures_seen = self._source.reload_failures
+        if scorer is not self._scorer_shown:  # a new pack, or new risk information forms
+            self._show(scorer)
         try:
             decision = decide(filing, scorer)
             answers = filer_answers(decision, decision.assessed_at)  # one moment for decision and answers
@@ -58,6 +69,7 @@ class _ScoreDoFn(beam.DoFn):
             self._rule_errors.inc(len(decision.assessment.errors))
         for hit in decision.assessment.hits:
             self._hits.inc(hit.rule)
+        metrics.observe(metrics.DECISION_LATENCY, filing.received_at)
         yield decision
         for answer in answers:
             yield TaggedOutput(ANSWERS, answer)

@@ -7,6 +7,7 @@ from apache_beam.pvalue import TaggedOutput
 from ..answering import DeadLetter, not_screened
 from ..config import Settings
 from ..validation import FilingValidator, Submission
+from .. import metrics
 from ..counters import counter
 
 VALID, REJECTED, DEAD_LETTER = "valid", "rejected", "dead_letter"
@@ -21,6 +22,7 @@ class _ValidateDoFn(beam.DoFn):
     def setup(self):
         # Compiled schemas and parsers do not pickle: built once per worker.
         self._validator = FilingValidator(self._settings)
+        metrics.expose(self._settings)  # this worker process's /metrics, whichever runner started it
 
     def process(self, submission: Submission):
         try:
@@ -36,6 +38,7 @@ class _ValidateDoFn(beam.DoFn):
             yield outcome
         else:
             self._rejected.inc()
+            metrics.observe(metrics.REGISTRATION_LATENCY, submission.received_at)  # answered: rejected
             yield TaggedOutput(REJECTED, outcome)
 
 
