@@ -61,21 +61,32 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
 
 
+OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)  # Redis away, not a wrong call
+
+
 def with_retries(settings: RedisSettings, operation: Callable[[], T], what: str = "other") -> T:
-    """Runs operation, retrying connection trouble with exponential backoff; the last failure propagates.
-    `what` names the operation in the metrics (a small fixed set: register, link, enrich, ...)."""
+    """Runs operation, retrying connection trouble with exponential backoff (capped at
+    settings.max_backoff_seconds); the last failure propagates. `what` names the operation in the
+    metrics (a small fixed set: register, link, enrich, ...)."""
     delay = settings.backoff_seconds
     for attempt in range(settings.retries + 1):
         try:
             return operation()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        except OUTAGE:
             metrics.REDIS_ERRORS.labels(what).inc()
             if attempt == settings.retries:
                 metrics.REDIS_GIVE_UPS.labels(what).inc()
                 raise
             time.sleep(delay)
-            delay *= 2
+            delay = min(delay * 2, settings.max_backoff_seconds)
     raise AssertionError("unreachable")
+
+
+def redeliver(settings: RedisSettings, exc: Exception) -> bool:
+    """Whether a step should let `exc` fail its bundle instead of dead-lettering the message: a Redis
+    outage in the service, whose source redelivers what was not acknowledged (the batch job keeps
+    its dead letters in files, which an outage does not reach)."""
+    return settings.redeliver_on_outage and isinstance(exc, OUTAGE)
 
 
 def progress_key(prefix: str, run_id: str) -> str:

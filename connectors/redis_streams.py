@@ -43,15 +43,15 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings
-from cargoscreen.connectors.redis_store import connect, with_retries
+from cargoscreen.connectors.redis_store import OUTAGE, connect, with_retries
 from cargoscreen.validation import Submission, utc_iso
 from cargoscreen import metrics
 from cargoscreen.counters import CounterFamily, counter
 
 DEAD_LETTER = "dead_letter"
 _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
-_CLAIM_EVERY = 20  # polls between looks for entries a dead consumer left pending (XAUTOCLAIM)
 BACKLOG_EVERY_SECONDS = 5.0  # how often a reader updates the lag gauges
+OUTAGE_POLL_SECONDS = 0.5  # how often a reader tries again while Redis is away
 HEARTBEAT_TTL_SECONDS = 60  # a reader silent this long has no heartbeat left at all
 
 
@@ -233,20 +233,31 @@ class _ReadStreamDoFn(beam.DoFn):
         self._control.connect()
         ensure_group(self._client, self._keys.filings, self._reading.group)
         self._backlog_due = 0.0
+        self._caught_up: set[str] = set()
+        self._claim_due = 0.0
 
     def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
-        position = claim_poll(tracker, watermark, lambda: self._control.should_stop(consumer))
-        if position is None:
-            return
         r, stream = self._reading, self._keys.filings
-        if position == 0:  # a (re)started consumer: its own unacknowledged entries first
-            entries = self._pending_entries(consumer)
-        else:
-            entries = self._claim_stale(consumer) if position % _CLAIM_EVERY == 1 else []
-            entries = entries or self._read_entries(consumer, ">", r.poll_ms)
-        if not entries and r.once and position > 0:
+        try:
+            position = claim_poll(tracker, watermark, lambda: self._control.should_stop(consumer))
+            if position is None:
+                return
+            caught_up = consumer in self._caught_up
+            if not caught_up:  # (re)started, or back from an outage: its own unacknowledged entries first
+                entries = self._pending_entries(consumer)
+                self._caught_up.add(consumer)
+            else:
+                entries = self._claim_stale(consumer) if time.monotonic() >= self._claim_due else []
+                entries = entries or self._read_entries(consumer, ">", r.poll_ms)
+        except OUTAGE:  # Redis away: wait and poll again; what was read and not acknowledged stays pending
+            metrics.REDIS_ERRORS.labels("read").inc()
+            self._caught_up.discard(consumer)
+            time.sleep(OUTAGE_POLL_SECONDS)
+            tracker.defer_remainder(Duration(0))
+            return
+        if not entries and r.once and caught_up:
             finish(tracker)
             return
         if time.monotonic() >= self._backlog_due:
@@ -288,6 +299,8 @@ class _ReadStreamDoFn(beam.DoFn):
             start = page[-1][0].decode()
 
     def _claim_stale(self, consumer: str) -> list:
+        # Looked for twice per idle period: a stalled consumer's entries move within 1.5 x claim_idle_ms.
+        self._claim_due = time.monotonic() + self._reading.claim_idle_ms / 2000
         reply = self._client.xautoclaim(self._keys.filings, self._reading.group, consumer,
                                         self._reading.claim_idle_ms, count=self._reading.read_batch)
         entries = reply[1]

@@ -29,6 +29,10 @@ class RedisSettings:
     key_prefix: str = "cs"
     retries: int = 5
     backoff_seconds: float = 0.05
+    max_backoff_seconds: float = 1.0
+    # The service: an outage outlasting the retries fails the bundle (its entries are redelivered)
+    # instead of dead-lettering (the dead letters would go to the Redis that is away).
+    redeliver_on_outage: bool = False
 
 
 @dataclass(frozen=True)

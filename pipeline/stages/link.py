@@ -13,7 +13,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from ..answering import DeadLetter
 from ..config import Settings
-from ..connectors.redis_store import connect, with_retries
+from ..connectors.redis_store import connect, redeliver, with_retries
 from ..domain import answers
 from ..domain.filings import HOUSE
 from ..linking import (Consignment, ConsignmentStore, LinkResult, Pending, Withdrawal, consignment_of, linked_key,
@@ -54,6 +54,8 @@ class _LinkDoFn(beam.DoFn):
                 is_consignment = isinstance(out, Consignment)
                 yield replace(out, received_at=outcome.submission.received_at) if is_consignment else out
         except Exception as exc:  # Redis gone after retries, or a bug: keep the filing, say why
+            if redeliver(self._settings.redis, exc):
+                raise
             yield TaggedOutput(DEAD_LETTER, DeadLetter(outcome.submission.submission_id, "link",
                                                        f"{type(exc).__name__}: {exc}", outcome.submission.payload))
 

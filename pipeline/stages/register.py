@@ -11,7 +11,7 @@ from ..answering import DeadLetter, registration_answer, registration_request
 from .. import metrics
 from ..config import Settings
 from ..counters import CounterFamily
-from ..connectors.redis_store import connect, with_retries
+from ..connectors.redis_store import connect, redeliver, with_retries
 from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
@@ -38,6 +38,8 @@ class _RegisterBatchDoFn(beam.DoFn):
             answers = [registration_answer(o, r, now) for o, r in zip(batch, results)]
             onward = [(o, r) for o, r in zip(batch, results) if r.status in self._onward]
         except Exception as exc:  # Redis gone after retries, or a bug: keep every filing, say why
+            if redeliver(self._settings.redis, exc):
+                raise
             reason = (f"registration store unavailable: {exc}" if isinstance(exc, redis.RedisError)
                       else f"{type(exc).__name__}: {exc}")
             for o in batch:
