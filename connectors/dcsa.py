@@ -107,7 +107,7 @@ class DcsaEventChecker:
         if not isinstance(event, dict):
             return [("/", "type", f"an event is a JSON object, not {type(event).__name__}")]
         event_type = event.get("eventType")
-        if event_type not in EVENT_SCHEMAS:
+        if not isinstance(event_type, str) or event_type not in EVENT_SCHEMAS:  # [] or {} would not even hash
             return [("/eventType", "enum", f"{event_type!r} is not one of TRANSPORT, SHIPMENT, EQUIPMENT")]
         try:
             self._fast[event_type](event)

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_store import connection_options
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.reassessment import RESPONSES_NS
 from cargoscreen.safexml import RejectedXml, SafeXmlParser
@@ -120,7 +121,8 @@ async def _body(request: Request, limit: int) -> bytes:
 
 def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
     keys, limits = StreamKeys(settings.redis.key_prefix), settings.limits
-    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
+    url, options = connection_options(settings.redis.url)
+    client = aioredis.Redis.from_url(url, **options)
     parser = SafeXmlParser(limits)  # one event-loop thread: never used by two requests at once
     responses = SchemaRegistry.from_dirs(settings.schema_dirs)
 

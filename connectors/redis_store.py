@@ -57,8 +57,27 @@ class EmbeddedRedis:
         self.close()
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+URL_ENV = "CARGOSCREEN_REDIS_URL"  # the URL, where a command line would show it to `ps`
+PASSWORD_FILE_ENV = "CARGOSCREEN_REDIS_PASSWORD_FILE"  # Redis AUTH password kept in a file (a mounted secret)
+
+
+def connection_options(url: str | None) -> tuple[str, dict]:
+    """The URL (default: $CARGOSCREEN_REDIS_URL) and the options every client of cargoscreen uses.
+    AUTH: in the URL (redis://user:password@host) or, better, in the file $CARGOSCREEN_REDIS_PASSWORD_FILE.
+    TLS: rediss://host:port?ssl_ca_certs=/ca.pem[&ssl_certfile=/client.pem&ssl_keyfile=/client.key]."""
+    url = url or os.environ.get(URL_ENV)
+    if not url:
+        raise ValueError(f"no Redis URL: give --redis-url or set {URL_ENV}")
+    options = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    secret = os.environ.get(PASSWORD_FILE_ENV)
+    if secret and redis.connection.parse_url(url).get("password") is None:
+        options["password"] = Path(secret).read_text().strip()
+    return url, options
+
+
+def connect(url: str | None) -> redis.Redis:
+    url, options = connection_options(url)
+    return redis.Redis.from_url(url, health_check_interval=30, **options)
 
 
 OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)  # Redis away, not a wrong call

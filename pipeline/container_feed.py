@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import redis
 
 from .connectors.dcsa import DcsaEventChecker, JsonError, event_files, read_events
 from .container_store import ContainerEventStore
-from .domain.container_events import normalize
+from .connectors.redis_streams import ensure_group
+from .domain.container_events import ContainerEvent, normalize
 
 
 @dataclass
@@ -40,6 +40,20 @@ class LoadSummary:
         self.unchecked_container_ids += other.unchecked_container_ids
 
 
+def check_event(event: Any, checker) -> tuple[ContainerEvent | None, list[tuple[str, str, str]]]:
+    """One event from a feed (parsed JSON, or a JsonError): normalized, or refused with each problem
+    as (path, kind of check, message). Never raises: a feed's bad event is a rejection, not a crash."""
+    if isinstance(event, str):
+        return None, [("/", "json", str(event))]
+    problems = checker.problems(event)
+    if problems:
+        return None, problems
+    try:
+        return normalize(event), []
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:  # a date-time the schema lets through, etc.
+        return None, [("/", "normalize", f"{type(exc).__name__}: {exc}")]
+
+
 def load_events(items: Iterable[tuple[str, Any]], checker, store: ContainerEventStore,
                 on_rejected: Callable[[str, Any, list], None], batch_size: int = 500,
                 on_progress: Callable[[int], None] | None = None) -> LoadSummary:
@@ -63,13 +77,10 @@ def load_events(items: Iterable[tuple[str, Any]], checker, store: ContainerEvent
         in_flight = None
         for where, event in items:
             summary.read += 1
-            problems = ([("/", "json", str(event))] if isinstance(event, str) else checker.problems(event))
-            if not problems:
-                try:
-                    batch.append(normalize(event))
-                except (ValueError, KeyError, TypeError) as exc:  # a date-time the schema lets through, etc.
-                    problems = [("/", "normalize", f"{type(exc).__name__}: {exc}")]
-            if problems:
+            checked, problems = check_event(event, checker)
+            if checked is not None:
+                batch.append(checked)
+            else:
                 summary.rejected[f"{problems[0][0]} ({problems[0][1]})"] += 1
                 on_rejected(where, event, problems)
             if len(batch) >= batch_size:
@@ -114,11 +125,7 @@ def follow_stream(client, stream: str, group: str, consumer: str, checker, store
     idempotent on eventID, so a redelivered event counts as a duplicate, never twice.
     once: stop when the stream has nothing new (for batch jobs and tests).
     """
-    try:
-        client.xgroup_create(stream, group, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    ensure_group(client, stream, group)
     total = LoadSummary()
     start_id = "0"  # our own pending entries first, then new ones
     while not stop():

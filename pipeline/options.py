@@ -13,12 +13,14 @@ the help.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from .config import SERVICE_METRICS_PORT, LinkingSettings, MetricsSettings, RedisSettings, Settings, StreamSettings
+from .connectors.redis_store import URL_ENV as REDIS_URL_ENV
 from .health import DEFAULT_MAX_LAG_SECONDS
 
 _STREAMS, _LINKING, _REDIS = StreamSettings(), LinkingSettings(), RedisSettings()
@@ -31,7 +33,7 @@ class ScreeningOptions(PipelineOptions):
         def option(name: str, **kwargs):  # both spellings: Beam's --a_b and the CLI's --a-b
             parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, **kwargs)
 
-        option("redis_url", type=str, default=None,
+        option("redis_url", type=str, default=None,  # or $CARGOSCREEN_REDIS_URL (not shown by ps)
                help="Redis holding the filings stream, the state and the output streams (required).")
         option("key_prefix", type=str, default=_REDIS.key_prefix, help="Prefix of every Redis key.")
         option("consumer", type=str, action="append", default=None,
@@ -76,7 +78,8 @@ def settings_from_options(options: PipelineOptions) -> Settings:
     return replace(
         s,
         # A Redis outage is waited out (about 20 s of retries), then the bundle fails and is redelivered.
-        redis=replace(s.redis, url=o.redis_url, key_prefix=o.key_prefix, retries=25, redeliver_on_outage=True),
+        redis=replace(s.redis, url=o.redis_url or os.environ.get(REDIS_URL_ENV), key_prefix=o.key_prefix, retries=25,
+                      redeliver_on_outage=True),
         rules=replace(s.rules, pack_dir=Path(o.rules)) if o.rules else s.rules,
         streams=replace(s.streams, group=o.group, once=o.once, read_batch=o.read_batch, poll_ms=o.poll_ms,
                         claim_idle_ms=o.claim_idle_ms, maxlen=o.output_maxlen,

@@ -212,7 +212,8 @@ class LxmlSchema:
             else:
                 allowed = _names(message, "Expected is")
                 parent = el.getparent() if el is not None else None
-                present = {etree.QName(c).localname for c in parent} if parent is not None else set()
+                present = ({etree.QName(c).localname for c in parent.iterchildren(tag=etree.Element)}
+                           if parent is not None else set())  # comments and PIs are children too
                 value = None
                 if allowed and element in self._docs.element_names and not set(allowed) & present:
                     # A known element arriving where another, absent one was due: that one is missing.
