@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
 
-.PHONY: demo test bench clean test-tools
+.PHONY: demo test bench soak clean test-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/workbench.py
+
+soak: $(VENV)/.installed-bench
+	$(BIN)/python bench/soak.py --rate 500 --minutes 30
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
