@@ -43,7 +43,7 @@ class LoadSummary:
 def check_event(event: Any, checker) -> tuple[ContainerEvent | None, list[tuple[str, str, str]]]:
     """One event from a feed (parsed JSON, or a JsonError): normalized, or refused with each problem
     as (path, kind of check, message). Never raises: a feed's bad event is a rejection, not a crash."""
-    if isinstance(event, str):
+    if isinstance(event, JsonError):  # the line was not JSON (a JSON string is an event of the wrong type)
         return None, [("/", "json", str(event))]
     problems = checker.problems(event)
     if problems:

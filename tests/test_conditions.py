@@ -110,6 +110,9 @@ def test_explanations_point_at_the_data_elements():
     ("any(goods)", "usage: any(collection, condition)", 1),
     ("any(loading_country, True)", "needs a collection", 5),
     ("loading_country == 1", "compares text with a number", 1),
+    # found by fuzzing: a chained `in` made the reference set the left of the second test
+    ("loading_country in ref.watch in ref.watch", "the left of `in`", 20),
+    ("goods in ['x']", "the left of `in`", 1),
     ("goods == 1", "cannot compare", 1),
     ("loading_country", "true or false", 1),
     ("mode in ref.terms", "`in` needs", 9),

@@ -843,13 +843,15 @@ class _Compiler:
         return Const(frozenset(value) if isinstance(value, list) else value)
 
     def comparison(self, node: ast.Compare, scopes, depth) -> Node:
-        parts, left = [], self.compile(node.left, scopes, depth)
+        parts, left, left_node = [], self.compile(node.left, scopes, depth), node.left
         for op, right_node in zip(node.ops, node.comparators):
             right = self.compile(right_node, scopes, depth)
             if isinstance(op, (ast.In, ast.NotIn)):
                 ok = (isinstance(right, Ref) and isinstance(right.value, RefSet)) or right.type == LIST
                 if not ok:
                     self.fail(right_node, "`in` needs a list, a list field or a reference set (ref.NAME)")
+                if isinstance(left, Ref) or left.type.startswith("collection"):  # e.g. x in ref.A in ref.B
+                    self.fail(left_node, "the left of `in` is a value (a field or a constant), not a list")
                 parts.append(Member(left, right, isinstance(op, ast.NotIn)))
             elif type(op) in _COMPARE:
                 for side, n in ((left, node.left), (right, right_node)):
@@ -865,7 +867,7 @@ class _Compiler:
                 parts.append(compare)
             else:
                 self.fail(node, f"operator {type(op).__name__} is not part of the language")
-            left = right
+            left, left_node = right, right_node
         return parts[0] if len(parts) == 1 else And(parts)
 
     def call(self, node: ast.Call, scopes, depth) -> Node:

@@ -20,6 +20,7 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, for tests.fuzz
 
 with atheris.instrument_imports(include=["cargoscreen"]):
+    import cargoscreen.connectors.http_ingress  # noqa: F401  (imported lazily by the intake target)
     from tests.fuzz import targets
 
 
