@@ -40,6 +40,10 @@ class LoadSummary:
         self.unchecked_container_ids += other.unchecked_container_ids
 
 
+EARLIEST_EVENT = 946684800.0  # 2000-01-01: no container event of interest is older (found by fuzzing: year 192)
+LATEST_EVENT_AHEAD = 2 * 365 * 86400  # planned and estimated events lie ahead, not years ahead
+
+
 def check_event(event: Any, checker) -> tuple[ContainerEvent | None, list[tuple[str, str, str]]]:
     """One event from a feed (parsed JSON, or a JsonError): normalized, or refused with each problem
     as (path, kind of check, message). Never raises: a feed's bad event is a rejection, not a crash."""
@@ -49,9 +53,13 @@ def check_event(event: Any, checker) -> tuple[ContainerEvent | None, list[tuple[
     if problems:
         return None, problems
     try:
-        return normalize(event), []
+        checked = normalize(event)
     except (ValueError, KeyError, TypeError, OverflowError) as exc:  # a date-time the schema lets through, etc.
         return None, [("/", "normalize", f"{type(exc).__name__}: {exc}")]
+    if not EARLIEST_EVENT <= checked.event_time <= time.time() + LATEST_EVENT_AHEAD:
+        return None, [("/eventDateTime", "range", f"{event.get('eventDateTime')} is not a plausible event time "
+                                                  "(from 2000 to two years ahead)")]
+    return checked, []
 
 
 def load_events(items: Iterable[tuple[str, Any]], checker, store: ContainerEventStore,

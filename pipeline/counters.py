@@ -18,8 +18,11 @@ _STAGE_OUTCOMES = {
     "assessed": ("score", "assessed"), "referrals": ("score", "referral"),
 }
 _SINGLES = {"rule_errors": m.RULE_ERRORS, "rule_pack_reload_failures": m.RULE_PACK_RELOAD_FAILURES}
-_FAMILIES = {"answers_": m.ANSWERS, "decision_": m.DECISIONS, "rule_hit_": m.RULE_HITS, "fact_": m.CONTAINER_FACTS,
-             "registration_": None, "effects_": None}
+_FAMILIES = {  # CounterFamily prefix -> the labelled child for a key
+    "answers_": m.ANSWERS.labels, "decision_": m.DECISIONS.labels, "rule_hit_": m.RULE_HITS.labels,
+    "fact_": m.CONTAINER_FACTS.labels, "registration_": lambda status: m.STAGE_MESSAGES.labels("register", status),
+    "effects_": lambda key: m.EFFECTS.labels(*reversed(key.split("_", 1))),  # written_answer: (answer, written)
+}
 
 
 def _prometheus(name: str):
@@ -27,16 +30,9 @@ def _prometheus(name: str):
         return m.STAGE_MESSAGES.labels(*_STAGE_OUTCOMES[name])
     if name in _SINGLES:
         return _SINGLES[name]
-    for prefix, metric in _FAMILIES.items():
-        if name.startswith(prefix):
-            key = name[len(prefix):]
-            if prefix == "registration_":
-                return m.STAGE_MESSAGES.labels("register", key)
-            if prefix == "effects_":  # written_answer, suppressed_dead-letter, ...
-                outcome, _, kind = key.partition("_")
-                return m.EFFECTS.labels(kind, outcome)
-            return metric.labels(key)
-    return None  # Beam only (counts the run summary needs and operators do not)
+    prefix = next((p for p in _FAMILIES if name.startswith(p)), None)
+    # None: Beam only (counts the run summary needs and operators do not)
+    return _FAMILIES[prefix](name[len(prefix):]) if prefix else None
 
 
 _UNRESOLVED = object()

@@ -64,7 +64,7 @@ class Dcsa:
         if checked is None:
             assert problems and all(len(p) == 3 and p[2] for p in problems), problems
             return problems[0][1]
-        assert checked.event_id and checked.event_time > 0
+        assert checked.event_id and checked.event_time > 946684800
         return "loaded"
 
 
