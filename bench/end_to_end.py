@@ -61,10 +61,12 @@ class Pool:
     """Generated filings, re-sent round after round as new filings."""
 
     def __init__(self, size: int, seed: int):
-        self.filings = [(f.data, f.label.get("filer") or "unknown") for f in generate(corpus_spec(size, seed=seed))]
+        # A filer only where the generator knows one (an unreadable envelope has none): a channel
+        # filer is an authenticated EORI, never a placeholder.
+        self.filings = [(f.data, f.label.get("filer")) for f in generate(corpus_spec(size, seed=seed))]
         self.sent = 0
 
-    def next(self) -> tuple[str, bytes, str, str]:
+    def next(self) -> tuple[str, bytes, str | None, str]:
         """(submission id, bytes, filer, lrn prefix of this round)"""
         n = self.sent
         self.sent += 1
@@ -102,7 +104,7 @@ class Producer:
             sid, data, filer, tag = self._pool.next()
             m = re.search(rb"<ens:LRN>([^<]{1,40})<", data)
             lrns.append(m.group(1).decode(errors="replace") if m else None)
-            pipe.xadd(self._keys.filings, {"filing": data, "id": sid, "filer": filer})
+            pipe.xadd(self._keys.filings, {"filing": data, "id": sid, **({"filer": filer} if filer else {})})
         for lrn, entry_id in zip(lrns, pipe.execute()):
             self.ids.append(entry_key(entry_id))
             if track and lrn:

@@ -130,9 +130,10 @@ def main() -> None:
             if not feeder.is_alive() and now - started > args.minutes * 60 + 600:
                 break  # a backlog that does not drain in 10 minutes is the finding
         finished = progress.done() - warm
+        dead_letters = client.xlen(keys.dead_letters)
         steady = [r for r in rows if r["offered_per_s"]]
         summary = {"rate": args.rate, "minutes": args.minutes, "workers": args.workers, "submitted": total,
-                   "finished": finished, "lost_or_unfinished": total - finished,
+                   "finished": finished, "lost_or_unfinished": total - finished, "dead_letters": dead_letters,
                    "achieved_per_s_median": percentile([r["achieved_per_s"] for r in steady], 50),
                    "p99_ms_worst_window": max((r["p99_ms"] for r in steady if r["decisions"]), default=None),
                    "lag_s_max": max((r["lag_s"] for r in steady), default=None),

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 TOKENS_ENV = "CARGOSCREEN_FILER_TOKENS"  # path of the token file, when not given on the command line
 XML_TYPES = ("application/xml", "text/xml", "application/octet-stream")
 MAX_PAGE = 1000
+FILER_ID = re.compile(r"[A-Z]{2}[A-Za-z0-9]{1,15}")  # types.xsd PartyId
 
 
 def _digest(token: str) -> str:
@@ -73,8 +75,8 @@ class FilerTokens:
             if not line:
                 continue
             filer, _, digest = line.partition(" ")
-            if not digest.strip().startswith("sha256:") or len(digest.strip()) != 71:
-                raise ValueError(f"{path}:{n}: expected 'FILER sha256:<64 hex digits>'")
+            if not digest.strip().startswith("sha256:") or len(digest.strip()) != 71 or not FILER_ID.fullmatch(filer):
+                raise ValueError(f"{path}:{n}: expected 'FILER sha256:<64 hex digits>', FILER an EORI")
             by_digest[digest.strip()[7:]] = filer
         return FilerTokens(by_digest)
 
@@ -85,6 +87,8 @@ class FilerTokens:
 def issue_token(path: Path, filer: str) -> str:
     """A new random token for `filer`, its digest appended to the file (created 0600); the token
     is returned once and stored nowhere."""
+    if not FILER_ID.fullmatch(filer):  # it becomes the Recipient of every answer to this filer
+        raise ValueError(f"{filer!r} is not an EORI or TIN (2 letters, then up to 15 letters or digits)")
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a") as f:

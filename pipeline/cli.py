@@ -568,7 +568,10 @@ def ingress_token(filer, tokens) -> None:
     """Issue a new token for FILER (its EORI): printed once, only its digest is kept."""
     from .connectors.http_ingress import issue_token
 
-    click.echo(issue_token(_tokens_path(tokens), filer))
+    try:
+        click.echo(issue_token(_tokens_path(tokens), filer))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 # -- rule packs ---------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ The README's "Metrics" section lists each metric with its meaning; a test keeps 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -161,7 +160,4 @@ def live_targets(client, key_prefix: str, max_age_seconds: float = 4 * TARGET_RE
 def expose(settings) -> int | None:
     """Serve this process's metrics if the settings ask for it (idempotent; any step may call it)."""
     m = settings.metrics
-    if os.environ.get("CARGOSCREEN_METRICS_PORT"):  # an operator's override for one process
-        return EXPOSITION.start(int(os.environ["CARGOSCREEN_METRICS_PORT"]), 1, settings.redis.url,
-                                settings.redis.key_prefix)
     return EXPOSITION.start(m.port, m.port_span, settings.redis.url, settings.redis.key_prefix)

@@ -127,3 +127,9 @@ def test_token_files_keep_digests_only_and_name_a_bad_line(tmp_path):
     path.write_text(path.read_text() + "NLFILER000000002 plain-token\n")
     with pytest.raises(ValueError, match=":2:"):
         FilerTokens.load(path)
+    # A filer is an EORI: it becomes the Recipient of its answers (a placeholder would fail their schema).
+    with pytest.raises(ValueError, match="not an EORI"):
+        issue_token(tmp_path / "other", "unknown")
+    (tmp_path / "other").write_text(f"unknown sha256:{'a' * 64}\n")
+    with pytest.raises(ValueError, match=":1:.*EORI"):
+        FilerTokens.load(tmp_path / "other")

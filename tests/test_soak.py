@@ -18,7 +18,7 @@ def test_a_short_soak_finishes_everything_and_reports_over_time(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "soak.json").read_text())
-    assert summary["submitted"] == 2400 and summary["lost_or_unfinished"] == 0
+    assert summary["submitted"] == 2400 and summary["lost_or_unfinished"] == 0 and summary["dead_letters"] == 0
     rows = list(csv.DictReader((tmp_path / "soak.csv").open()))
     assert len(rows) >= 5 and all(float(r["worker_rss_mb"]) > 50 for r in rows)
     assert sum(int(r["decisions"]) for r in rows) > 500
