@@ -1,8 +1,8 @@
 """Fault injection: real processes, real Redis. Under each fault the service is run as a supervisor
 would (restarted when it exits), and afterwards a conservation check over ids: every submitted filing
 has exactly one door answer, no answer of any kind twice, each decision once, at most one referral
-per decision, nothing left pending. How long recovery took is printed (the fault-injection report,
-not an assertion: see bench/faults.py for the measured numbers)."""
+per decision, no dead letters, nothing left pending. How long recovery took is printed, not asserted
+(machines are noisy): `pytest -s tests/test_faults.py` is the fault-injection report."""
 from __future__ import annotations
 
 import json
