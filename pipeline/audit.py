@@ -33,18 +33,23 @@ def record(client: redis.Redis, key: str, who: str, centre: str, action: str, su
 
 
 def entries(client: redis.Redis, key: str, since: str = "-", until: str = "+", centre: str | None = None,
-            batch: int = 1000) -> Iterator[dict]:
-    """Audit records in order, `since`/`until` as stream ids or epoch milliseconds."""
-    start = since
+            batch: int = 1000, newest_first: bool = False) -> Iterator[dict]:
+    """Audit records in order (or newest first), `since`/`until` as stream ids or epoch milliseconds;
+    read in batches, so a caller that stops early reads no more of the trail than it needs."""
+    low, high = since, until
     while True:
-        chunk = client.xrange(key, start, until, count=batch)
+        chunk = client.xrevrange(key, high, low, count=batch) if newest_first else \
+            client.xrange(key, low, high, count=batch)
         for entry_id, fields in chunk:
             row = {"id": entry_id.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
             if centre is None or row.get("centre") == centre:
                 yield row
         if len(chunk) < batch:
             return
-        start = "(" + chunk[-1][0].decode()
+        if newest_first:
+            high = "(" + chunk[-1][0].decode()
+        else:
+            low = "(" + chunk[-1][0].decode()
 
 
 def export(rows: Iterator[dict], fmt: str) -> str:

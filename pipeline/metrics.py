@@ -19,9 +19,10 @@ import logging
 import socket
 import threading
 import time
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+
+from .domain.container_events import utc_epoch
 
 disable_created_metrics()  # no *_created series: they double what is scraped and nobody graphs them
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def since(received_at: str) -> float | None:
     if not received_at:
         return None
     try:
-        return max(0.0, time.time() - datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp())
+        return max(0.0, time.time() - utc_epoch(received_at))
     except ValueError:
         return None
 

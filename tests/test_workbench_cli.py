@@ -74,3 +74,17 @@ def test_analysts_file_keeps_only_hashes(tmp_path):
     analysts = Analysts.load(path)
     assert analysts.sign_in("alice", "a long enough secret").centre == "RC-NL"
     assert analysts.sign_in("alice", "wrong") is None and analysts.sign_in("mallory", "x") is None
+
+
+def test_the_audit_trail_reads_newest_first_in_batches(redis_client):
+    from itertools import islice
+
+    from cargoscreen import audit
+
+    for n in range(25):
+        audit.record(redis_client, "cs:audit", "alice", "RC-NL" if n % 2 else "RC-BE", "claim", f"REF-{n}", "")
+    newest = [r["subject"] for r in islice(audit.entries(redis_client, "cs:audit", centre="RC-NL", batch=4,
+                                                         newest_first=True), 5)]
+    assert newest == ["REF-23", "REF-21", "REF-19", "REF-17", "REF-15"]
+    assert [r["subject"] for r in audit.entries(redis_client, "cs:audit", centre="RC-NL", batch=4)][:2] == \
+        ["REF-1", "REF-3"]

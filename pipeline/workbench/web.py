@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from itertools import islice
 from pathlib import Path
 
 import redis
@@ -31,9 +32,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from .. import audit
+from .. import audit, metrics
 from ..container_store import ContainerEventStore
-from ..domain.container_events import utc_epoch
 from ..domain.filings import MODES
 from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE
 from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form
@@ -48,9 +48,8 @@ TEMPLATES.env.filters["utc"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M", tim
 
 def _age(iso: str) -> str:
     """How long ago, in the unit an analyst reads at a glance."""
-    try:
-        seconds = max(0.0, time.time() - utc_epoch(iso))
-    except ValueError:
+    seconds = metrics.since(iso)
+    if seconds is None:
         return ""
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
@@ -214,7 +213,7 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
 
     def audit_page(request: Request):
         _, centre = _analyst(request)
-        rows = list(audit.entries(client, f"{key_prefix}:audit", centre=centre))[-200:][::-1]
+        rows = list(islice(audit.entries(client, f"{key_prefix}:audit", centre=centre, newest_first=True), 200))
         return page(request, "audit.html", rows=rows)
 
     def audit_export(request: Request):
