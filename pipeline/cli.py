@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import Settings
+from .reference_cli import reference as reference_group
 from .workbench import cli as workbench_cli
 
 console = Console(stderr=True)
@@ -289,7 +290,8 @@ def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_
         "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
         "dead_lettered": summary.dead_lettered, "answers": summary.answers, "balanced": summary.balanced,
         "enriched": summary.enriched, "container_status_unavailable": summary.container_status_unavailable,
-        "facts": summary.facts, "assessed": summary.assessed, "decisions": summary.decisions,
+        "container_status_not_loaded": summary.container_status_not_loaded,
+        "data_quality_warnings": summary.data_quality_warnings, "facts": summary.facts, "assessed": summary.assessed, "decisions": summary.decisions,
         "referrals": summary.referrals, "rule_hits": summary.rule_hits, "rule_errors": summary.rule_errors,
         "seconds": round(elapsed, 3)}, indent=2))
     return summary
@@ -309,7 +311,13 @@ def _print_summary(summary, elapsed: float) -> None:
                 table.add_row(door, f"{t} {names[t]}", str(summary.answers[t]))
     table.add_row("dead-lettered", "", str(summary.dead_lettered))
     out.print(table)
-    if summary.enriched:
+    if summary.data_quality_warnings:
+        warned = ", ".join(f"{k} {v}" for k, v in sorted(summary.data_quality_warnings.items()))
+        out.print(f"accepted with data-quality warnings: {warned}", soft_wrap=True)
+    if summary.container_status_not_loaded:
+        out.print(f"no container status loaded (cargoscreen csm load): {summary.container_status_not_loaded} "
+                  f"consignments with containers assessed without container checks", soft_wrap=True)
+    elif summary.enriched:
         facts = ", ".join(f"{k} {v}" for k, v in sorted(summary.facts.items())) or "none"
         out.print(f"enriched {summary.enriched} new registrations with container status "
                   f"({summary.container_status_unavailable} with the status unavailable); anomaly facts: {facts}",
@@ -776,6 +784,7 @@ def _print_backtest(report, traffic) -> None:
                       f"({q.clean_referred}/{q.clean})", soft_wrap=True)
 
 
+main.add_command(reference_group)
 main.add_command(workbench_cli.workbench)
 main.add_command(workbench_cli.riskinfo)
 rules.add_command(workbench_cli.rules_report)

@@ -43,6 +43,9 @@ class ContainerStatusSettings:
     retention_seconds: int = 180 * 86400  # keys expire this long after their last event
     max_per_key: int = 500  # newest events kept per container, voyage or document
     batch_size: int = 64  # filings per Redis round trip when enriching (best measured on a 1M-event store)
+    # A consignment assessed before its containers were loaded is judged again as their events
+    # arrive, for this long after the assessment (pipeline/rejudge.py).
+    rejudge_window_seconds: int = 10 * 86400
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ Key layout (prefix `cs` by default):
     {p}:eq:{container}:{classifier}    sorted set of eventIDs by event time (UTC epoch); ACT, EST and PLN apart
     {p}:vv:{vesselIMO}:{voyage}        sorted set of eventIDs on that vessel voyage (export or import number)
     {p}:td:{type}:{reference}          sorted set of eventIDs naming that document (TRD, BKG, ...)
+    {p}:csm:loaded                     set while any event is held: without it, no container can be judged
+    {p}:rejudge                        stream: watched containers (rejudge.py) that received an ACT event
 Events arrive late and out of order; the sorted sets keep them in event-time order anyway.
 Bounded: each index keeps its newest `max_per_key` events, and every key expires `retention`
 after its last write. One Lua script per batch writes everything (one round trip); one
@@ -22,7 +24,7 @@ from .domain.container_events import ContainerEvent
 
 _ADD = """
 local p, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, touched = {}, {}
+local out, touched, watched = {}, {}, {}
 local function index(key, score, id)
   redis.call('ZADD', key, score, id)
   touched[key] = true
@@ -33,7 +35,10 @@ for i = 4, #ARGV do
   local f = cjson.decode(body)
   local id, cls, score, eq, imo, voyages, docs = f[1], f[3], f[5], f[7], f[11], f[12], f[13]
   if redis.call('SET', p .. ':ev:' .. id, body, 'NX', 'EX', ttl) then
-    if eq ~= cjson.null then index(p .. ':eq:' .. eq .. ':' .. cls, score, id) end
+    if eq ~= cjson.null then
+      index(p .. ':eq:' .. eq .. ':' .. cls, score, id)
+      if cls == 'ACT' and watched[eq] == nil then watched[eq] = redis.call('EXISTS', p .. ':watch-of:' .. eq) == 1 end
+    end
     if imo ~= cjson.null then
       for _, v in ipairs(voyages) do index(p .. ':vv:' .. imo .. ':' .. v, score, id) end
     end
@@ -47,6 +52,11 @@ end
 for key in pairs(touched) do
   redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1)
   redis.call('EXPIRE', key, ttl)
+end
+if next(touched) ~= nil then redis.call('SET', p .. ':csm:loaded', '1', 'EX', ttl) end
+-- A consignment assessed before these events waits for them (rejudge.py): tell its desk.
+for container, yes in pairs(watched) do
+  if yes then redis.call('XADD', p .. ':rejudge', 'MAXLEN', '~', 100000, '*', 'container', container) end
 end
 return out
 """
@@ -83,6 +93,10 @@ class ContainerEventStore:
         s = self._settings
         args = [self._prefix, s.retention_seconds, s.max_per_key, *(e.to_json() for e in events)]
         return [bool(r) for r in self._add(args=args)] if events else []
+
+    def has_events(self) -> bool:
+        """Whether any container status is held at all (a store never loaded judges nothing)."""
+        return bool(self._client.exists(f"{self._prefix}:csm:loaded"))
 
     def histories(self, containers: Iterable[str], classifier: str = "ACT",
                   limit: int | None = None) -> dict[str, list[ContainerEvent]]:

@@ -20,7 +20,8 @@ _STAGE_OUTCOMES = {
 _SINGLES = {"rule_errors": m.RULE_ERRORS, "rule_pack_reload_failures": m.RULE_PACK_RELOAD_FAILURES}
 _FAMILIES = {  # CounterFamily prefix -> the labelled child for a key
     "answers_": m.ANSWERS.labels, "decision_": m.DECISIONS.labels, "rule_hit_": m.RULE_HITS.labels,
-    "fact_": m.CONTAINER_FACTS.labels, "registration_": lambda status: m.STAGE_MESSAGES.labels("register", status),
+    "fact_": m.CONTAINER_FACTS.labels, "dq_warning_": m.DATA_QUALITY_WARNINGS.labels,
+    "registration_": lambda status: m.STAGE_MESSAGES.labels("register", status),
     "effects_": lambda key: m.EFFECTS.labels(*reversed(key.split("_", 1))),  # written_answer: (answer, written)
 }
 

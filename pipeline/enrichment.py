@@ -14,13 +14,14 @@ from typing import Callable, Sequence
 import redis
 
 from .domain.container_events import ContainerEvent
-from .domain.enrichment import INFORMATIONAL_FACTS, Fact, shipment_facts
+from .domain.enrichment import DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, Fact, shipment_facts
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
 from .linking import Consignment, Member
 
 UNAVAILABLE = "container-status-unavailable"
 AVAILABLE, NOT_APPLICABLE = "available", "no-containers"
+NOT_LOADED = "not-loaded"  # the store holds no container status at all: nothing to judge, nothing is an anomaly
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class EnrichedFiling:
     lrn: str
     filer: str
     containers: tuple[str, ...]
-    container_status: str  # available, unavailable, no-containers
+    container_status: str  # available, container-status-unavailable, not-loaded, no-containers
     facts: tuple[Fact, ...]
     record: ScreeningRecord | None = None  # what the filing declares, for the risk rules
     # The consignment assessed (the fields above are its lead filing's): its key, state, version,
@@ -53,7 +54,7 @@ class EnrichedFiling:
         return tuple(f for f in self.facts if f.kind not in INFORMATIONAL_FACTS)
 
 
-def _consignment_facts(consignment: Consignment, histories, reference: ReferenceData) -> tuple[Fact, ...]:
+def consignment_facts(consignment: Consignment, histories, reference: ReferenceData) -> tuple[Fact, ...]:
     """Each filing's containers checked against the route that filing declares (a house has its
     own), so linking filings never makes a box look off course."""
     if len(consignment.members) == 1:
@@ -67,14 +68,22 @@ def _consignment_facts(consignment: Consignment, histories, reference: Reference
     return tuple(facts)
 
 
+def warning_facts(consignment: Consignment) -> tuple[Fact, ...]:
+    """The data-quality warnings each filing was accepted with, as facts the analyst sees."""
+    return tuple(Fact(DATA_QUALITY_WARNING, "", w.message, (), {"rule": w.code, "pointer": w.pointer,
+                                                                   "value": w.value, "mrn": m.mrn})
+                 for m in consignment.members for w in m.record.warnings)
+
+
 def enrich(batch: Sequence[Consignment],
            fetch_histories: Callable[[list[str]], dict[str, list[ContainerEvent]]],
-           reference: ReferenceData) -> list[EnrichedFiling]:
-    """batch: consignments to assess. fetch_histories: container ids -> ACT histories (retrying inside)."""
+           reference: ReferenceData, status_loaded: bool = True) -> list[EnrichedFiling]:
+    """batch: consignments to assess. fetch_histories: container ids -> ACT histories (retrying inside).
+    status_loaded: False when the store holds no container status at all (then none is looked up)."""
     wanted = [c.container_id for x in batch for c in x.record.containers]
     histories: dict[str, list[ContainerEvent]] | None = {}
     failure = ""
-    if wanted:
+    if wanted and status_loaded:
         try:
             histories = fetch_histories(wanted)
         except redis.RedisError as exc:
@@ -85,10 +94,13 @@ def enrich(batch: Sequence[Consignment],
         containers = tuple(c.container_id for c in record.containers)
         if not containers:
             status, facts = NOT_APPLICABLE, ()
+        elif not status_loaded:
+            status, facts = NOT_LOADED, ()
         elif histories is None:
             status, facts = UNAVAILABLE, tuple(Fact(UNAVAILABLE, c, failure) for c in containers)
         else:
-            status, facts = AVAILABLE, _consignment_facts(consignment, histories, reference)
+            status, facts = AVAILABLE, consignment_facts(consignment, histories, reference)
+        facts += warning_facts(consignment)
         out.append(EnrichedFiling(lead.submission_id, lead.mrn, lead.filing_code, record.mode, lead.lrn, lead.filer,
                                   containers, status, facts, record, consignment.key, consignment.state,
                                   consignment.version, consignment.members, consignment.missing,

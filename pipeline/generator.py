@@ -1,5 +1,15 @@
 """Deterministic generator of realistic ENS filings, with planted defects and ground-truth labels.
 
+Clean traffic is drawn from the reference data (traffic.py): places of loading and unloading
+weighted by trade and mode (and a long tail from the whole UN/LOCODE list), commodities with
+their real HS 2022 subheadings, the packages, masses and unit values they travel with, UN
+numbers where they are dangerous goods, parties with their country's legal forms and national
+identification formats. Honest traffic that a naive rule would refer (chemicals with their UN
+numbers, sporting ammunition, declared fireworks and lithium batteries, gold and luxury at true
+value, antiques with provenance, produce from drug-source countries on direct routes, cheap
+bulk) comes with the commodities, labelled `decoy`. A few filings name a well-formed place of
+a known country that the code list lacks (accepted, with a warning; labelled `warnings`).
+
 Each filing depends only on (seed, index), so a corpus is reproducible and can be made in
 parts. A label says what the validator must answer: registered, or rejected with which
 error codes on which data elements. Tests and benchmarks count against the labels.
@@ -20,7 +30,8 @@ from stdnum import imo, iso6346
 from . import resources
 from .domain.filings import (BY_CODE, ENS_NS, FILING_KINDS, HOUSE, MASTER, PARTIAL_MASTER, POSTAL_MASTER, PRE_LOADING,
                              STRAIGHT, FilingKind)
-from .domain.reference import ReferenceData, bundled_reference
+from .domain.reference import Commodity, ReferenceData, bundled_reference
+from .traffic import EU, LEGAL_FORMS, TRADE_WORDS, TradeModel
 
 # What each planted defect must produce: (layer, expected error code, element in error).
 DEFECTS: dict[str, tuple[str, str, str]] = {
@@ -35,15 +46,17 @@ DEFECTS: dict[str, tuple[str, str, str]] = {
     "container-check-digit": ("dq", "DQ_CONTAINER_CHECK_DIGIT", "ContainerId"),
     "imo-check-digit": ("dq", "DQ_IMO_CHECK_DIGIT", "VesselIMO"),
     "unknown-country": ("dq", "DQ_COUNTRY_UNKNOWN", "Country"),
-    "unknown-locode": ("dq", "DQ_LOCODE_UNKNOWN", "UNLocode"),
+    "locode-country": ("dq", "DQ_LOCODE_COUNTRY_UNKNOWN", "UNLocode"),
     "eori-shape": ("dq", "DQ_EORI_SHAPE", "IdentificationNumber"),
-    "hs-unknown-chapter": ("dq", "DQ_HS_CHAPTER_UNKNOWN", "HSCode"),
+    "hs-unknown-subheading": ("dq", "DQ_HS_SUBHEADING_UNKNOWN", "HSCode"),
+    "package-type-unknown": ("dq", "DQ_PACKAGE_TYPE_UNKNOWN", "Type"),
     "vague-description": ("dq", "DQ_VAGUE_DESCRIPTION", "Description"),
     "mass-total": ("dq", "DQ_TOTAL_GROSS_MASS", "TotalGrossMass"),
     "package-total": ("dq", "DQ_TOTAL_PACKAGES", "TotalPackages"),
     "duplicate-house-document": ("dq", "DQ_HOUSE_DOCUMENT_DUPLICATE", "Number"),
     "routing": ("dq", "DQ_ROUTING_COUNTRIES", "Itinerary"),
     "bulk-with-count": ("dq", "DQ_BULK_PACKAGE_COUNT", "Count"),
+    "unpacked-without-count": ("dq", "DQ_UNPACKED_PIECE_COUNT", "Type"),
     # The envelope: refused before the schema is consulted.
     "not-well-formed": ("envelope", "NOT_WELL_FORMED", ""),
     "dtd-entities": ("envelope", "DTD_FORBIDDEN", ""),
@@ -58,38 +71,39 @@ CONTENT_DEFECTS = tuple(k for k, v in DEFECTS.items() if v[0] != "envelope")
 RISK_PATTERNS = ("watch-listed-party", "watch-listed-name", "precursor", "undervalued-brands", "dual-use-sanctioned",
                  "weapons-misdeclared", "protected-species", "imminent-threat", "lithium-undeclared",
                  "heavy-packages", "container-deception", "counterfeit-wording", "explosives")
-# Decoys: innocent traffic that resembles risk (legal ammunition, a name like a listed one, goods
-# cheap but within the usual spread, fireworks, bananas from a cocaine source country). They are
-# labelled clean: what a pack refers among them is its false-hit cost.
+# Planted decoys: innocent traffic that resembles risk (a name like a listed one, goods cheap but
+# within the usual spread, ...). They are labelled clean, as is the honest-but-unusual traffic
+# the commodities bring (their `unusual` tag becomes the label's decoy): what a pack refers among
+# them is its false-hit cost.
 DECOYS = ("legal-ammunition", "similar-name", "cheap-but-plausible", "fireworks", "bananas-from-source")
-PRECURSORS = (("PMK glycidate powder", "293292"), ("Pseudoephedrine hydrochloride", "293942"),
+PRECURSORS = (("PMK glycidate powder", "293299"), ("Pseudoephedrine hydrochloride", "293942"),
               ("Safrole oil in drums", "293294"), ("Piperonal crystals", "293293"))
-BRANDS = ("420221", "910211", "640399", "900490")  # brand-prone commodities of the reference list
+BRANDS = ("420221", "910211", "640399", "900410")  # brand-prone commodities of the reference list
 RISKY_GOODS = {"dual-use-sanctioned": ("Industrial fibre lasers", "901320"),
                "weapons-misdeclared": ("Pistol frames and slides", "732690"),
                "protected-species": ("Carved ivory figurines", "960110"),
                "counterfeit-wording": ("Designer style handbags AAA quality", "420221"),
-               "explosives": ("Electric detonators for quarries", "360300"),
+               "explosives": ("Electric detonators for quarries", "360360"),
                "imminent-threat": ("Printer toner cartridges", "844399"),
                "lithium-undeclared": ("Lithium-ion power banks", "850760")}
 ENVELOPE_DEFECTS = tuple(k for k, v in DEFECTS.items() if v[0] == "envelope")
 
 MODE_WEIGHTS = {"sea": 30, "air": 25, "express": 20, "postal": 15, "road": 6, "rail": 4}
-EU_ENTRY = ("NL", "BE", "DE", "FR", "ES", "IT", "PL", "GR", "PT", "IE", "DK", "SE", "FI", "SI", "RO")
-SANCTIONED = ("IR", "RU", "BY", "KP", "SY")  # everyday traffic is not loaded there (EU restrictive measures)
-CONTAINER_OWNERS = ("MSCU", "MAEU", "CMAU", "HLXU", "OOLU", "EGHU", "CSQU", "TGHU", "COSU", "ONEU")
-NAME_A = ("Northern", "Pacific", "Golden", "Blue", "Silver", "Orient", "Delta", "Atlas", "Summit", "Harbour",
-          "Eastern", "Prime", "Unity", "Crescent", "Evergreen", "Meridian", "Aurora", "Vertex", "Nova", "Lotus")
-NAME_B = ("Trading", "Logistics", "Import", "Export", "Industries", "Textiles", "Electronics", "Foods", "Supply",
-          "Manufacturing", "Distribution", "Retail", "Freight", "Global", "Commerce")
-NAME_C = ("Co. Ltd", "GmbH", "B.V.", "S.A.", "LLC", "Ltd", "S.r.l.", "Sp. z o.o.", "Inc.", "AB")
-STREETS = ("Harbour Road", "Industrial Avenue", "Station Street", "Market Square", "Dock Lane", "Commerce Way",
-           "Airport Boulevard", "Canal Street", "Main Street", "Logistics Park")
-VESSELS = ("MSC Aurora", "Maersk Elba", "CMA CGM Tage", "Ever Given", "HMM Algeciras", "ONE Apus", "Cosco Star")
-CARRIERS_AIR = ("KL", "LH", "AF", "CX", "EK", "QR", "TK", "SQ", "CV", "5X")
-BULK_PACKAGE_TYPES = ("VR", "VQ", "VL", "VY", "VG", "VO", "NE")
-LONG_DESCRIPTION = "Assorted household goods in mixed cartons " * 14  # > 512 characters
+SANCTIONED = frozenset(("IR", "RU", "BY", "KP", "SY"))  # everyday traffic is not loaded there (EU restrictive measures)
+# Where deep-sea boxes from a region are transhipped on the way to Europe (routing countries).
+TRANSIT = {"CN": ("SG", "LK", "MY", "EG"), "KR": ("SG", "CN"), "JP": ("SG", "CN"), "TW": ("SG", "HK"),
+           "VN": ("SG", "MY"), "TH": ("SG", "MY"), "ID": ("SG", "MY"), "IN": ("AE", "LK", "EG", "OM"),
+           "BD": ("LK", "SG"), "PK": ("AE", "OM"), "BR": ("MA", "PA"), "AR": ("BR",), "CL": ("PA", "PE"),
+           "AU": ("SG", "LK"), "ZA": ("MA", "TG")}
+AIR_HUBS = ("AE", "QA", "TR", "CN", "HK")
+CONTAINER_OWNERS = ("MSCU", "MAEU", "CMAU", "HLXU", "OOLU", "EGHU", "CSQU", "TGHU", "COSU", "ONEU", "TCNU", "BMOU")
+VESSELS = ("MSC Tessa", "Maersk Elba", "CMA CGM Jacques Saade", "Ever Alot", "HMM Algeciras", "ONE Apus",
+           "Cosco Shipping Universe", "OOCL Hong Kong", "Hapag Berlin Express", "MSC Irina", "Madrid Maersk")
+CARRIERS_AIR = ("KL", "LH", "AF", "CX", "EK", "QR", "TK", "SQ", "CV", "5X", "FX", "D0", "ET", "CA", "KE")
+EXPRESS_LIKE = ("express", "postal")
+LONG_DESCRIPTION = "Stainless steel kitchen knives in gift boxes of six " * 12  # > 512 characters
 BASE_TIME = datetime(2026, 11, 20, tzinfo=timezone.utc)
+NEW_PLACE_RATE = 0.004  # filings naming a place newer than the code list (accepted with a warning)
 
 
 @dataclass(frozen=True)
@@ -125,13 +139,14 @@ def _mass(value: float) -> str:
 class _Builder:
     """Builds one filing's tree; every choice comes from the filing's own random stream."""
 
-    def __init__(self, rng: random.Random, ref: ReferenceData, kind: FilingKind, index: int, spec: GeneratorSpec,
-                 link: "_Link | None" = None):
-        self.rng, self.ref, self.kind, self.index, self.spec = rng, ref, kind, index, spec
+    def __init__(self, rng: random.Random, ref: ReferenceData, model: TradeModel, kind: FilingKind, index: int,
+                 spec: GeneratorSpec, link: "_Link | None" = None):
+        self.rng, self.ref, self.model, self.kind, self.index, self.spec = rng, ref, model, kind, index, spec
         self.link = link
-        self.mode_function = {"sea": "1", "rail": "2", "road": "3"}.get(kind.mode, "4")
-        self.locations = sorted(ref.locations.values(), key=lambda loc: loc.locode)
         self.origin: str | None = None  # where the goods come from: the loading country, else the consignor's
+        self.entry: str | None = None  # the EU country of unloading
+        self.unusual: str | None = None  # the first honest-but-unusual commodity drawn, for the label
+        self.new_place: str | None = None  # a place newer than the code list, when drawn
 
     # -- small pieces ------------------------------------------------------------------
     def el(self, parent, tag, text=None):
@@ -140,37 +155,18 @@ class _Builder:
             e.text = str(text)
         return e
 
-    def eori(self, country: str) -> str:
-        r = self.rng
-        fmt = {"NL": 9, "GB": 12, "IT": 11, "PL": 10, "FR": 9, "IE": 8}.get(country)
-        if country == "ES":
-            return "ESB" + "".join(r.choice("0123456789") for _ in range(8))
-        if country == "BE":
-            return "BE0" + "".join(r.choice("0123456789") for _ in range(9))
-        return country + "".join(r.choice("0123456789") for _ in range(fmt or r.randint(8, 12)))
-
-    def company(self) -> str:
-        r = self.rng
-        return f"{r.choice(NAME_A)} {r.choice(NAME_B)} {r.choice(NAME_C)}"
-
-    def location(self, function: str, countries=None, exclude_countries=()) -> str:
-        options = [loc for loc in self.locations if loc.serves(function)
-                   and (countries is None or loc.country in countries) and loc.country not in exclude_countries]
-        return self.rng.choice(options).locode
-
     def address(self, parent, country: str):
-        cities = [loc.name for loc in self.locations if loc.country == country] or ["Capital"]
         a = self.el(parent, "Address")
-        self.el(a, "Street", f"{self.rng.randint(1, 400)} {self.rng.choice(STREETS)}")
-        self.el(a, "City", self.rng.choice(cities)[:35])
+        self.el(a, "Street", self.model.street(self.rng, country))
+        self.el(a, "City", self.model.town(self.rng, country)[:35])
         self.el(a, "PostCode", str(self.rng.randint(1000, 99999)))
         self.el(a, "Country", country)
 
-    def party(self, parent, tag, country, registered=False):
+    def party(self, parent, tag, country, registered=False, person=False):
         p = self.el(parent, tag)
-        self.el(p, "Name", self.company())
-        if registered or self.rng.random() < 0.5:
-            self.el(p, "IdentificationNumber", self.eori(country))
+        self.el(p, "Name", self.model.person(self.rng) if person else self.model.company(self.rng, country))
+        if registered or (not person and self.rng.random() < 0.5):
+            self.el(p, "IdentificationNumber", self.model.identification(self.rng, country))
         if not registered or self.rng.random() < 0.8:
             self.address(p, country)
         if self.rng.random() < 0.3:
@@ -198,6 +194,8 @@ class _Builder:
     def item_count(self) -> int:
         """mixed: the 1-20 KB filings of everyday traffic; large: 60 to 250 goods items (50-120 KB)."""
         r, size = self.rng.random(), self.spec.size
+        if self.kind.mode in EXPRESS_LIKE and size != "large":
+            return self.rng.choice((1, 1, 1, 2, 3))
         if size == "small" or (size == "mixed" and r < 0.55):
             return self.rng.randint(1, 3)
         if size == "mixed" and r < 0.85:
@@ -206,19 +204,29 @@ class _Builder:
             return self.rng.randint(16, 45)
         return self.rng.randint(60, 250)
 
-    def goods(self, parent, n, containers, pre_loading=False) -> tuple[float, int]:
+    def commodities(self, n: int) -> list[Commodity]:
+        goods = [self.model.commodity(self.rng, self.kind.mode, self.origin) for _ in range(n)]
+        self.unusual = self.unusual or next((c.unusual for c in goods if c.unusual), None)
+        return goods
+
+    def package_kind(self, c: Commodity) -> str:
+        known = self.ref.package_types.get(c.package_type)
+        return known.kind if known else "package"
+
+    def goods(self, parent, commodities: list[Commodity], containers, pre_loading=False) -> tuple[float, int]:
         total_mass, total_packages = 0.0, 0
-        commodities = [c for c in self.ref.commodities if not c.origins or self.origin in c.origins]
-        for i in range(1, n + 1):
-            c = self.rng.choice(commodities)
+        small = self.kind.mode in EXPRESS_LIKE
+        for i, c in enumerate(commodities, start=1):
             g = self.el(parent, "GoodsItem")
             self.el(g, "ItemNumber", i)
             self.el(g, "Description", c.description)
-            packages = self.rng.randint(1, 40)
-            if c.package_type in BULK_PACKAGE_TYPES:
-                mass, packages = round(self.rng.uniform(5000, 25000), 1), 0
+            kind = self.package_kind(c)
+            if kind == "bulk":  # a shipment's worth: no packages to count
+                mass, packages = round(c.kg_per_package * self.rng.uniform(0.5, 1.5), 1), 0
             else:
-                mass = round(packages * c.kg_per_package * self.rng.uniform(0.8, 1.2), 1)
+                packages = self.rng.randint(1, 3) if small else (
+                    self.rng.randint(1, 12) if kind == "unpacked" else self.rng.randint(1, 40))
+                mass = round(packages * c.kg_per_package * self.rng.uniform(0.8, 1.2), 1) or 0.1
             total_mass += mass
             total_packages += packages
             if pre_loading:
@@ -231,19 +239,23 @@ class _Builder:
             self.el(g, "GrossMass", _mass(mass))
             pk = self.el(g, "Packaging")
             self.el(pk, "Type", c.package_type)
-            if c.package_type not in BULK_PACKAGE_TYPES:
+            if kind != "bulk":
                 self.el(pk, "Count", packages)
             if self.rng.random() < 0.3:
                 self.el(pk, "ShippingMarks", f"MARKS {self.rng.randint(1, 999)}/{self.index}")
             if self.rng.random() < 0.7:
-                value = self.el(g, "DeclaredValue", f"{mass * c.eur_per_kg * self.rng.uniform(0.7, 1.3):.2f}")
+                value = self.el(g, "DeclaredValue", f"{mass * c.eur_per_kg * self.rng.uniform(0.75, 1.3):.2f}")
                 value.set("currency", "EUR")
             if containers:
                 self.el(g, "ContainerRef", self.rng.choice(containers))
         return round(total_mass, 3), total_packages
 
-    def equipment(self, parent) -> list[str]:
-        if self.kind.mode not in ("sea", "rail", "road"):
+    def equipment(self, parent, commodities: list[Commodity]) -> list[str]:
+        """Boxes for sea, rail and some road traffic; bulk and unpacked goods (ore, cars) travel without."""
+        mode = self.kind.mode
+        if mode not in ("sea", "rail", "road") or (mode == "road" and self.rng.random() < 0.7):
+            return []
+        if commodities and all(self.package_kind(c) in ("bulk", "unpacked") for c in commodities):
             return []
         ids = [self.container_id(k) for k in range(self.rng.choice((1, 1, 1, 2, 2, 3, 5)))]
         for cid in ids:
@@ -255,27 +267,38 @@ class _Builder:
                 self.el(e, "Seal", f"SL{self.rng.randint(1000000, 9999999)}")
         return ids
 
+    def new_place_code(self, country: str) -> str:
+        """A well-formed code of a known country that the code list does not have (yet)."""
+        letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+        while True:
+            code = country + "".join(self.rng.choice(letters) for _ in range(3))
+            if code not in self.ref.locations:
+                return code
+
     def route(self, parent) -> tuple[str, str]:
-        loading = self.location(self.mode_function, exclude_countries=EU_ENTRY + SANCTIONED)
+        mode = self.kind.mode
+        loading = self.model.place(self.rng, "origin", mode, exclude_countries=SANCTIONED | EU)
         self.origin = loading[:2]
-        unloading = self.location(self.mode_function, countries=EU_ENTRY)
+        unloading = self.model.place(self.rng, "entry", mode)
+        self.entry = unloading[:2]
+        if self.rng.random() < NEW_PLACE_RATE:
+            loading = self.new_place = self.new_place_code(loading[:2])
         for tag, code in (("PlaceOfLoading", loading), ("PlaceOfUnloading", unloading)):
             p = self.el(parent, tag)
-            if self.rng.random() < 0.9:
+            if self.rng.random() < 0.92 or code == self.new_place:
                 self.el(p, "UNLocode", code)
             else:
                 self.el(p, "Name", self.ref.locations[code].name[:35])
                 self.el(p, "Country", code[:2])
         it = self.el(parent, "Itinerary")
         countries = [loading[:2]]
-        if self.rng.random() < 0.4:
-            transit = self.rng.choice(("SG", "AE", "MA", "EG", "TR", "LK", "MY"))
+        hubs = TRANSIT.get(loading[:2], ()) if mode == "sea" else AIR_HUBS if mode in ("air", "express", "postal") else ()
+        if hubs and self.rng.random() < 0.4:
+            transit = self.rng.choice(hubs)
             if transit not in countries:
                 countries.append(transit)
         if unloading[:2] not in countries:
             countries.append(unloading[:2])
-        if len(countries) < 2:
-            countries.append(self.rng.choice(EU_ENTRY))
         for c in countries:
             self.el(it, "Country", c)
         return loading, unloading
@@ -289,7 +312,7 @@ class _Builder:
             self.el(t, "ModeOfTransport", 1)
             self.el(t, "VesselIMO", self.imo_number())
             self.el(t, "VesselName", self.rng.choice(VESSELS))
-            self.el(t, "VoyageNumber", f"{self.rng.randint(100, 999)}W")
+            self.el(t, "VoyageNumber", f"{self.rng.choice(('', 'FA', 'AE', 'NE'))}{self.rng.randint(100, 999)}W")
         elif mode in ("air", "express"):
             self.el(t, "ModeOfTransport", 4)
             self.el(t, "FlightNumber", f"{self.rng.choice(CARRIERS_AIR)}{self.rng.randint(1, 9999):04d}")
@@ -298,8 +321,9 @@ class _Builder:
             self.el(t, "ConveyanceReference", f"{self.rng.choice(CARRIERS_AIR)}{self.rng.randint(1, 9999):04d}")
         elif mode == "road":
             self.el(t, "ModeOfTransport", 3)
-            self.el(t, "VehicleRegistration", f"{self.rng.randint(10, 99)}-ABC-{self.rng.randint(1, 9)}")
-            self.el(t, "Nationality", self.rng.choice(("TR", "UA", "RS", "MA")))
+            self.el(t, "VehicleRegistration", f"{self.rng.randint(10, 99)} {self.rng.choice('ABCDEFGHKLMN')}"
+                                                f"{self.rng.choice('ABCDEFGHKLMN')} {self.rng.randint(100, 999)}")
+            self.el(t, "Nationality", self.origin or self.rng.choice(("TR", "UA", "RS", "MA")))
         else:
             self.el(t, "ModeOfTransport", 2)
             self.el(t, "TrainNumber", f"CR{self.rng.randint(10000, 99999)}")
@@ -319,85 +343,105 @@ class _Builder:
         office = self.el(h, "CustomsOfficeOfFirstEntry", "")
         self.party(h, "Declarant", filer_country, registered=True)
         if self.rng.random() < 0.3:
-            self.party(h, "Representative", self.rng.choice(EU_ENTRY), registered=True)
+            self.party(h, "Representative", self.rng.choice(sorted(EU)), registered=True)
         eta = issue + timedelta(hours=self.rng.randint(6, 24 * 20))
         optional_means = kind.level in (HOUSE, PRE_LOADING)
-        self.transport_means(root, eta, optional=optional_means)
+        means = self.el(root, "_means")  # filled once the route is known (road vehicles carry its country)
         if kind.level not in (HOUSE, PRE_LOADING):
-            self.party(root, "Carrier", self.rng.choice(EU_ENTRY), registered=True)
+            self.party(root, "Carrier", filer_country if kind.mode != "road" else self.rng.choice(sorted(EU)),
+                       registered=True)
         c = self.el(root, "Consignment")
         master_type, house_type = self.doc_types()
-        unloading = None
+        n = self.item_count()
         if kind.level == STRAIGHT:
             self.doc(c, "TransportDocument", master_type, "BL")
-            _, unloading = self.route(c)
+            self.route(c)
             self.consignor_consignee(c)
             totals = self.totals_placeholder(c)
-            containers = self.equipment(c)
-            self.fill_totals(totals, self.goods(c, self.item_count(), containers))
+            goods = self.commodities(n)
+            containers = self.equipment(c, goods)
+            self.fill_totals(totals, self.goods(c, goods, containers))
         elif kind.level == MASTER:
             self.doc(c, "TransportDocument", master_type, "MB")
-            _, unloading = self.route(c)
+            self.route(c)
             totals = self.totals_placeholder(c)
-            containers = self.equipment(c)
+            houses = [self.commodities(max(1, n // 3)) for _ in range(self.rng.randint(1, 4))]
+            containers = self.equipment(c, [g for h in houses for g in h])
             grand_mass, grand_packages = 0.0, 0
-            for _ in range(self.rng.randint(1, 4)):
+            for goods in houses:
                 hc = self.el(c, "HouseConsignment")
                 self.doc(hc, "TransportDocument", house_type, f"HB{self.rng.randint(10, 99)}")
                 self.consignor_consignee(hc)
                 house_totals = self.totals_placeholder(hc)
-                mass, packages = self.goods(hc, max(1, self.item_count() // 3), containers)
+                mass, packages = self.goods(hc, goods, containers)
                 self.fill_totals(house_totals, (mass, packages))
                 grand_mass, grand_packages = grand_mass + mass, grand_packages + packages
             self.fill_totals(totals, (round(grand_mass, 3), grand_packages))
         elif kind.level == PARTIAL_MASTER:
             self.doc(c, "TransportDocument", master_type, "MB", self.link.master if self.link else None)
-            _, unloading = self.route(c)
+            self.route(c)
             self.fill_totals(self.totals_placeholder(c),
                              (round(self.rng.uniform(100, 20000), 1), self.rng.randint(1, 900)))
-            self.equipment(c)
+            self.equipment(c, [])
             for number in (self.link.listed if self.link else ()):
                 self.doc(c, "HouseTransportDocument", house_type, "HB", number)
         elif kind.level == HOUSE:
             self.doc(c, "MasterTransportDocument", master_type, "MB", self.link.master if self.link else None)
             self.doc(c, "TransportDocument", house_type, "HB", self.link.house if self.link else None)
-            _, unloading = self.route(c)
+            self.route(c)
             self.consignor_consignee(c)
             totals = self.totals_placeholder(c)
-            containers = self.equipment(c)
-            self.fill_totals(totals, self.goods(c, self.item_count(), containers))
+            goods = self.commodities(n)
+            containers = self.equipment(c, goods)
+            self.fill_totals(totals, self.goods(c, goods, containers))
         elif kind.level == PRE_LOADING:
             self.doc(c, "TransportDocument", house_type, "HB")
             if self.rng.random() < 0.7:
                 self.doc(c, "MasterTransportDocument", master_type, "MB")
+            self.origin = self.model.place(self.rng, "origin", kind.mode, exclude_countries=SANCTIONED | EU)[:2]
             self.consignor_consignee(c, notify=False)
             totals = self.totals_placeholder(c)
-            self.fill_totals(totals, self.goods(c, min(self.item_count(), 20), [], pre_loading=True))
+            self.fill_totals(totals, self.goods(c, self.commodities(min(n, 20)), [], pre_loading=True))
         elif kind.level == POSTAL_MASTER:
-            self.doc(c, "TransportDocument", master_type, "PM")
-            _, unloading = self.route(c)
+            self.doc(c, "TransportDocument", master_type, "PM", self.link.master if self.link else None)
+            self.route(c)
             totals = self.totals_placeholder(c)
             mass, items = 0.0, 0
             for _ in range(self.rng.randint(1, 30)):
                 r = self.el(c, "Receptacle")
                 self.el(r, "ReceptacleId", "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(29)))
                 m = round(self.rng.uniform(2, 30), 1)
-                n = self.rng.randint(1, 60)
+                k = self.rng.randint(1, 60)
                 self.el(r, "GrossMass", _mass(m))
-                self.el(r, "ItemCount", n)
-                mass, items = mass + m, items + n
+                self.el(r, "ItemCount", k)
+                mass, items = mass + m, items + k
             self.fill_totals(totals, (round(mass, 3), items))
-        entry_country = (unloading or self.location("4", countries=EU_ENTRY))[:2]
+        self._fill_means(root, means, eta, optional_means)
+        entry_country = self.entry or self.model.place(self.rng, "entry", "air")[:2]
         office.text = f"{entry_country}{self.rng.randint(0, 999999):06d}"
         return root
 
+    def _fill_means(self, root, placeholder, eta, optional) -> None:
+        holder = etree.Element("holder")
+        self.transport_means(holder, eta, optional)
+        for means in holder:
+            placeholder.addprevious(means)
+        root.remove(placeholder)
+
     def consignor_consignee(self, parent, notify=True):
-        country = self.rng.choice(("CN", "US", "IN", "TR", "VN", "JP", "KR", "BR", "ZA", "MA"))
-        self.origin = self.origin or country
-        self.party(parent, "Consignor", country)
-        self.party(parent, "Consignee", self.rng.choice(EU_ENTRY))
+        """The consignor where the goods are loaded (sometimes a trader elsewhere, as in triangular
+        trade); the consignee in the EU, a private person for much of express and postal traffic."""
+        origin = self.origin or self.model.place(self.rng, "origin", self.kind.mode,
+                                                 exclude_countries=SANCTIONED | EU)[:2]
+        self.origin = origin
+        consignor = origin if self.rng.random() < 0.9 else self.rng.choice(("HK", "SG", "AE", "CH", "US", "GB"))
+        self.party(parent, "Consignor", consignor)
+        entry = self.entry or self.rng.choice(sorted(EU))
+        consignee = entry if self.rng.random() < 0.8 else self.rng.choice(sorted(EU))
+        private = self.kind.mode in EXPRESS_LIKE and self.rng.random() < 0.7
+        self.party(parent, "Consignee", consignee, person=private)
         if notify and self.rng.random() < 0.2:
-            self.party(parent, "NotifyParty", self.rng.choice(EU_ENTRY))
+            self.party(parent, "NotifyParty", consignee)
 
     def totals_placeholder(self, parent):
         return self.el(parent, "TotalGrossMass", "0"), self.el(parent, "TotalPackages", "0")
@@ -442,11 +486,14 @@ def _plant(defect: str, root: etree._Element, rng: random.Random, ref: Reference
         el = root.find(f"{_q('Header')}/{_q('IssueDateTime')}")
         el.text = el.text[:-1] + "+01:00"
         return True
-    if defect in ("hs-format", "hs-unknown-chapter"):
+    if defect in ("hs-format", "hs-unknown-subheading"):
         el = pick("HSCode")
         if el is None:
             return False
-        el.text = el.text[:4] + "." + el.text[4:6] if defect == "hs-format" else "77" + el.text[2:]
+        if defect == "hs-format":
+            el.text = el.text[:4] + "." + el.text[4:6]
+        else:  # a chapter that does not exist, or a subheading HS 2022 replaced
+            el.text = rng.choice(("77" + el.text[2:], "970110", "360300", "852990"[:4] + "99"))
         return True
     if defect == "unexpected-element":
         # At the end of the header: a validator cannot judge what follows an element out of place.
@@ -462,11 +509,11 @@ def _plant(defect: str, root: etree._Element, rng: random.Random, ref: Reference
         el = pick("Country")
         el.text = "QZ"
         return True
-    if defect == "unknown-locode":
+    if defect == "locode-country":  # a country that does not exist cannot be a location
         el = pick("UNLocode")
         if el is None:
             return False
-        el.text = el.text[:2] + "QQQ"
+        el.text = "QZ" + el.text[2:]
         return True
     if defect == "eori-shape":
         el = pick("IdentificationNumber")
@@ -510,6 +557,26 @@ def _plant(defect: str, root: etree._Element, rng: random.Random, ref: Reference
             it.append(c)
         while len(it) < 2:
             etree.SubElement(it, _q("Country")).text = rng.choice([c for c in ("SG", "AE", "EG") if c != country])
+        return True
+    if defect == "package-type-unknown":
+        el = pick("Type")
+        el = el if el is not None and el.getparent().tag == _q("Packaging") else None
+        if el is None:
+            return False
+        el.text = rng.choice(("XQ", "KK", "C1"))
+        return True
+    if defect == "unpacked-without-count":  # the totals follow, so only the missing count is wrong
+        pk = next((p for p in root.iter(_q("Packaging")) if p.find(_q("Count")) is not None), None)
+        if pk is None:
+            return False
+        pk.find(_q("Type")).text = rng.choice(("NE", "NF", "NG"))
+        count = pk.find(_q("Count"))
+        pk.remove(count)
+        owner = pk.getparent().getparent()
+        for holder in (owner, owner.getparent()) if owner.tag == _q("HouseConsignment") else (owner,):
+            total = holder.find(_q("TotalPackages"))
+            if total is not None:
+                total.text = str(int(total.text) - int(count.text))
         return True
     if defect == "bulk-with-count":
         pk = pick("Packaging")
@@ -656,8 +723,8 @@ def _plant_decoy(decoy: str, root: etree._Element, kind: FilingKind, rng: random
             return False
         row = rng.choice([r for r in _watch_list() if r["list"] == "watch"])
         words = row["name"].split()
-        other = rng.choice([b for b in NAME_B if b not in words])  # shares two words with the listed name, not all
-        _set_party(rng.choice(consignors), f"{words[0]} {words[1]} {other} {rng.choice(NAME_C)}")
+        other = rng.choice([b for b in TRADE_WORDS if b not in words])  # shares two words with the listed name, not all
+        _set_party(rng.choice(consignors), f"{words[0]} {words[1]} {other} {rng.choice(LEGAL_FORMS['CN'])}")
         return True
     if not goods:
         return False
@@ -705,8 +772,8 @@ def _envelope(defect: str, data: bytes) -> bytes:
 # LINK_SLOTS; the houses it expects take the indices right after it. Everything about the
 # link follows from (seed, master index), so each filing still depends on (seed, its index).
 LINK_SLOTS = 5
-_HOUSES_OF = {"F12": ("F15", "F16", "F17"), "F13": ("F14",), "F23": ("F24",)}
-_PARTIAL_MASTERS = {"sea": ("F12", "F12", "F13"), "air": ("F23",)}
+_HOUSES_OF = {"F12": ("F15", "F16", "F17"), "F13": ("F14",), "F23": ("F24",), "F42": ("F43",)}
+_PARTIAL_MASTERS = {"sea": ("F12", "F12", "F13"), "air": ("F23",), "postal": ("F42",)}
 
 
 @dataclass(frozen=True)
@@ -726,21 +793,27 @@ def _link_of(spec: GeneratorSpec, i: int, kinds, weights) -> tuple[FilingKind, _
     m = i - i % LINK_SLOTS
     master_kind = _natural_kind(spec, m, kinds, weights)
     r = random.Random(f"{spec.seed}:{m}:link")
-    if master_kind.mode in _PARTIAL_MASTERS and r.random() < 0.5:  # about half of sea and air traffic
-        master_kind = BY_CODE[r.choice(_PARTIAL_MASTERS[master_kind.mode])]
+    # About half of sea, air and postal traffic is filed in parts; a postal dispatch always has its items.
+    if master_kind.mode in _PARTIAL_MASTERS and (r.random() < 0.5 or master_kind.code in _HOUSES_OF):
+        if master_kind.code not in _HOUSES_OF:
+            master_kind = BY_CODE[r.choice(_PARTIAL_MASTERS[master_kind.mode])]
     if master_kind.code in _HOUSES_OF:
         houses = 1 if master_kind.code == "F13" else r.randint(1, LINK_SLOTS - 1)
-        docs = tuple(f"HB{m:07d}{n}" for n in range(1, houses + 1))
-        link = _Link(f"MB{m:07d}{r.randint(100, 999)}", None, () if master_kind.code == "F13" else docs, houses)
+        prefix = "IT" if master_kind.code == "F42" else "HB"
+        docs = tuple(f"{prefix}{m:07d}{n}" for n in range(1, houses + 1))
+        # F13 lists no houses; a postal dispatch cannot list its items (they quote it).
+        listed = () if master_kind.code in ("F13", "F42") else docs
+        link = _Link(f"{'PD' if master_kind.code == 'F42' else 'MB'}{m:07d}{r.randint(100, 999)}", None, listed,
+                     houses)
         if i == m:
             return master_kind, link
         if i - m <= houses:
             house_kind = BY_CODE[r.choice(_HOUSES_OF[master_kind.code])]
             return house_kind, _Link(link.master, docs[i - m - 1], link.listed, houses)
     kind = _natural_kind(spec, i, kinds, weights)
-    # Sea and air partial filings come in consignments; express and postal houses (F31, F43)
-    # quote masters filed elsewhere: they stay pending until their deadline, as they would.
-    if kind.level == PARTIAL_MASTER or (kind.level == HOUSE and kind.mode in _PARTIAL_MASTERS):
+    # Sea, air and postal partial filings come in consignments; express houses (F31) quote
+    # masters filed elsewhere: they stay pending until their deadline, as they would.
+    if kind.level == PARTIAL_MASTER or kind.code in _HOUSES_OF or (kind.level == HOUSE and kind.mode in _PARTIAL_MASTERS):
         plain = [k for k in kinds if k.level not in (PARTIAL_MASTER, HOUSE)]
         kind = random.Random(f"{spec.seed}:{i}:plain").choice(plain) if plain else kind
     return kind, None
@@ -749,9 +822,10 @@ def _link_of(spec: GeneratorSpec, i: int, kinds, weights) -> tuple[FilingKind, _
 def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Iterator[GeneratedFiling]:
     """Yields spec.count filings; filing i depends only on (spec.seed, i)."""
     ref = reference or bundled_reference()
+    model = TradeModel(ref)
     kinds = [k for k in FILING_KINDS if k.mode in spec.modes]
     weights = [MODE_WEIGHTS[k.mode] / sum(1 for x in kinds if x.mode == k.mode) for k in kinds]
-    filers = [random.Random(spec.seed * 7919 + n).choice(EU_ENTRY) for n in range(40)]
+    filers = [random.Random(spec.seed * 7919 + n).choice(sorted(EU)) for n in range(40)]
     sent: list[GeneratedFiling] = []
     for i in range(spec.count):
         rng = random.Random(f"{spec.seed}:{i}")
@@ -764,7 +838,7 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
             continue
         filer_index = rng.randrange(len(filers))
         lrn = f"LRN{spec.seed % 1000:03d}{i:08d}"
-        builder = _Builder(rng, ref, kind, i, spec, link)
+        builder = _Builder(rng, ref, model, kind, i, spec, link)
         root = builder.build(lrn, filers[filer_index], BASE_TIME + timedelta(seconds=rng.randint(0, 3 * 86400)))
         planted: list[str] = []
         risk = decoy = None
@@ -807,7 +881,10 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
             "defects": [{"kind": d, "layer": DEFECTS[d][0], "code": DEFECTS[d][1], "element": DEFECTS[d][2]}
                         for d in planted],
             "risk": risk,  # a planted risk pattern: a referral is expected
-            "decoy": decoy,  # an innocent look-alike: clean traffic
+            # an innocent look-alike, planted or honest-but-unusual goods: clean traffic
+            "decoy": decoy or (builder.unusual if not risk else None),
+            # accepted with these data-quality warnings (a place newer than the code list)
+            "warnings": ["DQ_LOCODE_NOT_IN_EDITION"] if builder.new_place and not planted else [],
             **({"consignment": link.master, "houses": link.houses} if link else {}),
         }
         filing = GeneratedFiling(name, data, label)

@@ -49,7 +49,9 @@ class RunSummary:
     dead_lettered: int = 0
     enriched: int = 0  # newly registered filings assessed against container status
     container_status_unavailable: int = 0
+    container_status_not_loaded: int = 0  # enriched while the store held no container status at all
     facts: dict[str, int] = field(default_factory=dict)  # anomaly facts by kind
+    data_quality_warnings: dict[str, int] = field(default_factory=dict)  # accepted with a warning, by rule
     assessed: int = 0
     decisions: dict[str, int] = field(default_factory=dict)  # by decision
     referrals: int = 0
@@ -198,6 +200,8 @@ def summarize(result) -> RunSummary:
         dead_lettered=totals.get("dead_lettered", 0),
         enriched=totals.get("enriched", 0),
         container_status_unavailable=totals.get("container_status_unavailable", 0),
+        container_status_not_loaded=totals.get("container_status_not_loaded", 0),
+        data_quality_warnings={k.removeprefix("dq_warning_"): v for k, v in totals.items() if k.startswith("dq_warning_")},
         facts={k.removeprefix("fact_"): v for k, v in totals.items() if k.startswith("fact_")},
         assessed=totals.get("assessed", 0),
         decisions={k.removeprefix("decision_"): v for k, v in totals.items() if k.startswith("decision_")},

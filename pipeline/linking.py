@@ -1,11 +1,18 @@
 """Multiple filing: house-level and master-level filings of one consignment, linked.
 
 A consignment is what one risk assessment covers. Most filings are one on their own
-(straight bills, complete master+house datasets, pre-loading data, postal masters): their
-consignment is named after their MRN and needs no state. Partial filings are linked by
-transport document: a partial master (F12, F13, F23) names its own document and, optionally,
-the house documents it expects; a house filing (F14-F17, F24, F31, F43) quotes its master
-document. Their consignment is `<mode>:<master document>`; its members live in Redis.
+(straight bills, complete master+house datasets, pre-loading data): their consignment is named
+after their MRN and needs no state. Partial filings are linked by transport document: a
+partial master (F12, F13, F23) names its own document and, optionally, the house documents it
+expects; a house filing (F14-F17, F24, F31) quotes its master document. Their consignment is
+`<mode>:<master document>` (express houses quote an airline's master air waybill: `air:`); its
+members live in Redis.
+
+Postal items are assessed one by one: a postal dispatch (F42, with its receptacles) is the
+master of the items (F43) that quote its transport document, and each item is its own
+consignment, `postal:<dispatch document>/<item document>`, assessed with the dispatch's
+transport and route as soon as both are there. Items whose dispatch does not come by the
+deadline are assessed incomplete, like other modes; so is a dispatch no item is filed for.
 
     complete    master filed, and every house it lists (or, if it lists none, at least one house)
     assessed    when complete: one record merged from the master's transport, route and
@@ -29,7 +36,7 @@ from dataclasses import dataclass, replace
 
 import redis
 
-from .domain.filings import HOUSE, PARTIAL_MASTER
+from .domain.filings import HOUSE, PARTIAL_MASTER, POSTAL_MASTER
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict
 
 
@@ -97,13 +104,31 @@ def member_of(outcome, mrn: str) -> Member:
     return Member(mrn, outcome.submission.submission_id, outcome.filer, s.lrn, s.filing_code, s.digest, outcome.record)
 
 
+MASTERS = (PARTIAL_MASTER, POSTAL_MASTER)
+POSTAL = "postal:"  # the key prefix of postal dispatches, whose items are assessed one by one
+
+
+# Express houses travel under an airline's master air waybill: one document family with air.
+_DOCUMENT_FAMILY = {"express": "air"}
+
+
 def linked_key(record: ScreeningRecord) -> str | None:
-    """The consignment of a partial filing (None for a filing that stands alone)."""
-    if record.level == PARTIAL_MASTER and record.transport_document:
-        return f"{record.mode}:{record.transport_document}"
+    """The consignment (for postal: the dispatch) of a partial filing; None for a filing that stands alone."""
+    family = _DOCUMENT_FAMILY.get(record.mode, record.mode)
+    if record.level in MASTERS and record.transport_document:
+        return f"{family}:{record.transport_document}"
     if record.level == HOUSE and record.master_document:
-        return f"{record.mode}:{record.master_document}"
+        return f"{family}:{record.master_document}"
     return None
+
+
+def item_key(dispatch_key: str, item_document: str) -> str:
+    """A postal item's own consignment within its dispatch."""
+    return f"{dispatch_key}/{item_document}"
+
+
+def per_item(key: str) -> bool:
+    return key.startswith(POSTAL)
 
 
 def standalone(member: Member, version: int = 1) -> Consignment:
@@ -116,7 +141,7 @@ def state_of(members: list[Member]) -> str:
 
 
 def _master_and_houses(members: list[Member]) -> tuple[Member | None, list[Member]]:
-    master = next((m for m in members if m.record.level == PARTIAL_MASTER), None)
+    master = next((m for m in members if m.record.level in MASTERS), None)
     return master, [m for m in members if m is not master]
 
 
@@ -132,9 +157,10 @@ def missing_of(key: str, expected: tuple[str, ...] | None, present: set[str]) ->
     master filed yet) and the house documents present. The linking script (_LINK) decides
     complete-or-not by the same rule, atomically; tests hold the two in step."""
     if expected is None:
-        return (f"master transport document {key.partition(':')[2]}",)
+        what = "postal dispatch (F42) with transport document" if per_item(key) else "master transport document"
+        return (f"{what} {key.partition(':')[2].partition('/')[0]}",)
     if not expected:
-        return () if present else ("house-level filings",)
+        return () if present else ("postal item filings" if per_item(key) else "house-level filings",)
     return tuple(f"house transport document {d}" for d in expected if d not in present)
 
 
@@ -169,8 +195,11 @@ def merge(master: Member, houses: list[Member]) -> ScreeningRecord:
 
 def consignment_of(key: str, version: int, state: str, members: list[Member],
                    missing: tuple[str, ...] = ()) -> Consignment:
-    """The consignment from its members as stored (master first when there is one)."""
+    """The consignment from its members as stored (master first when there is one; a postal
+    item before its dispatch: the assessment is the item's)."""
     master, houses = _master_and_houses(members)
+    if per_item(key) and master is not None and len(houses) == 1:
+        return Consignment(key, state, version, (houses[0], master), merge(master, houses), missing)
     houses.sort(key=lambda m: m.record.transport_document or "")
     if master is None:  # assessed at its deadline without a master: the first house leads
         lead, rest = houses[0], houses[1:]
@@ -192,6 +221,14 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
             partial.setdefault(key, []).append(m)
     pending: list[Pending] = []
     for key, group in partial.items():
+        if per_item(key):
+            master, items = _master_and_houses(group)
+            if master is not None and items:
+                ready += [consignment_of(item_key(key, i.record.transport_document), 1, state_of([master, i]),
+                                         [master, i]) for i in items]
+            else:
+                pending += [Pending(m, key, missing_documents(key, group)) for m in group]
+            continue
         missing = missing_documents(key, group)
         if missing:
             pending += [Pending(m, key, missing) for m in group]
@@ -202,10 +239,11 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
 
 # -- state in Redis -----------------------------------------------------------------------------
 # Per consignment, hash {p}:cons:{key}: m (the master), h:{house document} (each house), x (the
-# house documents the master expects, joined by \x1f), v (version), s (state assessed last).
+# house documents the master expects, joined by \x1f), v (version), s (state assessed last); a
+# postal dispatch keeps v:{item} and s:{item} per item instead.
 # {p}:cons-of:{mrn} -> "key\x1ffield"; sorted set {p}:cons:due (due_key): consignments by deadline.
 _LINK = """
-local p, key, field, blob, mrn, expected, is_master, deadline, remove, ttl = unpack(ARGV)
+local p, key, field, blob, mrn, expected, is_master, deadline, remove, ttl, each = unpack(ARGV)
 local h = p .. ':cons:' .. key
 if remove == '1' then
   redis.call('HDEL', h, field)
@@ -215,6 +253,42 @@ else
   if is_master == '1' then redis.call('HSET', h, 'x', expected) end
   redis.call('EXPIRE', h, ttl)
   redis.call('SET', p .. ':cons-of:' .. mrn, key .. '\\31' .. field, 'EX', ttl)
+end
+if each == '1' then
+  -- Postal: every item is assessed with the dispatch, on its own, as soon as both are there.
+  if remove == '1' then return {'E', '0', ''} end
+  local master = redis.call('HGET', h, 'm')
+  if not master then
+    redis.call('ZADD', p .. ':cons:due', 'NX', deadline, key)
+    return {'P', '0', '0', ''}
+  end
+  local items = {}
+  if is_master == '1' then
+    local all = redis.call('HGETALL', h)
+    for i = 1, #all, 2 do
+      if string.sub(all[i], 1, 2) == 'h:' then table.insert(items, {all[i], all[i + 1]}) end
+    end
+  else
+    items = {{field, blob}}
+  end
+  if #items == 0 then  -- a dispatch no item is filed for yet
+    redis.call('ZADD', p .. ':cons:due', 'NX', deadline, key)
+    return {'P', '0', '1', ''}
+  end
+  redis.call('ZREM', p .. ':cons:due', key)
+  local out = {'I'}
+  local m = redis.sha1hex(master)
+  for _, item in ipairs(items) do
+    local f, body = item[1], item[2]
+    local state = redis.sha1hex(m .. '|' .. redis.sha1hex(body))
+    local v = tonumber(redis.call('HGET', h, 'v:' .. f) or '0')
+    if redis.call('HGET', h, 's:' .. f) ~= state then
+      v = v + 1
+      redis.call('HSET', h, 'v:' .. f, v, 's:' .. f, state)
+    end
+    table.insert(out, {string.sub(f, 3), tostring(v), state, master, body})
+  end
+  return out
 end
 local all = redis.call('HGETALL', h)
 local members, houses, master = {}, {}, false
@@ -306,33 +380,52 @@ class ConsignmentStore:
     def due_key(self) -> str:
         return due_key(self._prefix)
 
-    def add(self, key: str, member: Member, deadline: float) -> LinkResult:
-        """Adds (or, for an amendment, replaces) a partial filing."""
-        is_master = member.record.level == PARTIAL_MASTER
+    def add(self, key: str, member: Member, deadline: float) -> list[LinkResult]:
+        """Adds (or, for an amendment, replaces) a partial filing. One result, complete or not; for a
+        postal dispatch, one per item it makes ready (an item, or the dispatch and its waiting items)."""
+        is_master = member.record.level in MASTERS
         field = "m" if is_master else f"h:{member.record.transport_document}"
         return self._run(key, field, member.to_json(), member.mrn, "\x1f".join(member.record.house_documents),
                          is_master, deadline, remove=False)
 
     def remove(self, mrn: str, deadline: float) -> LinkResult | None:
-        """Takes an invalidated filing out of its consignment; None if it was not a partial filing."""
+        """Takes an invalidated filing out of its consignment; None if it was not a partial filing.
+        A postal item leaves its own consignment: the result names it, with nothing to re-assess."""
         where = self._client.get(f"{self._prefix}:cons-of:{mrn}")
         if where is None:
             return None
         key, _, field = where.decode().partition("\x1f")
-        return self._run(key, field, "", mrn, "", False, deadline, remove=True)
+        result = self._run(key, field, "", mrn, "", False, deadline, remove=True)[0]
+        if per_item(key) and field.startswith("h:"):
+            return LinkResult(item_key(key, field[2:]), (), False, result.version, "")
+        return result
 
-    def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove) -> LinkResult:
+    def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove) -> list[LinkResult]:
         reply = self._link(args=[self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0",
-                                 f"{deadline:.3f}", "1" if remove else "0", self._retention])
-        code, version = reply[0].decode(), int(reply[1])
+                                 f"{deadline:.3f}", "1" if remove else "0", self._retention,
+                                 "1" if per_item(key) else "0"])
+        code = reply[0].decode()
+        if code == "I":
+            return [LinkResult(item_key(key, item.decode()), (Member.from_json(m), Member.from_json(body)), True,
+                               int(v), state.decode()) for item, v, state, m, body in reply[1:]]
+        version = int(reply[1])
         if code == "P":
             expected = [d for d in reply[3].decode().split("\x1f") if d] if reply[2] == b"1" else None
             missing = missing_of(key, None if expected is None else tuple(expected), {d.decode() for d in reply[4:]})
-            return LinkResult(key, (), False, version, "", missing)
+            return [LinkResult(key, (), False, version, "", missing)]
         members = tuple(Member.from_json(b) for b in reply[3:])
-        return LinkResult(key, members, code == "C", version, reply[2].decode())
+        return [LinkResult(key, members, code == "C", version, reply[2].decode())]
 
     def overdue(self, now: float, retry_seconds: int, limit: int = 100) -> list[tuple[str, int, list[Member]]]:
-        """Consignments past their deadline: (key, version, members), each claimed for retry_seconds."""
+        """Consignments past their deadline: (key, version, members), each claimed for retry_seconds.
+        A postal dispatch's items waiting for it come back one by one, under their own keys."""
         replies = self._sweep(args=[self._prefix, f"{now:.3f}", retry_seconds, limit])
-        return [(r[0].decode(), int(r[1]), [Member.from_json(b) for b in r[2:]]) for r in replies]
+        out = []
+        for r in replies:
+            key, version, members = r[0].decode(), int(r[1]), [Member.from_json(b) for b in r[2:]]
+            master, items = _master_and_houses(members)
+            if per_item(key) and master is None and items:
+                out += [(item_key(key, i.record.transport_document), version, [i]) for i in items]
+            else:
+                out.append((key, version, members))
+        return out

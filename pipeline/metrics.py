@@ -48,6 +48,9 @@ RULE_ERRORS = Counter("cargoscreen_rule_errors", "Rule evaluations that raised (
                       "still counted).", registry=REGISTRY)
 CONTAINER_FACTS = Counter("cargoscreen_container_facts", "Container-status facts found, by kind.", ["kind"],
                           registry=REGISTRY)
+DATA_QUALITY_WARNINGS = Counter("cargoscreen_data_quality_warnings", "Filings accepted with a data-quality warning, "
+                                "by rule (e.g. DQ_LOCODE_NOT_IN_EDITION: a place newer than the code list).",
+                                ["rule"], registry=REGISTRY)
 EFFECTS = Counter("cargoscreen_effects", "Effects delivered to Redis streams, by kind (answer, decision, referral, "
                   "withdrawal, dead-letter) and outcome (written, or suppressed as already written).",
                   ["kind", "outcome"], registry=REGISTRY)

@@ -7,6 +7,7 @@
     every decision    -> {p}:decisions; referrals also -> {p}:referrals:{risk centre}
     every withdrawal  -> {p}:decisions, and the referral's risk centre if it was a referral
     every dead letter -> {p}:dead-letters
+    a consignment decided before its containers' events -> watched, and judged again as they come (rejudge.py)
     optionally the Parquet archive of every filing and decision (connectors/archive.py)
 
 Entry point: `serve(argv)`, which `cargoscreen run --follow` and `python -m cargoscreen.service`
@@ -35,6 +36,7 @@ from .domain.answers import Answer
 from .health import HealthServer, check
 from .linking import Withdrawal, due_key
 from .reassessment import reassessment_payload
+from .rejudge import ContainerWatch, start_desk
 from .job import archive_outcomes, make_pipeline, screen
 from .options import ScreeningOptions, settings_from_options
 from .stages.answer import CountDeadLetters, EmitAnswers
@@ -93,6 +95,28 @@ class _WithdrawDoFn(beam.DoFn):
         yield withdrawal_effects(w, json.loads(raw) if raw else None, self._keys)
 
 
+class _WatchDoFn(beam.DoFn):
+    """Decisions in; watches the consignments decided before their containers' events (rejudge.py),
+    one round trip per bundle."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+
+    def setup(self):
+        s = self._settings
+        self._watch = ContainerWatch(connect(s.container_status_url), s.redis.key_prefix,
+                                     s.container_status.rejudge_window_seconds)
+
+    def start_bundle(self):
+        self._decisions: list[Decision] = []
+
+    def process(self, d: Decision):
+        self._decisions.append(d)
+
+    def finish_bundle(self):
+        self._watch.watch(self._decisions)
+
+
 def deliver_outcomes(settings: Settings, outputs: dict) -> None:
     """The service's sinks, one branch per kind of output (no Flatten: each stays fused with the
     step that made it). outputs: answers (by name), decisions, withdrawals, dead letters (by name)."""
@@ -104,6 +128,7 @@ def deliver_outcomes(settings: Settings, outputs: dict) -> None:
         dead_letters[f"{name}Answer"] = checked.dead_letter
     (outputs["decisions"] | "DecisionEffects" >> beam.Map(decision_effects, keys)
      | "DeliverDecisions" >> DeliverEffects(s))
+    outputs["decisions"] | "WatchContainers" >> beam.ParDo(_WatchDoFn(s))
     (outputs["withdrawals"] | "Withdraw" >> beam.ParDo(_WithdrawDoFn(s))
      | "DeliverWithdrawals" >> DeliverEffects(s))
     for name, dead in dead_letters.items():
@@ -167,11 +192,13 @@ def serve(argv: list[str]) -> None:
             settings.streams.poll_ms / 1000, drop_folder))
     log.info("screening %s as %s", drop_folder or "the filings stream", ", ".join(consumers))
     running.set()
+    rejudging = start_desk(settings, consumers[0])  # consignments judged before their boxes' events
     try:
         run_service(settings, consumers, drop_folder, Path(o.output) / "archive" if o.output else None,
                     options.view_as(StandardOptions).runner or "FnApiRunner", argv)
     finally:
         running.clear()
+        rejudging.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if health:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from lxml import etree
@@ -22,8 +22,8 @@ from .config import Settings
 from .domain.answers import FilingError
 from .domain.dataquality import DataQualityPack
 from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
-from .domain.reference import ReferenceData
-from .domain.screening import ScreeningRecord, screening_record
+from .domain.reference import ReferenceData, bundled_reference
+from .domain.screening import DataQualityWarning, ScreeningRecord, screening_record
 from .safexml import RejectedXml, SafeXmlParser, element_pointer
 from .schemas import SchemaRegistry, SchemaViolation
 
@@ -74,6 +74,9 @@ class ValidationOutcome:
     submission: Submission
     summary: FilingSummary | None
     errors: tuple[FilingError, ...]
+    # Data-quality warnings: the filing is accepted with them (they reach the filer's answer and,
+    # through the record, the analyst).
+    warnings: tuple[FilingError, ...] = ()
     # What an accepted ENS filing (or amendment) declares, as the risk rules see it; read while
     # the tree is at hand, so no later step parses the filing again.
     record: ScreeningRecord | None = None
@@ -102,25 +105,30 @@ def humanize(name: str) -> str:
     return " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words) or "message"
 
 
-def _word_xsd(v: SchemaViolation) -> str:
-    """One sentence for a clerk, from the facts the schema registry found."""
-    label = humanize(v.element)
-    label = label[0].upper() + label[1:]
+def _word_xsd(v: SchemaViolation, ens: bool = True) -> str:
+    """One sentence for a clerk, from the facts the schema registry found. Our ENS set's names
+    read as words (GrossMass: 'gross mass'); another set's are named as its schema writes them."""
+    name = humanize if ens else (lambda n: n)
+    label = name(v.element)
+    label = label[0].upper() + label[1:] if ens else label
     expected = f" Expected: {v.expected}." if v.expected else ""
+    shown = f"'{v.value}'" if v.value else "(empty)"
     if v.code == "XSD_MISSING":
-        where = f" in {humanize(v.pointer.rstrip('/').split('/')[-1].split('[')[0])}" if " or " in v.element else ""
+        where = f" in {name(v.pointer.rstrip('/').split('/')[-1].split('[')[0])}" if " or " in v.element else ""
         before = f" {v.expected}" if v.expected and v.expected.startswith("before ") else ""
         return f"{label} is missing{where}{before}; {'one of them' if ' or ' in v.element else 'it'} is required here."
     if v.code == "XSD_UNEXPECTED":
         return f"{label} is not allowed here.{expected}"
+    if not v.value and v.code in ("XSD_FORMAT", "XSD_CODE", "XSD_RANGE"):
+        return f"{label} is empty; a value is required.{expected}"
     if v.code == "XSD_FORMAT":
-        return f"{label} '{v.value}' does not have the required format.{expected}"
+        return f"{label} {shown} does not have the required format.{expected}"
     if v.code == "XSD_LENGTH":
         return f"{label} is {v.detail} characters long; {v.expected or v.constraint} are allowed."
     if v.code == "XSD_CODE":
-        return f"{label} '{v.value}' is not an allowed code.{expected}"
+        return f"{label} {shown} is not an allowed code.{expected}"
     if v.code == "XSD_RANGE":
-        return f"{label} '{v.value}' is out of range ({v.constraint}).{expected}"
+        return f"{label} {shown} is out of range ({v.constraint}).{expected}"
     return f"{label}: {v.detail}"
 
 
@@ -131,7 +139,7 @@ class FilingValidator:
         self.settings = settings
         self.parser = SafeXmlParser(settings.limits)
         self.registry = SchemaRegistry.from_dirs(settings.schema_dirs)
-        self.data_quality = DataQualityPack.load(settings.data_quality_pack, reference or ReferenceData.load())
+        self.data_quality = DataQualityPack.load(settings.data_quality_pack, reference or bundled_reference())
 
     def validate(self, submission: Submission) -> ValidationOutcome:
         try:
@@ -149,16 +157,23 @@ class FilingValidator:
                 "UNKNOWN_MESSAGE", element_pointer(root), "a known message type",
                 f"Message type {qname.localname!r} in namespace {qname.namespace or '(none)'} is not one this "
                 f"service accepts.", root.sourceline),))
-        errors = [FilingError(v.code, v.pointer, v.constraint, _word_xsd(v), v.line, v.value)
+        ens = qname.namespace == self.data_quality.namespace
+        errors = [FilingError(v.code, v.pointer, v.constraint, _word_xsd(v, ens), v.line, v.value)
                   for v in schema.violations(tree)]
-        if qname.namespace == self.data_quality.namespace:
+        warnings = []
+        if ens:
             for rule, finding in self.data_quality.check(root):
-                errors.append(FilingError(
+                (warnings if rule.is_warning else errors).append(FilingError(
                     rule.id, element_pointer(finding.element), rule.title, rule.describe(finding),
                     finding.element.sourceline, finding.value))
         errors.sort(key=lambda e: e.line or 0)  # stable: document order within a line
-        record = screening_record(root, summary.filing_code) if not errors and summary.mode else None
-        return ValidationOutcome(submission, summary, tuple(errors), record)
+        if errors or not summary.mode:
+            return ValidationOutcome(submission, summary, tuple(errors), tuple(warnings))
+        record = screening_record(root, summary.filing_code)
+        if warnings:
+            record = replace(record, warnings=tuple(
+                DataQualityWarning(w.code, w.pointer, w.value or "", w.reason) for w in warnings))
+        return ValidationOutcome(submission, summary, (), tuple(warnings), record)
 
     def _summary(self, root, qname: etree.QName, payload: bytes) -> FilingSummary:
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()

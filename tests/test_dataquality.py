@@ -1,10 +1,13 @@
 """The data-quality pack: every rule's own examples, and a pack that is wrong is refused with its location."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from lxml import etree
 
 from cargoscreen import resources
+from cargoscreen.config import Settings
 from cargoscreen.domain.dataquality import DataQualityPack, RulePackError, VagueDescriptionMatcher
 from cargoscreen.domain.reference import ReferenceData
 
@@ -81,11 +84,81 @@ def test_a_wrong_pack_is_refused_with_its_location(tmp_path, yaml_text, message)
         DataQualityPack.load(path, ReferenceData.load())
 
 
-def test_unece_unlocode_file_can_replace_the_bundled_subset(tmp_path):
-    path = tmp_path / "CodeListPart1.csv"
-    path.write_text(',"NL","RTM","Rotterdam","Rotterdam","ZH","12345---","AI","0401",,"5155N 00430E",""\n'
-                    ',"XX","ZZZ","Nowhere","Nowhere","","1-------","RL","0101",,"",""\n', encoding="utf-8")
-    ref = ReferenceData.load(unlocode_file=path)
-    assert set(ref.locations) == {"NLRTM", "XXZZZ"}
-    rtm = ref.locations["NLRTM"]
-    assert rtm.serves("1") and rtm.serves("4") and round(rtm.latitude, 2) == 51.92 and round(rtm.longitude, 2) == 4.5
+# -- every example is what the schema lets through: the pack's examples test the layer after the XSD ----------
+ENS = "urn:cargoscreen:ics2:ens:v1"
+
+
+def _xsd_problems(pack, element_path: str, value: str) -> list[str]:
+    """The XSD's complaints about `value` placed in a real filing at the first element matching
+    element_path (Name or Parent/Name); None when the template has no such element."""
+    tree = etree.parse(str(Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"))
+    parent, _, name = element_path.rpartition("/")
+    xpath = f"//e:{parent}/e:{name}" if parent else f"//e:{name}"
+    found = tree.xpath(xpath, namespaces={"e": ENS})
+    if not found and name == "UNDGNumber":  # the template's goods carry none: add one where the schema puts it
+        hs = tree.xpath("//e:GoodsItem/e:HSCode", namespaces={"e": ENS})[0]
+        hs.addnext(etree.Element(f"{{{ENS}}}UNDGNumber"))
+        found = tree.xpath(xpath, namespaces={"e": ENS})
+    if not found:
+        return None
+    found[0].text = value
+    schema = _registry().lookup(ENS, "IE3F10")
+    return [v.detail for v in schema.violations(tree) if v.element == name]
+
+
+_REGISTRY = []
+
+
+def _registry():
+    if not _REGISTRY:
+        from cargoscreen.schemas import SchemaRegistry
+        _REGISTRY.append(SchemaRegistry.from_dirs(Settings().schema_dirs))
+    return _REGISTRY[0]
+
+
+def _value_examples():
+    pack = DataQualityPack.load(PACK_PATH, ReferenceData.load())
+    return [pytest.param(rule.id, spec, ex, id=f"{rule.id}-{kind}-{i}-{spec}") for rule in pack.rules if rule.check
+            for kind in ("pass", "fail") for i, ex in enumerate(rule.examples.get(kind, []))
+            for spec in rule.elements]
+
+
+@pytest.mark.parametrize("rule_id,element,example", _value_examples())
+def test_every_value_example_is_well_formed_for_the_xsd(pack, rule_id, element, example):
+    """Pass examples must be accepted by the schema too, and fail examples must be what only this
+    rule catches: a value the XSD already refuses would test nothing the XSD does not."""
+    problems = _xsd_problems(pack, element, example)
+    assert problems is not None, f"the template filing has no {element}"
+    assert problems == [], f"{rule_id}: {example!r} in {element} is refused by the XSD: {problems}"
+
+
+def _fragment_leaves():
+    pack = DataQualityPack.load(PACK_PATH, ReferenceData.load())
+    out = []
+    for rule in pack.rules:
+        if rule.check:
+            continue
+        for kind in ("pass", "fail"):
+            for i, ex in enumerate(rule.examples.get(kind, [])):
+                root = etree.fromstring(ex.replace(">", f' xmlns="{ENS}">', 1))
+                for el in root.iter():
+                    if len(el) == 0 and el.text and el.getparent() is not None:
+                        path = f"{etree.QName(el.getparent()).localname}/{etree.QName(el).localname}"
+                        out.append(pytest.param(rule.id, path, el.text, id=f"{rule.id}-{kind}-{i}-{path}"))
+    return out
+
+
+@pytest.mark.parametrize("rule_id,element,value", _fragment_leaves())
+def test_every_value_in_the_xpath_rules_examples_is_well_formed_for_the_xsd(pack, rule_id, element, value):
+    problems = _xsd_problems(pack, element, value)
+    if problems is None:
+        pytest.skip(f"the template filing has no {element} to try {value!r} in")
+    assert problems == [], f"{rule_id}: {value!r} in {element} is refused by the XSD: {problems}"
+
+
+def test_the_bulk_rule_lists_exactly_the_reference_s_bulk_codes(pack):
+    bulk = next(r for r in pack.rules if r.id == "DQ_BULK_PACKAGE_COUNT").params["bulk_codes"]
+    unpacked = next(r for r in pack.rules if r.id == "DQ_UNPACKED_PIECE_COUNT").params["unpacked_codes"]
+    kinds = pack.reference.package_types
+    assert sorted(bulk) == sorted(c for c, p in kinds.items() if p.kind == "bulk")
+    assert set(unpacked) == {"NE", "NF", "NG"} and all(kinds[c].kind == "unpacked" for c in unpacked)

@@ -10,8 +10,7 @@ from lxml import etree
 from cargoscreen.domain.container_events import ContainerEvent
 from cargoscreen.domain.enrichment import INFORMATIONAL_FACTS, shipment_facts
 from cargoscreen.domain.reference import bundled_reference
-from cargoscreen.domain.screening import ScreeningRecord, screening_record
-from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.domain.screening import ScreeningRecord, record_from_dict
 
 HOUR = 3600.0
 _ids = itertools.count()
@@ -19,14 +18,12 @@ _ids = itertools.count()
 
 @pytest.fixture(scope="module")
 def declared() -> ScreeningRecord:
-    filing = next(f for f in generate(GeneratorSpec(count=80, seed=21, defect_rate=0, envelope_rate=0,
-                                                    resubmission_rate=0, modes=("sea",)))
-                  if b"<ens:IE3F10" in f.data and b"<ens:UNLocode>" in f.data)
-    d = screening_record(etree.fromstring(filing.data), "F10")
-    assert d.containers and d.vessel_imo and d.voyage and d.place_of_loading
-    # These tests want UN/LOCODEs at both ends, and an unloading place other than the planted BEANR.
-    return replace(d, place_of_unloading="NLRTM", unloading_country="NL",
-                   routing_countries=tuple(dict.fromkeys((*d.routing_countries, "SG", "NL"))))
+    """A laden box from Shanghai to Rotterdam via Singapore on a declared vessel and voyage."""
+    return record_from_dict({
+        "place_of_loading": "CNSGH", "place_of_unloading": "NLRTM", "routing_countries": ["CN", "SG", "NL"],
+        "vessel_imo": "9811000", "voyage": "512W",
+        "parties": [{"role": "consignor", "name": "Shanghai Tools Co", "country": "CN"}],
+        "containers": [{"container_id": "MSCU6639870", "packed_status": "LADEN", "seals": ["SL1234567"]}]})
 
 
 def ev(container, code, location, hours_before_filing, declared, **kw) -> ContainerEvent:
@@ -73,7 +70,8 @@ def _with(declared, change):
 @pytest.mark.parametrize("kind,change", [
     ("container-unknown", lambda h, c: []),
     ("packed-status-mismatch", lambda h, c: h[:-1] + [h[-1]._replace(empty="EMPTY")]),
-    ("stuffed-after-filing", lambda h, c: h + [h[0]._replace(event_id="late", event_time=h[-1].event_time + 40 * HOUR)]),
+    ("stuffed-after-loading", lambda h, c: h + [h[0]._replace(event_id="late", location="SGSIN",
+                                                             event_time=h[-1].event_time + 40 * HOUR)]),
     ("feed-container-id-unchecked", lambda h, c: h[:-1] + [h[-1]._replace(equipment_check_digit_ok=False)]),
     ("seal-mismatch", lambda h, c: [e._replace(seals=("FOREIGN-SEAL",) if e.seals else ()) for e in h]),
     ("vessel-mismatch", lambda h, c: [e._replace(vessel_imo="9074729") if e.vessel_imo else e for e in h]),
@@ -96,3 +94,102 @@ def test_each_anomaly_is_found_with_its_events(declared, kind, change):
         assert all(f.events for f in found)
     if kind == "impossible-movement":
         assert found[0].values["km"] > 10_000 and found[0].values["hours"] == 2.0
+
+
+# -- histories as carriers report them: what is normal must not look suspicious ------------------------
+def test_a_box_filed_before_it_was_stuffed_is_judged_on_its_load(declared):
+    """Deep-sea filings precede stuffing: empty pick-up, then (after the filing) stuffing, gate-in
+    and the load on the declared vessel, laden. No anomaly; laden/empty is judged at the load."""
+    c = declared.containers[0]
+    seals = c.seals
+    history = [
+        ev(c, "PICK", "CNSGH", 20, declared, empty="EMPTY", vessel_imo=None, voyages=()),
+        ev(c, "STUF", "CNSGH", -10, declared, vessel_imo=None, voyages=()),
+        ev(c, "GTIN", "CNSGH", -20, declared, vessel_imo=None, voyages=(), seals=seals),
+        ev(c, "LOAD", "CNSGH", -30, declared, seals=seals),
+    ]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    assert kinds(facts) == set()
+    last = next(f for f in facts if f.kind == "last-event")
+    assert "after the filing" in last.detail
+
+
+def test_a_box_not_loaded_yet_is_not_judged_laden_or_empty(declared):
+    c = declared.containers[0]
+    history = [ev(c, "PICK", "CNSGH", 5, declared, empty="EMPTY", vessel_imo=None, voyages=())]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    assert kinds(facts) == set()
+    assert [f.kind for f in facts if f.kind == "not-yet-loaded"] == ["not-yet-loaded"]
+
+
+def test_laden_declared_but_loaded_empty_on_the_declared_vessel_is_a_mismatch(declared):
+    c = declared.containers[0]
+    history = [ev(c, "PICK", "CNSGH", 50, declared, empty="EMPTY", vessel_imo=None, voyages=()),
+               ev(c, "LOAD", "CNSGH", 30, declared, empty="EMPTY", seals=c.seals)]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    mismatch = [f for f in facts if f.kind == "packed-status-mismatch"]
+    assert mismatch and "loaded EMPTY at CNSGH" in mismatch[0].detail and mismatch[0].events == (history[1].event_id,)
+
+
+def test_a_feeder_leg_before_the_declared_place_of_loading_is_normal():
+    """Stuffed in Vietnam, fed to Singapore, transhipped there onto the declared vessel: the
+    filing names Singapore as place of loading and routes SG > NL."""
+    declared = record_from_dict({
+        "place_of_loading": "SGSIN", "place_of_unloading": "NLRTM", "routing_countries": ["SG", "NL"],
+        "vessel_imo": "9811000", "voyage": "512W",
+        "parties": [{"role": "consignor", "name": "Saigon Garments", "country": "VN"}],
+        "containers": [{"container_id": "MSCU6639870", "packed_status": "LADEN"}]})
+    c = declared.containers[0]
+    feeder = dict(vessel_imo="9074729", voyages=("FE12",))
+    history = [
+        ev(c, "PICK", "VNHPH", 120, declared, empty="EMPTY", vessel_imo=None, voyages=()),
+        ev(c, "STUF", "VNHPH", 110, declared, vessel_imo=None, voyages=()),
+        ev(c, "LOAD", "VNHPH", 100, declared, **feeder),
+        ev(c, "DISC", "SGSIN", 40, declared, **feeder),
+        ev(c, "LOAD", "SGSIN", 20, declared),
+    ]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    assert kinds(facts) == set(), [f.detail for f in facts if f.kind not in INFORMATIONAL_FACTS]
+    assert next(f for f in facts if f.kind == "transhipment").values["dwell_hours"] == {"SGSIN": 20.0}
+
+
+def test_never_loaded_at_the_declared_place_is_a_loading_place_mismatch():
+    declared = record_from_dict({"place_of_loading": "SGSIN", "place_of_unloading": "NLRTM",
+                                 "routing_countries": ["SG", "NL"], "vessel_imo": "9811000", "voyage": "512W",
+                                 "containers": [{"container_id": "MSCU6639870", "packed_status": "LADEN"}]})
+    c = declared.containers[0]
+    history = [ev(c, "LOAD", "MYPKG", 50, declared), ev(c, "DISC", "LKCMB", 10, declared),
+               ev(c, "LOAD", "LKCMB", 5, declared)]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    mismatch = next(f for f in facts if f.kind == "loading-place-mismatch")
+    assert mismatch.detail == "declared SGSIN, loaded at MYPKG, LKCMB"
+
+
+def test_earlier_journeys_of_the_box_are_not_this_filing_s(declared):
+    """The store keeps a box's earlier journeys: laden from Karachi to Antwerp two months ago,
+    stripped and returned empty. This filing's journey starts at the empty pick-up."""
+    c = declared.containers[0]
+    old = dict(vessel_imo="9321483", voyages=("OLD1",))
+    history = [
+        ev(c, "LOAD", "PKKHI", 60 * 24, declared, **old),
+        ev(c, "DISC", "BEANR", 45 * 24, declared, **old),
+        ev(c, "STRP", "BEANR", 44 * 24, declared, vessel_imo=None, voyages=()),
+        ev(c, "GTIN", "BEANR", 43 * 24, declared, empty="EMPTY", vessel_imo=None, voyages=()),
+        ev(c, "PICK", "CNSGH", 30, declared, empty="EMPTY", vessel_imo=None, voyages=()),
+        ev(c, "STUF", "CNSGH", 25, declared, vessel_imo=None, voyages=()),
+        ev(c, "LOAD", "CNSGH", 10, declared, seals=c.seals),
+    ]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    assert kinds(facts) == set(), [f.detail for f in facts if f.kind not in INFORMATIONAL_FACTS]
+    assert next(f for f in facts if f.kind == "route-sailed").values["ports"] == ["CNSGH"]
+
+
+def test_a_place_without_a_position_is_said_to_be_unchecked(declared):
+    c = declared.containers[0]
+    placeless = next(code for code in bundled_reference().locations
+                     if code.startswith("CN") and bundled_reference().position(code) is None)
+    history = [ev(c, "GTIN", placeless, 40, declared, vessel_imo=None, voyages=(), seals=c.seals),
+               ev(c, "LOAD", "CNSGH", 30, declared, seals=c.seals)]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    unchecked = next(f for f in facts if f.kind == "movement-unchecked")
+    assert unchecked.values["places"] == [placeless] and "impossible-movement" not in kinds(facts)

@@ -20,7 +20,7 @@ def test_the_starter_pack_covers_the_risk_areas():
     areas = {r.area for r in pack.rules}
     assert set(RISK_AREAS) - {"data-quality"} <= areas
     assert any("has_fact" in r.condition.text or "facts" in r.condition.text for r in pack.rules)  # container status
-    assert pack.id.startswith("ics2-starter@1.0.0+") and len(pack.id) <= 35
+    assert pack.id.startswith(f"ics2-starter@{pack.version}+") and len(pack.id) <= 35
     assert all(r.owner and r.title and r.examples for r in pack.rules)
 
 

@@ -82,9 +82,9 @@ def _done(root, submission_id, recipient, lrn=None, mrn=None) -> Answer:
     return Answer(etree.QName(root).localname, submission_id, recipient, xml, lrn, mrn)
 
 
-def _errors(root, errors: Iterable[FilingError]) -> None:
+def _errors(root, errors: Iterable[FilingError], element: str = "Error") -> None:
     for e in errors:
-        el = _sub(root, "Error")
+        el = _sub(root, element)
         _sub(el, "Code", e.code)
         _sub(el, "Pointer", e.pointer[:4000])
         if e.line is not None:
@@ -107,12 +107,14 @@ def _results(root, results: Sequence[RiskResult]) -> None:
             _sub(el, "Pointer", p[:4000])
 
 
-def registration(submission_id, recipient, filing_code, lrn, mrn, registered_at, now) -> Answer:
+def registration(submission_id, recipient, filing_code, lrn, mrn, registered_at, now,
+                 warnings: Sequence[FilingError] = ()) -> Answer:
     root = _start("IE3R01", submission_id, recipient, lrn, mrn, now)
     _sub(root, "FilingCode", filing_code)
     _sub(root, "LRN", lrn)
     _sub(root, "MRN", mrn)
     _sub(root, "RegistrationDateTime", registered_at)
+    _errors(root, warnings, "Warning")
     return _done(root, submission_id, recipient, lrn, mrn)
 
 
@@ -131,9 +133,10 @@ def lifecycle_error(submission_id, recipient, lrn, mrn, errors: Sequence[FilingE
     return _done(root, submission_id, recipient, lrn, mrn)
 
 
-def amendment_accepted(submission_id, recipient, lrn, mrn, now) -> Answer:
+def amendment_accepted(submission_id, recipient, lrn, mrn, now, warnings: Sequence[FilingError] = ()) -> Answer:
     root = _start("IE3N10", submission_id, recipient, lrn, mrn, now)
     _sub(root, "AmendmentDateTime", now)
+    _errors(root, warnings, "Warning")
     return _done(root, submission_id, recipient, lrn, mrn)
 
 

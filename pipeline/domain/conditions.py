@@ -30,7 +30,7 @@ import difflib
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 MAX_EXPRESSION_CHARS = 4000
 MAX_DEPTH = 40
@@ -170,23 +170,34 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
 class TermMatcher:
     """Whole-word phrase matching of free text against term lists ('ephedrine', 'red phosphorus').
 
-    One matcher can hold several named lists (the scorer's index reads every list in one scan
-    of a description); `find` answers for the first list. Answers are cached: descriptions repeat.
+    A list may hold exclusions, written `!phrase`: a term found inside an exclusion of its list
+    is not a hit ('cash' in 'cash register', 'documents' in 'provenance documents'), so a
+    list says what it means in context. One matcher can hold several named lists (the scorer's
+    index reads every list in one scan of a description); `find` answers for the first list.
+    Answers are cached: descriptions repeat.
     """
 
     def __init__(self, terms: Iterable[str] = (), lists: dict[str, Iterable[str]] | None = None):
         self.phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self.exclusions: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         self.names: list[str] = []
         for name, listed in (lists or {"": terms}).items():
             self.names.append(name)
             for term in listed:
+                excluded = term.startswith("!")
                 words = tuple(_WORD.findall(term.lower()))
                 if words:
-                    self.phrases.setdefault(words[0], []).append((words, name))
+                    (self.exclusions if excluded else self.phrases).setdefault(words[0], []).append((words, name))
         self._cache: dict[str, dict[str, str]] = {}
 
+    @staticmethod
+    def _at(words: list[str], i: int, index: dict) -> Iterator[tuple[tuple[str, ...], str]]:
+        for phrase, name in index.get(words[i], ()):
+            if tuple(words[i:i + len(phrase)]) == phrase:
+                yield phrase, name
+
     def scan(self, text: str | None) -> dict[str, str]:
-        """List name -> the first phrase of that list found in the text."""
+        """List name -> the first phrase of that list found in the text (outside the list's exclusions)."""
         if not text:
             return {}
         hits = self._cache.get(text)
@@ -194,9 +205,14 @@ class TermMatcher:
             return hits
         hits = {}
         words = _WORD.findall(text.lower())
-        for i, w in enumerate(words):
-            for phrase, name in self.phrases.get(w, ()):
-                if name not in hits and tuple(words[i:i + len(phrase)]) == phrase:
+        excluded: dict[str, set[int]] = {}  # list -> word positions an exclusion of it covers
+        if self.exclusions:
+            for i in range(len(words)):
+                for phrase, name in self._at(words, i, self.exclusions):
+                    excluded.setdefault(name, set()).update(range(i, i + len(phrase)))
+        for i in range(len(words)):
+            for phrase, name in self._at(words, i, self.phrases):
+                if name not in hits and excluded.get(name, _NONE).isdisjoint(range(i, i + len(phrase))):
                     hits[name] = " ".join(phrase)
         if len(self._cache) > 100_000:
             self._cache.clear()
@@ -208,7 +224,12 @@ class TermMatcher:
 
     @property
     def terms(self) -> list[str]:
-        return [" ".join(p) for entries in self.phrases.values() for p, _ in entries]
+        """The list as written: terms, and exclusions with their `!`."""
+        return [" ".join(p) for entries in self.phrases.values() for p, _ in entries] + \
+            ["!" + " ".join(p) for entries in self.exclusions.values() for p, _ in entries]
+
+
+_NONE: frozenset = frozenset()
 
 
 class RefSet:

@@ -8,6 +8,8 @@ Two kinds of rule, both data in the pack:
   - `check`: a named Python check on the text of the `elements` listed, for what XPath
     cannot say (check digits, national formats, free text, large code lists). Checks are
     pure functions of the value, so the pack caches their answers per value.
+A rule's `severity` is "error" (the filing is rejected) or "warning" (it is accepted, and the
+finding travels with it to the filer's registration answer and the analyst's view).
 """
 from __future__ import annotations
 
@@ -66,14 +68,53 @@ def _country(value, ref, vague):
     return None if value in ref.countries else ("", "")
 
 
-@value_check("hs-chapter")
-def _hs_chapter(value, ref, vague):
-    return ("", value[:2]) if value[:2].isdigit() and value[:2] not in ref.hs_chapters else None
+@value_check("hs-subheading")
+def _hs_subheading(value, ref, vague):
+    """The first six digits must be a subheading of the edition; CN's two further digits are not checked."""
+    if len(value) < 6 or not value[:6].isdigit() or value[:6] in ref.hs:
+        return None  # a malformed code is the XSD's to report
+    chapter, heading = value[:2], value[:4]
+    if chapter not in ref.hs:
+        return "", f"there is no chapter {chapter}"
+    if heading not in ref.hs:
+        return "", f"chapter {chapter} ({_short(ref.hs[chapter])}) has no heading {heading}"
+    subheadings = sorted(c for c in ref.hs if len(c) == 6 and c.startswith(heading))
+    listed = ", ".join(f"{c[:4]}.{c[4:]}" for c in subheadings[:8]) + (" ..." if len(subheadings) > 8 else "")
+    return "", f"heading {heading} ({_short(ref.hs[heading])}) has no subheading {heading}.{value[4:6]}; its " \
+               f"subheadings are {listed}"
 
 
-@value_check("known-unlocode")
-def _unlocode(value, ref, vague):
-    return None if value in ref.locations else ("", "")
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+@value_check("locode-country")
+def _locode_country(value, ref, vague):
+    """A UN/LOCODE starts with its country: an unknown one cannot be a location."""
+    country = value[:2]
+    known = country in ref.countries or country in EXTRA_COUNTRY_CODES
+    return None if known or value in ref.locations else ("", f"{country} is not a country code")
+
+
+@value_check("locode-in-edition")
+def _locode_in_edition(value, ref, vague):
+    """Editions lag behind the places real traffic uses: a code of a known country that the
+    shipped list lacks is reported, never refused (see DQ_LOCODE_NOT_IN_EDITION)."""
+    if value in ref.locations or (value[:2] not in ref.countries and value[:2] not in EXTRA_COUNTRY_CODES):
+        return None
+    return "", ref.edition("unlocode.csv.gz")
+
+
+@value_check("package-type")
+def _package_type(value, ref, vague):
+    return None if value in ref.package_types else ("", "")
+
+
+@value_check("un-number")
+def _un_number(value, ref, vague):
+    if value in ref.dangerous_goods or not value.isdigit():
+        return None
+    return "", ref.edition("un-numbers.csv")
 
 
 @value_check("eori-shape")
@@ -136,9 +177,17 @@ class DataQualityRule:
     elements: tuple[str, ...] = ()
     params: dict = field(default_factory=dict)
     examples: dict = field(default_factory=dict)
+    severity: str = "error"  # "warning": reported to the filer and the analyst, the filing is still accepted
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity == "warning"
 
     def describe(self, finding: Finding) -> str:
         return self.message.format(value=finding.value, expected=finding.expected, detail=finding.detail)
+
+
+SEVERITIES = ("error", "warning")
 
 
 class RulePackError(Exception):
@@ -209,11 +258,14 @@ class DataQualityPack:
                 raise RulePackError(f"{where}: unknown check {raw['check']!r}; known: {', '.join(sorted(VALUE_CHECKS))}")
             if raw.get("check") and not raw.get("elements"):
                 raise RulePackError(f"{where}: a check needs the 'elements' it looks at")
+            if raw.get("severity", "error") not in SEVERITIES:
+                raise RulePackError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
             rules.append(DataQualityRule(
                 id=raw["id"], title=raw["title"], message=raw["message"], select=raw.get("select"),
                 scope=tuple(raw.get("scope") or ()),
                 expected=raw.get("expected"), check=raw.get("check"), elements=tuple(raw.get("elements") or ()),
-                params=raw.get("params") or {}, examples=raw.get("examples") or {}))
+                params=raw.get("params") or {}, examples=raw.get("examples") or {},
+                severity=raw.get("severity", "error")))
         ids = [r.id for r in rules]
         if len(ids) != len(set(ids)):
             raise RulePackError(f"{path}: rule ids are not unique")

@@ -1,23 +1,28 @@
 """Facts about a filing from what its containers actually did (container status events).
 
 Pure functions: the filing's screening record (what it declares) and each container's history
-in; facts out, each pointing at the events behind it, for the rules to use. The history is
-the ACT events of a container, oldest first (see container_store.py).
+in; facts out, each pointing at the events behind it, for the rules to use. The history is the
+ACT events of a container, oldest first (see container_store.py), as known at assessment:
+events after the filing count too (deep-sea boxes are often filed before they are stuffed).
+A container's store keeps every journey it made; the facts judge the journey of this filing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from .container_events import ContainerEvent
-from .reference import ReferenceData
+from .reference import EU_MEMBER_STATES, ReferenceData
 from .screening import Equipment, ScreeningRecord
 
-# Facts that describe rather than warn: every container with a history has them.
-INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment"})
+DATA_QUALITY_WARNING = "data-quality-warning"  # a filing accepted with a warning (validation's, not a container's)
+# Facts that describe rather than warn of a risk: every container with a history has the first three.
+INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
+                                 "movement-unchecked", "not-in-feed", DATA_QUALITY_WARNING})
 # Faster than any ship or truck: two events this far apart are one box in two places. A floor for
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0
-LOAD, DISCHARGE, STUFFING = "LOAD", "DISC", "STUF"
+LOAD, DISCHARGE, STUFFING, STRIPPING, GATE_OUT = "LOAD", "DISC", "STUF", "STRP", "GTOT"
+EMPTY, LADEN = "EMPTY", "LADEN"
 
 
 @dataclass(frozen=True)
@@ -29,28 +34,55 @@ class Fact:
     values: dict = field(default_factory=dict, compare=False)
 
 
+def journey(history: list[ContainerEvent], issued: float) -> list[ContainerEvent]:
+    """The events of the journey a filing covers. A box's journey ends when it came off a ship or
+    was stripped and is then seen empty (returned, picked up again); the store keeps earlier
+    journeys. Before that, an empty event after laden ones is this journey's own (a box that
+    leaves empty though declared laden), not a new one. The filing's journey is the last that
+    began by the filing."""
+    starts, ended = [0], False
+    for i in range(1, len(history)):
+        e = history[i]
+        if e.code in (DISCHARGE, STRIPPING):
+            ended = True
+        elif ended and e.empty == EMPTY and history[i - 1].empty == LADEN:
+            starts.append(i)
+            ended = False
+    chosen = 0
+    for n, start in enumerate(starts):
+        if history[start].event_time <= issued:
+            chosen = n
+    begin = starts[chosen]
+    end = starts[chosen + 1] if chosen + 1 < len(starts) else len(history)
+    return history[begin:end]
+
+
 def container_facts(declared: ScreeningRecord, container: Equipment, history: list[ContainerEvent],
                     ref: ReferenceData) -> list[Fact]:
-    """The facts about one declared container, from its history, in one pass over the events."""
+    """The facts about one declared container, from the journey in its history."""
     cid = container.container_id
-    if not history:
-        return [Fact("container-unknown", cid, "no status event for this container")]
+    if not history:  # sea carriers must report container status; road and rail boxes are often not in the feed
+        if declared.mode == "sea":
+            return [Fact("container-unknown", cid, "no status event for this container")]
+        return [Fact("not-in-feed", cid, f"no status event for this container (not required of {declared.mode} "
+                     f"carriers)")]
+    history = journey(history, declared.issued_at)
     issued = declared.issued_at
-    last, previous, unchecked = None, None, None
-    route, loads, stuffing, late_stuffing, sealed, moves = [], [], [], [], [], []
+    route, loads, stuffing, sealed, departures = [], [], [], [], []
+    previous, unchecked, first_load = None, None, None
     seen_seals: set[str] = set()
+    moves, unplaced = [], set()
     for e in history:
-        if e.event_time <= issued:
-            last = e
         if e.code == LOAD or e.code == DISCHARGE:
             if e.location:
                 route.append((e.code, e.location, e.event_id))
-            if e.code == LOAD and e.vessel_imo:
+            if e.code == LOAD:
                 loads.append(e)
+                first_load = first_load or e
         elif e.code == STUFFING:
             stuffing.append(e)
-            if e.event_time > issued:
-                late_stuffing.append(e)
+        elif e.code == GATE_OUT and first_load is None:
+            departures.append(e)
         if e.seals:
             seen_seals.update(e.seals)
             sealed.append(e.event_id)
@@ -60,42 +92,92 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
             if previous is not None and previous.location != e.location:
                 km = ref.km_between(previous.location, e.location)
                 hours = max((e.event_time - previous.event_time) / 3600, 1 / 60)
-                if km is not None and km / hours > MAX_PLAUSIBLE_KMH:
+                if km is None:
+                    unplaced.update(p for p in (previous.location, e.location) if ref.position(p) is None)
+                elif km / hours > MAX_PLAUSIBLE_KMH:
                     moves.append(Fact("impossible-movement", cid, f"{previous.location} to {e.location}: {km:.0f} km "
                                       f"in {hours:.1f} h", (previous.event_id, e.event_id),
                                       {"km": round(km), "hours": round(hours, 1), "kmh": round(km / hours)}))
             previous = e
-    last = last or history[-1]
+    last = history[-1]
     age = (issued - last.event_time) / 3600
-    facts = [Fact("last-event", cid, f"{last.code} at {last.location} {age:.0f} h before filing", (last.event_id,),
+    when = f"{age:.0f} h before the filing" if age >= 0 else f"{-age:.0f} h after the filing"
+    facts = [Fact("last-event", cid, f"{last.code} at {last.location} {when}", (last.event_id,),
                   {"code": last.code, "location": last.location, "age_hours": round(age, 1)})]
     facts += _route_facts(declared, cid, route, history)
-    if container.packed_status and last.empty and last.empty != container.packed_status:
-        facts.append(Fact("packed-status-mismatch", cid,
-                          f"declared {container.packed_status}, last seen {last.empty}", (last.event_id,)))
-    facts += [Fact("stuffed-after-filing", cid, f"stuffed at {e.location} after the filing", (e.event_id,))
-              for e in late_stuffing]
+    facts += _packed_status_facts(declared, container, loads, departures, history)
+    facts += [Fact("stuffed-after-loading", cid, f"stuffed at {e.location} after it was loaded at "
+                   f"{first_load.location}", (first_load.event_id, e.event_id))
+              for e in stuffing if first_load is not None and e.event_time > first_load.event_time]
     if unchecked is not None:
         facts.append(Fact("feed-container-id-unchecked", cid, f"the feed's id {unchecked.equipment} fails ISO 6346",
                           (unchecked.event_id,)))
     if container.seals and seen_seals and not seen_seals.intersection(container.seals):
         facts.append(Fact("seal-mismatch", cid, f"declared seals {', '.join(container.seals)} never seen; "
                           f"seen {', '.join(sorted(seen_seals))}", tuple(sealed)))
-    if declared.vessel_imo and loads and all(e.vessel_imo != declared.vessel_imo for e in loads):
+    # The vessel and voyage are judged on the box's loads from the declared place of loading on:
+    # a feeder before it sails on another ship, and a box not loaded there yet is not judged.
+    vessel_loads = [e for e in _voyage_loads(declared, loads) if e.vessel_imo]
+    if declared.vessel_imo and vessel_loads and all(e.vessel_imo != declared.vessel_imo for e in vessel_loads):
         facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on "
-                          f"{', '.join(sorted({e.vessel_imo for e in loads}))}", tuple(e.event_id for e in loads)))
-    on_vessel = [e for e in loads if e.vessel_imo == declared.vessel_imo and e.voyages]
+                          f"{', '.join(sorted({e.vessel_imo for e in vessel_loads}))}",
+                          tuple(e.event_id for e in vessel_loads)))
+    on_vessel = [e for e in vessel_loads if e.vessel_imo == declared.vessel_imo and e.voyages]
     if declared.voyage and on_vessel and all(declared.voyage not in e.voyages for e in on_vessel):
         facts.append(Fact("voyage-mismatch", cid, f"declared voyage {declared.voyage}, loaded for voyage "
                           f"{', '.join(sorted({v for e in on_vessel for v in e.voyages}))}",
                           tuple(e.event_id for e in on_vessel)))
-    expected = {declared.loading_country, *declared.routing_countries} - {None}
-    for e in stuffing:  # goods packed into the box in a country the route never touches
-        if e.location and expected and e.location[:2] not in expected:
-            facts.append(Fact("stuffed-elsewhere", cid, f"stuffed at {e.location}, not in the loading or routing "
-                              f"countries ({' '.join(sorted(expected))})", (e.event_id,),
-                              {"location": e.location, "countries": [e.location[:2]]}))
+    facts += _stuffed_elsewhere(declared, cid, stuffing, loads)
+    if unplaced:
+        facts.append(Fact("movement-unchecked", cid, f"no position for {', '.join(sorted(unplaced))} in the "
+                          f"code list: movements to and from it not checked for speed", (),
+                          {"places": sorted(unplaced)}))
     return facts + moves
+
+
+def _at_declared_place(declared: ScreeningRecord, location: str | None) -> bool:
+    if not location:
+        return False
+    return location == declared.place_of_loading if declared.place_of_loading else \
+        location[:2] == declared.loading_country
+
+
+def _voyage_loads(declared: ScreeningRecord, loads: list[ContainerEvent]) -> list[ContainerEvent]:
+    """The loads from the first one at the declared place of loading on."""
+    first = next((i for i, e in enumerate(loads) if _at_declared_place(declared, e.location)), None)
+    return loads[first:] if first is not None else []
+
+
+def _packed_status_facts(declared: ScreeningRecord, container: Equipment, loads, departures,
+                         history) -> list[Fact]:
+    """Laden or empty is judged where the box leaves on its journey: loaded on a ship, or gated out
+    by road or rail. Before that an empty box is the normal history (picked up empty, then
+    stuffed); a box not yet loaded is reported as such and judged when its load is known."""
+    cid, declared_status = container.container_id, container.packed_status
+    decisive = [e for e in (_voyage_loads(declared, loads) or loads) if e.empty] or \
+        [e for e in departures if e.empty]
+    if not decisive:
+        return [Fact("not-yet-loaded", cid, "not loaded or gated out yet: packed status and route judged "
+                     "when it is", (history[-1].event_id,))] if not loads else []
+    leaving = decisive[-1] if not declared.vessel_imo else next(
+        (e for e in reversed(decisive) if e.vessel_imo == declared.vessel_imo), decisive[-1])
+    if declared_status and leaving.empty != declared_status:
+        return [Fact("packed-status-mismatch", cid, f"declared {declared_status}, "
+                     f"{'loaded' if leaving.code == LOAD else 'left'} {leaving.empty} at {leaving.location}",
+                     (leaving.event_id,))]
+    return []
+
+
+def _stuffed_elsewhere(declared: ScreeningRecord, cid: str, stuffing, loads) -> list[Fact]:
+    """Goods packed into the box in a country neither the declared route, the consignor nor the
+    box's own way to the place of loading (a feeder port, say) explains."""
+    expected = {declared.loading_country, *declared.routing_countries,
+                *(p.country for p in declared.parties if p.role == "consignor" and p.country),
+                *(e.location[:2] for e in loads if e.location)} - {None}
+    return [Fact("stuffed-elsewhere", cid, f"stuffed at {e.location}, not in the loading or routing countries "
+                 f"({' '.join(sorted(expected))})", (e.event_id,),
+                 {"location": e.location, "countries": [e.location[:2]]})
+            for e in stuffing if e.location and expected and e.location[:2] not in expected]
 
 
 def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str, str]],
@@ -107,18 +189,26 @@ def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str
     ports = [loc for _, loc, _ in route]
     facts.append(Fact("route-sailed", cid, " > ".join(dict.fromkeys(ports)), tuple(eid for _, _, eid in route),
                       {"ports": list(dict.fromkeys(ports))}))
-    if loads and (loads[0][0] != declared.place_of_loading if declared.place_of_loading
-                  else declared.loading_country and loads[0][0][:2] != declared.loading_country):
-        facts.append(Fact("loading-place-mismatch", cid, f"declared "
-                          f"{declared.place_of_loading or declared.loading_country}, first loaded at {loads[0][0]}",
-                          (loads[0][1],)))
+    # Loaded at the declared place at some point: a feeder leg before it is the normal way there, and
+    # a box not there yet is not judged. Joining the declared vessel elsewhere is the mismatch.
+    loaded_there = [i for i, (code, loc, _) in enumerate(route) if code == LOAD and _at_declared_place(declared, loc)]
+    on_vessel = [e for e in history if e.code == LOAD and e.vessel_imo and e.vessel_imo == declared.vessel_imo]
+    if loads and not loaded_there and (on_vessel or _arrived(declared, route)):
+        facts.append(Fact("loading-place-mismatch", cid, f"declared {declared.place_of_loading or declared.loading_country}, "
+                          f"loaded at {', '.join(dict.fromkeys(loc for loc, _ in loads))}",
+                          tuple(eid for _, eid in loads)))
     # A discharge followed by a load is a transhipment; a last discharge is where the box came off for good.
-    final_code, final_place, final_event = route[-1]
-    if final_code == DISCHARGE and (final_place != declared.place_of_unloading if declared.place_of_unloading
-                                    else final_place[:2] != declared.unloading_country):
+    # Where the box came off in the EU: at the declared place at some point (an EU feeder onward from
+    # there is the normal way on), or only elsewhere, which is the mismatch.
+    eu = EU_MEMBER_STATES | {declared.unloading_country}
+    arrivals = [(loc, eid) for code, loc, eid in route if code == DISCHARGE and loc[:2] in eu]
+    at_declared = [loc for loc, _ in arrivals if (loc == declared.place_of_unloading if declared.place_of_unloading
+                                                  else loc[:2] == declared.unloading_country)]
+    if arrivals and not at_declared:
         facts.append(Fact("unloading-place-mismatch", cid, f"declared "
-                          f"{declared.place_of_unloading or declared.unloading_country}, discharged at {final_place}",
-                          (final_event,)))
+                          f"{declared.place_of_unloading or declared.unloading_country}, discharged at "
+                          f"{', '.join(dict.fromkeys(loc for loc, _ in arrivals))}",
+                          tuple(eid for _, eid in arrivals)))
     tranship = [(loc, eid, i) for i, (code, loc, eid) in enumerate(route)
                 if code == DISCHARGE and any(c == LOAD for c, _, _ in route[i + 1:])]
     if tranship:
@@ -131,12 +221,20 @@ def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str
         facts.append(Fact("transhipment", cid, ", ".join(f"{loc} ({dwell[loc]:.0f} h)" if loc in dwell else loc
                                                          for loc in dict.fromkeys(loc for loc, _, _ in tranship)),
                           tuple(eid for _, eid, _ in tranship), {"dwell_hours": dwell}))
-    undeclared = sorted({loc[:2] for loc in ports} - set(declared.routing_countries))
+    # The declared voyage runs from the load at the declared place on; ports before it are the way there.
+    voyage = route[loaded_there[0]:] if loaded_there else []
+    undeclared = sorted({loc[:2] for _, loc, _ in voyage} - set(declared.routing_countries))
     if declared.routing_countries and undeclared:
         facts.append(Fact("routing-country-undeclared", cid, f"sailed through {', '.join(undeclared)}, "
                           f"declared {' '.join(declared.routing_countries)}",
-                          tuple(eid for _, loc, eid in route if loc[:2] in undeclared), {"countries": undeclared}))
+                          tuple(eid for _, loc, eid in voyage if loc[:2] in undeclared), {"countries": undeclared}))
     return facts
+
+
+def _arrived(declared: ScreeningRecord, route) -> bool:
+    """Discharged in the EU: the voyage is over, so where the box was loaded is known for good."""
+    return any(code == DISCHARGE and loc[:2] in EU_MEMBER_STATES | {declared.unloading_country}
+               for code, loc, _ in route)
 
 
 def shipment_facts(declared: ScreeningRecord, histories: dict[str, list[ContainerEvent]],

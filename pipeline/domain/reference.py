@@ -1,17 +1,27 @@
-"""Reference data behind the data-quality rules and the generator, loaded from rules/reference/.
+"""Reference data behind the data-quality rules, the enrichment and the generator, from rules/reference/.
 
-Plain files, versioned with the rules: UN/LOCODEs (ours is a subset with functions and
-coordinates; point `unlocode_file` at the full UNECE release to use all of it), HS chapters,
-the vague goods-description terms, national EORI formats, and a commodity table.
+Code lists from their maintainers, each file's source, edition and licence in
+rules/reference/SOURCES.csv and how to rebuild it in rules/reference/README.md:
+  - UN/LOCODE (UNECE): every location with its function classifier and, where published, its
+    position (`unlocode.csv.gz`, ~116,000 codes);
+  - the HS nomenclature, 2022 edition (WCO, via UN Comtrade): chapters, headings, subheadings;
+  - package types (UN/ECE Recommendation 21), each marked package, bulk or unpacked;
+  - UN numbers of dangerous goods (the UN Model Regulations' list as in ADR Table A);
+and our own tables: the vague goods-description terms, national EORI formats, commodities the
+generator draws from, and a curated list of places whose positions fill the code list's gaps.
+Loaded once per process (`bundled_reference()`), looked up by dictionary.
 """
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import pycountry
 
@@ -19,19 +29,80 @@ from .. import resources
 
 # Codes ISO 3166 does not assign but the regime uses (XI: Northern Ireland in EORI numbers).
 EXTRA_COUNTRY_CODES = frozenset({"XI"})
+EU_MEMBER_STATES = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split())
+HS_EDITION = "HS 2022"
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     locode: str
     name: str
     country: str
-    functions: str  # UNECE function classifier, e.g. "12345---": 1 port, 2 rail, 3 road, 4 airport, 5 postal
+    functions: str  # UNECE function classifier, e.g. "12345---": 1 port, 2 rail, 3 road, 4 airport, 5 postal, 7 fixed transport, B border
     latitude: float | None
     longitude: float | None
 
     def serves(self, function: str) -> bool:
         return function in self.functions
+
+
+class LocationTable(Mapping):
+    """UN/LOCODE -> Location over the whole code list. Rows are kept as text and read on first
+    use: validation only asks whether a code exists, and 116,000 parsed rows would cost every
+    worker a second and 40 MB at start."""
+
+    def __init__(self, rows: dict[str, str]):
+        self._rows = rows  # code -> its CSV line (our layout, see reference_build.Place.row)
+        self._read: dict[str, Location] = {}
+
+    def __contains__(self, code) -> bool:
+        return code in self._rows
+
+    def __getitem__(self, code: str) -> Location:
+        try:
+            return self._read[code]
+        except KeyError:
+            pass
+        line = self._rows[code]  # KeyError for an unknown code, as a Mapping should
+        _, name, _, function, _, coordinates, _ = next(csv.reader([line]))
+        lat, lon = (float(x) for x in coordinates.split()) if coordinates else (None, None)
+        location = self._read[code] = Location(code, name, code[:2], function, lat, lon)
+        return location
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def in_country(self, country: str) -> list[Location]:
+        """Every place of one country (read on demand: a scan of the codes, then only its rows)."""
+        return [self[code] for code in self._rows if code.startswith(country)]
+
+    @classmethod
+    def from_file(cls, path: Path) -> "LocationTable":
+        """Our layout, gzipped or not (`cargoscreen reference build unlocode` makes it from an
+        official UNECE release)."""
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            lines = f.read().splitlines()
+        if not lines or not lines[0].startswith("locode,"):
+            raise ValueError(f"{path}: not a UN/LOCODE table (build one with `cargoscreen reference build unlocode`)")
+        return cls({line[:5]: line for line in lines[1:] if line})
+
+
+@dataclass(frozen=True)
+class PackageType:
+    code: str
+    name: str
+    kind: str  # "package" (counted), "bulk" (never counted) or "unpacked" (NE, NF, NG: counted as pieces)
+
+
+@dataclass(frozen=True)
+class DangerousGoods:
+    number: str
+    hazard_class: str  # "1" explosives ... "9" miscellaneous (lithium batteries)
+    classification: str  # e.g. 1.4G, 1.1D, M4
+    description: str
 
 
 @dataclass(frozen=True)
@@ -43,39 +114,70 @@ class Commodity:
     eur_per_kg: float
     undg: str | None = None  # UN dangerous goods number, always declared when there is one
     origins: tuple[str, ...] = ()  # the countries it is usually loaded in; empty: anywhere
+    modes: tuple[str, ...] = ()  # how it travels (sea, air, express, postal, road, rail); empty: any
+    share: float = 1.0  # relative frequency in EU imports
+    unusual: str | None = None  # honest traffic a naive rule would refer (chemical-dg, antique, gold, ...)
 
 
 @dataclass(frozen=True)
 class ReferenceData:
-    locations: dict[str, Location]
+    locations: Mapping[str, Location]
     countries: frozenset[str]
-    hs_chapters: dict[str, str]
+    hs: dict[str, str]  # HS code (2, 4 or 6 digits) -> its official description
+    package_types: dict[str, PackageType]
+    dangerous_goods: dict[str, DangerousGoods]
     vague_terms: tuple[str, ...]
     eori_formats: dict[str, tuple[re.Pattern, str, str]]  # country -> (rest of the number, in words, example)
     commodities: tuple[Commodity, ...]
+    curated_places: dict[str, Location] = field(default_factory=dict)
+    sources: dict[str, dict] = field(default_factory=dict)  # file -> its line in SOURCES.csv
     _distances: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def hs_chapters(self) -> dict[str, str]:
+        return {code: text for code, text in self.hs.items() if len(code) == 2}
+
+    def edition(self, file: str) -> str:
+        """'UN/LOCODE 2024-1' and the like, for messages that say which list a code was missing from."""
+        source = self.sources.get(file)
+        return source["edition"] if source else file
+
     def km_between(self, a: str, b: str) -> float | None:
-        """Great-circle distance between two UN/LOCODEs that have coordinates (cached: ports repeat)."""
+        """Great-circle distance between two UN/LOCODEs that have positions (cached: ports repeat);
+        None when either has none (the code list publishes positions for about 87% of codes)."""
         key = (a, b)
         if key not in self._distances:
-            la, lb = self.locations.get(a), self.locations.get(b)
-            if not la or not lb or la.latitude is None or lb.latitude is None:
+            la, lb = self.position(a), self.position(b)
+            if la is None or lb is None:
                 self._distances[key] = None
             else:
-                p1, p2 = math.radians(la.latitude), math.radians(lb.latitude)
-                dp, dl = p2 - p1, math.radians(lb.longitude - la.longitude)
+                p1, p2 = math.radians(la[0]), math.radians(lb[0])
+                dp, dl = p2 - p1, math.radians(lb[1] - la[1])
                 h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
                 self._distances[key] = 2 * 6371.0 * math.asin(math.sqrt(h))
         return self._distances[key]
 
+    def position(self, locode: str) -> tuple[float, float] | None:
+        place = self.locations.get(locode) if locode in self.locations else self.curated_places.get(locode)
+        if place is None or place.latitude is None:
+            return None
+        return place.latitude, place.longitude
+
     @classmethod
     def load(cls, directory: Path | None = None, unlocode_file: Path | None = None) -> "ReferenceData":
         directory = directory or resources.rules_dir() / "reference"
+        curated = {r["locode"]: Location(r["locode"], r["name"], r["country"], r["function"],
+                                         *unece_position(r["coordinates"]))
+                   for r in _rows(directory / "places-curated.csv")}
         return cls(
-            locations=_load_locations(unlocode_file or directory / "unlocode.csv"),
+            locations=LocationTable.from_file(unlocode_file or directory / "unlocode.csv.gz"),
             countries=frozenset(c.alpha_2 for c in pycountry.countries),
-            hs_chapters={r["chapter"]: r["title"] for r in _rows(directory / "hs-chapters.csv")},
+            hs={r["code"]: r["description"] for r in _rows(directory / "hs2022.csv")},
+            package_types={r["code"]: PackageType(r["code"], r["name"], r["kind"])
+                           for r in _rows(directory / "package-types.csv")},
+            dangerous_goods={r["number"]: DangerousGoods(r["number"], r["class"], r["classification"],
+                                                         r["description"])
+                             for r in _rows(directory / "un-numbers.csv")},
             vague_terms=tuple(
                 line.strip().lower() for line in (directory / "vague-goods-descriptions.txt").read_text("utf-8").splitlines()
                 if line.strip() and not line.startswith("#")),
@@ -83,8 +185,12 @@ class ReferenceData:
                           for r in _rows(directory / "eori-formats.csv")},
             commodities=tuple(
                 Commodity(r["hs6"], r["description"], r["package_type"], float(r["kg_per_package"]),
-                          float(r["eur_per_kg"]), r.get("undg") or None, tuple((r.get("origins") or "").split()))
+                          float(r["eur_per_kg"]), r.get("undg") or None, tuple((r.get("origins") or "").split()),
+                          tuple((r.get("modes") or "").split()), float(r.get("share") or 1), r.get("unusual") or None)
                 for r in _rows(directory / "commodities.csv")),
+            curated_places=curated,
+            sources={r["file"]: r for r in _rows(directory / "SOURCES.csv")} if (directory / "SOURCES.csv").exists()
+            else {},
         )
 
 
@@ -99,36 +205,13 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _coordinate(text: str) -> tuple[float | None, float | None]:
-    """UNECE writes coordinates as 'ddmmN dddmmE'."""
-    m = re.fullmatch(r"(\d{2})(\d{2})([NS])\s+(\d{3})(\d{2})([EW])", text.strip())
+_UNECE_POSITION = re.compile(r"(\d{2})(\d{2})([NS])\s+(\d{3})(\d{2})([EW])")
+
+
+def unece_position(text: str) -> tuple[float | None, float | None]:
+    """UNECE writes positions as 'ddmmN dddmmE'."""
+    m = _UNECE_POSITION.fullmatch(text.strip())
     if not m:
         return None, None
-    lat = int(m[1]) + int(m[2]) / 60
-    lon = int(m[4]) + int(m[5]) / 60
+    lat, lon = int(m[1]) + int(m[2]) / 60, int(m[4]) + int(m[5]) / 60
     return (-lat if m[3] == "S" else lat), (-lon if m[6] == "W" else lon)
-
-
-def _load_locations(path: Path) -> dict[str, Location]:
-    """Reads our CSV (with a header) or an official UNECE UN/LOCODE CodeList CSV (without one)."""
-    out: dict[str, Location] = {}
-    with path.open(encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f)
-        first = next(reader, None)
-        if first is None:
-            return out
-        if first[0] == "locode":
-            for row in reader:
-                rec = dict(zip(first, row))
-                lat, lon = _coordinate(rec.get("coordinates", ""))
-                out[rec["locode"]] = Location(rec["locode"], rec["name"], rec["country"], rec["function"], lat, lon)
-            return out
-        # UNECE layout: change, country, location, name, name w/o diacritics, subdivision,
-        # function, status, date, IATA, coordinates, remarks.
-        for row in (first, *reader):
-            if len(row) < 11 or not row[2].strip():
-                continue
-            code = row[1].strip() + row[2].strip()
-            lat, lon = _coordinate(row[10])
-            out[code] = Location(code, row[4] or row[3], row[1].strip(), row[6], lat, lon)
-    return out

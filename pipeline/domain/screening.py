@@ -106,6 +106,15 @@ class Equipment(NamedTuple):
     pointer: str = ""
 
 
+class DataQualityWarning(NamedTuple):
+    """A data-quality finding the filing was accepted with (e.g. a UN/LOCODE newer than our code list)."""
+
+    code: str
+    pointer: str
+    value: str = ""
+    message: str = ""
+
+
 @dataclass(frozen=True)
 class ScreeningRecord:
     filing_code: str
@@ -132,6 +141,7 @@ class ScreeningRecord:
     parties: tuple[Party, ...] = ()
     goods: tuple[GoodsLine, ...] = ()
     containers: tuple[Equipment, ...] = ()
+    warnings: tuple[DataQualityWarning, ...] = ()
     pointers: dict = field(default_factory=dict, compare=False)  # record field -> element pointer
 
     @property
@@ -397,7 +407,7 @@ def screening_record(root: etree._Element, filing_code: str) -> ScreeningRecord:
 _DEFAULTS = {"filing_code": "F10", "lrn": "EXAMPLE", "issued_at": 1795176000.0,  # 2026-11-20T08:00:00Z
              "office_of_first_entry": "NL000396", "place_of_loading": "CNSHA", "loading_country": "CN",
              "place_of_unloading": "NLRTM", "unloading_country": "NL", "routing_countries": ("CN", "NL")}
-_PARTS = {"parties": Party, "goods": GoodsLine, "containers": Equipment}
+_PARTS = {"parties": Party, "goods": GoodsLine, "containers": Equipment, "warnings": DataQualityWarning}
 
 
 def record_from_dict(data: dict) -> ScreeningRecord:

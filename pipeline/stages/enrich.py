@@ -1,13 +1,15 @@
 """Business step 3: enrich registered filings with what their containers actually did."""
 from __future__ import annotations
 
+import time
+
 import apache_beam as beam
 
 from ..config import Settings
 from ..connectors.redis_store import connect, with_retries
 from ..container_store import ContainerEventStore
-from ..domain.reference import ReferenceData
-from ..enrichment import UNAVAILABLE, enrich
+from ..domain.reference import bundled_reference
+from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
 from ..counters import CounterFamily, counter
 
@@ -17,20 +19,34 @@ class _EnrichBatchDoFn(beam.DoFn):
         self._settings = settings
         self._enriched = counter("enriched")
         self._unavailable = counter("container_status_unavailable")
+        self._not_loaded = counter("container_status_not_loaded")
 
     def setup(self):
         self._store = ContainerEventStore.for_settings(connect(self._settings.container_status_url), self._settings)
-        self._reference = ReferenceData.load()
+        self._reference = bundled_reference()
         self._facts = CounterFamily("fact_")
+        self._loaded, self._loaded_checked = False, 0.0
+
+    def _status_loaded(self) -> bool:
+        """Whether the store holds any container status; asked again every few seconds until it does."""
+        if not self._loaded and time.monotonic() - self._loaded_checked > 5:
+            self._loaded_checked = time.monotonic()
+            try:
+                self._loaded = self._store.has_events()
+            except Exception:  # unreachable: the histories' fetch says so, fact by fact
+                self._loaded = True
+        return self._loaded
 
     def process(self, batch: list[Consignment]):
         def fetch(containers):
             return with_retries(self._settings.redis, lambda: self._store.histories(containers), "enrich")
 
-        for enriched in enrich(batch, fetch, self._reference):
+        for enriched in enrich(batch, fetch, self._reference, self._status_loaded()):
             self._enriched.inc()
             if enriched.container_status == UNAVAILABLE:
                 self._unavailable.inc()
+            elif enriched.container_status == NOT_LOADED:
+                self._not_loaded.inc()
             for fact in enriched.anomalies:
                 self._facts.inc(fact.kind)
             yield enriched

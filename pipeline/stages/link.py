@@ -29,7 +29,7 @@ CONSIGNMENTS, PENDING, WITHDRAWALS = "consignments", "pending", "withdrawals"
 def pending_answer(p: Pending, now: str) -> answers.Answer:
     """IE3N11 (pending) to a house filer whose master is not filed yet; IE3N02 (not complete) otherwise."""
     m = p.member
-    if m.record.level == HOUSE and p.missing and p.missing[0].startswith("master"):
+    if m.record.level == HOUSE and p.missing and p.missing[0].startswith(("master", "postal dispatch")):
         answer = answers.pending(m.submission_id, m.filer, m.lrn, m.mrn, f"awaiting the {p.missing[0]}", now)
     else:
         answer = answers.not_complete(m.submission_id, m.filer, m.lrn, m.mrn, p.missing, now)
@@ -74,11 +74,11 @@ class _LinkDoFn(beam.DoFn):
             yield standalone(member, version=result.amendment + 1 if result.status == AMENDED else 1)
             return
         self._linked.inc()
-        linked = with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline), "link")
-        if linked.complete:
-            yield self._consignment(linked)
-        else:
-            yield TaggedOutput(PENDING, Pending(member, key, linked.missing))
+        for linked in with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline), "link"):
+            if linked.complete:
+                yield self._consignment(linked)
+            else:
+                yield TaggedOutput(PENDING, Pending(member, key, linked.missing))
 
     @staticmethod
     def _consignment(linked: LinkResult) -> Consignment:

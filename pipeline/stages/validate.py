@@ -8,7 +8,7 @@ from ..answering import DeadLetter, not_screened
 from ..config import Settings
 from ..validation import FilingValidator, Submission
 from .. import metrics
-from ..counters import counter
+from ..counters import CounterFamily, counter
 
 VALID, REJECTED, DEAD_LETTER = "valid", "rejected", "dead_letter"
 
@@ -22,6 +22,7 @@ class _ValidateDoFn(beam.DoFn):
     def setup(self):
         # Compiled schemas and parsers do not pickle: built once per worker.
         self._validator = FilingValidator(self._settings)
+        self._warnings = CounterFamily("dq_warning_")
         metrics.expose(self._settings)  # this worker process's /metrics, whichever runner started it
 
     def process(self, submission: Submission):
@@ -35,6 +36,8 @@ class _ValidateDoFn(beam.DoFn):
             outcome = not_screened(outcome)  # valid under another schema set: not ours to register
         if outcome.accepted:
             self._accepted.inc()
+            for warning in outcome.warnings:
+                self._warnings.inc(warning.code)
             yield outcome
         else:
             self._rejected.inc()

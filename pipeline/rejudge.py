@@ -1,0 +1,264 @@
+"""Judging a consignment again when its containers' status arrives after its assessment.
+
+A deep-sea filing is usually lodged before its box is stuffed, gated in and loaded: its first
+assessment judges what is known then ("not yet loaded", or no event at all). Such a
+consignment is *watched* until its boxes are loaded (or `rejudge_window_seconds` pass): the
+container store puts each watched container that receives an event on `{p}:rejudge`, and the
+rejudge desk re-enriches the consignment with the histories known now. When its anomalies
+changed, it is assessed again with the pack active now: a new version of the decision,
+answered to every filer, and the referral updated, or withdrawn when the decision no longer
+refers. When nothing changed, the facts are simply final once the boxes are loaded.
+
+Keys (expire with the window): {p}:watch:{consignment} (JSON: what re-assessing needs),
+{p}:watch-of:{container} (the consignments watching it). Stream {p}:rejudge, group `rejudge`.
+The desk runs in each service process (service.py); every step is idempotent, the entry is
+acknowledged last.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import redis
+
+from .config import Settings
+from .connectors.redis_streams import Effect, EffectWriter, StreamKeys, read_group
+from .container_store import ContainerEventStore
+from .decisions import Decision, decide, filer_answers
+from .domain.enrichment import INFORMATIONAL_FACTS
+from .domain.reference import ReferenceData, bundled_reference
+from .domain.screening import record_from_dict, record_to_dict
+from .enrichment import AVAILABLE, NOT_LOADED, UNAVAILABLE, EnrichedFiling, Fact, consignment_facts, warning_facts
+from .linking import Consignment, Member
+from .risk_information import RiskInformationStore
+from .rule_store import RulePackSource, RulePackStore
+
+log = logging.getLogger(__name__)
+GROUP = "rejudge"
+WAITING = frozenset({"container-unknown", "not-yet-loaded"})  # facts that the box's next events settle
+
+
+def provisional(filing: EnrichedFiling) -> tuple[str, ...]:
+    """The containers whose judgement waits for events: unknown to the store or not loaded yet, or
+    every container when the store held nothing or could not be read."""
+    if filing.container_status in (NOT_LOADED, UNAVAILABLE):
+        return filing.containers
+    if filing.container_status != AVAILABLE:
+        return ()
+    return tuple(dict.fromkeys(f.container for f in filing.facts if f.kind in WAITING))
+
+
+def anomalies(facts: Sequence[Fact]) -> list[list[str]]:
+    """What a re-judgement compares: the kinds of fact a rule could act on, per container."""
+    return sorted({(f.kind, f.container) for f in facts if f.kind not in INFORMATIONAL_FACTS | WAITING})
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A watched consignment: its last decision, and what assessing it again needs."""
+
+    consignment: Consignment
+    lead: dict  # submission_id, mrn, filing_code, mode, lrn, filer of the filing the decision is about
+    version: int
+    state: str
+    risk_centre: str
+    referral_id: str | None
+    anomalies: list
+    waiting: tuple[str, ...]
+
+    def to_json(self) -> str:
+        c = self.consignment
+        return json.dumps({"key": c.key, "members": [m.to_json() for m in c.members],
+                           "record": record_to_dict(c.record), "missing": list(c.missing), "lead": self.lead,
+                           "version": self.version, "state": self.state, "risk_centre": self.risk_centre,
+                           "referral_id": self.referral_id, "anomalies": self.anomalies,
+                           "waiting": list(self.waiting)}, ensure_ascii=False)
+
+    @staticmethod
+    def from_json(text: bytes | str) -> "Watch":
+        d = json.loads(text)
+        members = tuple(Member.from_json(m) for m in d["members"])
+        consignment = Consignment(d["key"], d["state"], d["version"], members, record_from_dict(d["record"]),
+                                  tuple(d["missing"]))
+        return Watch(consignment, d["lead"], d["version"], d["state"], d["risk_centre"], d["referral_id"],
+                     [list(a) for a in d["anomalies"]], tuple(d["waiting"]))
+
+    @staticmethod
+    def of(decision: Decision, waiting: tuple[str, ...]) -> "Watch":
+        f = decision.filing
+        consignment = Consignment(decision.consignment, f.state, f.version, f.members, f.record, f.missing)
+        lead = {"submission_id": f.submission_id, "mrn": f.mrn, "filing_code": f.filing_code, "mode": f.mode,
+                "lrn": f.lrn, "filer": f.filer}
+        return Watch(consignment, lead, f.version, f.state, decision.risk_centre,
+                     decision.referral_id if decision.referral else None,
+                     [list(a) for a in anomalies(f.facts)], waiting)
+
+
+class ContainerWatch:
+    """The watched consignments in Redis: written with their decisions, read by the desk."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, window_seconds: int):
+        self.client, self.prefix, self.window = client, key_prefix, window_seconds
+
+    def doc_key(self, consignment: str) -> str:
+        return f"{self.prefix}:watch:{consignment}"
+
+    def of_key(self, container: str) -> str:
+        return f"{self.prefix}:watch-of:{container}"
+
+    def watch(self, decisions: Sequence[Decision]) -> int:
+        """Watches each decided consignment with a container still waiting for events; a newer
+        decision without one ends its watch (an amendment, say). One round trip."""
+        pipe, n = self.client.pipeline(transaction=False), 0
+        for d in decisions:
+            if not d.filing.containers:
+                continue
+            waiting = provisional(d.filing)
+            if waiting:
+                self._write(pipe, Watch.of(d, waiting))
+                n += 1
+            else:
+                pipe.delete(self.doc_key(d.consignment))
+        if len(pipe):
+            pipe.execute()
+        return n
+
+    def _write(self, pipe, w: Watch) -> None:
+        pipe.set(self.doc_key(w.consignment.key), w.to_json(), ex=self.window)
+        for container in w.waiting:
+            pipe.sadd(self.of_key(container), w.consignment.key)
+            pipe.expire(self.of_key(container), self.window)
+
+    def update(self, w: Watch) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        self._write(pipe, w)
+        pipe.execute()
+
+    def unwatch(self, w: Watch) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.doc_key(w.consignment.key))
+        for c in w.consignment.record.containers:
+            pipe.srem(self.of_key(c.container_id), w.consignment.key)
+        pipe.execute()
+
+    def watching(self, container: str) -> list[str]:
+        return sorted(k.decode() for k in self.client.smembers(self.of_key(container)))
+
+    def load(self, consignment: str) -> Watch | None:
+        raw = self.client.get(self.doc_key(consignment))
+        return Watch.from_json(raw) if raw else None
+
+
+def _digest(items) -> str:
+    return hashlib.blake2b(json.dumps(items).encode(), digest_size=6).hexdigest()
+
+
+def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData) -> tuple[Decision | None, Watch]:
+    """A watched consignment judged on the histories known now: the new decision if its anomalies
+    changed (None if not), and the watch as it stands after (`waiting` empty: final)."""
+    c, lead = w.consignment, w.lead
+    facts = consignment_facts(c, histories, reference) + warning_facts(c)
+    found = [list(a) for a in anomalies(facts)]
+    containers = tuple(x.container_id for x in c.record.containers)
+    filing = EnrichedFiling(lead["submission_id"], lead["mrn"], lead["filing_code"], lead["mode"], lead["lrn"],
+                            lead["filer"], containers, AVAILABLE, facts, c.record, c.key, w.state, w.version,
+                            c.members, c.missing)
+    waiting = provisional(filing)
+    if found == w.anomalies:
+        return None, Watch(c, lead, w.version, w.state, w.risk_centre, w.referral_id, w.anomalies, waiting)
+    filing = replace(filing, state=f"{w.state.split('+csm:')[0]}+csm:{_digest(found)}", version=w.version + 1)
+    decision = decide(filing, scorer)
+    after = Watch(c, lead, filing.version, filing.state, decision.risk_centre,
+                  decision.referral_id if decision.referral else None, found, waiting)
+    return decision, after
+
+
+class RejudgeDesk:
+    """client: the Redis of decisions and answers; status_client: the container status store's
+    (where the watches and the rejudge stream live, beside the events; often the same Redis)."""
+
+    def __init__(self, client: redis.Redis, status_client: redis.Redis, scorers: RulePackSource,
+                 settings: Settings, consumer: str = "desk", reference: ReferenceData | None = None):
+        from .service import answer_effect, decision_effects  # the service's effect shapes, written once each
+
+        self._answer_effect, self._decision_effects = answer_effect, decision_effects
+        self.client, self.scorers, self.settings, self.consumer = client, scorers, settings, consumer
+        self.status_client = status_client
+        self.keys = StreamKeys(settings.redis.key_prefix)
+        self.watch = ContainerWatch(status_client, settings.redis.key_prefix,
+                                    settings.container_status.rejudge_window_seconds)
+        self.store = ContainerEventStore.for_settings(status_client, settings)
+        self.writer = EffectWriter(client, self.keys, settings.streams.effect_retention_seconds,
+                                   settings.streams.maxlen)
+        self.reference = reference or bundled_reference()
+
+    def handle_new(self, count: int = 100) -> int:
+        entries = read_group(self.status_client, self.keys.rejudge, GROUP, self.consumer, count)
+        for entry_id, fields in entries:
+            container = fields[b"container"].decode()
+            for consignment in self.watch.watching(container):
+                try:
+                    self.rejudge(consignment)
+                except Exception:  # a bug must not block the boxes behind it; the watch stays for the next event
+                    log.exception("re-judging %s failed", consignment)
+            self.status_client.xack(self.keys.rejudge, GROUP, entry_id)  # last: a crash repeats idempotent steps
+        return len(entries)
+
+    def rejudge(self, consignment: str) -> str:
+        """'gone' (no longer watched), 'unchanged', 'final' (loaded, nothing changed) or the new decision."""
+        w = self.watch.load(consignment)
+        if w is None:
+            return "gone"
+        containers = [x.container_id for x in w.consignment.record.containers]
+        decision, after = rejudged(w, self.store.histories(containers), self.scorers.current(), self.reference)
+        if decision is not None:
+            effects = self._decision_effects(decision, self.keys) + [
+                self._answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)]
+            if w.referral_id and not decision.referral:
+                effects.append(self._cleared(w, decision))
+            self.writer.write(effects)
+            log.info("re-judged %s on new container status: %s (version %d)", consignment,
+                     decision.assessment.decision, decision.filing.version)
+        if after.waiting:
+            self.watch.update(after)
+        else:
+            self.watch.unwatch(after)
+        if decision is not None:
+            return decision.assessment.decision
+        return "unchanged" if after.waiting else "final"
+
+    def _cleared(self, w: Watch, decision: Decision) -> Effect:
+        """The referral's risk centre hears that the container status no longer supports it."""
+        body = {"withdrawn": w.consignment.key, "mrn": w.lead["mrn"], "submission_id": w.lead["submission_id"],
+                "at": decision.assessed_at, "referral_id": w.referral_id,
+                "reason": f"re-judged on new container status: {decision.assessment.decision}"}
+        return Effect("withdrawal", f"withdrawal-referral|{w.consignment.key}|{decision.filing.state}",
+                      self.keys.referrals(w.risk_centre), body)
+
+    def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                if not self.handle_new():
+                    stop.wait(idle_seconds)
+            except redis.RedisError as exc:  # Redis away: wait and read again; nothing is lost
+                log.warning("rejudge desk: Redis unavailable, retrying: %s", exc)
+                stop.wait(2.0)
+
+
+def start_desk(settings: Settings, consumer: str) -> threading.Event:
+    """Runs a desk in a daemon thread of this process until the returned event is set."""
+    from .connectors.redis_store import connect
+
+    client, prefix, rules = connect(settings.redis.url), settings.redis.key_prefix, settings.rules
+    store = RulePackStore(client, prefix) if rules.hot_reload else None
+    scorers = RulePackSource(rules.pack_dir, store, rules.poll_seconds,
+                             risk_information=RiskInformationStore(client, prefix) if store else None)
+    desk = RejudgeDesk(client, connect(settings.container_status_url), scorers, settings, consumer)
+    stop = threading.Event()
+    threading.Thread(target=desk.run, args=(stop,), daemon=True, name="rejudge").start()
+    return stop

@@ -1,0 +1,123 @@
+"""Consignments assessed before their containers' events are judged again when the events come.
+
+Real Redis (the container store's script puts watched boxes on the rejudge stream), the real
+starter pack, the real effect writer; the filing is a hand-written deep-sea straight bill lodged
+before its box was stuffed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from cargoscreen import resources
+from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.container_store import ContainerEventStore
+from cargoscreen.decisions import decide
+from cargoscreen.domain.container_events import ContainerEvent
+from cargoscreen.domain.reference import bundled_reference
+from cargoscreen.domain.rulepack import COMPLETE, RFI
+from cargoscreen.domain.scoring import Scorer
+from cargoscreen.domain.rulepack import RulePack
+from cargoscreen.domain.screening import screening_record
+from cargoscreen.enrichment import enrich
+from cargoscreen.linking import Member, standalone
+from cargoscreen.rejudge import ContainerWatch, RejudgeDesk, Watch, provisional, rejudged
+from cargoscreen.rule_store import RulePackSource
+
+FILING = Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"
+PACK = resources.rules_dir() / "risk" / "ics2-starter"
+SCORER = Scorer(RulePack.load(PACK))
+HOUR = 3600.0
+KEYS = StreamKeys()
+
+
+def _consignment():
+    record = screening_record(etree.parse(str(FILING)).getroot(), "F10")
+    return standalone(Member("26NLABCDEFGHIJKLM1", "sub-1", "NL004556789", record.lrn, "F10", "d1", record))
+
+
+def _event(n: int, code: str, hours_after_filing: float, empty: str = "LADEN", vessel: str | None = None,
+           voyage: str = "FA548W") -> ContainerEvent:
+    record = _consignment().record
+    t = record.issued_at + hours_after_filing * HOUR
+    return ContainerEvent(f"ev-{n}", "EQUIPMENT", "ACT", code, t, t, "MSCU6639870", True, empty, "CNSGH",
+                          vessel, (voyage,) if vessel else (), (), ("FX2611207",) if empty == "LADEN" else ())
+
+
+PICKED_UP = [_event(1, "PICK", -6, empty="EMPTY")]
+LOADED_LADEN = PICKED_UP + [_event(2, "STUF", 20), _event(3, "GTIN", 30), _event(4, "LOAD", 50, vessel="9811000")]
+# Gated in and loaded empty, on another vessel than declared: two indicators, enough to refer.
+LOADED_EMPTY = PICKED_UP + [_event(5, "GTIN", 30, empty="EMPTY"), _event(6, "LOAD", 50, empty="EMPTY",
+                                                                        vessel="9074729")]
+
+
+def _first_decision(history):
+    [filing] = enrich([_consignment()], lambda ids: {i: list(history) for i in ids}, bundled_reference())
+    return decide(filing, SCORER)
+
+
+def test_a_box_not_yet_loaded_is_watched_and_a_loaded_one_is_not():
+    assert provisional(_first_decision(PICKED_UP).filing) == ("MSCU6639870",)
+    assert provisional(_first_decision([]).filing) == ("MSCU6639870",)  # no event at all yet
+    assert provisional(_first_decision(LOADED_LADEN).filing) == ()
+
+
+def test_loaded_as_declared_settles_the_watch_without_a_new_decision():
+    first = _first_decision(PICKED_UP)
+    assert first.assessment.decision == COMPLETE
+    decision, after = rejudged(Watch.of(first, ("MSCU6639870",)), {"MSCU6639870": LOADED_LADEN}, SCORER,
+                               bundled_reference())
+    assert decision is None and after.waiting == ()
+
+
+def test_loaded_empty_on_another_vessel_makes_a_new_version_that_refers():
+    first = _first_decision(PICKED_UP)
+    decision, after = rejudged(Watch.of(first, ("MSCU6639870",)), {"MSCU6639870": LOADED_EMPTY}, SCORER,
+                               bundled_reference())
+    assert decision is not None and decision.assessment.decision == RFI
+    assert {"SS-013", "SS-011"} <= {h.rule for h in decision.assessment.hits}
+    assert decision.filing.version == first.filing.version + 1 and "+csm:" in decision.filing.state
+    assert decision.key != first.key and after.waiting == () and after.referral_id == decision.referral_id
+
+
+@pytest.fixture
+def desk(redis_client, redis_server):
+    settings = Settings().with_redis_url(redis_server.url)
+    return RejudgeDesk(redis_client, redis_client, RulePackSource(PACK, None, 60), settings)
+
+
+def test_an_event_for_a_watched_box_reaches_the_desk_which_decides_again_once(redis_client, desk):
+    store = ContainerEventStore(redis_client)
+    store.add(PICKED_UP)
+    first = _first_decision(PICKED_UP)
+    assert ContainerWatch(redis_client, "cs", 3600).watch([first]) == 1
+    assert redis_client.xlen(KEYS.rejudge) == 0  # the pick-up came before the watch
+    store.add(LOADED_EMPTY[1:])
+    assert [f[b"container"] for _, f in redis_client.xrange(KEYS.rejudge)] == [b"MSCU6639870"]
+    assert desk.handle_new() == 1
+    decisions = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    assert [(d["decision"], d["version"]) for d in decisions] == [(RFI, 2)]
+    referral = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.referrals("RC-NL"))]
+    assert [r["referral_id"] for r in referral] == ["REF-26NLABCDEFGHIJKLM1"]
+    answers = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.answers("NL004556789"))]
+    assert [a["message_type"] for a in answers] == ["IE3Q02"]
+    assert redis_client.get("cs:watch:mrn:26NLABCDEFGHIJKLM1") is None  # loaded: final, no longer watched
+    store.add([_event(7, "DISC", 400, vessel="9811000")])  # later events of an unwatched box: nothing to do
+    assert redis_client.xlen(KEYS.rejudge) == 1 and desk.rejudge("mrn:26NLABCDEFGHIJKLM1") == "gone"
+    assert desk.handle_new() == 0 and redis_client.xpending(KEYS.rejudge, "rejudge")["pending"] == 0
+
+
+def test_a_referral_the_new_status_no_longer_supports_is_withdrawn_from_its_centre(redis_client, desk):
+    first = _first_decision(LOADED_EMPTY[:2])  # gated in empty: no load yet, nothing judged
+    watch = Watch.of(first, ("MSCU6639870",))
+    referred = Watch(watch.consignment, watch.lead, watch.version, watch.state, "RC-NL", "REF-26NLABCDEFGHIJKLM1",
+                     [["packed-status-mismatch", "MSCU6639870"]], watch.waiting)  # as if an earlier event had referred it
+    ContainerWatch(redis_client, "cs", 3600).update(referred)
+    ContainerEventStore(redis_client).add(LOADED_LADEN)
+    assert desk.rejudge("mrn:26NLABCDEFGHIJKLM1") == COMPLETE
+    withdrawn = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.referrals("RC-NL"))]
+    assert [w.get("withdrawn") for w in withdrawn] == ["mrn:26NLABCDEFGHIJKLM1"]
+    assert "re-judged" in withdrawn[0]["reason"]
