@@ -1,14 +1,19 @@
 """Rule effectiveness: hits and referrals counted once from the decisions stream, outcomes from
-resolutions, per pack version and day; the report with its plot; rules that mostly make false hits flagged."""
+resolutions, per pack version and day; the report with its plot; rules that mostly make false hits flagged.
+The plots are looked at: their pixels, in the palette's colours (tests/pictures.py)."""
+import io
 import json
 
 from click.testing import CliRunner
 
 from cargoscreen.cli import main
 from cargoscreen.connectors.redis_streams import StreamKeys
-from cargoscreen.workbench.effectiveness import DecisionCounter, daily_totals, decision_counts, read_counts, rule_rows
+from cargoscreen.workbench import palette
+from cargoscreen.workbench.effectiveness import (DecisionCounter, daily_totals, decision_counts, plot, read_counts,
+                                                  rule_rows)
 from cargoscreen.workbench.queue import ReferralQueue
 
+from .pictures import boxes, foreign_colours, is_dark, outcome_bars, pixels
 from .test_workbench_queue import put, referral
 
 
@@ -61,9 +66,52 @@ def test_report_from_outcomes_recorded_in_the_queue(redis_client, redis_server, 
     result = CliRunner().invoke(main, ["rules", "report", "--redis-url", redis_server.url, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "1 flagged" in result.output and "R-ipr: 11/12 false hits" in result.output
-    assert (tmp_path / "rules.png").read_bytes()[:4] == b"\x89PNG"
     assert "flagged: mostly false hits" in (tmp_path / "report.html").read_text()
     assert "ics2-starter@1.0.0,R-ipr,0,0,12,1,11,0.917,True" in (tmp_path / "rules.csv").read_text()
     assert "ics2-starter@1.0.0,R-ipr,2026-11-23,0,0,12,1,11" in (tmp_path / "rules-by-day.csv").read_text()
     assert daily_totals(read_counts(redis_client)) == {"2026-11-23": {"hits": 0, "referrals": 0, "resolved": 12,
                                                                       "confirmed": 1, "false": 11}}
+
+    # The picture, looked at. Outcomes without counted referrals (the decisions were not counted), one day.
+    img = pixels(tmp_path / "rules.png")
+    bars = outcome_bars(img)
+    assert foreign_colours(img) == [] and bars["open"] == []  # every resolution here had a control
+    middle = img.shape[1] // 2
+    (rule_confirmed, day_confirmed), (rule_false, day_false) = (sorted(bars[k], key=lambda b: b.x0)
+                                                                for k in ("confirmed", "false"))
+    # Per rule: 1 confirmed then 11 false on one bar, starting on the axis line (at zero).
+    assert rule_false.x0 < middle and (rule_confirmed.y0, rule_confirmed.y1) == (rule_false.y0, rule_false.y1)
+    assert rule_false.x0 == rule_confirmed.x1 and round(rule_false.width / rule_confirmed.width) == 11
+    assert is_dark(img, rule_confirmed.x0 - 1, rule_confirmed.y0)
+    # Per day: the one day is a bar, not a dot, 11 false on 1 confirmed, standing on the axis line:
+    # the count axis starts at zero, not below.
+    assert day_confirmed.x0 > middle and day_confirmed.width >= 20
+    assert (day_false.x0, day_false.x1, day_false.y1) == (day_confirmed.x0, day_confirmed.x1, day_confirmed.y0)
+    assert round(day_false.height / day_confirmed.height) == 11
+    assert is_dark(img, (day_confirmed.x0 + day_confirmed.x1) // 2, day_confirmed.y1)
+
+
+def test_report_with_nothing_counted_says_so(redis_client, redis_server, tmp_path):
+    result = CliRunner().invoke(main, ["rules", "report", "--redis-url", redis_server.url, "--out", str(tmp_path)])
+    assert result.exit_code == 0 and "0 rules with hits" in result.output
+    img = pixels(tmp_path / "rules.png")
+    dark = [max((len(run) for run in "".join("x" if v < 120 else " " for v in row.max(axis=1)).split()), default=0)
+            for row in img]
+    assert max(dark) < 100  # no axis line: the panels say "no referrals or outcomes counted yet" instead
+    assert all(not boxes(img, c) for c in (palette.CONFIRMED, palette.FALSE_HIT, palette.OPEN))
+    assert "No rule hits, referrals or outcomes counted yet." in (tmp_path / "report.html").read_text()
+
+
+def test_days_without_referrals_show_as_gaps_in_every_outcome_colour():
+    counts = {f"p@1|{rule}|{day}|{m}": v for rule in ("R", "*") for day, m, v in (
+        ("2026-11-20", "referrals", 4), ("2026-11-20", "resolved", 2), ("2026-11-20", "confirmed", 1),
+        ("2026-11-20", "false", 1), ("2026-11-23", "referrals", 2))}
+    out = io.BytesIO()
+    plot(rule_rows(counts), daily_totals(counts), out)
+    img = pixels(out.getvalue())
+    bars = outcome_bars(img)
+    assert foreign_colours(img) == []
+    days = sorted((b for k in bars for b in bars[k] if b.x0 > img.shape[1] // 2), key=lambda b: (b.x0, -b.y0))
+    first, last = days[0], days[-1]  # the 20th: 1 confirmed, 1 false, 2 open, stacked; the 23rd: 2 open
+    assert [round(b.height / first.height) for b in days] == [1, 1, 2, 2] and last in bars["open"]
+    assert round((last.x0 - first.x0) / first.width * 0.8) == 3  # the 21st and 22nd: empty slots, not skipped

@@ -1,13 +1,15 @@
 """The workbench end to end in a real browser (Debian's headless chromium, driven by Selenium):
 filings through the real service, referrals into the queue, an analyst signs in, filters, reads a
 referral, claims and resolves it; another centre cannot see it; risk information published from
-the page reaches the scorer; the rule and audit pages show what happened.
+the page reaches the scorer; the rule and audit pages show what happened, the rule chart in the
+palette's colours as the browser draws it (its pixels read back).
 
 Screenshots of every page go to test-output/workbench/ (kept after the run, for a human to look at)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,10 +26,12 @@ from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.corpus import corpus_spec, write_container_status
 from cargoscreen.generator import generate
 from cargoscreen.service import run_service
+from cargoscreen.workbench import palette
 from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.keeper import Keeper
 
 from .conftest import free_port
+from .pictures import foreign_colours, outcome_bars, pixels, rgb
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 # `make test` installs the browser and sets CARGOSCREEN_REQUIRE_TOOLS: there, a missing browser fails.
@@ -131,6 +135,13 @@ def text_of(driver, element_id: str) -> str:
         return ""
 
 
+def background(driver, selector: str) -> tuple[int, int, int]:
+    """The colour the browser paints behind the first element the selector finds."""
+    value = driver.execute_script("return getComputedStyle(document.querySelector(arguments[0])).backgroundColor",
+                                  selector)
+    return tuple(int(v) for v in re.findall(r"\d+", value)[:3])
+
+
 def sign_in(driver, base: str, name: str, password: str = PASSWORD) -> None:
     from selenium.webdriver.common.by import By
 
@@ -156,6 +167,11 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
     rows = browser.find_elements(By.CSS_SELECTOR, "#queue tr[data-referral]")
     scores = [float(r.find_elements(By.TAG_NAME, "td")[1].text) for r in rows]
     assert scores == sorted(scores, reverse=True) and len(rows) == min(total, 50)
+    # Each referral id on one line: a wrapped link would be drawn as two boxes.
+    links = browser.find_elements(By.CSS_SELECTOR, "#queue td.id a")
+    assert links and all(browser.execute_script("return arguments[0].getClientRects().length", a) == 1
+                         for a in links)
+    assert background(browser, ".pill.control") == rgb(palette.DECISIONS["control"][0])
     shot(browser, "02-queue")
 
     Select(browser.find_element(By.NAME, "decision")).select_by_visible_text("control")
@@ -199,6 +215,7 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
     browser.find_element(By.ID, "resolve").click()
     until(browser, lambda d: text_of(d, "state") == "resolved", "resolved")
     assert "finding / drugs" in browser.find_element(By.ID, "outcome-shown").text
+    assert background(browser, "#outcome-shown .swatch") == rgb(palette.CONFIRMED)
     shot(browser, "06-resolved")
     assert client.zcard(f"cs:wb:{centre}:open") == total - 1
 
@@ -206,6 +223,13 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
     table = browser.find_element(By.ID, "rule-table").text
     assert referral["hits"][0]["rule"] in table
     assert browser.execute_script("return document.getElementById('plot').naturalWidth") > 300  # the PNG loaded
+    # The chart as the browser shows it: its legend in the palette, bars for the finding just made
+    # and for the open referrals, nothing in other colours; the table's columns in the same colours.
+    chart = pixels(browser.find_element(By.ID, "plot").screenshot_as_png)
+    bars = outcome_bars(chart)
+    assert bars["confirmed"] and bars["open"] and foreign_colours(chart) == []
+    assert background(browser, "#rule-table .outcome-confirmed") == rgb(palette.CONFIRMED)
+    assert background(browser, "#rule-table .outcome-false") == rgb(palette.FALSE_HIT)
     shot(browser, "07-rules")
 
     browser.get(base + "/audit")
@@ -266,3 +290,45 @@ def test_a_centre_sees_only_its_own_referrals(server, browser):
     until(browser, lambda d: d.current_url.endswith("/claim"), "claim posted")
     assert f"No referral {rid} in RC-XX" in browser.page_source
     assert client.hget(f"cs:wb:{centre}:ref:{rid}", "state") == b"open"
+
+
+def test_a_referral_says_where_parties_are_from_and_what_was_asked_of_whom(server, browser):
+    """Parties without an address take their country from their EORI, saying so; the questions of a
+    request for information name the filing they point into, and the page says whom it was sent
+    to, or that it was not sent (a control decision answers with its own message instead)."""
+    from selenium.webdriver.common.by import By
+
+    base, centre, client = server
+    bodies = [json.loads(client.hget(k, "body")) for k in client.scan_iter(f"cs:wb:{centre}:ref:*")]
+    merged = next(b for b in bodies if b["decision"] == "control" and any(
+        "#" in (i["pointer"] or "") and not i["pointer"].startswith(b["mrn"]) for i in b["information_requested"]))
+    asked = next(b for b in bodies if b["decision"] == "request-for-information")
+    sign_in(browser, base, "alice")
+
+    browser.get(f"{base}/referrals/{merged['referral_id']}")
+    parties = browser.find_element(By.ID, "filing").text
+    assert "(?)" not in parties
+    for p in merged["filing"]["parties"]:
+        where = f"{p['country']}, address" if p["country"] else f"{p['id'][:2]}, from the EORI"
+        assert " ".join(filter(None, (f"{p['role']}: {p['name']}", p["id"], f"({where})"))) in parties
+    assert not all(p["country"] for p in merged["filing"]["parties"])  # one shown from its EORI
+    assert "Not asked of the filers: a control decision" in browser.find_element(By.ID, "rfi-to").text
+    filings = {f["mrn"]: f for f in merged["filings"]}
+    questions = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#rfi li")]
+    assert len(questions) == len(merged["information_requested"])
+    for item, shown in zip(merged["information_requested"], questions):
+        mrn, _, path = item["pointer"].rpartition("#")
+        assert shown.startswith(item["text"]) and shown.endswith(path)
+        if mrn != merged["mrn"]:
+            other = filings[mrn]
+            assert f"in another filing of this consignment, MRN {mrn} ({other['filing_code']}, filer " \
+                   f"{other['filer']}): {path}" in shown
+    shot(browser, "11-referral-parties-and-questions")
+
+    browser.get(f"{base}/referrals/{asked['referral_id']}")
+    sent = browser.find_element(By.ID, "rfi-to").text
+    assert sent.startswith("Request for information (IE3Q02) sent to the filer")
+    assert f"MRN {asked['mrn']} (this filing)" in sent and asked["filer"] in sent
+    assert all(f"MRN {f['mrn']}" in sent and f["filer"] in sent for f in asked["filings"])
+    assert "in this filing: " + asked["information_requested"][0]["pointer"] in browser.find_element(By.ID, "rfi").text
+    shot(browser, "12-referral-request-sent")

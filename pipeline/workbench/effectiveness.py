@@ -18,10 +18,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
 
 import redis
 
 from ..connectors.redis_streams import StreamKeys, read_group
+from . import palette
 from .queue import ALL_RULES, QueueKeys, day_of, pack_version
 
 GROUP = "rule-stats"
@@ -117,61 +120,96 @@ def read_counts(client: redis.Redis, key_prefix: str = "cs") -> dict[str, int]:
     return {k.decode(): int(v) for k, v in client.hscan_iter(QueueKeys(key_prefix, "").rule_stats, count=5000)}
 
 
+def outcome_split(referrals: int, resolved: int, confirmed: int, false: int) -> dict[str, int]:
+    """Referrals by what came of them (palette.OUTCOME_SERIES). Resolutions counted without their
+    decisions (a stream trimmed before a keeper read it) still count as referrals."""
+    return {"confirmed": confirmed, "false": false, "open": max(0, max(referrals, resolved) - confirmed - false)}
+
+
 def plot(rows: list[RuleRow], days: dict[str, dict[str, int]], path, top: int = 15):
-    """Two panels: per rule (most referrals first), its referrals split by what came of them, with
-    the false-hit rate written beside (flagged rules in red); and referrals and confirmed findings
-    per day. `path`: a file name or a binary file object."""
+    """Two panels in the palette's outcome colours, one legend for both: per rule (most referrals
+    first), its referrals stacked by what came of them, the false-hit rate beside (flagged rules in
+    the false-hit colour); and per day of assessment (every day from the first to the last) the
+    same stack. Counts start at zero on whole-number ticks; a panel with nothing to count says so.
+    `path`: a file name or a binary file object."""
     import matplotlib
 
     matplotlib.use("Agg")  # no screen; set before pyplot is imported
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    shown = [r for r in rows if r.referrals][:top][::-1]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.5, 0.35 * len(shown) + 1.5)))
-    labels = [f"{r.rule} ({r.pack.split('@')[-1]})" for r in shown]
-    confirmed = [r.confirmed for r in shown]
-    false = [r.false for r in shown]
-    other = [max(0, r.referrals - r.confirmed - r.false) for r in shown]
-    left.barh(labels, confirmed, color="#1e8449", label="confirmed finding")
-    left.barh(labels, false, left=confirmed, color="#c0392b", label="false hit")
-    left.barh(labels, other, left=[c + f for c, f in zip(confirmed, false)], color="#bdc3c7",
-              label="open, or no control")
-    for y, r in enumerate(shown):
-        if r.false_hit_rate is not None:
-            left.text(r.referrals, y, f" {r.false_hit_rate:.0%} false" + (" (flagged)" if r.flagged else ""),
-                      va="center", fontsize=8, color="#c0392b" if r.flagged else "#1b2631")
-    for tick, r in zip(left.get_yticklabels(), shown):
-        tick.set_color("#c0392b" if r.flagged else "#1b2631")
-    left.set_xlabel("referrals")
-    left.set_title("Referrals per rule and what came of them")
-    left.legend(loc="lower right", fontsize=8)
-    left.margins(x=0.25)
-    for metric, style in (("referrals", "-"), ("confirmed", "--"), ("false", ":")):
-        right.plot(list(days), [d[metric] for d in days.values()], style, marker="o",
-                   label={"false": "false hits", "confirmed": "confirmed findings"}.get(metric, metric))
-    right.set_title("Referrals and their outcomes per day (day of assessment)")
-    right.legend()
-    right.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
+    shown = [r for r in rows if r.referrals or r.resolved][:top][::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.5, 0.35 * len(shown) + 2)))
+    by_rule = _stacked(left, [f"{r.rule} ({r.pack.split('@')[-1]})" for r in shown],
+                       [outcome_split(r.referrals, r.resolved, r.confirmed, r.false) for r in shown], horizontal=True)
+    if by_rule:
+        for y, r in enumerate(shown):
+            if r.false_hit_rate is not None:
+                left.text(max(r.referrals, r.resolved), y, f" {r.false_hit_rate:.0%} false"
+                          + (" (flagged)" if r.flagged else ""), va="center", fontsize=8,
+                          color=palette.FALSE_HIT if r.flagged else palette.INK)
+        for tick, r in zip(left.get_yticklabels(), shown):
+            tick.set_color(palette.FALSE_HIT if r.flagged else palette.INK)
+    left.set_title("Referrals per rule, by what came of them")
+    calendar = _every_day(days)
+    by_day = _stacked(right, list(calendar), [outcome_split(d["referrals"], d["resolved"], d["confirmed"],
+                                                            d["false"]) for d in calendar.values()], horizontal=False)
+    right.set_title("Referrals per day of assessment, by what came of them")
+    drawn = by_rule or by_day
+    if drawn:
+        fig.legend(handles=[Patch(color=colour, label=label) for _, label, colour in palette.OUTCOME_SERIES],
+                   loc="upper center", ncol=len(palette.OUTCOME_SERIES), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if drawn else 1))
     fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
     return path
 
 
-def report_html(rows: list[RuleRow], image: str) -> str:
-    """A standalone page: the plot and the table (the workbench shows the same)."""
-    from html import escape
+def _every_day(days: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The days from the first to the last, those without counts as zeros: gaps show as gaps."""
+    if not days:
+        return {}
+    first, last = date.fromisoformat(min(days)), date.fromisoformat(max(days))
+    every = (first + timedelta(n) for n in range((last - first).days + 1))
+    return {d.isoformat(): days.get(d.isoformat(), dict.fromkeys(METRICS, 0)) for d in every}
 
-    body = "".join(
-        f"<tr class='{'flagged' if r.flagged else ''}'><td>{escape(r.pack)}</td><td>{escape(r.rule)}</td>"
-        f"<td>{r.hits}</td><td>{r.referrals}</td><td>{r.resolved}</td><td>{r.confirmed}</td><td>{r.false}</td>"
-        f"<td>{'' if r.false_hit_rate is None else f'{r.false_hit_rate:.0%}'}</td>"
-        f"<td>{'flagged: mostly false hits' if r.flagged else ''}</td></tr>" for r in rows)
-    return ("<!doctype html><meta charset='utf-8'><title>Rule effectiveness</title>"
-            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}"
-            "td:nth-child(-n+2){text-align:left}.flagged{background:#f9d6d5}</style>"
-            f"<h1>Rule effectiveness</h1><img src='{escape(image)}' alt='plots'>"
-            "<table><tr><th>pack</th><th>rule</th><th>hits</th><th>referrals</th><th>resolved</th>"
-            "<th>confirmed</th><th>false hits</th><th>false-hit rate</th><th></th></tr>"
-            f"{body}</table><p>False-hit rate = false / (false + confirmed); flagged at "
-            f"&ge; {FLAG_RATE:.0%} over &ge; {FLAG_MIN_OUTCOMES} outcomes.</p>")
+
+def _stacked(ax, labels: list[str], splits: list[dict[str, int]], horizontal: bool, slots: int = 7) -> bool:
+    """Bars stacked by outcome, from zero on whole-number ticks, at least `slots` bar widths of
+    room (one bar is a bar, not a wall); False, and a note instead of an empty axis, if all are 0."""
+    from matplotlib.ticker import MaxNLocator
+
+    if not any(sum(s.values()) for s in splits):
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "No referrals or outcomes counted yet", ha="center", va="center",
+                transform=ax.transAxes, color=palette.INK)
+        return False
+    places, base = range(len(labels)), [0] * len(splits)  # positions, not categories: labels may repeat
+    for key, label, colour in palette.OUTCOME_SERIES:
+        values = [s[key] for s in splits]
+        (ax.barh if horizontal else ax.bar)(places, values, 0.8, base, color=colour, label=label)
+        base = [b + v for b, v in zip(base, values)]
+    pad = max(0.0, (slots - len(labels)) / 2)
+    (ax.xaxis if horizontal else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+    (ax.set_xlim if horizontal else ax.set_ylim)(0, max(base) * (1.3 if horizontal else 1.05))  # room for rates
+    (ax.set_ylim if horizontal else ax.set_xlim)(-0.5 - pad, len(labels) - 0.5 + pad)
+    (ax.set_xlabel if horizontal else ax.set_ylabel)("referrals")
+    if horizontal:
+        ax.set_yticks(places, labels)
+    else:
+        step = -(-len(labels) // 14)  # at most 14 day labels
+        ax.set_xticks(places[::step], labels[::step], rotation=45, ha="right")
+    return True
+
+
+def table_context(rows: list[RuleRow]) -> dict:
+    """What the rule table (templates/rule_table.html) shows, on the page and in the report."""
+    return {"rows": rows, "flag_rate": FLAG_RATE, "flag_min_outcomes": FLAG_MIN_OUTCOMES}
+
+
+def report_html(rows: list[RuleRow], image: str) -> str:
+    """A standalone page: the plot and the table, as the workbench shows them."""
+    from jinja2 import Environment, FileSystemLoader
+
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
+    return env.get_template("report.html").render(image=image, palette_css=palette.css(), **table_context(rows))

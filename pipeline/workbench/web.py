@@ -35,11 +35,13 @@ from starlette.templating import Jinja2Templates
 from .. import audit, metrics
 from ..container_store import ContainerEventStore
 from ..domain.filings import MODES
-from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE
+from ..domain.reference import EXTRA_COUNTRY_CODES, bundled_reference
+from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE, RFI
 from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form
 from ..rule_store import RulePackSource, RulePackStore
 from .accounts import Analysts
-from .effectiveness import daily_totals, plot, read_counts, rule_rows
+from . import palette
+from .effectiveness import daily_totals, plot, read_counts, rule_rows, table_context
 from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -57,7 +59,37 @@ def _age(iso: str) -> str:
     return f"{seconds:.0f} s"
 
 
+def _party_country(party: dict) -> str:
+    """Where a party is from and how that is known: its address, else its EORI's country prefix."""
+    if party.get("country"):
+        return f"{party['country']}, address"
+    prefix = (party.get("id") or "")[:2]
+    if prefix in bundled_reference().countries or prefix in EXTRA_COUNTRY_CODES:
+        return f"{prefix}, from the EORI"
+    return "country not given"
+
+
+def _rfi(body: dict) -> dict | None:
+    """The request for information as the filers got it: sent or not (only a decision to request
+    information sends it, one IE3Q02 per filing of the consignment, to its filer), and the filing
+    each question points into (a merged consignment's pointers start with that filing's MRN)."""
+    if not body.get("information_requested"):
+        return None
+    filings = body.get("filings") or [{k: body.get(k) for k in ("mrn", "lrn", "filer", "filing_code")}]
+    of = {f["mrn"]: f" ({f['filing_code']}, filer {f['filer']})" for f in filings}
+    items = []
+    for item in body["information_requested"]:
+        mrn, _, path = (item.get("pointer") or "").rpartition("#")
+        where = "" if not path else "in this filing" if mrn in ("", body.get("mrn")) else \
+            f"in another filing of this consignment, MRN {mrn}{of.get(mrn, '')}"
+        items.append({"text": item["text"], "where": where, "path": path})
+    return {"sent": body.get("decision") == RFI, "filings": filings, "items": items}
+
+
 TEMPLATES.env.filters["age"] = _age
+TEMPLATES.env.filters["party_country"] = _party_country
+TEMPLATES.env.filters["outcome_key"] = lambda code: palette.outcome_key(*OUTCOMES.get(code, ("", False, False))[1:])
+TEMPLATES.env.globals["palette_css"] = palette.css()
 
 
 def _analyst(request: Request) -> tuple[str, str] | None:
@@ -151,7 +183,7 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
                 loc for i, loc in enumerate(route) if i == 0 or loc != route[i - 1]]})
         return page(request, "referral.html", ref=ref, body=body, timelines=timelines, flagged=flagged,
                     outcomes=OUTCOMES, categories=FINDING_CATEGORIES, message=message, status=status,
-                    mine=ref.get("claimed_by") == who)
+                    mine=ref.get("claimed_by") == who, rfi=_rfi(body))
 
     def action(request: Request):
         who, centre = _analyst(request)
@@ -173,7 +205,7 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
 
     def rules_page(request: Request):
         rows = rule_rows(read_counts(client, key_prefix), request.query_params.get("since", ""))
-        return page(request, "rules.html", rows=rows)
+        return page(request, "rules.html", **table_context(rows))
 
     def rules_plot(request: Request):
         out = io.BytesIO()
