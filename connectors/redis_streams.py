@@ -20,10 +20,11 @@ only once the bundle's outputs, and so every effect written inside it, are commi
 before that leaves them pending: on restart the consumer reads its own pending entries first,
 and takes over entries other consumers left idle for `claim_idle_ms` (XAUTOCLAIM).
 
-Writing: every effect carries a key naming what it is (the IE3R01 of MRN x; the decision on
-consignment y in state z). One Lua script per batch writes the effects whose key is new and
-skips the others, atomically: a redelivered or re-sent filing yields no second answer,
-decision or referral.
+Writing: every effect carries a key naming what it is (the door answer to submission x; the
+decision on consignment y in state z; see answering.answer_key). One Lua script per batch writes
+the effects whose key is new and skips the others, atomically: a redelivered filing yields no
+second answer, decision or referral (a re-sent one is another submission: its own door answer,
+a repeat, and nothing more, see stages/register.py).
 """
 from __future__ import annotations
 

@@ -42,35 +42,62 @@ def content_digest(outcome: ValidationOutcome) -> str:
     return hashlib.blake2b(outcome.submission.payload, digest_size=16).hexdigest()
 
 
+def door(outcome: ValidationOutcome) -> str:
+    """What a door answer is about: one submission (its id and content). A redelivery is the same
+    submission; a re-send is another one, answered too (see answer_key)."""
+    return f"{content_digest(outcome)}|{outcome.submission.submission_id}"
+
+
+def answer_key(a: Answer) -> str:
+    """The name an answer is sent under, once (connectors/redis_streams.py writes each key once):
+    a door answer (accepting or rejecting) once per submission, whatever its type; a pending
+    notification once per type, filing and content; an assessment answer once per filing and
+    consignment state assessed, whatever the decision (two deliveries racing to assess one state,
+    a stalled worker's and the one that claimed its entries, must not answer twice even if their
+    scoring differed)."""
+    if a.message_type in ACCEPTING_ANSWERS or a.message_type in REJECTING_ANSWERS:
+        return f"door|{a.about}"
+    if a.message_type in PENDING_ANSWERS:
+        return f"answer|{a.message_type}|{a.recipient}|{a.lrn}|{a.mrn}|{a.about}"
+    return f"assessment|{a.recipient}|{a.mrn}|{a.about}"
+
+
 def rejection(outcome: ValidationOutcome, now: str) -> Answer:
     summary = outcome.summary
     answer = answers.error_notification(outcome.submission.submission_id, outcome.filer,
                                         summary.lrn if summary else None, outcome.errors, now)
-    # Per submission: a rejected message sent again is answered again (the sender may not be
-    # known, so there is no one to recognise the re-send by); a redelivery is still answered once.
-    return replace(answer, about=f"{content_digest(outcome)}|{outcome.submission.submission_id}")
+    return replace(answer, about=door(outcome))
 
 
 def registration_request(outcome: ValidationOutcome, year: int) -> RegistrationRequest:
     s = outcome.summary
     kind = "Q" if s.filing_code == "Q04" else ("A" if s.filing_code.startswith("A") else "F")
     office = s.office_of_first_entry or "EU"
-    return RegistrationRequest(kind, outcome.filer, s.lrn, s.digest, year, office[:2], s.referenced_mrn)
+    return RegistrationRequest(kind, outcome.filer, s.lrn, s.digest, year, office[:2], s.referenced_mrn,
+                               outcome.submission.submission_id)
 
 
 def registration_answer(outcome: ValidationOutcome, result: RegistrationResult, now: str) -> Answer:
-    return replace(_registration_answer(outcome, result, now), about=outcome.summary.digest)
+    return replace(_registration_answer(outcome, result, now), about=door(outcome))
+
+
+def repeats(result: RegistrationResult, submission_id: str) -> bool:
+    """A re-send: another submission of a filing already registered, of the latest amendment
+    already accepted, or of an invalidation already made (not the submission that made it,
+    delivered again after a crash, which is answered as what it did)."""
+    return result.status in (RESENT, AMENDED, INVALIDATED) and result.registered_by != submission_id
 
 
 def _registration_answer(outcome: ValidationOutcome, result: RegistrationResult, now: str) -> Answer:
     s, sid, filer = outcome.summary, outcome.submission.submission_id, outcome.filer
+    repeat_of = (result.registered_by or "") if repeats(result, sid) else None
     if result.status in (REGISTERED, RESENT):
         return answers.registration(sid, filer, s.filing_code, s.lrn, result.mrn, result.registered_at, now,
-                                    outcome.warnings)
+                                    repeat_of, outcome.warnings)
     if result.status == AMENDED:
-        return answers.amendment_accepted(sid, filer, s.lrn, result.mrn, now, outcome.warnings)
+        return answers.amendment_accepted(sid, filer, s.lrn, result.mrn, now, repeat_of, outcome.warnings)
     if result.status == INVALIDATED:
-        return answers.invalidation_accepted(sid, filer, s.lrn, result.mrn, now)
+        return answers.invalidation_accepted(sid, filer, s.lrn, result.mrn, now, repeat_of)
     root = f"/{s.message_type}"
     mrn_pointer = f"{root}/MRN" if s.filing_code == "Q04" else f"{root}/Header/AmendedMRN"
     error = {

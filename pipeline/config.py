@@ -66,7 +66,7 @@ class StreamSettings:
     read_batch: int = 500  # entries per read, which is one bundle
     poll_ms: int = 500  # how long an idle read blocks in Redis (no busy polling)
     claim_idle_ms: int = 60_000  # take over entries a dead consumer left unacknowledged this long
-    effect_retention_seconds: int = 7 * 86400  # a re-send within this window gets no second answer
+    effect_retention_seconds: int = 7 * 86400  # a redelivery within this window writes nothing twice
     maxlen: int = 1_000_000  # entries kept per output stream (approximate trim)
 
 

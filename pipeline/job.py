@@ -100,11 +100,11 @@ class Screened:
     scored: object
 
 
-def screen(read, settings: Settings, reassess_resent: bool = False) -> Screened:
+def screen(read, settings: Settings, reassess_redelivered: bool = False) -> Screened:
     """Submissions (a source's outputs: `submissions`, `dead_letter`) through validation,
-    registration, linking, enrichment and scoring; see RegisterFilings for reassess_resent."""
+    registration, linking, enrichment and scoring; see RegisterFilings for reassess_redelivered."""
     checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
-    registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings, reassess_resent)
+    registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings, reassess_redelivered)
     linked = registered.registered | "LinkConsignments" >> LinkConsignments(settings)
     enriched = linked.consignments | "EnrichFilings" >> EnrichFilings(settings)
     return Screened(read, checked, registered, checked.rejected | "AnswerRejections" >> AnswerRejections(), linked,

@@ -56,7 +56,8 @@ class ScreeningOptions(PipelineOptions):
         option("output_maxlen", type=int, default=_STREAMS.maxlen,
                help="Entries kept per output stream (answers, referrals, decisions; approximate trim).")
         option("effect_retention_seconds", type=int, default=_STREAMS.effect_retention_seconds,
-               help="A filing re-sent within this window gets no second answer, decision or referral.")
+               help="How long the marker that an effect was written is kept: a redelivery within this "
+                    "window writes no answer, decision or referral twice.")
         option("answer_check_every", type=int, default=SERVICE_ANSWER_CHECK_EVERY,
                help="Check one answer in N against answers.xsd before sending it (1: every answer, as the "
                     "batch job does; each check costs ~200 us, a quarter of a filing's screening).")

@@ -14,7 +14,8 @@ Entry point: `serve(argv)`, which `cargoscreen run --follow` and `python -m carg
 call with the options of options.py; it also serves /healthz (health.py) and turns SIGTERM into
 a drain. One fused path from source to sinks, no Flatten, no shuffle (see ARCHITECTURE.md: on
 FnApiRunner anything behind one waits for the source to end). Each effect is written once
-(connectors/redis_streams.py): a redelivered or re-sent filing changes nothing.
+(connectors/redis_streams.py): a redelivered filing changes nothing; a re-sent one gets its own door
+answer, a repeat of the registration (answering.answer_key), and nothing else.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from .answering import DeadLetter
+from .answering import DeadLetter, answer_key
 from .config import Settings
 from .connectors.redis_store import connect
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
@@ -46,8 +47,7 @@ log = logging.getLogger(__name__)
 
 
 def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
-    return Effect("answer", f"answer|{a.message_type}|{a.recipient}|{a.lrn}|{a.mrn}|{a.about}",
-                  keys.answers(a.recipient),
+    return Effect("answer", answer_key(a), keys.answers(a.recipient),
                   {"message_type": a.message_type, "submission_id": a.submission_id, "lrn": a.lrn, "mrn": a.mrn,
                    "xml": a.xml.decode("utf-8")})
 
@@ -138,7 +138,7 @@ def deliver_outcomes(settings: Settings, outputs: dict) -> None:
 
 def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTransform,
                   archive_dir: Path | None = None) -> None:
-    s = screen(pipeline | "ReadFilings" >> source, settings, reassess_resent=True)
+    s = screen(pipeline | "ReadFilings" >> source, settings, reassess_redelivered=True)
     deliver_outcomes(settings, {
         "answers": {"Registration": s.registered.answers, "Rejection": s.rejections, "Pending": s.pending,
                     "Assessment": s.scored.answers},

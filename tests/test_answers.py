@@ -1,12 +1,14 @@
 """Answers: every message type validates against answers.xsd; MRNs are unique and registration is idempotent."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from lxml import etree
 from stdnum import iso6346
 
 from cargoscreen import resources
-from cargoscreen.answering import registration_answer, registration_request, rejection
+from cargoscreen.answering import answer_key, registration_answer, registration_request, rejection
 from cargoscreen.domain import answers
 from cargoscreen.domain.answers import FilingError, RiskResult
 from cargoscreen.domain.filings import ANSWERS_NS
@@ -29,12 +31,16 @@ def answers_schema():
 
 EVERY_ANSWER = [
     answers.registration("s1", "NL123456789", "F10", "LRN1", MRN, NOW, NOW),
+    answers.registration("s1b", "NL123456789", "F10", "LRN1", MRN, NOW, NOW, repeat_of="s1"),
+    answers.registration("s1c", "NL123456789", "F10", "LRN1", MRN, NOW, NOW, repeat_of=""),  # not recorded
     answers.error_notification("s2", None, None, [FilingError("NOT_WELL_FORMED", "/", "well-formed", "Broken", 3)], NOW),
     answers.error_notification("s3", "NL123456789", "LRN1", [
         FilingError("XSD_FORMAT", "/IE3F10/Header/LRN", "pattern", "Bad & <odd> text", 4, "x" * 2000)], NOW),
     answers.lifecycle_error("s4", "NL123456789", "LRN1", MRN, [FilingError("LRN_REUSED", "/IE3F10/Header/LRN", "c", "r")], NOW),
     answers.amendment_accepted("s5", "NL123456789", "LRN2", MRN, NOW),
+    answers.amendment_accepted("s5b", "NL123456789", "LRN2", MRN, NOW, repeat_of="s5"),
     answers.invalidation_accepted("s6", "NL123456789", "LRN3", MRN, NOW),
+    answers.invalidation_accepted("s6b", "NL123456789", "LRN3", MRN, NOW, repeat_of="s6"),
     answers.not_complete("s7", "NL123456789", "LRN1", MRN, ["HB0001", "HB0002"], NOW),
     answers.pending("s8", "NL123456789", "LRN1", MRN, "risk analysis under way", NOW),
     answers.assessment_complete("s9", "NL123456789", "LRN1", MRN, "2026.11.1", NOW),
@@ -77,6 +83,12 @@ def _register(store, outcomes):
     return [registration_answer(o, r, NOW) for o, r in zip(outcomes, store.register(requests, NOW))]
 
 
+def _repeat_of(a: answers.Answer) -> str | None:
+    """The submission an answer to a re-send names ("" if none); None: not a re-send."""
+    found = etree.fromstring(a.xml).find(f"{{{ANSWERS_NS}}}Repeat")
+    return None if found is None else found.findtext(f"{{{ANSWERS_NS}}}OriginalSubmissionId", "")
+
+
 def test_registration_gives_unique_mrns_and_the_same_mrn_to_a_resent_filing(validator, redis_client):
     store = RegistrationStore(redis_client)
     outcomes = _outcomes(validator, 300)
@@ -85,9 +97,27 @@ def test_registration_gives_unique_mrns_and_the_same_mrn_to_a_resent_filing(vali
     mrns = [a.mrn for a in first]
     assert len(set(mrns)) == 300 and all(is_valid_mrn(m) for m in mrns)
     assert all(m[2:4] == o.summary.office_of_first_entry[:2] for m, o in zip(mrns, outcomes))
-    again = _register(store, outcomes[:50] + outcomes[:50])  # re-sent, even twice in one batch
-    assert [a.mrn for a in again] == mrns[:50] * 2
-    assert {a.message_type for a in again} == {"IE3R01"}
+    redelivered = _register(store, outcomes[:50])  # the same submissions again (a crash before acknowledgement)
+    assert [a.mrn for a in redelivered] == mrns[:50] and {_repeat_of(a) for a in redelivered} == {None}
+    resent = [replace(o, submission=replace(o.submission, submission_id=f"again-{o.submission.submission_id}"))
+              for o in outcomes[:50]]
+    again = _register(store, resent + resent)  # re-sent by other submissions, even twice in one batch
+    assert [a.mrn for a in again] == mrns[:50] * 2 and {a.message_type for a in again} == {"IE3R01"}
+    assert [_repeat_of(a) for a in again] == [o.submission.submission_id for o in outcomes[:50] * 2]
+    redis_client.hdel(f"cs:mrn:{mrn_sequence(mrns[0])}", "registered-by")  # as an earlier version registered it
+    assert _repeat_of(_register(store, outcomes[:1])[0]) == ""  # a repeat, of a submission not recorded
+
+
+def test_a_door_answer_is_sent_once_per_submission_and_an_assessment_answer_once_per_state():
+    def key(message_type, sid, about, mrn=MRN):
+        return answer_key(answers.Answer(message_type, sid, "NL123456789", b"", "LRN1", mrn, about))
+
+    assert key("IE3R01", "s1", "d1|s1") == key("IE3N01", "s1", "d1|s1")  # one door per submission, whatever
+    assert key("IE3R01", "s1", "d1|s1") != key("IE3R01", "s2", "d1|s2")  # a re-send is another submission
+    assert key("IE3N03", "s1", "mrn:X|st1") == key("IE3Q02", "s2", "mrn:X|st1")  # one assessment per state
+    assert key("IE3N03", "s1", "mrn:X|st1") != key("IE3N03", "s1", "mrn:X|st2")
+    assert key("IE3N03", "s1", "sea:MB1|st1") != key("IE3N03", "s1", "sea:MB1|st1", mrn=make_mrn(2026, "NL", 7))
+    assert key("IE3N02", "s1", "d1") != key("IE3N11", "s1", "d1")  # what is missing, as it changes
 
 
 def test_same_lrn_with_other_content_is_a_lifecycle_error(validator, redis_client):
@@ -124,17 +154,24 @@ def test_amendments_and_invalidations_follow_the_registered_filing(validator, re
     other = next(o for o in candidates if o.filer != mine.filer)
     mrn_mine, mrn_other = (a.mrn for a in _register(store, [mine, other]))
 
-    def answer(payload: bytes) -> answers.Answer:
-        outcome = validator.validate(Submission("x", payload))
+    def answer(payload: bytes, sid: str = "x") -> answers.Answer:
+        outcome = validator.validate(Submission(sid, payload))
         assert outcome.accepted, outcome.errors
         return _register(store, [outcome])[0]
 
-    assert answer(_amend(mine, mrn_mine)).message_type == "IE3N10"
+    amended = answer(_amend(mine, mrn_mine))
+    assert amended.message_type == "IE3N10" and _repeat_of(amended) is None
+    assert _repeat_of(answer(_amend(mine, mrn_mine))) is None  # the same submission again (a redelivery)
+    resent = answer(_amend(mine, mrn_mine), sid="y")  # another submission of the latest amendment
+    assert resent.message_type == "IE3N10" and _repeat_of(resent) == "x"
+    assert int(redis_client.hget(f"cs:mrn:{mrn_sequence(mrn_mine)}", "amendments")) == 1  # amended once
     foreign = answer(_amend(mine, mrn_other))
     assert foreign.message_type == "IE3N01" and b"MRN_NOT_YOURS" in foreign.xml
     unknown = answer(_amend(mine, make_mrn(2026, "NL", 999_999)))
     assert unknown.message_type == "IE3N01" and b"MRN_UNKNOWN" in unknown.xml
     assert answer(_invalidation(mine, mrn_mine)).message_type == "IE3R04"
+    invalidated_again = answer(_invalidation(mine, mrn_mine), sid="z")
+    assert invalidated_again.message_type == "IE3R04" and _repeat_of(invalidated_again) == "x"
     after = answer(_amend(mine, mrn_mine))
     assert after.message_type == "IE3N01" and b"MRN_INVALIDATED" in after.xml
 

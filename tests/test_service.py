@@ -78,11 +78,48 @@ def test_a_redelivered_and_a_resent_filing_change_nothing(redis_client, redis_se
     settings = _once(redis_server.url)
     run_service(settings, ["w0"])
     before = _effects(redis_client)
-    _submit(redis_client, filings)  # every carrier sends everything again
+    _submit(redis_client, filings)  # every submission delivered again (the same ids: the same submissions)
     redis_client.xreadgroup("screening", "w0", {KEYS.filings: ">"}, count=50)  # and a crash left 50 unacknowledged
     run_service(settings, ["w0"])
     assert _effects(redis_client) == before
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
+
+
+def test_late_resends_of_a_filing_and_its_amendment_are_answered_as_repeats_and_assessed_no_more(redis_client,
+                                                                                              redis_server):
+    """A carrier re-sends a house filing after amending it, and the amendment: each re-send gets its
+    door answer (a repeat) and nothing else; the consignment keeps its amended state and version (the
+    filing used to be re-linked with its old content, the amendment to make a version of its own:
+    decisions and assessment answers for versions nobody filed)."""
+    from lxml import etree
+
+    filings = list(generate(GeneratorSpec(count=60, seed=13, defect_rate=0, envelope_rate=0, resubmission_rate=0)))
+    _submit(redis_client, filings)
+    settings = _once(redis_server.url)
+    run_service(settings, ["w0"])
+    decisions = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    linked = next(d for d in decisions if len(d["filings"]) > 1)
+    house = next(f for f in linked["filings"] if f["filing_code"] in ("F14", "F15", "F16", "F17", "F24"))
+    original = next(f for f in filings if f"<ens:LRN>{house['lrn']}</ens:LRN>".encode() in f.data)
+    tree = etree.fromstring(original.data)
+    ns = tree.nsmap["ens"]
+    tree.tag = f"{{{ns}}}IE3A{house['filing_code'][1:]}"
+    etree.SubElement(tree[0], f"{{{ns}}}AmendedMRN").text = house["mrn"]
+    redis_client.xadd(KEYS.filings, {"filing": etree.tostring(tree), "id": "amendment"})
+    run_service(settings, ["w0"])
+    amended = _effects(redis_client)
+    assert len(amended[1]) == len(decisions) + 1  # the amendment re-assessed the consignment
+    redis_client.xadd(KEYS.filings, {"filing": original.data, "id": "late-resend"})
+    redis_client.xadd(KEYS.filings, {"filing": etree.tostring(tree), "id": "amendment-again"})
+    run_service(settings, ["w0"])
+    answers, after, _, dead = _effects(redis_client)
+    assert after == amended[1] and dead == 0  # no decision on the old content, nor a new version
+    assert answers == amended[0] + Counter({("late-resend", "IE3R01"): 1, ("amendment-again", "IE3N10"): 1})
+    doors = {body["submission_id"]: body for key in redis_client.scan_iter(f"{KEYS.prefix}:answers:*")
+             for _, f in redis_client.xrange(key) for body in [json.loads(f[b"body"])]}
+    assert doors["late-resend"]["mrn"] == doors["amendment-again"]["mrn"] == house["mrn"]
+    assert f"<OriginalSubmissionId>{original.name}<" in doors["late-resend"]["xml"]
+    assert "<OriginalSubmissionId>amendment<" in doors["amendment-again"]["xml"]
 
 
 def _service(url: str, *args: str) -> subprocess.Popen:

@@ -107,14 +107,29 @@ def _results(root, results: Sequence[RiskResult]) -> None:
             _sub(el, "Pointer", p[:4000])
 
 
+def _repeat(root, repeat_of: str | None, done: str) -> None:
+    """Marks the answer to a re-send: repeat_of names the submission that did it first ("" when not
+    recorded; None: not a re-send), `done` says what was done then and not again."""
+    if repeat_of is None:
+        return
+    repeat = _sub(root, "Repeat")
+    if repeat_of:
+        _sub(repeat, "OriginalSubmissionId", repeat_of[:512])
+    by = f" by submission {repeat_of}" if repeat_of else ""
+    _sub(repeat, "Text", f"Re-sent: {done}{by}; nothing was done again."[:512])
+
+
 def registration(submission_id, recipient, filing_code, lrn, mrn, registered_at, now,
-                 warnings: Sequence[FilingError] = ()) -> Answer:
+                 repeat_of: str | None = None, warnings: Sequence[FilingError] = ()) -> Answer:
+    """IE3R01; with repeat_of, the answer to a re-send of a filing registered already (its MRN and time);
+    warnings: the data-quality warnings the filing was accepted with."""
     root = _start("IE3R01", submission_id, recipient, lrn, mrn, now)
     _sub(root, "FilingCode", filing_code)
     _sub(root, "LRN", lrn)
     _sub(root, "MRN", mrn)
     _sub(root, "RegistrationDateTime", registered_at)
     _errors(root, warnings, "Warning")
+    _repeat(root, repeat_of, f"LRN {lrn} with this content was registered as MRN {mrn} at {registered_at}")
     return _done(root, submission_id, recipient, lrn, mrn)
 
 
@@ -133,16 +148,19 @@ def lifecycle_error(submission_id, recipient, lrn, mrn, errors: Sequence[FilingE
     return _done(root, submission_id, recipient, lrn, mrn)
 
 
-def amendment_accepted(submission_id, recipient, lrn, mrn, now, warnings: Sequence[FilingError] = ()) -> Answer:
+def amendment_accepted(submission_id, recipient, lrn, mrn, now, repeat_of: str | None = None,
+                       warnings: Sequence[FilingError] = ()) -> Answer:
     root = _start("IE3N10", submission_id, recipient, lrn, mrn, now)
     _sub(root, "AmendmentDateTime", now)
     _errors(root, warnings, "Warning")
+    _repeat(root, repeat_of, f"this amendment of MRN {mrn} was accepted")
     return _done(root, submission_id, recipient, lrn, mrn)
 
 
-def invalidation_accepted(submission_id, recipient, lrn, mrn, now) -> Answer:
+def invalidation_accepted(submission_id, recipient, lrn, mrn, now, repeat_of: str | None = None) -> Answer:
     root = _start("IE3R04", submission_id, recipient, lrn, mrn, now)
     _sub(root, "InvalidationDateTime", now)
+    _repeat(root, repeat_of, f"MRN {mrn} was invalidated")
     return _done(root, submission_id, recipient, lrn, mrn)
 
 

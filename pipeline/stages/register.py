@@ -7,7 +7,7 @@ import apache_beam as beam
 import redis
 from apache_beam.pvalue import TaggedOutput
 
-from ..answering import DeadLetter, registration_answer, registration_request
+from ..answering import DeadLetter, registration_answer, registration_request, repeats
 from .. import metrics
 from ..config import Settings
 from ..counters import CounterFamily
@@ -21,8 +21,8 @@ _ONWARD = frozenset({REGISTERED, AMENDED, INVALIDATED})
 
 
 class _RegisterBatchDoFn(beam.DoFn):
-    def __init__(self, settings: Settings, onward: frozenset):
-        self._settings, self._onward = settings, onward
+    def __init__(self, settings: Settings, reassess_redelivered: bool):
+        self._settings, self._reassess_redelivered = settings, reassess_redelivered
 
     def setup(self):
         self._store = RegistrationStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
@@ -36,7 +36,7 @@ class _RegisterBatchDoFn(beam.DoFn):
             requests = [registration_request(o, year) for o in batch]
             results = with_retries(self._settings.redis, lambda: self._store.register(requests, now), "register")
             answers = [registration_answer(o, r, now) for o, r in zip(batch, results)]
-            onward = [(o, r) for o, r in zip(batch, results) if r.status in self._onward]
+            onward = [(o, r) for o, r in zip(batch, results) if self._goes_on(o, r)]
         except Exception as exc:  # Redis gone after retries, or a bug: keep every filing, say why
             if redeliver(self._settings.redis, exc):
                 raise
@@ -53,29 +53,39 @@ class _RegisterBatchDoFn(beam.DoFn):
         for item in onward:
             yield TaggedOutput(REGISTERED_OUT, item)
 
+    def _goes_on(self, o: ValidationOutcome, r) -> bool:
+        if repeats(r, o.submission.submission_id):  # a re-send stops at its door answer: what it
+            return False                             # repeats is assessed through its own submission
+        if r.status == RESENT:  # the registering submission again: a crash may have cut its assessment short
+            return self._reassess_redelivered
+        return r.status in _ONWARD
+
 
 class RegisterFilings(beam.PTransform):
     """ValidationOutcome of accepted filings in. Outputs:
-    `answers`: Answer, one per filing: IE3R01 registration (a new MRN, or the same MRN for a
-    re-sent filing), IE3N10 amendment accepted, IE3R04 invalidation accepted, or IE3N01
+    `answers`: Answer, one per filing: IE3R01 registration (a new MRN), IE3N10 amendment accepted,
+    IE3R04 invalidation accepted (each marked Repeat for a re-send: the same MRN again), or IE3N01
     lifecycle error (LRN reused with other content, unknown or foreign MRN);
     `registered`: (ValidationOutcome, RegistrationResult) of each filing newly registered,
-    amendment and invalidation accepted: on to linking and assessment;
+    amendment and invalidation accepted (not re-sends): on to linking and assessment;
     `dead_letter`: DeadLetter when the registration store stays unreachable after retries.
     Filings go to Redis in batches: one round trip per batch.
 
-    reassess_resent: a re-sent filing goes on too. The streaming service sets it: a crash may
-    have stopped the first delivery before its decision was written, and its effects are
-    written once whatever happens (connectors/redis_streams.py). The batch job has no such
-    guard and leaves it off: a re-sent filing is answered again, assessed once.
+    reassess_redelivered: the registering submission delivered again goes on too. The streaming
+    service sets it: a crash may have stopped the first delivery before its decision was written,
+    and its effects are written once whatever happens (connectors/redis_streams.py). A re-send
+    (another submission) never goes on: its filing is assessed through the submission that
+    registered it, so re-sends, even late or after an amendment, make no second assessment (nor
+    do re-sent amendments and invalidations).
     """
 
-    def __init__(self, settings: Settings, reassess_resent: bool = False):
+    def __init__(self, settings: Settings, reassess_redelivered: bool = False):
         super().__init__()
         self._settings = settings
-        self._onward = _ONWARD | {RESENT} if reassess_resent else _ONWARD
+        self._reassess_redelivered = reassess_redelivered
 
     def expand(self, accepted):
         return (accepted
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._settings.registration_batch_size)
-                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings, self._onward)).with_outputs(DEAD_LETTER, REGISTERED_OUT, main=ANSWERS))
+                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings, self._reassess_redelivered)).with_outputs(
+                    DEAD_LETTER, REGISTERED_OUT, main=ANSWERS))
