@@ -156,9 +156,11 @@ def main() -> None:
     missed = ", ".join(f"{k} {v}" for k, v in q.missed.most_common()) or "none"
     print(f"\nlabelled traffic, starter pack: recall of planted high-risk consignments {q.recall:.1%} "
           f"({q.planted_referred}/{q.planted}; missed: {missed}); referrals of clean traffic "
-          f"{q.clean_referral_rate:.2%} ({q.clean_referred}/{q.clean}); overall referral rate "
+          f"{q.clean_referral_rate:.2%} ({q.clean_referred}/{q.clean}: ordinary {q.ordinary_referral_rate:.2%}, "
+          f"honest-but-unusual {q.unusual_referred}/{q.unusual}); overall referral rate "
           f"{report.referral_rate('active'):.2%}")
-    print("targets: scoring <= 30 µs per filing with 200 rules; recall >= 95% with <= 3% of clean traffic referred")
+    print("targets: scoring <= 30 µs per filing with 200 rules; recall >= 95% with <= 3% of ordinary clean traffic "
+          "referred")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,11 @@ class Quality:
     clean: int = 0
     clean_referred: int = 0
     missed: Counter = field(default_factory=Counter)  # planted pattern -> not referred
+    # Of the clean: honest traffic that looks unusual (labelled with a decoy: legal ammunition,
+    # antiques with provenance, gold at true value, ...), the false hits a naive rule makes.
+    unusual: int = 0
+    unusual_referred: int = 0
+    unusual_referred_by: Counter = field(default_factory=Counter)  # decoy kind -> referred
 
     @property
     def recall(self) -> float:
@@ -108,6 +113,12 @@ class Quality:
     @property
     def clean_referral_rate(self) -> float:
         return self.clean_referred / self.clean if self.clean else 0.0
+
+    @property
+    def ordinary_referral_rate(self) -> float:
+        """Referrals of clean traffic that does not even look unusual."""
+        ordinary = self.clean - self.unusual
+        return (self.clean_referred - self.unusual_referred) / ordinary if ordinary else 0.0
 
 
 @dataclass
@@ -130,7 +141,8 @@ class BacktestReport:
 
     def as_dict(self) -> dict:
         def quality(q: Quality | None):
-            return None if q is None else {"planted": q.planted, "planted_referred": q.planted_referred,
+            return None if q is None else {"unusual": q.unusual, "unusual_referred": q.unusual_referred,
+                                           "planted": q.planted, "planted_referred": q.planted_referred,
                                            "recall": round(q.recall, 4), "clean": q.clean,
                                            "clean_referred": q.clean_referred,
                                            "clean_referral_rate": round(q.clean_referral_rate, 4),
@@ -154,7 +166,8 @@ def consignment_label(filing: EnrichedFiling, labels: dict[str, dict]) -> dict |
     if not found:
         return None
     risky = next((x for x in found if x.get("risk")), None)
-    return risky or found[0]
+    decoy = next((x["decoy"] for x in found if x.get("decoy")), None)
+    return risky or {**found[0], "decoy": decoy}
 
 
 def _quality(decisions: dict[str, Decision], labels: dict[str, dict]) -> Quality:
@@ -171,6 +184,10 @@ def _quality(decisions: dict[str, Decision], labels: dict[str, dict]) -> Quality
         else:
             q.clean += 1
             q.clean_referred += d.referral
+            if label.get("decoy"):
+                q.unusual += 1
+                q.unusual_referred += d.referral
+                q.unusual_referred_by[label["decoy"]] += d.referral
     return q
 
 

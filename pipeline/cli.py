@@ -781,7 +781,8 @@ def _print_backtest(report, traffic) -> None:
             missed = ", ".join(f"{k} {v}" for k, v in q.missed.most_common()) or "none"
             out.print(f"{which} on labelled traffic: recall {q.recall:.1%} ({q.planted_referred}/{q.planted} planted "
                       f"referred; missed: {missed}); clean referral rate {q.clean_referral_rate:.2%} "
-                      f"({q.clean_referred}/{q.clean})", soft_wrap=True)
+                      f"({q.clean_referred}/{q.clean}), of which honest-but-unusual traffic "
+                      f"{q.unusual_referred}/{q.unusual} and ordinary {q.ordinary_referral_rate:.2%}", soft_wrap=True)
 
 
 main.add_command(reference_group)

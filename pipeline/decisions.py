@@ -19,7 +19,7 @@ from .domain.conditions import Evidence
 from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
 from .domain.scoring import Assessment, Hit, Scorer
 from .enrichment import EnrichedFiling
-from .linking import Member
+from .linking import Member, per_item
 from .validation import utc_iso
 
 ASSESSMENT_ANSWERS = {COMPLETE: "IE3N03", RFI: "IE3Q02", RFS: "IE3Q03", DNL: "IE3Q01", CONTROL: "IE3N08"}
@@ -89,8 +89,10 @@ def _area_results(a: Assessment) -> list[RiskResult]:
 
 
 def filer_answers(d: Decision, now: str) -> list[Answer]:
-    """One answer for each filing of the consignment, to its filer, about its own LRN and MRN."""
-    return [filer_answer(d, now, m) for m in d.filing.members] or [filer_answer(d, now)]
+    """One answer for each filing of the consignment, to its filer, about its own LRN and MRN; a
+    postal item's assessment is answered about the item only (its dispatch is in every item's)."""
+    members = d.filing.members[:1] if per_item(d.consignment) else d.filing.members
+    return [filer_answer(d, now, m) for m in members] or [filer_answer(d, now)]
 
 
 def filer_answer(d: Decision, now: str, member: Member | None = None) -> Answer:

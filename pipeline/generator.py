@@ -76,7 +76,7 @@ RISK_PATTERNS = ("watch-listed-party", "watch-listed-name", "precursor", "underv
 # the commodities bring (their `unusual` tag becomes the label's decoy): what a pack refers among
 # them is its false-hit cost.
 DECOYS = ("legal-ammunition", "similar-name", "cheap-but-plausible", "fireworks", "bananas-from-source")
-PRECURSORS = (("PMK glycidate powder", "293299"), ("Pseudoephedrine hydrochloride", "293942"),
+PRECURSORS = (("PMK glycidate powder", "293292"), ("Pseudoephedrine hydrochloride", "293942"),
               ("Safrole oil in drums", "293294"), ("Piperonal crystals", "293293"))
 BRANDS = ("420221", "910211", "640399", "900410")  # brand-prone commodities of the reference list
 RISKY_GOODS = {"dual-use-sanctioned": ("Industrial fibre lasers", "901320"),
@@ -859,7 +859,10 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
                     decoy = candidate
                     break
         elif roll < spec.envelope_rate + spec.defect_rate and spec.defects:
-            for defect in rng.sample(spec.defects, k=min(len(spec.defects), rng.choice((1, 1, 1, 2, 3)))):
+            wanted = rng.choice((1, 1, 1, 2, 3))
+            for defect in rng.sample(spec.defects, k=len(spec.defects)):  # until `wanted` found a place
+                if len(planted) == wanted:
+                    break
                 if defect == "missing-element" and planted:
                     continue  # removing the consignment would hide the others
                 if any(DEFECTS[d][2] == DEFECTS[defect][2] for d in planted):

@@ -16,7 +16,9 @@ import csv
 import gzip
 import io
 import json
+import math
 import re
+import statistics
 import zipfile
 from dataclasses import dataclass
 from datetime import date
@@ -159,17 +161,20 @@ def build_unlocode(sources: Iterable[Path], out: Path, airports: dict | None = N
             duplicates += 1
             continue
         places[place.locode] = place
+    dropped = _drop_outliers(places)
     filled = {"airport": 0, "curated": 0}
     for code, place in places.items():
-        if place.latitude is not None:
-            continue
-        position, source = None, ""
+        position, source = (place.latitude, place.longitude), place.coordinates_source
+        airport = None
         if "4" in place.function:
-            position = airports.get((code[:2], place.iata or code[2:])) or airports.get((code[:2], code[2:]))
-            source = "airport"
-        if position is None and code in curated:
-            position, source = curated[code], "curated"
-        if position is not None:
+            airport = airports.get((code[:2], place.iata or code[2:])) or airports.get((code[:2], code[2:]))
+        if position[0] is None and airport:
+            position, source = airport, "airport"
+        elif position[0] is not None and airport and _km(position, airport) > 100:
+            position, source = airport, "airport"  # the published airport position is off: the airport's own
+        if code in curated and (position[0] is None or _km(position, curated[code]) > 25):
+            position, source = curated[code], "curated"  # checked by hand: it wins where the two disagree
+        if source != place.coordinates_source:
             filled[source] += 1
             places[code] = Place(place.locode, place.name, place.subdivision, place.function, place.status,
                                  place.iata, position[0], position[1], source)
@@ -179,10 +184,39 @@ def build_unlocode(sources: Iterable[Path], out: Path, airports: dict | None = N
         w.writerow(["locode", "name", "subdivision", "function", "status", "coordinates", "coordinates_source"])
         for code in sorted(places):
             w.writerow(places[code].row())
-    with_position = sum(1 for p in places.values() if p.latitude is not None) + sum(filled.values())
+    with_position = sum(1 for p in places.values() if p.latitude is not None)
     return BuildReport(out, len(places), (
         f"{malformed} malformed codes left out", f"{duplicates} repeated codes left out",
+        f"{dropped} published positions far outside their country dropped",
         f"{with_position} with a position ({filled['airport']} from airports, {filled['curated']} curated)"))
+
+
+def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    p1, p2 = math.radians(a[0]), math.radians(b[0])
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b[1] - a[1]) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def _drop_outliers(places: dict[str, Place]) -> int:
+    """Published positions far from the rest of their country's (a sign lost, digits swapped) are
+    dropped: a wrong position makes a box look as if it flew. Far means beyond three times the
+    distance that holds 95% of the country's places, and at least 1,000 km."""
+    by_country: dict[str, list[Place]] = {}
+    for p in places.values():
+        if p.latitude is not None:
+            by_country.setdefault(p.locode[:2], []).append(p)
+    dropped = 0
+    for located in by_country.values():
+        if len(located) < 10:
+            continue
+        centre = (statistics.median(p.latitude for p in located), statistics.median(p.longitude for p in located))
+        distances = sorted(_km(centre, (p.latitude, p.longitude)) for p in located)
+        limit = max(3 * distances[int(0.95 * (len(distances) - 1))], 1000.0)
+        for p in located:
+            if _km(centre, (p.latitude, p.longitude)) > limit:
+                places[p.locode] = Place(p.locode, p.name, p.subdivision, p.function, p.status, p.iata, None, None, "")
+                dropped += 1
+    return dropped
 
 
 # -- HS nomenclature ---------------------------------------------------------------------------

@@ -40,7 +40,8 @@ from .rule_store import RulePackSource, RulePackStore
 
 log = logging.getLogger(__name__)
 GROUP = "rejudge"
-WAITING = frozenset({"container-unknown", "not-yet-loaded"})  # facts that the box's next events settle
+# Facts that the box's next events settle.
+WAITING = frozenset({"container-unknown", "not-yet-loaded", "on-another-vessel-so-far"})
 
 
 def provisional(filing: EnrichedFiling) -> tuple[str, ...]:

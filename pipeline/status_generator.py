@@ -44,6 +44,7 @@ KNOWN_AFTER_FILING = 36.0  # hours of events after a filing that its assessment 
 NEEDS_LOAD = frozenset({"packed-status-mismatch", "stuffed-after-loading", "vessel-mismatch", "voyage-mismatch",
                         "loading-place-mismatch", "seal-mismatch"})
 NEEDS_VOYAGE = frozenset({"routing-country-undeclared", "unloading-place-mismatch"})
+ARRIVED = frozenset({"unloading-place-mismatch", "vessel-mismatch"})  # shown once the box is discharged in the EU
 # Where a hub's boxes are fed from: a feeder leg before the place of loading is the normal way there.
 FEEDERS = {"SG": ("MY", "ID", "TH", "VN", "BD", "MM", "PH"), "MY": ("ID", "TH", "VN"), "LK": ("IN", "BD"),
            "AE": ("OM", "QA", "KW", "BH", "IN", "PK"), "MA": ("MA", "SN"), "PA": ("CO", "EC", "CR"),
@@ -191,7 +192,7 @@ def history(declared: ScreeningRecord, container: Equipment, document: str, rng:
             unloading = rng.choice([p for p in ("BEANR", "DEHAM", "FRLEH", "ESVLC", "ITGOA") if p != unloading])
         h.add("DISC", unloading, t + _sail(ref, last, unloading), vessel=vessel)
     _plant(h, declared, container, anomalies, leaving, first_port, rng)
-    known = [e for e in h.events if h.at(e) <= KNOWN_AFTER_FILING or "unloading-place-mismatch" in anomalies]
+    known = [e for e in h.events if h.at(e) <= KNOWN_AFTER_FILING or ARRIVED & set(anomalies)]
     return sorted(known, key=h.at)
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: settings, a validator, a generated corpus with labels, a real Redis server."""
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,9 @@ from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.validation import FilingValidator
 
 DATA = Path(__file__).parent / "data"
+# The bundled starter pack's version (tests that publish other versions derive theirs from it).
+STARTER_VERSION = re.search(r"^version: (\S+)", (Path(__file__).parent.parent / "rules" / "risk" / "ics2-starter"
+                                                  / "pack.yaml").read_text(), re.M)[1]
 OTHER_SCHEMAS = DATA / "other-schemas"
 
 

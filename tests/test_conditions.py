@@ -142,3 +142,16 @@ def test_guards_name_the_index_keys():
     assert compile_condition("not has_fact('seal-mismatch')", ENV).guard is None  # a negation cannot be indexed
     assert compile_condition("has_fact('a') or any(goods, gross_mass > 5)", ENV).guard == {
         ("fact", "a"), ("range", "goods", "gross_mass", ">", 5)}
+
+
+def test_term_lists_match_whole_phrases_outside_their_exclusions():
+    """Context: 'cash' is a hit in 'cash in envelopes', not in 'cash registers'; a list's exclusions
+    void only the terms they cover, and only for that list."""
+    m = TermMatcher(lists={"cash": ["cash", "bearer bonds", "documents of title", "!cash register",
+                                    "!cash registers", "!provenance documents"], "art": ["painting"]})
+    assert m.scan("Cash in envelopes") == {"cash": "cash"}
+    assert m.scan("Electronic cash registers for retail shops") == {}
+    assert m.scan("Oil painting on canvas with provenance documents") == {"art": "painting"}
+    assert m.scan("Cash registers, and 2 kg of cash") == {"cash": "cash"}  # the second 'cash' is outside
+    assert m.scan("Cashmere scarves") == {}  # whole words only
+    assert set(m.terms) >= {"cash", "!cash register", "!provenance documents"}

@@ -74,7 +74,9 @@ def _with(declared, change):
                                                              event_time=h[-1].event_time + 40 * HOUR)]),
     ("feed-container-id-unchecked", lambda h, c: h[:-1] + [h[-1]._replace(equipment_check_digit_ok=False)]),
     ("seal-mismatch", lambda h, c: [e._replace(seals=("FOREIGN-SEAL",) if e.seals else ()) for e in h]),
-    ("vessel-mismatch", lambda h, c: [e._replace(vessel_imo="9074729") if e.vessel_imo else e for e in h]),
+    ("vessel-mismatch", lambda h, c: [e._replace(vessel_imo="9074729") if e.vessel_imo else e for e in h]
+     + [h[3]._replace(event_id="arrived", location="NLRTM", vessel_imo="9074729",
+                      event_time=h[-1].event_time + 400 * HOUR)]),
     ("voyage-mismatch", lambda h, c: [e._replace(voyages=("999X",)) if e.vessel_imo else e for e in h]),
     ("stuffed-elsewhere", lambda h, c: [h[0]._replace(location="PKKHI",
                                                       event_time=h[0].event_time - 40 * 24 * HOUR)] + h[1:]),
@@ -193,3 +195,15 @@ def test_a_place_without_a_position_is_said_to_be_unchecked(declared):
     facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
     unchecked = next(f for f in facts if f.kind == "movement-unchecked")
     assert unchecked.values["places"] == [placeless] and "impossible-movement" not in kinds(facts)
+
+
+def test_another_vessel_before_a_transhipment_country_is_not_yet_a_mismatch(declared):
+    """The filing routes via Singapore: a box on another ship so far may be on a feeder to the declared
+    vessel there; it is judged when it comes off (watched meanwhile), not before."""
+    c = declared.containers[0]
+    history = [ev(c, "GTIN", "CNSGH", 40, declared, vessel_imo=None, voyages=(), seals=c.seals),
+               ev(c, "LOAD", "CNSGH", 30, declared, vessel_imo="9074729", seals=c.seals)]
+    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+    assert kinds(facts) == set() and "on-another-vessel-so-far" in {f.kind for f in facts}
+    direct = replace(declared, routing_countries=("CN", "NL"))  # no transhipment country: a mismatch at once
+    assert "vessel-mismatch" in kinds(shipment_facts(direct, {c.container_id: history}, bundled_reference()))

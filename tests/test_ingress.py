@@ -255,7 +255,8 @@ def resend_report(run: dict) -> dict:
     answers = [a for filer_answers in run["answers"].values() for a in filer_answers]
     doors = Counter(a["submission_id"] for a in answers if a["message_type"] in DOOR_TYPES)
     assessed = Counter(a["mrn"] for a in answers if a["message_type"] in ASSESSMENT_TYPES)
-    decided = {f["mrn"] for d in run["decisions"] for f in d["filings"]}
+    # A postal dispatch is in each of its items' decisions, which are answered about the items.
+    decided = {f["mrn"] for d in run["decisions"] for f in d["filings"] if f["filing_code"] != "F42"}
     return {
         "submissions": len(run["receipts"]),
         "without_door_answer": sum(1 for sid in run["receipts"] if doors[sid] == 0),

@@ -49,9 +49,9 @@ def _event(n: int, code: str, hours_after_filing: float, empty: str = "LADEN", v
 
 PICKED_UP = [_event(1, "PICK", -6, empty="EMPTY")]
 LOADED_LADEN = PICKED_UP + [_event(2, "STUF", 20), _event(3, "GTIN", 30), _event(4, "LOAD", 50, vessel="9811000")]
-# Gated in and loaded empty, on another vessel than declared: two indicators, enough to refer.
+# Gated in and loaded empty, for another voyage of the declared vessel: two indicators, enough to refer.
 LOADED_EMPTY = PICKED_UP + [_event(5, "GTIN", 30, empty="EMPTY"), _event(6, "LOAD", 50, empty="EMPTY",
-                                                                        vessel="9074729")]
+                                                                        vessel="9811000", voyage="999X")]
 
 
 def _first_decision(history):
@@ -73,7 +73,7 @@ def test_loaded_as_declared_settles_the_watch_without_a_new_decision():
     assert decision is None and after.waiting == ()
 
 
-def test_loaded_empty_on_another_vessel_makes_a_new_version_that_refers():
+def test_loaded_empty_for_another_voyage_makes_a_new_version_that_refers():
     first = _first_decision(PICKED_UP)
     decision, after = rejudged(Watch.of(first, ("MSCU6639870",)), {"MSCU6639870": LOADED_EMPTY}, SCORER,
                                bundled_reference())

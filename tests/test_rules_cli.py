@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from cargoscreen import resources
 from cargoscreen.cli import main
 
+from .conftest import STARTER_VERSION
+
 STARTER = resources.rules_dir() / "risk" / "ics2-starter"
 
 
@@ -18,7 +20,7 @@ STARTER = resources.rules_dir() / "risk" / "ics2-starter"
 def candidate(tmp_path) -> Path:
     pack = Path(shutil.copytree(STARTER, tmp_path / "candidate"))
     manifest = pack / "pack.yaml"
-    manifest.write_text(manifest.read_text().replace("version: 1.0.0", "version: 1.1.0"))
+    manifest.write_text(manifest.read_text().replace(f"version: {STARTER_VERSION}", "version: 99.1.0"))
     (pack / "rules" / "zz-new.yaml").write_text("""rules:
   - id: NEW-TOYS
     title: Toys (product safety campaign)
@@ -37,7 +39,7 @@ def candidate(tmp_path) -> Path:
 def test_check_accepts_the_starter_pack():
     result = CliRunner().invoke(main, ["rules", "check", str(STARTER)])
     assert result.exit_code == 0, result.output
-    assert "OK ics2-starter@1.0.0+" in result.output and "examples pass" in result.output
+    assert f"OK ics2-starter@{STARTER_VERSION}+" in result.output and "examples pass" in result.output
 
 
 def test_check_refuses_a_broken_pack_naming_file_line_and_rule(candidate):
@@ -55,12 +57,12 @@ def test_publish_status_and_rollback(candidate, redis_server, redis_client):
     first = runner.invoke(main, ["rules", "publish", str(STARTER), *url])
     assert first.exit_code == 0 and "published and active" in first.output
     second = runner.invoke(main, ["rules", "publish", str(candidate), *url])
-    assert second.exit_code == 0 and "ics2-starter@1.1.0" in second.output
+    assert second.exit_code == 0 and "ics2-starter@99.1.0" in second.output
     status = runner.invoke(main, ["rules", "status", *url])
-    assert "active: ics2-starter@1.1.0" in status.output and "ics2-starter@1.0.0" in status.output
-    back = runner.invoke(main, ["rules", "activate", "ics2-starter@1.0.0", *url])
+    assert "active: ics2-starter@99.1.0" in status.output and f"ics2-starter@{STARTER_VERSION}" in status.output
+    back = runner.invoke(main, ["rules", "activate", f"ics2-starter@{STARTER_VERSION}", *url])
     assert back.exit_code == 0
-    assert "active: ics2-starter@1.0.0" in runner.invoke(main, ["rules", "status", *url]).output
+    assert f"active: ics2-starter@{STARTER_VERSION}" in runner.invoke(main, ["rules", "status", *url]).output
     unknown = runner.invoke(main, ["rules", "activate", "ics2-starter@7.0.0", *url])
     assert unknown.exit_code == 2 and "not published" in unknown.output
 
@@ -82,7 +84,7 @@ def test_backtest_compares_with_the_pack_active_in_redis(candidate, tmp_path, re
     result = runner.invoke(main, ["rules", "backtest", str(corpus / "filings"), "--candidate", str(candidate),
                                   "--redis-url", redis_server.url])
     assert result.exit_code == 0, result.output
-    assert "active ics2-starter@1.1.0" in result.output and "0 new referrals, 0 dropped" in result.output
+    assert "active ics2-starter@99.1.0" in result.output and "0 new referrals, 0 dropped" in result.output
 
 
 def test_backtest_reports_the_new_rule_and_its_cost_on_labelled_traffic(candidate, tmp_path):

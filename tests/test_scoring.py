@@ -23,6 +23,8 @@ from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.schemas import SchemaRegistry
 from cargoscreen.validation import FilingValidator, Submission
 
+from .conftest import STARTER_VERSION
+
 SCORER = Scorer(RulePack.load(resources.rules_dir() / "risk" / "ics2-starter"))
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
 
@@ -121,9 +123,11 @@ def test_planted_risk_is_referred_and_clean_traffic_mostly_not(labelled):
     traffic, labels = labelled
     report = backtest(traffic.filings, SCORER, SCORER, labels, NOW)
     q = report.quality_candidate
-    assert q.planted >= 80 and q.clean >= 1200  # consignments: partial filings assessed together
+    assert q.planted >= 75 and q.clean >= 1200  # consignments: partial filings assessed together
     assert q.recall >= 0.95, q.missed
-    assert q.clean_referral_rate <= 0.03
+    # Ordinary clean traffic is seldom referred; the honest-but-unusual share (legal ammunition,
+    # antiques, gold, ...) is what the starter pack's naive rules still refer too often.
+    assert q.ordinary_referral_rate <= 0.03 and q.unusual > 100
     assert all(labels[f.submission_id]["expected"] == "registered" for f in traffic.filings)  # planted ones are valid
 
 
@@ -160,7 +164,7 @@ def test_filer_answers_validate_and_disclose_no_criteria(labelled):
 def test_backtest_shows_what_a_candidate_rule_would_cost(labelled, tmp_path):
     traffic, labels = labelled
     files = {k: v for k, v in SCORER.pack.files.items()}
-    files["pack.yaml"] = files["pack.yaml"].replace("version: 1.0.0", "version: 1.1.0")
+    files["pack.yaml"] = files["pack.yaml"].replace(f"version: {STARTER_VERSION}", "version: 99.1.0")
     files["rules/zz-candidate.yaml"] = """rules:
   - id: NEW-MED
     title: Medicines from outside the EU

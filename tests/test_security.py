@@ -98,9 +98,10 @@ def test_logs_name_ids_never_filing_content(redis_server, redis_client, tmp_path
     filings = list(generate(GeneratorSpec(count=60, seed=72, resubmission_rate=0)))
     secrets_in_filings = set()
     for f in filings:
-        root = etree.fromstring(f.data)
-        for tag in ("Name", "StreetAndNumber", "Description", "City"):
-            secrets_in_filings |= {e.text for e in root.iter(f"{{*}}{tag}") if e.text and len(e.text) >= 8}
+        if not any(d["layer"] == "envelope" for d in f.label["defects"]):  # the broken ones do not parse
+            root = etree.fromstring(f.data)
+            for tag in ("Name", "StreetAndNumber", "Description", "City"):
+                secrets_in_filings |= {e.text for e in root.iter(f"{{*}}{tag}") if e.text and len(e.text) >= 8}
         redis_client.xadd(KEYS.filings, {"filing": f.data, "id": f.name})
     assert len(secrets_in_filings) > 50
     log = subprocess.run([sys.executable, "-m", "cargoscreen.cli", "-v", "run", "--once", "--redis-url",

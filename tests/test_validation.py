@@ -5,9 +5,12 @@ import collections
 
 from lxml import etree
 
+from cargoscreen.config import Settings
 from cargoscreen.domain.filings import BY_ROOT
 from cargoscreen.generator import CONTENT_DEFECTS, DEFECTS, GeneratorSpec, generate
-from cargoscreen.validation import Submission, humanize
+from cargoscreen.validation import FilingValidator, Submission, humanize
+
+from .conftest import DATA
 
 
 def _found(defect: dict, errors) -> bool:
@@ -105,3 +108,24 @@ def test_length_errors_count_like_the_schema(validator):
     description.text = "   "
     [error] = validator.validate(Submission("blank", etree.tostring(root))).errors
     assert error.code == "XSD_LENGTH" and "at least 1 characters" in error.reason
+
+
+def test_an_empty_element_is_said_to_be_empty_and_other_sets_are_named_as_written():
+    """'Gross mass is empty', not "'None' does not have the required format"; another schema set's
+    elements keep their own names (PortCode, not 'Port code')."""
+    from .conftest import OTHER_SCHEMAS
+
+    validator = FilingValidator(Settings(extra_schema_dirs=(OTHER_SCHEMAS,)))
+    root = etree.parse(str(DATA / "filings" / "sea-f10-before-loading.xml")).getroot()
+    ns = {"e": root.nsmap["ens"]}
+    root.find(".//e:GoodsItem/e:GrossMass", ns).text = ""
+    [error] = [e for e in validator.validate(Submission("empty", etree.tostring(root))).errors
+               if e.pointer.endswith("/GrossMass")]
+    assert error.reason.startswith("Gross mass is empty; a value is required.") and "None" not in error.reason
+    other = b'<Shipment xmlns="urn:example:shipment:1"><Pieces>3</Pieces><PiecesScreened>{}</PiecesScreened></Shipment>'
+    reasons = [e.reason for e in validator.validate(Submission("other", other.replace(b"{}", b"abc"))).errors
+               if e.code == "XSD_FORMAT"]
+    assert reasons == ["PiecesScreened 'abc' does not have the required format."]
+    reasons = [e.reason for e in validator.validate(Submission("other", other.replace(b"{}", b""))).errors
+               if e.code == "XSD_FORMAT"]
+    assert reasons == ["PiecesScreened is empty; a value is required."]

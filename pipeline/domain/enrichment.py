@@ -17,7 +17,8 @@ from .screening import Equipment, ScreeningRecord
 DATA_QUALITY_WARNING = "data-quality-warning"  # a filing accepted with a warning (validation's, not a container's)
 # Facts that describe rather than warn of a risk: every container with a history has the first three.
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
-                                 "movement-unchecked", "not-in-feed", DATA_QUALITY_WARNING})
+                                 "on-another-vessel-so-far", "movement-unchecked", "not-in-feed",
+                                 DATA_QUALITY_WARNING})
 # Faster than any ship or truck: two events this far apart are one box in two places. A floor for
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0
@@ -81,8 +82,8 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
                 first_load = first_load or e
         elif e.code == STUFFING:
             stuffing.append(e)
-        elif e.code == GATE_OUT and first_load is None:
-            departures.append(e)
+        elif e.code == GATE_OUT and first_load is None and (stuffing or e.empty == LADEN):
+            departures.append(e)  # a box leaving by road or rail once packed (an empty release is not one)
         if e.seals:
             seen_seals.update(e.seals)
             sealed.append(e.event_id)
@@ -119,9 +120,16 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
     # a feeder before it sails on another ship, and a box not loaded there yet is not judged.
     vessel_loads = [e for e in _voyage_loads(declared, loads) if e.vessel_imo]
     if declared.vessel_imo and vessel_loads and all(e.vessel_imo != declared.vessel_imo for e in vessel_loads):
-        facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on "
-                          f"{', '.join(sorted({e.vessel_imo for e in vessel_loads}))}",
-                          tuple(e.event_id for e in vessel_loads)))
+        others = ", ".join(sorted({e.vessel_imo for e in vessel_loads}))
+        came_off = any(e.code == DISCHARGE and e.event_time > vessel_loads[-1].event_time for e in history)
+        transit = set(declared.routing_countries) - {declared.loading_country, declared.unloading_country}
+        if came_off or not transit:
+            facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on {others}",
+                              tuple(e.event_id for e in vessel_loads)))
+        else:  # the route has a transhipment country ahead: the first vessel may be a feeder to it
+            facts.append(Fact("on-another-vessel-so-far", cid, f"loaded on {others}; the declared vessel "
+                              f"{declared.vessel_imo} may take it on in {' '.join(sorted(transit))}",
+                              tuple(e.event_id for e in vessel_loads)))
     on_vessel = [e for e in vessel_loads if e.vessel_imo == declared.vessel_imo and e.voyages]
     if declared.voyage and on_vessel and all(declared.voyage not in e.voyages for e in on_vessel):
         facts.append(Fact("voyage-mismatch", cid, f"declared voyage {declared.voyage}, loaded for voyage "
