@@ -56,7 +56,7 @@ DEFECTS: dict[str, tuple[str, str, str]] = {
     "duplicate-house-document": ("dq", "DQ_HOUSE_DOCUMENT_DUPLICATE", "Number"),
     "routing": ("dq", "DQ_ROUTING_COUNTRIES", "Itinerary"),
     "bulk-with-count": ("dq", "DQ_BULK_PACKAGE_COUNT", "Count"),
-    "unpacked-without-count": ("dq", "DQ_UNPACKED_PIECE_COUNT", "Type"),
+    "unpacked-without-count": ("dq", "DQ_UNPACKED_PIECE_COUNT", "Count"),  # on a count, as bulk-with-count: one of the two
     # The envelope: refused before the schema is consulted.
     "not-well-formed": ("envelope", "NOT_WELL_FORMED", ""),
     "dtd-entities": ("envelope", "DTD_FORBIDDEN", ""),

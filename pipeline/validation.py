@@ -29,8 +29,11 @@ from .schemas import SchemaRegistry, SchemaViolation
 
 
 def utc_iso(moment: datetime) -> str:
-    """The one date-time format of our messages and records: ISO 8601, UTC, microseconds, Z."""
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"
+    """The one date-time format of our messages and records: ISO 8601, UTC, microseconds, Z.
+    isoformat, not strftime: every submission gets one, and strftime costs 10 µs."""
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now() -> str:

@@ -113,22 +113,25 @@ def test_every_newly_registered_filing_gets_one_decision_and_its_answer(batch_ru
     summary, labels, answers, _, assessment_answers, decisions, pending = batch_run
     registered = {a["submission_id"] for a in answers if a["message_type"] == "IE3R01"}
     first_filings = {s for s in registered if not labels[s].get("resubmission_of")}
-    # Each first filing is decided once, in its consignment, unless that consignment is still incomplete.
-    in_decisions = Counter(f for d in decisions for f in _filings_of(d, answers, first_filings))
+    # Each first filing is decided once, in its consignment, unless that consignment is still incomplete;
+    # a postal dispatch is in the decision of each of its items, which are answered about the items.
+    in_decisions = Counter(f for d in decisions for f in _filings_of(d, answers, first_filings, dispatches=False))
+    dispatches = {f for d in decisions for f in _filings_of(d, answers, first_filings, dispatches=True)}
     waiting = {a["submission_id"] for a in pending}
-    assert set(in_decisions.values()) == {1} and set(in_decisions) | waiting == first_filings
+    assert set(in_decisions.values()) == {1} and set(in_decisions) | dispatches | waiting == first_filings
     assert Counter(a["submission_id"] for a in assessment_answers) == in_decisions  # one answer per filing
     expected_type = {sid: ASSESSMENT_ANSWERS[d["decision"]] for d in decisions
-                     for sid in _filings_of(d, answers, first_filings)}
+                     for sid in _filings_of(d, answers, first_filings, dispatches=False)}
     assert all(a["message_type"] == expected_type[a["submission_id"]] for a in assessment_answers)
     assert summary.assessed == len(decisions) and sum(summary.decisions.values()) == len(decisions)
     assert all(d["rule_pack"].startswith("ics2-starter@") for d in decisions)
 
 
-def _filings_of(decision: dict, answers: list[dict], first_filings: set[str]) -> list[str]:
+def _filings_of(decision: dict, answers: list[dict], first_filings: set[str], dispatches: bool) -> list[str]:
+    """The decision's filings: its postal dispatches, or the others."""
     by_mrn = {a["mrn"]: a["submission_id"] for a in answers
               if a["message_type"] == "IE3R01" and a["submission_id"] in first_filings}
-    return [by_mrn[f["mrn"]] for f in decision["filings"]]
+    return [by_mrn[f["mrn"]] for f in decision["filings"] if (f["filing_code"] == "F42") == dispatches]
 
 
 def test_the_batch_job_runs_unchanged_on_the_portable_runner(tmp_path, redis_client, redis_server, job_service):

@@ -107,7 +107,8 @@ def _locode_in_edition(value, ref, vague):
 
 @value_check("package-type")
 def _package_type(value, ref, vague):
-    return None if value in ref.package_types else ("", "")
+    """Package types are two characters (a transport document's type, four, is not one)."""
+    return None if len(value) != 2 or value in ref.package_types else ("", "")
 
 
 @value_check("un-number")
