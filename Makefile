@@ -11,8 +11,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# setuptools warns on every editable install about folders named like the package: there is none
+# (the package, cargoscreen, is mapped from pipeline/), so the warning is only noise.
 $(VENV)/.installed-%: setup.py pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[$*]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[$*]'
 	touch $@
 
 demo: $(VENV)/.installed-embedded

@@ -1,10 +1,11 @@
-"""The `cargoscreen` command: validate, generate, run, demo, csm (container status), rules."""
+"""The `cargoscreen` command: validate, generate, run, demo, csm (container status), rules.
+
+Exit codes and error lines: exits.py; where runs write: outputs.py."""
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 import sys
 from collections import Counter
 import threading
@@ -20,21 +21,40 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import Settings
+from .exits import DEBUG_ENV, Exit, InputError, explain
+from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write_over
 from .reference_cli import reference as reference_group
 from .workbench import cli as workbench_cli
 
-console = Console(stderr=True)
+UNWRAPPED = 100_000  # the width of a file or a pipe: wide enough that nothing wraps
+
+
+def _console(stderr: bool = False) -> Console:
+    """On a terminal rich wraps at its width and tables fit it. In a file or a pipe nothing is
+    wrapped (rich would cut at 80 columns, mid-word: an answer's XML broke inside its tags) and a
+    table takes the width it needs."""
+    terminal = Console(stderr=stderr)
+    if terminal.is_terminal:
+        return terminal
+    return Console(stderr=stderr, width=UNWRAPPED)
+
+
+console = _console(stderr=True)
 
 
 def _settings(schemas: tuple[str, ...]) -> Settings:
+    for folder in map(Path, schemas):
+        if not any(folder.rglob("*.xsd")):
+            raise InputError(f"--schemas {folder} holds no XSD files (*.xsd, searched recursively)")
     return Settings(extra_schema_dirs=tuple(Path(s) for s in schemas))
 
 
 @contextmanager
 def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
-    """The given Redis, or an embedded server keeping its data in `folder` while the block runs."""
+    """The given Redis, or an embedded server keeping its data in `folder` while the block runs;
+    either answers a ping before the block starts."""
     if redis_url is not None:
-        yield redis_url
+        yield _reachable(redis_url)
         return
     from .connectors.redis_store import EmbeddedRedis
 
@@ -42,23 +62,100 @@ def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
         yield server.url
 
 
+def _reachable(redis_url: str) -> str:
+    """One round trip before any work: a wrong address or password stops the command with one line
+    (exit 4) instead of failing half-way through it."""
+    from .connectors.redis_store import connect
+
+    connect(redis_url).ping()
+    return redis_url
+
+
 def _files(paths: tuple[str, ...]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
-        out.extend(sorted(p.rglob("*.xml")) if p.is_dir() else [p])
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = sorted(f for f in p.rglob("*.xml") if not f.is_dir())
+        if not found:
+            raise InputError(f"{p} holds no filings (*.xml, searched recursively)")
+        out.extend(found)
     return out
 
 
-@click.group()
+class _Cargoscreen(click.Group):
+    """The root command. An error that reaches it becomes one line on stderr and an exit code
+    (exits.Exit): a clerk needs what to fix, not a traceback; --debug or CARGOSCREEN_DEBUG=1
+    shows the traceback instead."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.Abort:  # Ctrl-C, or end of input at a prompt
+            click.echo("interrupted", err=True)
+            sys.exit(Exit.INTERRUPTED)
+        except click.ClickException as exc:
+            where = self._command_path(args)
+            if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # a group alone: its help
+                click.echo(exc.format_message(), err=True)
+            else:
+                hint = f" (see '{where} --help')" if isinstance(exc, click.UsageError) else ""
+                click.echo(f"{where}: {exc.format_message()}{hint}", err=True)
+            sys.exit(Exit.USAGE)
+        except BrokenPipeError:
+            # Python would complain once more at exit, flushing into the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(Exit.PIPE_CLOSED)
+        except Exception as exc:
+            if "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            code, line = explain(exc, _given_redis_url(args))
+            click.echo(f"{self._command_path(args)}: {line}", err=True)
+            sys.exit(code)
+        sys.exit(result if isinstance(result, int) else Exit.OK)
+
+    def _command_path(self, args: list[str]) -> str:
+        """`cargoscreen rules check`, from the words of the command line that name commands (the
+        groups take flags only, so no option value is taken for a name)."""
+        names, command = ["cargoscreen"], self
+        for arg in args:
+            if arg.startswith("-"):
+                continue
+            command = command.commands.get(arg) if isinstance(command, click.Group) else None
+            if command is None:
+                break
+            names.append(arg)
+        return " ".join(names)
+
+
+def _given_redis_url(args: list[str]) -> str | None:
+    """The Redis URL on the command line or in the environment, to name the server in an error."""
+    from .connectors.redis_store import URL_ENV
+
+    for i, arg in enumerate(args):
+        for option in ("--redis-url", "--redis_url"):
+            if arg == option and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(option + "="):
+                return arg.split("=", 1)[1]
+    return os.environ.get(URL_ENV)
+
+
+@click.group(cls=_Cargoscreen)
 @click.option("-v", "--verbose", is_flag=True, help="Log what the pipeline does.")
+@click.option("--debug", is_flag=True, envvar=DEBUG_ENV,
+              help=f"Show the traceback of an error instead of one line (or set {DEBUG_ENV}=1).")
 @click.version_option(package_name="cargoscreen")
-def main(verbose: bool) -> None:
-    """cargoscreen: advance cargo screening of Entry Summary Declarations (ICS2-style)."""
+def main(verbose: bool, debug: bool) -> None:
+    """cargoscreen: advance cargo screening of Entry Summary Declarations (ICS2-style).
+
+    Exit codes: 0 ok; 1 something refused (filings rejected, a pack refused, unhealthy); 2 a summary
+    does not balance; 3 usage or input error; 4 Redis unreachable or refused; 5 a bug."""
     # Importing Beam installs a root handler; force ours.
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Beam's GCP modules complain about a Google client we do not use.
-    logging.getLogger().handlers[0].addFilter(lambda record: "apitools not found" not in record.getMessage())
 
 
 @main.command()
@@ -67,14 +164,25 @@ def main(verbose: bool) -> None:
               help="A folder of XSD sets to add to the registry (searched before the bundled set). Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout instead of the report.")
 def validate(files, schemas, as_json) -> None:
-    """Validate filings (files, or folders of *.xml) as the pipeline would. Exit status 1 if any is rejected."""
+    """Validate filings (files, or folders of *.xml) as the pipeline would. Exit status 1 if any is
+    rejected, 3 if one cannot be read or a folder holds none."""
+    from rich.markup import escape
+
     from .validation import FilingValidator, Submission
 
     validator = FilingValidator(_settings(schemas))
-    results, rejected = [], 0
-    out = Console()
+    results, rejected, unreadable = [], 0, 0
+    out = _console()
     for path in _files(files):
-        outcome = validator.validate(Submission(str(path), path.read_bytes()))
+        try:
+            payload = path.read_bytes()
+        except OSError as exc:  # reported with the others: one bad file does not hide the rest's answers
+            unreadable += 1
+            results.append({"file": str(path), "accepted": False, "unreadable": exc.strerror, "errors": []})
+            if not as_json:
+                out.print(f"[red]UNREADABLE[/red] {escape(str(path))}  {exc.strerror}")
+            continue
+        outcome = validator.validate(Submission(str(path), payload))
         rejected += not outcome.accepted
         s = outcome.summary
         results.append({
@@ -85,9 +193,9 @@ def validate(files, schemas, as_json) -> None:
         if as_json:
             continue
         if outcome.accepted:
-            out.print(f"[green]ACCEPTED[/green] {path}  {s.message_type} LRN {s.lrn}")
+            out.print(f"[green]ACCEPTED[/green] {escape(str(path))}  {s.message_type} LRN {s.lrn}")
             continue
-        out.print(f"[red]REJECTED[/red] {path}  {len(outcome.errors)} error(s)")
+        out.print(f"[red]REJECTED[/red] {escape(str(path))}  {len(outcome.errors)} error(s)")
         table = Table(show_header=True, header_style="bold", expand=False)
         for column in ("line", "where", "code", "what is wrong"):
             table.add_column(column, overflow="fold")
@@ -97,13 +205,19 @@ def validate(files, schemas, as_json) -> None:
     if as_json:
         click.echo(json.dumps(results, indent=2, ensure_ascii=False))
     else:
-        out.print(f"{len(results)} file(s): {len(results) - rejected} accepted, {rejected} rejected")
-    sys.exit(1 if rejected else 0)
+        out.print(f"{len(results)} file(s): {len(results) - rejected - unreadable} accepted, {rejected} rejected"
+                  + (f", {unreadable} unreadable" if unreadable else ""))
+    sys.exit(Exit.USAGE if unreadable else Exit.REFUSED if rejected else Exit.OK)
+
+
+_replace_option = click.option("--replace", "replace_existing", is_flag=True,
+                               help="Write over a corpus already in the folder (else the command refuses).")
 
 
 @main.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
-@click.option("--count", default=1000, show_default=True, help="How many filings.")
+@_replace_option
+@click.option("--count", default=1000, show_default=True, type=click.IntRange(min=1), help="How many filings.")
 @click.option("--seed", default=1, show_default=True, help="Same seed, same filings.")
 @click.option("--defect-rate", default=0.1, show_default=True, help="Share of filings with content defects.")
 @click.option("--envelope-rate", default=0.02, show_default=True, help="Share of broken or hostile XML.")
@@ -119,9 +233,10 @@ def validate(files, schemas, as_json) -> None:
               help="Share of valid filings with a planted risk pattern (label `risk`; see generator.RISK_PATTERNS).")
 @click.option("--decoy-rate", default=0.0, show_default=True,
               help="Share of valid filings with an innocent look-alike of a risk (label `decoy`; see generator.DECOYS).")
-def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, defects,
+def generate(out_dir, replace_existing, count, seed, defect_rate, envelope_rate, resubmission_rate, size, modes, defects,
              container_status, anomaly_rate, risk_rate, decoy_rate) -> None:
-    """Write realistic filings to OUT/filings and their ground truth to OUT/labels.jsonl."""
+    """Write realistic filings to OUT/filings and their ground truth to OUT/labels.jsonl (a folder
+    already holding a corpus is refused unless --replace)."""
     from .corpus import write_container_status, write_corpus
     from .generator import CONTENT_DEFECTS
 
@@ -133,6 +248,7 @@ def generate(out_dir, count, seed, defect_rate, envelope_rate, resubmission_rate
     corpus = dict(defect_rate=defect_rate, envelope_rate=envelope_rate, resubmission_rate=resubmission_rate,
                   size=size, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), defects=kinds,
                   risk_rate=risk_rate, decoy_rate=decoy_rate)
+    refuse_to_write_over(Path(out_dir), CORPUS_FILES, replace_existing)
     with _progress() as progress:
         task = progress.add_task("generating", total=count)
         written = write_corpus(Path(out_dir), count, seed, **corpus,
@@ -153,7 +269,8 @@ def _progress() -> Progress:
               help="Batch: folder of filings (*.xml, searched recursively). With --follow/--once: a drop folder "
                    "(default: the Redis stream of filings).")
 @click.option("--output", "output_dir", default=None, type=click.Path(file_okay=False),
-              help="Folder for answers/, decisions/, referrals/, enriched/, dead-letters/, archive/ and summary.json; "
+              help="Folder of the runs: each writes answers/, decisions/, referrals/, enriched/, dead-letters/, "
+                   "archive/ and summary.json into OUTPUT/run-<UTC time>/ (OUTPUT/latest: the last finished); "
                    "with --follow/--once only the Parquet archive is written there (answers go to Redis streams).")
 @click.option("--follow", is_flag=True, help="Run as a service until SIGTERM/SIGINT (drains, then exits).")
 @click.option("--once", is_flag=True, help="Like --follow, but stop when the source has nothing new.")
@@ -186,11 +303,22 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
         raise click.UsageError(f"unknown options for a batch run: {' '.join(ctx.args)}")
     if not input_dir or not output_dir:
         raise click.UsageError("a batch run needs --input and --output (or --follow / --once for the service)")
+    from .connectors.files import list_filings
+    from .domain.rulepack import RulePack
+
     settings = _settings(schemas)  # the service builds its own from the same options (options.py)
     if rules_dir:
+        RulePack.load(Path(rules_dir))  # refused here, with its first problem, not by every worker
         settings = replace(settings, rules=replace(settings.rules, pack_dir=Path(rules_dir)))
-    summary = run_and_report(Path(input_dir), Path(output_dir), settings, redis_url, runner, list(beam_options))
-    sys.exit(0 if summary.balanced else 2)
+    if not list_filings(Path(input_dir)):
+        raise InputError(f"{input_dir} holds no filings (*.xml, searched recursively): nothing to screen")
+    output = Path(output_dir)
+    with _redis(redis_url, output / "redis") as url:
+        run_dir = new_run_folder(output)
+        summary = run_and_report(Path(input_dir), run_dir, settings.with_redis_url(url), runner, list(beam_options))
+    point_latest(output, run_dir)
+    console.print(f"results in {run_dir} ({output / 'latest'} points at it)", soft_wrap=True)
+    sys.exit(Exit.OK if summary.balanced else Exit.UNBALANCED)
 
 
 @main.command()
@@ -254,42 +382,49 @@ def options() -> None:
     click.echo(options_help())
 
 
-def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_url: str | None = None,
-                   runner: str = "FnApiRunner", beam_options: list[str] | None = None):
+def run_and_report(input_dir: Path, run_dir: Path, settings: Settings, runner: str = "FnApiRunner",
+                   beam_options: list[str] | None = None):
+    """The batch job from input_dir into run_dir (a folder of its own: outputs.new_run_folder) on the
+    Redis of settings, with a progress display; prints the summary and writes run_dir/summary.json."""
+    import redis
+
     from .connectors.files import list_filings
     from .connectors.redis_store import connect, progress_key
     from .job import new_run_id, run_batch
 
-    with _redis(redis_url, output_dir / "redis") as redis_url:
-        settings = settings.with_redis_url(redis_url)
-        total = len(list_filings(input_dir))
-        run_id = new_run_id()
-        outcome: dict = {}
+    total = len(list_filings(input_dir))
+    run_id = new_run_id()
+    outcome: dict = {}
 
-        def work():
+    def work():
+        try:
+            outcome["summary"] = run_batch(settings, input_dir, run_dir, runner, beam_options, run_id)
+        except BaseException as exc:  # reported below, in the main thread
+            outcome["error"] = exc
+
+    started = time.perf_counter()
+    worker = threading.Thread(target=work, name="pipeline", daemon=True)  # Ctrl-C ends the run, not waits for it
+    worker.start()
+    client, key, done = connect(settings.redis.url), progress_key(settings.redis.key_prefix, run_id), 0
+    with _progress() as progress:
+        task = progress.add_task("screening", total=total)
+        while worker.is_alive():
+            worker.join(0.25)
             try:
-                outcome["summary"] = run_batch(settings, input_dir, output_dir, runner, beam_options, run_id)
-            except BaseException as exc:  # reported below, in the main thread
-                outcome["error"] = exc
-
-        started = time.perf_counter()
-        worker = threading.Thread(target=work, name="pipeline")
-        worker.start()
-        client, key = connect(redis_url), progress_key(settings.redis.key_prefix, run_id)
-        with _progress() as progress:
-            task = progress.add_task("screening", total=total)
-            while worker.is_alive():
-                worker.join(0.25)
-                progress.update(task, completed=int(client.get(key) or 0))
-        if "error" in outcome:
-            raise outcome["error"]
-        summary = outcome["summary"]
-        elapsed = time.perf_counter() - started
+                done = int(client.get(key) or 0)
+            except redis.RedisError:
+                pass  # the display waits; the pipeline retries Redis and dead-letters what it cannot finish
+            progress.update(task, completed=done)
+    if "error" in outcome:
+        raise outcome["error"]
+    summary = outcome["summary"]
+    elapsed = time.perf_counter() - started
     _print_summary(summary, elapsed)
-    (output_dir / "summary.json").write_text(json.dumps({
+    (run_dir / "summary.json").write_text(json.dumps({
         "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
         "dead_lettered": summary.dead_lettered, "answers": summary.answers, "balanced": summary.balanced,
-        "enriched": summary.enriched, "container_status_unavailable": summary.container_status_unavailable,
+        "resent": summary.resent, "enriched": summary.enriched,
+        "container_status_unavailable": summary.container_status_unavailable,
         "container_status_not_loaded": summary.container_status_not_loaded,
         "data_quality_warnings": summary.data_quality_warnings, "facts": summary.facts, "assessed": summary.assessed, "decisions": summary.decisions,
         "referrals": summary.referrals, "rule_hits": summary.rule_hits, "rule_errors": summary.rule_errors,
@@ -298,7 +433,7 @@ def run_and_report(input_dir: Path, output_dir: Path, settings: Settings, redis_
 
 
 def _print_summary(summary, elapsed: float) -> None:
-    out = Console()
+    out = _console()
     table = Table(title="cargoscreen run", show_header=True, header_style="bold")
     table.add_column("door")
     table.add_column("answer")
@@ -311,6 +446,9 @@ def _print_summary(summary, elapsed: float) -> None:
                 table.add_row(door, f"{t} {names[t]}", str(summary.answers[t]))
     table.add_row("dead-lettered", "", str(summary.dead_lettered))
     out.print(table)
+    if summary.resent:
+        out.print(f"{summary.resent} of the accepted filings were re-sends of filings already registered (the same "
+                  "filer, LRN and content, or the same file again): answered again with their MRN, not assessed again")
     if summary.data_quality_warnings:
         warned = ", ".join(f"{k} {v}" for k, v in sorted(summary.data_quality_warnings.items()))
         out.print(f"accepted with data-quality warnings: {warned}", soft_wrap=True)
@@ -345,10 +483,16 @@ def csm() -> None:
 @click.option("--rejected", "rejected_path", default="csm-rejected.jsonl", show_default=True,
               type=click.Path(dir_okay=False), help="JSON lines of rejected events, each with its reasons.")
 def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
-    """Load DCSA events from files or folders (*.json lists, *.jsonl lines) into the container store."""
+    """Load DCSA events from files or folders (*.json lists, *.jsonl lines) into the container store;
+    rejected events are appended to --rejected."""
+    from .connectors.dcsa import event_files
+
+    for folder in (Path(p) for p in paths if Path(p).is_dir()):
+        if not event_files([folder]):
+            raise InputError(f"{folder} holds no event files (*.json, *.jsonl, searched recursively)")
     with _redis(redis_url, Path(data_dir) / "redis") as url:
         summary, elapsed, version = load_feed([Path(p) for p in paths], url, Path(rejected_path))
-    out = Console()
+    out = _console()
     table = Table(title=f"DCSA T&T {version} feed", show_header=True, header_style="bold")
     table.add_column("events")
     table.add_column("count", justify="right")
@@ -361,7 +505,7 @@ def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     out.print(table)
     out.print(f"{summary.balance()}   ({summary.read / elapsed if elapsed else 0:,.0f} events/s); "
               f"rejected events with reasons: {rejected_path}", soft_wrap=True)
-    sys.exit(0 if summary.balanced else 2)
+    sys.exit(Exit.OK if summary.balanced else Exit.UNBALANCED)
 
 
 @csm.command("follow")
@@ -391,7 +535,7 @@ def csm_follow(redis_url, stream, group, consumer, once) -> None:
                                 rejected_to_stream(client, stream), once=once, stop=lambda: bool(stopping))
     except KeyboardInterrupt:
         return
-    Console().print(summary.balance(), soft_wrap=True)
+    _console().print(summary.balance(), soft_wrap=True)
 
 
 def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: Settings | None = None):
@@ -408,62 +552,73 @@ def load_feed(paths: list[Path], redis_url: str, rejected_path: Path, settings: 
         return load_files(paths, store, rejected_path, on_progress=lambda n: progress.update(task, completed=n))
 
 
+DEMO_MARK = "demo.json"  # what a folder the demo wrote holds: the demo may write over its own sample data
+
+
 @main.command()
 @click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--count", default=500, show_default=True)
+@_replace_option
+@click.option("--count", default=500, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=7, show_default=True)
-def demo(out_dir, count, seed) -> None:
-    """The whole flow on generated sample data with an embedded Redis: generate, screen, answer."""
+def demo(out_dir, replace_existing, count, seed) -> None:
+    """The whole flow on generated sample data with an embedded Redis: generate, screen, answer. A rerun
+    regenerates the sample data and screens it afresh in a new run folder under OUT/results."""
     from .connectors.redis_store import EmbeddedRedis
     from .corpus import write_container_status, write_corpus
 
     out_dir = Path(out_dir)
+    own = (out_dir / DEMO_MARK).is_file()
+    refuse_to_write_over(out_dir, CORPUS_FILES + ("csm-rejected.jsonl",), replace_existing or own)
     console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile, 5% with a planted "
                   f"risk) and their containers' histories (5% with an anomaly) into {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DEMO_MARK).write_text(json.dumps({"count": count, "seed": seed}))
     write_corpus(out_dir, count, seed, risk_rate=0.05)
     write_container_status(out_dir, count, seed, anomaly_rate=0.05, risk_rate=0.05)  # the same filings' containers
-    shutil.rmtree(out_dir / "results", ignore_errors=True)  # a rerun starts afresh: same input, same answers
-    with EmbeddedRedis(out_dir / "results" / "redis") as server:
+    run_dir = new_run_folder(out_dir / "results")
+    with EmbeddedRedis(run_dir / "redis") as server:  # a registry of its own: same input, same answers
         loaded, _, _ = load_feed([out_dir / "container-events.jsonl"], server.url, out_dir / "csm-rejected.jsonl")
         console.print(f"2. loaded {loaded.loaded} container events ({loaded.unchecked_container_ids} with a container "
                       f"id failing ISO 6346) into the embedded Redis")
         console.print("3. running the pipeline (FnApiRunner)")
-        summary = run_and_report(out_dir / "filings", out_dir / "results", Settings(), redis_url=server.url)
-    _demo_checks(out_dir)
-    sys.exit(0 if summary.balanced else 2)
+        summary = run_and_report(out_dir / "filings", run_dir, Settings().with_redis_url(server.url))
+    point_latest(out_dir / "results", run_dir)
+    _demo_checks(out_dir, run_dir)
+    sys.exit(Exit.OK if summary.balanced else Exit.UNBALANCED)
 
 
-def _demo_checks(out_dir: Path) -> None:
+def _demo_checks(out_dir: Path, run_dir: Path) -> None:
     """Compares the answers with the generator's ground truth and shows one answer of each kind."""
     from .connectors.files import read_json_lines
 
     from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 
     labels = {json.loads(line)["file"]: json.loads(line) for line in (out_dir / "labels.jsonl").open()}
-    answers = [a for a in read_json_lines(out_dir / "results" / "answers")
+    answers = [a for a in read_json_lines(run_dir / "answers")
                if a["message_type"] in ACCEPTING_ANSWERS + REJECTING_ANSWERS]
     agree = sum((a["message_type"] == "IE3R01") == (labels[a["submission_id"]]["expected"] == "registered")
                 for a in answers)
-    out = Console()
+    out = _console()
     out.print(f"4. answers agree with the ground truth for {agree} of {len(answers)} filings")
-    _demo_facts(out_dir, out)
-    _demo_referrals(out_dir, labels, out)
+    _demo_facts(out_dir, run_dir, out)
+    _demo_referrals(out_dir, run_dir, labels, out)
     shown = set()
     for a in answers:
         if a["message_type"] not in shown and a["message_type"] in ("IE3R01", "IE3N99"):
             shown.add(a["message_type"])
             out.print(f"\n[bold]{a['message_type']}[/bold] for {a['submission_id']}:")
             out.print(_pretty(a["xml"]), markup=False, highlight=False)
-    out.print(f"\nAll answers: {out_dir / 'results' / 'answers'}; summary: {out_dir / 'results' / 'summary.json'}")
+    out.print(f"\nAll answers: {run_dir / 'answers'}; summary: {run_dir / 'summary.json'} "
+              f"({out_dir / 'results' / 'latest'} points at this run)")
 
 
-def _demo_facts(out_dir: Path, out: Console) -> None:
+def _demo_facts(out_dir: Path, run_dir: Path, out: Console) -> None:
     """Compares the container facts with the planted anomalies, and shows one enriched filing."""
     from .connectors.files import read_json_lines
     from .domain.enrichment import INFORMATIONAL_FACTS
 
     planted = {(x["file"], x["container"]): x["anomaly"] for x in map(json.loads, (out_dir / "container-labels.jsonl").open())}
-    enriched = read_json_lines(out_dir / "results" / "enriched")
+    enriched = read_json_lines(run_dir / "enriched")
     found = missed = false = 0
     for e in enriched:
         for c in e["containers"]:
@@ -484,13 +639,13 @@ def _demo_facts(out_dir: Path, out: Console) -> None:
         out.print(json.dumps(sample, indent=1)[:2500], markup=False, highlight=False)
 
 
-def _demo_referrals(out_dir: Path, labels: dict, out: Console) -> None:
+def _demo_referrals(out_dir: Path, run_dir: Path, labels: dict, out: Console) -> None:
     """Referrals against the planted risk patterns, and one referral as its risk centre and its filer see it."""
     from .connectors.files import read_json_lines
     from .decisions import ASSESSMENT_ANSWERS
 
     anomalous = {x["file"] for x in map(json.loads, (out_dir / "container-labels.jsonl").open()) if x["anomaly"]}
-    decisions = read_json_lines(out_dir / "results" / "decisions")
+    decisions = read_json_lines(run_dir / "decisions")
     groups = {"planted": [], "anomaly": [], "clean": []}
     for d in decisions:
         sid = d["submission_id"]
@@ -507,7 +662,7 @@ def _demo_referrals(out_dir: Path, labels: dict, out: Console) -> None:
                                         "hits", "information_requested", "screening_methods")}
         out.print("\n[bold]referral[/bold], as the risk centre reads it:")
         out.print(json.dumps(shown, indent=1)[:3000], markup=False, highlight=False)
-        answer = next(a for a in read_json_lines(out_dir / "results" / "answers")
+        answer = next(a for a in read_json_lines(run_dir / "answers")
                       if a["submission_id"] == sample["submission_id"]
                       and a["message_type"] == ASSESSMENT_ANSWERS[sample["decision"]])
         out.print(f"\n[bold]{answer['message_type']}[/bold], what the filer gets (no criteria disclosed):")
@@ -526,8 +681,11 @@ def compact_archive(archive, before) -> None:
     """Rewrite each day's small Parquet files (one per bundle in a streaming run) as one file per
     partition, without the duplicate rows a crashed run may have left. Days still being written
     are left alone."""
-    from .connectors.archive import compact
+    from .connectors.archive import SCHEMAS, compact
 
+    if not any((Path(archive) / table).is_dir() for table in SCHEMAS):
+        raise InputError(f"{archive} is not an archive: no {' or '.join(f'{t}/' for t in SCHEMAS)} in it "
+                         "(a run's archive is OUTPUT/latest/archive, the service's OUTPUT/archive)")
     before = before or time.strftime("%Y-%m-%d", time.gmtime())
     done = compact(Path(archive), before)
     for folder, files, rows in done:
@@ -562,10 +720,14 @@ def ingress_serve(redis_url, tokens, host, port, max_bytes) -> None:
 
     from .connectors.http_ingress import FilerTokens, ingress_app
 
-    settings = Settings().with_redis_url(redis_url)
+    settings = Settings().with_redis_url(_reachable(redis_url))
     if max_bytes:
         settings = replace(settings, limits=replace(settings.limits, max_bytes=max_bytes))
-    app = ingress_app(settings, FilerTokens.load(_tokens_path(tokens)))
+    try:
+        filers = FilerTokens.load(_tokens_path(tokens))
+    except ValueError as exc:  # a line of the file that is not FILER sha256:...
+        raise InputError(str(exc)) from None
+    app = ingress_app(settings, filers)
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
 
 
@@ -589,7 +751,7 @@ def rules() -> None:
 
 
 def _problems(exc, title: str) -> None:
-    out = Console()
+    out = _console()
     out.print(f"[red]{title}[/red]: {len(exc.problems)} problem(s)")
     for problem in exc.problems:
         out.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
@@ -609,8 +771,8 @@ def rules_check(pack_dir) -> None:
         sys.exit(1)
     areas = Counter(r.area for r in pack.rules)
     examples = sum(len(r.examples) for r in pack.rules)
-    Console().print(f"[green]OK[/green] {pack.id}: {len(pack.rules)} rules, {examples} examples pass; areas: "
-                    + ", ".join(f"{a} {n}" for a, n in sorted(areas.items())), soft_wrap=True)
+    _console().print(f"[green]OK[/green] {pack.id}: {len(pack.rules)} rules, {examples} examples pass; areas: "
+                     + ", ".join(f"{a} {n}" for a, n in sorted(areas.items())), soft_wrap=True)
 
 
 @contextmanager
@@ -647,7 +809,7 @@ def rules_publish(pack_dir, redis_url, data_dir, activate) -> None:
         sys.exit(1)
     state = "published and active" if publication.activated else "published (not active)"
     again = " (this version was already published with the same content)" if publication.unchanged else ""
-    Console().print(f"[green]{publication.pack_id}[/green] {state}{again}")
+    _console().print(f"[green]{publication.pack_id}[/green] {state}{again}")
 
 
 @rules.command("status")
@@ -657,7 +819,7 @@ def rules_status(redis_url, data_dir) -> None:
     """The active pack, the published ones, and the latest publications and refusals."""
     with _rule_store(redis_url, data_dir) as store:
         active, published, events = store.active(), store.published(), store.events(20)
-    out = Console()
+    out = _console()
     out.print(f"active: {active or 'none published: pipelines use their --rules folder'}")
     table = Table(title="published packs", header_style="bold")
     for column in ("pack", "digest", "published at", "by"):
@@ -681,7 +843,7 @@ def rules_activate(name_version, redis_url, data_dir) -> None:
             store.activate(name_version)
     except KeyError as exc:
         raise click.BadParameter(str(exc.args[0]), param_hint="NAME_VERSION") from None
-    Console().print(f"{name_version} is active")
+    _console().print(f"{name_version} is active")
 
 
 @rules.command("backtest")
@@ -737,6 +899,8 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
         with _progress() as progress:
             progress.add_task("validating and enriching", total=None)
             traffic = load_traffic(Path(filings_dir), settings, fetch)
+    if not traffic.read:
+        raise InputError(f"{filings_dir} holds no filings (*.xml, searched recursively) and no archived ones")
     labels = {json.loads(line)["file"]: json.loads(line) for line in open(labels_path)} if labels_path else None
     report = backtest(traffic.filings, active, candidate, labels, now)
     _print_backtest(report, traffic)
@@ -753,7 +917,7 @@ def _weight_change(before: float | None, after: float | None) -> str:
 
 
 def _print_backtest(report, traffic) -> None:
-    out = Console(width=None if console.is_terminal else 160)
+    out = _console()
     out.print(f"{traffic.read} filings read, {traffic.rejected} rejected by validation, {report.filings} scored; "
               f"active {report.active_pack}, candidate {report.candidate_pack}", soft_wrap=True)
     table = Table(title="per rule (candidate pack)", header_style="bold")

@@ -106,10 +106,11 @@ def load_events(items: Iterable[tuple[str, Any]], checker, store: ContainerEvent
 def load_files(paths: list[Path], store: ContainerEventStore, rejected_path: Path,
                on_progress: Callable[[int], None] | None = None) -> tuple[LoadSummary, float, str]:
     """Loads DCSA event files (JSON lists, JSON lines, folders of them); rejected events with their
-    reasons go to rejected_path as JSON lines. Returns (summary, seconds, the DCSA version checked)."""
+    reasons are appended to rejected_path as JSON lines (a second load keeps the first one's). Returns
+    (summary, seconds, the DCSA version checked)."""
     checker = DcsaEventChecker()
     started = time.perf_counter()
-    with rejected_path.open("w", encoding="utf-8") as rejected:
+    with rejected_path.open("a", encoding="utf-8") as rejected:
         items = ((where, event) for f in event_files(paths) for where, event in read_events(f))
         summary = load_events(items, checker, store,
                               on_rejected=lambda w, e, p: rejected.write(rejected_record(w, e, p) + "\n"),

@@ -33,6 +33,7 @@ from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_rec
                                decision_json, enriched_record)
 from .connectors.redis_store import ReportProgress, progress_key
 from .decisions import ASSESSMENT_ANSWERS
+from .registration import RESENT
 from .counters import COUNTER_NAMESPACE
 from .stages.answer import AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.enrich import EnrichFilings
@@ -61,6 +62,13 @@ class RunSummary:
     assessment_answers_due: int = 0  # one per filing of each consignment decided
     assessment_answers_dead_lettered: int = 0
     links_dead_lettered: int = 0
+    registrations: dict[str, int] = field(default_factory=dict)  # by outcome: registered, resent, amended, ...
+
+    @property
+    def resent(self) -> int:
+        """Filings registered before (same filer, LRN and content): answered again with their MRN,
+        not assessed again."""
+        return self.registrations.get(RESENT, 0)
 
     @property
     def accepted(self) -> int:
@@ -212,6 +220,7 @@ def summarize(result) -> RunSummary:
         assessment_answers_due=totals.get("assessment_answers_due", 0),
         assessment_answers_dead_lettered=totals.get("assessment_answers_dead_lettered", 0),
         links_dead_lettered=totals.get("links_dead_lettered", 0),
+        registrations={k.removeprefix("registration_"): v for k, v in totals.items() if k.startswith("registration_")},
     )
 
 

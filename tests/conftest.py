@@ -1,14 +1,21 @@
-"""Shared fixtures: settings, a validator, a generated corpus with labels, a real Redis server."""
+"""Shared fixtures: settings, a validator, a generated corpus with labels, a real Redis server;
+and the session's guard that no process a test started outlives the tests."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
+import psutil
 import pytest
+import redis
 
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_store import EmbeddedRedis, connect
@@ -20,6 +27,101 @@ DATA = Path(__file__).parent / "data"
 STARTER_VERSION = re.search(r"^version: (\S+)", (Path(__file__).parent.parent / "rules" / "risk" / "ics2-starter"
                                                   / "pack.yaml").read_text(), re.M)[1]
 OTHER_SCHEMAS = DATA / "other-schemas"
+TEST_PROCESS_ENV = "CARGOSCREEN_TEST_PROCESS"  # in the environment of whatever a test process starts
+
+
+def pytest_sessionstart(session):
+    """A quiet run (-q) still got xdist's "bringing up nodes..." twice when not on a terminal (a CI
+    log): its status line says nothing the result line does not."""
+    reporter = session.config.pluginmanager.get_plugin("terminaldistreporter")
+    if reporter is not None and session.config.option.verbose < 0:
+        reporter.ensure_show_status = lambda: None
+
+
+def started_by(mark: str, temp_root: str) -> list[psutil.Process]:
+    """The live processes this test process started, even those that left its process tree: a
+    child, or a process with `mark` in its environment, or one naming `temp_root` (its command line
+    or working folder). redis-server daemonises and writes its title over its environment, but its
+    socket lies in a temporary folder; chromium's profile too."""
+    me = psutil.Process()
+    found = {p.pid: p for p in me.children(recursive=True)}
+    for p in psutil.process_iter(["cmdline", "cwd", "environ"]):
+        if p.pid == me.pid or p.pid in found:
+            continue
+        environ, cmdline, cwd = p.info["environ"] or {}, p.info["cmdline"] or [], p.info["cwd"] or ""
+        if environ.get(TEST_PROCESS_ENV) == mark or any(temp_root in a for a in cmdline) or \
+                cwd.startswith(temp_root):
+            found[p.pid] = p
+    alive = []
+    for p in found.values():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_tests(tmp_path_factory):
+    """Every process a test starts is stopped by the test's own fixtures, passing or failing; this
+    checks it once the session's other fixtures are done (in each xdist worker), stops what is
+    left and fails the run naming it. Temporary folders go under one root of this session, so
+    what a test started can be recognised (started_by)."""
+    tmp_path_factory.getbasetemp()  # pytest's own folders stay where pytest keeps them (and the last three runs')
+    mark = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    root = tempfile.mkdtemp(prefix="cst-")  # short: unix socket paths under it must stay < 108 bytes
+    saved = {k: os.environ.get(k) for k in (TEST_PROCESS_ENV, "TMPDIR")}, tempfile.tempdir
+    os.environ.update({TEST_PROCESS_ENV: mark, "TMPDIR": root})
+    tempfile.tempdir = root
+    yield
+    deadline, left = time.monotonic() + 10, started_by(mark, root)
+    while left and time.monotonic() < deadline:  # a server shutting down as asked
+        time.sleep(0.2)
+        left = started_by(mark, root)
+    described = []
+    for p in left:
+        try:
+            described.append(f"{p.pid} {' '.join(p.cmdline())[:200]}")
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    for key, value in saved[0].items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    tempfile.tempdir = saved[1]
+    shutil.rmtree(root, ignore_errors=True)
+    if described:
+        pytest.fail("processes started by the tests were still running at the end (now killed):\n"
+                    + "\n".join(described), pytrace=False)
+
+
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within the timeout."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def processes():
+    """Starts processes for a test (.start(args, **Popen options)) and stops each when the test
+    ends, however it ends."""
+    class Started(list):
+        def start(self, args, **options) -> subprocess.Popen:
+            self.append(subprocess.Popen(args, **options))
+            return self[-1]
+
+    started = Started()
+    yield started
+    for process in reversed(started):
+        stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +171,6 @@ class RedisProcess:
         self._process = None
 
     def start(self) -> "RedisProcess":
-        import subprocess
-        import time
-
         self._process = subprocess.Popen(
             [self._binary, "--port", "0", "--unixsocket", str(self.socket), "--dir", str(self.folder),
              "--dbfilename", "dump.rdb", "--save", "", *self.options], stdout=subprocess.DEVNULL,
@@ -80,8 +179,11 @@ class RedisProcess:
             try:
                 connect(self.url).ping()
                 return self
+            except redis.AuthenticationError:
+                return self  # up, and asking for the password it was started with
             except Exception:
                 time.sleep(0.02)
+        stop(self._process)
         raise RuntimeError("redis-server did not start")
 
     def kill(self) -> None:
@@ -94,15 +196,14 @@ class RedisProcess:
             connect(self.url).shutdown(save=True)
         except Exception:
             pass
-        self._process.wait(timeout=10)
+        stop(self._process)
 
 
 @pytest.fixture
 def redis_process(tmp_path):
     server = RedisProcess(tmp_path).start()
     yield server
-    if server._process.poll() is None:
-        server.stop()
+    server.stop()
 
 
 def free_port() -> int:
@@ -118,15 +219,16 @@ def job_service():
     port = free_port()
     service = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("localhost", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or service.poll() is not None:
-                raise RuntimeError("the job service did not start") from None
-            time.sleep(0.1)
-    yield f"localhost:{port}"
-    service.terminate()
-    service.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("localhost", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or service.poll() is not None:
+                    raise RuntimeError("the job service did not start") from None
+                time.sleep(0.1)
+        yield f"localhost:{port}"
+    finally:
+        stop(service)

@@ -19,7 +19,7 @@ from cargoscreen.connectors.redis_store import OUTAGE, connect
 from cargoscreen.connectors.redis_streams import StreamKeys, entry_key
 from cargoscreen.generator import GeneratorSpec, generate
 
-from .conftest import RedisProcess
+from .conftest import RedisProcess, stop
 
 pytestmark = pytest.mark.slow
 KEYS = StreamKeys()
@@ -41,9 +41,8 @@ class Supervised:
                                             stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
+        if self.process:
+            stop(self.process, timeout=60)
 
 
 def submit(client, filings) -> None:
@@ -117,11 +116,11 @@ def started(client, service: Supervised, decisions: int = 200) -> None:
 
 def test_redis_killed_and_restarted_mid_run_loses_nothing(tmp_path):
     server = RedisProcess(tmp_path, "--appendonly", "yes", "--appendfsync", "always").start()
-    client = connect(server.url)
-    filings = traffic(61)
-    submit(client, filings)
     service = Supervised(server.url, (tmp_path / "service.log").open("w"))
     try:
+        client = connect(server.url)
+        filings = traffic(61)
+        submit(client, filings)
         started(client, service)
         server.kill()  # mid-stream
         time.sleep(3)
@@ -257,5 +256,4 @@ def test_a_stalled_consumer_is_taken_over_and_nothing_is_done_twice(tmp_path, re
     finally:
         slow.process.send_signal(signal.SIGCONT)
         slow.stop()
-        fast.terminate()
-        fast.wait(timeout=60)
+        stop(fast, timeout=60)

@@ -73,10 +73,11 @@ def traffic(tmp_path_factory):
     load = _cli("csm", "load", str(corpus / "container-events.jsonl"), "--data-dir", str(out),
                 "--rejected", str(out / "csm-rejected.jsonl"), cwd=base)
     run = _cli("run", "--input", str(corpus / "filings"), "--output", str(out), cwd=base)
+    results = out / "latest"  # the run's own folder
     return {"manifest": manifest, "corpus": corpus, "out": out, "load": load, "run": run,
-            "answers": _jsonl(out / "answers"), "enriched": _jsonl(out / "enriched"),
-            "decisions": _jsonl(out / "decisions"), "dead": _jsonl(out / "dead-letters"),
-            "summary": json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}}
+            "answers": _jsonl(results / "answers"), "enriched": _jsonl(results / "enriched"),
+            "decisions": _jsonl(results / "decisions"), "dead": _jsonl(results / "dead-letters"),
+            "summary": json.loads((results / "summary.json").read_text()) if (results / "summary.json").exists() else {}}
 
 
 def test_the_set_is_large_complete_and_valid_against_the_schema(traffic):

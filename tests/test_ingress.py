@@ -23,21 +23,21 @@ from cargoscreen.domain.filings import ANSWERS_NS
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.service import run_service
 
-from .conftest import free_port
+from .conftest import free_port, stop
 
 KEYS = StreamKeys()
 LIMIT = 200_000
 
 
 @pytest.fixture
-def ingress(redis_server, redis_client, tmp_path):
+def ingress(redis_server, redis_client, tmp_path, processes):
     """(port, {filer: token}) of a running `cargoscreen ingress serve`."""
     tokens_file = tmp_path / "tokens"
     tokens = {filer: issue_token(tokens_file, filer) for filer in ("DEFILER000000001", "NLFILER000000002")}
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "ingress", "serve", "--redis-url",
-                               redis_server.url, "--tokens", str(tokens_file), "--port", str(port),
-                               "--max-bytes", str(LIMIT)], stderr=subprocess.PIPE)
+    server = processes.start([sys.executable, "-m", "cargoscreen.cli", "ingress", "serve", "--redis-url",
+                              redis_server.url, "--tokens", str(tokens_file), "--port", str(port),
+                              "--max-bytes", str(LIMIT)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -48,9 +48,7 @@ def ingress(redis_server, redis_client, tmp_path):
         if time.monotonic() > deadline or server.poll() is not None:
             raise RuntimeError("ingress did not start: " + server.stderr.read().decode()[-2000:])
         time.sleep(0.1)
-    yield port, tokens
-    server.terminate()
-    server.wait(timeout=10)
+    return port, tokens
 
 
 def _call(port, method, path, body=None, token=None, headers=None, chunks=None) -> tuple[int, dict]:
@@ -213,7 +211,7 @@ def resend_run(port: int, tokens: dict, url: str, client, count: int, seed: int,
         for p in procs.values():
             p.terminate()
         for p in procs.values():
-            p.wait(timeout=60)
+            stop(p, timeout=60)
     answers = {f: _all_answers(port, tokens[f]) for f in filers}
     decisions = [json.loads(f[b"body"]) for _, f in client.xrange(KEYS.decisions)]
     dead = [json.loads(f[b"body"]) for _, f in client.xrange(KEYS.dead_letters)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.domain.rulepack import RulePack
 from cargoscreen.generator import GeneratorSpec, generate
 
-from .conftest import free_port
+from .conftest import free_port, stop
 
 pytestmark = pytest.mark.slow
 KEYS = StreamKeys()
@@ -74,8 +73,7 @@ def serve_and_scrape(redis_client, redis_server, *runner_options) -> tuple[dict,
             time.sleep(0.3)
         raise AssertionError(f"the service did not finish; last scrape had {len(samples)} samples")
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(timeout=60)
+        stop(service, timeout=60)  # SIGTERM: drains
 
 
 def check_against_redis(samples: dict, redis_client, filings: int) -> None:

@@ -64,7 +64,7 @@ def test_publish_status_and_rollback(candidate, redis_server, redis_client):
     assert back.exit_code == 0
     assert f"active: ics2-starter@{STARTER_VERSION}" in runner.invoke(main, ["rules", "status", *url]).output
     unknown = runner.invoke(main, ["rules", "activate", "ics2-starter@7.0.0", *url])
-    assert unknown.exit_code == 2 and "not published" in unknown.output
+    assert unknown.exit_code == 3 and "not published" in unknown.output
 
 
 def test_publish_refuses_a_pack_whose_examples_fail(candidate, redis_server, redis_client):

@@ -23,7 +23,7 @@ from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.service import run_service
 
-from .conftest import free_port
+from .conftest import free_port, stop
 
 REDIS_SERVER, OPENSSL = shutil.which("redis-server"), shutil.which("openssl")
 KEYS = StreamKeys()
@@ -52,17 +52,18 @@ def tls_redis(tmp_path):
                                "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no", "--requirepass", PASSWORD,
                                "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    (tmp_path / "redis-password").write_text(PASSWORD + "\n")
-    url = f"rediss://localhost:{port}/0?ssl_ca_certs={tmp_path / 'ca.crt'}"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url, password=PASSWORD).ping()
-            break
-        except redis.RedisError:
-            time.sleep(0.05)
-    yield url, port, tmp_path
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        (tmp_path / "redis-password").write_text(PASSWORD + "\n")
+        url = f"rediss://localhost:{port}/0?ssl_ca_certs={tmp_path / 'ca.crt'}"
+        for _ in range(100):
+            try:
+                redis.Redis.from_url(url, password=PASSWORD).ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.05)
+        yield url, port, tmp_path
+    finally:
+        stop(server)
 
 
 def test_redis_over_tls_with_auth_from_a_password_file(tls_redis, monkeypatch):

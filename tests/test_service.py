@@ -122,15 +122,15 @@ def test_late_resends_of_a_filing_and_its_amendment_are_answered_as_repeats_and_
     assert "<OriginalSubmissionId>amendment<" in doors["amendment-again"]["xml"]
 
 
-def _service(url: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "run", "--redis-url", url,
-                             "--consumer", "w0", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _service(processes, url: str, *args: str) -> subprocess.Popen:
+    return processes.start([sys.executable, "-m", "cargoscreen.cli", "run", "--redis-url", url, "--consumer", "w0",
+                            *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis_client, redis_server):
+def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis_client, redis_server, processes):
     filings = list(generate(GeneratorSpec(count=1500, seed=8, resubmission_rate=0)))
     _submit(redis_client, filings)
-    worker = _service(redis_server.url, "--follow")
+    worker = _service(processes, redis_server.url, "--follow")
     deadline = time.monotonic() + 120
     # Killed once 300 decisions are out and while entries are read but not yet acknowledged (between
     # two bundles nothing is pending: a kill there would test a clean stop).
@@ -140,7 +140,7 @@ def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis
     worker.send_signal(signal.SIGKILL)  # mid-stream: some entries read, some effects written, nothing acknowledged
     worker.wait()
     assert 0 < redis_client.xlen(KEYS.decisions) and redis_client.xpending(KEYS.filings, "screening")["pending"] > 0
-    restarted = _service(redis_server.url, "--once")
+    restarted = _service(processes, redis_server.url, "--once")
     assert restarted.wait(timeout=300) == 0, restarted.stderr.read().decode()[-2000:]
     answers, decisions, _, dead = _effects(redis_client)
     _check_doors(answers, [f.name for f in filings])
@@ -158,10 +158,10 @@ def _health(port: int) -> tuple[int, dict]:
 
 
 def test_sigterm_drains_acknowledges_and_exits_cleanly_and_health_is_served_meanwhile(redis_client, redis_server,
-                                                                                      tmp_path):
+                                                                                      tmp_path, processes):
     filings = list(generate(GeneratorSpec(count=600, seed=9, resubmission_rate=0)))
     port = free_port()
-    worker = _service(redis_server.url, "--follow", "--output", str(tmp_path), f"--health-port={port}",
+    worker = _service(processes, redis_server.url, "--follow", "--output", str(tmp_path), f"--health-port={port}",
                       "--health_max_lag_seconds=60")
     _submit(redis_client, filings)
     deadline = time.monotonic() + 120

@@ -30,7 +30,7 @@ from cargoscreen.workbench import palette
 from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.keeper import Keeper
 
-from .conftest import free_port
+from .conftest import free_port, stop
 from .pictures import foreign_colours, outcome_bars, pixels, rgb
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -78,18 +78,19 @@ def server(screened, redis_server):
                                 redis_server.url, "--port", str(port), "--analysts", str(analysts),
                                 "--claim-minutes", "5"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError((work / "workbench.log").read_text()) from None
-            time.sleep(0.1)
-    yield base, busiest, client
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                if process.poll() is not None:
+                    raise RuntimeError((work / "workbench.log").read_text()) from None
+                time.sleep(0.1)
+        yield base, busiest, client
+    finally:
+        stop(process)
+        log.close()
     print((work / "workbench.log").read_text()[-5000:])  # shown with a failing test
 
 @pytest.fixture

@@ -22,9 +22,13 @@ _analyst = click.option("--analyst", required=True, help="Who acts (recorded in 
 
 
 def _client(url: str):
+    """A client whose Redis has answered a ping: a wrong address or password stops a command (and a
+    server or keeper before it starts) with one line, exit 4 (cargoscreen.exits)."""
     from ..connectors.redis_store import connect
 
-    return connect(url)
+    client = connect(url)
+    client.ping()
+    return client
 
 
 @contextmanager

