@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import resources
 from .config import Settings
 from .exits import DEBUG_ENV, Exit, InputError, explain
 from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write_over
@@ -40,6 +41,23 @@ def _console(stderr: bool = False) -> Console:
 
 
 console = _console(stderr=True)
+
+
+class PackDir(click.ParamType):
+    """A rule pack: a folder, or the name of a pack bundled with cargoscreen (ics2-starter), so the
+    commands work from anywhere, not only from a checkout."""
+
+    name = "PACK"
+
+    def convert(self, value, param, ctx):
+        path = Path(value)
+        if path.is_dir():
+            return str(path)
+        bundled = resources.rules_dir() / "risk" / str(value)
+        if "/" not in str(value) and bundled.is_dir():
+            return str(bundled)
+        known = ", ".join(sorted(p.name for p in (resources.rules_dir() / "risk").iterdir() if p.is_dir()))
+        self.fail(f"{value} is neither a folder nor a bundled pack (bundled: {known})", param, ctx)
 
 
 def _settings(schemas: tuple[str, ...]) -> Settings:
@@ -280,7 +298,7 @@ def _progress() -> Progress:
 @click.option("--runner", default="FnApiRunner", show_default=True,
               help="Beam runner; any other than FnApiRunner takes its options from --beam-option.")
 @click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option, e.g. --beam-option=--direct_num_workers=2")
-@click.option("--rules", "rules_dir", default=None, type=click.Path(exists=True, file_okay=False),
+@click.option("--rules", "rules_dir", default=None, type=PackDir(),
               help="Rule pack folder used until one is published in Redis (default: the bundled starter pack).")
 @click.pass_context
 def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, runner, beam_options,
@@ -588,20 +606,23 @@ def demo(out_dir, replace_existing, count, seed) -> None:
 
 
 def _demo_checks(out_dir: Path, run_dir: Path) -> None:
-    """Compares the answers with the generator's ground truth and shows one answer of each kind."""
+    """Compares the answers with the generator's ground truth, says how the counts fit together, and
+    shows one answer of each kind."""
     from .connectors.files import read_json_lines
 
     from .answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 
     labels = {json.loads(line)["file"]: json.loads(line) for line in (out_dir / "labels.jsonl").open()}
-    answers = [a for a in read_json_lines(run_dir / "answers")
-               if a["message_type"] in ACCEPTING_ANSWERS + REJECTING_ANSWERS]
+    every_answer = read_json_lines(run_dir / "answers")
+    answers = [a for a in every_answer if a["message_type"] in ACCEPTING_ANSWERS + REJECTING_ANSWERS]
     agree = sum((a["message_type"] == "IE3R01") == (labels[a["submission_id"]]["expected"] == "registered")
                 for a in answers)
+    decisions = read_json_lines(run_dir / "decisions")
     out = _console()
     out.print(f"4. answers agree with the ground truth for {agree} of {len(answers)} filings")
+    _demo_counts(every_answer, decisions, out)
     _demo_facts(out_dir, run_dir, out)
-    _demo_referrals(out_dir, run_dir, labels, out)
+    _demo_referrals(out_dir, decisions, every_answer, labels, out)
     shown = set()
     for a in answers:
         if a["message_type"] not in shown and a["message_type"] in ("IE3R01", "IE3N99"):
@@ -610,6 +631,25 @@ def _demo_checks(out_dir: Path, run_dir: Path) -> None:
             out.print(_pretty(a["xml"]), markup=False, highlight=False)
     out.print(f"\nAll answers: {run_dir / 'answers'}; summary: {run_dir / 'summary.json'} "
               f"({out_dir / 'results' / 'latest'} points at this run)")
+
+
+def _demo_counts(answers: list[dict], decisions: list[dict], out: Console) -> None:
+    """Why fewer consignments are assessed than filings are accepted: re-sends are not assessed
+    again, partial filings are assessed together, and some still wait for the rest of theirs."""
+    registrations = [a for a in answers if a["message_type"] == "IE3R01"]
+    registered = {a["mrn"] for a in registrations if "Repeat>" not in a["xml"]}
+    repeats = len(registrations) - len(registered)
+    decided = {f["mrn"] for d in decisions for f in d["filings"]}
+    together = sum(1 for d in decisions if len(d["filings"]) > 1)
+    postal = sum(1 for d in decisions if d["consignment"].startswith("postal:"))
+    waiting = registered - decided
+    out.print(f"   {len(registered) + repeats} registrations = {len(registered)} new filings + {repeats} re-sends "
+              f"(answered with their MRN, not assessed again). The {len(registered)} new filings make "
+              f"{len(decisions)} assessments: {len(decisions) - together} filings on their own, {together} "
+              f"consignments of several filings (master and houses; {postal} postal items with their dispatch), "
+              f"and {len(waiting)} filings still wait for the rest of their consignment (a filing of it was rejected, or "
+              f"it quotes a master filed elsewhere: IE3N02/IE3N11 now, assessed incomplete at its deadline).",
+              soft_wrap=True)
 
 
 def _demo_facts(out_dir: Path, run_dir: Path, out: Console) -> None:
@@ -634,35 +674,57 @@ def _demo_facts(out_dir: Path, run_dir: Path, out: Console) -> None:
                 missed += 1
     out.print(f"5. container status: {found} planted anomalies found, {missed} missed, {false} clean containers "
               f"with an anomaly fact")
-    sample = next((e for e in enriched if any(f["kind"] not in INFORMATIONAL_FACTS for f in e["facts"])), None)
+    with_anomaly = [e for e in enriched if any(f["kind"] not in INFORMATIONAL_FACTS for f in e["facts"])]
+    sample = next((e for e in with_anomaly if e["mode"] == "sea"), with_anomaly[0] if with_anomaly else None)
     if sample:
-        out.print(json.dumps(sample, indent=1)[:2500], markup=False, highlight=False)
+        out.print(f"\n[bold]one enriched filing[/bold], {sample['submission_id']} ({sample['filing_code']}): what its "
+                  f"containers did, as the risk rules read it:")
+        for f in sample["facts"]:
+            mark = " " if f["kind"] in INFORMATIONAL_FACTS else "!"
+            out.print(f"  {mark} {f['container'] or '-':11} {f['kind']:26} {f['detail']}", markup=False,
+                      highlight=False)
 
 
-def _demo_referrals(out_dir: Path, run_dir: Path, labels: dict, out: Console) -> None:
-    """Referrals against the planted risk patterns, and one referral as its risk centre and its filer see it."""
-    from .connectors.files import read_json_lines
+def _demo_referrals(out_dir: Path, decisions: list[dict], answers: list[dict], labels: dict, out: Console) -> None:
+    """Referrals against the planted risk patterns, the planted container anomalies that were not
+    referred and why, and one referral as its risk centre and its filer see it."""
     from .decisions import ASSESSMENT_ANSWERS
 
-    anomalous = {x["file"] for x in map(json.loads, (out_dir / "container-labels.jsonl").open()) if x["anomaly"]}
-    decisions = read_json_lines(run_dir / "decisions")
-    groups = {"planted": [], "anomaly": [], "clean": []}
+    anomalies = {}
+    for x in map(json.loads, (out_dir / "container-labels.jsonl").open()):
+        if x["anomaly"]:
+            anomalies.setdefault(x["file"], []).append(x["anomaly"])
+    sid_of = {a["mrn"]: a["submission_id"] for a in answers if a["message_type"] == "IE3R01"}
+    groups = {"planted": [], "anomaly": [], "unusual": [], "clean": []}
     for d in decisions:
         sid = d["submission_id"]
-        groups["planted" if labels[sid].get("risk") else "anomaly" if sid in anomalous else "clean"].append(d)
+        members = [labels[sid_of[f["mrn"]]] for f in d["filings"] if f["mrn"] in sid_of] or [labels[sid]]
+        kind = "planted" if any(m.get("risk") for m in members) else "anomaly" if sid in anomalies else \
+            "unusual" if any(m.get("decoy") for m in members) else "clean"
+        groups[kind].append(d)
     referred = {k: sum(d["decision"] != "assessment-complete" for d in v) for k, v in groups.items()}
     clean = len(groups["clean"])
-    out.print(f"6. risk ({decisions[0]['rule_pack'] if decisions else 'no decisions'}): {referred['planted']} of "
+    out.print(f"\n6. risk ({decisions[0]['rule_pack'] if decisions else 'no decisions'}): {referred['planted']} of "
               f"{len(groups['planted'])} planted high-risk consignments referred; {referred['clean']} of {clean} clean "
-              f"ones ({referred['clean'] / clean if clean else 0:.1%}); {referred['anomaly']} of "
+              f"ones ({referred['clean'] / clean if clean else 0:.1%}); {referred['unusual']} of "
+              f"{len(groups['unusual'])} honest but unusual ones (licensed ammunition, gold, antiques with provenance, "
+              f"declared dangerous goods: the false hits of the starter pack's simple rules); {referred['anomaly']} of "
               f"{len(groups['anomaly'])} with a planted container anomaly", soft_wrap=True)
+    quiet = [d for d in groups["anomaly"] if d["decision"] == "assessment-complete"]
+    if quiet:
+        out.print("   A container anomaly is one indicator: alone it refers only when its rule's weight reaches the "
+                  "pack's threshold. Not referred:", soft_wrap=True)
+        for d in quiet:
+            rules = ", ".join(f"{h['rule']} ({h['weight']:+.0f})" for h in d["hits"]) or "no rule acts on it alone"
+            out.print(f"   - {d['submission_id']}: {', '.join(anomalies[d['submission_id']])}; score {d['score']:.0f}: "
+                      f"{rules}", soft_wrap=True, markup=False, highlight=False)
     sample = next((d for d in decisions if d["referral_id"]), None)
     if sample:
         shown = {k: sample[k] for k in ("referral_id", "risk_centre", "decision", "score", "risk_level", "rule_pack",
                                         "hits", "information_requested", "screening_methods")}
         out.print("\n[bold]referral[/bold], as the risk centre reads it:")
         out.print(json.dumps(shown, indent=1)[:3000], markup=False, highlight=False)
-        answer = next(a for a in read_json_lines(run_dir / "answers")
+        answer = next(a for a in answers
                       if a["submission_id"] == sample["submission_id"]
                       and a["message_type"] == ASSESSMENT_ANSWERS[sample["decision"]])
         out.print(f"\n[bold]{answer['message_type']}[/bold], what the filer gets (no criteria disclosed):")
@@ -758,7 +820,7 @@ def _problems(exc, title: str) -> None:
 
 
 @rules.command("check")
-@click.argument("pack_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("pack_dir", type=PackDir())
 def rules_check(pack_dir) -> None:
     """Compile a pack and run every rule's examples. Exit status 1 with every problem located."""
     from .domain.rulepack import PackError, read_pack_files
@@ -792,7 +854,7 @@ _data_dir_option = click.option("--data-dir", default=".cargoscreen", show_defau
 
 
 @rules.command("publish")
-@click.argument("pack_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("pack_dir", type=PackDir())
 @_redis_option
 @_data_dir_option
 @click.option("--activate/--no-activate", default=True, show_default=True,
@@ -848,9 +910,9 @@ def rules_activate(name_version, redis_url, data_dir) -> None:
 
 @rules.command("backtest")
 @click.argument("filings_dir", metavar="FILINGS", type=click.Path(exists=True, file_okay=False))
-@click.option("--candidate", "candidate_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--candidate", "candidate_dir", required=True, type=PackDir(),
               help="The pack to try.")
-@click.option("--active", "active_dir", default=None, type=click.Path(exists=True, file_okay=False),
+@click.option("--active", "active_dir", default=None, type=PackDir(),
               help="The pack to compare with, from a folder (default: the bundled starter pack).")
 @click.option("--redis-url", default=None,
               help="Compare with the pack active in this Redis (the one running pipelines use) instead.")

@@ -108,6 +108,14 @@ def test_the_demo_runs_the_whole_flow_again_and_prints_whole_answers(tmp_path):
     assert "IE3R01" in result.output and "IE3N99" in result.output
     xml = [line.strip() for line in result.output.splitlines() if line.strip().startswith("<")]
     assert len(xml) > 20 and all(line.endswith(">") for line in xml), [x for x in xml if not x.endswith(">")]
+    # It explains itself: the counts add up, the enriched record has its heading, and the planted container
+    # anomalies that were not referred are named with their score.
+    counts = re.search(r"(\d+) registrations = (\d+) new filings \+ (\d+) re-sends .* make (\d+) assessments: (\d+) "
+                       r"filings on their own, (\d+) consignments of several filings", result.output)
+    assert counts, result.output
+    registrations, new, resent, assessed, alone, together = map(int, counts.groups())
+    assert registrations == new + resent and assessed == alone + together
+    assert "one enriched filing" in result.output and "honest but unusual" in result.output
     again = CliRunner().invoke(main, ["demo", "--out", str(demo), "--count", "30", "--seed", "4"])
     assert again.exit_code == 0 and "agree with the ground truth for 30 of 30" in again.output, again.output
     first, second = sorted((demo / "results").glob("run-*"))
@@ -229,3 +237,17 @@ def test_generate_plants_only_the_chosen_defects(tmp_path):
     assert planted == {"vague-description", "container-check-digit"}
     bad = runner.invoke(main, ["generate", "--out", str(tmp_path / "x"), "--count", "1", "--defects", "nonsense"])
     assert bad.exit_code == Exit.USAGE and "unknown defect" in bad.output
+
+
+def test_a_run_without_container_status_says_so_once_instead_of_an_anomaly_per_container(tmp_path):
+    """No `csm load` before the run: nothing can be judged, so no container is an anomaly; the summary
+    says once that no container status was loaded."""
+    corpus = tmp_path / "corpus"
+    assert CliRunner().invoke(main, ["generate", "--out", str(corpus), "--count", "60", "--seed", "8",
+                                     "--modes", "sea"]).exit_code == 0
+    result = CliRunner().invoke(main, ["run", "--input", str(corpus / "filings"), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("no container status loaded") == 1
+    summary = json.loads((tmp_path / "out" / "latest" / "summary.json").read_text())
+    assert summary["container_status_not_loaded"] > 0 and summary["facts"] == {}
+    assert "container-unknown" not in result.output

@@ -88,22 +88,23 @@ def test_a_wrong_pack_is_refused_with_its_location(tmp_path, yaml_text, message)
 ENS = "urn:cargoscreen:ics2:ens:v1"
 
 
-def _xsd_problems(pack, element_path: str, value: str) -> list[str]:
-    """The XSD's complaints about `value` placed in a real filing at the first element matching
-    element_path (Name or Parent/Name); None when the template has no such element."""
-    tree = etree.parse(str(Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"))
+def _xsd_problems(pack, element_path: str, value: str) -> list[str] | None:
+    """The XSD's complaints about `value` placed in a real filing at an element matching element_path
+    (Name or Parent/Name), under each kind of parent the template has it under, keeping the placement
+    the schema likes best ([] when it accepts the value somewhere); None when the template has none."""
     parent, _, name = element_path.rpartition("/")
     xpath = f"//e:{parent}/e:{name}" if parent else f"//e:{name}"
-    found = tree.xpath(xpath, namespaces={"e": ENS})
-    if not found and name == "UNDGNumber":  # the template's goods carry none: add one where the schema puts it
-        hs = tree.xpath("//e:GoodsItem/e:HSCode", namespaces={"e": ENS})[0]
-        hs.addnext(etree.Element(f"{{{ENS}}}UNDGNumber"))
-        found = tree.xpath(xpath, namespaces={"e": ENS})
-    if not found:
-        return None
-    found[0].text = value
-    schema = _registry().lookup(ENS, "IE3F10")
-    return [v.detail for v in schema.violations(tree) if v.element == name]
+    template = etree.parse(str(Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"))
+    if name == "UNDGNumber":  # the template's goods carry none: add one where the schema puts it
+        template.xpath("//e:GoodsItem/e:HSCode", namespaces={"e": ENS})[0].addnext(etree.Element(f"{{{ENS}}}UNDGNumber"))
+    parents = {etree.QName(el.getparent()).localname for el in template.xpath(xpath, namespaces={"e": ENS})}
+    found = []
+    for parent_name in sorted(parents):
+        tree = etree.ElementTree(etree.fromstring(etree.tostring(template)))
+        tree.xpath(f"//e:{parent_name}/e:{name}", namespaces={"e": ENS})[0].text = value
+        schema = _registry().lookup(ENS, "IE3F10")
+        found.append([v.detail for v in schema.violations(tree) if v.element == name])
+    return min(found, key=len) if found else None
 
 
 _REGISTRY = []
@@ -162,3 +163,18 @@ def test_the_bulk_rule_lists_exactly_the_reference_s_bulk_codes(pack):
     kinds = pack.reference.package_types
     assert sorted(bulk) == sorted(c for c, p in kinds.items() if p.kind == "bulk")
     assert set(unpacked) == {"NE", "NF", "NG"} and all(kinds[c].kind == "unpacked" for c in unpacked)
+
+
+def test_a_type_element_of_two_characters_is_a_package_type():
+    """DQ_PACKAGE_TYPE_UNKNOWN checks every Type element and skips values that are not two characters
+    long, relying on the schema: a Type is a package type (two characters) or a transport document
+    type (four)."""
+    xs = {"xs": "http://www.w3.org/2001/XMLSchema"}
+    folder = resources.schema_dir() / "ics2-v1"
+    declared = {el.get("type") for path in folder.glob("*.xsd")
+                for el in etree.parse(str(path)).iterfind(".//xs:element[@name='Type']", xs)}
+    assert declared == {"t:PackageTypeCode", "t:TransportDocumentType"}
+    types = etree.parse(str(folder / "types.xsd"))
+    pattern = types.find(".//xs:simpleType[@name='PackageTypeCode']//xs:pattern", xs).get("value")
+    documents = [e.get("value") for e in types.iterfind(".//xs:simpleType[@name='TransportDocumentType']//xs:enumeration", xs)]
+    assert pattern == "[A-Z0-9]{2}" and documents and all(len(code) == 4 for code in documents)

@@ -106,3 +106,13 @@ def test_backtest_reports_the_new_rule_and_its_cost_on_labelled_traffic(candidat
     assert len(report["new_referrals"]) == toys["only_because"] > 0
     assert report["quality"]["candidate"]["clean_referral_rate"] > report["quality"]["active"]["clean_referral_rate"]
     assert report["quality"]["active"]["recall"] >= 0.95
+
+
+def test_bundled_packs_are_named_from_anywhere(tmp_path, monkeypatch):
+    """`cargoscreen rules check ics2-starter` works outside the checkout; a name that is neither a
+    folder nor a bundled pack is a usage error naming the bundled ones."""
+    monkeypatch.chdir(tmp_path)
+    ok = CliRunner().invoke(main, ["rules", "check", "ics2-starter"])
+    assert ok.exit_code == 0 and f"OK ics2-starter@{STARTER_VERSION}+" in ok.output
+    wrong = CliRunner().invoke(main, ["rules", "check", "no-such-pack"])
+    assert wrong.exit_code == 3 and "bundled: ics2-starter" in wrong.output
