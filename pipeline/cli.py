@@ -957,7 +957,7 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
             load_feed([Path(p) for p in status_paths], url, Path(tmp) / "rejected.jsonl")
             store = ContainerEventStore.for_settings(connect(url), settings)
             fetch = lambda containers: with_retries(  # noqa: E731
-                settings.redis, lambda: store.histories(containers), "enrich")
+                settings.redis, lambda: store.histories_and_plans(containers), "enrich")
         with _progress() as progress:
             progress.add_task("validating and enriching", total=None)
             traffic = load_traffic(Path(filings_dir), settings, fetch)

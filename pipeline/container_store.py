@@ -105,6 +105,16 @@ class ContainerEventStore:
         keys = [f":eq:{c}:{classifier}" for c in containers]
         return dict(zip(containers, self._fetch(keys, limit)))
 
+    def histories_and_plans(self, containers: Iterable[str]) -> dict[str, list[ContainerEvent]]:
+        """Each container's actual events and what the carrier announced (estimated and planned), oldest
+        first, in one round trip: enrichment judges the actual ones and reads the announced next steps
+        (a transhipment onto the declared vessel, say)."""
+        containers = list(dict.fromkeys(containers))
+        keys = [f":eq:{c}:{classifier}" for c in containers for classifier in ("ACT", "EST", "PLN")]
+        fetched = self._fetch(keys, None)
+        return {c: sorted(fetched[3 * i] + fetched[3 * i + 1] + fetched[3 * i + 2], key=lambda e: e.event_time)
+                for i, c in enumerate(containers)}
+
     def by_voyage(self, vessel_imo: str, voyage: str, limit: int | None = None) -> list[ContainerEvent]:
         return self._fetch([f":vv:{vessel_imo}:{voyage}"], limit)[0]
 

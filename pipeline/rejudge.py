@@ -216,7 +216,7 @@ class RejudgeDesk:
         if w is None:
             return "gone"
         containers = [x.container_id for x in w.consignment.record.containers]
-        decision, after = rejudged(w, self.store.histories(containers), self.scorers.current(), self.reference)
+        decision, after = rejudged(w, self.store.histories_and_plans(containers), self.scorers.current(), self.reference)
         if decision is not None:
             effects = self._decision_effects(decision, self.keys) + [
                 self._answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)]

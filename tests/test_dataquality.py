@@ -88,22 +88,41 @@ def test_a_wrong_pack_is_refused_with_its_location(tmp_path, yaml_text, message)
 ENS = "urn:cargoscreen:ics2:ens:v1"
 
 
+_TEMPLATES: list = []
+
+
+def _templates() -> list:
+    """Real filings to place example values in: the hand-written deep-sea bill (with a UN number
+    added), and a clean generated filing of each kind (houses, receptacles, named places, marks)."""
+    if not _TEMPLATES:
+        from cargoscreen.generator import GeneratorSpec, generate
+
+        sea = etree.parse(str(Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"))
+        sea.xpath("//e:GoodsItem/e:HSCode", namespaces={"e": ENS})[0].addnext(etree.Element(f"{{{ENS}}}UNDGNumber"))
+        sea.xpath("//e:GoodsItem/e:UNDGNumber", namespaces={"e": ENS})[0].text = "1263"
+        _TEMPLATES.append(sea)
+        kinds = {}
+        for f in generate(GeneratorSpec(count=400, seed=13, defect_rate=0, envelope_rate=0, resubmission_rate=0)):
+            kinds.setdefault(f.label["filing_code"], f.data)
+        _TEMPLATES.extend(etree.ElementTree(etree.fromstring(data)) for _, data in sorted(kinds.items()))
+    return _TEMPLATES
+
+
 def _xsd_problems(pack, element_path: str, value: str) -> list[str] | None:
-    """The XSD's complaints about `value` placed in a real filing at an element matching element_path
-    (Name or Parent/Name), under each kind of parent the template has it under, keeping the placement
-    the schema likes best ([] when it accepts the value somewhere); None when the template has none."""
+    """The XSD's complaints about `value` placed in real filings at an element matching element_path
+    (Name or Parent/Name), under each kind of parent the templates have it under, keeping the placement
+    the schema likes best ([] when it accepts the value somewhere); None when no template has one."""
     parent, _, name = element_path.rpartition("/")
     xpath = f"//e:{parent}/e:{name}" if parent else f"//e:{name}"
-    template = etree.parse(str(Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"))
-    if name == "UNDGNumber":  # the template's goods carry none: add one where the schema puts it
-        template.xpath("//e:GoodsItem/e:HSCode", namespaces={"e": ENS})[0].addnext(etree.Element(f"{{{ENS}}}UNDGNumber"))
-    parents = {etree.QName(el.getparent()).localname for el in template.xpath(xpath, namespaces={"e": ENS})}
     found = []
-    for parent_name in sorted(parents):
-        tree = etree.ElementTree(etree.fromstring(etree.tostring(template)))
-        tree.xpath(f"//e:{parent_name}/e:{name}", namespaces={"e": ENS})[0].text = value
-        schema = _registry().lookup(ENS, "IE3F10")
-        found.append([v.detail for v in schema.violations(tree) if v.element == name])
+    for template in _templates():
+        root = template.getroot()
+        parents = {etree.QName(el.getparent()).localname for el in template.xpath(xpath, namespaces={"e": ENS})}
+        for parent_name in sorted(parents):
+            tree = etree.ElementTree(etree.fromstring(etree.tostring(template)))
+            tree.xpath(f"//e:{parent_name}/e:{name}", namespaces={"e": ENS})[0].text = value
+            schema = _registry().lookup(ENS, etree.QName(root).localname)
+            found.append([v.detail for v in schema.violations(tree) if v.element == name])
     return min(found, key=len) if found else None
 
 

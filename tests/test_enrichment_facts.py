@@ -197,13 +197,31 @@ def test_a_place_without_a_position_is_said_to_be_unchecked(declared):
     assert unchecked.values["places"] == [placeless] and "impossible-movement" not in kinds(facts)
 
 
-def test_another_vessel_before_a_transhipment_country_is_not_yet_a_mismatch(declared):
-    """The filing routes via Singapore: a box on another ship so far may be on a feeder to the declared
-    vessel there; it is judged when it comes off (watched meanwhile), not before."""
+def test_another_vessel_that_may_be_a_feeder_is_not_yet_a_mismatch(declared):
+    """Filers often name the through bill's port of loading: a box on another ship so far may be on a
+    feeder to the hub where the declared vessel takes it on (the carrier announces that load). It is
+    watched, and judged a mismatch once it came off with no onward load announced, reached the EU on
+    another ship, or was loaded onto a second ship that is not the declared one."""
     c = declared.containers[0]
     history = [ev(c, "GTIN", "CNSGH", 40, declared, vessel_imo=None, voyages=(), seals=c.seals),
-               ev(c, "LOAD", "CNSGH", 30, declared, vessel_imo="9074729", seals=c.seals)]
-    facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
+               ev(c, "LOAD", "CNSGH", 30, declared, vessel_imo="9074729", seals=c.seals),
+               ev(c, "DISC", "CNNBG", 20, declared, vessel_imo="9074729", seals=c.seals)]
+    announced = [ev(c, "LOAD", "CNNBG", -30, declared, seals=c.seals)._replace(classifier="EST")]
+    facts = shipment_facts(declared, {c.container_id: history + announced}, bundled_reference())
     assert kinds(facts) == set() and "on-another-vessel-so-far" in {f.kind for f in facts}
-    direct = replace(declared, routing_countries=("CN", "NL"))  # no transhipment country: a mismatch at once
-    assert "vessel-mismatch" in kinds(shipment_facts(direct, {c.container_id: history}, bundled_reference()))
+    unannounced = shipment_facts(declared, {c.container_id: history}, bundled_reference())  # off, nothing next
+    assert "vessel-mismatch" in kinds(unannounced)
+    onward = history + [ev(c, "LOAD", "CNNBG", 10, declared, vessel_imo="9321483", seals=c.seals)]
+    assert "vessel-mismatch" in kinds(shipment_facts(declared, {c.container_id: onward}, bundled_reference()))
+    on_board = history[:2]  # on the first ship, nothing more known, a transhipment country ahead: watched
+    assert kinds(shipment_facts(declared, {c.container_id: on_board}, bundled_reference())) == set()
+    direct = replace(declared, routing_countries=("CN", "NL"))  # no transhipment country: at once, unless announced
+    assert "vessel-mismatch" in kinds(shipment_facts(direct, {c.container_id: on_board}, bundled_reference()))
+    assert kinds(shipment_facts(direct, {c.container_id: on_board + announced}, bundled_reference())) == set()
+
+
+def test_a_box_with_only_announced_events_is_not_unknown(declared):
+    c = declared.containers[0]
+    planned = [ev(c, "LOAD", "CNSGH", -40, declared, seals=c.seals)._replace(classifier="PLN")]
+    facts = shipment_facts(declared, {c.container_id: planned}, bundled_reference())
+    assert [f.kind for f in facts] == ["not-yet-loaded"] and "announced" in facts[0].detail

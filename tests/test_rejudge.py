@@ -121,3 +121,25 @@ def test_a_referral_the_new_status_no_longer_supports_is_withdrawn_from_its_cent
     withdrawn = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.referrals("RC-NL"))]
     assert [w.get("withdrawn") for w in withdrawn] == ["mrn:26NLABCDEFGHIJKLM1"]
     assert "re-judged" in withdrawn[0]["reason"]
+
+
+@pytest.mark.slow
+def test_the_service_watches_what_it_decided_before_the_box_was_loaded(redis_client, redis_server):
+    """Through the real service: the filing is assessed before any event of its box (watched), then
+    the carrier reports the box loaded empty for another voyage; the desk decides again."""
+    from dataclasses import replace as with_
+
+    from cargoscreen.service import run_service
+
+    settings = Settings().with_redis_url(redis_server.url)
+    settings = with_(settings, streams=with_(settings.streams, once=True, read_batch=10))
+    redis_client.xadd(KEYS.filings, {"filing": FILING.read_bytes(), "id": "sea-1"})
+    run_service(settings, ["w0"])
+    [first] = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    assert first["version"] == 1 and first["container_status"] in ("not-loaded", "available")
+    assert redis_client.sismember("cs:watch-of:MSCU6639870", first["consignment"])
+    ContainerEventStore(redis_client).add(LOADED_EMPTY)
+    desk = RejudgeDesk(redis_client, redis_client, RulePackSource(PACK, None, 60), settings)
+    assert desk.handle_new() == 1
+    decisions = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    assert [(d["version"], d["decision"]) for d in decisions] == [(1, first["decision"]), (2, RFI)]

@@ -60,9 +60,15 @@ def journey(history: list[ContainerEvent], issued: float) -> list[ContainerEvent
 
 def container_facts(declared: ScreeningRecord, container: Equipment, history: list[ContainerEvent],
                     ref: ReferenceData) -> list[Fact]:
-    """The facts about one declared container, from the journey in its history."""
+    """The facts about one declared container, from the journey in its history (actual events; the
+    carrier's estimated and planned ones, if given, only say what is announced next)."""
     cid = container.container_id
+    announced = [e for e in history if e.classifier != "ACT"]  # estimated and planned: what comes next
+    history = [e for e in history if e.classifier == "ACT"]
     if not history:  # sea carriers must report container status; road and rail boxes are often not in the feed
+        if announced:
+            return [Fact("not-yet-loaded", cid, f"only announced so far: {announced[-1].code} at "
+                         f"{announced[-1].location}", (announced[-1].event_id,))]
         if declared.mode == "sea":
             return [Fact("container-unknown", cid, "no status event for this container")]
         return [Fact("not-in-feed", cid, f"no status event for this container (not required of {declared.mode} "
@@ -120,16 +126,23 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
     # a feeder before it sails on another ship, and a box not loaded there yet is not judged.
     vessel_loads = [e for e in _voyage_loads(declared, loads) if e.vessel_imo]
     if declared.vessel_imo and vessel_loads and all(e.vessel_imo != declared.vessel_imo for e in vessel_loads):
+        # A first vessel may be a feeder to a hub where the declared one takes the box on (filers often
+        # name the through bill's port of loading, and carriers announce the onward load): a mismatch
+        # once the box reached the EU on another ship or went on a second ship that is not the declared
+        # one either; or, with no onward load announced, once it came off at a hub, or at once when the
+        # declared route has no transhipment country.
         others = ", ".join(sorted({e.vessel_imo for e in vessel_loads}))
-        came_off = any(e.code == DISCHARGE and e.event_time > vessel_loads[-1].event_time for e in history)
-        transit = set(declared.routing_countries) - {declared.loading_country, declared.unloading_country}
-        if came_off or not transit:
+        after = [e for e in history if e.event_time > vessel_loads[0].event_time and e.code == DISCHARGE]
+        arrived = any(e.location and e.location[:2] in EU_MEMBER_STATES for e in after)
+        onward = any(e.code == LOAD and e.vessel_imo == declared.vessel_imo for e in announced)
+        direct = not set(declared.routing_countries) - {declared.loading_country, declared.unloading_country}
+        if arrived or len(vessel_loads) > 1 or (not onward and (after or direct)):
             facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on {others}",
                               tuple(e.event_id for e in vessel_loads)))
-        else:  # the route has a transhipment country ahead: the first vessel may be a feeder to it
+        else:
             facts.append(Fact("on-another-vessel-so-far", cid, f"loaded on {others}; the declared vessel "
-                              f"{declared.vessel_imo} may take it on in {' '.join(sorted(transit))}",
-                              tuple(e.event_id for e in vessel_loads)))
+                              f"{declared.vessel_imo} may take it on at a transhipment port"
+                              + (" (announced)" if onward else ""), tuple(e.event_id for e in vessel_loads)))
     on_vessel = [e for e in vessel_loads if e.vessel_imo == declared.vessel_imo and e.voyages]
     if declared.voyage and on_vessel and all(declared.voyage not in e.voyages for e in on_vessel):
         facts.append(Fact("voyage-mismatch", cid, f"declared voyage {declared.voyage}, loaded for voyage "

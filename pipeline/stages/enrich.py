@@ -39,7 +39,7 @@ class _EnrichBatchDoFn(beam.DoFn):
 
     def process(self, batch: list[Consignment]):
         def fetch(containers):
-            return with_retries(self._settings.redis, lambda: self._store.histories(containers), "enrich")
+            return with_retries(self._settings.redis, lambda: self._store.histories_and_plans(containers), "enrich")
 
         for enriched in enrich(batch, fetch, self._reference, self._status_loaded()):
             self._enriched.inc()
