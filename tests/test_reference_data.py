@@ -1,0 +1,98 @@
+"""The shipped code lists: from their maintainers, with provenance, complete enough for real traffic,
+and rebuilt from a new edition by the CLI."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+from click.testing import CliRunner
+
+from cargoscreen import resources
+from cargoscreen.cli import main
+from cargoscreen.domain.reference import LocationTable, bundled_reference
+
+REFERENCE = resources.rules_dir() / "reference"
+SHIPPED = ("unlocode.csv.gz", "hs2022.csv", "package-types.csv", "un-numbers.csv")
+
+
+def test_every_shipped_code_list_says_where_it_comes_from():
+    with (REFERENCE / "SOURCES.csv").open(encoding="utf-8") as f:
+        sources = {r["file"]: r for r in csv.DictReader(f)}
+    assert set(SHIPPED) <= set(sources)
+    for file in SHIPPED:
+        row = sources[file]
+        assert row["source"] and row["edition"] and row["licence"] and int(row["rows"]) > 0, row
+    ref = bundled_reference()
+    assert ref.edition("unlocode.csv.gz") == "UN/LOCODE 2024-1" and ref.edition("hs2022.csv") == "HS 2022"
+
+
+def test_the_code_lists_are_whole_not_samples():
+    ref = bundled_reference()
+    assert len(ref.locations) > 100_000
+    assert sum(1 for code in ref.hs if len(code) == 6) > 5_500
+    assert len(ref.package_types) > 350 and len(ref.dangerous_goods) > 2_000
+    # Places that real traffic uses and an earlier, hand-made list refused.
+    for code in ("CNPVG", "DECGN", "CHGVA", "ITMIL", "CNQIN", "FRFOS", "USBAL", "CLVAP", "KRSEL", "JPNRT", "BDDAC"):
+        assert code in ref.locations, code
+    assert ref.locations["CNPVG"].serves("4") and ref.position("CNPVG") is not None
+    assert {"3090", "3091", "3480", "3481"} <= set(ref.dangerous_goods)
+    assert sum(1 for d in ref.dangerous_goods.values() if d.hazard_class == "1") > 300
+    kinds = {code: p.kind for code, p in ref.package_types.items()}
+    assert {kinds[c] for c in ("NE", "NF", "NG")} == {"unpacked"} and kinds["VR"] == "bulk" and kinds["CT"] == "package"
+
+
+def test_a_published_position_far_outside_its_country_is_not_used():
+    """Yantian (Shenzhen) is published 900 km off in Fujian; Bezledy (Poland) with its sign lost."""
+    ref = bundled_reference()
+    yantian = ref.position("CNYTN")
+    assert abs(yantian[0] - 22.58) < 0.2 and abs(yantian[1] - 114.27) < 0.2
+    assert ref.position("PLBEZ") is None or ref.position("PLBEZ")[0] > 0
+
+
+def test_reference_build_commands_rebuild_each_list_from_its_maintainers_files(tmp_path):
+    out = tmp_path / "reference"
+    out.mkdir()
+    (out / "places-curated.csv").write_text("locode,name,country,function,coordinates\n"
+                                            "NLRTM,Rotterdam,NL,12345---,5155N 00430E\n")
+    unece = tmp_path / "CodeListPart1.csv"  # the official layout: no header, a country heading line
+    unece.write_text(',"NL",,".NETHERLANDS",,,,,,,,\n'
+                     ',"NL","RTM","Rotterdam","Rotterdam","ZH","12345---","AI","0401",,"5155N 00430E",""\n'
+                     ',"NL","ZZ1","Bad code","Bad code","","1-------","RL","0101",,"",""\n'
+                     'X,"NL","OLD","Deleted","Deleted","","1-------","RL","0101",,"",""\n'
+                     ',"BE","ANR","Antwerpen","Antwerpen","VAN","12345---","AI","0401",,"5113N 00425E",""\n',
+                     encoding="utf-8")
+    hs = tmp_path / "harmonized-system.csv"
+    hs.write_text("section,hscode,description,parent,level\nXVI,84,Machinery,TOTAL,2\nXVI,8458,Lathes,84,4\n"
+                  "XVI,845811,Lathes; horizontal; numerically controlled,8458,6\nXXI,99,Not specified,TOTAL,2\n")
+    rec21 = tmp_path / "code-list.csv"
+    rec21.write_text("Status,Code,Name,Description,NumericCode\n,CT,Carton ,,22 to 24\n,VR,\"Bulk, solid\",,2\n"
+                     ",NE,Unpacked or unpackaged ,,0\nX,SX,Set,,11 to 45\n")
+    numbers = tmp_path / "un"
+    numbers.mkdir()
+    (numbers / "0336.json").write_text(json.dumps({"number": "0336", "description": "FIREWORKS", "class": "1",
+                                                   "classCode": "1.4G"}))
+    runner, common = CliRunner(), ["--out", str(out), "--edition", "test", "--source", "fixture", "--licence", "x"]
+    for args in (["unlocode", str(unece), "--no-airports"], ["hs", str(hs)], ["package-types", str(rec21)],
+                 ["un-numbers", str(numbers)]):
+        result = runner.invoke(main, ["reference", "build", *args, *common])
+        assert result.exit_code == 0, result.output
+    table = LocationTable.from_file(out / "unlocode.csv.gz")
+    assert set(table) == {"NLRTM", "BEANR"}  # the malformed and the deleted left out
+    assert table["NLRTM"].serves("4") and round(table["NLRTM"].latitude, 2) == 51.92
+    with gzip.open(out / "unlocode.csv.gz", "rt") as f:
+        assert next(f).startswith("locode,name,subdivision,function,status,coordinates,coordinates_source")
+    assert (out / "hs2022.csv").read_text().splitlines()[1:] == ["84,Machinery", "8458,Lathes",
+                                                                "845811,Lathes; horizontal; numerically controlled"]
+    assert (out / "package-types.csv").read_text().splitlines()[1:] == ["CT,Carton,package", "NE,Unpacked or unpackaged,unpacked",
+                                                                        "VR,\"Bulk, solid\",bulk"]
+    assert (out / "un-numbers.csv").read_text().splitlines()[1:] == ["0336,1,1.4G,FIREWORKS"]
+    with (out / "SOURCES.csv").open() as f:
+        assert {r["file"] for r in csv.DictReader(f)} == set(SHIPPED)
+
+
+def test_reference_show_looks_codes_up():
+    result = CliRunner().invoke(main, ["reference", "show", "--code", "CNPVG", "--code", "0336", "--code", "QQQQQ"])
+    assert result.exit_code == 0
+    assert "UN/LOCODE CNPVG: Shanghai Pudong" in result.output and "UN 0336: class 1 1.4G: FIREWORKS" in result.output
+    assert "QQQQQ: not in any shipped list" in result.output and "UN/LOCODE 2024-1" in result.output
