@@ -15,6 +15,7 @@ import redis
 
 from .domain.container_events import ContainerEvent
 from .domain.enrichment import DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, Fact, shipment_facts
+from .domain.offices import office_facts
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
 from .linking import Consignment, Member
@@ -75,6 +76,12 @@ def warning_facts(consignment: Consignment) -> tuple[Fact, ...]:
                  for m in consignment.members for w in m.record.warnings)
 
 
+def filing_facts(consignment: Consignment, reference: ReferenceData) -> tuple[Fact, ...]:
+    """Facts about the filings rather than their containers: the warnings they were accepted with,
+    and why their office of first entry cannot route the referral (if it cannot)."""
+    return warning_facts(consignment) + office_facts(consignment.record, reference)
+
+
 def enrich(batch: Sequence[Consignment],
            fetch_histories: Callable[[list[str]], dict[str, list[ContainerEvent]]],
            reference: ReferenceData, status_loaded: bool = True) -> list[EnrichedFiling]:
@@ -100,7 +107,7 @@ def enrich(batch: Sequence[Consignment],
             status, facts = UNAVAILABLE, tuple(Fact(UNAVAILABLE, c, failure) for c in containers)
         else:
             status, facts = AVAILABLE, consignment_facts(consignment, histories, reference)
-        facts += warning_facts(consignment)
+        facts += filing_facts(consignment, reference)
         out.append(EnrichedFiling(lead.submission_id, lead.mrn, lead.filing_code, record.mode, lead.lrn, lead.filer,
                                   containers, status, facts, record, consignment.key, consignment.state,
                                   consignment.version, consignment.members, consignment.missing,

@@ -103,5 +103,5 @@ def reassess(body: dict, answer: RfiAnswer, scorer: Scorer, now: datetime | None
     assessment = scorer.assess(record, facts, body["container_status"], now.timestamp())
     if filing.missing:
         assessment = incompleteness(assessment, filing.missing)
-    centre = body.get("risk_centre") or risk_centre_for(record.office_of_first_entry)
+    centre = body.get("risk_centre") or risk_centre_for(filing)  # the referral stays where it is
     return Decision(filing, assessment, utc_iso(now), centre), applied
