@@ -63,6 +63,20 @@ class QueueError(Exception):
     """An action that cannot be done (unknown referral, held by someone else, already resolved)."""
 
 
+MAX_AGE_HOURS = 10 * 366 * 24  # no referral is older: a larger bound is a mistake or a probe
+MAX_OFFSET = 10_000_000  # more than any queue holds (about 50 GB of Redis); Redis refuses past 2**63
+
+
+def _check_query(older: float | None, newer: float | None, offset: int, count: int) -> None:
+    """Refuses numbers Redis would choke on (nan, an offset past its range: an error, a 500 on a
+    page) before anything is asked of Redis. Unknown filter values just match nothing."""
+    for what, hours in (("older than", older), ("newer than", newer)):
+        if hours is not None and not 0 <= hours <= MAX_AGE_HOURS:  # also false for nan
+            raise QueueError(f"{what}: a number of hours from 0 to {MAX_AGE_HOURS}")
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= count <= MAX_OFFSET:
+        raise QueueError(f"offset: 0 to {MAX_OFFSET}; count: 1 to {MAX_OFFSET}")
+
+
 @dataclass(frozen=True)
 class QueueKeys:
     prefix: str
@@ -487,6 +501,7 @@ class ReferralQueue:
         read as is (all, unclaimed, oldest first, an age range oldest first), a scan by score that
         checks ages until the page is full (an age range by score), or an intersection that starts
         from the filter sets, which are smaller than the queue (mode, decision, area, claimed)."""
+        _check_query(older_than_hours, newer_than_hours, offset, count)
         k, c = self.keys, self.client
         now = now or time.time()
         sets = [k.filter(d, v) for d, v in (("mode", mode), ("decision", decision), ("area", area)) if v]
