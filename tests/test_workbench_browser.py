@@ -355,3 +355,32 @@ def test_a_sign_in_form_posted_from_another_site_signs_nobody_in(server, browser
         evil.server_close()
     sign_in(browser, base, "alice")  # the real form still works
     assert "/login" not in browser.current_url
+
+
+def test_a_held_rejudgement_shows_on_the_referral_for_the_analyst(server, browser):
+    """Container status that would lower a referral is not applied (pipeline/rejudge.py): the
+    referral's page shows it, as what the container status says now, for the analyst to decide."""
+    from selenium.webdriver.common.by import By
+
+    from cargoscreen.workbench.queue import ReferralQueue
+
+    base, centre, client = server
+    queue = ReferralQueue(client, centre, "cs", 300)
+    body = json.loads(next(client.hget(k, "body") for k in client.scan_iter(f"cs:wb:{centre}:ref:*")
+                           if client.hget(k, "state") == b"open"))
+    rid = body["referral_id"]
+    held = {"rejudged": body["consignment"], "referral_id": rid, "mrn": body["mrn"], "at": "2026-11-28T12:00:00Z",
+            "state": body["state"] + "+csm:test", "reassessed": "assessment-complete (score 0)",
+            "referred": body["decision"], "anomalies_before": ["packed-status-mismatch MSCU6639870"],
+            "anomalies_now": [], "facts": [],
+            "held": f"the container status now supports assessment-complete, below the {body['decision']} "
+                    "referred; a re-judgement never lowers a referral: the analyst decides"}
+    assert queue.admit("0-1", held) == "noted" and queue.admit("0-1", held) == "ignored"
+    sign_in(browser, base, "alice")
+    browser.get(f"{base}/referrals/{rid}")
+    [note] = browser.find_elements(By.CSS_SELECTOR, "#notes li")
+    assert "re-judged assessment-complete (score 0)" in note.text
+    assert "anomalies then: packed-status-mismatch MSCU6639870, now: none" in note.text
+    assert "Not applied, yours to decide: the container status now supports assessment-complete" in note.text
+    assert queue.show(rid)["state"] == "open" and queue.show(rid)["body"]["decision"] == body["decision"]
+    shot(browser, "13-referral-held-rejudgement")
