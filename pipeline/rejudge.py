@@ -153,6 +153,15 @@ class ContainerWatch:
             pipe.srem(self.of_key(c.container_id), w.consignment.key)
         pipe.execute()
 
+    def follow(self, decision: Decision) -> bool:
+        """A newer version decided elsewhere (the re-assessment after an RFI answer, with the
+        filer's corrections) becomes what a re-judgement starts from; False if not watched."""
+        w = self.load(decision.consignment)
+        if w is None:
+            return False
+        self.update(Watch.of(decision, w.waiting))
+        return True
+
     def watching(self, container: str) -> list[str]:
         return sorted(k.decode() for k in self.client.smembers(self.of_key(container)))
 

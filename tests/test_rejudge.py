@@ -151,6 +151,25 @@ def test_a_weaker_rejudgement_never_lowers_a_referral_it_waits_for_the_analyst(r
     assert queue.take_in() == 0 and len(queue.show(referred.referral_id)["notes"]) == 1
 
 
+def test_a_version_decided_after_an_rfi_answer_is_what_the_rejudgement_starts_from(redis_client, desk):
+    """The RFI desk follows its re-assessment into the watch: a later re-judgement keeps the filer's
+    corrections and numbers its version after the answered one."""
+    first = _first_decision(PICKED_UP)
+    watches = ContainerWatch(redis_client, "cs", 3600)
+    watches.watch([first])
+    record = first.filing.record
+    corrected = replace(record, goods=(record.goods[0]._replace(description="Corrected: garden furniture"),
+                                       *record.goods[1:]))
+    answered = decide(replace(first.filing, record=corrected, state=first.filing.state + "+rfi:answer-1",
+                              version=first.filing.version + 1), SCORER)
+    assert watches.follow(answered) and not ContainerWatch(redis_client, "other", 3600).follow(answered)
+    ContainerEventStore(redis_client).add(LOADED_EMPTY[1:])
+    assert desk.handle_new() == 1
+    [again] = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    assert again["version"] == first.filing.version + 2 and "+rfi:answer-1+csm:" in again["state"]
+    assert again["filing"]["goods"][0]["description"] == "Corrected: garden furniture"
+
+
 @pytest.mark.slow
 def test_the_service_watches_what_it_decided_before_the_box_was_loaded(redis_client, redis_server):
     """Through the real service: the filing is assessed before any event of its box (watched), then

@@ -24,12 +24,14 @@ from dataclasses import replace
 import redis
 
 from ..config import Settings
+from ..connectors.redis_store import connect
 from ..connectors.redis_streams import EffectWriter, StreamKeys, read_group
 from ..decisions import filer_answers
 from ..domain import answers
 from ..domain.answers import FilingError
 from ..domain.reference import bundled_reference
 from ..reassessment import HOLD, SETTLE, RfiAnswer, read_rfi_answer, reassess, settlement
+from ..rejudge import ContainerWatch
 from ..rule_store import RulePackSource
 from ..safexml import SafeXmlParser
 from ..answering import DeadLetter
@@ -51,6 +53,9 @@ class RfiDesk:
         self.writer = EffectWriter(client, self.keys, streams.effect_retention_seconds, streams.maxlen)
         self.parser = SafeXmlParser(settings.limits)
         self.claim_seconds = claim_seconds
+        # A consignment still waiting for container events is re-judged from the answered version.
+        status = client if settings.container_status_url == settings.redis.url else connect(settings.container_status_url)
+        self.watch = ContainerWatch(status, self.prefix, settings.container_status.rejudge_window_seconds)
 
     def handle_new(self, count: int = 100) -> int:
         entries = read_group(self.client, self.stream, GROUP, CONSUMER, count)
@@ -113,6 +118,7 @@ class RfiDesk:
         if action != HOLD:
             self.writer.write(decision_effects(decision, self.keys) + [
                 answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)])
+            self.watch.follow(decision)
         return outcome
 
     def _refuse(self, answer: RfiAnswer, code: str, reason: str) -> str:
