@@ -16,10 +16,11 @@ from datetime import datetime, timezone
 from .domain import answers
 from .domain.answers import Answer, RiskResult
 from .domain.conditions import Evidence
+from .domain.enrichment import CLAIM_REFUSED
 from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
 from .domain.scoring import Assessment, Hit, Scorer
 from .enrichment import EnrichedFiling
-from .linking import Member, per_item
+from .linking import Member, filer_view, per_item
 from .validation import utc_iso
 
 ASSESSMENT_ANSWERS = {COMPLETE: "IE3N03", RFI: "IE3Q02", RFS: "IE3Q03", DNL: "IE3Q01", CONTROL: "IE3N08"}
@@ -60,10 +61,12 @@ def risk_centre_for(office_of_first_entry: str | None) -> str:
 
 
 def incompleteness(assessment: Assessment, missing: tuple[str, ...]) -> Assessment:
-    """A consignment still incomplete at its deadline: at least a request for the missing filings."""
+    """A consignment still incomplete at its deadline: at least a request for the missing filings.
+    The risk centre reads each missing document; the question every filer of it gets counts the
+    missing houses instead (each is some filer's own: see linking.filer_view)."""
     hit = Hit(INCOMPLETE_RULE, "ENS not complete at its deadline", "data-quality", 0.0, RFI,
               tuple(Evidence(None, m) for m in missing),
-              ask=f"File the missing data: {'; '.join(missing)}."[:512])
+              ask=f"File the missing data: {'; '.join(filer_view(missing))}."[:512])
     decision = assessment.decision if SEVERITY[assessment.decision] >= SEVERITY[RFI] else RFI
     return replace(assessment, hits=(*assessment.hits, hit), decision=decision)
 
@@ -73,8 +76,9 @@ def decide(filing: EnrichedFiling, scorer: Scorer, now: datetime | None = None) 
     assessment = scorer.assess(filing.record, filing.facts, filing.container_status, now.timestamp())
     if filing.missing:
         assessment = incompleteness(assessment, filing.missing)
-    return Decision(filing, assessment, utc_iso(now),
-                    risk_centre_for(filing.office_of_first_entry))
+    # A claim refused from another filer's consignment is that consignment's risk centre's business.
+    claimed = next((f.values.get("centre") for f in filing.facts if f.kind == CLAIM_REFUSED), None)
+    return Decision(filing, assessment, utc_iso(now), claimed or risk_centre_for(filing.office_of_first_entry))
 
 
 def _area_results(a: Assessment) -> list[RiskResult]:

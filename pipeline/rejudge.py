@@ -33,7 +33,7 @@ from .decisions import Decision, decide, filer_answers
 from .domain.enrichment import INFORMATIONAL_FACTS
 from .domain.reference import ReferenceData, bundled_reference
 from .domain.screening import record_from_dict, record_to_dict
-from .enrichment import AVAILABLE, NOT_LOADED, UNAVAILABLE, EnrichedFiling, Fact, consignment_facts, warning_facts
+from .enrichment import AVAILABLE, NOT_LOADED, UNAVAILABLE, EnrichedFiling, Fact, consignment_facts, filing_facts
 from .linking import Consignment, Member
 from .risk_information import RiskInformationStore
 from .rule_store import RulePackSource, RulePackStore
@@ -163,7 +163,7 @@ def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData) -> tup
     """A watched consignment judged on the histories known now: the new decision if its anomalies
     changed (None if not), and the watch as it stands after (`waiting` empty: final)."""
     c, lead = w.consignment, w.lead
-    facts = consignment_facts(c, histories, reference) + warning_facts(c)
+    facts = consignment_facts(c, histories, reference) + filing_facts(c)
     found = [list(a) for a in anomalies(facts)]
     containers = tuple(x.container_id for x in c.record.containers)
     filing = EnrichedFiling(lead["submission_id"], lead["mrn"], lead["filing_code"], lead["mode"], lead["lrn"],

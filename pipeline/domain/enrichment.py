@@ -15,6 +15,7 @@ from .reference import EU_MEMBER_STATES, ReferenceData
 from .screening import Equipment, ScreeningRecord
 
 DATA_QUALITY_WARNING = "data-quality-warning"  # a filing accepted with a warning (validation's, not a container's)
+CLAIM_REFUSED = "consignment-claim-refused"  # a filing refused from another filer's consignment (linking's)
 # Facts that describe rather than warn of a risk: every container with a history has the first three.
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
                                  "on-another-vessel-so-far", "movement-unchecked", "not-in-feed",
