@@ -5,6 +5,7 @@ environment or global state behind their back.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -88,6 +89,11 @@ class MetricsSettings:
 
 
 SERVICE_METRICS_PORT = 9466
+# Where referrals go when the office of first entry cannot say which member state's centre is
+# competent (unknown to the Customs Office List, or off the declared route): a centre that must be
+# staffed to triage them (ops/runbooks/workbench.md). The workbench takes centres as RC- and two letters.
+DEFAULT_RISK_CENTRE = "RC-EU"
+RISK_CENTRE = re.compile(r"RC-[A-Z]{2}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,12 @@ class Settings:
     answer_check_every: int = 1
     registration_batch_size: int = 256  # filings per Redis round trip
     registration_retention_seconds: int = 400 * 86400  # how long (filer, LRN) and MRN records are kept
+    default_risk_centre: str = DEFAULT_RISK_CENTRE
+
+    def __post_init__(self):
+        if not RISK_CENTRE.fullmatch(self.default_risk_centre):
+            raise ValueError(f"default risk centre {self.default_risk_centre!r}: a centre is RC- and two "
+                             f"capital letters, e.g. {DEFAULT_RISK_CENTRE}")
 
     @property
     def schema_dirs(self) -> tuple[Path, ...]:

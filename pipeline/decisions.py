@@ -6,17 +6,20 @@ What goes where: the filer gets the decision and what it must do (the questions 
 for information, the screening methods, the office that will control), with risk areas and
 levels but never the rules that fired: criteria are not disclosed to the parties they screen.
 The risk centre of the office of first entry gets the referral with the whole explanation:
-each rule, its contribution, the data elements and container events behind it.
+each rule, its contribution, the data elements and container events behind it (the default
+centre gets it when the office cannot be trusted to name one).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+from .config import DEFAULT_RISK_CENTRE
 from .domain import answers
 from .domain.answers import Answer, RiskResult
 from .domain.conditions import Evidence
-from .domain.enrichment import CLAIM_REFUSED
+from .domain.enrichment import CLAIM_REFUSED, OFFICE_FACTS
+from .domain.reference import ENTRY_OFFICE_COUNTRIES
 from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
 from .domain.scoring import Assessment, Hit, Scorer
 from .enrichment import EnrichedFiling
@@ -55,9 +58,20 @@ class Decision:
         return f"{self.consignment}|{self.filing.state}"
 
 
-def risk_centre_for(office_of_first_entry: str | None) -> str:
-    """The national risk centre of the member state of first entry (RC-NL for NL000396)."""
-    return f"RC-{(office_of_first_entry or 'EU')[:2]}"
+def risk_centre_for(filing: EnrichedFiling, default_centre: str = DEFAULT_RISK_CENTRE) -> str:
+    """The national risk centre of the member state of first entry (RC-NL for NL000396) when the
+    office is a known office of entry on the declared route; otherwise the default centre, and the
+    filing's office fact says why (domain/offices.py). The code's first two letters are the filer's
+    word: they name a centre only once the Customs Office List and the route bear them out."""
+    return office_centre(filing.office_of_first_entry, filing.facts, default_centre)
+
+
+def office_centre(office: str | None, facts, default_centre: str = DEFAULT_RISK_CENTRE) -> str:
+    """risk_centre_for, from an office of first entry and the facts found about it (the linking step
+    names a consignment's centre from its master's office, before any assessment)."""
+    if not office or office[:2] not in ENTRY_OFFICE_COUNTRIES or any(f.kind in OFFICE_FACTS for f in facts):
+        return default_centre
+    return f"RC-{office[:2]}"
 
 
 def incompleteness(assessment: Assessment, missing: tuple[str, ...]) -> Assessment:
@@ -71,14 +85,15 @@ def incompleteness(assessment: Assessment, missing: tuple[str, ...]) -> Assessme
     return replace(assessment, hits=(*assessment.hits, hit), decision=decision)
 
 
-def decide(filing: EnrichedFiling, scorer: Scorer, now: datetime | None = None) -> Decision:
+def decide(filing: EnrichedFiling, scorer: Scorer, now: datetime | None = None,
+           default_centre: str = DEFAULT_RISK_CENTRE) -> Decision:
     now = now or datetime.now(timezone.utc)
     assessment = scorer.assess(filing.record, filing.facts, filing.container_status, now.timestamp())
     if filing.missing:
         assessment = incompleteness(assessment, filing.missing)
     # A claim refused from another filer's consignment is that consignment's risk centre's business.
     claimed = next((f.values.get("centre") for f in filing.facts if f.kind == CLAIM_REFUSED), None)
-    return Decision(filing, assessment, utc_iso(now), claimed or risk_centre_for(filing.office_of_first_entry))
+    return Decision(filing, assessment, utc_iso(now), claimed or risk_centre_for(filing, default_centre))
 
 
 def _area_results(a: Assessment) -> list[RiskResult]:

@@ -15,6 +15,7 @@ import redis
 
 from .domain.container_events import ContainerEvent
 from .domain.enrichment import CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, Fact, shipment_facts
+from .domain.offices import office_facts
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
 from .linking import HOUSE_NOT_LISTED, MASTER_FILED, Consignment, Member
@@ -68,22 +69,30 @@ def consignment_facts(consignment: Consignment, histories, reference: ReferenceD
     return tuple(facts)
 
 
-def filing_facts(consignment: Consignment) -> tuple[Fact, ...]:
-    """What each filing brings itself, as facts the analyst sees and the rules may use: the
-    data-quality warnings it was accepted with, and a claim on another filer's consignment that was
-    refused (linking.py; its referral goes to that consignment's risk centre, see decisions.decide)."""
-    warnings = tuple(Fact(DATA_QUALITY_WARNING, "", w.message, (), {"rule": w.code, "pointer": w.pointer,
-                                                                       "value": w.value, "mrn": m.mrn})
-                     for m in consignment.members for w in m.record.warnings)
-    return warnings + tuple(
-        Fact(CLAIM_REFUSED, "", f"filer {m.filer} claimed {_CLAIMED[r.code]} {r.document} in consignment "
-                                f"{r.consignment}, which its master's filer does not give it ({r.code})", (),
-             {"code": r.code, "consignment": r.consignment, "document": r.document, "centre": r.centre,
-              "mrn": m.mrn})
-        for m in consignment.members for r in [m.refused] if r)
+def warning_facts(consignment: Consignment) -> tuple[Fact, ...]:
+    """The data-quality warnings each filing was accepted with, as facts the analyst sees."""
+    return tuple(Fact(DATA_QUALITY_WARNING, "", w.message, (), {"rule": w.code, "pointer": w.pointer,
+                                                                   "value": w.value, "mrn": m.mrn})
+                 for m in consignment.members for w in m.record.warnings)
+
+
+def claim_facts(consignment: Consignment) -> tuple[Fact, ...]:
+    """A claim on another filer's consignment that was refused (linking.py), as a fact the rules score;
+    its referral goes to that consignment's risk centre (decisions.decide)."""
+    return tuple(Fact(CLAIM_REFUSED, "", f"filer {m.filer} claimed {_CLAIMED[r.code]} {r.document} in consignment "
+                                         f"{r.consignment}, which its master's filer does not give it ({r.code})",
+                      (), {"code": r.code, "consignment": r.consignment, "document": r.document, "centre": r.centre,
+                           "mrn": m.mrn})
+                 for m in consignment.members for r in [m.refused] if r)
 
 
 _CLAIMED = {HOUSE_NOT_LISTED: "house transport document", MASTER_FILED: "master transport document"}
+
+
+def filing_facts(consignment: Consignment, reference: ReferenceData) -> tuple[Fact, ...]:
+    """Facts about the filings rather than their containers: the warnings they were accepted with,
+    a claim of theirs refused, and why their office of first entry cannot route the referral (if it cannot)."""
+    return warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference)
 
 
 def enrich(batch: Sequence[Consignment],
@@ -111,7 +120,7 @@ def enrich(batch: Sequence[Consignment],
             status, facts = UNAVAILABLE, tuple(Fact(UNAVAILABLE, c, failure) for c in containers)
         else:
             status, facts = AVAILABLE, consignment_facts(consignment, histories, reference)
-        facts += filing_facts(consignment)
+        facts += filing_facts(consignment, reference)
         out.append(EnrichedFiling(lead.submission_id, lead.mrn, lead.filing_code, record.mode, lead.lrn, lead.filer,
                                   containers, status, facts, record, consignment.key, consignment.state,
                                   consignment.version, consignment.members, consignment.missing,

@@ -425,7 +425,7 @@ class _Builder:
             self.fill_totals(totals, (round(mass, 3), items))
         self._fill_means(root, means, eta, optional_means)
         entry_country = self.entry or self.model.place(self.rng, "entry", "air")[:2]
-        office.text = f"{entry_country}{self.rng.randint(0, 999999):06d}"
+        office.text = self.model.office_of_entry(self.rng, entry_country)
         return root
 
     def _fill_means(self, root, placeholder, eta, optional) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from .config import SERVICE_METRICS_PORT, LinkingSettings, MetricsSettings, RedisSettings, Settings, StreamSettings
+from .config import (DEFAULT_RISK_CENTRE, SERVICE_METRICS_PORT, LinkingSettings, MetricsSettings, RedisSettings,
+                     Settings, StreamSettings)
 from .connectors.redis_store import URL_ENV as REDIS_URL_ENV
 from .health import DEFAULT_MAX_LAG_SECONDS
 
@@ -63,6 +64,9 @@ class ScreeningOptions(PipelineOptions):
                     "batch job does; each check costs ~200 us, a quarter of a filing's screening).")
         option("link_deadline_seconds", type=int, default=_LINKING.deadline_seconds,
                help="How long a consignment may wait for its missing filings before an incompleteness referral.")
+        option("default_risk_centre", type=str, default=DEFAULT_RISK_CENTRE,
+               help="Risk centre of the referrals whose office of first entry is not a known office of "
+                    "entry on the declared route (RC- and two letters; staff it: ops/runbooks/workbench.md).")
         option("health_port", type=int, default=0,
                help="Serve GET /healthz on this port (0: no endpoint).")
         option("health_max_lag_seconds", type=float, default=DEFAULT_MAX_LAG_SECONDS,
@@ -87,6 +91,7 @@ def settings_from_options(options: PipelineOptions) -> Settings:
                         effect_retention_seconds=o.effect_retention_seconds),
         linking=replace(s.linking, deadline_seconds=o.link_deadline_seconds),
         answer_check_every=o.answer_check_every,
+        default_risk_centre=o.default_risk_centre,
         metrics=replace(s.metrics, port=o.metrics_port),
     )
 

@@ -4,6 +4,7 @@
     cargoscreen reference build hs SOURCE
     cargoscreen reference build package-types SOURCE
     cargoscreen reference build un-numbers SOURCE
+    cargoscreen reference build customs-offices SOURCE
 
 Each builder reads what its maintainer publishes, keeps what the checks and the generator
 need, and writes one compact file plus its line in `rules/reference/SOURCES.csv` (source,
@@ -25,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .domain.reference import unece_position
+from .domain.reference import ENTRY_ROLE, unece_position
 
 LOCODE = re.compile(r"[A-Z]{2}[A-Z2-9]{3}")
 
@@ -278,6 +279,41 @@ def build_un_numbers(source: Path, out: Path) -> BuildReport:
                             " ".join(str(item["description"]).split()))
     _write_csv(out, ["number", "class", "classification", "description"], sorted(rows.values()))
     return BuildReport(out, len(rows), (f"{sum(1 for r in rows.values() if r[1] == '1')} of class 1",))
+
+
+# -- Customs offices (the EU Customs Office List) -------------------------------------------------
+OFFICE = re.compile(r"[A-Z]{2}[A-Z0-9]{6}")
+
+
+def _office_entries(source: Path) -> list[dict]:
+    """The entries of a COL extract: the CS/RD2 message (lists.customsOffices.listEntries, as the
+    Commission distributes it to the administrations) or a plain JSON list of them; gzipped or not."""
+    opener = gzip.open if source.suffix == ".gz" else open
+    with opener(source, "rt", encoding="utf-8") as f:
+        doc = json.load(f)
+    if isinstance(doc, dict):
+        doc = doc["lists"]["customsOffices"]["listEntries"]
+    return doc
+
+
+def build_customs_offices(source: Path, out: Path) -> BuildReport:
+    """One row per office (code, country, name, roles). The list repeats an office once per language
+    it is named in: the English name is kept where there is one. Roles are the list's codes (ENT:
+    office of entry, the role an office of first entry has)."""
+    offices: dict[str, tuple[str, str, str, str]] = {}
+    for entry in _office_entries(Path(source)):
+        code = str(entry.get("id", "")).strip()
+        if not OFFICE.fullmatch(code) or entry.get("state", "valid") != "valid":
+            continue
+        roles = " ".join(sorted({r["role"] if isinstance(r, dict) else str(r) for r in entry.get("roles") or ()}))
+        name = " ".join(str(entry.get("name", "")).split())
+        row = (code, str(entry.get("countryId") or code[:2]).strip(), name, roles)
+        if code not in offices or entry.get("languageCode") == "EN":
+            offices[code] = row
+    rows = sorted(offices.values())
+    _write_csv(out, ["code", "country", "name", "roles"], rows)
+    entry = sum(1 for r in rows if ENTRY_ROLE in r[3].split())
+    return BuildReport(out, len(rows), (f"{entry} offices of entry", f"{len({r[1] for r in rows})} countries"))
 
 
 def _write_csv(out: Path, header: list[str], rows) -> None:

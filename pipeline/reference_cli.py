@@ -18,11 +18,12 @@ _LICENCE = click.option("--licence", required=True, help="The source's licence (
 
 @click.group()
 def reference() -> None:
-    """The code lists behind validation and enrichment: UN/LOCODE, HS, package types, UN numbers."""
+    """The code lists behind validation and enrichment: UN/LOCODE, HS, package types, UN numbers, customs offices."""
 
 
 @reference.command("show")
-@click.option("--code", "codes", multiple=True, help="Look a code up: a UN/LOCODE, HS code, package type or UN number.")
+@click.option("--code", "codes", multiple=True,
+              help="Look a code up: a UN/LOCODE, HS code, package type, UN number or customs office.")
 def show(codes) -> None:
     """Each shipped file with its source, edition, licence and size; looks codes up."""
     from .domain.reference import bundled_reference
@@ -47,6 +48,10 @@ def show(codes) -> None:
         if code in ref.dangerous_goods:
             d = ref.dangerous_goods[code]
             found.append(f"UN {code}: class {d.hazard_class} {d.classification}: {d.description}")
+        if code in ref.customs_offices:
+            o = ref.customs_offices[code]
+            entry = "an office of entry" if o.of_entry else "not an office of entry"
+            found.append(f"customs office {code}: {o.name} ({o.country}), {entry}; roles {' '.join(sorted(o.roles))}")
         out.print("\n".join(found) if found else f"{code}: not in any shipped list")
 
 
@@ -101,3 +106,5 @@ _single_source("package-types", build.build_package_types, "package-types.csv",
 _single_source("un-numbers", build.build_un_numbers, "un-numbers.csv",
                "a folder of one JSON file per UN number, or a CSV (number, class, classCode, description).",
                folders=True)
+_single_source("customs-offices", build.build_customs_offices, "customs-offices.csv",
+               "a Customs Office List extract: the CS/RD2 message (JSON, .json.gz) or a JSON list of its entries.")

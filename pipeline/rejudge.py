@@ -26,7 +26,7 @@ from typing import Sequence
 
 import redis
 
-from .config import Settings
+from .config import DEFAULT_RISK_CENTRE, Settings
 from .connectors.redis_streams import Effect, EffectWriter, StreamKeys, read_group
 from .container_store import ContainerEventStore
 from .decisions import Decision, decide, filer_answers
@@ -159,11 +159,12 @@ def _digest(items) -> str:
     return hashlib.blake2b(json.dumps(items).encode(), digest_size=6).hexdigest()
 
 
-def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData) -> tuple[Decision | None, Watch]:
+def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData,
+             default_centre: str = DEFAULT_RISK_CENTRE) -> tuple[Decision | None, Watch]:
     """A watched consignment judged on the histories known now: the new decision if its anomalies
     changed (None if not), and the watch as it stands after (`waiting` empty: final)."""
     c, lead = w.consignment, w.lead
-    facts = consignment_facts(c, histories, reference) + filing_facts(c)
+    facts = consignment_facts(c, histories, reference) + filing_facts(c, reference)
     found = [list(a) for a in anomalies(facts)]
     containers = tuple(x.container_id for x in c.record.containers)
     filing = EnrichedFiling(lead["submission_id"], lead["mrn"], lead["filing_code"], lead["mode"], lead["lrn"],
@@ -173,7 +174,7 @@ def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData) -> tup
     if found == w.anomalies:
         return None, Watch(c, lead, w.version, w.state, w.risk_centre, w.referral_id, w.anomalies, waiting)
     filing = replace(filing, state=f"{w.state.split('+csm:')[0]}+csm:{_digest(found)}", version=w.version + 1)
-    decision = decide(filing, scorer)
+    decision = decide(filing, scorer, default_centre=default_centre)
     after = Watch(c, lead, filing.version, filing.state, decision.risk_centre,
                   decision.referral_id if decision.referral else None, found, waiting)
     return decision, after
@@ -216,7 +217,8 @@ class RejudgeDesk:
         if w is None:
             return "gone"
         containers = [x.container_id for x in w.consignment.record.containers]
-        decision, after = rejudged(w, self.store.histories_and_plans(containers), self.scorers.current(), self.reference)
+        decision, after = rejudged(w, self.store.histories_and_plans(containers), self.scorers.current(),
+                                   self.reference, self.settings.default_risk_centre)
         if decision is not None:
             effects = self._decision_effects(decision, self.keys) + [
                 self._answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)]

@@ -84,6 +84,7 @@ class TradeModel:
         self._goods: dict[tuple[str, str], tuple[list[Commodity], list[float]]] = {}
         self._local: dict[tuple[str, str], list[str]] = {}
         self._towns: dict[str, list[str]] = {}
+        self._offices: dict[str, list[str]] = {}
 
     # -- places ------------------------------------------------------------------------------
     def _listed(self, role: str, mode: str) -> tuple[list[str], list[float]]:
@@ -123,6 +124,15 @@ class TradeModel:
             self._local[key] = sorted(p.locode for p in self.ref.locations.in_country(country)
                                       if p.serves(function))
         return self._local[key]
+
+    def office_of_entry(self, rng: random.Random, country: str) -> str:
+        """An office of entry of the country from the Customs Office List. One random draw, as the
+        made-up office numbers of earlier versions took: seeded corpora keep all their other values."""
+        if country not in self._offices:
+            self._offices[country] = sorted(code for code, o in self.ref.customs_offices.items()
+                                            if o.country == country and o.of_entry)
+        offices = self._offices[country]
+        return offices[rng.randint(0, 999999) % len(offices)]
 
     def town(self, rng: random.Random, country: str) -> str:
         """A real town of the country, from the code list (its clean names)."""

@@ -77,6 +77,13 @@ def test_facts_and_their_values():
     assert holds("any(facts, kind == 'impossible-movement' and kmh > 60)", s)
     _, evidence = compile_condition("any(facts, kmh > 60)", ENV).explain(s)
     assert evidence[0].events == ("e1", "e2") and evidence[0].pointer == "/example/Equipment[1]"
+    # A fact about a data element, not a container (an RFI answer's correction), points at that element.
+    fixed = subject(facts=[{"kind": "rfi-correction-changes-risk", "container": "", "detail": "293292 -> 851713",
+                            "values": {"pointer": "/IE3F10/Consignment/GoodsItem[1]/HSCode", "before": "293292",
+                                       "after": "851713"}}])
+    text = "any(facts, kind == 'rfi-correction-changes-risk' and prefixed(before, ref.hs_list))"
+    assert holds(text, fixed) and not holds(text.replace("before", "after"), fixed)
+    assert compile_condition(text, ENV).explain(fixed)[1][0].pointer == "/IE3F10/Consignment/GoodsItem[1]/HSCode"
 
 
 def test_expired_reference_entries_no_longer_match():

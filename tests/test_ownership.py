@@ -39,11 +39,24 @@ def _set(root, path: str, value: str) -> None:
     root.find("/".join(f"{E}{step}" for step in path.split("/"))).text = value
 
 
+def _enter_at_rotterdam(root) -> None:
+    """Office, place of unloading and route agree on Rotterdam (so the referral is RC-NL's, not the default's)."""
+    _set(root, "Header/CustomsOfficeOfFirstEntry", OFFICE)
+    place = root.find(f"{E}Consignment/{E}PlaceOfUnloading")
+    for child in list(place):
+        place.remove(child)
+    etree.SubElement(place, f"{E}UNLocode").text = "NLRTM"
+    route = root.find(f"{E}Consignment/{E}Itinerary")
+    route[-1].text = "NL"
+    for extra in [c for c in route[:-1] if c.text == "NL"]:
+        route.remove(extra)
+
+
 def master(lrn: str, document: str, houses=()) -> bytes:
     """A carrier's partial master (F12) for `document`, listing `houses`: documents, or (document, filer)."""
     root = etree.fromstring(_template("F12"))
     _set(root, "Header/LRN", lrn)
-    _set(root, "Header/CustomsOfficeOfFirstEntry", OFFICE)
+    _enter_at_rotterdam(root)
     consignment = root.find(f"{E}Consignment")
     _set(consignment, "TransportDocument/Number", document)
     for listed in consignment.findall(f"{E}HouseTransportDocument"):
@@ -63,7 +76,7 @@ def house(lrn: str, master_document: str, document: str, risky: bool = False) ->
     which the starter pack asks about (a request for information, FI-003)."""
     root = etree.fromstring(_template("F15"))
     _set(root, "Header/LRN", lrn)
-    _set(root, "Header/CustomsOfficeOfFirstEntry", OFFICE)
+    _enter_at_rotterdam(root)
     _set(root, "Consignment/MasterTransportDocument/Number", master_document)
     _set(root, "Consignment/TransportDocument/Number", document)
     for n, item in enumerate(root.iter(f"{E}GoodsItem")):
@@ -149,7 +162,7 @@ def _refused_claim(desk: Desk, sid: str, document: str) -> tuple[str, dict]:
     assert refusal["mrn"] == mrn and "HOUSE_NOT_LISTED" in refusal["xml"] and document in refusal["xml"]
     assert desk.victim not in refusal["xml"]  # nothing of the victim's: not who, not what it filed
     [own] = [d for d in desk.decisions() if d["mrn"] == mrn]
-    assert own["consignment"] == f"mrn:{mrn}" and "SS-019" in [h["rule"] for h in own["hits"]]
+    assert own["consignment"] == f"mrn:{mrn}" and "SS-020" in [h["rule"] for h in own["hits"]]
     assert own["referral_id"] and own["risk_centre"] == "RC-NL"  # to the claimed consignment's centre
     assert (desk.intruder, "claim-refused", "RC-NL") in desk.audit()
     return mrn, refusal
@@ -264,4 +277,4 @@ def test_the_batch_job_refuses_a_claim_answers_it_apart_from_the_doors_and_balan
     [mine] = [d for d in decisions if d["consignment"] == "sea:MBVIC0009"]
     assert {f["filer"] for f in mine["filings"]} == {victim} and len(mine["filings"]) == 2
     [theirs] = [d for d in decisions if d["filer"] == intruder]
-    assert theirs["consignment"].startswith("mrn:") and "SS-019" in [h["rule"] for h in theirs["hits"]]
+    assert theirs["consignment"].startswith("mrn:") and "SS-020" in [h["rule"] for h in theirs["hits"]]

@@ -13,7 +13,7 @@ from cargoscreen.cli import main
 from cargoscreen.domain.reference import LocationTable, bundled_reference
 
 REFERENCE = resources.rules_dir() / "reference"
-SHIPPED = ("unlocode.csv.gz", "hs2022.csv", "package-types.csv", "un-numbers.csv")
+SHIPPED = ("unlocode.csv.gz", "hs2022.csv", "package-types.csv", "un-numbers.csv", "customs-offices.csv")
 
 
 def test_every_shipped_code_list_says_where_it_comes_from():
@@ -25,6 +25,7 @@ def test_every_shipped_code_list_says_where_it_comes_from():
         assert row["source"] and row["edition"] and row["licence"] and int(row["rows"]) > 0, row
     ref = bundled_reference()
     assert ref.edition("unlocode.csv.gz") == "UN/LOCODE 2024-1" and ref.edition("hs2022.csv") == "HS 2022"
+    assert ref.edition("customs-offices.csv") == "COL snapshot 2025-02-12"
 
 
 def test_the_code_lists_are_whole_not_samples():
@@ -32,6 +33,10 @@ def test_the_code_lists_are_whole_not_samples():
     assert len(ref.locations) > 100_000
     assert sum(1 for code in ref.hs if len(code) == 6) > 5_500
     assert len(ref.package_types) > 350 and len(ref.dangerous_goods) > 2_000
+    assert len(ref.customs_offices) > 4_000  # every office of the member states and the transit countries
+    # Offices of entry of the main ports and airports, as the Customs Office List names them.
+    for code in ("NL000396", "BE101000", "DE004851", "FR002300", "ES001131", "GR004001", "PL322030", "XI000142"):
+        assert ref.customs_offices[code].of_entry, code
     # Places that real traffic uses and an earlier, hand-made list refused.
     for code in ("CNPVG", "DECGN", "CHGVA", "ITMIL", "CNQIN", "FRFOS", "USBAL", "CLVAP", "KRSEL", "JPNRT", "BDDAC"):
         assert code in ref.locations, code
@@ -73,8 +78,20 @@ def test_reference_build_commands_rebuild_each_list_from_its_maintainers_files(t
     (numbers / "0336.json").write_text(json.dumps({"number": "0336", "description": "FIREWORKS", "class": "1",
                                                    "classCode": "1.4G"}))
     runner, common = CliRunner(), ["--out", str(out), "--edition", "test", "--source", "fixture", "--licence", "x"]
+    col = tmp_path / "COL.json.gz"  # the CS/RD2 message: one entry per office and language
+    with gzip.open(col, "wt", encoding="utf-8") as f:
+        json.dump({"messageInformation": {"snapshotDate": "2025-02-12"}, "lists": {"customsOffices": {"listEntries": [
+            {"state": "valid", "languageCode": "NL", "name": "Rotterdam  Maasvlakte", "id": "NL000396",
+             "countryId": "NL", "roles": [{"role": "EXT"}, {"role": "ENT"}]},
+            {"state": "valid", "languageCode": "FR", "name": "ANVERS DAE", "id": "BE101000", "countryId": "BE",
+             "roles": [{"role": "ENT"}]},
+            {"state": "valid", "languageCode": "EN", "name": "ANTWERPEN DAE", "id": "BE101000", "countryId": "BE",
+             "roles": [{"role": "ENT"}]},
+            {"state": "invalid", "languageCode": "EN", "name": "Closed", "id": "BE999999", "countryId": "BE",
+             "roles": [{"role": "ENT"}]},
+            {"state": "valid", "languageCode": "EN", "name": "Bad", "id": "B1", "countryId": "BE", "roles": []}]}}}, f)
     for args in (["unlocode", str(unece), "--no-airports"], ["hs", str(hs)], ["package-types", str(rec21)],
-                 ["un-numbers", str(numbers)]):
+                 ["un-numbers", str(numbers)], ["customs-offices", str(col)]):
         result = runner.invoke(main, ["reference", "build", *args, *common])
         assert result.exit_code == 0, result.output
     table = LocationTable.from_file(out / "unlocode.csv.gz")
@@ -87,12 +104,16 @@ def test_reference_build_commands_rebuild_each_list_from_its_maintainers_files(t
     assert (out / "package-types.csv").read_text().splitlines()[1:] == ["CT,Carton,package", "NE,Unpacked or unpackaged,unpacked",
                                                                         "VR,\"Bulk, solid\",bulk"]
     assert (out / "un-numbers.csv").read_text().splitlines()[1:] == ["0336,1,1.4G,FIREWORKS"]
+    assert (out / "customs-offices.csv").read_text().splitlines()[1:] == ["BE101000,BE,ANTWERPEN DAE,ENT",
+                                                                         "NL000396,NL,Rotterdam Maasvlakte,ENT EXT"]
     with (out / "SOURCES.csv").open() as f:
         assert {r["file"] for r in csv.DictReader(f)} == set(SHIPPED)
 
 
 def test_reference_show_looks_codes_up():
-    result = CliRunner().invoke(main, ["reference", "show", "--code", "CNPVG", "--code", "0336", "--code", "QQQQQ"])
+    result = CliRunner().invoke(main, ["reference", "show", "--code", "CNPVG", "--code", "0336", "--code", "QQQQQ",
+                                       "--code", "NL000396"])
     assert result.exit_code == 0
+    assert "customs office NL000396: Rotterdam Maasvlakte (NL), an office of entry" in result.output
     assert "UN/LOCODE CNPVG: Shanghai Pudong" in result.output and "UN 0336: class 1 1.4G: FIREWORKS" in result.output
     assert "QQQQQ: not in any shipped list" in result.output and "UN/LOCODE 2024-1" in result.output

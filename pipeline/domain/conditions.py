@@ -103,7 +103,9 @@ def _item_pointer(suffix):
 
 
 def _fact_pointer(s, fact):
-    return next((c.pointer for c in s.record.containers if c.container_id == fact.container), None)
+    """The fact's container, else the data element it is about (a data-quality warning, an RFI correction)."""
+    return next((c.pointer for c in s.record.containers if c.container_id == fact.container),
+                fact.values.get("pointer"))
 
 
 FILING_FIELDS: dict[str, FieldSpec] = {
@@ -161,7 +163,7 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
         "detail": FieldSpec(TEXT, operator.attrgetter("detail"), _fact_pointer),
         **{name: FieldSpec(kind, (lambda n: lambda f: f.values.get(n))(name), _fact_pointer) for name, kind in (
             ("km", NUMBER), ("hours", NUMBER), ("kmh", NUMBER), ("age_hours", NUMBER), ("location", TEXT),
-            ("code", TEXT), ("countries", LIST), ("ports", LIST))},
+            ("code", TEXT), ("countries", LIST), ("ports", LIST), ("before", TEXT), ("after", TEXT))},
     },
 }
 

@@ -22,6 +22,7 @@ import yaml
 from lxml import etree
 from stdnum import imo, iso6346
 
+from .offices import not_of_entry, outside_eu
 from .reference import EXTRA_COUNTRY_CODES, ReferenceData
 
 
@@ -103,6 +104,20 @@ def _locode_in_edition(value, ref, vague):
     if value in ref.locations or (value[:2] not in ref.countries and value[:2] not in EXTRA_COUNTRY_CODES):
         return None
     return "", ref.edition("unlocode.csv.gz")
+
+
+@value_check("office-in-eu")
+def _office_in_eu(value, ref, vague):
+    """An office of first entry is in a member state or Northern Ireland (see offices.py)."""
+    why = outside_eu(value, ref) if len(value) == 8 else None  # a malformed code is the XSD's to report
+    return None if why is None else ("", why)
+
+
+@value_check("office-of-entry")
+def _office_of_entry(value, ref, vague):
+    """A member state's office the Customs Office List does not know as an office of entry: reported, not refused."""
+    why = not_of_entry(value, ref) if len(value) == 8 else None
+    return None if why is None else ("", why)
 
 
 @value_check("package-type")

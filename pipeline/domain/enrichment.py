@@ -16,10 +16,14 @@ from .screening import Equipment, ScreeningRecord
 
 DATA_QUALITY_WARNING = "data-quality-warning"  # a filing accepted with a warning (validation's, not a container's)
 CLAIM_REFUSED = "consignment-claim-refused"  # a filing refused from another filer's consignment (linking's)
+# Why a referral went to the default risk centre rather than the office's (see offices.py): about
+# the filing's office of first entry, not a container.
+OFFICE_UNKNOWN, OFFICE_OFF_ROUTE = "office-unknown", "office-off-route"
+OFFICE_FACTS = frozenset({OFFICE_UNKNOWN, OFFICE_OFF_ROUTE})
 # Facts that describe rather than warn of a risk: every container with a history has the first three.
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
                                  "on-another-vessel-so-far", "movement-unchecked", "not-in-feed",
-                                 DATA_QUALITY_WARNING})
+                                 DATA_QUALITY_WARNING, *OFFICE_FACTS})
 # Faster than any ship or truck: two events this far apart are one box in two places. A floor for
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0

@@ -7,6 +7,7 @@ rules/reference/SOURCES.csv and how to rebuild it in rules/reference/README.md:
   - the HS nomenclature, 2022 edition (WCO, via UN Comtrade): chapters, headings, subheadings;
   - package types (UN/ECE Recommendation 21), each marked package, bulk or unpacked;
   - UN numbers of dangerous goods (the UN Model Regulations' list as in ADR Table A);
+  - the customs offices of the EU Customs Office List (European Commission), with their roles;
 and our own tables: the vague goods-description terms, national EORI formats, commodities the
 generator draws from, and a curated list of places whose positions fill the code list's gaps.
 Loaded once per process (`bundled_reference()`), looked up by dictionary.
@@ -31,6 +32,10 @@ from .. import resources
 # Codes ISO 3166 does not assign but the regime uses (XI: Northern Ireland in EORI numbers).
 EXTRA_COUNTRY_CODES = frozenset({"XI"})
 EU_MEMBER_STATES = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split())
+# Where an office of first entry can be: the member states, and Northern Ireland (XI), where the
+# Union's entry rules apply. Customs offices in Greece are GR, as the Customs Office List writes them.
+ENTRY_OFFICE_COUNTRIES = EU_MEMBER_STATES | {"XI"}
+ENTRY_ROLE = "ENT"  # the Customs Office List's role of an office of entry
 HS_EDITION = "HS 2022"
 
 
@@ -91,6 +96,17 @@ class LocationTable(Mapping):
         return cls({line[:5]: line for line in lines[1:] if line})
 
 
+class CustomsOffice(NamedTuple):
+    code: str  # reference number: country and six letters or digits, e.g. NL000396
+    country: str
+    name: str
+    roles: frozenset[str]  # the list's role codes (ENT entry, EXT exit, DEP departure, ...)
+
+    @property
+    def of_entry(self) -> bool:
+        return ENTRY_ROLE in self.roles
+
+
 @dataclass(frozen=True)
 class PackageType:
     code: str
@@ -132,6 +148,7 @@ class ReferenceData:
     commodities: tuple[Commodity, ...]
     curated_places: dict[str, Location] = field(default_factory=dict)
     sources: dict[str, dict] = field(default_factory=dict)  # file -> its line in SOURCES.csv
+    customs_offices: dict[str, CustomsOffice] = field(default_factory=dict)  # reference number -> office
     _distances: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -192,6 +209,9 @@ class ReferenceData:
             curated_places=curated,
             sources={r["file"]: r for r in _rows(directory / "SOURCES.csv")} if (directory / "SOURCES.csv").exists()
             else {},
+            customs_offices={r["code"]: CustomsOffice(r["code"], r["country"], r["name"],
+                                                      frozenset(r["roles"].split()))
+                             for r in _rows(directory / "customs-offices.csv")},
         )
 
 

@@ -14,10 +14,12 @@ from apache_beam.utils.windowed_value import WindowedValue
 from ..answering import DeadLetter
 from ..config import Settings
 from ..connectors.redis_store import connect, redeliver, with_retries
-from ..decisions import risk_centre_for
+from ..decisions import office_centre
 from ..domain import answers
 from ..domain.answers import FilingError
 from ..domain.filings import HOUSE
+from ..domain.offices import office_facts
+from ..domain.reference import bundled_reference
 from ..linking import (MASTER_FILED, Consignment, ConsignmentStore, LinkResult, Member, Pending, Withdrawal,
                        consignment_of, linked_key, member_of, missing_documents, standalone, state_of)
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
@@ -69,6 +71,7 @@ class _LinkDoFn(beam.DoFn):
         self._store = ConsignmentStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
                                        self._settings.registration_retention_seconds)
         self._next_sweep = 0.0
+        self._reference = bundled_reference()  # offices of entry: which risk centre a consignment is
 
     def process(self, element: tuple[ValidationOutcome, RegistrationResult]):
         outcome, result = element
@@ -98,7 +101,9 @@ class _LinkDoFn(beam.DoFn):
             yield standalone(member, version)
             return
         self._linked.inc()
-        centre = risk_centre_for(outcome.record.office_of_first_entry)
+        record = outcome.record
+        centre = office_centre(record.office_of_first_entry, office_facts(record, self._reference),
+                               self._settings.default_risk_centre)
         for linked in with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline, centre,
                                                                                  utc_now()), "link"):
             if linked.refused:  # its filer is told, and the filing is assessed on its own (a risk rule scores it)

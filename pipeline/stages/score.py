@@ -54,7 +54,7 @@ class _ScoreDoFn(beam.DoFn):
         if scorer is not self._scorer_shown:  # a new pack, or new risk information forms
             self._show(scorer)
         try:
-            decision = decide(filing, scorer)
+            decision = decide(filing, scorer, default_centre=self._settings.default_risk_centre)
             answers = filer_answers(decision, decision.assessed_at)  # one moment for decision and answers
         except Exception as exc:  # a bug, not a rule (rule errors are caught per rule): keep the filing
             yield TaggedOutput(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE,

@@ -18,10 +18,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import RISK_CENTRE as CENTRE
+
 ANALYSTS_ENV = "CARGOSCREEN_ANALYSTS"
 SECRET_ENV = "CARGOSCREEN_SESSION_SECRET"
 NAME = re.compile(r"[a-z][a-z0-9._-]{1,31}")
-CENTRE = re.compile(r"RC-[A-Z]{2}")
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:

@@ -239,11 +239,13 @@ local ref, stream, claims, claimed_set, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[
 local open, age, resolved, stats = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local rid, analyst, group, at, outcome, category, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local nstats = tonumber(ARGV[8])
-local s = redis.call('HMGET', ref, 'state', 'claimed_by', 'entry', 'filters', 'resolved_by', 'outcome')
+local s = redis.call('HMGET', ref, 'state', 'claimed_by', 'entry', 'filters', 'resolved_by', 'outcome', 'version')
 if not s[1] then return {'unknown'} end
 local by = analyst
-if analyst == '' then  -- the system settles an open or claimed referral (a re-assessment cleared it)
-  if s[1] ~= 'open' and s[1] ~= 'claimed' then return {s[1], s[5] or '', s[6] or ''} end
+if analyst == '' then  -- the system settles (a plain RFI answered): only the version it judged, and nobody holding it
+  if s[1] == 'claimed' then return {'held', s[2]} end
+  if s[1] ~= 'open' then return {s[1], s[5] or '', s[6] or ''} end
+  if s[7] ~= ARGV[9 + nstats] then return {'changed', s[7]} end
   by = 'system'
 else
   if s[1] ~= 'claimed' then return {s[1], s[5] or '', s[6] or ''} end
@@ -261,17 +263,20 @@ redis.call('ZREM', age, rid)
 redis.call('ZADD', resolved, at, rid)
 redis.call('ZREM', KEYS[10], rid)
 for i = 1, nstats do redis.call('HINCRBY', stats, ARGV[8 + i], 1) end
-redis.call('XADD', audit, '*', unpack(ARGV, 9 + nstats))
+redis.call('XADD', audit, '*', unpack(ARGV, 10 + nstats))
 return {'ok', by}
 """
 
-# Attach a filer's answer to a referral (once per answer submission).
+# Attach a filer's answer to a referral (once per answer submission), with its audit records (the
+# filer's answer, the system's re-assessment): ARGV[3] fields per record.
 _ATTACH = """
 local raw = redis.call('HGET', KEYS[1], 'answers')
 local answers = raw and cjson.decode(raw) or {}
 for _, a in ipairs(answers) do if a.submission_id == ARGV[1] then return 0 end end
 table.insert(answers, cjson.decode(ARGV[2]))
 redis.call('HSET', KEYS[1], 'answers', cjson.encode(answers))
+local n = tonumber(ARGV[3])
+for first = 4, #ARGV, n do redis.call('XADD', KEYS[2], '*', unpack(ARGV, first, first + n - 1)) end
 return 1
 """
 
@@ -375,10 +380,13 @@ class ReferralQueue:
         self.client.hset(k.referral_of_mrn, mapping={m: f"{self.centre}|{body['referral_id']}" for m in mrns if m})
         return state.decode()
 
-    def attach_answer(self, rid: str, answer: dict) -> bool:
-        """The filer's answer on the referral's page (False: that answer was attached before)."""
-        return bool(self._attach(keys=[self.keys.referral(rid)],
-                                 args=[answer["submission_id"], json.dumps(answer, ensure_ascii=False)]))
+    def attach_answer(self, rid: str, answer: dict, records: list[tuple[str, str, str]] = ()) -> bool:
+        """The filer's answer on the referral's page, and its audit records (who, action, detail) in the
+        same step (False: that answer was attached before, and audited then)."""
+        args = [x for who, action, detail in records for x in audit_args(who, self.centre, action, rid, detail)]
+        return bool(self._attach(keys=[self.keys.referral(rid), self.keys.audit],
+                                 args=[answer["submission_id"], json.dumps(answer, ensure_ascii=False),
+                                       2 * len(audit.FIELDS), *args]))
 
     def return_expired(self, now: float | None = None) -> list[str]:
         """Claims past their expiry go back to the queue (an analyst who left without releasing)."""
@@ -408,14 +416,18 @@ class ReferralQueue:
             raise QueueError(self._refusal(rid, result))
         return self.show(rid)
 
-    def resolve(self, rid: str, analyst: str, outcome: str, category: str = "", note: str = "") -> dict:
-        """Record the outcome of a referral `analyst` holds ('' : the system settles it, held or not)."""
+    def resolve(self, rid: str, analyst: str, outcome: str, category: str = "", note: str = "",
+                version: int | None = None) -> dict:
+        """Record the outcome of a referral `analyst` holds ('': the system settles it, only while nobody
+        holds it and only at `version`, the one it judged)."""
         if outcome not in OUTCOMES:
             raise QueueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
         if outcome == "finding" and category not in FINDING_CATEGORIES:
             raise QueueError(f"a finding needs its category: one of {', '.join(FINDING_CATEGORIES)}")
         if outcome != "finding" and category:
             raise QueueError("only a finding has a category")
+        if not analyst and version is None:
+            raise QueueError("the system settles only the version it judged")
         raw = self.client.hget(self.keys.referral(rid), "body")
         if raw is None:
             raise QueueError(f"{rid}: no such referral in {self.centre}")
@@ -424,7 +436,8 @@ class ReferralQueue:
         k = self.keys
         detail = f"{outcome}{' / ' + category if category else ''}{': ' + note if note else ''}"
         args = [rid, analyst, GROUP, int(time.time()), outcome, category, note[:2000], len(stats), *stats,
-                *audit_args(analyst or "system", self.centre, "resolve", rid, detail)]
+                "" if version is None else str(version), *audit_args(analyst or "system", self.centre, "resolve",
+                                                                     rid, detail)]
         result = [x.decode() for x in self._resolve(
             keys=[k.referral(rid), k.stream, k.base("claims"), k.base("f:claimed:yes"), k.audit, k.base("open"),
                   k.base("age"), k.base("resolved"), k.rule_stats, k.base("unclaimed")], args=args)]
@@ -448,6 +461,8 @@ class ReferralQueue:
             return f"{rid} is not claimed: claim it first"
         if state == "resolved":
             return f"{rid} was already resolved by {result[1]}" + (f" ({result[2]})" if len(result) > 2 else "")
+        if state == "changed":
+            return f"{rid} is at version {result[1]} now"
         return f"{rid} is {state}"
 
     def _record(self, who: str, action: str, rid: str, detail: str) -> None:

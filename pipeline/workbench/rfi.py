@@ -6,12 +6,16 @@ The keeper reads it through the consumer group `rfi` and, for each answer:
     IE3N01 lifecycle error on the filer's answers stream (and audits it) if there is none open, if
     the filer filed none of the consignment (its members are those their master's filer allowed,
     linking.py: a filer refused from it is none of them), or if nothing was asked;
-  - re-assesses (reassessment.py) with the pack and risk information active now and writes the
-    new decision, the answers to every filer and the updated referral as effects, once each
-    (the same effect keys as the pipeline: a redelivered answer changes nothing);
-  - attaches the answer to the referral, audits it, and when the re-assessment no longer refers,
-    settles the referral as `rfi-answered` by the system.
-The entry is acknowledged last: a crash repeats the steps, each of which is idempotent.
+  - re-assesses (reassessment.py) with the pack and risk information active now; a correction that
+    takes a risk indicator away is a risk fact of the re-assessment;
+  - attaches the answer and what the re-assessment may do (`reassessment.settlement`) to the
+    referral, auditing the filer's answer and the system's re-assessment in the same step;
+  - then, unless the re-assessment is held for the analyst, writes the new decision, the answers to
+    every filer and the updated referral as effects, once each (the same effect keys as the pipeline:
+    a redelivered answer changes nothing), having first settled the referral `rfi-answered` if it is
+    a plain request for information the answer cleared (and nobody claimed it meanwhile).
+The entry is acknowledged last: a crash repeats the steps, each of which is idempotent; a redelivery
+does what the attached answer recorded, not what the referral's state says by then.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from ..connectors.redis_streams import EffectWriter, StreamKeys, read_group
 from ..decisions import filer_answers
 from ..domain import answers
 from ..domain.answers import FilingError
-from ..reassessment import RfiAnswer, read_rfi_answer, reassess
+from ..domain.reference import bundled_reference
+from ..reassessment import HOLD, SETTLE, RfiAnswer, read_rfi_answer, reassess, settlement
 from ..rule_store import RulePackSource
 from ..safexml import SafeXmlParser
 from ..answering import DeadLetter
@@ -56,6 +61,8 @@ class RfiDesk:
             try:
                 self.handle(read_rfi_answer(self.parser.parse(f["xml"]).getroot(), f["id"].decode(),
                                             f["filer"].decode(), f["received_at"].decode()))
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise  # Redis away mid-way: left pending, the next round finishes what the attached answer says
             except Exception as exc:  # a bug must not block the answers behind it: dead-lettered with the reason
                 log.exception("RFI answer %s dead-lettered", f.get("id"))
                 self.writer.write([dead_letter_effect(DeadLetter(f.get("id", b"").decode(), "rfi-answer",
@@ -78,26 +85,36 @@ class RfiDesk:
         if ref["state"] not in ("open", "claimed") and not any(a["submission_id"] == answer.submission_id
                                                                for a in ref["answers"]):
             return self._refuse(answer, "REFERRAL_CLOSED", f"the referral of MRN {answer.mrn} is {ref['state']}")
+        if f"+rfi:{answer.submission_id}" in body["state"]:
+            return body["decision"]  # redelivered: this answer's re-assessment is the referral's version already
         if not body.get("information_requested") or "reassessment" not in body:
             return self._refuse(answer, "NOTHING_REQUESTED", f"no information was requested about MRN {answer.mrn}")
-        decision, applied = reassess(body, answer, self.scorers.current())
-        effects = decision_effects(decision, self.keys) + [answer_effect(a, self.keys)
-                                                           for a in filer_answers(decision, decision.assessed_at)]
-        self.writer.write(effects)
+        decision, applied, changes = reassess(body, answer, self.scorers.current(), known_hs=bundled_reference().hs)
+        action, held = settlement(body, ref["state"], ref.get("claimed_by", ""), decision, changes)
         outcome = decision.assessment.decision
-        if queue.attach_answer(rid, {"submission_id": answer.submission_id, "filer": answer.filer,
-                                     "received_at": answer.received_at, "items": [
-                                         {"pointer": i.pointer, "text": i.text, "corrected": i.corrected}
-                                         for i in answer.items], "applied": applied,
-                                     "reassessed": f"{outcome} (score {decision.assessment.score:.0f}, "
-                                                   f"version {decision.filing.version})"}):
-            audit.record(self.client, queue.keys.audit, answer.filer, centre, "rfi-answer", rid,
-                         f"{len(answer.items)} answers, {len(applied)} corrections; re-assessed: {outcome}")
-        if not decision.referral:
+        reassessed = f"{outcome} (score {decision.assessment.score:.0f}, version {decision.filing.version})"
+        attached = {"submission_id": answer.submission_id, "filer": answer.filer, "received_at": answer.received_at,
+                    "items": [{"pointer": i.pointer, "text": i.text, "corrected": i.corrected} for i in answer.items],
+                    "applied": [str(c) for c in applied], "risk_changes": [f.detail for f in changes],
+                    "reassessed": reassessed, "action": action, "held": held}
+        if not queue.attach_answer(rid, attached, [
+                (answer.filer, "rfi-answer", f"{len(answer.items)} answers, {len(applied)} corrections, "
+                                             f"{len(changes)} changing the risk picture"),
+                ("system", "rfi-reassessed", f"{reassessed}: {held or action}")]):
+            action = next(a.get("action", HOLD) for a in queue.show(rid)["answers"]  # delivered before: as decided then
+                          if a["submission_id"] == answer.submission_id)
+        if action == SETTLE:
             try:
-                queue.resolve(rid, "", "rfi-answered", note="cleared by re-assessment after the filer's answer")
-            except QueueError:
-                pass  # already settled by an earlier delivery of this answer
+                queue.resolve(rid, "", "rfi-answered", note="cleared by re-assessment after the filer's answer",
+                              version=int(body["version"]))
+            except QueueError as refused:  # settled by an earlier delivery, or claimed or changed since
+                current = queue.show(rid)
+                if (current["state"], current.get("resolved_by")) != ("resolved", "system"):
+                    log.info("RFI answer %s left to the analyst: %s", answer.submission_id, refused)
+                    return outcome
+        if action != HOLD:
+            self.writer.write(decision_effects(decision, self.keys) + [
+                answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)])
         return outcome
 
     def _refuse(self, answer: RfiAnswer, code: str, reason: str, centre: str = "") -> str:
