@@ -7,9 +7,10 @@ Hive-style partitions by the UTC day a filing was received (filings) or decided 
 and by mode (`unknown` for messages that are not readable ENS filings), so pyarrow.dataset,
 DuckDB or Spark read `date` and `mode` as columns. Each file is written under a hidden
 temporary name (`.part-...`, which those readers skip) and renamed when complete: a reader
-never sees half a file. Files are small: one per partition per bundle (at most
-`max_rows` rows). The columns are documented in `connectors/ARCHIVE.md`; the schemas below
-are the contract, and a test keeps the two in step.
+never sees half a file. Files are small: one per partition per bundle (at most `max_rows`
+rows). They hold filings: files are made 0600 and folders 0700, whatever the umask. The columns
+are documented in `connectors/ARCHIVE.md`; the schemas below are the contract, and a test keeps
+the two in step.
 """
 from __future__ import annotations
 
@@ -91,10 +92,22 @@ def decision_row(d: Decision) -> tuple[str, str, dict]:
     return f"{assessed:%Y-%m-%d}", f.mode or "unknown", row
 
 
+def private_folder(folder: Path) -> None:
+    """mkdir -p, each folder it makes readable by the owner only (Path.mkdir gives its parents the
+    umask's mode): the archive holds filings. Folders that exist are left as they are."""
+    if folder.is_dir():
+        return
+    private_folder(folder.parent)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:  # another worker made it meanwhile
+        pass
+
+
 def write_part(root: Path, table: str, day: str, mode: str, rows: list[dict], compression: str = "zstd") -> Path:
     """One Parquet file in the partition of (day, mode)."""
     folder = Path(root) / table / f"date={day}" / f"mode={mode}"
-    folder.mkdir(parents=True, exist_ok=True)
+    private_folder(folder)
     path = _write_whole(folder, table, rows, compression)
     metrics.ARCHIVE_FILES.labels(table).inc()
     metrics.ARCHIVE_ROWS.labels(table).inc(len(rows))
@@ -106,7 +119,9 @@ def _write_whole(folder: Path, table: str, rows: list[dict], compression: str) -
     name = f"part-{uuid.uuid4().hex}.parquet"
     temporary = folder / f".{name}.tmp"
     try:
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[table]), temporary, compression=compression)
+        # Created 0600 whatever the umask: the rows are filings and decisions.
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[table]), out, compression=compression)
         os.replace(temporary, folder / name)
     except BaseException:
         temporary.unlink(missing_ok=True)

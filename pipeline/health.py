@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -88,9 +89,9 @@ def check(client: redis.Redis, keys: StreamKeys, group: str, readers: list[str],
 
 
 class HealthServer:
-    """GET /healthz (and /) on `port`, in a daemon thread: 200 when healthy, 503 otherwise."""
+    """GET /healthz (and /) on host:port, in a daemon thread: 200 when healthy, 503 otherwise."""
 
-    def __init__(self, port: int, report: Callable[[], Health]):
+    def __init__(self, host: str, port: int, report: Callable[[], Health]):
         def respond(handler: BaseHTTPRequestHandler):
             if handler.path.split("?")[0] not in ("/", "/healthz"):
                 handler.send_error(404)
@@ -109,14 +110,18 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             do_GET = respond
+            timeout = 5  # a client that connects and sends nothing does not keep its thread
 
             def log_message(self, *args):  # probes every few seconds: keep them out of the log
                 pass
 
-        self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        class Server(ThreadingHTTPServer):
+            address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # IPv4 or IPv6
+
+        self._server = Server((host, port), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
-        log.info("health endpoint on :%d/healthz", self.port)
+        log.info("health endpoint on %s:%d/healthz", host, self.port)
 
     def close(self) -> None:
         self._server.shutdown()

@@ -2,9 +2,11 @@
 
 Every process that runs cargoscreen's steps (the service, each SDK worker of a portable runner,
 the batch job when asked) keeps these in its own registry and serves them at
-`http://<host>:<port>/metrics`, the port being the first free one of
-[metrics_port, metrics_port + port_span) (several workers share a host). Each process also
-registers its address in Redis (`{prefix}:metrics:targets`, refreshed every 15 s), from which
+`http://<metrics_host>:<port>/metrics`, the port being the first free one of
+[metrics_port, metrics_port + port_span) (several workers share a host); metrics_host is loopback
+unless told otherwise, since the rule hit counts would tell a filer who can scrape them what its
+filing set off. Each process also registers the address it is reached at in Redis
+(`{prefix}:metrics:targets`, refreshed every 15 s), from which
 `cargoscreen metrics targets` writes Prometheus file service discovery: workers that a runner
 starts anywhere are scraped without configuration. Beam's own counters (counters.py) feed the
 same calls, so the batch summary and Prometheus never disagree.
@@ -114,13 +116,13 @@ class _Exposition:
         self._lock = threading.Lock()
         self.port: int | None = None
 
-    def start(self, port: int, span: int, redis_url: str | None, key_prefix: str) -> int | None:
+    def start(self, host: str, port: int, span: int, redis_url: str | None, key_prefix: str) -> int | None:
         with self._lock:
             if self.port is not None or port <= 0:
                 return self.port
             for candidate in range(port, port + span):
                 try:
-                    start_http_server(candidate, registry=REGISTRY)
+                    start_http_server(candidate, addr=host, registry=REGISTRY)
                 except OSError:
                     continue
                 self.port = candidate
@@ -128,16 +130,17 @@ class _Exposition:
             else:
                 log.warning("no free metrics port in %d..%d: this process is not scraped", port, port + span - 1)
                 return None
-        log.info("metrics at http://%s:%d/metrics", socket.gethostname(), self.port)
+        target = scrape_target(host, self.port)
+        log.info("metrics at http://%s/metrics", target)
         if redis_url:
-            threading.Thread(target=self._register, args=(redis_url, key_prefix), daemon=True,
+            threading.Thread(target=self._register, args=(redis_url, key_prefix, target), daemon=True,
                              name="metrics-target").start()
         return self.port
 
-    def _register(self, redis_url: str, key_prefix: str) -> None:
+    def _register(self, redis_url: str, key_prefix: str, target: str) -> None:
         from .connectors.redis_store import connect
 
-        client, target = connect(redis_url), f"{socket.getfqdn()}:{self.port}"
+        client = connect(redis_url)
         while True:
             try:
                 client.zadd(targets_key(key_prefix), {target: time.time()})
@@ -148,6 +151,14 @@ class _Exposition:
 
 TARGET_REFRESH_SECONDS = 15
 EXPOSITION = _Exposition()
+
+
+def scrape_target(host: str, port: int) -> str:
+    """host:port as a scraper reaches it: the host's name when listening on every interface, else
+    the address listened on (a loopback one serves a Prometheus on the same host only)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def targets_key(key_prefix: str) -> str:
@@ -164,4 +175,4 @@ def live_targets(client, key_prefix: str, max_age_seconds: float = 4 * TARGET_RE
 def expose(settings) -> int | None:
     """Serve this process's metrics if the settings ask for it (idempotent; any step may call it)."""
     m = settings.metrics
-    return EXPOSITION.start(m.port, m.port_span, settings.redis.url, settings.redis.key_prefix)
+    return EXPOSITION.start(m.host, m.port, m.port_span, settings.redis.url, settings.redis.key_prefix)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from .config import (DEFAULT_RISK_CENTRE, SERVICE_METRICS_PORT, LinkingSettings, MetricsSettings, RedisSettings,
-                     Settings, StreamSettings)
+from .config import (DEFAULT_RISK_CENTRE, LOOPBACK, SERVICE_METRICS_PORT, LinkingSettings, MetricsSettings,
+                     RedisSettings, Settings, StreamSettings)
 from .connectors.redis_store import URL_ENV as REDIS_URL_ENV
 from .health import DEFAULT_MAX_LAG_SECONDS
 
@@ -34,8 +34,9 @@ class ScreeningOptions(PipelineOptions):
         def option(name: str, **kwargs):  # both spellings: Beam's --a_b and the CLI's --a-b
             parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, **kwargs)
 
-        option("redis_url", type=str, default=None,  # or $CARGOSCREEN_REDIS_URL (not shown by ps)
-               help="Redis holding the filings stream, the state and the output streams (required).")
+        option("redis_url", type=str, default=None,
+               help=f"Redis holding the filings stream, the state and the output streams (required: this, or "
+                    f"${REDIS_URL_ENV}, which ps does not show).")
         option("key_prefix", type=str, default=_REDIS.key_prefix, help="Prefix of every Redis key.")
         option("consumer", type=str, action="append", default=None,
                help="This worker's name in the consumer group, stable across restarts (repeat for several "
@@ -69,12 +70,18 @@ class ScreeningOptions(PipelineOptions):
                     "entry on the declared route (RC- and two letters; staff it: ops/runbooks/workbench.md).")
         option("health_port", type=int, default=0,
                help="Serve GET /healthz on this port (0: no endpoint).")
+        option("health_host", type=str, default=LOOPBACK,
+               help="Address /healthz listens on (0.0.0.0: every interface, e.g. for a Kubernetes httpGet probe; "
+                    "`cargoscreen health` probes through Redis instead).")
         option("health_max_lag_seconds", type=float, default=DEFAULT_MAX_LAG_SECONDS,
                help="Keeping up means no filing waits longer than this to be read or acknowledged.")
         option("metrics_port", type=int, default=SERVICE_METRICS_PORT,
                help="Each worker process serves Prometheus metrics on the first free port from this one "
                     f"(up to {MetricsSettings().port_span} ports; 0: none) and registers it in Redis for "
                     "discovery (cargoscreen metrics targets).")
+        option("metrics_host", type=str, default=LOOPBACK,
+               help="Address /metrics listens on; for a Prometheus on another host, an address of a network "
+                    "filers cannot reach (the rule hit counts tell what a filing set off).")
 
 
 def settings_from_options(options: PipelineOptions) -> Settings:
@@ -92,7 +99,7 @@ def settings_from_options(options: PipelineOptions) -> Settings:
         linking=replace(s.linking, deadline_seconds=o.link_deadline_seconds),
         answer_check_every=o.answer_check_every,
         default_risk_centre=o.default_risk_centre,
-        metrics=replace(s.metrics, port=o.metrics_port),
+        metrics=replace(s.metrics, port=o.metrics_port, host=o.metrics_host),
     )
 
 

@@ -22,13 +22,14 @@ CORPUS_FILES = ("filings", "labels.jsonl", "container-events.jsonl", "container-
 
 def new_run_folder(output: Path) -> Path:
     """OUTPUT/run-YYYYMMDDTHHMMSSZ, made here and only here (mkdir fails on an existing folder, so
-    two runs started in the same second get -2, -3, ... instead of sharing one)."""
+    two runs started in the same second get -2, -3, ... instead of sharing one), readable by its
+    owner only: its dead letters and archive hold filings."""
     output.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for n in range(1, 1000):
         folder = output / (f"run-{stamp}" if n == 1 else f"run-{stamp}-{n}")
         try:
-            folder.mkdir()
+            folder.mkdir(mode=0o700)
             return folder
         except FileExistsError:
             continue

@@ -18,21 +18,76 @@ _LICENCE = click.option("--licence", required=True, help="The source's licence (
 
 @click.group()
 def reference() -> None:
-    """The code lists behind validation and enrichment: UN/LOCODE, HS, package types, UN numbers, customs offices."""
+    """The code lists behind validation and enrichment (UN/LOCODE, HS, package types, UN numbers, customs offices)
+    and the legal lists behind risk rules (drug precursors, CHP items, restrictive measures, controlled goods)."""
+
+
+def _legal_list_lines(lists) -> dict:
+    """One printer per legal list, for `reference show --list NAME` (one table drives the option)."""
+    return {
+        "precursors": lambda: (f"{p.category_273 or '-':>2} / {p.category_111}  {p.cas or '':<12} "
+                               f"{' '.join(p.cn) or ' '.join(p.hs):<18} {p.substance}" for p in lists.precursors),
+        "chp": lambda: (f"tier {i.tier:<4} {i.hs}  {i.description}" for i in lists.chp.values()),
+        "measures": lambda: (f"{m.key:<6} {m.coverage:<8} {m.regulation}: {' '.join(sorted(m.restricts))}"
+                             f" ({' '.join(sorted(m.applies))}){' — ' + m.area if m.area else ''}"
+                             for m in lists.measures),
+        "controlled": lambda: (f"{c.kind:<13} {c.hs}  {' '.join('UN' + n for n in c.un_numbers)}" for c in lists.controlled),
+        "cultural": lambda: (f"{c.key:<5} {c.description}" + (f" (origin {c.origin})" if c.origin else "")
+                             for c in lists.cultural),
+        "cash": lambda: (f"{c.kind:<29} {c.description}" for c in lists.cash),
+        "lithium": lambda: (f"UN{b.un_number} {b.packaging:<22} HS {b.hs} PI {b.air_packing_instruction} "
+                            f"passenger aircraft {b.passenger_aircraft}" for b in lists.lithium),
+    }
+
+
+LEGAL_LISTS = ("precursors", "chp", "measures", "controlled", "cultural", "cash", "lithium")
+
+
+def _legal_lookups(lists, code: str) -> list[str]:
+    """What the legal lists say about a code: a CAS number, an HS/CN code, a country or area, a UN/LOCODE."""
+    found = []
+    precursor = lists.precursor_by_cas(code)
+    if precursor:
+        found.append(f"CAS {code}: {precursor.substance}, {precursor.legal_reference}")
+    if code.replace(" ", "").replace(".", "").isdigit() and len(code.replace(" ", "").replace(".", "")) >= 4:
+        for p in lists.precursors_for_code(code):
+            found.append(f"drug precursor under {code}: {p.substance} ({p.legal_reference})")
+        tier = lists.chp_tier(code)
+        if tier:
+            found.append(f"common high priority item {code}: tier {tier}")
+        for c in lists.controlled_headings(code):
+            numbers = " ".join("UN" + n for n in c.un_numbers)
+            found.append(f"controlled goods {c.hs}: {c.kind}{', ' + numbers if numbers else ''} ({c.legal_basis})")
+    for m in lists.restrictive_measures(code):
+        found.append(f"restrictive measures {m.key}: {m.regulation}: {' '.join(sorted(m.restricts))}")
+    if len(code) == 5 and code.isalnum():
+        area = lists.area_of(code)
+        if area:
+            found.append(f"UN/LOCODE {code} lies in {area.area} ({area.key}, {area.coverage}): {area.regulation}")
+    return found
 
 
 @reference.command("show")
 @click.option("--code", "codes", multiple=True,
-              help="Look a code up: a UN/LOCODE, HS code, package type, UN number or customs office.")
-def show(codes) -> None:
-    """Each shipped file with its source, edition, licence and size; looks codes up."""
+              help="Look a code up: a UN/LOCODE, HS/CN code, package type, UN number, customs office, CAS number "
+                   "or country.")
+@click.option("--list", "lists_shown", multiple=True, type=click.Choice(LEGAL_LISTS),
+              help="Print the entries of a legal list.")
+def show(codes, lists_shown) -> None:
+    """Each shipped file with its source, edition, licence and size; looks codes up; prints legal lists."""
+    from .domain.legal_lists import bundled_legal_lists
     from .domain.reference import bundled_reference
 
     ref = bundled_reference()
     out = Console(soft_wrap=True, highlight=False)
     for file, row in sorted(ref.sources.items()):
-        out.print(f"[bold]{file}[/bold]: {row['edition']}, {row['rows']} rows, built {row['built']}\n"
+        out.print(f"[bold]{file}[/bold]: {row['edition'] or 'ours'}, {row['rows']} rows, built {row['built']}\n"
                   f"  source: {row['source']}\n  licence: {row['licence']}")
+    lists = bundled_legal_lists() if codes or lists_shown else None
+    for name in lists_shown:
+        out.print(f"[bold]{name}[/bold]")
+        for line in _legal_list_lines(lists)[name]():
+            out.print("  " + line)
     for code in codes:
         code = code.strip().upper()
         found = []
@@ -52,7 +107,27 @@ def show(codes) -> None:
             o = ref.customs_offices[code]
             entry = "an office of entry" if o.of_entry else "not an office of entry"
             found.append(f"customs office {code}: {o.name} ({o.country}), {entry}; roles {' '.join(sorted(o.roles))}")
+        found += _legal_lookups(lists, code)
         out.print("\n".join(found) if found else f"{code}: not in any shipped list")
+
+
+@reference.command("check")
+def check_command() -> None:
+    """Check the legal lists (transcribed by hand) against the code lists: CAS check digits, HS/CN
+    codes in HS 2022, UN numbers, countries, subdivisions and UN/LOCODEs, SOURCES.csv row counts."""
+    from .domain.legal_lists import check, bundled_legal_lists
+    from .domain.reference import bundled_reference
+
+    problems = check(bundled_legal_lists(), bundled_reference())
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problems in the legal lists")
+    lists = bundled_legal_lists()
+    click.echo(f"legal lists consistent: {len(lists.precursors)} drug precursors, {len(lists.chp)} CHP items, "
+               f"{len(lists.measures)} restrictive measures, {len(lists.controlled)} controlled subheadings, "
+               f"{len(lists.cultural)} cultural goods categories, {len(lists.cash)} kinds of cash, "
+               f"{len(lists.lithium)} lithium battery entries")
 
 
 @reference.group("build")

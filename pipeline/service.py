@@ -30,7 +30,7 @@ import apache_beam as beam
 
 from .answering import DeadLetter, answer_key
 from .config import Settings
-from .connectors.redis_store import connect
+from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
 from .domain.answers import Answer
@@ -175,9 +175,10 @@ def serve(argv: list[str]) -> None:
 
     options = PipelineOptions(argv)
     o = options.view_as(ScreeningOptions)
-    if not o.redis_url:
-        raise ValueError("the service needs --redis_url (the Redis its filers and risk centres share)")
     settings = settings_from_options(options)
+    if not settings.redis.url:
+        raise ValueError(f"the service needs --redis_url or ${REDIS_URL_ENV} (the Redis its filers and risk "
+                         "centres share)")
     consumers = o.consumer or [default_consumer()]
     drop_folder = Path(o.input) if o.input else None
     clear_drain(settings, consumers)  # a drain asked of an earlier run does not stop this one
@@ -187,7 +188,7 @@ def serve(argv: list[str]) -> None:
     health = None
     if o.health_port:
         client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
-        health = HealthServer(o.health_port, lambda: check(
+        health = HealthServer(o.health_host, o.health_port, lambda: check(
             client, keys, settings.streams.group, consumers, running.is_set(), o.health_max_lag_seconds,
             settings.streams.poll_ms / 1000, drop_folder))
     log.info("screening %s as %s", drop_folder or "the filings stream", ", ".join(consumers))

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import multiprocessing
 import random
+import selectors
+import socket
 import subprocess
 import sys
 import time
@@ -29,29 +32,40 @@ KEYS = StreamKeys()
 LIMIT = 200_000
 
 
-@pytest.fixture
-def ingress(redis_server, redis_client, tmp_path, processes):
-    """(port, {filer: token}) of a running `cargoscreen ingress serve`."""
+FILERS = ("DEFILER000000001", "NLFILER000000002")
+
+
+def start_ingress(processes, tmp_path, *options: str, filers=FILERS, redis_url: str | None = None,
+                  env: dict | None = None) -> tuple[int, dict]:
+    """(port, {filer: token}) of a `cargoscreen ingress serve` process, once it answers /healthz."""
     tokens_file = tmp_path / "tokens"
-    tokens = {filer: issue_token(tokens_file, filer) for filer in ("DEFILER000000001", "NLFILER000000002")}
+    tokens = {filer: issue_token(tokens_file, filer) for filer in filers}
     port = free_port()
-    server = processes.start([sys.executable, "-m", "cargoscreen.cli", "ingress", "serve", "--redis-url",
-                              redis_server.url, "--tokens", str(tokens_file), "--port", str(port),
-                              "--max-bytes", str(LIMIT)], stderr=subprocess.PIPE)
+    server = processes.start([sys.executable, "-m", "cargoscreen.cli", "ingress", "serve",
+                              *(["--redis-url", redis_url] if redis_url else []), "--tokens", str(tokens_file),
+                              "--port", str(port), *options], stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 30
     while True:
         try:
             if _call(port, "GET", "/healthz")[0] == 200:
-                break
+                return port, tokens
         except OSError:
             pass
         if time.monotonic() > deadline or server.poll() is not None:
             raise RuntimeError("ingress did not start: " + server.stderr.read().decode()[-2000:])
         time.sleep(0.1)
-    return port, tokens
 
 
-def _call(port, method, path, body=None, token=None, headers=None, chunks=None) -> tuple[int, dict]:
+@pytest.fixture
+def ingress(redis_server, redis_client, tmp_path, processes):
+    """(port, {filer: token}) of a running `cargoscreen ingress serve`, its request quota out of the
+    way of tests that send hundreds of filings at once (the tests of quotas start their own)."""
+    return start_ingress(processes, tmp_path, "--max-bytes", str(LIMIT), "--requests-per-second", "10000",
+                         "--request-burst", "10000", redis_url=redis_server.url)
+
+
+def _request(port, method, path, body=None, token=None, headers=None, chunks=None) -> tuple[int, dict, dict]:
+    """(status, response headers in lower case, JSON body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     h = {"Content-Type": "application/xml", **(headers or {})}
     if token:
@@ -63,7 +77,12 @@ def _call(port, method, path, body=None, token=None, headers=None, chunks=None) 
     r = conn.getresponse()
     status, data = r.status, r.read()
     conn.close()
-    return status, json.loads(data) if data else {}
+    return status, {k.lower(): v for k, v in r.getheaders()}, json.loads(data) if data else {}
+
+
+def _call(port, method, path, body=None, token=None, headers=None, chunks=None) -> tuple[int, dict]:
+    status, _, body = _request(port, method, path, body, token, headers, chunks)
+    return status, body
 
 
 def test_a_filer_gets_a_receipt_and_reads_its_own_answers_and_never_another_filers(ingress, redis_server,
@@ -294,3 +313,213 @@ def test_each_submission_gets_one_door_answer_and_each_filing_version_one_assess
         assert len(proper) == 1 and len({a["mrn"] for a in regs}) == 1
         assert all(_repeat_of(a["xml"]) == proper[0]["submission_id"] for a in regs if a is not proper[0])
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
+
+
+# -- one filer cannot crowd out the others ---------------------------------------------------------
+def _post_expecting_continue(port: int, token: str, body: bytes) -> tuple[int | None, dict]:
+    """POST a filing with `Expect: 100-continue`, as curl does for large bodies: the body goes only
+    after the server's 100. (status, headers); None when the connection broke."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        try:
+            s.sendall(f"POST /v1/filings HTTP/1.1\r\nHost: ingress\r\nAuthorization: Bearer {token}\r\n"
+                      f"Content-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+                      "Expect: 100-continue\r\n\r\n".encode())
+            reply = s.makefile("rb")
+            status, headers = _response_head(reply)
+            if status == 100:
+                s.sendall(body)
+                status, headers = _response_head(reply)
+            return status, headers
+        except OSError:
+            return None, {}
+
+
+def _response_head(reply) -> tuple[int, dict]:
+    status, headers = int(reply.readline().split()[1]), {}
+    for line in iter(reply.readline, b"\r\n"):
+        if not line:
+            break
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if status != 100:
+        reply.read(int(headers.get("content-length", 0)))
+    return status, headers
+
+
+def _flood(port: int, token: str, body: bytes, connections: int, until: float, results) -> None:
+    """In a process of its own (its threads would slow the measuring ones): POST `body` on each
+    connection as fast as answers come, ignoring Retry-After, until the wall-clock time `until`."""
+    def one() -> list:
+        got = [_post_expecting_continue(port, token, body)]
+        while time.time() < until:
+            got.append(_post_expecting_continue(port, token, body))
+        return got
+    with ThreadPoolExecutor(connections) as pool:
+        results.put([r for f in [pool.submit(one) for _ in range(connections)] for r in f.result()])
+
+
+def _timed(call) -> tuple[int, float]:
+    started = time.perf_counter()
+    status = call()[0]
+    return status, time.perf_counter() - started
+
+
+def _latencies(seconds: list[float]) -> str:
+    ms = sorted(s * 1000 for s in seconds)
+    return f"p50 {ms[len(ms) // 2]:.1f} ms, p95 {ms[int(len(ms) * 0.95)]:.1f} ms, max {ms[-1]:.1f} ms (n={len(ms)})"
+
+
+def test_a_flooding_filer_gets_429_with_retry_after_while_other_filers_and_health_checks_are_served(
+        redis_server, redis_client, tmp_path, processes):
+    """One filer POSTs ~1 MB filings (120,000 elements to parse each) on 6 connections for 4 s;
+    another submits up to 10 filings a second and a probe reads /healthz meanwhile. The flooder is held
+    to its byte quota (429 with Retry-After, before its bodies are read); everyone else is answered.
+    Latencies are printed (pytest -s), not asserted: the machine is shared."""
+    max_bytes, rate, burst = 1024 * 1024, 512 * 1024, 1024 * 1024
+    flooder, other, poller = "DEFLOOD000000001", "NLOTHER000000002", "BEPOLL0000000003"
+    port, tokens = start_ingress(processes, tmp_path, "--max-bytes", str(max_bytes), "--bytes-per-second",
+                                 str(rate), "--byte-burst", str(burst), "--in-flight", "2", "--requests-per-second",
+                                 "20", "--request-burst", "20", filers=(flooder, other, poller),
+                                 redis_url=redis_server.url)
+    big = b"<a>" + b"<b>x</b>" * 120_000 + b"</a>"
+    filing = next(iter(generate(GeneratorSpec(count=1, seed=3, defect_rate=0, envelope_rate=0,
+                                              resubmission_rate=0)))).data
+    health = lambda: _request(port, "GET", "/healthz")  # noqa: E731
+    submit = lambda: _request(port, "POST", "/v1/filings", filing, tokens[other])  # noqa: E731
+    quiet = [_timed(health)[1] for _ in range(20)] + [_timed(submit)[1] for _ in range(5)]
+
+    started, until = time.time(), time.time() + 4.0
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    flood = context.Process(target=_flood, args=(port, tokens[flooder], big, 6, until, results))
+    flood.start()
+    probes, submissions = [], []
+    while time.time() < until:
+        probes.append(_timed(health))
+        submissions.append(_timed(submit))
+        time.sleep(0.1)
+    outcomes = results.get(timeout=120)
+    flood.join(timeout=30)
+    elapsed = time.time() - started
+
+    flooded = [len(f[b"filing"]) for _, f in redis_client.xrange(KEYS.filings) if f[b"filer"] == flooder.encode()]
+    refused = [headers for status, headers in outcomes if status == 429]
+    print(f"\nquiet: health and submissions {_latencies(quiet)}")
+    print(f"flood: {Counter(status for status, _ in outcomes)} for the flooder; {len(flooded)} of its filings "
+          f"({sum(flooded) / elapsed / 1e6:.2f} MB/s) queued")
+    print(f"flood: other filer's submissions {_latencies([t for _, t in submissions])}")
+    print(f"flood: health checks {_latencies([t for _, t in probes])}")
+    assert {status for status, _ in probes} == {200} and {status for status, _ in submissions} == {202}
+    assert refused and all(h["retry-after"].isdigit() and int(h["retry-after"]) >= 1 for h in refused)
+    assert sum(flooded) <= burst + rate * elapsed + max_bytes  # its quota, give or take the body in hand
+    assert {status for status, _ in outcomes} <= {202, 429}
+
+    # Requests are counted too: past the burst, 429 until the bucket refills.
+    started = time.monotonic()
+    pages = [_request(port, "GET", "/v1/answers", token=tokens[poller]) for _ in range(80)]
+    granted, limited = sum(status == 200 for status, _, _ in pages), [h for s, h, _ in pages if s == 429]
+    assert limited and granted + len(limited) == 80 and granted <= 20 + 20 * (time.monotonic() - started) + 1
+    time.sleep(int(limited[-1]["retry-after"]))
+    assert _call(port, "GET", "/v1/answers", token=tokens[poller])[0] == 200
+
+
+def test_a_stream_nobody_reads_pushes_back_with_503_instead_of_growing(redis_server, redis_client, tmp_path,
+                                                                       processes):
+    """With no worker reading, the filings stream stops at --max-backlog: further filings get 503
+    with Retry-After (the filer sends again later) and Redis stops growing; once the workers have
+    screened the backlog the ingress accepts again."""
+    port, tokens = start_ingress(processes, tmp_path, "--max-backlog", "20", redis_url=redis_server.url)
+    token = next(iter(tokens.values()))
+    filings = list(generate(GeneratorSpec(count=30, seed=4, defect_rate=0, envelope_rate=0, resubmission_rate=0)))
+    replies = [_request(port, "POST", "/v1/filings", f.data, token) for f in filings]
+    assert [status for status, _, _ in replies] == [202] * 20 + [503] * 10
+    assert {(body["error"], headers["retry-after"]) for status, headers, body in replies if status == 503} == \
+        {("BACKLOG", "5")}
+    assert redis_client.xlen(KEYS.filings) == 20
+    s = Settings().with_redis_url(redis_server.url)
+    run_service(replace(s, streams=replace(s.streams, once=True)), ["w0"])  # the workers catch up
+    time.sleep(1.0)  # the ingress refuses without asking Redis for a second after a refusal
+    assert _call(port, "POST", "/v1/filings", filings[-1].data, token)[0] == 202
+
+
+def test_slow_and_idle_connections_are_dropped_after_the_timeouts(redis_server, redis_client, tmp_path, processes):
+    """100 connections that send nothing, 100 that trickle their headers a byte every 0.1 s, one that
+    trickles its body, one left idle after an answer and one trickling a body nobody reads after its
+    answer: each is closed by the server soon after its timeout (1 s here), and the ingress answers
+    others meanwhile."""
+    port, tokens = start_ingress(processes, tmp_path, "--header-timeout-seconds", "1", "--body-timeout-seconds", "1",
+                                 "--keep-alive-seconds", "1", redis_url=redis_server.url)
+    token = next(iter(tokens.values()))
+    selector, opened = selectors.DefaultSelector(), time.monotonic()
+    head = b"POST /v1/filings HTTP/1.1\r\nHost: ingress\r\nContent-Type: application/xml\r\n" + b"X-Pad: x\r\n" * 20
+
+    def connect(kind: str, first: bytes = b"", trickle: bytes = b"") -> None:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(first)
+        s.setblocking(False)
+        selector.register(s, selectors.EVENT_READ, {"kind": kind, "trickle": trickle, "got": b""})
+
+    for _ in range(100):
+        connect("idle")
+    for _ in range(100):
+        connect("slow headers", trickle=head)
+    connect("slow body", f"POST /v1/filings HTTP/1.1\r\nHost: ingress\r\nAuthorization: Bearer {token}\r\n"
+                         "Content-Type: application/xml\r\nContent-Length: 1000\r\n\r\n<a>".encode(),
+            trickle=b" " * 997)
+    connect("kept alive", b"GET /healthz HTTP/1.1\r\nHost: ingress\r\n\r\n")
+    connect("unread body", b"POST /nowhere HTTP/1.1\r\nHost: ingress\r\nContent-Length: 1000\r\n\r\n",
+            trickle=b" " * 1000)  # answered 404 at once, then trickled on
+    closed: dict[str, list[float]] = {}
+    answers = {}
+    served_meanwhile = _call(port, "GET", "/healthz")[0]
+    deadline = time.monotonic() + 15
+    while selector.get_map() and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.1):
+            try:
+                data = key.fileobj.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            key.data["got"] += data
+            if not data:  # closed by the server
+                closed.setdefault(key.data["kind"], []).append(time.monotonic() - opened)
+                answers[key.data["kind"]] = key.data["got"]
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+        for key in list(selector.get_map().values()):
+            if key.data["trickle"]:
+                try:
+                    key.fileobj.send(key.data["trickle"][:1])
+                    key.data["trickle"] = key.data["trickle"][1:]
+                except OSError:
+                    pass  # closed: the read above sees it
+    left = Counter(key.data["kind"] for key in selector.get_map().values())
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()
+    print("\nclosed after (s):", {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in closed.items()})
+    assert not left, f"still open after 15 s: {dict(left)}"
+    assert {k: len(v) for k, v in closed.items()} == {"idle": 100, "slow headers": 100, "slow body": 1,
+                                                      "kept alive": 1, "unread body": 1}
+    assert all(t < 8 for times in closed.values() for t in times)  # 1 s timeouts, and slack for a busy machine
+    assert answers["slow body"].startswith(b"HTTP/1.1 408 ") and b"BODY_TIMEOUT" in answers["slow body"]
+    assert answers["kept alive"].startswith(b"HTTP/1.1 200 ") and answers["unread body"].startswith(b"HTTP/1.1 404 ")
+    assert served_meanwhile == 200
+
+
+def test_filer_quotas_refill_at_their_rate_and_say_when_to_come_back():
+    from cargoscreen.config import IngressSettings
+    from cargoscreen.connectors.http_ingress import FilerQuotas
+
+    now = [0.0]
+    quotas = FilerQuotas(IngressSettings(requests_per_second=2, request_burst=2, bytes_per_second=1000,
+                                         byte_burst=1000, in_flight=1), max_bytes=3000, clock=lambda: now[0])
+    assert quotas.take("A", 3000) == 0  # the burst is at least the largest body
+    assert quotas.take("A", 1000) == pytest.approx(1.0)  # 1,000 bytes short at 1,000/s; nothing taken
+    assert quotas.take("B", 10) == 0  # another filer's buckets are its own
+    now[0] = 1.0  # 1 s refilled 1,000 bytes and 2 requests (the burst)
+    assert quotas.take("A", 1000) == 0 and quotas.take("A", 0) == 0 and quotas.take("A", 0) == pytest.approx(0.5)
+    quotas.charge("A", 500)  # a chunked body, counted once read: a debt
+    now[0] = 2.0
+    assert quotas.take("A", 1000) == pytest.approx(0.5)  # -500 + 1,000 refilled: 500 short
+    assert quotas.enter("A") and not quotas.enter("A") and quotas.enter("B")
+    quotas.leave("A")
+    assert quotas.enter("A")

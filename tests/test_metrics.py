@@ -11,6 +11,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
@@ -118,3 +119,48 @@ def test_the_readme_explains_every_metric():
     documented = set(re.findall(r"`(cargoscreen_[a-z_]+)`", README.read_text()))
     exported = {m.name + ("_total" if m.type == "counter" else "") for m in metrics.REGISTRY.collect()}
     assert exported == documented
+
+
+def _listening(pid: int, port: int) -> str | None:
+    """The address a process listens on at `port` (None: not listening)."""
+    return next((c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port), None)
+
+
+def _answers(host: str, port: int, path: str) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5).status == 200
+    except OSError:
+        return False
+
+
+def test_metrics_and_health_listen_on_loopback_unless_told_otherwise(redis_client, redis_server, processes):
+    """/metrics counts the rules that fired: a filer who could scrape it would learn what its filing set
+    off. A service started as the runbook says listens on 127.0.0.1 only (not reachable at 127.0.0.2,
+    which stands for any other interface here); --metrics_host/--health_host open them up."""
+    def service(name: str, *hosts: str) -> tuple[subprocess.Popen, int, int]:
+        metrics_port, health_port = free_port(), free_port()
+        return processes.start([sys.executable, "-m", "cargoscreen.cli", "run", "--follow", "--redis-url",
+                                redis_server.url, "--consumer", name, f"--metrics_port={metrics_port}",
+                                f"--health-port={health_port}", *hosts], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE), metrics_port, health_port
+
+    started = {"default": service("bind0"), "all": service("bind1", "--metrics_host=0.0.0.0", "--health_host=0.0.0.0")}
+    deadline = time.monotonic() + 120
+    for process, metrics_port, health_port in started.values():
+        while not (_answers("127.0.0.1", metrics_port, "/metrics") and _answers("127.0.0.1", health_port, "/healthz")):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+    process, metrics_port, health_port = started["default"]
+    assert _listening(process.pid, metrics_port) == _listening(process.pid, health_port) == "127.0.0.1"
+    assert not _answers("127.0.0.2", metrics_port, "/metrics") and not _answers("127.0.0.2", health_port, "/healthz")
+    process, metrics_port, health_port = started["all"]
+    assert _listening(process.pid, metrics_port) == _listening(process.pid, health_port) == "0.0.0.0"
+    assert _answers("127.0.0.2", metrics_port, "/metrics") and _answers("127.0.0.2", health_port, "/healthz")
+    # Each registers the address a scraper reaches it at: loopback for a Prometheus on the same host.
+    targets = []
+    while len(targets) < 2 and time.monotonic() < deadline:
+        targets = metrics.live_targets(redis_client, KEYS.prefix)
+        time.sleep(0.2)
+    assert set(targets) == {f"127.0.0.1:{started['default'][1]}",
+                            metrics.scrape_target("0.0.0.0", started["all"][1])}

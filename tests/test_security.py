@@ -1,5 +1,6 @@
 """Security: Redis over TLS with AUTH (Debian's redis-server, certificates made here), secrets from
-files and the environment, and logs that name ids but never carry a filing's content."""
+files and the environment, logs that name ids but never carry a filing's content, and filings at
+rest readable by their owner only."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from lxml import etree
 
 from cargoscreen.answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from cargoscreen.config import Settings
-from cargoscreen.connectors.redis_store import PASSWORD_FILE_ENV, connect
+from cargoscreen.connectors.redis_store import PASSWORD_FILE_ENV, URL_ENV, connect
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.service import run_service
@@ -113,3 +114,51 @@ def test_logs_name_ids_never_filing_content(redis_server, redis_client, tmp_path
     leaked = sorted(s for s in secrets_in_filings if s in text)
     assert not leaked, leaked[:5]
     assert not re.search(r"<\?xml|<IE3", text)  # no XML either
+
+
+def test_the_ingress_and_the_service_take_the_redis_url_from_the_environment(redis_server, redis_client, tmp_path,
+                                                                             processes):
+    """CARGOSCREEN_REDIS_URL instead of --redis-url, where `ps` would show it (and its password):
+    a filing goes in through `cargoscreen ingress serve`, is screened by `cargoscreen run --follow`
+    and its answer comes back through the ingress, neither command line naming Redis."""
+    from .test_ingress import _call, start_ingress
+
+    env = {**os.environ, URL_ENV: redis_server.url}
+    port, tokens = start_ingress(processes, tmp_path, env=env)
+    filer, token = next(iter(tokens.items()))
+    filing = next(iter(generate(GeneratorSpec(count=1, seed=5, defect_rate=0, envelope_rate=0, resubmission_rate=0))))
+    status, receipt = _call(port, "POST", "/v1/filings", filing.data, token)
+    assert status == 202 and redis_client.xlen(KEYS.filings) == 1
+    worker = processes.start([sys.executable, "-m", "cargoscreen.cli", "run", "--follow", "--consumer", "env",
+                              "--metrics_port=0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, answers = time.monotonic() + 120, []
+    while not any(a["submission_id"] == receipt["submission_id"] for a in answers):
+        assert time.monotonic() < deadline and worker.poll() is None, worker.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+        answers = _call(port, "GET", "/v1/answers", token=token)[1]["answers"]
+    assert not [p.args for p in processes if redis_server.url in " ".join(p.args)]
+    worker.terminate()
+    assert worker.wait(timeout=60) == 0, worker.stderr.read().decode()[-2000:]
+
+
+def test_filings_at_rest_are_readable_by_their_owner_only(tmp_path):
+    """A batch run under the usual umask (022): the embedded Redis's folder and dump, the run's
+    folder and its Parquet archive are the owner's alone (they hold every filing)."""
+    filings = tmp_path / "corpus"
+    for f in generate(GeneratorSpec(count=20, seed=73, resubmission_rate=0)):
+        (filings / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (filings / f.name).write_bytes(f.data)
+    run = subprocess.run([sys.executable, "-m", "cargoscreen.cli", "run", "--input", str(filings), "--output",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: os.umask(0o022))
+    assert run.returncode == 0, run.stderr[-2000:]
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    out = tmp_path / "out"
+    dumps = list((out / "redis").glob("*.rdb"))
+    archive = out / "latest" / "archive"
+    parquet = list(archive.rglob("*.parquet"))
+    folders = [p for p in archive.rglob("*") if p.is_dir()] + [archive]
+    assert dumps and parquet and len(folders) > 4
+    assert mode(out / "redis") == 0o700 and {mode(p) for p in dumps} == {0o600}
+    assert mode(out / "latest") == 0o700  # the run's folder: its dead letters hold payloads too
+    assert {mode(p) for p in folders} == {0o700} and {mode(p) for p in parquet} == {0o600}

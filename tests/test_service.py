@@ -180,6 +180,8 @@ def test_sigterm_drains_acknowledges_and_exits_cleanly_and_health_is_served_mean
     assert len(screened) + left == len(filings) and len(screened) >= 100
     assert list((tmp_path / "archive" / "filings").rglob("*.parquet"))  # the archive was flushed
     assert not list((tmp_path / "archive").rglob(".*.tmp"))
+    modes = {(p.is_dir(), p.stat().st_mode & 0o777) for p in (tmp_path / "archive").rglob("*")}
+    assert modes == {(True, 0o700), (False, 0o600)}  # filings: the owner's alone, whatever the umask
 
 
 def test_a_drop_folder_is_screened_and_emptied_and_half_written_files_wait(redis_client, redis_server, tmp_path):

@@ -46,6 +46,7 @@ class Location(NamedTuple):
     functions: str  # UNECE function classifier, e.g. "12345---": 1 port, 2 rail, 3 road, 4 airport, 5 postal, 7 fixed transport, B border
     latitude: float | None
     longitude: float | None
+    subdivision: str = ""  # ISO 3166-2 code after the country's, as the code list publishes it ("43": UA-43, Crimea)
 
     def serves(self, function: str) -> bool:
         return function in self.functions
@@ -69,9 +70,9 @@ class LocationTable(Mapping):
         except KeyError:
             pass
         line = self._rows[code]  # KeyError for an unknown code, as a Mapping should
-        _, name, _, function, _, coordinates, _ = next(csv.reader([line]))
+        _, name, subdivision, function, _, coordinates, _ = next(csv.reader([line]))
         lat, lon = (float(x) for x in coordinates.split()) if coordinates else (None, None)
-        location = self._read[code] = Location(code, name, code[:2], function, lat, lon)
+        location = self._read[code] = Location(code, name, code[:2], function, lat, lon, subdivision)
         return location
 
     def __iter__(self) -> Iterator[str]:
