@@ -34,8 +34,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 STAGE_MESSAGES = Counter(
     "cargoscreen_stage_messages", "Messages leaving a step of the pipeline, by step and outcome "
     "(read: in, claimed; validate: accepted, rejected; register: registered, resent, lrn-reused, amended, "
-    "invalidated, unknown-mrn, foreign-mrn, withdrawn; link: linked, overdue; enrich: enriched, unavailable; "
-    "score: assessed, referral).",
+    "invalidated, unknown-mrn, foreign-mrn, withdrawn; link: linked, overdue, refused; enrich: enriched, "
+    "unavailable; score: assessed, referral).",
     ["stage", "outcome"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "cargoscreen_dead_letters", "Messages dead-lettered, by step and reason (the exception class or the "

@@ -141,7 +141,7 @@ def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTra
     s = screen(pipeline | "ReadFilings" >> source, settings, reassess_redelivered=True)
     deliver_outcomes(settings, {
         "answers": {"Registration": s.registered.answers, "Rejection": s.rejections, "Pending": s.pending,
-                    "Assessment": s.scored.answers},
+                    "Refusal": s.linked.refusals, "Assessment": s.scored.answers},
         "decisions": s.scored.decisions, "withdrawals": s.linked.withdrawals,
         "dead_letters": {"Read": s.read.dead_letter, "Validate": s.checked.dead_letter,
                          "Register": s.registered.dead_letter, "Link": s.linked.dead_letter,

@@ -15,6 +15,7 @@ from .reference import EU_MEMBER_STATES, ReferenceData
 from .screening import Equipment, ScreeningRecord
 
 DATA_QUALITY_WARNING = "data-quality-warning"  # a filing accepted with a warning (validation's, not a container's)
+CLAIM_REFUSED = "consignment-claim-refused"  # a filing refused from another filer's consignment (linking's)
 # Why a referral went to the default risk centre rather than the office's (see offices.py): about
 # the filing's office of first entry, not a container.
 OFFICE_UNKNOWN, OFFICE_OFF_ROUTE = "office-unknown", "office-off-route"
