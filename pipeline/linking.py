@@ -552,6 +552,16 @@ return out
 """
 
 
+def due_entry(key: str, members) -> str:
+    """The deadline entry a decision on consignment `key` answers: its own; for a postal item assessed
+    without its dispatch, the entry its filer's items wait under (else the sweep brings it back)."""
+    if per_item(key) and len(members) == 1:
+        suffix = "/" + (members[0].record.transport_document or "")
+        if key.endswith(suffix):
+            return key[:-len(suffix)]
+    return key
+
+
 def due_key(prefix: str) -> str:
     """The sorted set of incomplete consignments by deadline (the scripts above build the same name)."""
     return f"{prefix}:cons:due"

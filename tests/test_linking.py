@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from cargoscreen.domain.screening import record_from_dict
-from cargoscreen.linking import (HOUSE_NOT_LISTED, ConsignmentStore, Member, assemble, consignment_of, linked_key,
+from cargoscreen.linking import (HOUSE_NOT_LISTED, ConsignmentStore, due_entry, Member, assemble, consignment_of, linked_key,
                                  listing, may_file, member_of, missing_documents, standalone)
 
 
@@ -272,6 +272,11 @@ def test_a_dispatch_alone_waits_for_items_and_items_alone_come_due_one_by_one(re
     assert sorted(k for k, _, _ in due) == ["postal:PD9", "postal@DE123456789:PD2/IT1", "postal@DE123456789:PD2/IT2"]
     assert all(len(members) == 1 for _, _, members in due)
     assert missing_documents("postal:PD2/IT1", [ITEMS[0]]) == ("postal dispatch (F42) with transport document PD2",)
+    # Their decisions answer the entry they waited under: the sweep does not bring them back.
+    answered = {due_entry(k, members) for k, _, members in due}
+    assert answered == {"postal:PD9", "postal@DE123456789:PD2"}
+    redis_client.zrem(store.due_key, *answered)  # as the decisions' effects do (service.decision_effects)
+    assert store.overdue(now=500.0, retry_seconds=60) == []
 
 
 def test_assembling_in_memory_follows_the_same_postal_rule():
