@@ -120,12 +120,20 @@ def filer_answer(d: Decision, now: str, member: Member | None = None) -> Answer:
     return replace(_answer(d, now, f.submission_id, f.filer, f.lrn, f.mrn), about=d.key)
 
 
+def own_questions(requests, own_mrns: set[str]) -> list[tuple[str | None, str]]:
+    """The questions of a request for information as one filer of the consignment may read them: a
+    pointer into another filer's filing (`MRN#path`) loses it, so no filer learns another's MRN."""
+    return [(p if not p or "#" not in p or p.partition("#")[0] in own_mrns else None, text) for p, text in requests]
+
+
 def _answer(d: Decision, now: str, sid: str, filer: str, lrn: str, mrn: str) -> Answer:
     f, a = d.filing, d.assessment
     if a.decision == COMPLETE:
         return answers.assessment_complete(sid, filer, lrn, mrn, a.pack, now)
     if a.decision == RFI:
-        return answers.request_for_information(sid, filer, lrn, mrn, a.information_requested(), now)
+        own = {m.mrn for m in f.members if m.filer == filer} | {mrn}
+        return answers.request_for_information(sid, filer, lrn, mrn, own_questions(a.information_requested(), own),
+                                               now)
     if a.decision == RFS:
         return answers.request_for_screening(sid, filer, lrn, mrn, a.screening_methods(), _area_results(a), now)
     if a.decision == DNL:

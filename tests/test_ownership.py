@@ -259,6 +259,22 @@ def test_answers_name_only_the_documents_of_the_recipients_own_filings(desk):
     [made] = [d for d in desk.decisions() if d["consignment"] == "sea:MBVIC0005"]
     assert {f["filer"] for f in made["filings"]} == {victim, intruder}
 
+    # A request for information about the victim's house: each filer is asked, the victim with the
+    # pointer into its filing, the forwarder without the victim's MRN.
+    desk.file(desk.victim_token, master("VIC-M-6", "MBVIC0006", ["HBVIC0006", ("HBINT0006", intruder)]))
+    desk.file(desk.intruder_token, house("INT-H-6", "MBVIC0006", "HBINT0006"))
+    risky_sid = desk.file(desk.victim_token, house("VIC-H-6", "MBVIC0006", "HBVIC0006", risky=True))
+    desk.run()
+    risky_mrn = desk.answer(victim, risky_sid, "IE3R01")["mrn"]
+    [asked] = [d for d in desk.decisions() if d["consignment"] == "sea:MBVIC0006"]
+    assert asked["decision"] == "request-for-information"
+    assert any(i["pointer"].startswith(risky_mrn + "#") for i in asked["information_requested"] if i["pointer"])
+    to_victim = [a for a in desk.answers(victim) if a["message_type"] == "IE3Q02" and a["mrn"] == risky_mrn]
+    assert to_victim and f"{risky_mrn}#" in to_victim[0]["xml"]
+    to_forwarder = [a for a in desk.answers(intruder) if a["message_type"] == "IE3Q02"]
+    assert to_forwarder and all(risky_mrn not in a["xml"] for a in to_forwarder)
+    assert "<Text>" in to_forwarder[0]["xml"] or "Text>" in to_forwarder[0]["xml"]  # still told what is asked
+
 
 def test_the_batch_job_refuses_a_claim_answers_it_apart_from_the_doors_and_balances(tmp_path, redis_server):
     """A folder has no channel: the filer is the one each filing declares. The intruder's IE3N01 comes
