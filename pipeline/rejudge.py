@@ -293,7 +293,8 @@ def start_desk(settings: Settings, consumer: str) -> threading.Event:
     client, prefix, rules = connect(settings.redis.url), settings.redis.key_prefix, settings.rules
     store = RulePackStore(client, prefix) if rules.hot_reload else None
     scorers = RulePackSource(rules.pack_dir, store, rules.poll_seconds,
-                             risk_information=RiskInformationStore(client, prefix) if store else None)
+                             risk_information=RiskInformationStore(client, prefix) if store else None,
+                             budget=rules.budget)
     desk = RejudgeDesk(client, connect(settings.container_status_url), scorers, settings, consumer)
     stop = threading.Event()
     threading.Thread(target=desk.run, args=(stop,), daemon=True, name="rejudge").start()

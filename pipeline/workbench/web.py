@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 import secrets
+import threading
 import time
 from itertools import islice
 from pathlib import Path
@@ -42,7 +43,7 @@ from ..container_store import ContainerEventStore
 from ..domain.filings import MODES
 from ..domain.reference import EXTRA_COUNTRY_CODES, bundled_reference
 from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE, RFI
-from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form
+from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form, ordinary_traffic
 from ..rule_store import RulePackSource, RulePackStore
 from .accounts import Analyst, Analysts, AnalystsUnreadable
 from . import palette
@@ -139,6 +140,8 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     events = ContainerEventStore(client, key_prefix=key_prefix)
     risk = RiskInformationStore(client, key_prefix)
     packs = RulePackSource(pack_dir, RulePackStore(client, key_prefix), poll_seconds=1.0) if pack_dir else None
+    if packs:  # what a form is tried on before publication, made now rather than at the first one (~2 s)
+        threading.Thread(target=ordinary_traffic, name="ordinary-traffic", daemon=True).start()
 
     def queue_of(centre: str) -> ReferralQueue:
         return ReferralQueue(client, centre, key_prefix, claim_seconds)
