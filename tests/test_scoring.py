@@ -55,7 +55,7 @@ def test_a_request_for_information_needs_a_rule_with_a_question():
     assert a.decision == RFI
     assert a.information_requested() == [("/example/GoodsLine[1]/Description", a.hits[0].ask)]
     # 45 points from a control rule alone: above the RFI threshold, but nothing to ask, below control
-    b = assess(goods=[{"description": "Consumer fireworks", "hs_code": "360410"}])
+    b = assess(goods=[{"description": "Consumer fireworks", "hs_code": "360410", "undg": "0336"}])
     assert b.score == 45 and b.decision == COMPLETE
 
 
