@@ -89,7 +89,7 @@ class Assessment:
     table: str
     hits: tuple[Hit, ...]
     errors: tuple[str, ...] = ()  # rules that could not be evaluated (a bug in a rule: the others still count)
-    strong: tuple[str, ...] = ()  # the strong indicators the decision rests on (the score alone did not reach it)
+    strong: tuple[str, ...] = ()  # the strong indicators that lead to the decision on their own
 
     @property
     def referral(self) -> bool:
@@ -284,14 +284,12 @@ class Scorer:
             # One strong indicator refers on its own: to the strongest decision of the table it can lead to,
             # up to the table's `strong_indicator` (a strong do-not-load rule still needs the score for do-not-load).
             ceiling = SEVERITY[table.strong]
-            for rule in fired:
-                if not rule.strong:
-                    continue
-                alone = next((d for d, _ in table.thresholds if SEVERITY[d] <= ceiling and rule.can_lead_to(d)), None)
-                if alone is not None and SEVERITY[alone] > SEVERITY[decision]:
-                    decision, strong = alone, [rule.id]
-                elif alone is not None and alone == decision and strong:
-                    strong.append(rule.id)
+            alone = {r.id: next((d for d, _ in table.thresholds if SEVERITY[d] <= ceiling and r.can_lead_to(d)),
+                                COMPLETE) for r in fired if r.strong}
+            for d in alone.values():
+                if SEVERITY[d] > SEVERITY[decision]:
+                    decision = d
+            strong = [r for r, d in alone.items() if d == decision != COMPLETE]
         hits.sort(key=lambda h: -h.weight)
         return Assessment(self.pack.id, score, self.pack.level_for(score), decision, table.name, tuple(hits), errors,
                           tuple(strong))
