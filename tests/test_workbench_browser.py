@@ -177,6 +177,7 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
     for hit in referral["hits"]:
         assert hit["rule"] in rules_text and hit["explanation"][:40] in rules_text
     assert referral["rule_pack"] in browser.find_element(By.ID, "pack").text
+    assert browser.find_element(By.ID, "basis").text == referral["basis"]  # why: a strong indicator, or the score
     assert referral["mrn"] in browser.find_element(By.ID, "filing").text
     if referral["container_facts"]:
         timeline = browser.find_element(By.ID, "containers").text
