@@ -1092,7 +1092,8 @@ def rules_calibrate(pack_dir, filings_dir, labels_path, status_paths, container_
         out.print(f"{which}: recall {o.recall:.1%} ({o.planted_referred}/{o.planted}), clean referral rate "
                   f"{o.clean_rate:.2%} ({o.clean_referred}/{o.clean})", soft_wrap=True)
     changed = {r: w for r, w in result.weights.items() if w != next(x.weight for x in scorer.pack.rules if x.id == r)}
-    out.print(f"{len(changed)} of {len(result.searched)} weak rules reweighted: "
+    out.print(f"{len(changed)} weak rules reweighted ({len(result.searched)} searched on the traffic, the others held "
+              f"below the thresholds): "
               + (", ".join(f"{r} {w:g}" for r, w in sorted(changed.items())) or "none"), soft_wrap=True)
     out.print(f"calibrated pack: {written} (calibration.yaml; bump its version before publishing)", soft_wrap=True)
     if result.after.clean_rate > target_clean_rate:

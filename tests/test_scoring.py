@@ -89,8 +89,10 @@ def test_a_chp_item_to_a_restricted_destination_alone_refers():
     to_belarus = assess(parties=[{"role": "consignee", "country": "BY"}], goods=chips)
     assert to_belarus.decision == CONTROL and to_belarus.strong == ("DU-003",)
     assert [h.rule for h in to_belarus.hits] == ["DU-003"]
-    via_russia = assess(routing_countries=["CN", "KZ", "RU", "LV"], goods=chips)
-    assert via_russia.decision == CONTROL and "DU-003" in via_russia.strong
+    on_to_russia = assess(routing_countries=["CN", "NL", "LV", "RU"], goods=chips)
+    assert on_to_russia.decision == CONTROL and "DU-003" in on_to_russia.strong
+    land_bridge = assess(routing_countries=["CN", "KZ", "RU", "BY", "PL"], goods=chips)  # Russia on the way in
+    assert "DU-003" not in {h.rule for h in land_bridge.hits}
     assert assess(parties=[{"role": "consignee", "country": "DE"}], goods=chips).decision == COMPLETE
 
 

@@ -55,7 +55,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Calibration:
-    weights: dict[str, float]  # every searched rule's weight
+    weights: dict[str, float]  # every weak rule's weight (searched, or held below the thresholds)
     before: Outcome  # with the pack's own weights
     after: Outcome
     rounds: int
@@ -143,4 +143,8 @@ def calibrate(scorer: Scorer, cases: list[Case], target_clean_rate: float = 0.03
                     judge.weights[rule], judge.referred = weight, referred
         if not changed:
             break
-    return Calibration(dict(judge.weights), before, judge.outcome(), rounds, max_weight, tuple(searched))
+    # A weak rule the traffic never fired has no evidence to move it, but the policy still holds it below
+    # the thresholds.
+    unfired = {r.id: min(r.weight, max_weight) for r in scorer.pack.rules
+               if not r.strong and r.weight > 0 and r.id not in start}
+    return Calibration({**unfired, **judge.weights}, before, judge.outcome(), rounds, max_weight, tuple(searched))
