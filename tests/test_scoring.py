@@ -110,9 +110,10 @@ def test_indicators_add_up_to_a_control_for_sea():
 
 
 def test_a_request_for_information_needs_a_rule_with_a_question():
-    a = assess(goods=[{"description": "Spare parts as per invoice", "hs_code": "870899"}])
-    assert a.decision == RFI
-    assert a.information_requested() == [("/example/GoodsLine[1]/Description", a.hits[0].ask)]
+    a = assess(filing_code="F22", goods=[{"description": "Lithium-ion accumulators", "hs_code": "850760"}])
+    assert a.decision == RFI and a.strong == ("HS-001",)
+    [(pointer, question)] = a.information_requested()
+    assert pointer.startswith("/example/GoodsLine[1]/") and question == a.hits[0].ask
     # 45 points from a control rule alone: above the RFI threshold, but nothing to ask, below control
     b = assess(goods=[{"description": "Consumer fireworks", "hs_code": "360410", "undg": "0336"}])
     assert b.score == weight("FE-002") and b.decision == COMPLETE

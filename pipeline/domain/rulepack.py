@@ -371,21 +371,24 @@ def _references(spec, files, problems) -> dict[str, Any]:
 
 def _legal_reference(name: str, entry: dict, line, problems: list[Problem]) -> RefSet | TermMatcher | None:
     """A set or term list drawn from a bundled legal list (see legal_references.py): the values of
-    `column` in the rows `where` selects; a term list may add exclusions (`exclude`)."""
+    `column` (or of each of a list of columns) in the rows `where` selects; a term list may add
+    exclusions (`exclude`)."""
     rows = legal_rows(str(entry["legal"]))
     kind, column, where = entry.get("kind"), entry.get("column"), entry.get("where") or {}
+    columns_asked = [str(c) for c in column] if isinstance(column, list) else [str(column)]
     if rows is None:
         problems.append(Problem("pack.yaml", line, f"reference {name}: no legal list {entry['legal']!r}; one of "
                                                    f"{', '.join(LEGAL_FILES)}"))
         return None
     columns = set(rows[0]) if rows else set()
-    unknown = sorted({column, *where} - columns) if isinstance(where, dict) else ["where"]
+    unknown = sorted({*columns_asked, *where} - columns) if isinstance(where, dict) else ["where"]
     if kind not in ("set", "terms") or unknown or set(entry) - {"legal", "kind", "column", "where", "exclude"}:
         problems.append(Problem("pack.yaml", line, f"reference {name}: a legal list gives a set or terms "
                                                    f"(`kind`) from a `column`, optionally `where` and `exclude`; "
                                                    f"{entry['legal']} has columns {', '.join(sorted(columns))}"))
         return None
-    values = list(dict.fromkeys(v for row in rows if row_matches(row, where) for v in cells(row[column])))
+    values = list(dict.fromkeys(v for row in rows if row_matches(row, where) for c in columns_asked
+                                for v in cells(row[c])))
     if not values:
         problems.append(Problem("pack.yaml", line, f"reference {name}: no rows of {entry['legal']} match {where}"))
         return None
