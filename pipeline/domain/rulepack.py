@@ -30,6 +30,7 @@ from .conditions import (Condition, ConditionError, Environment, RefSet, RefTabl
                          compile_condition)
 from .filings import BY_CODE, FILING_KINDS, MODES, PRE_LOADING
 from .screening import address_key, name_key
+from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, UnitReference, from_csv
 
 RISK_AREAS = ("security-safety", "financial", "ipr", "health-safety", "environment", "drug-precursors",
               "dual-use", "firearms-explosives", "cash", "cultural-goods", "data-quality", "trusted-trader")
@@ -142,12 +143,14 @@ class DecisionTable:
 
 
 class PackStatistics(Statistics):
-    """Reference distributions: unit values per HS code, usual loading countries per HS heading,
-    plausible kilograms per package type."""
+    """Reference distributions: unit values and masses per package per HS code (learned, see
+    unit_statistics.py; or a hand-typed table of medians), usual loading countries per HS
+    heading, plausible kilograms per package type."""
 
     def __init__(self, unit_values: RefTable | None, routes: dict[str, dict[str, float]],
-                 package_weights: dict[str, float]):
+                 package_weights: dict[str, float], learned: UnitReference | None = None):
         self.unit_values, self.routes, self.package_weights = unit_values, routes, package_weights
+        self.learned = learned
         self._by_code: dict = {}
 
     # These run for every goods item of every filing (the scorer's index reads them): kept tight.
@@ -155,8 +158,14 @@ class PackStatistics(Statistics):
         """(median EUR/kg, log sigma) for an HS code, remembered per code."""
         found = self._by_code.get(hs)
         if found is None:
-            row = self.unit_values.get(hs) if self.unit_values is not None and hs else None
-            found = self._by_code[hs] = (row["median_eur_per_kg"], row["log_sigma"]) if row else (None, None)
+            if self.learned is not None:
+                cell = self.learned.cell(EUR_PER_KG, hs)
+                found = (cell.stats.median, max(cell.stats.log_sigma, self.learned.min_log_sigma)) if cell \
+                    else (None, None)
+            else:
+                row = self.unit_values.get(hs) if self.unit_values is not None and hs else None
+                found = (row["median_eur_per_kg"], row["log_sigma"]) if row else (None, None)
+            self._by_code[hs] = found
         return found
 
     def unit_value_z(self, item) -> float | None:
@@ -173,6 +182,60 @@ class PackStatistics(Statistics):
             return None
         median = self._reference(item.hs_code)[0]
         return value / mass / median if median else None
+
+    def _single_type(self, measure: str, item):
+        """(cell, package type) of an item whose packages are all of one type, else (None, None)."""
+        types = item.package_types
+        if self.learned is None or not item.packages or len(types) != 1:
+            return None, None
+        return self.learned.cell(measure, item.hs_code, types[0]), types[0]
+
+    def _piece_value(self, item):
+        if not item.value or item.value < 0 or item.currency != "EUR":
+            return None, None
+        cell, _ = self._single_type(EUR_PER_PIECE, item)
+        return (cell, item.value / item.packages) if cell else (None, None)
+
+    def piece_value_z(self, item) -> float | None:
+        """Like unit_value_z, per piece, for goods counted in pieces (unpacked: cars, machines, ...)."""
+        cell, value = self._piece_value(item)
+        return self.learned.z(cell, value) if cell else None
+
+    def piece_value_ratio(self, item) -> float | None:
+        cell, value = self._piece_value(item)
+        return value / cell.stats.median if cell else None
+
+    def _package_mass(self, item):
+        if not item.gross_mass or item.gross_mass < 0:
+            return None, None
+        cell, _ = self._single_type(KG_PER_PACKAGE, item)
+        return (cell, item.gross_mass / item.packages) if cell else (None, None)
+
+    def package_mass_z(self, item) -> float | None:
+        """How many (log-space) standard deviations the kilograms per package lie from the usual for
+        these goods in this package type: far above, more than the goods weigh; far below, packages
+        too light for what they are said to hold."""
+        cell, kg = self._package_mass(item)
+        return self.learned.z(cell, kg) if cell else None
+
+    def package_mass_ratio(self, item) -> float | None:
+        cell, kg = self._package_mass(item)
+        return kg / cell.stats.median if cell else None
+
+    def reference(self, name: str, item) -> str | None:
+        if name in ("unit_value_z", "unit_value_ratio"):
+            if self.learned is not None:
+                cell = self.learned.cell(EUR_PER_KG, item.hs_code)
+                return cell.describe() if cell else None
+            median = self._reference(item.hs_code)[0]
+            return f"table of medians, {median:g} EUR/kg" if median else None
+        if name in ("piece_value_z", "piece_value_ratio"):
+            cell = self._single_type(EUR_PER_PIECE, item)[0]
+        elif name in ("package_mass_z", "package_mass_ratio"):
+            cell = self._single_type(KG_PER_PACKAGE, item)[0]
+        else:
+            return None
+        return cell.describe() if cell else None
 
     def route_share(self, item, loading_country) -> float | None:
         """Share of the reference traffic of the item's HS heading loaded in this country (0 when never seen)."""
@@ -247,7 +310,7 @@ class RulePack:
             problems.append(Problem("pack.yaml", _line(manifest, "parameters"), "`parameters` must be a mapping"))
             parameters = {}
         references = _references(manifest.get("reference") or {}, files, problems)
-        statistics = _statistics(manifest.get("statistics") or {}, files, problems)
+        statistics = _statistics(manifest.get("statistics") or {}, files, problems, parameters)
         env = Environment(references, dict(parameters), statistics)
         levels = _levels(manifest, problems)
         tables = _tables(manifest, problems)
@@ -367,8 +430,32 @@ def _cell(value: str | None):
         return value.strip() or None
 
 
-def _statistics(spec, files, problems) -> PackStatistics:
+# Parameters of the learned statistics, and what they are when a pack does not set them.
+LEARNED_PARAMETERS = {"reference_min_count": 20, "reference_min_log_sigma": 0.0}
+
+
+def _learned(spec, files, problems, parameters) -> UnitReference | None:
+    """The learned table of unit values and masses per package (`unit_statistics:`), or None."""
+    file, line = spec["unit_statistics"], _line(spec, "unit_statistics")
+    settings = {k: parameters.get(k, default) for k, default in LEARNED_PARAMETERS.items()}
+    bad = [k for k, v in settings.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+    if bad:
+        problems.append(Problem("pack.yaml", _line(parameters, bad[0]), f"parameter {bad[0]} is a number, 0 or more"))
+        return None
+    if file not in files:
+        problems.append(Problem("pack.yaml", line, f"names {file}, which is not in the pack"))
+        return None
+    try:
+        cells = from_csv(files[file])
+    except ValueError as exc:
+        problems.append(Problem(file, None, str(exc)))
+        return None
+    return UnitReference(cells, settings["reference_min_count"], settings["reference_min_log_sigma"])
+
+
+def _statistics(spec, files, problems, parameters=None) -> PackStatistics:
     unit_values, routes, weights = None, {}, {}
+    learned = _learned(spec, files, problems, parameters or {}) if "unit_statistics" in spec else None
     if "unit_values" in spec:
         rows = _csv_rows(files, spec["unit_values"], problems, _line(spec, "unit_values"))
         if rows is not None:
@@ -384,7 +471,7 @@ def _statistics(spec, files, problems) -> PackStatistics:
     if "package_weights" in spec:
         for row in _csv_rows(files, spec["package_weights"], problems, _line(spec, "package_weights")) or ():
             weights[row["package_type"]] = float(row["max_kg"])
-    return PackStatistics(unit_values, routes, weights)
+    return PackStatistics(unit_values, routes, weights, learned)
 
 
 def _levels(manifest, problems) -> tuple[tuple[str, float], ...]:
