@@ -173,3 +173,64 @@ def test_a_broken_table_refuses_the_pack_with_its_row():
         _pack(TABLE.replace("eur_per_kg,subheading,851713", "eur_per_kg,subheading,8517x3"))
     with pytest.raises(PackError, match="reference_min_count is a number"):
         _pack(reference_min_count="'many'")
+
+
+# -- learning from a real run's archive -----------------------------------------------------------
+@pytest.mark.slow
+def test_learn_statistics_from_a_batch_runs_archive_writes_a_table_the_pack_loads(tmp_path, redis_server):
+    from click.testing import CliRunner
+
+    from cargoscreen.cli import main
+    from cargoscreen.config import Settings
+    from cargoscreen.connectors.redis_store import connect
+    from cargoscreen.corpus import write_corpus
+    from cargoscreen.job import run_batch
+    from cargoscreen.domain.filings import ENS_NS
+    from cargoscreen.statistics_learn import read_labels
+    from lxml import etree
+
+    write_corpus(tmp_path, count=300, seed=23, defect_rate=0.1, envelope_rate=0.0, resubmission_rate=0.05,
+                 risk_rate=0.1, modes=("sea", "air"))
+    connect(redis_server.url).flushall()
+    run_batch(Settings().with_redis_url(redis_server.url), tmp_path / "filings", tmp_path / "out")
+    archive = tmp_path / "out" / "archive"
+    table = tmp_path / "unit-statistics.csv"
+
+    result = CliRunner().invoke(main, ["rules", "learn-statistics", str(archive), "--labels",
+                                       str(tmp_path / "labels.jsonl"), "--min-count", "5", "--out", str(table)])
+    assert result.exit_code == 0, result.output
+    text = table.read_text()
+    header = [line for line in text.splitlines() if line.startswith("# ")]
+    labels = read_labels(tmp_path / "labels.jsonl")
+    accepted = sum(x["expected"] == "registered" and not x.get("resubmission_of") for x in labels.values())
+    assert f"learned by: cargoscreen rules learn-statistics {archive} --labels" in header[1]
+    source = header[2]
+    assert source.startswith(f"# source: archive {archive}; filings read ")
+    used = int(re.search(r"used (\d+)", source).group(1))
+    risky = int(re.search(r"in risky consignments (\d+)", source).group(1))
+    assert risky > 0 and used + risky == accepted  # every accepted filing once, the risky ones left out
+    assert re.search(r"filings issued: \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d", text)
+    assert "min count per cell: 5" in text
+    cells = from_csv(text)
+    assert {c.measure for c in cells} >= {EUR_PER_KG, KG_PER_PACKAGE}
+    assert {c.level for c in cells} == {"subheading", "heading", "chapter"}
+    assert all(c.stats.n >= 5 for c in cells)
+    # What was learned is what the filings declare, read here straight from their XML: the largest
+    # chapter's cell holds every EUR-valued goods item of that chapter in the filings used, and its
+    # median is theirs.
+    chapter = max((c for c in cells if c.measure == EUR_PER_KG and c.level == "chapter"), key=lambda c: c.stats.n)
+    risky_consignments = {x["consignment"] for x in labels.values() if x.get("risk") and x.get("consignment")}
+    per_kg = []
+    for name, label in labels.items():
+        if label["expected"] != "registered" or label.get("resubmission_of") or label.get("risk") \
+                or label.get("consignment") in risky_consignments:
+            continue
+        for item in etree.parse(str(tmp_path / "filings" / name)).iter(f"{{{ENS_NS}}}GoodsItem"):
+            hs, value = item.findtext(f"{{{ENS_NS}}}HSCode") or "", item.find(f"{{{ENS_NS}}}DeclaredValue")
+            if hs.startswith(chapter.hs) and value is not None and value.get("currency") == "EUR":
+                per_kg.append(float(value.text) / float(item.findtext(f"{{{ENS_NS}}}GrossMass")))
+    assert chapter.stats.n == len(per_kg)
+    assert chapter.stats.median == pytest.approx(math.exp(statistics.median(map(math.log, per_kg))), rel=1e-4)
+    # ... and a pack takes it as its reference.
+    assert len(_pack(text, reference_min_count=5).environment.statistics.learned) == len(cells)
+    assert len(_pack(text).environment.statistics.learned) == sum(c.stats.n >= 20 for c in cells)  # the pack's 20
