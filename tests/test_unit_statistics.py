@@ -161,7 +161,7 @@ def test_the_pack_parameter_min_count_moves_the_reference_up_the_chain():
 
 
 def test_too_light_packages_for_the_goods_name_their_reference():
-    hit, _ = _hit(_pack(), "HS-005", [{"description": "Leather shoes", "hs_code": "640399", "gross_mass": 800,
+    hit, _ = _hit(_pack(), "HS-005", [{"description": "Leather shoes", "hs_code": "640399", "gross_mass": 400,
                                         "packages": 1000, "package_types": ["CT"]}])
     assert hit is not None
     assert "package_mass_z" in hit.explanation()
