@@ -139,6 +139,9 @@ def test_an_undervaluation_names_the_subheading_reference_it_was_measured_agains
     assert assessment.referral and hit is not None
     [evidence] = [e for e in hit.evidence if e.value.startswith("unit_value_z")]
     assert "reference: subheading 851713, n=412, median 350 EUR/kg" in evidence.value
+    # measured in the pack's floor of 0.75, not the learned 0.3, and the evidence says so
+    assert f"unit_value_z = {math.log(20 / 350) / 0.75:.4g} " in evidence.value
+    assert "log sigma 0.75 (the floor; learned 0.30)" in evidence.value
     assert evidence.pointer.endswith("[1]/DeclaredValue")
 
 

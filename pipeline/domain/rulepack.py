@@ -226,7 +226,7 @@ class PackStatistics(Statistics):
         if name in ("unit_value_z", "unit_value_ratio"):
             if self.learned is not None:
                 cell = self.learned.cell(EUR_PER_KG, item.hs_code)
-                return cell.describe() if cell else None
+                return self.learned.describe(cell) if cell else None
             median = self._reference(item.hs_code)[0]
             return f"table of medians, {median:g} EUR/kg" if median else None
         if name in ("piece_value_z", "piece_value_ratio"):
@@ -235,7 +235,7 @@ class PackStatistics(Statistics):
             cell = self._single_type(KG_PER_PACKAGE, item)[0]
         else:
             return None
-        return cell.describe() if cell else None
+        return self.learned.describe(cell) if cell else None
 
     def route_share(self, item, loading_country) -> float | None:
         """Share of the reference traffic of the item's HS heading loaded in this country (0 when never seen)."""

@@ -70,12 +70,15 @@ class Cell:
     package_type: str  # "" for value per kg
     stats: Robust
 
-    def describe(self) -> str:
-        """What evidence names: 'subheading 851713, n=412, median 350 EUR/kg' or 'chapter 85 fallback, ...'."""
+    def describe(self, min_log_sigma: float = 0.0) -> str:
+        """What evidence names: 'subheading 851713, n=412, median 350 EUR/kg, log sigma 0.31' or
+        'chapter 85 fallback, ...'; the spread a deviation was measured in (the floor, if it applied)."""
         where = f"{self.level} {self.hs}" + (" fallback" if self.level != LEVELS[0][0] else "")
-        of = f" in {self.package_type}" if self.package_type and self.measure == KG_PER_PACKAGE else ""
-        return (f"{where}{of}, n={self.stats.n}, median {self.stats.median:.4g} {UNITS[self.measure]}, "
-                f"log sigma {self.stats.log_sigma:.2f}")
+        of = f" in {self.package_type}" if self.package_type else ""
+        sigma = self.stats.log_sigma
+        spread = f"log sigma {sigma:.2f}" if sigma >= min_log_sigma else \
+            f"log sigma {min_log_sigma:.2f} (the floor; learned {sigma:.2f})"
+        return f"{where}{of}, n={self.stats.n}, median {self.stats.median:.4g} {UNITS[self.measure]}, {spread}"
 
 
 # -- observations -------------------------------------------------------------------------------
@@ -189,3 +192,6 @@ class UnitReference:
     def z(self, cell: Cell, value: float) -> float:
         """How many (robust, log-space) standard deviations the value lies from the cell's median."""
         return math.log(value / cell.stats.median) / max(cell.stats.log_sigma, self.min_log_sigma, 1e-9)
+
+    def describe(self, cell: Cell) -> str:
+        return cell.describe(self.min_log_sigma)
