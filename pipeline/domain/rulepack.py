@@ -152,6 +152,7 @@ class PackStatistics(Statistics):
         self.unit_values, self.routes, self.package_weights = unit_values, routes, package_weights
         self.learned = learned
         self._by_code: dict = {}
+        self._by_cell: dict = {}
 
     # These run for every goods item of every filing (the scorer's index reads them): kept tight.
     def _reference(self, hs: str | None):
@@ -159,9 +160,8 @@ class PackStatistics(Statistics):
         found = self._by_code.get(hs)
         if found is None:
             if self.learned is not None:
-                cell = self.learned.cell(EUR_PER_KG, hs)
-                found = (cell.stats.median, max(cell.stats.log_sigma, self.learned.min_log_sigma)) if cell \
-                    else (None, None)
+                ref = self._cell(EUR_PER_KG, hs, "")
+                found = ref[:2] if ref else (None, None)
             else:
                 row = self.unit_values.get(hs) if self.unit_values is not None and hs else None
                 found = (row["median_eur_per_kg"], row["log_sigma"]) if row else (None, None)
@@ -183,59 +183,64 @@ class PackStatistics(Statistics):
         median = self._reference(item.hs_code)[0]
         return value / mass / median if median else None
 
-    def _single_type(self, measure: str, item):
-        """(cell, package type) of an item whose packages are all of one type, else (None, None)."""
-        types = item.package_types
-        if self.learned is None or not item.packages or len(types) != 1:
-            return None, None
-        return self.learned.cell(measure, item.hs_code, types[0]), types[0]
+    def _cell(self, measure: str, hs: str | None, package_type: str):
+        """(median, spread, cell) of the learned cell of an HS code and package type, or None;
+        remembered per (measure, code, type)."""
+        key = (measure, hs, package_type)
+        try:
+            return self._by_cell[key]
+        except KeyError:
+            learned = self.learned
+            cell = learned.cell(measure, hs, package_type) if learned is not None else None
+            found = self._by_cell[key] = (cell.stats.median, learned.spread(cell), cell) if cell else None
+            return found
 
-    def _piece_value(self, item):
-        if not item.value or item.value < 0 or item.currency != "EUR":
+    def _per_piece(self, item):
+        """(EUR per piece, reference) of goods counted in pieces of one package type, else (None, None)."""
+        value, packages, types = item.value, item.packages, item.package_types
+        if not value or value < 0 or not packages or len(types) != 1 or item.currency != "EUR":
             return None, None
-        cell, _ = self._single_type(EUR_PER_PIECE, item)
-        return (cell, item.value / item.packages) if cell else (None, None)
+        return value / packages, self._cell(EUR_PER_PIECE, item.hs_code, types[0])
 
     def piece_value_z(self, item) -> float | None:
         """Like unit_value_z, per piece, for goods counted in pieces (unpacked: cars, machines, ...)."""
-        cell, value = self._piece_value(item)
-        return self.learned.z(cell, value) if cell else None
+        value, ref = self._per_piece(item)
+        return math.log(value / ref[0]) / ref[1] if ref else None
 
     def piece_value_ratio(self, item) -> float | None:
-        cell, value = self._piece_value(item)
-        return value / cell.stats.median if cell else None
-
-    def _package_mass(self, item):
-        if not item.gross_mass or item.gross_mass < 0:
-            return None, None
-        cell, _ = self._single_type(KG_PER_PACKAGE, item)
-        return (cell, item.gross_mass / item.packages) if cell else (None, None)
+        value, ref = self._per_piece(item)
+        return value / ref[0] if ref else None
 
     def package_mass_z(self, item) -> float | None:
         """How many (log-space) standard deviations the kilograms per package lie from the usual for
         these goods in this package type: far above, more than the goods weigh; far below, packages
-        too light for what they are said to hold."""
-        cell, kg = self._package_mass(item)
-        return self.learned.z(cell, kg) if cell else None
+        too light for what they are said to hold. Items of one package type with a count only."""
+        mass, packages, types = item.gross_mass, item.packages, item.package_types
+        if not mass or mass < 0 or not packages or len(types) != 1:
+            return None
+        ref = self._cell(KG_PER_PACKAGE, item.hs_code, types[0])
+        return math.log(mass / packages / ref[0]) / ref[1] if ref else None
 
     def package_mass_ratio(self, item) -> float | None:
-        cell, kg = self._package_mass(item)
-        return kg / cell.stats.median if cell else None
+        mass, packages, types = item.gross_mass, item.packages, item.package_types
+        if not mass or mass < 0 or not packages or len(types) != 1:
+            return None
+        ref = self._cell(KG_PER_PACKAGE, item.hs_code, types[0])
+        return mass / packages / ref[0] if ref else None
 
     def reference(self, name: str, item) -> str | None:
         if name in ("unit_value_z", "unit_value_ratio"):
-            if self.learned is not None:
-                cell = self.learned.cell(EUR_PER_KG, item.hs_code)
-                return self.learned.describe(cell) if cell else None
-            median = self._reference(item.hs_code)[0]
-            return f"table of medians, {median:g} EUR/kg" if median else None
-        if name in ("piece_value_z", "piece_value_ratio"):
-            cell = self._single_type(EUR_PER_PIECE, item)[0]
-        elif name in ("package_mass_z", "package_mass_ratio"):
-            cell = self._single_type(KG_PER_PACKAGE, item)[0]
+            if self.learned is None:
+                median = self._reference(item.hs_code)[0]
+                return f"table of medians, {median:g} EUR/kg" if median else None
+            ref = self._cell(EUR_PER_KG, item.hs_code, "")
+        elif name in ("piece_value_z", "piece_value_ratio", "package_mass_z", "package_mass_ratio"):
+            types = item.package_types
+            measure = KG_PER_PACKAGE if name.startswith("package") else EUR_PER_PIECE
+            ref = self._cell(measure, item.hs_code, types[0]) if len(types) == 1 else None
         else:
             return None
-        return self.learned.describe(cell) if cell else None
+        return self.learned.describe(ref[2]) if ref else None
 
     def route_share(self, item, loading_country) -> float | None:
         """Share of the reference traffic of the item's HS heading loaded in this country (0 when never seen)."""

@@ -167,31 +167,26 @@ class UnitReference:
     def __init__(self, cells: Iterable[Cell], min_count: int = 1, min_log_sigma: float = 0.0):
         self.min_log_sigma = min_log_sigma
         self._cells = {(c.measure, c.hs, c.package_type): c for c in cells if c.stats.n >= min_count}
-        self._found: dict[tuple[str, str, str], Cell | None] = {}
 
     def __len__(self) -> int:
         return len(self._cells)
 
     def cell(self, measure: str, hs_code: str | None, package_type: str = "") -> Cell | None:
-        """The most specific cell for the code (remembered: this runs for every goods item)."""
-        key = (measure, hs_code or "", package_type)
-        try:
-            return self._found[key]
-        except KeyError:
-            pass
-        found = None
-        if hs_code:
-            for _, digits in LEVELS:
-                if len(hs_code) >= digits:
-                    found = self._cells.get((measure, hs_code[:digits], package_type))
-                    if found is not None:
-                        break
-        self._found[key] = found
-        return found
+        """The most specific cell for the code (callers on the hot path remember what it found)."""
+        for _, digits in LEVELS:
+            if hs_code and len(hs_code) >= digits:
+                found = self._cells.get((measure, hs_code[:digits], package_type))
+                if found is not None:
+                    return found
+        return None
+
+    def spread(self, cell: Cell) -> float:
+        """The log sigma a deviation from the cell is measured in: the learned one, at least the floor."""
+        return max(cell.stats.log_sigma, self.min_log_sigma, 1e-9)
 
     def z(self, cell: Cell, value: float) -> float:
         """How many (robust, log-space) standard deviations the value lies from the cell's median."""
-        return math.log(value / cell.stats.median) / max(cell.stats.log_sigma, self.min_log_sigma, 1e-9)
+        return math.log(value / cell.stats.median) / self.spread(cell)
 
     def describe(self, cell: Cell) -> str:
         return cell.describe(self.min_log_sigma)
