@@ -87,13 +87,18 @@ def test_backtest_compares_with_the_pack_active_in_redis(candidate, tmp_path, re
     assert "active ics2-starter@99.1.0" in result.output and "0 new referrals, 0 dropped" in result.output
 
 
+def labelled_traffic(folder: Path, count: int, seed: int, decoy_rate: float) -> Path:
+    """Generated filings with planted risks and look-alikes, their labels and container histories."""
+    generated = CliRunner().invoke(main, ["generate", "--out", str(folder), "--count", str(count), "--seed", str(seed),
+                                          "--risk-rate", "0.1", "--decoy-rate", str(decoy_rate), "--container-status",
+                                          "--anomaly-rate", "0"])
+    assert generated.exit_code == 0, generated.output
+    return folder
+
+
 def test_backtest_reports_the_new_rule_and_its_cost_on_labelled_traffic(candidate, tmp_path):
     runner = CliRunner()
-    corpus = tmp_path / "traffic"
-    generated = runner.invoke(main, ["generate", "--out", str(corpus), "--count", "400", "--seed", "5",
-                                     "--risk-rate", "0.1", "--decoy-rate", "0.1", "--container-status",
-                                     "--anomaly-rate", "0"])
-    assert generated.exit_code == 0, generated.output
+    corpus = labelled_traffic(tmp_path / "traffic", 400, 5, 0.1)
     report_path = tmp_path / "report.json"
     result = runner.invoke(main, ["rules", "backtest", str(corpus / "filings"), "--candidate", str(candidate),
                                   "--container-status", str(corpus / "container-events.jsonl"),
@@ -135,11 +140,7 @@ def test_calibrate_weights_weak_indicators_within_the_clean_referral_target(tmp_
     """`rules calibrate` on real generated labelled traffic: a calibrated pack that records where its
     weights came from, and on that traffic refers at most the target share of clean consignments."""
     runner = CliRunner()
-    corpus = tmp_path / "traffic"
-    generated = runner.invoke(main, ["generate", "--out", str(corpus), "--count", "300", "--seed", "11",
-                                     "--risk-rate", "0.1", "--decoy-rate", "0.2", "--container-status",
-                                     "--anomaly-rate", "0"])
-    assert generated.exit_code == 0, generated.output
+    corpus = labelled_traffic(tmp_path / "traffic", 300, 11, 0.2)
     out = tmp_path / "calibrated"
     args = ["rules", "calibrate", str(STARTER), "--traffic", str(corpus / "filings"),
             "--labels", str(corpus / "labels.jsonl"), "--container-status", str(corpus / "container-events.jsonl"),
