@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from bench.scenarios import scenario_builder
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "tests" / "scenarios"
 BENCH = ROOT / "bench" / "scenarios.py"
@@ -29,17 +30,7 @@ BENCH = ROOT / "bench" / "scenarios.py"
 pytestmark = pytest.mark.slow
 
 
-def _builder():
-    name = "cargoscreen_scenarios_build"  # the name bench/scenarios.py gives it too
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SCENARIOS / "build.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-build = _builder()
+build = scenario_builder()  # tests/scenarios/build.py
 
 
 @pytest.fixture(scope="module")

@@ -156,7 +156,6 @@ class ScenarioBuilder(ind.Builder):
         super().__init__(out, clean, seed)
         self.seed, self.scale = seed, scale
         self.srng = random.Random(f"scenarios:{seed}")  # the scenarios' own draws
-        self._packed = "LADEN"
         self.scenarios: list[Spec] = []
 
     # -- data -------------------------------------------------------------------------------------
@@ -297,53 +296,6 @@ class ScenarioBuilder(ind.Builder):
                 return "produce-drug-source"
         return None
 
-    def equipment_els(self, parent, boxes, with_seals: bool):
-        for cid, size, seals in boxes:
-            te = E(parent, "TransportEquipment")
-            E(te, "ContainerId", cid)
-            E(te, "SizeType", size)
-            E(te, "PackedStatus", self._packed)
-            if with_seals:
-                for s in seals:
-                    E(te, "Seal", s)
-
-    def house_level(self, kind, means, master, doc, pol, pou, itinerary, shipper, consignee, goods, boxes=(),
-                    sealed=False, notify=None):
-        """The independent builder's house-level filing, with a notify party when there is one."""
-        root = self.root(kind)
-        if means is not None:
-            means(root)
-        con = E(root, "Consignment")
-        doc_el(con, "MasterTransportDocument", *master)
-        doc_el(con, "TransportDocument", *doc)
-        route_el(con, pol, pou, itinerary)
-        party_el(con, "Consignor", shipper)
-        party_el(con, "Consignee", consignee, with_id=consignee.role != "person")
-        if notify is not None:
-            party_el(con, "NotifyParty", notify, with_id=notify.role != "person")
-        totals_el(con, goods)
-        self.equipment_els(con, boxes, sealed)
-        for n, g in enumerate(goods, 1):
-            goods_el(con, n, g, self.rng)
-        return root
-
-    def master_houses(self, kind, means, carrier, doc, pol, pou, itinerary, houses, house_type, boxes=(),
-                      sealed=False):
-        """A complete dataset: master and houses (shipper, consignee, goods, number, notify)."""
-        root, con = self._master(kind, means, carrier, doc, pol, pou, itinerary, [g for h in houses for g in h[2]],
-                                 boxes, sealed)
-        for shipper, consignee, gs, number, notify in houses:
-            h = E(con, "HouseConsignment")
-            doc_el(h, "TransportDocument", house_type, number)
-            party_el(h, "Consignor", shipper)
-            party_el(h, "Consignee", consignee, with_id=consignee.role != "person")
-            if notify is not None:
-                party_el(h, "NotifyParty", notify, with_id=notify.role != "person")
-            totals_el(h, gs)
-            for n, g in enumerate(gs, 1):
-                goods_el(h, n, g, self.rng)
-        return root
-
     def route(self, spec: Spec, *groups, onward: bool = True) -> list[str]:
         """Routing countries: where the goods come from (and pass before), the legs (the consignee's
         country among them) and, last, where they go on to after the EU (when `onward`)."""
@@ -458,7 +410,7 @@ class ScenarioBuilder(ind.Builder):
         office = self.office(voy.first_eu(ref))
         label = spec.label
         all_label = label if spec.container_level else None
-        self._packed = "EMPTY" if spec.twist in ("empty-declared", "all-empty") else "LADEN"
+        self.packed = "EMPTY" if spec.twist in ("empty-declared", "all-empty") else "LADEN"
         try:
             if level == "F10":
                 root = self.straight("F10", means, carrier, "N705", doc, declared_pol, pou, itinerary, spec.shipper,
@@ -466,7 +418,7 @@ class ScenarioBuilder(ind.Builder):
                 self.write("F10", doc, root, issued, carrier, office, self.maybe_rep(), label, spec.id)
             elif level == "F11":
                 numbers = [f"HB{declared_pol[2:]}{self.docno('', 8)}" for _ in houses]
-                root = self.master_houses("F11", means, carrier, ("N704", doc), declared_pol, pou,
+                root = self.master_with_houses("F11", means, carrier, ("N704", doc), declared_pol, pou,
                                           ordered(base, [h[1].country for h in houses], spec.after),
                                           [(h[0], h[1], h[2], num, h[3]) for h, num in zip(houses, numbers)], "N703",
                                           boxes, sealed)
@@ -499,7 +451,7 @@ class ScenarioBuilder(ind.Builder):
                 self.write("F14", doc, root, issued + timedelta(hours=rng.uniform(0.5, 12)), filer, office, None,
                            label, spec.id)
         finally:
-            self._packed = "LADEN"
+            self.packed = "LADEN"
 
     # -- what the containers really did -----------------------------------------------------------
     def box_events(self, cid: str) -> list[dict]:
@@ -620,7 +572,7 @@ class ScenarioBuilder(ind.Builder):
         rng.shuffle(houses)
         itinerary = self.route(spec, leg, [h[1].country for h in houses])
         if level == "F21":
-            root = self.master_houses("F21", means, airline, ("N741", awb), pol, pou, itinerary, houses, "N714")
+            root = self.master_with_houses("F21", means, airline, ("N741", awb), pol, pou, itinerary, houses, "N714")
             self.write("F21", awb, root, issued, airline, self.office(pou), self.maybe_rep(0.2), spec.label, spec.id)
             return
         root = self.partial_master("F23", means, airline, ("N741", awb), pol, pou, itinerary,
@@ -657,7 +609,7 @@ class ScenarioBuilder(ind.Builder):
         if level == "F30":
             operator = self.ref.parties[e["key"]]
             mawb = ids.awb_number(e["awb_prefix"], rng)
-            root = self.master_houses("F30", means, operator, ("N741", mawb), pol, pou, itinerary, houses, "N714")
+            root = self.master_with_houses("F30", means, operator, ("N741", mawb), pol, pou, itinerary, houses, "N714")
             self.write("F30", mawb, root, issued, operator, self.office(pou), None, spec.label, spec.id)
             return
         airline = self.ref.parties[e["key"]]
@@ -771,13 +723,7 @@ class ScenarioBuilder(ind.Builder):
         issued = (arrive - timedelta(hours=rng.uniform(1.2, 30))).replace(microsecond=0)
         cmr = f"{spec.origin}{self.docno('', 8)}"
         plate = self.plate(lane["plate"])
-
-        def means(r):
-            m = E(r, "ActiveBorderTransportMeans")
-            E(m, "ModeOfTransport", 3)
-            E(m, "VehicleRegistration", plate)
-            E(m, "Nationality", lane["plate"])
-            E(m, "EstimatedArrival", utc(arrive))
+        means = lambda r: ind.road_means(r, plate, lane["plate"], arrive)  # noqa: E731
         root = self.straight("F50", means, haulier, "N730", cmr, pol, lane["destination"],
                              self.route(spec, lane["itinerary"].split(), spec.consignee.country), spec.shipper,
                              spec.consignee, goods, notify=spec.notify)
@@ -794,12 +740,7 @@ class ScenarioBuilder(ind.Builder):
         issued = (arrive - timedelta(hours=rng.uniform(2.5, 72))).replace(microsecond=0)
         cim = f"CIM{self.docno('', 9)}"
         train = f"{lane['train_prefix']}{rng.randint(8000, 9999)}"
-
-        def means(r):
-            m = E(r, "ActiveBorderTransportMeans")
-            E(m, "ModeOfTransport", 2)
-            E(m, "TrainNumber", train)
-            E(m, "EstimatedArrival", utc(arrive))
+        means = lambda r: ind.rail_means(r, train, arrive)  # noqa: E731
         root = self.straight("F51", means, operator, "N720", cim, pol, lane["destination"],
                              self.route(spec, lane["itinerary"].split(), spec.consignee.country), spec.shipper,
                              spec.consignee, goods, boxes, True, spec.notify)
