@@ -18,7 +18,7 @@ from .config import DEFAULT_RISK_CENTRE
 from .domain import answers
 from .domain.answers import Answer, RiskResult
 from .domain.conditions import Evidence
-from .domain.enrichment import OFFICE_FACTS
+from .domain.enrichment import GOODS_FACTS, OFFICE_FACTS
 from .domain.reference import ENTRY_OFFICE_COUNTRIES
 from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
 from .domain.scoring import Assessment, Hit, Scorer
@@ -158,6 +158,6 @@ def decision_record(d: Decision) -> dict:
             "goods_items": len(r.goods), "containers": [c.container_id for c in r.containers],
         },
         "container_status": f.container_status,
-        "container_facts": [{"kind": x.kind, "container": x.container, "detail": x.detail, "events": list(x.events)}
-                            for x in f.facts],
+        "container_facts": [{"kind": x.kind, "container": x.container, "detail": x.detail, "events": list(x.events),
+                             **({"values": x.values} if x.kind in GOODS_FACTS else {})} for x in f.facts],
     }

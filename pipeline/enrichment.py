@@ -15,6 +15,8 @@ import redis
 
 from .domain.container_events import ContainerEvent
 from .domain.enrichment import DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, Fact, shipment_facts
+from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
+from .domain.goods_facts import goods_facts
 from .domain.offices import office_facts
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
@@ -76,10 +78,14 @@ def warning_facts(consignment: Consignment) -> tuple[Fact, ...]:
                  for m in consignment.members for w in m.record.warnings)
 
 
-def filing_facts(consignment: Consignment, reference: ReferenceData) -> tuple[Fact, ...]:
+def filing_facts(consignment: Consignment, reference: ReferenceData,
+                 classifier: GoodsClassifier | None = None) -> tuple[Fact, ...]:
     """Facts about the filings rather than their containers: the warnings they were accepted with,
-    and why their office of first entry cannot route the referral (if it cannot)."""
-    return warning_facts(consignment) + office_facts(consignment.record, reference)
+    why their office of first entry cannot route the referral (if it cannot), and what each goods
+    item's description says against its declared code (goods_facts.py; the bundled classifier
+    unless another is given)."""
+    return (warning_facts(consignment) + office_facts(consignment.record, reference)
+            + goods_facts(consignment.record, classifier or bundled_goods_classifier()))
 
 
 def enrich(batch: Sequence[Consignment],
