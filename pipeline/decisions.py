@@ -158,6 +158,8 @@ def decision_record(d: Decision) -> dict:
             "goods_items": len(r.goods), "containers": [c.container_id for c in r.containers],
         },
         "container_status": f.container_status,
-        "container_facts": [{"kind": x.kind, "container": x.container, "detail": x.detail, "events": list(x.events),
-                             **({"values": x.values} if x.kind in GOODS_FACTS else {})} for x in f.facts],
+        "container_facts": [{"kind": x.kind, "container": x.container, "detail": x.detail, "events": list(x.events)}
+                            for x in f.facts if x.kind not in GOODS_FACTS],
+        # What the goods descriptions say against their codes, with the classifier's evidence (goods_facts.py).
+        "goods_facts": [{"kind": x.kind, "detail": x.detail, **x.values} for x in f.facts if x.kind in GOODS_FACTS],
     }

@@ -66,7 +66,7 @@ MARGIN = 4.0  # ...and the best heading scores at least this many times the decl
 SAME_CHAPTER_TOP = 5  # a heading of the declared chapter among this many proposals: not a strong disagreement
 CONTROLLED_TOP = 3  # an ambiguous controlled term counts when a controlled heading is among this many
 CONTROLLED_MIN = 0.25  # ...with at least this score
-NAMING_HEADINGS = 10  # a word found in at most this many headings' documents names goods (see _naming_words)
+NAMING_HEADINGS = 15  # a word found in at most this many headings' documents names goods (see _naming_words)
 SPECIFIC_IDF = 7.0  # a word in fewer than about 1 in 400 documents: specific enough to vouch for a heading
 CENTROID_WEIGHT = 0.35  # a heading's score: 0.65 x its best document + 0.35 x its centroid
 TYPO_MIN_SHARED = 0.3  # a typo's candidates share at least this share of its letter trigrams
@@ -553,9 +553,11 @@ class GoodsClassifier:
         if not proposed:
             return UNCERTAIN, "no word of the description is known"
         top_heading, top = proposed[0]
-        if heading in dict(proposed):
+        # Proposals far below the best one are noise ("frozen chicken" also touches poultry-keeping machinery).
+        close = [h for h, score in proposed[:SAME_CHAPTER_TOP] if score * MARGIN >= top]
+        if heading in close:
             return AGREES, f"{heading} is among the proposed headings"
-        if heading[:2] in {h[:2] for h, _ in proposed[:SAME_CHAPTER_TOP]}:
+        if heading[:2] in {h[:2] for h in close}:
             return AGREES, f"a heading of chapter {heading[:2]} is among the proposed headings"
         declared_score = declared_score or 0.0
         if declared_score >= DECLARED_FLOOR or declared_score * MARGIN > top:
