@@ -4,6 +4,7 @@ innocent codes, honest look-alikes and vague descriptions left alone, the eviden
 and the starter pack's rules on these facts."""
 from __future__ import annotations
 
+import csv
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -181,3 +182,10 @@ def test_one_fact_of_controlled_goods_refers_on_its_own_with_its_evidence(classi
         {"heading", "score", "text", "terms"} <= set(h) for h in shown["headings"])
     assert not any(c["kind"] in (DESCRIPTION_NAMES_CONTROLLED, DESCRIPTION_CODE_MISMATCH)
                    for c in record["container_facts"])
+
+
+def test_the_vocabulary_says_where_it_comes_from(classifier):
+    with (resources.rules_dir() / "reference" / "SOURCES.csv").open(encoding="utf-8") as f:
+        row = next(r for r in csv.DictReader(f) if r["file"] == "goods-vocabulary.csv")
+    assert row["source"] and row["licence"] and int(row["rows"]) == len(classifier.vocabulary)
+    assert {t.controlled for t in classifier.vocabulary} >= {"explosive", "firearm-part", "cash", "chp", ""}
