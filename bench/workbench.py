@@ -70,6 +70,36 @@ def referral(n: int, rng: random.Random, now: float) -> dict:
             "filing": {"transport_document": f"DOC{n}", "containers": []}}
 
 
+def start_workbench(redis_url: str, analysts: Path) -> tuple[str, subprocess.Popen]:
+    """A real `cargoscreen workbench serve` process (no keeper); its base URL once it answers."""
+    port = 18000 + os.getpid() % 1000
+    web = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "workbench", "serve", "--redis-url", redis_url,
+                            "--port", str(port), "--analysts", str(analysts), "--no-keeper"],
+                           env={**os.environ, "CARGOSCREEN_SESSION_SECRET": "bench-" + "s" * 32},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return base, web
+
+
+def stop_all(web: subprocess.Popen | None, client: redis.Redis, server: EmbeddedRedis | None) -> None:
+    """Stops the workbench, and the embedded Redis if the script started one."""
+    if web:
+        web.terminate()
+        web.wait(timeout=10)
+    if server:
+        try:
+            client.shutdown(nosave=True)
+        except redis.RedisError:
+            pass
+        server.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--open", type=int, default=100_000, help="open referrals in the centre")
@@ -108,19 +138,9 @@ def main() -> None:
 
         analysts = work / "analysts"
         add_analyst(analysts, "alice", CENTRE, "bench password 123")
-        port = 18000 + os.getpid() % 1000
-        web = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "workbench", "serve", "--redis-url", url,
-                                "--port", str(port), "--analysts", str(analysts), "--no-keeper"],
-                               env={**os.environ, "CARGOSCREEN_SESSION_SECRET": "bench-" + "s" * 32},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        base, web = start_workbench(url, analysts)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        for _ in range(200):
-            try:
-                page = opener.open(base + "/login", timeout=2).read().decode()
-                break
-            except OSError:
-                time.sleep(0.1)
+        page = opener.open(base + "/login", timeout=10).read().decode()
         csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
         opener.open(base + "/login", urllib.parse.urlencode({"name": "alice", "password": "bench password 123",
                                                               "csrf": csrf, "next": "/"}).encode(), timeout=10)
@@ -161,15 +181,7 @@ def main() -> None:
         if args.report:
             Path(args.report).write_text(json.dumps(results, indent=2))
     finally:
-        if web:
-            web.terminate()
-            web.wait(timeout=10)
-        if server:
-            try:
-                client.shutdown(nosave=True)
-            except redis.RedisError:
-                pass
-            server.close()
+        stop_all(web, client, server)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ did not happen.
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 from typing import Iterator
 
 import redis
 
+from .csvcells import DictWriter
 from .validation import utc_now
 
 FIELDS = ("at", "who", "centre", "action", "subject", "detail")
@@ -56,7 +56,7 @@ def export(rows: Iterator[dict], fmt: str) -> str:
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=("id", *FIELDS), extrasaction="ignore")
+    writer = DictWriter(out, fieldnames=("id", *FIELDS), extrasaction="ignore")  # names, titles: outside text
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import resources
+from .domain.scoring import BUDGET_BASE, BUDGET_PER_ITEM
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class RulesSettings:
     pack_dir: Path = field(default_factory=lambda: resources.rules_dir() / "risk" / "ics2-starter")
     hot_reload: bool = True  # follow `cargoscreen rules publish` through Redis; the folder is the fallback
     poll_seconds: float = 1.0  # how often a worker checks which pack is active (one GET)
+    # Node evaluations a filing's rules may spend: base + per item (goods, parties, containers, facts);
+    # a rule past it is a rule error, not a stall (domain/scoring.py).
+    budget_base: int = BUDGET_BASE
+    budget_per_item: int = BUDGET_PER_ITEM
+
+    @property
+    def budget(self) -> tuple[int, int]:
+        return self.budget_base, self.budget_per_item
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ _STAGE_OUTCOMES = {
     "inputs": ("read", "in"), "stream_entries_claimed": ("read", "claimed"),
     "validated_accepted": ("validate", "accepted"), "validated_rejected": ("validate", "rejected"),
     "filings_linked": ("link", "linked"), "consignments_overdue": ("link", "overdue"),
+    "claims_refused": ("link", "refused"),
     "enriched": ("enrich", "enriched"), "container_status_unavailable": ("enrich", "unavailable"),
     "assessed": ("score", "assessed"), "referrals": ("score", "referral"),
 }

@@ -18,12 +18,12 @@ from .config import DEFAULT_RISK_CENTRE
 from .domain import answers
 from .domain.answers import Answer, RiskResult
 from .domain.conditions import Evidence
-from .domain.enrichment import GOODS_FACTS, OFFICE_FACTS
+from .domain.enrichment import CLAIM_REFUSED, GOODS_FACTS, OFFICE_FACTS
 from .domain.reference import ENTRY_OFFICE_COUNTRIES
 from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
 from .domain.scoring import Assessment, Hit, Scorer
 from .enrichment import EnrichedFiling
-from .linking import Member, per_item
+from .linking import Member, filer_view, per_item
 from .validation import utc_iso
 
 ASSESSMENT_ANSWERS = {COMPLETE: "IE3N03", RFI: "IE3Q02", RFS: "IE3Q03", DNL: "IE3Q01", CONTROL: "IE3N08"}
@@ -63,17 +63,24 @@ def risk_centre_for(filing: EnrichedFiling, default_centre: str = DEFAULT_RISK_C
     office is a known office of entry on the declared route; otherwise the default centre, and the
     filing's office fact says why (domain/offices.py). The code's first two letters are the filer's
     word: they name a centre only once the Customs Office List and the route bear them out."""
-    office = filing.office_of_first_entry
-    if not office or office[:2] not in ENTRY_OFFICE_COUNTRIES or any(f.kind in OFFICE_FACTS for f in filing.facts):
+    return office_centre(filing.office_of_first_entry, filing.facts, default_centre)
+
+
+def office_centre(office: str | None, facts, default_centre: str = DEFAULT_RISK_CENTRE) -> str:
+    """risk_centre_for, from an office of first entry and the facts found about it (the linking step
+    names a consignment's centre from its master's office, before any assessment)."""
+    if not office or office[:2] not in ENTRY_OFFICE_COUNTRIES or any(f.kind in OFFICE_FACTS for f in facts):
         return default_centre
     return f"RC-{office[:2]}"
 
 
 def incompleteness(assessment: Assessment, missing: tuple[str, ...]) -> Assessment:
-    """A consignment still incomplete at its deadline: at least a request for the missing filings."""
+    """A consignment still incomplete at its deadline: at least a request for the missing filings.
+    The risk centre reads each missing document; the question every filer of it gets counts the
+    missing houses instead (each is some filer's own: see linking.filer_view)."""
     hit = Hit(INCOMPLETE_RULE, "ENS not complete at its deadline", "data-quality", 0.0, RFI,
               tuple(Evidence(None, m) for m in missing),
-              ask=f"File the missing data: {'; '.join(missing)}."[:512])
+              ask=f"File the missing data: {'; '.join(filer_view(missing))}."[:512])
     decision = assessment.decision if SEVERITY[assessment.decision] >= SEVERITY[RFI] else RFI
     return replace(assessment, hits=(*assessment.hits, hit), decision=decision)
 
@@ -84,7 +91,9 @@ def decide(filing: EnrichedFiling, scorer: Scorer, now: datetime | None = None,
     assessment = scorer.assess(filing.record, filing.facts, filing.container_status, now.timestamp())
     if filing.missing:
         assessment = incompleteness(assessment, filing.missing)
-    return Decision(filing, assessment, utc_iso(now), risk_centre_for(filing, default_centre))
+    # A claim refused from another filer's consignment is that consignment's risk centre's business.
+    claimed = next((f.values.get("centre") for f in filing.facts if f.kind == CLAIM_REFUSED), None)
+    return Decision(filing, assessment, utc_iso(now), claimed or risk_centre_for(filing, default_centre))
 
 
 def _area_results(a: Assessment) -> list[RiskResult]:
@@ -111,12 +120,20 @@ def filer_answer(d: Decision, now: str, member: Member | None = None) -> Answer:
     return replace(_answer(d, now, f.submission_id, f.filer, f.lrn, f.mrn), about=d.key)
 
 
+def own_questions(requests, own_mrns: set[str]) -> list[tuple[str | None, str]]:
+    """The questions of a request for information as one filer of the consignment may read them: a
+    pointer into another filer's filing (`MRN#path`) loses it, so no filer learns another's MRN."""
+    return [(p if not p or "#" not in p or p.partition("#")[0] in own_mrns else None, text) for p, text in requests]
+
+
 def _answer(d: Decision, now: str, sid: str, filer: str, lrn: str, mrn: str) -> Answer:
     f, a = d.filing, d.assessment
     if a.decision == COMPLETE:
         return answers.assessment_complete(sid, filer, lrn, mrn, a.pack, now)
     if a.decision == RFI:
-        return answers.request_for_information(sid, filer, lrn, mrn, a.information_requested(), now)
+        own = {m.mrn for m in f.members if m.filer == filer} | {mrn}
+        return answers.request_for_information(sid, filer, lrn, mrn, own_questions(a.information_requested(), own),
+                                               now)
     if a.decision == RFS:
         return answers.request_for_screening(sid, filer, lrn, mrn, a.screening_methods(), _area_results(a), now)
     if a.decision == DNL:

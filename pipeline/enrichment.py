@@ -14,13 +14,13 @@ from typing import Callable, Sequence
 import redis
 
 from .domain.container_events import ContainerEvent
-from .domain.enrichment import DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, Fact, shipment_facts
+from .domain.enrichment import CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, Fact, shipment_facts
 from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
 from .domain.goods_facts import goods_facts
 from .domain.offices import office_facts
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
-from .linking import Consignment, Member
+from .linking import HOUSE_NOT_LISTED, MASTER_FILED, Consignment, Member
 
 UNAVAILABLE = "container-status-unavailable"
 AVAILABLE, NOT_APPLICABLE = "available", "no-containers"
@@ -78,13 +78,26 @@ def warning_facts(consignment: Consignment) -> tuple[Fact, ...]:
                  for m in consignment.members for w in m.record.warnings)
 
 
+def claim_facts(consignment: Consignment) -> tuple[Fact, ...]:
+    """A claim on another filer's consignment that was refused (linking.py), as a fact the rules score;
+    its referral goes to that consignment's risk centre (decisions.decide)."""
+    return tuple(Fact(CLAIM_REFUSED, "", f"filer {m.filer} claimed {_CLAIMED[r.code]} {r.document} in consignment "
+                                         f"{r.consignment}, which its master's filer does not give it ({r.code})",
+                      (), {"code": r.code, "consignment": r.consignment, "document": r.document, "centre": r.centre,
+                           "mrn": m.mrn})
+                 for m in consignment.members for r in [m.refused] if r)
+
+
+_CLAIMED = {HOUSE_NOT_LISTED: "house transport document", MASTER_FILED: "master transport document"}
+
+
 def filing_facts(consignment: Consignment, reference: ReferenceData,
                  classifier: GoodsClassifier | None = None) -> tuple[Fact, ...]:
     """Facts about the filings rather than their containers: the warnings they were accepted with,
-    why their office of first entry cannot route the referral (if it cannot), and what each goods
-    item's description says against its declared code (goods_facts.py; the bundled classifier
-    unless another is given)."""
-    return (warning_facts(consignment) + office_facts(consignment.record, reference)
+    a claim of theirs refused, why their office of first entry cannot route the referral (if it
+    cannot), and what each goods item's description says against its declared code (goods_facts.py;
+    the bundled classifier unless another is given)."""
+    return (warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference)
             + goods_facts(consignment.record, classifier or bundled_goods_classifier()))
 
 

@@ -126,6 +126,11 @@ class GeneratorSpec:
     risk_rate: float = 0.0  # share of valid filings with a planted risk pattern
     risks: tuple[str, ...] = RISK_PATTERNS
     decoy_rate: float = 0.0  # share of valid filings with an innocent look-alike of a risk (labelled clean)
+    # Who files partial filings (masters list their houses' filers; linking.py, who may file what):
+    # None, EORIs drawn per consignment and written into each filing as its declared filer (a folder
+    # has no channel to say who sends it); or the identities of a channel's senders (an ingress's
+    # tokens), drawn from, left out of the filings and named in each label (`filer`) for the sender.
+    filers: tuple[str, ...] | None = None
 
 
 def _fmt_time(t: datetime) -> str:
@@ -383,8 +388,10 @@ class _Builder:
             self.fill_totals(self.totals_placeholder(c),
                              (round(self.rng.uniform(100, 20000), 1), self.rng.randint(1, 900)))
             self.equipment(c, [])
-            for number in (self.link.listed if self.link else ()):
-                self.doc(c, "HouseTransportDocument", house_type, "HB", number)
+            for number, filer in (self.link.listed if self.link else ()):
+                listed = self.doc(c, "HouseTransportDocument", house_type, "HB", number)
+                if filer:
+                    self.el(listed, "Filer", filer)
         elif kind.level == HOUSE:
             self.doc(c, "MasterTransportDocument", master_type, "MB", self.link.master if self.link else None)
             self.doc(c, "TransportDocument", house_type, "HB", self.link.house if self.link else None)
@@ -627,6 +634,13 @@ def _set_goods(item, description: str, hs: str, rng: random.Random, ref: Referen
             value.text = f"{float(item.find(_q('GrossMass')).text) * known.eur_per_kg * rng.uniform(0.8, 1.2):.2f}"
 
 
+def _file_as(root: etree._Element, filer: str) -> None:
+    """The filing filed under `filer`: its representative's identification number, else its declarant's."""
+    header = root.find(_q("Header"))
+    party = header.find(_q("Representative"))
+    (party if party is not None else header.find(_q("Declarant"))).find(_q("IdentificationNumber")).text = filer
+
+
 def _set_party(party, name: str | None = None, pid: str | None = None, country: str | None = None,
                drop_id: bool = False) -> None:
     if name:
@@ -780,15 +794,16 @@ _PARTIAL_MASTERS = {"sea": ("F12", "F12", "F13"), "air": ("F23",), "postal": ("F
 class _Link:
     master: str  # the master transport document number
     house: str | None  # this house's own document (None for the master)
-    listed: tuple[str, ...]  # the house documents the master lists (F13 lists none)
+    listed: tuple[tuple[str, str], ...]  # the house documents the master lists, each with its filer (F13 lists none)
     houses: int  # how many house filings follow the master
+    filer: str  # the EORI this filing is filed under: the master lists its houses' (linking.py, who may file what)
 
 
 def _natural_kind(spec: GeneratorSpec, i: int, kinds, weights) -> FilingKind:
     return random.Random(f"{spec.seed}:{i}:kind").choices(kinds, weights)[0]
 
 
-def _link_of(spec: GeneratorSpec, i: int, kinds, weights) -> tuple[FilingKind, _Link | None]:
+def _link_of(spec: GeneratorSpec, i: int, kinds, weights, model: TradeModel) -> tuple[FilingKind, _Link | None]:
     """The kind of filing i, and its place in a consignment of partial filings, if any."""
     m = i - i % LINK_SLOTS
     master_kind = _natural_kind(spec, m, kinds, weights)
@@ -801,15 +816,20 @@ def _link_of(spec: GeneratorSpec, i: int, kinds, weights) -> tuple[FilingKind, _
         houses = 1 if master_kind.code == "F13" else r.randint(1, LINK_SLOTS - 1)
         prefix = "IT" if master_kind.code == "F42" else "HB"
         docs = tuple(f"{prefix}{m:07d}{n}" for n in range(1, houses + 1))
-        # F13 lists no houses; a postal dispatch cannot list its items (they quote it).
-        listed = () if master_kind.code in ("F13", "F42") else docs
+        # Who files: the carrier files the master, one forwarder its houses, listed for it. F13 lists no
+        # houses and a postal dispatch cannot list its items (they quote it): the master's filer files them.
+        draw = random.Random(f"{spec.seed}:{m}:filers")
+        carrier, forwarder = (draw.choice(spec.filers) if spec.filers else
+                              model.identification(draw, draw.choice(sorted(EU))) for _ in range(2))
+        own = master_kind.code in ("F13", "F42")
+        listed = () if own else tuple((d, forwarder) for d in docs)
         link = _Link(f"{'PD' if master_kind.code == 'F42' else 'MB'}{m:07d}{r.randint(100, 999)}", None, listed,
-                     houses)
+                     houses, carrier)
         if i == m:
             return master_kind, link
         if i - m <= houses:
             house_kind = BY_CODE[r.choice(_HOUSES_OF[master_kind.code])]
-            return house_kind, _Link(link.master, docs[i - m - 1], link.listed, houses)
+            return house_kind, _Link(link.master, docs[i - m - 1], link.listed, houses, carrier if own else forwarder)
     kind = _natural_kind(spec, i, kinds, weights)
     # Sea, air and postal partial filings come in consignments; express houses (F31) quote
     # masters filed elsewhere: they stay pending until their deadline, as they would.
@@ -830,7 +850,7 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
     for i in range(spec.count):
         rng = random.Random(f"{spec.seed}:{i}")
         name = f"ens-{spec.seed}-{i:07d}.xml"
-        kind, link = _link_of(spec, i, kinds, weights)
+        kind, link = _link_of(spec, i, kinds, weights, model)
         if sent and link is None and rng.random() < spec.resubmission_rate:
             original = rng.choice(sent)
             label = {**original.label, "file": name, "resubmission_of": original.name}
@@ -840,6 +860,8 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
         lrn = f"LRN{spec.seed % 1000:03d}{i:08d}"
         builder = _Builder(rng, ref, model, kind, i, spec, link)
         root = builder.build(lrn, filers[filer_index], BASE_TIME + timedelta(seconds=rng.randint(0, 3 * 86400)))
+        if link and not spec.filers:
+            _file_as(root, link.filer)
         planted: list[str] = []
         risk = decoy = None
         roll = rng.random()
@@ -888,7 +910,7 @@ def generate(spec: GeneratorSpec, reference: ReferenceData | None = None) -> Ite
             "decoy": decoy or (builder.unusual if not risk else None),
             # accepted with these data-quality warnings (a place newer than the code list)
             "warnings": ["DQ_LOCODE_NOT_IN_EDITION"] if builder.new_place and not planted else [],
-            **({"consignment": link.master, "houses": link.houses} if link else {}),
+            **({"consignment": link.master, "houses": link.houses, "filer": link.filer} if link else {}),
         }
         filing = GeneratedFiling(name, data, label)
         if not planted:

@@ -4,8 +4,12 @@ Up: the job is running and every reader polled within the last few poll interval
 leave a heartbeat, connectors/redis_streams.ReaderControl). Keeping up: no filing has waited
 longer than `max_lag_seconds` to be read (the oldest unread entry of the filings stream, or
 the oldest file in the drop folder) or to be finished (the oldest read but unacknowledged
-entry). Because it reads only Redis and the folder, it works the same on any runner: the
-workers may be elsewhere. 200 when up and keeping up, 503 otherwise, JSON either way.
+entry), and no scorer is falling behind: each worker's scorer reports its last few minutes
+(`ScoringMonitor`, written to {prefix}:scoring by the score step), and one that took longer than
+`max_scoring_seconds` over a filing, or had a rule go over its evaluation budget (a rule left
+unevaluated), is falling behind before the backlog shows it. Because it reads only Redis and
+the folder, it works the same on any runner: the workers may be elsewhere. 200 when up and
+keeping up, 503 otherwise, JSON either way.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +31,66 @@ from .connectors.redis_streams import StreamKeys, entry_key
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_LAG_SECONDS = 30.0  # a filing waiting longer than this to be read or finished: not keeping up
+DEFAULT_MAX_SCORING_SECONDS = 1.0  # scoring one filing takes milliseconds; a second is a scorer in trouble
+SCORING_WINDOW_SECONDS = 300  # what a scorer's report covers; an older report is of a scorer gone
+_BUCKET_SECONDS = 10
+
+
+def scoring_key(prefix: str) -> str:
+    return f"{prefix}:scoring"  # hash: worker -> its ScoringMonitor report (JSON)
+
+
+class ScoringMonitor:
+    """One worker's scoring over the last SCORING_WINDOW_SECONDS, in 10-second buckets: filings,
+    seconds, the slowest filing, rules over their budget. Pure: the caller gives the time."""
+
+    def __init__(self):
+        self._buckets: dict[int, list] = defaultdict(lambda: [0, 0.0, 0.0, 0])  # filings, seconds, slowest, overruns
+
+    def record(self, seconds: float, overruns: int, now: float) -> None:
+        b = self._buckets[int(now // _BUCKET_SECONDS)]
+        b[0] += 1
+        b[1] += seconds
+        b[2] = max(b[2], seconds)
+        b[3] += overruns
+
+    def report(self, now: float) -> dict:
+        first = int((now - SCORING_WINDOW_SECONDS) // _BUCKET_SECONDS)
+        for old in [k for k in self._buckets if k < first]:
+            del self._buckets[old]
+        buckets = self._buckets.values()
+        filings, seconds = sum(b[0] for b in buckets), sum(b[1] for b in buckets)
+        return {"at": round(now, 3), "filings": filings, "mean_seconds": round(seconds / max(filings, 1), 6),
+                "slowest_seconds": round(max((b[2] for b in buckets), default=0.0), 6),
+                "budget_overruns": sum(b[3] for b in buckets)}
+
+
+def publish_scoring(client: redis.Redis, prefix: str, worker: str, report: dict) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(scoring_key(prefix), worker, json.dumps(report))
+    pipe.expire(scoring_key(prefix), 86400)  # gone a day after the last scorer stopped
+    pipe.execute()
+
+
+def forget_scorers(client: redis.Redis, prefix: str, now: float, older_than: float = 86400) -> None:
+    """Drops the reports of workers long gone (a worker's name is host:pid: each restart adds one)."""
+    gone = [w for w, raw in client.hgetall(scoring_key(prefix)).items() if now - json.loads(raw)["at"] > older_than]
+    if gone:
+        client.hdel(scoring_key(prefix), *gone)
+
+
+def scorers(client: redis.Redis, prefix: str, now: float) -> dict[str, dict]:
+    """Worker -> its report of the last SCORING_WINDOW_SECONDS, for scorers that reported within it."""
+    out = {}
+    for worker, raw in client.hgetall(scoring_key(prefix)).items():
+        report = json.loads(raw)
+        if now - report["at"] <= SCORING_WINDOW_SECONDS:
+            out[worker.decode()] = {**report, "age_seconds": round(max(0.0, now - report["at"]), 3)}
+    return out
+
+
+def falling_behind(report: dict, max_scoring_seconds: float) -> bool:
+    return report["slowest_seconds"] > max_scoring_seconds or report["budget_overruns"] > 0
 
 
 @dataclass(frozen=True)
@@ -38,10 +103,13 @@ class Health:
     pending: int  # read, not yet acknowledged
     oldest_pending_seconds: float
     max_lag_seconds: float
+    scorers: dict  # worker -> its scoring in the last minutes (filings, mean and slowest seconds, budget overruns)
+    scorers_keeping_up: bool  # none took longer than max_scoring_seconds over a filing or went over its budget
+    max_scoring_seconds: float
 
     @property
     def healthy(self) -> bool:
-        return self.up and self.keeping_up
+        return self.up and self.keeping_up and self.scorers_keeping_up
 
 
 def _age(entry_id: bytes | str, now_ms: int) -> float:
@@ -72,7 +140,8 @@ def folder_backlog(folder: Path, now: float) -> float:
 
 
 def check(client: redis.Redis, keys: StreamKeys, group: str, readers: list[str], running: bool,
-          max_lag_seconds: float, poll_seconds: float, folder: Path | None = None) -> Health:
+          max_lag_seconds: float, poll_seconds: float, folder: Path | None = None,
+          max_scoring_seconds: float = DEFAULT_MAX_SCORING_SECONDS) -> Health:
     now_ms = int(time.time() * 1000)
     beats = client.mget([keys.heartbeat(r) for r in readers])
     ages = {r: None if b is None else max(0.0, (now_ms - int(b)) / 1000) for r, b in zip(readers, beats)}
@@ -84,8 +153,10 @@ def check(client: redis.Redis, keys: StreamKeys, group: str, readers: list[str],
     else:
         unread, pending, oldest_pending = stream_backlog(client, keys, group, now_ms)
     keeping_up = unread <= max_lag_seconds and oldest_pending <= max_lag_seconds
+    scoring = scorers(client, keys.prefix, now_ms / 1000)
     return Health(up, keeping_up, running, ages, round(unread, 3), pending, round(oldest_pending, 3),
-                  max_lag_seconds)
+                  max_lag_seconds, scoring, not any(falling_behind(r, max_scoring_seconds) for r in scoring.values()),
+                  max_scoring_seconds)
 
 
 class HealthServer:

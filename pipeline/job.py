@@ -12,8 +12,9 @@ Every submission leaves through exactly one door: an accepting answer (IE3R01, I
 IE3R04), a rejecting answer (IE3N99, IE3N01), or a dead letter. Every consignment ready
 then gets exactly one decision and an answer per filing in it (IE3N03, IE3Q01-03, IE3N08),
 or a dead letter of the assessment; a partial filing whose consignment is incomplete gets
-IE3N02/IE3N11. The summary checks all three. (The streaming service, service.py, is the same
-steps writing to Redis streams.)
+IE3N02/IE3N11, one refused from another filer's consignment an IE3N01 after its IE3R01 (and an
+assessment on its own; see linking.py). The summary checks all three. (The streaming service,
+service.py, is the same steps writing to Redis streams.)
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ class RunSummary:
     assessment_answers_due: int = 0  # one per filing of each consignment decided
     assessment_answers_dead_lettered: int = 0
     links_dead_lettered: int = 0
+    # IE3N01 to filings refused from another filer's consignment: after their registration, so not doors
+    claims_refused: int = 0
     registrations: dict[str, int] = field(default_factory=dict)  # by outcome: registered, resent, amended, ...
 
     @property
@@ -76,7 +79,7 @@ class RunSummary:
 
     @property
     def rejected(self) -> int:
-        return sum(self.answers.get(t, 0) for t in REJECTING_ANSWERS)
+        return sum(self.answers.get(t, 0) for t in REJECTING_ANSWERS) - self.claims_refused
 
     @property
     def assessment_answers(self) -> int:
@@ -135,8 +138,8 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
     s = screen(read, settings)
     checked, registered, rejections, linked, scored = s.checked, s.registered, s.rejections, s.linked, s.scored
     s.enriched | "WriteEnriched" >> WriteJsonLines(output_dir / "enriched" / "enriched", enriched_record)
-    emitted = ((registered.answers, rejections, s.pending, scored.answers) | "AllAnswers" >> beam.Flatten()
-               | "EmitAnswers" >> EmitAnswers(settings))
+    emitted = ((registered.answers, rejections, s.pending, linked.refusals, scored.answers)
+               | "AllAnswers" >> beam.Flatten() | "EmitAnswers" >> EmitAnswers(settings))
     dead = ((read.dead_letter, checked.dead_letter, registered.dead_letter, linked.dead_letter, scored.dead_letter,
              emitted.dead_letter)
             | "AllDeadLetters" >> beam.Flatten() | "CountDeadLetters" >> CountDeadLetters())
@@ -220,6 +223,7 @@ def summarize(result) -> RunSummary:
         assessment_answers_due=totals.get("assessment_answers_due", 0),
         assessment_answers_dead_lettered=totals.get("assessment_answers_dead_lettered", 0),
         links_dead_lettered=totals.get("links_dead_lettered", 0),
+        claims_refused=totals.get("claims_refused", 0),
         registrations={k.removeprefix("registration_"): v for k, v in totals.items() if k.startswith("registration_")},
     )
 

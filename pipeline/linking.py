@@ -14,6 +14,30 @@ consignment, `postal:<dispatch document>/<item document>`, assessed with the dis
 transport and route as soon as both are there. Items whose dispatch does not come by the
 deadline are assessed incomplete, like other modes; so is a dispatch no item is filed for.
 
+Who may file what. A transport document number is no secret (it is on the paperwork of every
+party in the chain), so quoting one proves nothing: a house joins its master's consignment only
+on the master filer's word. The master lists each house document with the filer expected to
+file it (`HouseTransportDocument/Filer`); a house it lists without a filer, or does not list at
+all (a postal dispatch lists none), only the master's own filer may file. The filer is the
+authenticated one (the channel's, else the filing's declared filer). So:
+
+    claim       a house whose master is filed joins only if the master allows its filer; one
+                filed before its master waits, beside any other filer's house of that number,
+                until the master decides. A second master for the document from another filer
+                is refused (the first one keeps it). A refused claim changes nothing of the
+                consignment: its filer gets an IE3N01 naming what is wrong (nothing of the other
+                filer's), the audit trail records it, and the filing is assessed on its own with a
+                `consignment-claim-refused` fact (a risk rule scores it), referred to the risk
+                centre of the consignment it claimed. A master amended to list its houses
+                otherwise refuses, the same way, a house it no longer allows.
+    members     are kept per filer: a filing replaces, amends or invalidates only its own member
+                (and an invalidation only the member of its own MRN)
+    answers     name only what the recipient may know: a master's filer reads every house it
+                listed; a house's filer reads the houses listed for it, and a count of the others
+    no master   until the master is there, nothing binds one filer's houses to another's: at the
+                deadline each filer's houses (each postal item) are assessed apart, under a name of
+                their own, `<mode>@<filer>:<master document>` (no document number can make it)
+
     complete    master filed, and every house it lists (or, if it lists none, at least one house)
     assessed    when complete: one record merged from the master's transport, route and
                 equipment and the houses' parties and goods (pointers say which filing)
@@ -33,11 +57,25 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import redis
 
 from .domain.filings import HOUSE, PARTIAL_MASTER, POSTAL_MASTER
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict
+
+# Refusals: why a claim on a consignment was refused (the IE3N01 code the claimant reads).
+HOUSE_NOT_LISTED = "HOUSE_NOT_LISTED"  # the master's filer does not list this house for this filer
+MASTER_FILED = "MASTER_FILED_BY_ANOTHER_FILER"  # another filer filed this master document first
+
+
+class Refusal(NamedTuple):
+    """A claim on a consignment that its master's filer did not give."""
+
+    code: str  # HOUSE_NOT_LISTED, MASTER_FILED
+    consignment: str  # the consignment claimed
+    document: str  # the document the claim was about (the house's own, or the master's)
+    centre: str  # the risk centre of the consignment claimed (of the claimant's entry if it has none yet)
 
 
 @dataclass(frozen=True)
@@ -51,16 +89,20 @@ class Member:
     filing_code: str
     digest: str  # of the content that counts (the amendment's, once amended)
     record: ScreeningRecord
+    refused: Refusal | None = None  # set on a filing assessed on its own because its claim was refused
 
     def to_json(self) -> str:
         return json.dumps({"mrn": self.mrn, "submission_id": self.submission_id, "filer": self.filer,
                            "lrn": self.lrn, "filing_code": self.filing_code, "digest": self.digest,
-                           "record": record_to_dict(self.record)}, ensure_ascii=False)
+                           "record": record_to_dict(self.record),
+                           **({"refused": list(self.refused)} if self.refused else {})}, ensure_ascii=False)
 
     @staticmethod
     def from_json(text: str | bytes) -> "Member":
         data = json.loads(text)
-        return Member(**{**data, "record": record_from_dict(data["record"])})
+        refused = data.pop("refused", None)
+        return Member(**{**data, "record": record_from_dict(data["record"]),
+                         "refused": Refusal(*refused) if refused else None})
 
 
 @dataclass(frozen=True)
@@ -105,7 +147,8 @@ def member_of(outcome, mrn: str) -> Member:
 
 
 MASTERS = (PARTIAL_MASTER, POSTAL_MASTER)
-POSTAL = "postal:"  # the key prefix of postal dispatches, whose items are assessed one by one
+POSTAL = "postal"  # the family of postal dispatches, whose items are assessed one by one
+HOUSE_DOCUMENT = "house transport document"
 
 
 # Express houses travel under an airline's master air waybill: one document family with air.
@@ -122,13 +165,21 @@ def linked_key(record: ScreeningRecord) -> str | None:
     return None
 
 
+def group_key(key: str, filer: str) -> str:
+    """One filer's houses quoting a master that is not filed: `sea@DE123:MB1` for `sea:MB1`. The
+    filer stands before the first colon, where a document number (after it) cannot reach, and
+    filer identities hold no colon (types.xsd EORI)."""
+    family, _, document = key.partition(":")
+    return f"{family}@{filer}:{document}"
+
+
 def item_key(dispatch_key: str, item_document: str) -> str:
     """A postal item's own consignment within its dispatch."""
     return f"{dispatch_key}/{item_document}"
 
 
 def per_item(key: str) -> bool:
-    return key.startswith(POSTAL)
+    return key.partition(":")[0].partition("@")[0] == POSTAL
 
 
 def standalone(member: Member, version: int = 1) -> Consignment:
@@ -140,28 +191,59 @@ def state_of(members: list[Member]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+def listing(record: ScreeningRecord) -> tuple[tuple[str, str], ...]:
+    """The houses a master expects: (document, filer expected to file it; "" where it names none)."""
+    filers = record.house_filers or ("",) * len(record.house_documents)
+    return tuple(zip(record.house_documents, filers))
+
+
+def may_file(filer: str, document: str, expected: tuple[tuple[str, str], ...], master_filer: str) -> bool:
+    """The ownership rule: whether `filer` may file house `document` of a master filed by
+    `master_filer` that lists `expected`. A listed house by the filer listed with it, or by the
+    master's filer where none is; a house it does not list by the master's filer only. The
+    linking script (_LINK) applies the same rule atomically; tests hold the two in step."""
+    listed = dict(expected)
+    return filer == (listed.get(document) or master_filer)
+
+
 def _master_and_houses(members: list[Member]) -> tuple[Member | None, list[Member]]:
     master = next((m for m in members if m.record.level in MASTERS), None)
     return master, [m for m in members if m is not master]
 
 
-def missing_documents(key: str, members: list[Member]) -> tuple[str, ...]:
-    """What the consignment still lacks, as the filer would name it."""
+def missing_documents(key: str, members: list[Member], recipient: str | None = None) -> tuple[str, ...]:
+    """What the consignment still lacks, as the filer would name it (recipient: as that filer may read it)."""
     master, houses = _master_and_houses(members)
-    return missing_of(key, None if master is None else master.record.house_documents,
-                      {h.record.transport_document for h in houses})
+    return missing_of(key, None if master is None else listing(master.record),
+                      {(h.filer, h.record.transport_document) for h in houses},
+                      master.filer if master else "", recipient)
 
 
-def missing_of(key: str, expected: tuple[str, ...] | None, present: set[str]) -> tuple[str, ...]:
-    """The completeness rule: what is missing, given the houses the master expects (None: no
-    master filed yet) and the house documents present. The linking script (_LINK) decides
-    complete-or-not by the same rule, atomically; tests hold the two in step."""
+def missing_of(key: str, expected: tuple[tuple[str, str], ...] | None, present: set[tuple[str, str]],
+               master_filer: str = "", recipient: str | None = None) -> tuple[str, ...]:
+    """The completeness rule: what is missing, given the houses the master expects (document and
+    filer; None: no master filed yet), the houses present (filer, document) and the master's filer.
+    The linking script (_LINK) decides complete-or-not by the same rule, atomically; tests hold the
+    two in step. recipient: a filer, who reads only the houses expected from it by number (the
+    master's filer listed them all), the others as a count; None: everything (the risk centre's view)."""
     if expected is None:
         what = "postal dispatch (F42) with transport document" if per_item(key) else "master transport document"
         return (f"{what} {key.partition(':')[2].partition('/')[0]}",)
     if not expected:
         return () if present else ("postal item filings" if per_item(key) else "house-level filings",)
-    return tuple(f"house transport document {d}" for d in expected if d not in present)
+    due = [(d, f or master_filer) for d, f in expected if (f or master_filer, d) not in present]
+    mine = [d for d, f in due if recipient in (None, master_filer, f)]
+    others = len(due) - len(mine)
+    return tuple(f"{HOUSE_DOCUMENT} {d}" for d in mine) + (
+        (f"{others} house filing{'s' if others > 1 else ''} expected from other filers",) if others else ())
+
+
+def filer_view(missing: tuple[str, ...]) -> tuple[str, ...]:
+    """What is missing as every filer of the consignment may read it (an assessment's answer goes to
+    each): the documents they quote themselves, and the missing houses counted, not named."""
+    houses = sum(1 for m in missing if m.startswith(HOUSE_DOCUMENT))
+    return tuple(m for m in missing if not m.startswith(HOUSE_DOCUMENT)) + (
+        (f"{houses} house filing{'s' if houses > 1 else ''} the master filing lists",) if houses else ())
 
 
 def _in_filing(pointer: str, member: Member) -> str:
@@ -188,6 +270,7 @@ def merge(master: Member, houses: list[Member]) -> ScreeningRecord:
     m = master.record
     return replace(m, parties=tuple(parties), goods=tuple(goods), containers=tuple(containers),
                    house_documents=tuple(h.record.transport_document for h in houses),
+                   house_filers=tuple(h.filer for h in houses),
                    total_gross_mass=sum(h.record.total_gross_mass or 0 for h in houses) or m.total_gross_mass,
                    total_packages=sum(h.record.total_packages or 0 for h in houses) or m.total_packages,
                    pointers={k: _in_filing(v, master) for k, v in m.pointers.items()})
@@ -210,7 +293,9 @@ def consignment_of(key: str, version: int, state: str, members: list[Member],
 
 def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
     """Links filings held in memory, for replays and backtests (the pipeline keeps the state in
-    Redis): the consignments complete among them, and the partial filings left pending."""
+    Redis), by the same rules: the consignments complete among them, the filings refused from
+    another filer's consignment (each on its own, as the pipeline assesses them), and the partial
+    filings left pending."""
     ready: list[Consignment] = []
     partial: dict[str, list[Member]] = {}
     for m in members:
@@ -221,6 +306,23 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
             partial.setdefault(key, []).append(m)
     pending: list[Pending] = []
     for key, group in partial.items():
+        master, houses = _master_and_houses(group)
+        if master is not None:  # the first master filed keeps the document; it says who files its houses
+            claims = [(m, MASTER_FILED, m.record.transport_document) for m in houses
+                      if m.record.level in MASTERS and m.filer != master.filer]
+            claims += [(h, HOUSE_NOT_LISTED, h.record.transport_document) for h in houses
+                       if h.record.level not in MASTERS
+                       and not may_file(h.filer, h.record.transport_document, listing(master.record), master.filer)]
+            ready += [standalone(replace(m, refused=Refusal(code, key, doc, ""))) for m, code, doc in claims]
+            refused = {m.mrn for m, _, _ in claims}
+            group = [master] + [h for h in houses if h.mrn not in refused and h.record.level not in MASTERS]
+        elif len({m.filer for m in group}) > 1:  # no master's word: each filer's houses apart
+            by_filer: dict[str, list[Member]] = {}
+            for m in group:
+                by_filer.setdefault(m.filer, []).append(m)
+            pending += [Pending(m, group_key(key, f), missing_documents(key, ms)) for f, ms in by_filer.items()
+                        for m in ms]
+            continue
         if per_item(key):
             master, items = _master_and_houses(group)
             if master is not None and items:
@@ -238,44 +340,127 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
 
 
 # -- state in Redis -----------------------------------------------------------------------------
-# Per consignment, hash {p}:cons:{key}: m (the master), h:{house document} (each house), x (the
-# house documents the master expects, joined by \x1f), v (version), s (state assessed last); a
-# postal dispatch keeps v:{item} and s:{item} per item instead.
-# {p}:cons-of:{mrn} -> "key\x1ffield"; sorted set {p}:cons:due (due_key): consignments by deadline.
+# Per consignment, hash {p}:cons:{key}: m (the master), mf (its filer), x (the houses it lists:
+# document \x1e filer, joined by \x1f), c (its risk centre), h:{filer}\x1e{house document} (each
+# house, under its filer: another filer's house of that number is another field), v (version),
+# s (state assessed last), r:{mrn} (a refused claim, audited once); a postal dispatch keeps
+# v:{field} and s:{field} per item instead. {p}:cons-of:{mrn} -> "key\x1ffield".
+# Sorted set {p}:cons:due (due_key), by deadline: a consignment whose master is filed, under its
+# key; one filer's houses whose master is not, under group_key (each waits on its own deadline).
+# (\x1e and \x1f cannot occur in XML text, so no document number or filer can forge a field.)
 _LINK = """
-local p, key, field, blob, mrn, expected, is_master, deadline, remove, ttl, each = unpack(ARGV)
-local h = p .. ':cons:' .. key
-if remove == '1' then
-  redis.call('HDEL', h, field)
-  redis.call('DEL', p .. ':cons-of:' .. mrn)
-else
+local p, key, field, blob, mrn, expected, is_master, deadline, remove, ttl, each, filer, centre, now = unpack(ARGV)
+local h, due = p .. ':cons:' .. key, p .. ':cons:due'
+local family, document = string.match(key, '^([^:]*):(.*)$')
+local refused = {}
+
+local function house(f)  -- a house field: its filer and document (nil, nil for other fields)
+  return string.match(f, '^h:([^\\30]*)\\30(.*)$')
+end
+local function group(who)  -- linking.group_key
+  return family .. '@' .. who .. ':' .. document
+end
+local function may_file(who, doc, x, mf)  -- linking.may_file
+  for entry in string.gmatch(x or '', '[^\\31]+') do
+    local d, listed = string.match(entry, '^([^\\30]*)\\30(.*)$')
+    if d == doc then return who == (listed ~= '' and listed or mf) end
+  end
+  return who == mf
+end
+local function refuse(code, who, m, doc, body)
+  local c = redis.call('HGET', h, 'c') or centre
+  local mark = redis.sha1hex(body)
+  if redis.call('HGET', h, 'r:' .. m) ~= mark then  -- audited once per claim, however often it is delivered
+    redis.call('HSET', h, 'r:' .. m, mark)
+    redis.call('XADD', p .. ':audit', '*', 'at', now, 'who', who, 'centre', c, 'action', 'claim-refused',
+               'subject', m, 'detail', code .. ': ' .. doc .. ' in consignment ' .. key)
+  end
+  table.insert(refused, {code, doc, c, body})
+end
+local function link()
   redis.call('HSET', h, field, blob)
-  if is_master == '1' then redis.call('HSET', h, 'x', expected) end
   redis.call('EXPIRE', h, ttl)
   redis.call('SET', p .. ':cons-of:' .. mrn, key .. '\\31' .. field, 'EX', ttl)
 end
+
+local present = redis.call('HEXISTS', h, 'm') == 1
+if remove == '1' then
+  local body = redis.call('HGET', h, field)
+  redis.call('DEL', p .. ':cons-of:' .. mrn)
+  if not body or cjson.decode(body)['mrn'] ~= mrn then  -- replaced since by its filer's later filing
+    return {{'N'}, refused}
+  end
+  redis.call('HDEL', h, field)
+  if field == 'm' then  -- the master left: each filer's houses wait on a deadline of their own again
+    redis.call('ZREM', due, key)
+    for _, f in ipairs(redis.call('HKEYS', h)) do
+      local who = house(f)
+      if who then redis.call('ZADD', due, 'NX', deadline, group(who)) end
+    end
+    present = false
+  elseif not present then  -- a filer's last house without its master takes its deadline along
+    local who, left = house(field), false
+    for _, f in ipairs(redis.call('HKEYS', h)) do left = left or house(f) == who end
+    if who and not left then redis.call('ZREM', due, group(who)) end
+  end
+elseif is_master == '1' then
+  if present and redis.call('HGET', h, 'mf') ~= filer then
+    refuse('MASTER_FILED_BY_ANOTHER_FILER', filer, mrn, document, blob)
+    return {{'R'}, refused}
+  end
+  link()
+  redis.call('HSET', h, 'mf', filer, 'x', expected, 'c', centre)
+  -- Every house filed before it (or allowed by its previous version) stays only if it is allowed now;
+  -- the houses' deadlines give way to the consignment's, which the first of them sets.
+  local all = redis.call('HGETALL', h)
+  for i = 1, #all, 2 do
+    local who, doc = house(all[i])
+    if who then
+      local waiting = redis.call('ZSCORE', due, group(who))
+      redis.call('ZREM', due, group(who))
+      if not may_file(who, doc, expected, filer) then
+        local m = cjson.decode(all[i + 1])['mrn']
+        redis.call('HDEL', h, all[i])
+        redis.call('DEL', p .. ':cons-of:' .. m)
+        refuse('HOUSE_NOT_LISTED', who, m, doc, all[i + 1])
+      elseif waiting and tonumber(waiting) < tonumber(deadline) then
+        deadline = waiting
+      end
+    end
+  end
+  present = true
+else
+  local who, doc = house(field)
+  if present then
+    local mf, x = unpack(redis.call('HMGET', h, 'mf', 'x'))
+    if not may_file(who, doc, x, mf) then
+      refuse('HOUSE_NOT_LISTED', who, mrn, doc, blob)
+      return {{'R'}, refused}
+    end
+  else
+    redis.call('ZADD', due, 'NX', deadline, group(who))
+  end
+  link()
+end
 if each == '1' then
   -- Postal: every item is assessed with the dispatch, on its own, as soon as both are there.
-  if remove == '1' then return {'E', '0', ''} end
+  if remove == '1' then return {{'E', '0', present and '1' or '0'}, refused} end
+  if not present then return {{'P', '0', '0', '', ''}, refused} end
   local master = redis.call('HGET', h, 'm')
-  if not master then
-    redis.call('ZADD', p .. ':cons:due', 'NX', deadline, key)
-    return {'P', '0', '0', ''}
-  end
   local items = {}
   if is_master == '1' then
     local all = redis.call('HGETALL', h)
     for i = 1, #all, 2 do
-      if string.sub(all[i], 1, 2) == 'h:' then table.insert(items, {all[i], all[i + 1]}) end
+      if house(all[i]) then table.insert(items, {all[i], all[i + 1]}) end
     end
   else
     items = {{field, blob}}
   end
   if #items == 0 then  -- a dispatch no item is filed for yet
-    redis.call('ZADD', p .. ':cons:due', 'NX', deadline, key)
-    return {'P', '0', '1', ''}
+    redis.call('ZADD', due, 'NX', deadline, key)
+    return {{'P', '0', '1', '', filer}, refused}
   end
-  redis.call('ZREM', p .. ':cons:due', key)
+  redis.call('ZREM', due, key)
   local out = {'I'}
   local m = redis.sha1hex(master)
   for _, item in ipairs(items) do
@@ -286,35 +471,35 @@ if each == '1' then
       v = v + 1
       redis.call('HSET', h, 'v:' .. f, v, 's:' .. f, state)
     end
-    table.insert(out, {string.sub(f, 3), tostring(v), state, master, body})
+    local _, doc = house(f)
+    table.insert(out, {doc, tostring(v), state, master, body})
   end
-  return out
+  return {out, refused}
 end
 local all = redis.call('HGETALL', h)
-local members, houses, master = {}, {}, false
+local members, houses = {}, {}
 for i = 1, #all, 2 do
   local f = all[i]
-  if f == 'm' then master = true; table.insert(members, all[i + 1])
-  elseif string.sub(f, 1, 2) == 'h:' then houses[string.sub(f, 3)] = true; table.insert(members, all[i + 1]) end
-end
-local complete = master
-if master then
-  local x = redis.call('HGET', h, 'x') or ''
-  if x == '' then
-    complete = next(houses) ~= nil
-  else
-    for doc in string.gmatch(x, '[^\\31]+') do
-      if not houses[doc] then complete = false end
-    end
-  end
+  if f == 'm' then table.insert(members, all[i + 1])
+  elseif house(f) then houses[f] = true; table.insert(members, all[i + 1]) end
 end
 local v = tonumber(redis.call('HGET', h, 'v') or '0')
-if #members == 0 then
-  redis.call('ZREM', p .. ':cons:due', key)
-  return {'E', tostring(v), ''}
+local fields = {}
+for f in pairs(houses) do table.insert(fields, f) end
+if not present then  -- no master's word yet: what is there (nobody decodes the members until complete)
+  if #members == 0 then redis.call('ZREM', due, key) end
+  return {{#members == 0 and 'E' or 'P', tostring(v), '0', '', '', unpack(fields)}, refused}
 end
+local mf, x = unpack(redis.call('HMGET', h, 'mf', 'x'))
+local complete, listed = true, false
+for entry in string.gmatch(x or '', '[^\\31]+') do
+  local d, who = string.match(entry, '^([^\\30]*)\\30(.*)$')
+  listed = true
+  if not houses['h:' .. (who ~= '' and who or mf) .. '\\30' .. d] then complete = false end
+end
+if not listed then complete = next(houses) ~= nil end
 if complete then
-  redis.call('ZREM', p .. ':cons:due', key)
+  redis.call('ZREM', due, key)
   local digests = {}
   for _, m in ipairs(members) do table.insert(digests, redis.sha1hex(m)) end
   table.sort(digests)
@@ -323,33 +508,58 @@ if complete then
     v = v + 1
     redis.call('HSET', h, 'v', v, 's', state)
   end
-  return {'C', tostring(v), state, unpack(members)}
+  return {{'C', tostring(v), state, unpack(members)}, refused}
 end
-redis.call('ZADD', p .. ':cons:due', 'NX', deadline, key)
--- Incomplete: what is there, not the members themselves (nobody decodes them until complete).
-local docs = {}
-for doc in pairs(houses) do table.insert(docs, doc) end
-return {'P', tostring(v), master and '1' or '0', redis.call('HGET', h, 'x') or '', unpack(docs)}
+redis.call('ZADD', due, 'NX', deadline, key)
+return {{'P', tostring(v), '1', x or '', mf, unpack(fields)}, refused}
 """
 
 # Consignments past their deadline, each claimed for `retry` seconds (the incompleteness
-# referral's effect removes it for good; a worker that dies before writing it leaves it to come due again).
+# referral's effect removes it for good; a worker that dies before writing it leaves it to come due
+# again). A consignment's entry brings its master and houses; a filer's entry (group_key) that
+# filer's houses, while their master is not filed (once it is, the consignment's own deadline
+# rules). An entry with nothing left to assess goes.
 _SWEEP = """
 local p, now, retry, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local due = redis.call('ZRANGEBYSCORE', p .. ':cons:due', '-inf', now, 'LIMIT', 0, limit)
+local due = p .. ':cons:due'
 local out = {}
-for _, key in ipairs(due) do
-  redis.call('ZADD', p .. ':cons:due', now + retry, key)
-  local h = p .. ':cons:' .. key
-  local members = {}
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)) do
+  local family, filer, document = string.match(name, '^([^:@]*)@([^:]*):(.*)$')  -- linking.group_key
+  if not filer then family, document = string.match(name, '^([^:]*):(.*)$') end
+  local h = p .. ':cons:' .. family .. ':' .. document
+  local master = redis.call('HEXISTS', h, 'm') == 1
+  local members, filers = {}, {}
   local all = redis.call('HGETALL', h)
   for i = 1, #all, 2 do
-    if all[i] == 'm' or string.sub(all[i], 1, 2) == 'h:' then table.insert(members, all[i + 1]) end
+    local who = string.match(all[i], '^h:([^\\30]*)\\30')
+    if who then filers[who] = true end
+    if (all[i] == 'm' and not filer) or (who and (not filer or who == filer)) then
+      table.insert(members, all[i + 1])
+    end
   end
-  table.insert(out, {key, redis.call('HGET', h, 'v') or '0', unpack(members)})
+  local stale = (filer and master) or (not filer and not master)  -- its master came, or left, since
+  if #members == 0 or stale then
+    redis.call('ZREM', due, name)
+    if not filer and not master then  -- its master left: each filer's houses come due on their own
+      for who in pairs(filers) do redis.call('ZADD', due, 'NX', now, family .. '@' .. who .. ':' .. document) end
+    end
+  else
+    redis.call('ZADD', due, now + retry, name)
+    table.insert(out, {name, redis.call('HGET', h, 'v') or '0', unpack(members)})
+  end
 end
 return out
 """
+
+
+def due_entry(key: str, members) -> str:
+    """The deadline entry a decision on consignment `key` answers: its own; for a postal item assessed
+    without its dispatch, the entry its filer's items wait under (else the sweep brings it back)."""
+    if per_item(key) and len(members) == 1:
+        suffix = "/" + (members[0].record.transport_document or "")
+        if key.endswith(suffix):
+            return key[:-len(suffix)]
+    return key
 
 
 def due_key(prefix: str) -> str:
@@ -357,14 +567,26 @@ def due_key(prefix: str) -> str:
     return f"{prefix}:cons:due"
 
 
+def house_field(filer: str, document: str) -> str:
+    """A house's field in its consignment's hash: under its filer (see _LINK)."""
+    return f"h:{filer}\x1e{document}"
+
+
+def _house_of(field: str) -> tuple[str, str]:
+    filer, _, document = field[2:].partition("\x1e")
+    return filer, document
+
+
 @dataclass(frozen=True)
 class LinkResult:
     key: str
-    members: tuple[Member, ...]  # when complete (an incomplete consignment's stay in Redis)
+    members: tuple[Member, ...]  # when complete (an incomplete consignment's stay in Redis); the refused filing
     complete: bool
     version: int
     state: str
     missing: tuple[str, ...] = ()
+    refused: Refusal | None = None  # a claim refused: `members` holds the refused filing, assessed on its own
+    master: bool = True  # whether the consignment's master is filed
 
 
 class ConsignmentStore:
@@ -380,45 +602,71 @@ class ConsignmentStore:
     def due_key(self) -> str:
         return due_key(self._prefix)
 
-    def add(self, key: str, member: Member, deadline: float) -> list[LinkResult]:
-        """Adds (or, for an amendment, replaces) a partial filing. One result, complete or not; for a
-        postal dispatch, one per item it makes ready (an item, or the dispatch and its waiting items)."""
+    def add(self, key: str, member: Member, deadline: float, centre: str = "", now: str = "") -> list[LinkResult]:
+        """Adds (or, for an amendment, replaces) a partial filing of `member.filer`. One result, complete
+        or not (its `missing` as that filer may read it); for a postal dispatch, one per item it makes
+        ready. Besides, one result per claim refused: this filing's, or those of houses a master does
+        not allow. centre: the risk centre of the filing's own office of first entry (a master's is
+        its consignment's); now: when, for the audit trail."""
         is_master = member.record.level in MASTERS
-        field = "m" if is_master else f"h:{member.record.transport_document}"
-        return self._run(key, field, member.to_json(), member.mrn, "\x1f".join(member.record.house_documents),
-                         is_master, deadline, remove=False)
+        field = "m" if is_master else house_field(member.filer, member.record.transport_document)
+        expected = "\x1f".join(f"{d}\x1e{f}" for d, f in listing(member.record))
+        return self._run(key, field, member.to_json(), member.mrn, expected, is_master, deadline, False,
+                         member.filer, centre, now)
 
     def remove(self, mrn: str, deadline: float) -> LinkResult | None:
-        """Takes an invalidated filing out of its consignment; None if it was not a partial filing.
-        A postal item leaves its own consignment: the result names it, with nothing to re-assess."""
+        """Takes an invalidated filing out of its consignment; None if it was not a partial filing. The
+        result names the decision the filing leaves: its consignment's, its own filer's houses' while
+        the master is not filed, a postal item's own (with nothing to re-assess)."""
         where = self._client.get(f"{self._prefix}:cons-of:{mrn}")
         if where is None:
             return None
         key, _, field = where.decode().partition("\x1f")
-        result = self._run(key, field, "", mrn, "", False, deadline, remove=True)[0]
-        if per_item(key) and field.startswith("h:"):
-            return LinkResult(item_key(key, field[2:]), (), False, result.version, "")
-        return result
+        found = self._run(key, field, "", mrn, "", False, deadline, True, "", "", "")
+        if not found:  # no longer a member: a later filing of its filer took its place
+            return None
+        result = found[0]
+        if field == "m":
+            return result
+        filer, document = _house_of(field)
+        left = key if result.master else group_key(key, filer)
+        if per_item(key):
+            return LinkResult(item_key(left, document), (), False, result.version, "", master=result.master)
+        return replace(result, key=left)
 
-    def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove) -> list[LinkResult]:
-        reply = self._link(args=[self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0",
-                                 f"{deadline:.3f}", "1" if remove else "0", self._retention,
-                                 "1" if per_item(key) else "0"])
+    def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre, now
+             ) -> list[LinkResult]:
+        reply, refused = self._link(args=[self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0",
+                                          f"{deadline:.3f}", "1" if remove else "0", self._retention,
+                                          "1" if per_item(key) else "0", filer, centre, now])
+        refusals = [(Refusal(code.decode(), key, doc.decode(), c.decode()), body) for code, doc, c, body in refused]
+        return self._results(key, reply, filer or None) + [
+            LinkResult(key, (replace(Member.from_json(body), refused=why),), False, 0, "", refused=why)
+            for why, body in refusals]
+
+    @staticmethod
+    def _results(key: str, reply: list, recipient: str | None) -> list[LinkResult]:
         code = reply[0].decode()
+        if code in ("R", "N"):  # this filing's claim was refused, or it is no member to remove: nothing changed
+            return []
         if code == "I":
             return [LinkResult(item_key(key, item.decode()), (Member.from_json(m), Member.from_json(body)), True,
                                int(v), state.decode()) for item, v, state, m, body in reply[1:]]
         version = int(reply[1])
-        if code == "P":
-            expected = [d for d in reply[3].decode().split("\x1f") if d] if reply[2] == b"1" else None
-            missing = missing_of(key, None if expected is None else tuple(expected), {d.decode() for d in reply[4:]})
-            return [LinkResult(key, (), False, version, "", missing)]
-        members = tuple(Member.from_json(b) for b in reply[3:])
-        return [LinkResult(key, members, code == "C", version, reply[2].decode())]
+        if code == "C":
+            return [LinkResult(key, tuple(Member.from_json(b) for b in reply[3:]), True, version, reply[2].decode())]
+        master = reply[2] == b"1"
+        if code == "E":  # nothing left (a postal item's removal: whether its dispatch is there)
+            return [LinkResult(key, (), False, version, "", master=master)]
+        expected = tuple(tuple(e.split("\x1e", 1)) for e in reply[3].decode().split("\x1f") if e) if master else None
+        present = {_house_of(f.decode()) for f in reply[5:]}
+        missing = missing_of(key, expected, present, reply[4].decode(), recipient)
+        return [LinkResult(key, (), False, version, "", missing, master=master)]
 
     def overdue(self, now: float, retry_seconds: int, limit: int = 100) -> list[tuple[str, int, list[Member]]]:
-        """Consignments past their deadline: (key, version, members), each claimed for retry_seconds.
-        A postal dispatch's items waiting for it come back one by one, under their own keys."""
+        """Consignments past their deadline: (key, version, members), each claimed for retry_seconds;
+        a filer's houses whose master is not filed under their own key (group_key). Postal items
+        waiting for their dispatch come back one by one, under their own keys."""
         replies = self._sweep(args=[self._prefix, f"{now:.3f}", retry_seconds, limit])
         out = []
         for r in replies:

@@ -34,8 +34,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 STAGE_MESSAGES = Counter(
     "cargoscreen_stage_messages", "Messages leaving a step of the pipeline, by step and outcome "
     "(read: in, claimed; validate: accepted, rejected; register: registered, resent, lrn-reused, amended, "
-    "invalidated, unknown-mrn, foreign-mrn, withdrawn; link: linked, overdue; enrich: enriched, unavailable; "
-    "score: assessed, referral).",
+    "invalidated, unknown-mrn, foreign-mrn, withdrawn; link: linked, overdue, refused; enrich: enriched, "
+    "unavailable; score: assessed, referral).",
     ["stage", "outcome"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "cargoscreen_dead_letters", "Messages dead-lettered, by step and reason (the exception class or the "
@@ -46,8 +46,8 @@ ANSWERS = Counter("cargoscreen_answers", "Answers sent to filers, by message typ
 DECISIONS = Counter("cargoscreen_decisions", "Consignments assessed, by decision.", ["decision"], registry=REGISTRY)
 RULE_HITS = Counter("cargoscreen_rule_hits", "Rules that fired, by rule id (the active pack's rules and the risk "
                     "information forms).", ["rule"], registry=REGISTRY)
-RULE_ERRORS = Counter("cargoscreen_rule_errors", "Rule evaluations that raised (a bug in a rule; the other rules "
-                      "still counted).", registry=REGISTRY)
+RULE_ERRORS = Counter("cargoscreen_rule_errors", "Rule evaluations that raised (a bug in a rule) or would have gone "
+                      "past the filing's evaluation budget; the other rules still counted.", registry=REGISTRY)
 CONTAINER_FACTS = Counter("cargoscreen_container_facts", "Container-status facts found, by kind.", ["kind"],
                           registry=REGISTRY)
 DATA_QUALITY_WARNINGS = Counter("cargoscreen_data_quality_warnings", "Filings accepted with a data-quality warning, "

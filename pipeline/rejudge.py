@@ -5,9 +5,13 @@ assessment judges what is known then ("not yet loaded", or no event at all). Suc
 consignment is *watched* until its boxes are loaded (or `rejudge_window_seconds` pass): the
 container store puts each watched container that receives an event on `{p}:rejudge`, and the
 rejudge desk re-enriches the consignment with the histories known now. When its anomalies
-changed, it is assessed again with the pack active now: a new version of the decision,
-answered to every filer, and the referral updated, or withdrawn when the decision no longer
-refers. When nothing changed, the facts are simply final once the boxes are loaded.
+changed, it is assessed again with the pack active now. A re-judgement may raise a decision or
+replace a referral with a version at least as strong (a new version of the decision, answered to
+every filer; the referral keeps its claim), but it never lowers a referral on its own: container
+events come from carriers, and a carrier must not be able to clear a referral by reporting moves.
+A weaker re-judgement is *held*: the filer hears nothing, the referral stays as it is, and the new
+facts and score wait on its page for the analyst. When nothing changed, the facts are simply
+final once the boxes are loaded.
 
 Keys (expire with the window): {p}:watch:{consignment} (JSON: what re-assessing needs),
 {p}:watch-of:{container} (the consignments watching it). Stream {p}:rejudge, group `rejudge`.
@@ -31,6 +35,7 @@ from .connectors.redis_streams import Effect, EffectWriter, StreamKeys, read_gro
 from .container_store import ContainerEventStore
 from .decisions import Decision, decide, filer_answers
 from .domain.enrichment import INFORMATIONAL_FACTS
+from .domain.rulepack import COMPLETE, SEVERITY
 from .domain.reference import ReferenceData, bundled_reference
 from .domain.screening import record_from_dict, record_to_dict
 from .enrichment import AVAILABLE, NOT_LOADED, UNAVAILABLE, EnrichedFiling, Fact, consignment_facts, filing_facts
@@ -71,6 +76,7 @@ class Watch:
     referral_id: str | None
     anomalies: list
     waiting: tuple[str, ...]
+    decision: str = COMPLETE  # of the version the filers and the centre hold (a held re-judgement changes neither)
 
     def to_json(self) -> str:
         c = self.consignment
@@ -78,7 +84,7 @@ class Watch:
                            "record": record_to_dict(c.record), "missing": list(c.missing), "lead": self.lead,
                            "version": self.version, "state": self.state, "risk_centre": self.risk_centre,
                            "referral_id": self.referral_id, "anomalies": self.anomalies,
-                           "waiting": list(self.waiting)}, ensure_ascii=False)
+                           "waiting": list(self.waiting), "decision": self.decision}, ensure_ascii=False)
 
     @staticmethod
     def from_json(text: bytes | str) -> "Watch":
@@ -87,7 +93,7 @@ class Watch:
         consignment = Consignment(d["key"], d["state"], d["version"], members, record_from_dict(d["record"]),
                                   tuple(d["missing"]))
         return Watch(consignment, d["lead"], d["version"], d["state"], d["risk_centre"], d["referral_id"],
-                     [list(a) for a in d["anomalies"]], tuple(d["waiting"]))
+                     [list(a) for a in d["anomalies"]], tuple(d["waiting"]), d.get("decision", COMPLETE))
 
     @staticmethod
     def of(decision: Decision, waiting: tuple[str, ...]) -> "Watch":
@@ -97,7 +103,7 @@ class Watch:
                 "lrn": f.lrn, "filer": f.filer}
         return Watch(consignment, lead, f.version, f.state, decision.risk_centre,
                      decision.referral_id if decision.referral else None,
-                     [list(a) for a in anomalies(f.facts)], waiting)
+                     [list(a) for a in anomalies(f.facts)], waiting, decision.assessment.decision)
 
 
 class ContainerWatch:
@@ -147,6 +153,15 @@ class ContainerWatch:
             pipe.srem(self.of_key(c.container_id), w.consignment.key)
         pipe.execute()
 
+    def follow(self, decision: Decision) -> bool:
+        """A newer version decided elsewhere (the re-assessment after an RFI answer, with the
+        filer's corrections) becomes what a re-judgement starts from; False if not watched."""
+        w = self.load(decision.consignment)
+        if w is None:
+            return False
+        self.update(Watch.of(decision, w.waiting))
+        return True
+
     def watching(self, container: str) -> list[str]:
         return sorted(k.decode() for k in self.client.smembers(self.of_key(container)))
 
@@ -162,7 +177,8 @@ def _digest(items) -> str:
 def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData,
              default_centre: str = DEFAULT_RISK_CENTRE) -> tuple[Decision | None, Watch]:
     """A watched consignment judged on the histories known now: the new decision if its anomalies
-    changed (None if not), and the watch as it stands after (`waiting` empty: final)."""
+    changed (None if not), and the watch as it stands after (`waiting` empty: final). When the new
+    decision is `held`, the watch keeps the referral's version."""
     c, lead = w.consignment, w.lead
     facts = consignment_facts(c, histories, reference) + filing_facts(c, reference)
     found = [list(a) for a in anomalies(facts)]
@@ -172,12 +188,19 @@ def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData,
                             c.members, c.missing)
     waiting = provisional(filing)
     if found == w.anomalies:
-        return None, Watch(c, lead, w.version, w.state, w.risk_centre, w.referral_id, w.anomalies, waiting)
+        return None, replace(w, waiting=waiting)
     filing = replace(filing, state=f"{w.state.split('+csm:')[0]}+csm:{_digest(found)}", version=w.version + 1)
     decision = decide(filing, scorer, default_centre=default_centre)
+    if held(w, decision):  # the referral's version stands; these anomalies are judged, not judged again
+        return decision, replace(w, anomalies=found, waiting=waiting)
     after = Watch(c, lead, filing.version, filing.state, decision.risk_centre,
-                  decision.referral_id if decision.referral else None, found, waiting)
+                  decision.referral_id if decision.referral else None, found, waiting, decision.assessment.decision)
     return decision, after
+
+
+def held(w: Watch, decision: Decision) -> bool:
+    """A re-judgement weaker than the referral it would replace waits for the analyst."""
+    return bool(w.referral_id) and SEVERITY[decision.assessment.decision] < SEVERITY[w.decision]
 
 
 class RejudgeDesk:
@@ -219,28 +242,38 @@ class RejudgeDesk:
         containers = [x.container_id for x in w.consignment.record.containers]
         decision, after = rejudged(w, self.store.histories_and_plans(containers), self.scorers.current(),
                                    self.reference, self.settings.default_risk_centre)
-        if decision is not None:
-            effects = self._decision_effects(decision, self.keys) + [
-                self._answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)]
-            if w.referral_id and not decision.referral:
-                effects.append(self._cleared(w, decision))
-            self.writer.write(effects)
-            log.info("re-judged %s on new container status: %s (version %d)", consignment,
-                     decision.assessment.decision, decision.filing.version)
+        outcome = decision.assessment.decision if decision is not None else ""
+        if decision is not None and held(w, decision):
+            self.writer.write([self._held(w, decision, found_before=w.anomalies, found_now=after.anomalies)])
+            log.info("re-judged %s on new container status: %s, below the %s referred: held for the analyst",
+                     consignment, outcome, w.decision)
+            outcome = "held"
+        elif decision is not None:
+            self.writer.write(self._decision_effects(decision, self.keys) + [
+                self._answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)])
+            log.info("re-judged %s on new container status: %s (version %d)", consignment, outcome,
+                     decision.filing.version)
         if after.waiting:
             self.watch.update(after)
         else:
             self.watch.unwatch(after)
-        if decision is not None:
-            return decision.assessment.decision
+        if outcome:
+            return outcome
         return "unchanged" if after.waiting else "final"
 
-    def _cleared(self, w: Watch, decision: Decision) -> Effect:
-        """The referral's risk centre hears that the container status no longer supports it."""
-        body = {"withdrawn": w.consignment.key, "mrn": w.lead["mrn"], "submission_id": w.lead["submission_id"],
-                "at": decision.assessed_at, "referral_id": w.referral_id,
-                "reason": f"re-judged on new container status: {decision.assessment.decision}"}
-        return Effect("withdrawal", f"withdrawal-referral|{w.consignment.key}|{decision.filing.state}",
+    def _held(self, w: Watch, decision: Decision, found_before: list, found_now: list) -> Effect:
+        """A note on the referral: what the container status says now, for the analyst to weigh."""
+        a = decision.assessment
+        body = {"rejudged": w.consignment.key, "referral_id": w.referral_id, "mrn": w.lead["mrn"],
+                "at": decision.assessed_at, "state": decision.filing.state,
+                "reassessed": f"{a.decision} (score {a.score:.0f})", "referred": w.decision,
+                "anomalies_before": [" ".join(x) for x in found_before],
+                "anomalies_now": [" ".join(x) for x in found_now],
+                "facts": [f"{f.container}: {f.kind} — {f.detail}" for f in decision.filing.facts
+                          if f.kind not in INFORMATIONAL_FACTS],
+                "held": f"the container status now supports {a.decision}, below the {w.decision} referred; "
+                        "a re-judgement never lowers a referral: the analyst decides"}
+        return Effect("rejudgement", f"rejudged-referral|{w.consignment.key}|{decision.filing.state}",
                       self.keys.referrals(w.risk_centre), body)
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
@@ -260,7 +293,8 @@ def start_desk(settings: Settings, consumer: str) -> threading.Event:
     client, prefix, rules = connect(settings.redis.url), settings.redis.key_prefix, settings.rules
     store = RulePackStore(client, prefix) if rules.hot_reload else None
     scorers = RulePackSource(rules.pack_dir, store, rules.poll_seconds,
-                             risk_information=RiskInformationStore(client, prefix) if store else None)
+                             risk_information=RiskInformationStore(client, prefix) if store else None,
+                             budget=rules.budget)
     desk = RejudgeDesk(client, connect(settings.container_status_url), scorers, settings, consumer)
     stop = threading.Event()
     threading.Thread(target=desk.run, args=(stop,), daemon=True, name="rejudge").start()

@@ -12,8 +12,13 @@ themselves like any rule's ("Risk information RIF-RC-NL-7 (RC-NL): ...").
     {prefix}:riskinfo:version   incremented by every publication and revocation (what workers poll)
     {prefix}:riskinfo:seq       form numbers
 
-Forms are checked before they are stored: a condition that does not compile, an unknown area
-or decision, a period that ends before it starts, are refused with the reason.
+Forms are checked before they are stored: a condition that does not compile (or goes past the
+language's bounds on nesting and cost), an unknown area or decision, a period that ends before it
+starts, a title or question an answer cannot carry (a control character), are refused with the
+reason. So is a form that singles nothing out: one analyst's form is a rule in every pipeline, and
+one that fires on most ordinary traffic would refer (or stop) ordinary trade everywhere. Besides
+the constants the compiler refuses, each form is tried on generated ordinary filings of its modes
+and refused when it fires on more than MAX_ORDINARY_SHARE of them.
 """
 from __future__ import annotations
 
@@ -21,10 +26,12 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cache
 
 import redis
 
 from .audit import audit_fields
+from .domain.answers import text_problem
 from .domain.conditions import ConditionError, compile_condition
 from .domain.container_events import utc_epoch
 from .domain.filings import FILING_KINDS, MODES
@@ -36,6 +43,8 @@ KINDS = ("party", "address", "route", "container", "commodity", "pattern")
 ACTIONS = (RFI, RFS, CONTROL, DNL)
 DEFAULT_WEIGHT = 70  # above the starter pack's control threshold: a centre's alert refers on its own
 RULE_FILE = "risk-information"  # what a form's rule gives as its file (rules from packs name theirs)
+ORDINARY_FILINGS = 300  # generated clean filings of every mode a form is tried on before publication
+MAX_ORDINARY_SHARE = 0.5  # a form firing on more of those (of its modes) singles nothing out
 
 
 class FormError(ValueError):
@@ -156,12 +165,37 @@ def _iso(value: str) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@cache
+def ordinary_traffic() -> tuple:
+    """Screening records of generated clean filings of every mode (made once per process, ~2 s)."""
+    from lxml import etree
+
+    from .domain.screening import screening_record
+    from .generator import GeneratorSpec, generate
+
+    spec = GeneratorSpec(count=ORDINARY_FILINGS, seed=2026, defect_rate=0.0, envelope_rate=0.0,
+                         resubmission_rate=0.0)
+    return tuple(screening_record(etree.fromstring(f.data), f.label["filing_code"]) for f in generate(spec))
+
+
+def ordinary_hits(rule: Rule) -> tuple[int, int]:
+    """(filings the rule's condition fires on, filings of its types) among the ordinary traffic."""
+    from .domain.scoring import Subject
+
+    records = [r for r in ordinary_traffic() if "F" + r.filing_code[1:] in rule.filings]
+    return sum(1 for r in records if rule.condition.test(Subject(r))), len(records)
+
+
 def checked_form(pack: RulePack, *, centre: str, kind: str, watch: dict, title: str, area: str, action: str,
                  valid_until: str, valid_from: str | None = None, weight: float | None = None, ask: str = "",
                  modes=(), published_by: str = "", form_id: str = "") -> RiskInformation:
     """A form, checked and compiled against `pack`; FormError naming what is wrong."""
     if not title.strip():
         raise FormError("a form needs a title (what to watch and why, in a line)")
+    for name, text in (("title", title), ("question", ask)):
+        problem = text_problem(text) if text.strip() else None
+        if problem:
+            raise FormError(f"the {name} {problem}")
     if area not in RISK_AREAS:
         raise FormError(f"unknown risk area {area!r}; one of {', '.join(RISK_AREAS)}")
     if action not in ACTIONS:
@@ -180,7 +214,11 @@ def checked_form(pack: RulePack, *, centre: str, kind: str, watch: dict, title: 
     form = RiskInformation(form_id, centre, kind, dict(watch), title.strip()[:200], area, action, start, end,
                            weight, ask.strip()[:512], modes, published_by, utc_now(),
                            condition=condition_of(kind, watch))
-    form.rule(pack)  # refuses a condition that does not compile against the pack
+    hits, traffic = ordinary_hits(form.rule(pack))  # the rule refuses a condition that does not compile
+    if traffic and hits > MAX_ORDINARY_SHARE * traffic:
+        raise FormError(f"condition: fires on {hits} of {traffic} generated ordinary filings of its modes "
+                        f"({hits / traffic:.0%}; at most {MAX_ORDINARY_SHARE:.0%}): risk information singles out "
+                        f"what to watch, it does not refer ordinary trade")
     return form
 
 

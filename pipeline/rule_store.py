@@ -32,7 +32,7 @@ from typing import Callable
 import redis
 
 from .domain.rulepack import PackError, Problem, RulePack
-from .domain.scoring import Scorer, check_examples
+from .domain.scoring import BUDGET_BASE, BUDGET_PER_ITEM, Scorer, check_examples
 from .risk_information import RiskInformationStore, with_forms
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,12 @@ class RulePackSource:
     plus a rule per active risk information form (risk_information.py) when a store is given."""
 
     def __init__(self, fallback: Path, store: RulePackStore | None, poll_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, risk_information: RiskInformationStore | None = None):
+                 clock: Callable[[], float] = time.monotonic, risk_information: RiskInformationStore | None = None,
+                 budget: tuple[int, int] = (BUDGET_BASE, BUDGET_PER_ITEM)):
         self._store, self._poll, self._clock = store, poll_seconds, clock
-        self._risk = risk_information
+        self._risk, self._budget = risk_information, budget
         self._pack = RulePack.load(fallback)
-        self._scorer = Scorer(self._pack)
+        self._scorer = Scorer(self._pack, *budget)
         self._active_name: str | None = None
         self._risk_version = 0
         self._refused: set[str] = set()
@@ -169,7 +170,7 @@ class RulePackSource:
             except redis.RedisError as exc:
                 log.warning("risk information unreachable, keeping what %s had: %s", self.worker, exc)
                 return self._scorer
-            self._scorer, self._risk_version = Scorer(with_forms(self._pack, forms)), risk_version
+            self._scorer, self._risk_version = Scorer(with_forms(self._pack, forms), *self._budget), risk_version
             if self._risk:
                 log.info("%d risk information forms active in %s", len(forms), self.worker)
         return self._scorer

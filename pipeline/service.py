@@ -35,7 +35,7 @@ from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, defaul
 from .decisions import Decision, decision_record
 from .domain.answers import Answer
 from .health import HealthServer, check
-from .linking import Withdrawal, due_key
+from .linking import Withdrawal, due_entry, due_key
 from .reassessment import reassessment_payload
 from .rejudge import ContainerWatch, start_desk
 from .job import archive_outcomes, make_pipeline, screen
@@ -57,7 +57,7 @@ def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
     latest = (keys.decision_of, d.consignment, json.dumps(
         {"referral_id": record["referral_id"], "risk_centre": d.risk_centre, "decision": d.assessment.decision,
          "state": d.filing.state, "version": d.filing.version}))
-    due = (due_key(keys.prefix), d.consignment) if d.filing.missing else None  # the deadline is answered
+    due = (due_key(keys.prefix), due_entry(d.consignment, d.filing.members)) if d.filing.missing else None  # answered
     out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due)]
     if d.referral:  # the risk centre's copy also carries what re-assessing it after an RFI answer needs
         out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre),
@@ -141,7 +141,7 @@ def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTra
     s = screen(pipeline | "ReadFilings" >> source, settings, reassess_redelivered=True)
     deliver_outcomes(settings, {
         "answers": {"Registration": s.registered.answers, "Rejection": s.rejections, "Pending": s.pending,
-                    "Assessment": s.scored.answers},
+                    "Refusal": s.linked.refusals, "Assessment": s.scored.answers},
         "decisions": s.scored.decisions, "withdrawals": s.linked.withdrawals,
         "dead_letters": {"Read": s.read.dead_letter, "Validate": s.checked.dead_letter,
                          "Register": s.registered.dead_letter, "Link": s.linked.dead_letter,

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -211,6 +213,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def workbench_server(redis_url: str, analysts: Path, folder: Path, *options: str):
+    """A real `cargoscreen workbench serve` process, up (its /healthz answers) until the block
+    ends; yields its base URL. Its log is printed afterwards (shown with a failing test)."""
+    port = free_port()
+    log_path = folder / f"workbench-{port}.log"
+    env = {**os.environ, "CARGOSCREEN_SESSION_SECRET": "test-secret-" + "x" * 20}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "workbench", "serve", "--redis-url",
+                                    redis_url, "--port", str(port), "--analysts", str(analysts), *options],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(base + "/healthz", timeout=1)
+                    break
+                except OSError:
+                    if process.poll() is not None:
+                        raise RuntimeError(log_path.read_text()) from None
+                    time.sleep(0.1)
+            yield base
+        finally:
+            stop(process)
+    print(log_path.read_text()[-5000:])
 
 
 @pytest.fixture

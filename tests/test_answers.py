@@ -185,3 +185,16 @@ def test_rejection_answer_lists_every_error(validator, corpus, answers_schema):
         assert int(tree.findtext("a:ErrorCount", namespaces=ns)) == len(outcome.errors)
         assert [c.text for c in tree.iterfind("a:Error/a:Code", ns)] == [e.code for e in outcome.errors]
         assert answers_schema.lookup(ANSWERS_NS, "IE3N99").violations(tree.getroottree()) == []
+
+
+def test_a_request_for_information_fits_the_schema_whatever_its_questions_hold(answers_schema):
+    """Control characters (which XML cannot carry), blank and overlong texts, more questions than the
+    schema allows, repeated ones: the filer still gets a valid answer, never a dead letter."""
+    questions = [(None, "Who stuffed\x07 it?"), (None, " \t "), ("/IE3F10/Consignment", "x" * 900)] + \
+        [(None, f"Question {n}") for n in range(120)] + [(None, "Question 1")]
+    answer = answers.request_for_information("s1", "NL000000001", "LRN1", make_mrn(2026, "NL", 1), questions,
+                                             "2026-11-23T10:00:00Z")
+    tree = etree.fromstring(answer.xml)
+    assert answers_schema.lookup(ANSWERS_NS, "IE3Q02").violations(tree.getroottree()) == []
+    texts = [t.text for t in tree.iter(f"{{{ANSWERS_NS}}}Text")]
+    assert texts[0] == "Who stuffed\ufffd it?" and len(texts) == 99 and texts.count("Question 1") == 1

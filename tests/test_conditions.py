@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from cargoscreen.domain.conditions import (ConditionError, Environment, RefSet, RefTable, Statistics, TermMatcher,
-                                           compile_condition)
+from cargoscreen.domain.conditions import (MAX_COST, ConditionError, Environment, OverBudget, RefSet, RefTable,
+                                           Statistics, TermMatcher, compile_condition)
 from cargoscreen.domain.enrichment import Fact
 from cargoscreen.domain.scoring import Subject
 from cargoscreen.domain.screening import record_from_dict
@@ -162,3 +162,37 @@ def test_term_lists_match_whole_phrases_outside_their_exclusions():
     assert m.scan("Cash registers, and 2 kg of cash") == {"cash": "cash"}  # the second 'cash' is outside
     assert m.scan("Cashmere scarves") == {}  # whole words only
     assert set(m.terms) >= {"cash", "!cash register", "!provenance documents"}
+
+
+def test_quantifiers_nest_at_most_two_deep_and_no_condition_costs_more_than_the_bound():
+    """count(goods, count(goods, ...)) is items squared: on the schema's 9,999 goods items, 4e8
+    evaluations. Nesting past two, and a worst case past MAX_COST, are refused where they start."""
+    with pytest.raises(ConditionError) as deep:
+        compile_condition("any(parties, any(goods, count(goods) > 1))", ENV)
+    assert deep.value.column == 25 and "inside 2 other quantifiers" in deep.value.message
+    with pytest.raises(ConditionError) as squared:
+        compile_condition("mode == 'sea' and any(parties, any(goods, gross_mass > 5))", ENV)
+    assert squared.value.column == 19 and "over the bound of 1,000,000" in squared.value.message
+    cheap = compile_condition("any(parties, count(goods) > 3)", ENV)  # count without a condition is a length
+    assert cheap.cost == 2 + 9_999 * (1 + 5) and cheap.cost <= MAX_COST
+    assert compile_condition("any(goods, matches(description, ref.terms))", ENV).cost == 2 + 9_999 * (1 + 12)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("True", "true"), ("1 == 1", "true"), ("not False", "true"), ("'CN' in ['CN', 'HK']", "true"),
+    ("mode == 'sea' or 2 > 1", "true"), ("mode == 'sea' and None == 1", "false"), ("count(goods) > 1 and False", "false"),
+])
+def test_a_condition_that_reads_nothing_of_the_filing_is_refused(text, value):
+    with pytest.raises(ConditionError, match=f"always {value}, whatever the filing"):
+        compile_condition(text, ENV)
+
+
+def test_quantifiers_charge_their_items_before_iterating_and_stop_at_the_limit():
+    s = subject(goods=[{"description": "tiles", "hs_code": "690721", "gross_mass": 10.0}] * 40)
+    condition = compile_condition("all(goods, gross_mass > 1) and count(goods) == 40", ENV)
+    assert condition.test(s) and s.spent == 40 * 4  # per item: the quantifier's own node and its body's three
+    s.spent, s.limit = 0, 100
+    with pytest.raises(OverBudget, match="over its evaluation budget"):
+        condition.test(s)
+    with pytest.raises(OverBudget):
+        condition.explain(s)

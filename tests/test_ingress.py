@@ -196,13 +196,14 @@ def resend_run(port: int, tokens: dict, url: str, client, count: int, seed: int,
     copies in flight together), and as many again after one of `workers` service processes was
     SIGKILLed mid-bundle and restarted. Returns the answers read back through the ingress per filer,
     the receipts {submission id: (filer, filing index)} and the decisions."""
-    filings = list(generate(GeneratorSpec(count=count, seed=seed, envelope_rate=0, resubmission_rate=0)))
     filers = list(tokens)
+    filings = list(generate(GeneratorSpec(count=count, seed=seed, envelope_rate=0, resubmission_rate=0,
+                                          filers=tuple(filers))))
     rng = random.Random(seed)
     receipts: dict[str, tuple[str, int]] = {}
 
     def post(i: int) -> None:
-        filer = filers[i % len(filers)]
+        filer = filings[i].label.get("filer") or filers[i % len(filers)]  # a partial filing: whom its master names
         status, receipt = _call(port, "POST", "/v1/filings", filings[i].data, tokens[filer])
         assert status == 202, receipt
         receipts[receipt["submission_id"]] = (filer, i)

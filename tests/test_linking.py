@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 from cargoscreen.domain.screening import record_from_dict
-from cargoscreen.linking import (ConsignmentStore, Member, assemble, consignment_of, linked_key, missing_documents,
-                                 standalone)
+from cargoscreen.linking import (HOUSE_NOT_LISTED, ConsignmentStore, due_entry, Member, assemble, consignment_of, linked_key,
+                                 listing, may_file, member_of, missing_documents, standalone)
 
 
 def _member(mrn: str, code: str, document: str, master: str | None = None, houses=(), digest: str = "d1",
-            goods=({"hs_code": "940360", "description": "wooden chairs"},)) -> Member:
+            goods=({"hs_code": "940360", "description": "wooden chairs"},), filer: str | None = None) -> Member:
+    """houses: the house documents a master lists, each a document or (document, filer expected to file it)."""
+    listed = [h if isinstance(h, tuple) else (h, "") for h in houses]
     record = record_from_dict({"filing_code": code, "transport_document": document, "master_document": master,
-                               "house_documents": list(houses), "goods": list(goods)})
-    return Member(mrn, f"sub-{mrn}", f"FILER{mrn[-1]}", f"LRN{mrn}", code, digest, record)
+                               "house_documents": [d for d, _ in listed], "house_filers": [f for _, f in listed],
+                               "goods": list(goods)})
+    return Member(mrn, f"sub-{mrn}", filer or f"FILER{mrn[-1]}", f"LRN{mrn}", code, digest, record)
 
 
-MASTER = _member("MRN1", "F12", "MB1", houses=("HB1", "HB2"))
+MASTER = _member("MRN1", "F12", "MB1", houses=(("HB1", "FILER2"), ("HB2", "FILER3")))
 HOUSE1 = _member("MRN2", "F15", "HB1", master="MB1", goods=({"hs_code": "293212", "description": "chemicals"},))
 HOUSE2 = _member("MRN3", "F16", "HB2", master="MB1")
 
@@ -27,6 +30,11 @@ def test_partial_filings_share_the_key_of_their_master_document_and_others_stand
 def test_what_is_missing_is_named_for_the_filer():
     assert missing_documents("sea:MB1", [HOUSE1]) == ("master transport document MB1",)
     assert missing_documents("sea:MB1", [MASTER, HOUSE1]) == ("house transport document HB2",)
+    # Each filer reads the houses expected from it by number, the others' as a count (their numbers are theirs).
+    assert missing_documents("sea:MB1", [MASTER, HOUSE1], "FILER1") == ("house transport document HB2",)
+    assert missing_documents("sea:MB1", [MASTER, HOUSE1], "FILER2") == ("1 house filing expected from other filers",)
+    assert missing_documents("sea:MB1", [MASTER], "FILER3") == ("house transport document HB2",
+                                                                "1 house filing expected from other filers")
     assert missing_documents("sea:MB1", [HOUSE1, MASTER, HOUSE2]) == ()
     lone = _member("MRN5", "F13", "MB5")  # lists no houses: complete with the first one
     assert missing_documents("sea:MB5", [lone]) == ("house-level filings",)
@@ -45,12 +53,28 @@ def test_members_survive_their_trip_through_redis_as_json():
     assert Member.from_json(HOUSE1.to_json()) == HOUSE1
 
 
+def test_generated_masters_list_each_house_with_the_filer_that_files_it(validator):
+    """The generator's traffic keeps linking: its masters give their houses' filers their word."""
+    from cargoscreen.generator import GeneratorSpec, generate
+    from cargoscreen.validation import Submission
+
+    spec = GeneratorSpec(count=120, seed=4, defect_rate=0, envelope_rate=0, resubmission_rate=0, modes=("sea",))
+    members = [member_of(o, f"MRN{n}") for n, f in enumerate(generate(spec))
+               for o in [validator.validate(Submission(f.name, f.data))]]
+    masters = {m.record.transport_document: m for m in members if m.record.filing_code == "F12"}
+    houses = [h for h in members if h.record.master_document in masters]
+    assert masters and houses and any(f for m in masters.values() for f in m.record.house_filers)
+    for h in houses:
+        m = masters[h.record.master_document]
+        assert may_file(h.filer, h.record.transport_document, listing(m.record), m.filer)
+
+
 def test_a_consignment_is_complete_once_every_listed_house_is_in_and_redelivery_keeps_its_version(redis_client):
     store = ConsignmentStore(redis_client)
     first = store.add("sea:MB1", HOUSE1, deadline=100.0)[0]
-    assert not first.complete and redis_client.zscore(store.due_key, "sea:MB1") == 100.0
+    assert not first.complete and redis_client.zscore(store.due_key, "sea@FILER2:MB1") == 100.0  # its filer's own
     assert not store.add("sea:MB1", MASTER, deadline=200.0)[0].complete  # the first deadline stands
-    assert redis_client.zscore(store.due_key, "sea:MB1") == 100.0
+    assert redis_client.zrange(store.due_key, 0, -1, withscores=True) == [(b"sea:MB1", 100.0)]
     done = store.add("sea:MB1", HOUSE2, deadline=300.0)[0]
     assert done.complete and done.version == 1 and len(done.members) == 3
     assert redis_client.zscore(store.due_key, "sea:MB1") is None  # complete: no deadline
@@ -66,36 +90,134 @@ def test_an_invalidated_house_leaves_its_consignment_and_an_unknown_one_is_not_l
     for m in (MASTER, HOUSE1, HOUSE2):
         store.add("sea:MB1", m, deadline=100.0)[0]
     after = store.remove("MRN3", deadline=500.0)
-    assert not after.complete and after.missing == ("house transport document HB2",)
+    assert not after.complete and after.key == "sea:MB1" and after.missing == ("house transport document HB2",)
     assert redis_client.zscore(store.due_key, "sea:MB1") == 500.0  # incomplete again: a deadline again
     assert store.remove("MRN-NOT-LINKED", deadline=1.0) is None
 
 
-def test_the_linking_script_and_the_python_rule_agree_on_completeness_and_what_is_missing(redis_client):
+def test_the_linking_script_and_the_python_rules_agree_on_who_may_file_completeness_and_what_is_missing(
+        redis_client):
     store = ConsignmentStore(redis_client)
-    masters = [None, (), ("HB1",), ("HB1", "HB2")]  # None: no master filed
-    house_sets = [(), ("HB1",), ("HB2",), ("HB1", "HB2"), ("HB1", "HB3")]
+    # None: no master filed; FM is the master's filer; a house listed without a filer is FM's to file.
+    masters = [None, (), ("HB1",), (("HB1", "FA"), "HB2")]
+    house_sets = [(), (("HB1", "FM"),), (("HB1", "FA"),), (("HB1", "FA"), ("HB2", "FM")),
+                  (("HB1", "FB"), ("HB3", "FM")), (("HB2", "FA"), ("HB1", "FA"))]
     for i, expected in enumerate(masters):
         for j, houses in enumerate(house_sets):
             key = f"sea:MB{i}{j}"
-            members = [] if expected is None else [_member(f"MRN{i}{j}0", "F12", f"MB{i}{j}", houses=expected)]
-            members += [_member(f"MRN{i}{j}{k + 1}", "F15", h, master=f"MB{i}{j}") for k, h in enumerate(houses)]
-            if not members:
+            master = None if expected is None else _member(f"MRN{i}{j}0", "F12", f"MB{i}{j}", houses=expected,
+                                                           filer="FM")
+            filed = [_member(f"MRN{i}{j}{k + 1}", "F15", h, master=f"MB{i}{j}", filer=f)
+                     for k, (h, f) in enumerate(houses)]
+            if master is None and not filed:
                 continue
-            results = [store.add(key, m, deadline=100.0)[0] for m in members]
-            want = missing_documents(key, members)
-            assert results[-1].complete == (want == ()), (expected, houses)
-            if want:
-                assert results[-1].missing == want, (expected, houses)
+            # The houses go in before and after the master: the script judges both on arrival.
+            order = filed[:1] + ([master] if master else []) + filed[1:]
+            refused = sorted(r.members[0].mrn for m in order for r in store.add(key, m, deadline=100.0) if r.refused)
+            allowed = [h for h in filed if master is None
+                       or may_file(h.filer, h.record.transport_document, listing(master.record), master.filer)]
+            assert refused == sorted(h.mrn for h in filed if h not in allowed), (expected, houses)
+            members = ([master] if master else []) + allowed
+            for probe in members:  # each filer's own view; delivered again, a filing changes nothing
+                [now] = store.add(key, probe, deadline=100.0)
+                want = missing_documents(key, members, probe.filer)
+                assert now.complete == (want == ()), (expected, houses, probe.filer)
+                if want:
+                    assert now.missing == want, (expected, houses, probe.filer)
 
 
 def test_overdue_consignments_are_claimed_for_a_while_and_come_due_again_if_not_answered(redis_client):
     store = ConsignmentStore(redis_client)
-    store.add("sea:MB1", HOUSE1, deadline=100.0)[0]
+    store.add("sea:MB1", MASTER, deadline=100.0)
     [(key, version, members)] = store.overdue(now=150.0, retry_seconds=60)
-    assert key == "sea:MB1" and version == 0 and [m.mrn for m in members] == ["MRN2"]
+    assert key == "sea:MB1" and version == 0 and [m.mrn for m in members] == ["MRN1"]
     assert store.overdue(now=160.0, retry_seconds=60) == []  # claimed
     assert [k for k, _, _ in store.overdue(now=211.0, retry_seconds=60)] == ["sea:MB1"]  # its referral never came
+
+
+# -- who may file what: a house joins only on its master filer's word ----------------------------------
+INTRUDER = _member("MRN8", "F15", "HB1", master="MB1", filer="FILER9")  # quotes MB1 and a house number it knows
+
+
+def _audit(client) -> list[tuple[str, str, str]]:
+    return [(f[b"who"].decode(), f[b"action"].decode(), f[b"detail"].decode()) for _, f in client.xrange("cs:audit")]
+
+
+def test_a_house_its_master_does_not_list_for_its_filer_is_refused_once_audited_and_changes_nothing(redis_client):
+    store = ConsignmentStore(redis_client)
+    store.add("sea:MB1", MASTER, deadline=100.0, centre="RC-NL")
+    before = redis_client.hgetall("cs:cons:sea:MB1")
+    [refused] = store.add("sea:MB1", INTRUDER, deadline=100.0, centre="RC-DE")
+    assert refused.refused == (HOUSE_NOT_LISTED, "sea:MB1", "HB1", "RC-NL")  # the consignment's centre hears of it
+    assert refused.members[0].mrn == "MRN8" and refused.members[0].refused == refused.refused
+    assert {k: v for k, v in redis_client.hgetall("cs:cons:sea:MB1").items() if not k.startswith(b"r:")} == before
+    assert store.add("sea:MB1", INTRUDER, deadline=100.0)[0].refused  # delivered again: refused again ...
+    assert _audit(redis_client) == [("FILER9", "claim-refused", "HOUSE_NOT_LISTED: HB1 in consignment sea:MB1")]
+    assert store.remove("MRN8", deadline=100.0) is None  # ... audited once; and never linked, so nothing to remove
+    done = store.add("sea:MB1", HOUSE1, deadline=100.0) + store.add("sea:MB1", HOUSE2, deadline=100.0)
+    assert done[-1].complete and {m.mrn for m in done[-1].members} == {"MRN1", "MRN2", "MRN3"}
+
+
+def test_houses_filed_before_their_master_wait_apart_and_the_master_keeps_only_those_it_allows(redis_client):
+    store = ConsignmentStore(redis_client)
+    store.add("sea:MB1", INTRUDER, deadline=50.0)
+    store.add("sea:MB1", HOUSE1, deadline=80.0)  # the same house number, another filer: both wait
+    assert redis_client.zrange(store.due_key, 0, -1) == [b"sea@FILER9:MB1", b"sea@FILER2:MB1"]
+    pending, refused = store.add("sea:MB1", MASTER, deadline=200.0, centre="RC-NL")
+    assert pending.missing == ("house transport document HB2",) and refused.refused.code == HOUSE_NOT_LISTED
+    assert refused.members[0].mrn == "MRN8" and redis_client.get("cs:cons-of:MRN8") is None
+    # the deadline of the first house it allows
+    assert redis_client.zrange(store.due_key, 0, -1, withscores=True) == [(b"sea:MB1", 80.0)]
+    [done] = store.add("sea:MB1", HOUSE2, deadline=300.0)
+    assert done.complete and sorted(m.mrn for m in done.members) == ["MRN1", "MRN2", "MRN3"]
+
+
+def test_a_second_master_from_another_filer_is_refused_and_the_first_keeps_its_document(redis_client):
+    store = ConsignmentStore(redis_client)
+    store.add("sea:MB1", MASTER, deadline=100.0, centre="RC-NL")
+    rival = _member("MRN7", "F12", "MB1", houses=(("HB1", "FILER9"),), filer="FILER9")
+    [refused] = store.add("sea:MB1", rival, deadline=100.0)
+    assert refused.refused == ("MASTER_FILED_BY_ANOTHER_FILER", "sea:MB1", "MB1", "RC-NL")
+    assert store.add("sea:MB1", INTRUDER, deadline=100.0)[0].refused  # the rival's list counts for nothing
+    own = _member("MRN1", "A12", "MB1", houses=(("HB1", "FILER2"), ("HB2", "FILER3")), digest="d2")
+    assert not store.add("sea:MB1", own, deadline=100.0)[0].refused  # its own filer amends it
+
+
+def test_a_master_amended_to_list_its_houses_otherwise_refuses_those_it_no_longer_allows(redis_client):
+    store = ConsignmentStore(redis_client)
+    for m in (MASTER, HOUSE1, HOUSE2):
+        store.add("sea:MB1", m, deadline=100.0)
+    amended = _member("MRN1", "A12", "MB1", houses=(("HB1", "FILER2"), ("HB2", "FILER4")), digest="d2")
+    pending, refused = store.add("sea:MB1", amended, deadline=100.0)
+    assert pending.missing == ("house transport document HB2",) and refused.members[0].mrn == "MRN3"
+    assert store.remove("MRN3", deadline=100.0) is None
+
+
+def test_a_filing_replaces_or_invalidates_only_its_own_member(redis_client):
+    store = ConsignmentStore(redis_client)
+    for m in (MASTER, HOUSE1, HOUSE2):
+        store.add("sea:MB1", m, deadline=100.0)
+    again = _member("MRN5", "F15", "HB1", master="MB1", filer="FILER2", digest="d5")  # FILER2 files HB1 anew
+    assert store.add("sea:MB1", again, deadline=100.0)[0].complete
+    assert store.remove("MRN2", deadline=100.0) is None  # the earlier filing's invalidation leaves the new one be
+    assert "MRN5" in {m.mrn for m in store.add("sea:MB1", MASTER, deadline=100.0)[0].members}
+
+
+def test_without_their_master_each_filers_houses_come_due_and_leave_apart(redis_client):
+    store = ConsignmentStore(redis_client)
+    store.add("sea:MB1", INTRUDER, deadline=50.0)
+    store.add("sea:MB1", HOUSE1, deadline=80.0)
+    store.add("sea:MB1", HOUSE2, deadline=90.0)
+    due = store.overdue(now=100.0, retry_seconds=60)
+    assert sorted((k, sorted(m.mrn for m in ms)) for k, _, ms in due) == [
+        ("sea@FILER2:MB1", ["MRN2"]), ("sea@FILER3:MB1", ["MRN3"]), ("sea@FILER9:MB1", ["MRN8"])]
+    left = store.remove("MRN8", deadline=100.0)  # withdraws its own filer's assessment, nobody else's
+    assert left.key == "sea@FILER9:MB1" and redis_client.zscore(store.due_key, "sea@FILER9:MB1") is None
+    assert redis_client.zscore(store.due_key, "sea@FILER2:MB1") is not None
+    store.add("sea:MB1", MASTER, deadline=100.0)
+    assert store.remove("MRN1", deadline=500.0).key == "sea:MB1"  # the master leaves: its houses wait apart again
+    assert redis_client.zrange(store.due_key, 0, -1, withscores=True) == [
+        (b"sea@FILER2:MB1", 500.0), (b"sea@FILER3:MB1", 500.0)]
 
 
 def test_offline_linking_for_backtests_matches_the_redis_rules():
@@ -104,6 +226,9 @@ def test_offline_linking_for_backtests_matches_the_redis_rules():
     assert {p.member.mrn for p in pending} == {"MRN1", "MRN2", "MRN7"}
     ready, _ = assemble([MASTER, HOUSE1, HOUSE2])
     assert [c.key for c in ready] == ["sea:MB1"] and len(ready[0].members) == 3
+    ready, _ = assemble([INTRUDER, MASTER, HOUSE1, HOUSE2])  # a refused claim is assessed on its own
+    assert sorted(c.key for c in ready) == ["mrn:MRN8", "sea:MB1"] and len(ready[1].members) == 3
+    assert ready[0].lead.refused.code == HOUSE_NOT_LISTED
 
 
 # -- postal: a dispatch (F42) and its items (F43), each item assessed on its own ---------------------------
@@ -143,10 +268,15 @@ def test_a_dispatch_alone_waits_for_items_and_items_alone_come_due_one_by_one(re
     assert not alone.complete and alone.missing == ("postal item filings",)
     for item in ITEMS[:2]:
         store.add("postal:PD2", _postal(item.mrn, "F43", item.record.transport_document, dispatch="PD2"), deadline=50.0)
-    due = store.overdue(now=150.0, retry_seconds=60)
-    assert sorted(k for k, _, _ in due) == ["postal:PD2/IT1", "postal:PD2/IT2", "postal:PD9"]
+    due = store.overdue(now=150.0, retry_seconds=60)  # items without their dispatch: their filer's own
+    assert sorted(k for k, _, _ in due) == ["postal:PD9", "postal@DE123456789:PD2/IT1", "postal@DE123456789:PD2/IT2"]
     assert all(len(members) == 1 for _, _, members in due)
     assert missing_documents("postal:PD2/IT1", [ITEMS[0]]) == ("postal dispatch (F42) with transport document PD2",)
+    # Their decisions answer the entry they waited under: the sweep does not bring them back.
+    answered = {due_entry(k, members) for k, _, members in due}
+    assert answered == {"postal:PD9", "postal@DE123456789:PD2"}
+    redis_client.zrem(store.due_key, *answered)  # as the decisions' effects do (service.decision_effects)
+    assert store.overdue(now=500.0, retry_seconds=60) == []
 
 
 def test_assembling_in_memory_follows_the_same_postal_rule():

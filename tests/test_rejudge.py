@@ -6,6 +6,7 @@ before its box was stuffed."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from cargoscreen import resources
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.container_store import ContainerEventStore
-from cargoscreen.decisions import decide
+from cargoscreen.decisions import decide, filer_answers
 from cargoscreen.domain.container_events import ContainerEvent
 from cargoscreen.domain.reference import bundled_reference
 from cargoscreen.domain.rulepack import COMPLETE, RFI
@@ -26,6 +27,7 @@ from cargoscreen.enrichment import enrich
 from cargoscreen.linking import Member, standalone
 from cargoscreen.rejudge import ContainerWatch, RejudgeDesk, Watch, provisional, rejudged
 from cargoscreen.rule_store import RulePackSource
+from cargoscreen.workbench.queue import ReferralQueue
 
 FILING = Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"
 PACK = resources.rules_dir() / "risk" / "ics2-starter"
@@ -110,17 +112,62 @@ def test_an_event_for_a_watched_box_reaches_the_desk_which_decides_again_once(re
     assert desk.handle_new() == 0 and redis_client.xpending(KEYS.rejudge, "rejudge")["pending"] == 0
 
 
-def test_a_referral_the_new_status_no_longer_supports_is_withdrawn_from_its_centre(redis_client, desk):
-    first = _first_decision(LOADED_EMPTY[:2])  # gated in empty: no load yet, nothing judged
-    watch = Watch.of(first, ("MSCU6639870",))
-    referred = Watch(watch.consignment, watch.lead, watch.version, watch.state, "RC-NL", "REF-26NLABCDEFGHIJKLM1",
-                     [["packed-status-mismatch", "MSCU6639870"]], watch.waiting)  # as if an earlier event had referred it
-    ContainerWatch(redis_client, "cs", 3600).update(referred)
+def test_a_weaker_rejudgement_never_lowers_a_referral_it_waits_for_the_analyst(redis_client, desk):
+    """Container events come from carriers: reporting a box as loaded laden must not clear the
+    referral an analyst holds. The re-judgement is noted on the referral; nothing is sent."""
+    referred = _first_decision(LOADED_EMPTY)  # loaded empty for another voyage: a request for information
+    assert referred.referral and referred.assessment.decision == RFI
+    desk.writer.write(desk._decision_effects(referred, KEYS) + [
+        desk._answer_effect(a, KEYS) for a in filer_answers(referred, referred.assessed_at)])
+    queue = ReferralQueue(redis_client, referred.risk_centre, "cs", 1800)
+    queue.ensure_group()
+    assert queue.take_in() == 1
+    queue.claim(referred.referral_id, "alice")
+    # As if those events had been reported before the box was gated in laden: still watched.
+    watch = replace(Watch.of(referred, ("MSCU6639870",)),
+                    anomalies=[["packed-status-mismatch", "MSCU6639870"], ["voyage-mismatch", "MSCU6639870"]])
+    assert watch.decision == RFI and watch.referral_id == referred.referral_id
+    ContainerWatch(redis_client, "cs", 3600).update(watch)
     ContainerEventStore(redis_client).add(LOADED_LADEN)
-    assert desk.rejudge("mrn:26NLABCDEFGHIJKLM1") == COMPLETE
-    withdrawn = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.referrals("RC-NL"))]
-    assert [w.get("withdrawn") for w in withdrawn] == ["mrn:26NLABCDEFGHIJKLM1"]
-    assert "re-judged" in withdrawn[0]["reason"]
+
+    assert desk.rejudge("mrn:26NLABCDEFGHIJKLM1") == "held"
+    assert queue.take_in() == 1
+    ref = queue.show(referred.referral_id)
+    assert (ref["state"], ref["claimed_by"], ref["body"]["decision"]) == ("claimed", "alice", RFI)
+    [note] = ref["notes"]
+    assert note["reassessed"].startswith(COMPLETE) and note["referred"] == RFI
+    assert note["anomalies_before"] == ["packed-status-mismatch MSCU6639870", "voyage-mismatch MSCU6639870"]
+    assert not note["anomalies_now"] and "the analyst decides" in note["held"]  # (Lua cjson: [] comes back as {})
+    decisions = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    assert [d["decision"] for d in decisions] == [RFI]  # no lower version was decided for the filer
+    answers = [json.loads(f[b"body"])["message_type"] for _, f in redis_client.xrange(KEYS.answers("NL004556789"))]
+    assert answers == ["IE3Q02"]
+    streamed = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.referrals(referred.risk_centre))]
+    assert not any("withdrawn" in b for b in streamed)
+    audit = [(r[b"who"].decode(), r[b"action"].decode()) for _, r in redis_client.xrange("cs:audit")]
+    assert ("system", "rejudged-held") in audit and ("system", "withdrawn") not in audit
+    # The same status again changes nothing, and the note is not repeated.
+    assert desk.rejudge("mrn:26NLABCDEFGHIJKLM1") in ("final", "gone")
+    assert queue.take_in() == 0 and len(queue.show(referred.referral_id)["notes"]) == 1
+
+
+def test_a_version_decided_after_an_rfi_answer_is_what_the_rejudgement_starts_from(redis_client, desk):
+    """The RFI desk follows its re-assessment into the watch: a later re-judgement keeps the filer's
+    corrections and numbers its version after the answered one."""
+    first = _first_decision(PICKED_UP)
+    watches = ContainerWatch(redis_client, "cs", 3600)
+    watches.watch([first])
+    record = first.filing.record
+    corrected = replace(record, goods=(record.goods[0]._replace(description="Corrected: garden furniture"),
+                                       *record.goods[1:]))
+    answered = decide(replace(first.filing, record=corrected, state=first.filing.state + "+rfi:answer-1",
+                              version=first.filing.version + 1), SCORER)
+    assert watches.follow(answered) and not ContainerWatch(redis_client, "other", 3600).follow(answered)
+    ContainerEventStore(redis_client).add(LOADED_EMPTY[1:])
+    assert desk.handle_new() == 1
+    [again] = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    assert again["version"] == first.filing.version + 2 and "+rfi:answer-1+csm:" in again["state"]
+    assert again["filing"]["goods"][0]["description"] == "Corrected: garden furniture"
 
 
 @pytest.mark.slow

@@ -129,3 +129,14 @@ def test_same_files_same_digest_and_any_change_shows():
     a, b = RulePack.from_files(files), RulePack.from_files(dict(files))
     files["reference/aeo.csv"] += "NL000000001,AEOF,Another B.V.,\n"
     assert a.id == b.id != RulePack.from_files(files).id
+
+
+def test_the_starter_pack_meets_the_cost_bounds_with_room_to_spare():
+    """Its costliest rule a third of the bound; all its rules together, on a filing of the schema's
+    largest size, a quarter of that filing's budget."""
+    from cargoscreen.domain.conditions import COLLECTION_LIMITS, MAX_COST
+    from cargoscreen.domain.scoring import BUDGET_BASE, BUDGET_PER_ITEM
+
+    costs = [r.condition.cost for r in STARTER_PACK.rules]
+    assert max(costs) <= MAX_COST / 3
+    assert sum(costs) <= (BUDGET_BASE + BUDGET_PER_ITEM * COLLECTION_LIMITS["goods"]) / 4

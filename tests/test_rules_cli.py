@@ -116,3 +116,16 @@ def test_bundled_packs_are_named_from_anywhere(tmp_path, monkeypatch):
     assert ok.exit_code == 0 and f"OK ics2-starter@{STARTER_VERSION}+" in ok.output
     wrong = CliRunner().invoke(main, ["rules", "check", "no-such-pack"])
     assert wrong.exit_code == 3 and "bundled: ics2-starter" in wrong.output
+
+
+def test_check_refuses_pack_rules_past_the_bounds_and_questions_an_answer_cannot_carry(candidate):
+    """The bounds of risk information hold for pack rules too, located like any other problem."""
+    rules = candidate / "rules" / "zz-new.yaml"
+    rules.write_text(rules.read_text().replace(
+        "when: any(goods, prefixed(hs_code, '9503'))",
+        "when: any(goods, prefixed(hs_code, '9503') and count(goods, gross_mass > 5) > 1)\n"
+        "    ask: \"Which toys?\\a\"").replace("decision: control", "decision: request-for-information"))
+    result = CliRunner().invoke(main, ["rules", "check", str(candidate)])
+    assert result.exit_code == 1
+    assert "rules/zz-new.yaml:8: rule NEW-TOYS: condition: column 1: any(goods, ...) may evaluate" in result.output
+    assert "rules/zz-new.yaml:9: rule NEW-TOYS: the question holds a control character (U+0007)" in result.output

@@ -197,3 +197,27 @@ def test_every_generated_planted_pattern_is_valid_and_labelled():
     validator = FilingValidator(Settings())
     assert all(validator.validate(Submission(f.name, f.data)).accepted for f in filings)
 
+
+
+def form_rule(rid: str, condition: str):
+    from cargoscreen.risk_information import RiskInformation
+
+    return RiskInformation(rid, "RC-NL", "pattern", {"condition": condition}, "t", "security-safety", CONTROL,
+                           "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z", condition=condition).rule(SCORER.pack)
+
+
+def test_a_rule_past_the_filings_budget_is_an_error_of_that_rule_and_the_others_still_decide():
+    """The budget grows with the filing (base + per item), so a small filing stays cheap; a rule that
+    would go past it is an error of that rule, deterministically, before it does the work."""
+    from dataclasses import replace
+
+    pack = replace(SCORER.pack, rules=SCORER.pack.rules + (form_rule("X-GOODS", "all(goods, gross_mass > 0)"),
+                                                          form_rule("X-ROUTE", "place_of_loading == 'CNSHA'")))
+    s = example_subject({"goods": [{"description": "ceramic tiles", "hs_code": "690721", "gross_mass": 10}] * 40})
+    tight = Scorer(pack, budget_base=100, budget_per_item=0).assess(s.record, now=NOW.timestamp())
+    assert tight.errors == ("X-GOODS: over its evaluation budget (100 node evaluations for this filing)",)
+    assert [h.rule for h in tight.hits] == ["X-ROUTE"] and tight.decision == CONTROL  # explained, and decided
+    assert tight.hits[0].evidence  # explanations have a budget of their own
+    roomy = Scorer(pack, budget_base=100, budget_per_item=4).assess(s.record, now=NOW.timestamp())
+    assert roomy.errors == () and {h.rule for h in roomy.hits} == {"X-GOODS", "X-ROUTE"}
+    assert Scorer(pack).budget(s) == 1_000_000 + 2_000 * 40  # its 40 goods items (no parties, no containers)

@@ -21,7 +21,8 @@ from cargoscreen.answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
-from cargoscreen.health import check
+from cargoscreen.health import (SCORING_WINDOW_SECONDS, ScoringMonitor, check, forget_scorers, publish_scoring,
+                                scoring_key)
 from cargoscreen.service import run_service, serve
 
 from .conftest import free_port
@@ -221,6 +222,35 @@ def test_health_says_up_only_with_fresh_heartbeats_and_keeping_up_only_without_o
     assert now_check().keeping_up
     redis_client.set(KEYS.heartbeat("w0"), int(time.time() * 1000) - 30_000)
     assert not now_check().up  # the reader stopped polling half a minute ago
+
+
+def test_health_says_a_scorer_that_was_slow_or_over_budget_lately_is_falling_behind(redis_client):
+    """The backlog shows a stalled scorer only after max_lag_seconds: its own report shows it at once."""
+    def now_check():
+        return check(redis_client, KEYS, "screening", ["w0"], True, max_lag_seconds=30, poll_seconds=0.5)
+
+    redis_client.set(KEYS.heartbeat("w0"), int(time.time() * 1000))
+    monitor, now = ScoringMonitor(), time.time()
+    for _ in range(100):
+        monitor.record(0.0002, 0, now)
+    publish_scoring(redis_client, KEYS.prefix, "host:1", monitor.report(now))
+    fine = now_check()
+    assert fine.healthy and fine.scorers["host:1"]["filings"] == 100
+    assert fine.scorers["host:1"]["mean_seconds"] == 0.0002
+    monitor.record(11.0, 0, now)  # a small filing waiting behind a costly rule
+    publish_scoring(redis_client, KEYS.prefix, "host:1", monitor.report(now))
+    slow = now_check()
+    assert slow.up and slow.keeping_up and not slow.scorers_keeping_up and not slow.healthy
+    assert slow.scorers["host:1"]["slowest_seconds"] == 11.0
+    assert monitor.report(now + SCORING_WINDOW_SECONDS + 10)["filings"] == 0  # the window moves on
+    monitor.record(0.001, 2, now)  # two rules left unevaluated: over their budget
+    publish_scoring(redis_client, KEYS.prefix, "host:2", {**monitor.report(now), "slowest_seconds": 0.001})
+    assert not now_check().scorers_keeping_up
+    redis_client.delete(scoring_key(KEYS.prefix))
+    publish_scoring(redis_client, KEYS.prefix, "gone:1", {**monitor.report(now - 400), "at": now - 400})
+    assert now_check().healthy and now_check().scorers == {}  # a scorer silent for the window is not judged
+    forget_scorers(redis_client, KEYS.prefix, now + 86400)  # a worker starting a day later drops its report
+    assert redis_client.hlen(scoring_key(KEYS.prefix)) == 0
 
 
 def test_the_service_runs_on_the_portable_runner(redis_client, redis_server, job_service):

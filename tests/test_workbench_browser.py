@@ -2,7 +2,8 @@
 filings through the real service, referrals into the queue, an analyst signs in, filters, reads a
 referral, claims and resolves it; another centre cannot see it; risk information published from
 the page reaches the scorer; the rule and audit pages show what happened, the rule chart in the
-palette's colours as the browser draws it (its pixels read back).
+palette's colours as the browser draws it (its pixels read back); a sign-in form posted from
+another site signs nobody in (login CSRF).
 
 Screenshots of every page go to test-output/workbench/ (kept after the run, for a human to look at)."""
 from __future__ import annotations
@@ -11,9 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +28,7 @@ from cargoscreen.workbench import palette
 from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.keeper import Keeper
 
-from .conftest import free_port, stop
+from .conftest import free_port, workbench_server
 from .pictures import foreign_colours, outcome_bars, pixels, rgb
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -75,27 +73,9 @@ def server(screened, redis_server):
     goods = next((k.decode().split(":")[2] for k in client.scan_iter("cs:wb:*:ref:*")
                   if json.loads(client.hget(k, "body")).get("goods_facts")), busiest)
     add_analyst(analysts, "gina", goods, PASSWORD)
-    port = free_port()
-    log = (work / "workbench.log").open("wb")
-    env = {**os.environ, "CARGOSCREEN_SESSION_SECRET": "test-secret-" + "x" * 20}
-    process = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "workbench", "serve", "--redis-url",
-                                redis_server.url, "--port", str(port), "--analysts", str(analysts),
-                                "--claim-minutes", "5"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError((work / "workbench.log").read_text()) from None
-                time.sleep(0.1)
+    with workbench_server(redis_server.url, analysts, work, "--claim-minutes", "5") as base:
         yield base, busiest, client
-    finally:
-        stop(process)
-        log.close()
-    print((work / "workbench.log").read_text()[-5000:])  # shown with a failing test
+
 
 @pytest.fixture
 def browser():
@@ -339,6 +319,77 @@ def test_a_referral_says_where_parties_are_from_and_what_was_asked_of_whom(serve
     shot(browser, "12-referral-request-sent")
 
 
+def test_a_sign_in_form_posted_from_another_site_signs_nobody_in(server, browser):
+    """Login CSRF: a page on another site (localhost, not 127.0.0.1) posts the sign-in form with the
+    attacker's own name, password and a token the attacker got from the server. The victim must not
+    end up signed in as the attacker (whose risk information, claims and notes they would then write)."""
+    import http.server
+    import threading
+
+    base, _, _ = server
+    token = re.search(r'name="csrf" value="([^"]+)"', urllib.request.urlopen(base + "/login").read().decode())[1]
+    # `next`: a page that sets no cookie of its own, so the attacker's session stays in the victim's browser.
+    page = (f'<form id="f" method="post" action="{base}/login"><input name="name" value="eve">'
+            f'<input name="password" value="{PASSWORD}"><input name="csrf" value="{token}">'
+            '<input name="next" value="/healthz"></form>'
+            '<script>document.getElementById("f").submit()</script>').encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Attacker)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        browser.get(base + "/login")  # the victim has the sign-in page open: a token of its own
+        browser.get(f"http://localhost:{evil.server_port}/")
+        until(browser, lambda d: d.current_url.startswith(base), "the forged form posted")
+        assert "/healthz" not in browser.current_url and "sign in again" in browser.page_source  # refused
+        shot(browser, "15-sign-in-from-another-site")
+        browser.get(base + "/")
+        assert "/login" in browser.current_url  # not signed in, as eve or anyone
+    finally:
+        evil.shutdown()
+        evil.server_close()
+    sign_in(browser, base, "alice")  # the real form still works
+    assert "/login" not in browser.current_url
+
+
+def test_a_held_rejudgement_shows_on_the_referral_for_the_analyst(server, browser):
+    """Container status that would lower a referral is not applied (pipeline/rejudge.py): the
+    referral's page shows it, as what the container status says now, for the analyst to decide."""
+    from selenium.webdriver.common.by import By
+
+    from cargoscreen.workbench.queue import ReferralQueue
+
+    base, centre, client = server
+    queue = ReferralQueue(client, centre, "cs", 300)
+    body = json.loads(next(client.hget(k, "body") for k in client.scan_iter(f"cs:wb:{centre}:ref:*")
+                           if client.hget(k, "state") == b"open"))
+    rid = body["referral_id"]
+    held = {"rejudged": body["consignment"], "referral_id": rid, "mrn": body["mrn"], "at": "2026-11-28T12:00:00Z",
+            "state": body["state"] + "+csm:test", "reassessed": "assessment-complete (score 0)",
+            "referred": body["decision"], "anomalies_before": ["packed-status-mismatch MSCU6639870"],
+            "anomalies_now": [], "facts": [],
+            "held": f"the container status now supports assessment-complete, below the {body['decision']} "
+                    "referred; a re-judgement never lowers a referral: the analyst decides"}
+    assert queue.admit("0-1", held) == "noted" and queue.admit("0-1", held) == "ignored"
+    sign_in(browser, base, "alice")
+    browser.get(f"{base}/referrals/{rid}")
+    [note] = browser.find_elements(By.CSS_SELECTOR, "#notes li")
+    assert "re-judged assessment-complete (score 0)" in note.text
+    assert "anomalies then: packed-status-mismatch MSCU6639870, now: none" in note.text
+    assert "Not applied, yours to decide: the container status now supports assessment-complete" in note.text
+    assert queue.show(rid)["state"] == "open" and queue.show(rid)["body"]["decision"] == body["decision"]
+    shot(browser, "13-referral-held-rejudgement")
+
+
 def test_a_referral_shows_what_the_goods_description_says_against_its_code(server, browser):
     """A planted weapon under an innocent code: the page shows the goods classifier's evidence, the
     headings the description reads as with their scores, nomenclature text and matched words, and the
@@ -361,4 +412,4 @@ def test_a_referral_shows_what_the_goods_description_says_against_its_code(serve
     rules_text = browser.find_element(By.ID, "rules").text
     assert any(h["rule"].startswith("GD-") and h["rule"] in rules_text for h in referral["hits"])
     assert "description-names-controlled-goods" not in browser.find_element(By.ID, "containers").text
-    shot(browser, "13-referral-goods-description")
+    shot(browser, "14-referral-goods-description")

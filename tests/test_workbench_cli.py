@@ -1,6 +1,9 @@
 """The workbench from scripts: list, show, claim, release, resolve, audit export, risk information,
 analysts; against a real Redis, through the real command line."""
 import json
+import os
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -74,6 +77,49 @@ def test_analysts_file_keeps_only_hashes(tmp_path):
     analysts = Analysts.load(path)
     assert analysts.sign_in("alice", "a long enough secret").centre == "RC-NL"
     assert analysts.sign_in("alice", "wrong") is None and analysts.sign_in("mallory", "x") is None
+
+
+# Runs the real CLI and, at every file operation it makes (an audit hook fires before each), notes
+# the permissions of every file in the analysts file's folder: a moment when a password hash was
+# readable by others would show, however short.
+WATCHED_CLI = """
+import json, os, stat, sys
+folder, record = os.environ["WATCH_FOLDER"], os.environ["WATCH_RECORD"]
+seen, busy = [], []
+def hook(event, args):
+    if busy or not (event == "open" or event.startswith("os.")):
+        return
+    busy.append(1)
+    try:
+        seen.extend((event, e.name, stat.S_IMODE(e.stat().st_mode)) for e in os.scandir(folder) if e.is_file())
+    finally:
+        busy.pop()
+os.umask(0o022)
+sys.addaudithook(hook)
+from cargoscreen.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    with open(record, "w") as f:
+        json.dump(seen, f)
+"""
+
+
+def test_the_analysts_file_is_never_readable_by_others(tmp_path):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "analysts"
+    env = {**os.environ, "WATCH_FOLDER": str(folder), "WATCH_RECORD": str(tmp_path / "seen.json"),
+           "CARGOSCREEN_NEW_PASSWORD": "a long enough secret"}
+    for command in (["add", "alice", "--centre", "RC-NL"], ["add", "bob", "--centre", "RC-BE"],
+                    ["password", "alice"], ["remove", "bob"]):
+        done = subprocess.run([sys.executable, "-c", WATCHED_CLI, "workbench", "user", *command, "--analysts",
+                               str(path)], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        seen = json.loads((tmp_path / "seen.json").read_text())
+        assert seen and [s for s in seen if s[2] & 0o077] == [], command  # seen: the hook did look
+    assert path.stat().st_mode & 0o077 == 0 and sorted(os.listdir(folder)) == ["analysts"]  # no temporary left
+    assert [ln.split()[:2] for ln in path.read_text().splitlines()] == [["alice", "RC-NL"]]
 
 
 def test_the_audit_trail_reads_newest_first_in_batches(redis_client):

@@ -5,6 +5,7 @@ validates every builder's output against the schema.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -15,6 +16,32 @@ from .filings import ANSWERS_NS
 
 NSMAP = {None: ANSWERS_NS}
 MAX_ORIGINAL_VALUE = 512
+MAX_TEXT = 512  # the schema's Text512: a question, a result's text
+MAX_REQUESTS = 99  # InformationRequested per IE3Q02
+# What XML cannot carry (lxml refuses it: the answer would fail, the filing be dead-lettered), and the
+# other control characters: a text from a rule or a form is refused with them where it is written
+# (text_problem), and an answer replaces them where it is built. Tab, CR and LF are whitespace to the
+# schema's token type, which collapses them.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_SPACES = re.compile("[ \t\n\r]+")
+
+
+def text_problem(text: str, limit: int = MAX_TEXT) -> str | None:
+    """Why `text` cannot be a text of an answer (Text512 and the like), or None if it can."""
+    bad = _CONTROL.search(text)
+    if bad:
+        return f"holds a control character (U+{ord(bad.group()):04X}) at character {bad.start() + 1}"
+    collapsed = _SPACES.sub(" ", text).strip(" ")
+    if not collapsed:
+        return "is empty"
+    if len(collapsed) > limit:
+        return f"is longer than {limit} characters"
+    return None
+
+
+def _fit(text: str, limit: int = MAX_TEXT) -> str:
+    """A text made fit for the schema's token types, whatever it holds (U+FFFD for a control character)."""
+    return _SPACES.sub(" ", _CONTROL.sub("\ufffd", text)).strip(" ")[:limit] or "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -57,7 +84,8 @@ class RiskResult:
 def _sub(parent, tag, text=None):
     el = etree.SubElement(parent, f"{{{ANSWERS_NS}}}{tag}")
     if text is not None:
-        el.text = str(text)
+        text = str(text)
+        el.text = _CONTROL.sub("\ufffd", text) if _CONTROL.search(text) else text  # never a dead letter for it
     return el
 
 
@@ -98,11 +126,11 @@ def _errors(root, errors: Iterable[FilingError], element: str = "Error") -> None
 def _results(root, results: Sequence[RiskResult]) -> None:
     for r in results:
         el = _sub(root, "Result")
-        _sub(el, "RiskArea", r.risk_area[:35])
-        _sub(el, "RiskLevel", r.risk_level[:17])
-        _sub(el, "CriterionId", r.criterion_id[:35])
-        _sub(el, "RulePackVersion", r.rule_pack_version[:35])
-        _sub(el, "Text", r.text[:512])
+        _sub(el, "RiskArea", _fit(r.risk_area, 35))
+        _sub(el, "RiskLevel", _fit(r.risk_level, 17))
+        _sub(el, "CriterionId", _fit(r.criterion_id, 35))
+        _sub(el, "RulePackVersion", _fit(r.rule_pack_version, 35))
+        _sub(el, "Text", _fit(r.text))
         for p in r.pointers[:99]:
             _sub(el, "Pointer", p[:4000])
 
@@ -208,11 +236,12 @@ def request_for_information(submission_id, recipient, lrn, mrn, requests: Sequen
     """requests: (pointer to the data element or None, what is asked)."""
     root = _start("IE3Q02", submission_id, recipient, lrn, mrn, now)
     _sub(root, "RequestDateTime", now)
-    for pointer, text in requests:
+    asked = dict.fromkeys((pointer, _fit(text)) for pointer, text in requests)  # each question once
+    for pointer, text in list(asked)[:MAX_REQUESTS]:
         el = _sub(root, "InformationRequested")
         if pointer:
             _sub(el, "Pointer", pointer[:4000])
-        _sub(el, "Text", text[:512])
+        _sub(el, "Text", text)
     return _done(root, submission_id, recipient, lrn, mrn)
 
 

@@ -18,6 +18,14 @@ A missing value (an optional element not filed) makes every comparison with it f
 arithmetic with it missing; division by zero gives a missing value. There are no loops but
 the quantifiers over the filing's own (bounded) collections, so every condition terminates.
 
+Terminating is not enough: nested quantifiers multiply (count(goods, count(goods, ...)) is
+items squared), and one rule that takes seconds holds up every filing behind it. So every
+condition's worst case is bounded at compile time (`worst_cost`: nodes evaluated on a filing
+with the largest collections the schema allows; quantifiers nest at most
+MAX_QUANTIFIER_NESTING deep), and at run time each quantifier charges its items to the
+subject's budget before it iterates (`OverBudget` when spent, which the scorer turns into a
+rule error). A condition that reads nothing of the filing (`True`, `1 == 1`) is refused.
+
 The compiler turns the checked tree into three things: closures for the fast yes/no
 (`Condition.test`), an evaluator that also says which data elements and container events
 made it true (`Condition.explain`, run only for rules that fired), and a guard: index keys
@@ -35,6 +43,13 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 MAX_EXPRESSION_CHARS = 4000
 MAX_DEPTH = 40
 MAX_EVIDENCE = 20  # data elements kept per quantifier in an explanation
+# Bounds on what a condition may cost (rules/README.md, "Bounds"). The collections are the
+# schema's per-filing maxima (9,999 goods items, houses' parties, equipment); facts follow the
+# equipment. A quantifier over them costs its size times its body; nesting multiplies.
+COLLECTION_LIMITS = {"goods": 9_999, "parties": 9_999, "containers": 9_999, "facts": 9_999}
+MAX_QUANTIFIER_NESTING = 2
+MAX_COST = 1_000_000  # nodes evaluated in the worst case: ~0.1 s of one core, the most one rule may take
+OVER_BUDGET = "over its evaluation budget"  # what the error of a rule that went past it says
 PHRASE = "phrase:"  # index key of a phrase written in a condition, as opposed to a term list
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -49,6 +64,22 @@ class ConditionError(ValueError):
     def __str__(self) -> str:
         where = f"line {self.line}, " if self.line else ""
         return f"{where}column {self.column}: {self.message}" if self.column else self.message
+
+
+class OverBudget(RuntimeError):
+    """An evaluation would go past its subject's budget (`spent` > `limit`); nothing of it counts."""
+
+
+def charge(s, n: int) -> None:
+    """Charges n node evaluations to the subject; OverBudget before the work, not after."""
+    s.spent += n
+    if s.spent > s.limit:
+        over(s, n)
+
+
+def over(s, n: int):
+    s.spent -= n  # not spent: what is left stays for the other rules
+    raise OverBudget(f"{OVER_BUDGET} ({s.limit:,} node evaluations for this filing)")
 
 
 class Evidence(NamedTuple):
@@ -284,6 +315,7 @@ Explained = tuple[Any, list]  # (value, evidence)
 
 class Node:
     type = ANY
+    own_cost = 1  # what evaluating this node costs, in node evaluations (its children apart)
 
     def fast(self) -> Fast:
         raise NotImplementedError
@@ -294,6 +326,9 @@ class Node:
     def guard(self) -> frozenset | None:
         """Index keys of which a filing needs one for this to be true; None: no such keys."""
         return None
+
+    def children(self) -> tuple["Node", ...]:
+        return ()
 
 
 class Const(Node):
@@ -386,6 +421,9 @@ class Compare(Node):
         ok = a is not None and b is not None and _COMPARE[self.op](a, b)
         return ok, (ea + eb if ok else [])
 
+    def children(self):
+        return self.left, self.right
+
     def guard(self):
         if not isinstance(self.left, FieldRef) or not isinstance(self.right, Const):
             return None
@@ -439,6 +477,9 @@ class Member(Node):
             evidence = evidence + ec
         return ok, (evidence if ok else [])
 
+    def children(self):
+        return self.left, self.right
+
     def guard(self):
         if self.negate or not isinstance(self.left, (FieldRef, Const)):
             return None
@@ -466,6 +507,9 @@ class Not(Node):
     def explain(self, s, item):
         value, _ = self.operand.explain(s, item)
         return (not value), []
+
+    def children(self):
+        return self.operand,
 
 
 # How likely a filing is to carry one key: the guard of an `and` is its most selective part's.
@@ -516,6 +560,9 @@ class And(Node):
         guards = [g for g in (p.guard() for p in self.parts) if g]
         return min(guards, key=_odds) if guards else None
 
+    def children(self):
+        return tuple(self.parts)
+
 
 class Or(Node):
     type = "bool"
@@ -537,6 +584,9 @@ class Or(Node):
     def guard(self):
         guards = [p.guard() for p in self.parts]
         return frozenset().union(*guards) if all(guards) else None
+
+    def children(self):
+        return tuple(self.parts)
 
 
 _ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -570,6 +620,9 @@ class Arith(Node):
         except ZeroDivisionError:
             return None, []
 
+    def children(self):
+        return self.left, self.right
+
 
 class Quantifier(Node):
     """any / all / count / sum / max / min over a collection of the filing."""
@@ -577,19 +630,35 @@ class Quantifier(Node):
     def __init__(self, kind: str, collection: FieldRef, cond: Node | None, expr: Node | None):
         self.kind, self.collection, self.cond, self.expr = kind, collection, cond, expr
         self.type = "bool" if kind in ("any", "all") else NUMBER
+        body = tuple(n for n in (cond, expr) if n is not None)
+        self.size = COLLECTION_LIMITS[collection.type.split(":", 1)[1]]
+        # Per item: what the body costs itself (a nested quantifier charges its own items at run time).
+        self.weight = 1 + sum(worst_cost(n, nested=False) for n in body)
+        self.cost = 2 + self.size * (1 + sum(worst_cost(n) for n in body)) if body else 2
+
+    def children(self):
+        return tuple(n for n in (self.collection, self.cond, self.expr) if n is not None)
 
     def fast(self):
-        items = self.collection.fast()
+        get = self.collection.spec.get  # collections are the filing's: read straight off the subject
         cond = self.cond.fast() if self.cond else None
         expr = self.expr.fast() if self.expr else None
-        kind = self.kind
+        kind, weight = self.kind, self.weight
+        if kind == "count" and cond is None:
+            return lambda s, i: len(get(s))
+
+        def items(s, i):  # charge() inlined: this is every quantifier's hot path
+            xs = get(s)
+            n = len(xs) * weight
+            s.spent += n
+            if s.spent > s.limit:
+                over(s, n)
+            return xs
         if kind == "any":
             return lambda s, i: any(cond(s, x) for x in items(s, i))
         if kind == "all":
             return lambda s, i: all(cond(s, x) for x in items(s, i))
         if kind == "count":
-            if cond is None:
-                return lambda s, i: len(items(s, i))
             return lambda s, i: sum(1 for x in items(s, i) if cond(s, x))
 
         def aggregate(s, i):
@@ -601,6 +670,7 @@ class Quantifier(Node):
 
     def explain(self, s, item):
         items = self.collection.fast()(s, item)
+        charge(s, len(items) * self.weight)
         matched, evidence = [], []
         test = self.cond.fast() if self.cond else None
         for x in items:
@@ -648,6 +718,9 @@ class AtLeast(Node):
         q = self.compare.left
         return q.cond.guard() if q.cond is not None else None
 
+    def children(self):
+        return self.compare,
+
 
 class Call(Node):
     """matches / prefixed / intersects / missing / lookup / len / abs / lower."""
@@ -655,6 +728,8 @@ class Call(Node):
     def __init__(self, name: str, args: list[Node]):
         self.name, self.args = name, args
         self._impl_fn = None
+        if name == "matches":  # scans a text of up to 512 characters: measured ~10 times a comparison
+            self.own_cost = 10
         self.type = {"matches": "bool", "prefixed": "bool", "intersects": "bool", "missing": "bool", "lookup": ANY,
                      "len": NUMBER, "abs": NUMBER, "lower": TEXT}[name]
 
@@ -701,6 +776,9 @@ class Call(Node):
 
     def _subject(self) -> Node:
         return self.args[1] if self.name == "lookup" else self.args[0]
+
+    def children(self):
+        return tuple(self.args)
 
     def fast(self):
         impl, subject = self._impl(), self._subject().fast()
@@ -760,6 +838,49 @@ class HasFact(Node):
 
     def guard(self):
         return frozenset(("fact", k) for k in self.kinds)
+
+
+def worst_cost(node: Node, nested: bool = True) -> int:
+    """Nodes evaluated for one filing whose collections are as large as the schema allows.
+    nested=False: what a node costs itself, its quantifiers and has_fact counted once (at run
+    time a quantifier charges its own items)."""
+    if isinstance(node, Quantifier):
+        return node.cost if nested else 1
+    if isinstance(node, HasFact):
+        return 1 + COLLECTION_LIMITS["facts"] if nested else 1
+    return node.own_cost + sum(worst_cost(n, nested) for n in node.children())
+
+
+_UNKNOWN = object()
+
+
+def constant(node: Node):
+    """The value a node has whatever the filing, or _UNKNOWN when it reads the filing. Cheap and
+    partial: the tautologies it misses, risk information checks against generated traffic."""
+    if isinstance(node, Const):
+        return node.value
+    if isinstance(node, AtLeast):
+        return constant(node.compare)
+    if isinstance(node, Not):
+        value = constant(node.operand)
+        return _UNKNOWN if value is _UNKNOWN else not value
+    if isinstance(node, (And, Or)):
+        values = [constant(p) for p in node.parts]
+        decisive = isinstance(node, Or)  # a true part decides an `or`, a false one an `and`
+        if any(v is not _UNKNOWN and bool(v) is decisive for v in values):
+            return decisive
+        return _UNKNOWN if _UNKNOWN in values else not decisive
+    if isinstance(node, (Compare, Member)):
+        a, b = constant(node.left), constant(node.right)
+        if _UNKNOWN in (a, b):
+            return _UNKNOWN
+        if a is None or b is None:
+            return False
+        try:
+            return (a in b) != node.negate if isinstance(node, Member) else _COMPARE[node.op](a, b)
+        except TypeError:  # fails on every filing alike: a rule error, not a constant
+            return _UNKNOWN
+    return _UNKNOWN
 
 
 # -- the compiler ------------------------------------------------------------------------------
@@ -960,6 +1081,10 @@ class _Compiler:
                      "count": "count(collection) or count(collection, condition)"}.get(
                 name, f"{name}(collection, value) or {name}(collection, value, condition)")
             self.fail(node, f"usage: {usage}")
+        if len(scopes) > MAX_QUANTIFIER_NESTING:  # scopes: the enclosing quantifiers' items, then the filing
+            self.fail(node, f"{name}(...) inside {len(scopes) - 1} other quantifiers: quantifiers nest at most "
+                            f"{MAX_QUANTIFIER_NESTING} deep, as each level multiplies the work by its collection's "
+                            f"size (up to {max(COLLECTION_LIMITS.values()):,} items)")
         collection = self.compile(args[0], scopes, depth + 1)
         if not collection.type.startswith("collection:"):
             self.fail(args[0], f"{name}(...) needs a collection first: goods, parties, consignors, consignees, "
@@ -972,7 +1097,13 @@ class _Compiler:
             expr = self.number(self.compile(args[1], inner, depth + 1), args[1])
             if len(args) == 3:
                 cond = self.boolean(args[2], inner, depth + 1)
-        return Quantifier(name, collection, cond, expr)
+        quantifier = Quantifier(name, collection, cond, expr)
+        if quantifier.cost > MAX_COST:
+            scope = collection.type.split(":", 1)[1]
+            self.fail(node, f"{name}({collection.name}, ...) may evaluate {quantifier.cost:,} nodes on a filing of "
+                            f"{quantifier.size:,} {scope} (its condition once per item), over the bound of "
+                            f"{MAX_COST:,}: do not nest a quantifier over a large collection in another")
+        return quantifier
 
 
 class Condition:
@@ -981,6 +1112,7 @@ class Condition:
     def __init__(self, text: str, root: Node):
         self.text, self.root = text, root
         self._fast = root.fast()
+        self.cost = worst_cost(root)
 
     def test(self, subject) -> bool:
         return bool(self._fast(subject, None))
@@ -1009,5 +1141,12 @@ def compile_condition(text: str, env: Environment) -> Condition:
     root = _Compiler(env).compile(tree.body, ("filing",))
     if root.type.startswith("collection") or root.type in ("ref", NUMBER, TEXT, LIST):
         raise ConditionError(f"a condition must be true or false, this is a {root.type}", 1)
+    value = constant(root)
+    if value is not _UNKNOWN:
+        raise ConditionError(f"the condition is always {'true' if value else 'false'}, whatever the filing", 1)
+    cost = worst_cost(root)
+    if cost > MAX_COST:
+        raise ConditionError(f"the condition may evaluate {cost:,} nodes on a filing of the largest size the schema "
+                             f"allows, over the bound of {MAX_COST:,}: split it into rules", 1)
     return Condition(text, root)
 

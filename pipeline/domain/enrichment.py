@@ -15,6 +15,7 @@ from .reference import EU_MEMBER_STATES, ReferenceData
 from .screening import Equipment, ScreeningRecord
 
 DATA_QUALITY_WARNING = "data-quality-warning"  # a filing accepted with a warning (validation's, not a container's)
+CLAIM_REFUSED = "consignment-claim-refused"  # a filing refused from another filer's consignment (linking's)
 # What a goods description says against its declared code (goods_facts.py): about a goods item.
 DESCRIPTION_CODE_MISMATCH = "description-code-mismatch"
 DESCRIPTION_NAMES_CONTROLLED = "description-names-controlled-goods"

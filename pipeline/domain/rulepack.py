@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from .answers import text_problem
 from .conditions import (Condition, ConditionError, Environment, RefSet, RefTable, Statistics, TermMatcher,
                          compile_condition)
 from .filings import BY_CODE, FILING_KINDS, MODES, PRE_LOADING
@@ -500,6 +501,9 @@ def _rule(entry, file, env, problems) -> Rule | None:
     if entry.get("decision") == RFI and not entry.get("ask"):
         problems.append(Problem(file, _line(entry, "decision"), "a request-for-information rule says what to ask "
                                                                 "(`ask`)", rid))
+    problem = text_problem(str(entry["ask"])) if entry.get("ask") else None
+    if problem:  # the question goes into the filer's answer, which would fail its schema
+        problems.append(Problem(file, _line(entry, "ask"), f"the question {problem}", rid))
     screening = tuple(str(m) for m in entry.get("screening") or ())
     if any(m not in "0123456789" or len(m) != 1 for m in screening):
         problems.append(Problem(file, _line(entry, "screening"), "screening methods are codes 0-9", rid))

@@ -135,6 +135,9 @@ class ScreeningRecord:
     transport_document: str | None = None
     master_document: str | None = None
     house_documents: tuple[str, ...] = ()
+    # The filer a master expects to file each house it lists (as house_documents, "" where it names
+    # none: its own filer files that house); see linking.py, who may file what.
+    house_filers: tuple[str, ...] = ()
     total_gross_mass: float | None = None
     total_packages: int | None = None
     receptacles: int = 0
@@ -203,6 +206,7 @@ class _Reader:
         self.goods: list[list] = []  # GoodsLine fields + owner
         self.containers: list[list] = []
         self.house_documents: list[str] = []
+        self.house_filers: list[str] = []
         self.routing: list[str] = []
         self.doc = ""
         self.place = ""
@@ -305,9 +309,13 @@ class _Reader:
             return
         if self.doc == "HouseTransportDocument" or (self.house and self.doc == "TransportDocument"):
             self.house_documents.append(el.text)
+            self.house_filers.append("")
         else:
             key = "transport_document" if self.doc == "TransportDocument" else "master_document"
             self.values[key], self.pointers[key] = el.text, f"{self.top}/Consignment/{self.doc}"
+
+    def house_filer(self, el) -> None:
+        self.house_filers[-1] = el.text
 
     def house_consignment(self, el) -> None:
         self.opener, self.house = "house", self.house + 1
@@ -381,7 +389,7 @@ _HANDLERS = {
     "Itinerary": _Reader.itinerary, "TransportEquipment": _Reader.equipment,
     **dict.fromkeys(("ContainerId", "PackedStatus", "SizeType", "Seal"), _Reader.equipment_field),
     **dict.fromkeys(("TransportDocument", "MasterTransportDocument", "HouseTransportDocument"), _Reader.document),
-    "Number": _Reader.document_number, "HouseConsignment": _Reader.house_consignment,
+    "Number": _Reader.document_number, "Filer": _Reader.house_filer, "HouseConsignment": _Reader.house_consignment,
     "Receptacle": _Reader.receptacle, "ActiveBorderTransportMeans": _Reader.means,
     **dict.fromkeys((*_MEANS_FIELDS, *_CONVEYANCE), _Reader.means_field),
     "TotalGrossMass": _Reader.total, "TotalPackages": _Reader.total,
@@ -400,7 +408,7 @@ def screening_record(root: etree._Element, filing_code: str) -> ScreeningRecord:
     return ScreeningRecord(
         filing_code=filing_code, mode=kind.mode, level=kind.level, parties=parties, goods=goods,
         containers=containers, routing_countries=tuple(reader.routing), house_documents=tuple(reader.house_documents),
-        pointers=reader.pointers, **reader.values)
+        house_filers=tuple(reader.house_filers), pointers=reader.pointers, **reader.values)
 
 
 # -- records from data: rule examples and tests -------------------------------------------------
@@ -423,7 +431,7 @@ def record_from_dict(data: dict) -> ScreeningRecord:
     values.setdefault("level", kind.level)
     for key, part in _PARTS.items():
         values[key] = tuple(_part(part, item, i) for i, item in enumerate(values.get(key, ()), start=1))
-    for key in ("routing_countries", "house_documents"):
+    for key in ("routing_countries", "house_documents", "house_filers"):
         values[key] = tuple(values.get(key, ()))
     known = {f.name for f in fields(ScreeningRecord)}
     unknown = set(values) - known

@@ -14,16 +14,20 @@ from apache_beam.utils.windowed_value import WindowedValue
 from ..answering import DeadLetter
 from ..config import Settings
 from ..connectors.redis_store import connect, redeliver, with_retries
+from ..decisions import office_centre
 from ..domain import answers
+from ..domain.answers import FilingError
 from ..domain.filings import HOUSE
-from ..linking import (Consignment, ConsignmentStore, LinkResult, Pending, Withdrawal, consignment_of, linked_key,
-                       member_of, missing_documents, standalone, state_of)
+from ..domain.offices import office_facts
+from ..domain.reference import bundled_reference
+from ..linking import (MASTER_FILED, Consignment, ConsignmentStore, LinkResult, Member, Pending, Withdrawal,
+                       consignment_of, linked_key, member_of, missing_documents, standalone, state_of)
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
 from ..counters import counter
 
-CONSIGNMENTS, PENDING, WITHDRAWALS = "consignments", "pending", "withdrawals"
+CONSIGNMENTS, PENDING, WITHDRAWALS, REFUSALS = "consignments", "pending", "withdrawals", "refusals"
 
 
 def pending_answer(p: Pending, now: str) -> answers.Answer:
@@ -36,16 +40,38 @@ def pending_answer(p: Pending, now: str) -> answers.Answer:
     return replace(answer, about=m.digest)
 
 
+def refusal_answer(m: Member, now: str) -> answers.Answer:
+    """IE3N01 to the filer of a filing refused from a consignment: what it claimed and why not, and
+    nothing of the other filer's (not who, not what it filed). The filing keeps its MRN and is
+    assessed on its own. Sent after its registration: a lifecycle error, not a door answer."""
+    r = m.refused
+    if r.code == MASTER_FILED:
+        constraint = "one filer per master transport document"
+        reason = (f"Master transport document {r.document} is filed already, by another filer: this filing does not "
+                  f"become the master of its consignment, and no house joins it.")
+    else:
+        constraint = "a house its master lists for its filer"
+        reason = (f"House transport document {r.document} is not listed for filer {m.filer} by the master filing of "
+                  f"{m.record.master_document}: a house joins its master's consignment only when the master lists "
+                  f"it with the identity of its filer (or the master's own filer files it).")
+    pointer = f"{m.record.pointers.get('transport_document', '')}/Number"
+    answer = answers.lifecycle_error(m.submission_id, m.filer, m.lrn, m.mrn, [FilingError(
+        r.code, pointer, constraint, f"{reason} It is assessed on its own.", None, r.document)], now)
+    return replace(answer, about=f"claim|{m.mrn}|{m.digest}")
+
+
 class _LinkDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
         self._linked = counter("filings_linked")
         self._overdue = counter("consignments_overdue")
+        self._refused = counter("claims_refused")
 
     def setup(self):
         self._store = ConsignmentStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
                                        self._settings.registration_retention_seconds)
         self._next_sweep = 0.0
+        self._reference = bundled_reference()  # offices of entry: which risk centre a consignment is
 
     def process(self, element: tuple[ValidationOutcome, RegistrationResult]):
         outcome, result = element
@@ -70,12 +96,22 @@ class _LinkDoFn(beam.DoFn):
             return
         member = member_of(outcome, result.mrn)
         key = linked_key(outcome.record)
+        version = result.amendment + 1 if result.status == AMENDED else 1
         if key is None:
-            yield standalone(member, version=result.amendment + 1 if result.status == AMENDED else 1)
+            yield standalone(member, version)
             return
         self._linked.inc()
-        for linked in with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline), "link"):
-            if linked.complete:
+        record = outcome.record
+        centre = office_centre(record.office_of_first_entry, office_facts(record, self._reference),
+                               self._settings.default_risk_centre)
+        for linked in with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline, centre,
+                                                                                 utc_now()), "link"):
+            if linked.refused:  # its filer is told, and the filing is assessed on its own (a risk rule scores it)
+                self._refused.inc()
+                refused = linked.members[0]
+                yield TaggedOutput(REFUSALS, refusal_answer(refused, utc_now()))
+                yield standalone(refused, version if refused.mrn == member.mrn else 1)
+            elif linked.complete:
                 yield self._consignment(linked)
             else:
                 yield TaggedOutput(PENDING, Pending(member, key, linked.missing))
@@ -97,8 +133,6 @@ class _LinkDoFn(beam.DoFn):
             logging.warning("deadline sweep skipped: %s", exc)
             return
         for key, version, members in overdue:
-            if not members:
-                continue
             self._overdue.inc()
             c = consignment_of(key, version, f"incomplete:{state_of(members)}", members,
                                missing_documents(key, members))
@@ -113,6 +147,8 @@ class LinkConsignments(beam.PTransform):
     (with the documents still missing);
     `pending`: Pending, a partial filing whose consignment is not complete yet;
     `withdrawals`: Withdrawal, an invalidated filing whose consignment's decision no longer stands;
+    `refusals`: Answer, an IE3N01 to the filer of a filing refused from another filer's consignment
+    (that filing, assessed on its own, is among the consignments);
     `dead_letter`: DeadLetter when the consignment store stays unreachable.
     """
 
@@ -122,7 +158,7 @@ class LinkConsignments(beam.PTransform):
 
     def expand(self, registered):
         return registered | "Link" >> beam.ParDo(_LinkDoFn(self._settings)).with_outputs(
-            PENDING, WITHDRAWALS, DEAD_LETTER, main=CONSIGNMENTS)
+            PENDING, WITHDRAWALS, REFUSALS, DEAD_LETTER, main=CONSIGNMENTS)
 
 
 class AnswerPending(beam.PTransform):

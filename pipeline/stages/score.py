@@ -1,7 +1,11 @@
 """Business step 4: score enriched filings against the active rule pack and decide."""
 from __future__ import annotations
 
+import logging
+import time
+
 import apache_beam as beam
+import redis
 from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter
@@ -9,7 +13,9 @@ from .. import metrics
 from ..config import Settings
 from ..connectors.redis_store import connect
 from ..decisions import decide, filer_answers
+from ..domain.conditions import OVER_BUDGET
 from ..enrichment import EnrichedFiling
+from ..health import ScoringMonitor, forget_scorers, publish_scoring
 from ..risk_information import RULE_FILE, RiskInformationStore
 from ..rule_store import RulePackSource, RulePackStore
 from ..counters import CounterFamily, counter
@@ -17,6 +23,8 @@ from .answer import ASSESS_STAGE
 from .validate import DEAD_LETTER
 
 DECISIONS, ANSWERS = "decisions", "answers"
+REPORT_SECONDS = 5.0  # how often a long bundle reports its scoring (health reads it); each bundle's end does too
+log = logging.getLogger(__name__)
 
 
 class _ScoreDoFn(beam.DoFn):
@@ -33,7 +41,10 @@ class _ScoreDoFn(beam.DoFn):
         store = RulePackStore(connect(self._settings.redis.url), self._settings.redis.key_prefix) \
             if rules.hot_reload and self._settings.redis.url else None
         risk = RiskInformationStore(store.client, self._settings.redis.key_prefix) if store else None
-        self._source = RulePackSource(rules.pack_dir, store, rules.poll_seconds, risk_information=risk)
+        self._source = RulePackSource(rules.pack_dir, store, rules.poll_seconds, risk_information=risk,
+                                      budget=rules.budget)
+        self._client, self._monitor = (store.client if store else None), ScoringMonitor()
+        self._unreported, self._reported_at, self._reported_once = 0, time.monotonic(), False
         self._decisions = CounterFamily("decision_")
         self._hits = CounterFamily("rule_hit_")  # bounded: one per rule of the pack
         self._failures_seen = 0
@@ -54,7 +65,9 @@ class _ScoreDoFn(beam.DoFn):
         if scorer is not self._scorer_shown:  # a new pack, or new risk information forms
             self._show(scorer)
         try:
+            started = time.perf_counter()
             decision = decide(filing, scorer, default_centre=self._settings.default_risk_centre)
+            self._scored(time.perf_counter() - started, decision.assessment.errors)
             answers = filer_answers(decision, decision.assessed_at)  # one moment for decision and answers
         except Exception as exc:  # a bug, not a rule (rule errors are caught per rule): keep the filing
             yield TaggedOutput(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE,
@@ -73,6 +86,28 @@ class _ScoreDoFn(beam.DoFn):
         yield decision
         for answer in answers:
             yield TaggedOutput(ANSWERS, answer)
+
+    def _scored(self, seconds: float, errors) -> None:
+        self._monitor.record(seconds, sum(1 for e in errors if OVER_BUDGET in e), time.time())
+        self._unreported += 1
+        if time.monotonic() - self._reported_at >= REPORT_SECONDS:
+            self._report()
+
+    def _report(self) -> None:
+        """What health reads: this worker's scoring of the last minutes (nothing new: nothing written)."""
+        if self._client is None or not self._unreported:
+            return
+        try:
+            if not self._reported_once:  # not in setup: a worker starts without Redis, and dead-letters
+                forget_scorers(self._client, self._settings.redis.key_prefix, time.time())
+            publish_scoring(self._client, self._settings.redis.key_prefix, self._source.worker,
+                            self._monitor.report(time.time()))
+            self._unreported, self._reported_at, self._reported_once = 0, time.monotonic(), True
+        except redis.RedisError as exc:  # health is told later; scoring goes on
+            log.warning("scoring report not written: %s", exc)
+
+    def finish_bundle(self):
+        self._report()
 
 
 class ScoreFilings(beam.PTransform):

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..config import Settings
-from .accounts import ANALYSTS_ENV, Analysts, add_analyst, session_secret
+from .accounts import ANALYSTS_ENV, Analysts, add_analyst, remove_analyst, session_secret, set_password
 
 PREFIX = Settings().redis.key_prefix
 _redis = click.option("--redis-url", required=True, envvar="CARGOSCREEN_REDIS_URL",
@@ -66,8 +66,12 @@ def workbench() -> None:
 @click.option("--rules", "rules_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Fallback rule pack for checking risk information forms (default: the bundled one).")
 @click.option("--secure-cookies", is_flag=True, help="Cookies only over HTTPS (behind a TLS proxy).")
+@click.option("--idle-minutes", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
+              help="A session ends after this long without a request.")
+@click.option("--session-hours", type=click.FloatRange(min=0, min_open=True), default=12, show_default=True,
+              help="A session ends this long after sign-in, however active.")
 def serve(redis_url, host, port, analysts_path, session_secret_file, claim_minutes, keeper, rules_dir,
-          secure_cookies) -> None:
+          secure_cookies, idle_minutes, session_hours) -> None:
     """Serve the analysts' web workbench."""
     import uvicorn
 
@@ -79,8 +83,13 @@ def serve(redis_url, host, port, analysts_path, session_secret_file, claim_minut
         secret = session_secret(Path(session_secret_file) if session_secret_file else None)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    app = workbench_app(client, Analysts.load(Path(analysts_path)), secret, PREFIX, claim_minutes * 60,
-                        Path(rules_dir) if rules_dir else Settings().rules.pack_dir, secure_cookies)
+    try:
+        analysts = Analysts.load(Path(analysts_path))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    app = workbench_app(client, analysts, secret, PREFIX, claim_minutes * 60,
+                        Path(rules_dir) if rules_dir else Settings().rules.pack_dir, secure_cookies,
+                        max(1, round(idle_minutes * 60)), max(1, round(session_hours * 3600)))
     stop = threading.Event()
     if keeper:
         keeper_loop = Keeper(client, Settings().with_redis_url(redis_url), claim_minutes * 60).run
@@ -124,7 +133,8 @@ def list_(redis_url, centre, mode, decision, area, claimed, older_than_hours, ne
 
     q = ReferralQueue(_client(redis_url), centre, PREFIX)
     q.take_in()
-    page = q.page(mode, decision, area, claimed, older_than_hours, newer_than_hours, sort, offset, count)
+    with _refusals():
+        page = q.page(mode, decision, area, claimed, older_than_hours, newer_than_hours, sort, offset, count)
     _echo({"total": page.total, "referrals": page.rows})
 
 
@@ -203,19 +213,52 @@ def user() -> None:
     """Analysts who may sign in."""
 
 
+_analysts_file = click.option("--analysts", "analysts_path", type=click.Path(dir_okay=False), envvar=ANALYSTS_ENV,
+                              required=True, help=f"The analysts file (or {ANALYSTS_ENV}).")
+_new_password = click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+                             envvar="CARGOSCREEN_NEW_PASSWORD",
+                             help="Prompted for when not given (or CARGOSCREEN_NEW_PASSWORD).")
+
+
+@contextmanager
+def _usage():
+    try:
+        yield
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @user.command("add")
 @click.argument("name")
 @_centre
-@click.option("--analysts", "analysts_path", type=click.Path(dir_okay=False), envvar=ANALYSTS_ENV, required=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              envvar="CARGOSCREEN_NEW_PASSWORD", help="Prompted for when not given (or CARGOSCREEN_NEW_PASSWORD).")
+@_analysts_file
+@_new_password
 def user_add(name, centre, analysts_path, password) -> None:
-    """Add an analyst (or set a new password); the file keeps only a scrypt hash."""
-    try:
+    """Add an analyst (or set a new password and centre); the file keeps only a scrypt hash."""
+    with _usage():
         add_analyst(Path(analysts_path), name, centre, password)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     click.echo(f"{name} may sign in to {centre}")
+
+
+@user.command("password")
+@click.argument("name")
+@_analysts_file
+@_new_password
+def user_password(name, analysts_path, password) -> None:
+    """Set a new password for an analyst; their open sessions end at their next request."""
+    with _usage():
+        set_password(Path(analysts_path), name, password)
+    click.echo(f"new password for {name}; their open sessions end at their next request")
+
+
+@user.command("remove")
+@click.argument("name")
+@_analysts_file
+def user_remove(name, analysts_path) -> None:
+    """Remove an analyst: no more sign-ins, and their open sessions end at their next request."""
+    with _usage():
+        remove_analyst(Path(analysts_path), name)
+    click.echo(f"{name} removed: no more sign-ins; their open sessions end at their next request")
 
 
 @click.group("riskinfo")
@@ -289,8 +332,7 @@ def riskinfo_revoke(redis_url, centre, analyst, form_id) -> None:
 def rules_report(redis_url, out_dir, since) -> None:
     """Rule effectiveness per rule and pack version: report.html, rules.png, rules.csv (totals),
     rules-by-day.csv (over time); flags rules that mostly make false hits (exit 0 either way)."""
-    import csv
-
+    from ..csvcells import Writer
     from .effectiveness import DecisionCounter, daily_totals, plot, read_counts, report_html, rule_rows
 
     client = _client(redis_url)
@@ -302,14 +344,14 @@ def rules_report(redis_url, out_dir, since) -> None:
     plot(rows, daily_totals(counts, since), out / "rules.png")
     (out / "report.html").write_text(report_html(rows, "rules.png"))
     with open(out / "rules.csv", "w", newline="") as f:
-        w = csv.writer(f)
+        w = Writer(f)
         w.writerow(["pack", "rule", "hits", "referrals", "resolved", "confirmed", "false_hits", "false_hit_rate",
                     "flagged"])
         for r in rows:
             w.writerow([r.pack, r.rule, r.hits, r.referrals, r.resolved, r.confirmed, r.false,
                         "" if r.false_hit_rate is None else f"{r.false_hit_rate:.3f}", r.flagged])
     with open(out / "rules-by-day.csv", "w", newline="") as f:
-        w = csv.writer(f)
+        w = Writer(f)
         w.writerow(["pack", "rule", "day", "hits", "referrals", "resolved", "confirmed", "false_hits"])
         for r in rows:
             for day, m in sorted(r.by_day.items()):

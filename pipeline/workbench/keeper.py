@@ -30,7 +30,7 @@ class Keeper:
         self._counter = DecisionCounter(client, self.prefix)
         rules = settings.rules
         scorers = RulePackSource(rules.pack_dir, RulePackStore(client, self.prefix), rules.poll_seconds,
-                                 risk_information=RiskInformationStore(client, self.prefix))
+                                 risk_information=RiskInformationStore(client, self.prefix), budget=rules.budget)
         self._rfi = RfiDesk(client, scorers, settings, claim_seconds)
         self._discover_seconds, self._discovered_at = discover_seconds, float("-inf")
 

@@ -63,6 +63,20 @@ class QueueError(Exception):
     """An action that cannot be done (unknown referral, held by someone else, already resolved)."""
 
 
+MAX_AGE_HOURS = 10 * 366 * 24  # no referral is older: a larger bound is a mistake or a probe
+MAX_OFFSET = 10_000_000  # more than any queue holds (about 50 GB of Redis); Redis refuses past 2**63
+
+
+def _check_query(older: float | None, newer: float | None, offset: int, count: int) -> None:
+    """Refuses numbers Redis would choke on (nan, an offset past its range: an error, a 500 on a
+    page) before anything is asked of Redis. Unknown filter values just match nothing."""
+    for what, hours in (("older than", older), ("newer than", newer)):
+        if hours is not None and not 0 <= hours <= MAX_AGE_HOURS:  # also false for nan
+            raise QueueError(f"{what}: a number of hours from 0 to {MAX_AGE_HOURS}")
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= count <= MAX_OFFSET:
+        raise QueueError(f"offset: 0 to {MAX_OFFSET}; count: 1 to {MAX_OFFSET}")
+
+
 @dataclass(frozen=True)
 class QueueKeys:
     prefix: str
@@ -269,14 +283,17 @@ return {'ok', by}
 
 # Attach a filer's answer to a referral (once per answer submission), with its audit records (the
 # filer's answer, the system's re-assessment): ARGV[3] fields per record.
+# Appends an item to a list on the referral (ARGV[1]: 'answers' or 'notes'; ARGV[2]: its id, once)
+# and its audit records, in one step; 0 when that item is there already, or the referral is not.
 _ATTACH = """
-local raw = redis.call('HGET', KEYS[1], 'answers')
-local answers = raw and cjson.decode(raw) or {}
-for _, a in ipairs(answers) do if a.submission_id == ARGV[1] then return 0 end end
-table.insert(answers, cjson.decode(ARGV[2]))
-redis.call('HSET', KEYS[1], 'answers', cjson.encode(answers))
-local n = tonumber(ARGV[3])
-for first = 4, #ARGV, n do redis.call('XADD', KEYS[2], '*', unpack(ARGV, first, first + n - 1)) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local items = raw and cjson.decode(raw) or {}
+for _, a in ipairs(items) do if (a.id or a.submission_id) == ARGV[2] then return 0 end end
+table.insert(items, cjson.decode(ARGV[3]))
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(items))
+local n = tonumber(ARGV[4])
+for first = 5, #ARGV, n do redis.call('XADD', KEYS[2], '*', unpack(ARGV, first, first + n - 1)) end
 return 1
 """
 
@@ -353,6 +370,11 @@ class ReferralQueue:
 
     def admit(self, entry: str, body: dict) -> str:
         k = self.keys
+        if "rejudged" in body:  # a held re-judgement: shown to the analyst, the referral unchanged
+            attached = self.attach_note(body.get("referral_id") or "", body["state"], body, [
+                ("system", "rejudged-held", f"{body['reassessed']}: {body['held']}")])
+            self.client.xack(k.stream, GROUP, entry)
+            return "noted" if attached else "ignored"
         if "withdrawn" in body:
             rid = body.get("referral_id") or ""
             done = self._withdraw(keys=[k.referral(rid), k.stream, k.base("open"), k.base("age"), k.base("claims"),
@@ -383,9 +405,16 @@ class ReferralQueue:
     def attach_answer(self, rid: str, answer: dict, records: list[tuple[str, str, str]] = ()) -> bool:
         """The filer's answer on the referral's page, and its audit records (who, action, detail) in the
         same step (False: that answer was attached before, and audited then)."""
+        return self._attach_item(rid, "answers", answer["submission_id"], answer, records)
+
+    def attach_note(self, rid: str, note_id: str, note: dict, records: list[tuple[str, str, str]] = ()) -> bool:
+        """A note from the system on the referral's page (a held re-judgement), audited in the same step."""
+        return self._attach_item(rid, "notes", note_id, note, records)
+
+    def _attach_item(self, rid: str, field: str, item_id: str, item: dict, records) -> bool:
         args = [x for who, action, detail in records for x in audit_args(who, self.centre, action, rid, detail)]
         return bool(self._attach(keys=[self.keys.referral(rid), self.keys.audit],
-                                 args=[answer["submission_id"], json.dumps(answer, ensure_ascii=False),
+                                 args=[field, item_id, json.dumps({**item, "id": item_id}, ensure_ascii=False),
                                        2 * len(audit.FIELDS), *args]))
 
     def return_expired(self, now: float | None = None) -> list[str]:
@@ -476,6 +505,7 @@ class ReferralQueue:
         out = {k.decode(): v.decode() for k, v in raw.items()}
         out["body"] = json.loads(out.get("body", "{}"))
         out["answers"] = json.loads(out.get("answers", "[]"))
+        out["notes"] = json.loads(out.get("notes", "[]"))
         return out
 
     def page(self, mode: str = "", decision: str = "", area: str = "", claimed: str = "",
@@ -487,6 +517,7 @@ class ReferralQueue:
         read as is (all, unclaimed, oldest first, an age range oldest first), a scan by score that
         checks ages until the page is full (an age range by score), or an intersection that starts
         from the filter sets, which are smaller than the queue (mode, decision, area, claimed)."""
+        _check_query(older_than_hours, newer_than_hours, offset, count)
         k, c = self.keys, self.client
         now = now or time.time()
         sets = [k.filter(d, v) for d, v in (("mode", mode), ("decision", decision), ("area", area)) if v]

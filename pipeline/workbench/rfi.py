@@ -3,8 +3,9 @@
 The ingress puts each IE3R02 (schema-checked, from an authenticated filer) on `{p}:rfi-answers`.
 The keeper reads it through the consumer group `rfi` and, for each answer:
   - finds the referral of the MRN (any filing of the referred consignment), refuses with an
-    IE3N01 lifecycle error on the filer's answers stream if there is none open, if the filer
-    filed none of the consignment, or if nothing was asked;
+    IE3N01 lifecycle error on the filer's answers stream (and audits it) if there is none open, if
+    the filer filed none of the consignment (its members are those their master's filer allowed,
+    linking.py: a filer refused from it is none of them), or if nothing was asked;
   - re-assesses (reassessment.py) with the pack and risk information active now; a correction that
     takes a risk indicator away is a risk fact of the re-assessment;
   - attaches the answer and what the re-assessment may do (`reassessment.settlement`) to the
@@ -23,13 +24,16 @@ from dataclasses import replace
 
 import redis
 
+from .. import audit
 from ..config import Settings
+from ..connectors.redis_store import connect
 from ..connectors.redis_streams import EffectWriter, StreamKeys, read_group
 from ..decisions import filer_answers
 from ..domain import answers
 from ..domain.answers import FilingError
 from ..domain.reference import bundled_reference
 from ..reassessment import HOLD, SETTLE, RfiAnswer, read_rfi_answer, reassess, settlement
+from ..rejudge import ContainerWatch
 from ..rule_store import RulePackSource
 from ..safexml import SafeXmlParser
 from ..answering import DeadLetter
@@ -51,6 +55,9 @@ class RfiDesk:
         self.writer = EffectWriter(client, self.keys, streams.effect_retention_seconds, streams.maxlen)
         self.parser = SafeXmlParser(settings.limits)
         self.claim_seconds = claim_seconds
+        # A consignment still waiting for container events is re-judged from the answered version.
+        status = client if settings.container_status_url == settings.redis.url else connect(settings.container_status_url)
+        self.watch = ContainerWatch(status, self.prefix, settings.container_status.rejudge_window_seconds)
 
     def handle_new(self, count: int = 100) -> int:
         entries = read_group(self.client, self.stream, GROUP, CONSUMER, count)
@@ -79,7 +86,7 @@ class RfiDesk:
         body = ref["body"]
         filers = {body["filer"], *(m["filer"] for m in body.get("filings", ()))}
         if answer.filer not in filers:
-            return self._refuse(answer, "FOREIGN_MRN", f"MRN {answer.mrn} is not in a consignment you filed")
+            return self._refuse(answer, "FOREIGN_MRN", f"MRN {answer.mrn} is not in a consignment you filed", centre)
         if ref["state"] not in ("open", "claimed") and not any(a["submission_id"] == answer.submission_id
                                                                for a in ref["answers"]):
             return self._refuse(answer, "REFERRAL_CLOSED", f"the referral of MRN {answer.mrn} is {ref['state']}")
@@ -113,12 +120,15 @@ class RfiDesk:
         if action != HOLD:
             self.writer.write(decision_effects(decision, self.keys) + [
                 answer_effect(a, self.keys) for a in filer_answers(decision, decision.assessed_at)])
+            self.watch.follow(decision)
         return outcome
 
-    def _refuse(self, answer: RfiAnswer, code: str, reason: str) -> str:
+    def _refuse(self, answer: RfiAnswer, code: str, reason: str, centre: str = "") -> str:
         refusal = answers.lifecycle_error(answer.submission_id, answer.filer, None, answer.mrn,
                                           [FilingError(code, "/IE3R02/MRN", "lifecycle", reason, None, answer.mrn)],
                                           utc_now())
-        self.writer.write([answer_effect(replace(refusal, about=answer.submission_id), self.keys)])
+        if self.writer.write([answer_effect(replace(refusal, about=answer.submission_id), self.keys)])[0]:
+            audit.record(self.client, QueueKeys(self.prefix, centre).audit, answer.filer, centre,
+                         "rfi-answer-refused", answer.mrn, f"{code}: {reason}")  # once, as its answer
         log.info("RFI answer %s refused: %s", answer.submission_id, reason)
         return code

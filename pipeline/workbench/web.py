@@ -10,18 +10,24 @@
     GET  /audit, /audit/export?format=csv|jsonl  the centre's audit trail
     GET  /healthz
 
-Every page and action reads the centre from the signed session cookie, never from the request:
-a centre cannot name another centre's referral. Forms carry a per-session token (CSRF), and
-cookies are SameSite=strict and HttpOnly.
+Every page and action reads the analyst and centre from the server-side session (sessions.py)
+that the signed cookie names, never from the request: a centre cannot name another centre's
+referral, and a session that was ended (sign-out, removal, new password, idleness) lets nobody
+in. Forms carry a per-session token (CSRF), the sign-in form one of its own (login CSRF), and
+cookies are SameSite=strict and HttpOnly. Sign-in is throttled per account and client address
+(throttle.py), and its scrypt runs off the event loop, at most HASHING_SLOTS at a time.
 """
 from __future__ import annotations
 
 import io
+import math
 import secrets
+import threading
 import time
 from itertools import islice
 from pathlib import Path
 
+import anyio
 import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -37,12 +43,14 @@ from ..container_store import ContainerEventStore
 from ..domain.filings import MODES
 from ..domain.reference import EXTRA_COUNTRY_CODES, bundled_reference
 from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE, RFI
-from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form
+from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form, ordinary_traffic
 from ..rule_store import RulePackSource, RulePackStore
-from .accounts import Analysts
+from .accounts import Analyst, Analysts, AnalystsUnreadable
 from . import palette
 from .effectiveness import daily_totals, plot, read_counts, rule_rows, table_context
 from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue
+from .sessions import Sessions
+from .throttle import LOCK_SECONDS, SignInThrottle
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["utc"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
@@ -92,17 +100,48 @@ TEMPLATES.env.filters["outcome_key"] = lambda code: palette.outcome_key(*OUTCOME
 TEMPLATES.env.globals["palette_css"] = palette.css()
 
 
-def _analyst(request: Request) -> tuple[str, str] | None:
-    who = request.session.get("analyst")
-    return (who, request.session["centre"]) if who else None
+HASHING_SLOTS = 2  # concurrent scrypt checks: a flood of sign-ins leaves threads for the pages
+UNAVAILABLE = "Sign-in is unavailable: the analysts file cannot be read (the server's log says why)."
+
+
+def _analyst(request: Request) -> tuple[str, str]:
+    """Who is signed in and their centre, as `signed_in` found them in the live session."""
+    return request.state.analyst, request.state.centre
+
+
+def _address(request: Request) -> str:
+    """The client's address (uvicorn takes it from X-Forwarded-For when the proxy is trusted:
+    FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else ""
+
+
+def _query(q) -> tuple[dict, int]:
+    """The queue's filters from the URL; ValueError for what is not a number (ranges: queue.py)."""
+    def hours(name):
+        try:
+            return float(q[name]) if q.get(name) else None
+        except ValueError:
+            raise ValueError(f"{name}: a number of hours") from None
+    offset = q.get("offset", "") or "0"
+    if not (offset.isascii() and offset.isdigit()):  # int() takes "1_0" and " 1"
+        raise ValueError("offset: a whole number")
+    return {"mode": q.get("mode", ""), "decision": q.get("decision", ""), "area": q.get("area", ""),
+            "claimed": q.get("claimed", ""), "older_than_hours": hours("older"), "newer_than_hours": hours("newer"),
+            "sort": q.get("sort", "score")}, int(offset)
 
 
 def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, key_prefix: str = "cs",
-                  claim_seconds: int = 30 * 60, pack_dir: Path | None = None,
-                  secure_cookies: bool = False) -> Starlette:
+                  claim_seconds: int = 30 * 60, pack_dir: Path | None = None, secure_cookies: bool = False,
+                  idle_seconds: int = 30 * 60, session_seconds: int = 12 * 3600) -> Starlette:
+    sessions = Sessions(client, key_prefix, idle_seconds, session_seconds)
+    throttle = SignInThrottle(client, key_prefix)
+    hashing = anyio.CapacityLimiter(HASHING_SLOTS)
+    trail = f"{key_prefix}:audit"
     events = ContainerEventStore(client, key_prefix=key_prefix)
     risk = RiskInformationStore(client, key_prefix)
     packs = RulePackSource(pack_dir, RulePackStore(client, key_prefix), poll_seconds=1.0) if pack_dir else None
+    if packs:  # what a form is tried on before publication, made now rather than at the first one (~2 s)
+        threading.Thread(target=ordinary_traffic, name="ordinary-traffic", daemon=True).start()
 
     def queue_of(centre: str) -> ReferralQueue:
         return ReferralQueue(client, centre, key_prefix, claim_seconds)
@@ -110,59 +149,118 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     def page(request: Request, template: str, status: int = 200, **context) -> Response:
         who, centre = _analyst(request)
         return TEMPLATES.TemplateResponse(request, template, {"analyst": who, "centre": centre,
-                                                              "csrf": request.session["csrf"], **context},
+                                                              "csrf": request.state.csrf, **context},
                                           status_code=status)
+
+    def live_session(request: Request) -> Response | None:
+        """Finds the request's session in Redis and checks it against the analysts file as it is
+        now; None when it is live (request.state says who), else the answer to give."""
+        sid = request.session.get("sid")
+        found = sessions.get(sid) if sid else None
+        if found and not found.ended:
+            try:
+                stamp = analysts.stamp(found.analyst)
+            except AnalystsUnreadable:
+                return PlainTextResponse(UNAVAILABLE, status_code=503)
+            if stamp != found.stamp:  # removed, or a new password or centre since this sign-in
+                why = "analyst removed" if stamp is None else "password or centre changed"
+                if sessions.end(sid, why, reported=True):
+                    audit.record(client, trail, found.analyst, found.centre, "session-refused", "",
+                                 f"{why}; from {_address(request)}")
+                found = None
+        elif found:  # ended before: a copy of the cookie, kept or stolen
+            if found.first_use_after_end:
+                audit.record(client, trail, found.analyst, found.centre, "session-refused", "",
+                             f"used after: {found.ended}; from {_address(request)}")
+            found = None
+        if found is None:
+            request.session.clear()
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        request.state.analyst, request.state.centre, request.state.csrf = found.analyst, found.centre, found.csrf
+        request.state.sid = sid
+        return None
 
     def signed_in(handler):
         async def wrapped(request: Request):
-            if _analyst(request) is None:
-                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            refused = await run_in_threadpool(live_session, request)  # Redis calls block: off the event loop
+            if refused is not None:
+                return refused
             if request.method == "POST":
                 form = await request.form()
-                if not secrets.compare_digest(str(form.get("csrf", "")), request.session.get("csrf", "")):
+                if not secrets.compare_digest(str(form.get("csrf", "")), request.state.csrf):
                     return PlainTextResponse("the form is stale: reload the page", status_code=403)
                 request.state.form = form
-            return await run_in_threadpool(handler, request)  # Redis calls block: off the event loop
+            return await run_in_threadpool(handler, request)
         return wrapped
+
+    def login_page(request: Request, error: str = "", status: int = 200, target: str = "/",
+                   headers: dict | None = None) -> Response:
+        # The sign-in form's own token, kept in the signed cookie: a form posted from another site
+        # (which cannot read it) does not sign the victim in as the attacker (login CSRF).
+        request.session.setdefault("login_csrf", secrets.token_urlsafe(24))
+        return TEMPLATES.TemplateResponse(request, "login.html", {"error": error, "next": target,
+                                                                  "csrf": request.session["login_csrf"]},
+                                          status_code=status, headers=headers)
+
+    def record_locks(name: str, address: str, locked: tuple[str, ...]) -> None:
+        for what in locked:
+            audit.record(client, trail, name[:32], analysts.centre_of(name), "sign-in-locked",
+                         f"account {name[:32]}" if what == "account" else f"address {address}",
+                         f"too many sign-in attempts; locked for {LOCK_SECONDS // 60} min; last from {address}")
+
+    def signed_in_now(analyst: Analyst, address: str, previous: str | None) -> str:
+        throttle.succeeded(analyst.name, address)
+        if previous:  # this browser's earlier session: one browser, one session
+            sessions.end(previous, "signed in again")
+        sid = sessions.open(analyst)
+        audit.record(client, trail, analyst.name, analyst.centre, "sign-in", "", f"from {address}")
+        return sid
 
     async def login(request: Request):
         if request.method == "GET":
-            request.session.setdefault("csrf", secrets.token_urlsafe(24))
-            return TEMPLATES.TemplateResponse(request, "login.html", {"error": "", "next": request.query_params.get(
-                "next", "/"), "csrf": request.session["csrf"]})
+            return login_page(request, target=request.query_params.get("next", "/"))
         form = await request.form()
-        analyst = analysts.sign_in(str(form.get("name", "")), str(form.get("password", "")))
-        target = str(form.get("next", "/"))
-        if analyst is None:
-            request.session.setdefault("csrf", secrets.token_urlsafe(24))
-            audit.record(client, f"{key_prefix}:audit", str(form.get("name", ""))[:32], "", "sign-in-refused", "", "")
-            return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown name or wrong password.",
-                                                                      "next": target, "csrf": request.session["csrf"]},
-                                              status_code=401)
+        name, password, target = str(form.get("name", "")), str(form.get("password", "")), str(form.get("next", "/"))
+        if not secrets.compare_digest(str(form.get("csrf", "")), request.session.get("login_csrf", "")):
+            return login_page(request, "The sign-in form had expired: sign in again.", 403, target)
+        address = _address(request)
+        verdict = await run_in_threadpool(throttle.attempt, name, address)
+        if verdict.refused:  # no password check: a refusal costs no scrypt
+            if verdict.locked_now:
+                await run_in_threadpool(record_locks, name, address, verdict.locked_now)
+            wait = math.ceil(verdict.wait)
+            error = (f"Too many sign-in attempts: locked, try again in {math.ceil(wait / 60)} min."
+                     if verdict.refused == "locked" else f"Too many sign-in attempts: wait {wait} s.")
+            return login_page(request, error, 429, target, {"Retry-After": str(wait)})
+        try:
+            analyst = await anyio.to_thread.run_sync(analysts.sign_in, name, password, limiter=hashing)
+        except AnalystsUnreadable:
+            return PlainTextResponse(UNAVAILABLE, status_code=503)
+        if analyst is None:  # recorded: the throttle bounds how many per account and address
+            await run_in_threadpool(audit.record, client, trail, name[:32], analysts.centre_of(name),
+                                    "sign-in-refused", "", f"from {address}")
+            return login_page(request, "Unknown name or wrong password.", 401, target)
+        sid = await run_in_threadpool(signed_in_now, analyst, address, request.session.get("sid"))
         request.session.clear()
-        request.session.update({"analyst": analyst.name, "centre": analyst.centre, "csrf": secrets.token_urlsafe(24)})
-        audit.record(client, f"{key_prefix}:audit", analyst.name, analyst.centre, "sign-in", "", "")
+        request.session["sid"] = sid
         return RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/",
                                 status_code=303)
 
     def logout(request: Request):
+        who, centre = _analyst(request)
+        sessions.end(request.state.sid, "signed out")
+        audit.record(client, trail, who, centre, "sign-out", "", "")
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
     def queue_page(request: Request):
         _, centre = _analyst(request)
         q = request.query_params
-
-        def hours(name):
-            try:
-                return float(q[name]) if q.get(name) else None
-            except ValueError:
-                return None
-        filters = {"mode": q.get("mode", ""), "decision": q.get("decision", ""), "area": q.get("area", ""),
-                   "claimed": q.get("claimed", ""), "older_than_hours": hours("older"),
-                   "newer_than_hours": hours("newer"), "sort": q.get("sort", "score")}
-        offset = max(0, int(q.get("offset", "0") or 0)) if q.get("offset", "0").isdigit() else 0
-        result = queue_of(centre).page(**filters, offset=offset, count=50)
+        try:
+            filters, offset = _query(q)
+            result = queue_of(centre).page(**filters, offset=offset, count=50)
+        except (ValueError, QueueError) as exc:
+            return page(request, "error.html", message=f"Not a queue view: {exc}.", status=400)
         return page(request, "queue.html", rows=result.rows, total=result.total, offset=offset, q=dict(q),
                     modes=MODES, decisions=[d for d in DECISIONS if d != COMPLETE], areas=RISK_AREAS)
 
@@ -278,5 +376,5 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
         Route("/healthz", healthz),
     ]
     middleware = [Middleware(SessionMiddleware, secret_key=session_secret, session_cookie="cs_workbench",
-                             max_age=12 * 3600, same_site="strict", https_only=secure_cookies)]
+                             max_age=session_seconds, same_site="strict", https_only=secure_cookies)]
     return Starlette(routes=routes, middleware=middleware)

@@ -12,9 +12,10 @@ writes OUT/filings/<kind>/<lrn>.xml, OUT/container-events.jsonl (DCSA Track & Tr
 JSON lines, as carriers report them) and OUT/manifest.json (what was written: each filing's kind,
 the consignment it belongs to, and the counts). The same seed gives the same files.
 
-Every consignment is complete (a master and every house it lists); every filing is meant to be
-valid against the XSD and honest: totals are the sums of their parts, routing countries include
-every country the goods pass, check digits are right, times follow real sailing and flight times.
+Every consignment is complete (a master and every house it lists, with who files each); every
+filing is meant to be valid against the XSD and honest: totals are the sums of their parts, routing
+countries include every country the goods pass, check digits are right, times follow real sailing
+and flight times.
 """
 from __future__ import annotations
 
@@ -767,14 +768,14 @@ class Builder:
         return root
 
     def partial_master(self, kind: str, means, carrier: Party, doc: tuple[str, str], pol: str, pou: str,
-                       itinerary: list[str], goods: list[Goods], house_docs: tuple[str, list[str]] | None = None,
-                       boxes=(), sealed: bool = False):
-        """The carrier's master-level filing: transport, route, totals, equipment and, where the
-        carrier knows them, the house documents the house filings will quote."""
+                       itinerary: list[str], goods: list[Goods], house_docs: tuple[str, list[str]],
+                       house_filer: Party, boxes=(), sealed: bool = False):
+        """The carrier's master-level filing: transport, route, totals, equipment and the house
+        documents the house filings will quote, each with the EORI of the party that files it (the
+        carrier's customer, who told it the house bills): a house joins its master on that word."""
         root, con = self._master(kind, means, carrier, doc, pol, pou, itinerary, goods, boxes, sealed)
-        if house_docs is not None:
-            for number in house_docs[1]:
-                doc_el(con, "HouseTransportDocument", house_docs[0], number)
+        for number in house_docs[1]:
+            E(doc_el(con, "HouseTransportDocument", house_docs[0], number), "Filer", house_filer.id)
         return root
 
     def sea_means(self, parent, voy: Voyage, arrival: datetime):
@@ -962,11 +963,10 @@ class Builder:
                                            [(*h, doc) for h, doc in zip(houses, house_docs)], "N703", boxes, sealed)
             self.write("F11", master, root, issued, carrier, self.office(first_eu), self.maybe_rep(0.3))
             return True
-        # F12: the carrier's master; the NVOCC files each house (F15 complete, F16 partial, F17
-        # for a master filed by another party). Carriers usually know the house bills; some leave them out.
-        listed = ("N703", house_docs) if rng.random() < 0.85 else None
-        root = self.partial_master("F12", means, carrier, ("N704", master), pol, pou, itinerary, all_goods, listed,
-                                   boxes, sealed)
+        # F12: the carrier's master, listing the NVOCC's house bills; the NVOCC files each house (F15
+        # complete, F16 partial, F17 for a master filed by another party).
+        root = self.partial_master("F12", means, carrier, ("N704", master), pol, pou, itinerary, all_goods,
+                                   ("N703", house_docs), nvocc, boxes, sealed)
         self.write("F12", master, root, issued, carrier, self.office(first_eu), self.maybe_rep(0.2))
         house_kind = self.pick(["F15", "F15", "F16", "F17"])
         for (shipper, consignee, gs), doc in zip(houses, house_docs):
@@ -999,11 +999,12 @@ class Builder:
         itinerary = self.sea_itinerary(voy, origin, stuffing, feeder, pol, pou, relay, consignee.country)
         sealed = issued >= times["stuffed"]
         means = lambda r: self.sea_means(r, voy, times["arr_first"])  # noqa: E731
-        root = self.partial_master("F13", means, carrier, ("N705", bl), pol, pou, itinerary, goods, None, boxes, sealed)
+        filer = self.pick(self.ref.by_role["forwarder"])  # who files the bill's goods data, as the carrier says
+        root = self.partial_master("F13", means, carrier, ("N705", bl), pol, pou, itinerary, goods, ("N705", [bl]),
+                                   filer, boxes, sealed)
         self.write("F13", bl, root, issued, carrier, self.office(first_eu))
         root = self.house_level("F14", means, ("N705", bl), ("N705", bl), pol, pou, itinerary, shipper, consignee,
                                 goods, boxes, sealed)
-        filer = self.pick(self.ref.by_role["forwarder"])
         self.write("F14", bl, root, issued + timedelta(hours=rng.uniform(0.5, 12)), filer, self.office(first_eu))
         return True
 
@@ -1125,7 +1126,7 @@ class Builder:
             self.write("F21", mawb, root, issued, airline, self.office(pou), self.maybe_rep(0.2))
             return True
         root = self.partial_master("F23", means, airline, ("N741", mawb), pol, pou, route, all_goods,
-                                   ("N714", [h[3] for h in houses]))
+                                   ("N714", [h[3] for h in houses]), fwd)
         self.write("F23", mawb, root, issued, airline, self.office(pou))
         for shipper, consignee, gs, hawb in houses:
             self.air_house("F24", mawb, hawb, pol, pou, ordered(itinerary, consignee.country), shipper, consignee,
@@ -1194,7 +1195,7 @@ class Builder:
         itinerary = ordered([h[4] for h in houses], self.ref.locs[pol].country, self.ref.locs[pou].country)
         root = self.partial_master("F23", lambda r: self.air_means(r, number, arrive), airline, ("N741", mawb), pol,
                                    pou, ordered(itinerary, [h[1].country for h in houses]),
-                                   [g for h in houses for g in h[2]], ("N714", [h[3] for h in houses]))
+                                   [g for h in houses for g in h[2]], ("N714", [h[3] for h in houses]), operator)
         self.write("F23", mawb, root, issued, airline, self.office(pou))
         for shipper, consignee, gs, waybill, origin in houses:
             self.air_house("F31", mawb, waybill, pol, pou, ordered(itinerary, consignee.country), shipper, consignee,
