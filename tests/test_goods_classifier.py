@@ -53,7 +53,8 @@ def test_the_fast_path_gives_scikit_learns_scores(classifier):
     for text in ("ladies cotton knitted t-shirts", "detonating cord PETN core", "frozen chicken leg quarters",
                  "stainless steel hex bolts"):
         expected = (classifier.vectorizer.transform([text]) @ classifier._matrix.T).toarray().ravel()
-        np.testing.assert_allclose(classifier._analyse(text).doc_scores, expected, atol=1e-5)
+        _, idx, weights = classifier.vectorise(text)
+        np.testing.assert_allclose(classifier._doc_scores(idx, weights), expected, atol=1e-5)
         assert expected.max() > 0.3
 
 
@@ -139,6 +140,14 @@ def test_a_specific_description_does_contradict_a_code_a_vague_one_would_not(cla
     assert not classifier.consistency("spare parts", "847130").disagrees
 
 
+def test_what_goods_contain_or_serve_does_not_contradict_what_they_are(classifier):
+    """Only words of the description's head can contradict the code: after "with", "for" come
+    contents and purposes."""
+    assert classifier.consistency("pistachios", "170490").disagrees
+    assert not classifier.consistency("Turkish delight with pistachios, retail boxes 500 g", "170490").disagrees
+    assert not classifier.consistency("protective cases for smartphones", "420232").disagrees
+
+
 # -- rules and referrals ---------------------------------------------------------------------------------
 GOODS_RULE_EXAMPLES = [pytest.param(rule.id, example.data, id=f"{rule.id}-{example.line}")
                        for rule in STARTER.rules if rule.id.startswith("GD-") for example in rule.examples
@@ -189,3 +198,24 @@ def test_the_vocabulary_says_where_it_comes_from(classifier):
         row = next(r for r in csv.DictReader(f) if r["file"] == "goods-vocabulary.csv")
     assert row["source"] and row["licence"] and int(row["rows"]) == len(classifier.vocabulary)
     assert {t.controlled for t in classifier.vocabulary} >= {"explosive", "firearm-part", "cash", "chp", ""}
+
+
+def test_a_corrected_code_is_read_again_against_its_description(classifier):
+    """An answer to a request for information that corrects the HS code: the re-assessment reads the
+    description against the new code (the referral's goods facts were about the old one), so a
+    correction that takes the controlled-goods fact away is itself a risk change for the analyst."""
+    from cargoscreen.reassessment import AnswerItem, RfiAnswer, reassess, reassessment_payload
+
+    s = example_subject({"goods": [{"description": "pistol slide and barrel", "hs_code": "846693"}]})
+    d = decide(EnrichedFiling("sub-1", "26NL0000000000001X", "F10", "sea", "LRN1", "NL1", (), "no-containers",
+                              goods_facts(s.record, classifier), s.record), Scorer(STARTER), NOW)
+    body = {**decision_record(d), "reassessment": reassessment_payload(d)}
+    assert {"GD-002", "GD-007"} <= {h["rule"] for h in body["hits"]}
+    pointer = "/example/GoodsLine[1]/HSCode"
+    answer = RfiAnswer("sub-2", "NL1", body["mrn"], "2026-11-23T01:00:00Z", (AnswerItem(pointer, "", "930510"),))
+    decision, applied, changes = reassess(body, answer, Scorer(STARTER), NOW)
+    assert [c.after for c in applied] == ["930510"]
+    again = decision_record(decision)
+    assert not any(g["declared"] == "846693" for g in again["goods_facts"])
+    assert "GD-002" not in {h["rule"] for h in again["hits"]}
+    assert changes and "GD-002" in changes[0].values["rules"] and again["decision"] == CONTROL

@@ -12,25 +12,29 @@ What it learns from (nothing else, and nothing downloaded):
   - the legal lists' names (`legal_lists.py`): drug precursors' names and synonyms under their
     headings, the controlled goods' descriptions and notes, the cultural goods' categories, the
     kinds of cash and their words in eight languages, the lithium battery regimes;
-  - a short hand-written vocabulary of trade terms where shippers write otherwise than the
+  - a hand-written vocabulary of ~5,900 trade terms where shippers write otherwise than the
     nomenclature ("smartphone", "sneakers", "e-bike"), with the controlled goods' names and their
-    honest look-alikes ("water pistol", "exhaust silencer"): `goods-vocabulary.csv` (sources and
-    rules for adding to it in rules/reference/README.md).
+    honest look-alikes ("water pistol", "exhaust silencer"): `goods-vocabulary.csv` (provenance and
+    rules for adding to it in rules/reference/README.md, "Goods vocabulary").
 
 The model: every document is a TF-IDF vector (scikit-learn's TfidfVectorizer) over word stems
 and pairs of consecutive stems; a description scores each heading by its best cosine
 similarity with one of the heading's documents (nearest neighbour among the heading's
-documents, so a one-line trade term weighs as much as a long subheading). It is trained when
-first used, once per process (about half a second; a few MB): the training data is the bundled
+documents, so a one-line trade term weighs as much as a long subheading), blended with its
+similarity to the heading's centroid. It is trained when first used, once per process (1-2 s):
+the training data is the bundled
 reference data, which already carries its provenance, so there is no model file to version or
 unpickle. Scoring a description does not go through scikit-learn's per-call machinery (about
 0.3 ms): the fitted vocabulary, IDF weights and document matrix are read into posting lists
-once, and a description is a few dictionary look-ups and one `numpy.bincount` (tens of µs).
+once, and a description is a few dictionary look-ups and one `numpy.bincount` (0.2-0.3 ms per
+description with the judgement; verdicts are cached per description and declared heading).
 `tests/test_goods_classifier.py` checks that both give the same scores.
 
 The judgement (`consistency`) is deliberately cautious: the declared code *disagrees strongly*
 only when the description is clearly recognised (a high best score), the declared heading
-scores next to nothing for it, and no heading of the declared chapter is among the proposals.
+scores next to nothing for it, no heading of the declared chapter is among the close proposals,
+the description is not vague and one of its words names goods of few headings: "parts",
+"samples", "plastic parts" never contradict a code (low confidence, no fact).
 Controlled goods are named by a precursor's name or CAS number (the legal list), an energetic
 material's name or CAS number, or a controlled term of the vocabulary that is not part of an
 honest look-alike phrase; a term that is ambiguous on its own ("pistol", "cartridges",
@@ -59,7 +63,7 @@ from .reference import ReferenceData
 VOCABULARY_FILE = "goods-vocabulary.csv"
 AGREES, DISAGREES, UNCERTAIN = "agrees", "disagrees-strongly", "uncertain"
 
-# -- thresholds of the judgement (tuned on the honest descriptions: see bench/classifier.py) -------------
+# -- thresholds of the judgement (tuned on the labelled descriptions' dev split: bench/goods_classifier.py) --
 RECOGNISED = 0.45  # a best score at least this high: the description is clearly read as some heading
 DECLARED_FLOOR = 0.12  # the declared heading scores below this: nothing in the description supports it
 MARGIN = 4.0  # ...and the best heading scores at least this many times the declared one
@@ -72,7 +76,8 @@ CENTROID_WEIGHT = 0.35  # a heading's score: 0.65 x its best document + 0.35 x i
 TYPO_MIN_SHARED = 0.3  # a typo's candidates share at least this share of its letter trigrams
 TYPO_CANDIDATES = 40  # ...and only the ones sharing most are compared letter by letter (bounded cost)
 PROPOSED = 5  # headings a verdict proposes
-CACHE_SIZE = 20_000  # descriptions remembered (traffic repeats its descriptions)
+CACHE_SIZE = 20_000  # verdicts remembered, per description and declared heading (traffic repeats both)
+ANALYSES = 4_096  # descriptions' analyses remembered (each ~6 KB): a new declared heading of a known description
 
 # Families of controlled goods: an ambiguous term of one family needs a heading of the same family.
 FAMILIES = {"firearm": "weapons", "firearm-part": "weapons", "weapon": "weapons", "ammunition": "weapons",
@@ -278,8 +283,7 @@ class _Analysis(NamedTuple):
     words: list[Word]
     idx: np.ndarray  # feature ids of the description
     weights: np.ndarray  # their TF-IDF weights (L2-normalised)
-    scores: np.ndarray  # per heading
-    doc_scores: np.ndarray  # per document
+    scores: np.ndarray  # per heading (float32: 5 KB; the per-document scores are recomputed when needed)
     proposed: tuple[tuple[str, float], ...]  # the PROPOSED best headings with their scores
     controlled: tuple["Controlled", ...]  # the controlled goods it names
 
@@ -417,21 +421,25 @@ class GoodsClassifier:
     def _analyse(self, description: str) -> _Analysis:
         hit = self._cache.get(description)
         if hit is not None:
-            self._cache.move_to_end(description)
             return hit
         ws, idx, weights = self.vectorise(description)
         if len(idx):
-            doc_scores = _dot(self._indptr, self._doc_ids, self._weights, idx, weights, self._n_docs)
             centroid = _dot(self._c_indptr, self._c_ids, self._c_weights, idx, weights, self._n_headings)
-            scores = (1 - CENTROID_WEIGHT) * np.maximum.reduceat(doc_scores, self._starts) + CENTROID_WEIGHT * centroid
+            best_doc = np.maximum.reduceat(self._doc_scores(idx, weights), self._starts)
+            scores = ((1 - CENTROID_WEIGHT) * best_doc + CENTROID_WEIGHT * centroid).astype(np.float32)
         else:
-            doc_scores, scores = np.zeros(self._n_docs), np.zeros(self._n_headings)
+            scores = np.zeros(self._n_headings, np.float32)
         proposed = tuple(self._top(scores, PROPOSED))
-        result = self._cache[description] = _Analysis(description, ws, idx, weights, scores, doc_scores, proposed,
+        result = self._cache[description] = _Analysis(description, ws, idx, weights, scores, proposed,
                                                       tuple(self.controlled_goods(description, proposed)))
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        _evict(self._cache, ANALYSES)
         return result
+
+    def _doc_scores(self, idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The description's cosine similarity with every training document."""
+        if not len(idx):
+            return np.zeros(self._n_docs)
+        return _dot(self._indptr, self._doc_ids, self._weights, idx, weights, self._n_docs)
 
     def forget(self) -> None:
         """Empties the caches (descriptions, verdicts, typo corrections): for measuring first sight."""
@@ -461,7 +469,8 @@ class GoodsClassifier:
         i = self._heading_ids.get(heading[:4])
         if i is None:
             return None
-        doc_scores = self._analyse(description).doc_scores
+        a = self._analyse(description)
+        doc_scores = self._doc_scores(a.idx, a.weights)
         best, best_score = None, 0.0
         for d in range(self._starts[i], self._ends[i]):
             if len(self.docs[d].code) == 6 and doc_scores[d] > best_score:
@@ -476,7 +485,7 @@ class GoodsClassifier:
         if i is None or not len(a.idx):
             return ()
         start, end = self._starts[i], self._ends[i]
-        best = start + int(np.argmax(a.doc_scores[start:end]))
+        best = start + int(np.argmax(self._doc_scores(a.idx, a.weights)[start:end]))
         lo, hi = self._matrix.indptr[best], self._matrix.indptr[best + 1]
         doc_weight = dict(zip(self._matrix.indices[lo:hi].tolist(), self._matrix.data[lo:hi].tolist()))
         # what the centroid adds: features of the heading's other documents
@@ -508,10 +517,15 @@ class GoodsClassifier:
     def _naming_words(self, a: _Analysis, heading: str) -> list[str]:
         """The description's single words that make it read as `heading` and that few headings use
         ("pistol", "sardines"), as opposed to words of many ("parts", "plastic", "accessories",
-        "equipment"): only a description with such a word is specific enough to contradict a code."""
+        "equipment"): only a description with such a word is specific enough to contradict a code. The
+        word must be in the description's head, before "with", "for", "containing": "Turkish delight
+        with pistachios" is confectionery, not nuts."""
         i = self._heading_ids[heading]
+        head = _head(a.text)
+        head = {w.stem for w in self._known_words(words(head))} if head else None
         return [str(self._names[j]) for j in a.idx.tolist()
-                if " " not in self._names[j] and self._headings_of[j] <= NAMING_HEADINGS and self._in_heading(j, i)]
+                if " " not in self._names[j] and self._headings_of[j] <= NAMING_HEADINGS and self._in_heading(j, i)
+                and (head is None or self._names[j] in head)]
 
     def _in_heading(self, feature: int, heading: int) -> bool:
         lo, hi = self._c_indptr[feature], self._c_indptr[feature + 1]
@@ -532,8 +546,7 @@ class GoodsClassifier:
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._verdicts[key] = self._judge(description, heading)
-            if len(self._verdicts) > self._cache_size:
-                self._verdicts.popitem(last=False)
+            _evict(self._verdicts, self._cache_size)
         return verdict
 
     def _judge(self, description: str, heading: str | None) -> Verdict:
@@ -638,6 +651,27 @@ class GoodsClassifier:
     def _basis(self, code: str) -> str:
         entries = self.lists.controlled_headings(code[:6] if len(code) >= 6 else code[:4])
         return entries[0].legal_basis if entries else ""
+
+
+# What follows these words says what the goods contain, hold or serve, not what they are.
+_MODIFIER = re.compile(r"\b(?:with|w/|containing|contains|incl|including|for|without|plus)\b")
+
+
+def _head(text: str) -> str:
+    """The part of a description before its first modifier ("Turkish delight" of "Turkish delight
+    with pistachios"), or "" when there is none or it starts with one."""
+    text = fold(text)
+    m = _MODIFIER.search(text)
+    return text[:m.start()] if m and text[:m.start()].strip() else ""
+
+
+def _evict(cache: OrderedDict, size: int) -> None:
+    """Oldest first; threads of one worker may share a cache, so another may have evicted it already."""
+    while len(cache) > size:
+        try:
+            cache.popitem(last=False)
+        except KeyError:
+            break
 
 
 def _dot(indptr, ids, data, idx, weights, size) -> np.ndarray:
