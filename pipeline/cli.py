@@ -25,6 +25,7 @@ from .config import Settings
 from .exits import DEBUG_ENV, Exit, InputError, explain
 from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write_over
 from .reference_cli import reference as reference_group
+from .statistics_cli import learn_statistics_command
 from .workbench import cli as workbench_cli
 
 UNWRAPPED = 100_000  # the width of a file or a pipe: wide enough that nothing wraps
@@ -781,6 +782,8 @@ _INGRESS_OPTIONS = {
     "in_flight": "Requests of one filer served at once; more: 429.",
     "max_backlog": "Filings waiting on the stream (unread or unfinished) past which filings get 503 with "
                    "Retry-After instead of growing Redis (0: no bound).",
+    "max_wait_seconds": "How long the oldest unfinished filing on the stream may have waited before filings get "
+                        "503 with Retry-After: the workers are stopped or far behind (0: no bound).",
     "header_timeout_seconds": "A connection whose request headers are not complete this long after it opened "
                               "(or after the previous answer) is closed.",
     "body_timeout_seconds": "A body not complete this long after its headers: 408.",
@@ -788,13 +791,16 @@ _INGRESS_OPTIONS = {
 }
 
 
+UNBOUNDABLE = ("max_backlog", "max_wait_seconds")  # ingress options where 0 means no bound
+
+
 def _ingress_options(command):
     defaults = Settings().ingress
     for name, text in reversed(_INGRESS_OPTIONS.items()):
         default = getattr(defaults, name)
         command = click.option(f"--{name.replace('_', '-')}", name, default=default, show_default=True,
-                               type=click.FloatRange(min=0, min_open=True) if isinstance(default, float)
-                               else click.IntRange(min=0 if name == "max_backlog" else 1),
+                               type=click.FloatRange(min=0, min_open=name not in UNBOUNDABLE)
+                               if isinstance(default, float) else click.IntRange(min=0 if name in UNBOUNDABLE else 1),
                                help=text)(command)
     return command
 
@@ -1046,6 +1052,7 @@ main.add_command(reference_group)
 main.add_command(workbench_cli.workbench)
 main.add_command(workbench_cli.riskinfo)
 rules.add_command(workbench_cli.rules_report)
+rules.add_command(learn_statistics_command)
 
 if __name__ == "__main__":
     main()
