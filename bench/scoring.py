@@ -107,6 +107,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline-pack", type=Path, default=None,
+                    help="Another pack (e.g. an earlier starter pack) timed in the same run: the cost ratio of a change")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,6 +132,8 @@ def main() -> None:
     print(f"{len(subjects):,} filings scored ({traffic.rejected} rejected by validation); validation + record + "
           f"enrichment took {prepare / traffic.read * 1e6:,.0f} µs per filing (not part of scoring)")
     packs = {"starter": Scorer(RulePack.load(STARTER)), "200 rules": Scorer(pack_of(200))}
+    if args.baseline_pack:
+        packs["baseline"] = Scorer(RulePack.load(args.baseline_pack))
     gc.collect()
     gc.freeze()  # the harness's corpus is not the scorer's garbage
     rss = psutil.Process().memory_info().rss
@@ -153,6 +157,10 @@ def main() -> None:
             mean = statistics.fmean(t)
             print(f"{name:10} {len(scorer.pack.rules):5}  {how:24} {mean * 1e6:9.1f} {1 / mean:10,.0f} "
                   f"{q[49] * 1e6:6.1f} {q[94] * 1e6:6.1f} {q[98] * 1e6:6.1f}  {mean / baseline:5.2f}x")
+    if args.baseline_pack:
+        ratio = statistics.fmean(best[("starter", "indexed: assess")]) / \
+            statistics.fmean(best[("baseline", "indexed: assess")])
+        print(f"starter pack against --baseline-pack {args.baseline_pack}: {ratio:.2f}x the scoring cost per filing")
     # The classifier reads every goods description before scoring (enrichment does it in the pipeline):
     # first sight, its caches emptied before the pass (every distinct description computed once, as a
     # worker meets new traffic), and seen before (a worker's steady state on repeated descriptions).

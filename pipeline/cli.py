@@ -963,12 +963,10 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
                    json_path) -> None:
     """Replay filings (a folder of XML, or a run's Parquet archive, e.g. OUTPUT/archive) against a candidate
     pack: hits and referrals per rule, and what changes against the active pack."""
-    import tempfile
     from datetime import datetime, timezone
 
-    from .backtest import backtest, load_traffic
-    from .connectors.redis_store import connect, with_retries
-    from .container_store import ContainerEventStore
+    from .backtest import backtest
+    from .connectors.redis_store import connect
     from .domain.rulepack import PackError, RulePack, read_pack_files
     from .domain.scoring import Scorer
     from .rule_store import RulePackStore, checked_pack
@@ -988,6 +986,23 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
         _problems(exc, "pack refused")
         sys.exit(1)
     now = datetime.fromisoformat(as_of).replace(tzinfo=timezone.utc) if as_of else None
+    traffic = _labelled_traffic(filings_dir, status_paths, settings)
+    labels = _labels(labels_path) if labels_path else None
+    report = backtest(traffic.filings, active, candidate, labels, now)
+    _print_backtest(report, traffic)
+    if json_path:
+        Path(json_path).write_text(json.dumps(report.as_dict(), indent=1))
+
+
+def _labelled_traffic(filings_dir, status_paths, settings: Settings):
+    """Filings validated, linked and enriched as the pipeline does, with container status from DCSA
+    event files loaded into a Redis of their own (backtest, calibrate)."""
+    import tempfile
+
+    from .backtest import load_traffic
+    from .connectors.redis_store import connect, with_retries
+    from .container_store import ContainerEventStore
+
     with tempfile.TemporaryDirectory() as tmp, _redis(None, Path(tmp) / "redis") if status_paths else nullcontext() as url:
         fetch = None
         if url:  # the events go into a Redis of their own, as the pipeline reads them
@@ -1000,11 +1015,97 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
             traffic = load_traffic(Path(filings_dir), settings, fetch)
     if not traffic.read:
         raise InputError(f"{filings_dir} holds no filings (*.xml, searched recursively) and no archived ones")
-    labels = {json.loads(line)["file"]: json.loads(line) for line in open(labels_path)} if labels_path else None
-    report = backtest(traffic.filings, active, candidate, labels, now)
-    _print_backtest(report, traffic)
-    if json_path:
-        Path(json_path).write_text(json.dumps(report.as_dict(), indent=1))
+    return traffic
+
+
+def _labels(path) -> dict[str, dict]:
+    with open(path, encoding="utf-8") as f:
+        return {row["file"]: row for row in map(json.loads, f) if row}
+
+
+def _container_anomalies(path) -> list[tuple[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return [(row["file"], row["anomaly"]) for row in map(json.loads, f) if row and row.get("anomaly")]
+
+
+@rules.command("calibrate")
+@click.argument("pack_dir", type=PackDir())
+@click.option("--traffic", "filings_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Labelled filings (a folder of XML, e.g. `cargoscreen generate`'s filings/, or an archive).")
+@click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The labels of that traffic (labels.jsonl: risk pattern or clean per file).")
+@click.option("--container-status", "status_paths", multiple=True, type=click.Path(exists=True),
+              help="DCSA event files for the filings' containers.")
+@click.option("--container-labels", "container_labels_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The generator's container-labels.jsonl: a filing whose container history holds a planted "
+                   "anomaly counts as risky (pattern container-<anomaly>).")
+@click.option("--target-clean-rate", default=0.03, show_default=True, type=click.FloatRange(0, 1),
+              help="The most clean consignments the calibrated pack may refer (a share).")
+@click.option("--step", default=5, show_default=True, type=click.IntRange(1, 50), help="The weights' grid step.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Orders the search: same seed, same result.")
+@click.option("--as-of", default=None, help="Assess as of this UTC date-time (rule validity); default: now.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Where the calibrated pack goes (the pack's own folder to calibrate it in place).")
+def rules_calibrate(pack_dir, filings_dir, labels_path, status_paths, container_labels_path, target_clean_rate, step,
+                    seed, as_of, out_dir) -> None:
+    """Calibrate the weights of a pack's weak indicators on labelled traffic: the highest recall of
+    planted risk with at most --target-clean-rate of clean consignments referred. Writes the pack with
+    a calibration.yaml recording the traffic, labels, date, command and the resulting rates. Exit
+    status 1 when no weighting keeps clean referrals within the target (the pack is written anyway)."""
+    from datetime import datetime, timezone
+
+    from .calibration import file_digest, labelled_cases, traffic_digest, with_container_anomalies, write_calibrated_pack
+    from .domain.calibration import calibrate
+    from .domain.rulepack import PackError, read_pack_files
+    from .domain.scoring import Scorer
+    from .rule_store import checked_pack
+
+    try:
+        scorer = Scorer(checked_pack(read_pack_files(Path(pack_dir))))
+    except PackError as exc:
+        _problems(exc, f"{pack_dir} refused")
+        sys.exit(1)
+    settings = Settings()
+    now = datetime.fromisoformat(as_of).replace(tzinfo=timezone.utc) if as_of else datetime.now(timezone.utc)
+    traffic = _labelled_traffic(filings_dir, status_paths, settings)
+    labels = _labels(labels_path)
+    if container_labels_path:
+        labels = with_container_anomalies(labels, _container_anomalies(container_labels_path))
+    cases = labelled_cases(traffic.filings, scorer, labels, now)
+    if not any(c.risky for c in cases) or all(c.risky for c in cases):
+        raise InputError(f"{labels_path} labels no planted risk or no clean consignment of {filings_dir}: "
+                         f"nothing to calibrate against")
+    result = calibrate(scorer, cases, target_clean_rate, step, seed)
+    record = {
+        "calibrated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": " ".join(["cargoscreen", *sys.argv[1:]]) if sys.argv[1:2] == ["rules"] else
+        f"cargoscreen rules calibrate {pack_dir} --traffic {filings_dir} --labels {labels_path} "
+        f"--target-clean-rate {target_clean_rate} --step {step} --seed {seed} --out {out_dir}",
+        "pack": scorer.pack.id,
+        "traffic": {"filings": traffic.read, "consignments": len(cases), "digest": traffic_digest(Path(filings_dir))},
+        "labels": {"digest": file_digest(Path(labels_path)),
+                   **({"container_labels": file_digest(Path(container_labels_path))} if container_labels_path else {})},
+        "container_status": [file_digest(Path(p)) for p in status_paths],
+        "assessed_as_of": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "target_clean_rate": target_clean_rate,
+        "search": {"method": "coordinate ascent over a grid", "step": step, "max_weight": result.max_weight,
+                   "seed": seed, "rounds": result.rounds, "rules": len(result.searched)},
+        "before": result.before.as_dict(), "after": result.after.as_dict(),
+    }
+    written = write_calibrated_pack(Path(pack_dir), Path(out_dir), result, record)
+    out = _console()
+    for which, o in (("before", result.before), ("after", result.after)):
+        out.print(f"{which}: recall {o.recall:.1%} ({o.planted_referred}/{o.planted}), clean referral rate "
+                  f"{o.clean_rate:.2%} ({o.clean_referred}/{o.clean})", soft_wrap=True)
+    changed = {r: w for r, w in result.weights.items() if w != next(x.weight for x in scorer.pack.rules if x.id == r)}
+    out.print(f"{len(changed)} weak rules reweighted ({len(result.searched)} searched on the traffic, the others held "
+              f"below the thresholds): "
+              + (", ".join(f"{r} {w:g}" for r, w in sorted(changed.items())) or "none"), soft_wrap=True)
+    out.print(f"calibrated pack: {written} (calibration.yaml; bump its version before publishing)", soft_wrap=True)
+    if result.after.clean_rate > target_clean_rate:
+        out.print(f"[red]no weighting keeps clean referrals within {target_clean_rate:.2%}[/red]: strong indicators "
+                  f"alone refer {result.after.clean_rate:.2%}")
+        sys.exit(1)
 
 
 def _weight_change(before: float | None, after: float | None) -> str:

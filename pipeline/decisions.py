@@ -153,6 +153,7 @@ def decision_record(d: Decision) -> dict:
         "filing_code": f.filing_code, "mode": f.mode, "office_of_first_entry": f.office_of_first_entry,
         "decision": a.decision, "score": round(a.score, 1), "risk_level": a.level, "rule_pack": a.pack,
         "decision_table": a.table, "assessed_at": d.assessed_at,
+        "basis": a.basis, "strong_indicators": list(a.strong),
         "consignment": d.consignment, "version": f.version, "state": f.state,
         "filings": [{"mrn": m.mrn, "lrn": m.lrn, "filer": m.filer, "filing_code": m.filing_code}
                     for m in f.members], "missing": list(f.missing),

@@ -125,7 +125,9 @@ def test_an_rfi_answer_is_attached_and_the_consignment_reassessed(ingress, redis
 
 
 # ---- an answer adds information; it never decides (security finding 2) ----
-PMK = "293292"  # a drug precursor's HS code (PMK), on the starter pack's watch list (DP-001)
+# A drug precursor's HS code shared with other substances (the "ex" code of NPP, ANPP and 4-piperidone):
+# a weak indicator (DP-001); a category 1 substance's own code (PMK's 293292) is a strong one (DP-004).
+PMK = "293339"
 PLAIN_DESCRIPTION = "Plastic tableware and kitchenware"  # what HS 392410 is: FI-003 no longer asks
 
 
@@ -232,7 +234,7 @@ def test_a_correction_that_takes_a_risk_indicator_away_is_a_risk_fact_for_the_an
     [shown] = ref["answers"]
     assert ref["state"] == "open" and shown["reassessed"].startswith("control") and shown["action"] == "apply"
     [change] = shown["risk_changes"]
-    assert "from '293292' to '851713'" in change and "DP-001" in change
+    assert "from '293339' to '851713'" in change and "DP-001" in change
     keeper.once()  # the new version of the referral comes in through the referral stream
     ref = queue.show(rid)
     new = ref["body"]
@@ -240,7 +242,7 @@ def test_a_correction_that_takes_a_risk_indicator_away_is_a_risk_fact_for_the_an
     [fact] = [f for f in new["container_facts"] if f["kind"] == "rfi-correction-changes-risk"]
     assert fact["detail"] == change
     [hit] = [h for h in new["hits"] if h["rule"] == "SS-019"]
-    assert hit["evidence"][0]["pointer"] == hs_pointer and "'293292' to '851713'" in hit["evidence"][0]["value"]
+    assert hit["evidence"][0]["pointer"] == hs_pointer and "'293339' to '851713'" in hit["evidence"][0]["value"]
     kept = new["reassessment"]["facts"][-1]["values"]  # what rules read as the fact's before and after
     assert (kept["pointer"], kept["before"], kept["after"], kept["rules"]) == (hs_pointer, PMK, "851713", ["DP-001"])
     assert decided(redis_client, body["mrn"]) == [("control", 1), ("control", 2)]
@@ -256,10 +258,13 @@ def test_a_correction_that_takes_a_risk_indicator_away_is_a_risk_fact_for_the_an
     assert sent(redis_client, filer) == ["IE3N08", "IE3N08", "IE3R01"] and trail(redis_client, rid) == trail_before
 
 
-def test_a_changed_risk_picture_is_held_even_when_the_score_falls(ingress, redis_server, redis_client):  # noqa: F811
-    """The same correction from trusted traders: their request for information (PMK code and the question,
-    less the AEO rules) would re-assess complete even with SS-019. The desk holds it for the analyst
-    whatever the pack scores: nothing is closed, the filer is not told its goods are cleared."""
+def test_a_correction_that_changed_the_risk_picture_is_a_control_for_trusted_traders_too(ingress, redis_server,  # noqa: F811
+                                                                                         redis_client):
+    """The same correction from trusted traders: their request for information (the precursor code and the
+    question, less the AEO rules). SS-019 is a strong indicator: the AEO discounts lower the score, not the
+    decision it leads to on its own, so the re-assessment is a control, applied and sent (a stronger
+    decision needs no analyst); the filer is never told its goods are cleared. (Holding a lower re-assessment
+    with a changed risk picture: test_what_a_reassessment_may_do_to_the_referral.)"""
     port, tokens = ingress
     [(filer, token), _] = tokens.items()
     keeper, queue, body = referred(port, token, smartphones(hs=PMK, value="150000", aeo=True), redis_server,
@@ -270,10 +275,13 @@ def test_a_changed_risk_picture_is_held_even_when_the_score_falls(ingress, redis
     answered(port, token, keeper, body["mrn"], pointer, "851713")
     ref = queue.show(body["referral_id"])
     [shown] = ref["answers"]
-    assert ref["state"] == "open" and shown["action"] == "hold" and shown["reassessed"].startswith("assessment-complete")
-    assert "a correction changed the risk picture" in shown["held"] and "DP-001" in shown["risk_changes"][0]
-    assert decided(redis_client, body["mrn"]) == [("request-for-information", 1)]
-    assert sent(redis_client, filer) == ["IE3Q02", "IE3R01"]
+    assert ref["state"] == "open" and shown["action"] == "apply" and shown["reassessed"].startswith("control")
+    assert "DP-001" in shown["risk_changes"][0]
+    keeper.once()
+    new = queue.show(body["referral_id"])["body"]
+    assert new["strong_indicators"] == ["SS-019"] and new["basis"].startswith("referred on one strong indicator: SS-019")
+    assert decided(redis_client, body["mrn"]) == [("request-for-information", 1), ("control", 2)]
+    assert sent(redis_client, filer) == ["IE3N08", "IE3Q02", "IE3R01"]
 
 
 def _decided(decision: str) -> Decision:
@@ -347,7 +355,7 @@ def test_the_analyst_sees_the_answer_and_its_risk_fact_and_decides(ingress, redi
     browser.get(f"{base}/referrals/{rid}")
     answers = browser.find_element(By.ID, "answers").text
     assert "Changes the risk picture: HS code of goods item 1 corrected by the filer" in answers
-    assert "from '293292' to '851713': no longer fires DP-001" in answers and "re-assessed: control" in answers
+    assert "from '293339' to '851713': no longer fires DP-001" in answers and "re-assessed: control" in answers
     assert "rfi-correction-changes-risk — HS code of goods item 1" in browser.find_element(By.ID, "containers").text
     assert "SS-019" in browser.find_element(By.ID, "rules").text and text_of(browser, "state") == "open"
     shot(browser, "13-referral-rfi-correction-changes-risk")

@@ -133,10 +133,12 @@ def test_same_files_same_digest_and_any_change_shows():
 
 def test_the_starter_pack_meets_the_cost_bounds_with_room_to_spare():
     """Its costliest rule a third of the bound; all its rules together, on a filing of the schema's
-    largest size, a quarter of that filing's budget."""
+    largest size, a third of that filing's budget."""
     from cargoscreen.domain.conditions import COLLECTION_LIMITS, MAX_COST
     from cargoscreen.domain.scoring import BUDGET_BASE, BUDGET_PER_ITEM
 
     costs = [r.condition.cost for r in STARTER_PACK.rules]
     assert max(costs) <= MAX_COST / 3
-    assert sum(costs) <= (BUDGET_BASE + BUDGET_PER_ITEM * COLLECTION_LIMITS["goods"]) / 4
+    # A third since the legal-list rules (risk-policy) joined the goods-description rules: the per-filing
+    # budget, not this estimate, is what holds at run time.
+    assert sum(costs) <= (BUDGET_BASE + BUDGET_PER_ITEM * COLLECTION_LIMITS["goods"]) / 3

@@ -87,13 +87,18 @@ def test_backtest_compares_with_the_pack_active_in_redis(candidate, tmp_path, re
     assert "active ics2-starter@99.1.0" in result.output and "0 new referrals, 0 dropped" in result.output
 
 
+def labelled_traffic(folder: Path, count: int, seed: int, decoy_rate: float) -> Path:
+    """Generated filings with planted risks and look-alikes, their labels and container histories."""
+    generated = CliRunner().invoke(main, ["generate", "--out", str(folder), "--count", str(count), "--seed", str(seed),
+                                          "--risk-rate", "0.1", "--decoy-rate", str(decoy_rate), "--container-status",
+                                          "--anomaly-rate", "0"])
+    assert generated.exit_code == 0, generated.output
+    return folder
+
+
 def test_backtest_reports_the_new_rule_and_its_cost_on_labelled_traffic(candidate, tmp_path):
     runner = CliRunner()
-    corpus = tmp_path / "traffic"
-    generated = runner.invoke(main, ["generate", "--out", str(corpus), "--count", "400", "--seed", "5",
-                                     "--risk-rate", "0.1", "--decoy-rate", "0.1", "--container-status",
-                                     "--anomaly-rate", "0"])
-    assert generated.exit_code == 0, generated.output
+    corpus = labelled_traffic(tmp_path / "traffic", 400, 5, 0.1)
     report_path = tmp_path / "report.json"
     result = runner.invoke(main, ["rules", "backtest", str(corpus / "filings"), "--candidate", str(candidate),
                                   "--container-status", str(corpus / "container-events.jsonl"),
@@ -129,3 +134,42 @@ def test_check_refuses_pack_rules_past_the_bounds_and_questions_an_answer_cannot
     assert result.exit_code == 1
     assert "rules/zz-new.yaml:8: rule NEW-TOYS: condition: column 1: any(goods, ...) may evaluate" in result.output
     assert "rules/zz-new.yaml:9: rule NEW-TOYS: the question holds a control character (U+0007)" in result.output
+
+
+def test_calibrate_weights_weak_indicators_within_the_clean_referral_target(tmp_path):
+    """`rules calibrate` on real generated labelled traffic: a calibrated pack that records where its
+    weights came from, and on that traffic refers at most the target share of clean consignments."""
+    runner = CliRunner()
+    corpus = labelled_traffic(tmp_path / "traffic", 300, 11, 0.2)
+    out = tmp_path / "calibrated"
+    args = ["rules", "calibrate", str(STARTER), "--traffic", str(corpus / "filings"),
+            "--labels", str(corpus / "labels.jsonl"), "--container-status", str(corpus / "container-events.jsonl"),
+            "--target-clean-rate", "0.02",
+            "--as-of", "2026-11-28T12:00:00", "--out", str(out)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    import hashlib
+
+    import yaml
+    calibration = yaml.safe_load((out / "calibration.yaml").read_text())
+    record = calibration["record"]
+    assert record["labels"]["digest"] == "sha256:" + hashlib.sha256((corpus / "labels.jsonl").read_bytes()).hexdigest()
+    assert record["traffic"]["digest"].startswith("sha256:") and record["traffic"]["filings"] == 300
+    assert record["target_clean_rate"] == 0.02 and record["search"]["seed"] == 0 and record["calibrated_at"]
+    assert "rules calibrate" in record["command"] and record["after"]["clean_referral_rate"] <= 0.02
+    assert "calibration: calibration.yaml" in (out / "pack.yaml").read_text()
+    assert all(w < 40 for w in calibration["weights"].values())  # weak indicators stay below every threshold
+    # The calibrated pack, scored by the backtest as production scores, keeps the constraint.
+    report_path = tmp_path / "report.json"
+    backtest = runner.invoke(main, ["rules", "backtest", str(corpus / "filings"), "--candidate", str(out),
+                                    "--container-status", str(corpus / "container-events.jsonl"),
+                                    "--labels", str(corpus / "labels.jsonl"), "--as-of", "2026-11-28T12:00:00",
+                                    "--json", str(report_path)])
+    assert backtest.exit_code == 0, backtest.output
+    quality = json.loads(report_path.read_text())["quality"]["candidate"]
+    assert quality["clean_referral_rate"] <= 0.02 and quality["clean"] == record["after"]["clean"] > 0
+    assert quality["recall"] == record["after"]["recall"] and quality["planted"] == record["after"]["planted"] > 0
+    # The same seed on the same traffic gives the same weights.
+    again = runner.invoke(main, args[:-1] + [str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert yaml.safe_load((tmp_path / "again" / "calibration.yaml").read_text())["weights"] == calibration["weights"]

@@ -34,6 +34,11 @@ def assess(**data):
     return SCORER.assess(s.record, s.facts, s.container_status, NOW.timestamp())
 
 
+def weight(rule: str) -> float:
+    """A rule's weight in the starter pack as calibrated (calibration.yaml), not as its file writes it."""
+    return next(r.weight for r in SCORER.pack.rules if r.id == rule)
+
+
 def test_nothing_fires_on_a_plain_filing():
     a = assess()
     assert (a.decision, a.score, a.hits, a.level) == (COMPLETE, 0.0, (), "low")
@@ -41,22 +46,77 @@ def test_nothing_fires_on_a_plain_filing():
 
 def test_weak_indicators_alone_stay_below_every_threshold():
     a = assess(place_of_loading="ECGYE", goods=[{"description": "Fresh bananas", "hs_code": "080390"}])
-    assert {h.rule for h in a.hits} == {"DP-003", "SS-015"} and a.score == 40 and a.decision == COMPLETE
+    assert {h.rule for h in a.hits} == {"DP-003", "SS-015"} and a.decision == COMPLETE and a.strong == ()
+    assert weight("DP-003") < 40 and weight("SS-015") < 40 and a.score == weight("DP-003") + weight("SS-015")
+
+
+def test_a_category_1_precursor_alone_refers():
+    """A scheduled category 1 precursor under its own CN code, or named, or by its CAS number:
+    each refers on its own (strong indicators), whatever else the filing holds."""
+    by_code = assess(goods=[{"description": "Chemical intermediate", "hs_code": "29329200"}])
+    assert by_code.decision == CONTROL and by_code.strong == ("DP-004",)
+    assert by_code.basis.startswith("referred on one strong indicator: DP-004 Scheduled category 1")
+    by_name = assess(goods=[{"description": "APAAN 50 kg drums", "hs_code": "292690"}])
+    assert by_name.decision == CONTROL and by_name.strong == ("DP-005",)
+    by_cas = assess(filing_code="F20", goods=[{"description": "Organic intermediate CAS 103-79-7"}])
+    assert by_cas.decision == RFS and by_cas.strong == ("DP-005",)
+
+
+def test_a_strong_indicator_refers_whatever_its_weight():
+    """The policy, not the weight, makes a strong indicator refer: DP-004 at weight 10 still refers;
+    marked weak at the same weight, it does not."""
+    files = dict(SCORER.pack.files)
+    rule_file = "rules/legal-lists.yaml"
+    low = files[rule_file].replace("    strength: strong\n    weight: 60\n    decision: control\n    when: any(goods, "
+                                   "prefixed(hs_code, ref.precursor_cat1_codes))",
+                                   "    strength: strong\n    weight: 10\n    decision: control\n    when: any(goods, "
+                                   "prefixed(hs_code, ref.precursor_cat1_codes))")
+    assert low != files[rule_file]
+    goods = [{"description": "Chemical intermediate", "hs_code": "29329200"}]
+    for text, expected in ((low, CONTROL), (low.replace("    strength: strong\n    weight: 10", "    weight: 10"),
+                                            COMPLETE)):
+        scorer = Scorer(RulePack.from_files({**files, rule_file: text}))
+        s = example_subject({"goods": goods})
+        a = scorer.assess(s.record, s.facts, s.container_status, NOW.timestamp())
+        assert a.decision == expected, text[:0]
+        assert "DP-004" in {h.rule for h in a.hits}
+
+
+def test_a_chp_item_to_a_restricted_destination_alone_refers():
+    """A Common High Priority item (chp-items.csv) with a consignee in, or routed through, a country
+    whose restrictive measures (restrictive-measures.csv) bar it refers on its own; elsewhere it is nothing."""
+    chips = [{"description": "Microcontrollers", "hs_code": "854231"}]
+    to_belarus = assess(parties=[{"role": "consignee", "country": "BY"}], goods=chips)
+    assert to_belarus.decision == CONTROL and to_belarus.strong == ("DU-003",)
+    assert [h.rule for h in to_belarus.hits] == ["DU-003"]
+    on_to_russia = assess(routing_countries=["CN", "NL", "LV", "RU"], goods=chips)
+    assert on_to_russia.decision == CONTROL and "DU-003" in on_to_russia.strong
+    land_bridge = assess(routing_countries=["CN", "KZ", "RU", "BY", "PL"], goods=chips)  # Russia on the way in
+    assert "DU-003" not in {h.rule for h in land_bridge.hits}
+    assert assess(parties=[{"role": "consignee", "country": "DE"}], goods=chips).decision == COMPLETE
+
+
+def test_a_weak_indicator_alone_does_not_refer():
+    """Fireworks under their own heading with their UN number: a weak indicator (FE-002), below every threshold."""
+    a = assess(goods=[{"description": "Consumer fireworks", "hs_code": "360410", "undg": "0336"}])
+    assert [h.rule for h in a.hits] == ["FE-002"] and a.decision == COMPLETE and a.strong == ()
+    assert 0 < a.score < 40 and not SCORER.pack.rules[[r.id for r in SCORER.pack.rules].index("FE-002")].strong
 
 
 def test_indicators_add_up_to_a_control_for_sea():
     a = assess(facts=[{"kind": "seal-mismatch", "container": "MSCU1234565"},
                       {"kind": "stuffed-elsewhere", "container": "MSCU1234565"}])
-    assert a.score == 70 and a.decision == CONTROL and a.level == "high"
+    assert a.score == weight("SS-008") + weight("SS-009") >= 60 and a.decision == CONTROL and a.strong == ()
 
 
 def test_a_request_for_information_needs_a_rule_with_a_question():
-    a = assess(goods=[{"description": "Spare parts as per invoice", "hs_code": "870899"}])
-    assert a.decision == RFI
-    assert a.information_requested() == [("/example/GoodsLine[1]/Description", a.hits[0].ask)]
+    a = assess(filing_code="F22", goods=[{"description": "Lithium-ion accumulators", "hs_code": "850760"}])
+    assert a.decision == RFI and a.strong == ("HS-001",)
+    [(pointer, question)] = a.information_requested()
+    assert pointer.startswith("/example/GoodsLine[1]/") and question == a.hits[0].ask
     # 45 points from a control rule alone: above the RFI threshold, but nothing to ask, below control
-    b = assess(goods=[{"description": "Consumer fireworks", "hs_code": "360410"}])
-    assert b.score == 45 and b.decision == COMPLETE
+    b = assess(goods=[{"description": "Consumer fireworks", "hs_code": "360410", "undg": "0336"}])
+    assert b.score == weight("FE-002") and b.decision == COMPLETE
 
 
 def test_air_pre_loading_gets_screening_or_do_not_load_never_control():
@@ -69,11 +129,16 @@ def test_air_pre_loading_gets_screening_or_do_not_load_never_control():
     assert set(threat.screening_methods()) >= {"1", "3", "4"}
 
 
-def test_trusted_traders_lower_the_score_below_the_threshold():
+def test_trusted_traders_lower_the_score_not_a_strong_indicator():
+    aeo_party = [{"role": "declarant", "id": "NL812345678"}]
+    facts = [{"kind": "seal-mismatch", "container": "MSCU1234565"},
+             {"kind": "stuffed-elsewhere", "container": "MSCU1234565"}]
+    plain, aeo = assess(facts=facts), assess(facts=facts, parties=aeo_party)
+    assert aeo.score == max(0.0, plain.score - 20) and aeo.decision == COMPLETE
     goods = [{"description": "Pistol frames and slides", "hs_code": "732690"}]
     assert assess(goods=goods).decision == CONTROL
-    aeo = assess(goods=goods, parties=[{"role": "declarant", "id": "NL812345678"}])
-    assert aeo.score == 40 and aeo.decision == COMPLETE
+    strong = assess(goods=goods, parties=aeo_party)
+    assert strong.score == weight("FE-003") - 20 and strong.decision == CONTROL and strong.strong == ("FE-003",)
 
 
 def test_rules_out_of_their_validity_period_do_not_fire():

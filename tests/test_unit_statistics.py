@@ -3,6 +3,7 @@ chapter, the table a pack carries, and deviations that name the reference they c
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import re
 import statistics
 
@@ -10,7 +11,7 @@ import pytest
 
 from cargoscreen import resources
 from cargoscreen.domain.rulepack import PackError, RulePack, read_pack_files
-from cargoscreen.domain.scoring import Scorer
+from cargoscreen.domain.scoring import Scorer, Subject
 from cargoscreen.domain.screening import GoodsLine, record_from_dict
 from cargoscreen.domain.unit_statistics import (EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, UnitReference, from_csv,
                                                 learn, observations, robust, to_csv)
@@ -164,11 +165,19 @@ def test_the_pack_parameter_min_count_moves_the_reference_up_the_chain():
 
 
 def test_too_light_packages_for_the_goods_name_their_reference():
-    hit, _ = _hit(_pack(), "HS-005", [{"description": "Leather shoes", "hs_code": "640399", "gross_mass": 400,
-                                        "packages": 1000, "package_types": ["CT"]}])
+    # HS-005 is a weak indicator: alone it refers nothing, so its evidence (gathered for referrals) is
+    # read from its condition, as a referral it takes part in shows it.
+    pack = _pack()
+    hit, _ = _hit(pack, "HS-005", [{"description": "Leather shoes", "hs_code": "640399", "gross_mass": 400,
+                                     "packages": 1000, "package_types": ["CT"]}])
     assert hit is not None
-    assert "package_mass_z" in hit.explanation()
-    assert "reference: subheading 640399 in CT, n=80, median 12 kg/package" in hit.explanation()
+    rule = next(r for r in pack.rules if r.id == "HS-005")
+    fired, evidence = rule.condition.explain(Subject(record_from_dict({"goods": [
+        {"description": "Leather shoes", "hs_code": "640399", "gross_mass": 400, "packages": 1000,
+         "package_types": ["CT"]}]})))
+    shown = replace(hit, evidence=tuple(evidence)).explanation()
+    assert fired and "package_mass_z" in shown
+    assert "reference: subheading 640399 in CT, n=80, median 12 kg/package" in shown
 
 
 def test_a_broken_table_refuses_the_pack_with_its_row():

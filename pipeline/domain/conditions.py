@@ -40,6 +40,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from .reference import EU_MEMBER_STATES
+
 MAX_EXPRESSION_CHARS = 4000
 MAX_DEPTH = 40
 MAX_EVIDENCE = 20  # data elements kept per quantifier in an explanation
@@ -149,6 +151,15 @@ def _item_pointer(suffix):
     return lambda s, o: f"{o.pointer}/{suffix}" if suffix else o.pointer
 
 
+def onward_countries(routing: tuple[str, ...]) -> tuple[str, ...]:
+    """The countries of an itinerary after its first member state: where the goods go on from the
+    Union (CN NL LT BY -> LT BY). Those before it are the way in (the rail land bridge CN KZ RU BY PL)."""
+    for i, country in enumerate(routing):
+        if country in EU_MEMBER_STATES:
+            return routing[i + 1:]
+    return ()
+
+
 def _fact_pointer(s, fact):
     """The fact's container, else the data element it is about (a data-quality warning, an RFI correction)."""
     return next((c.pointer for c in s.record.containers if c.container_id == fact.container),
@@ -161,6 +172,8 @@ FILING_FIELDS: dict[str, FieldSpec] = {
         "loading_country", "place_of_unloading", "unloading_country", "vessel_imo", "voyage", "conveyance",
         "means_nationality", "transport_document", "master_document", "declarant", "filer")},
     "routing_countries": FieldSpec(LIST, _rec("routing_countries"), _rec_pointer("routing_countries")),
+    "onward_countries": FieldSpec(LIST, lambda s: onward_countries(s.record.routing_countries),
+                                  _rec_pointer("routing_countries")),
     "house_documents": FieldSpec(LIST, _rec("house_documents")),
     "total_gross_mass": FieldSpec(NUMBER, _rec("total_gross_mass"), _rec_pointer("total_gross_mass")),
     "total_packages": FieldSpec(NUMBER, _rec("total_packages"), _rec_pointer("total_packages")),

@@ -18,7 +18,7 @@ import csv
 import hashlib
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from .answers import text_problem
 from .conditions import (Condition, ConditionError, Environment, RefSet, RefTable, Statistics, TermMatcher,
                          compile_condition)
 from .filings import BY_CODE, FILING_KINDS, MODES, PRE_LOADING
+from .legal_references import LEGAL_FILES, cells, legal_rows, legal_text, row_matches
 from .screening import address_key, name_key
 from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, UnitReference, from_csv
 
@@ -124,6 +125,7 @@ class Rule:
     examples: tuple[Example, ...] = ()
     file: str = ""
     line: int | None = None
+    strong: bool = False  # a strong indicator: refers on its own (the table's `strong_indicator`), whatever the score
 
     def valid_at(self, now: float) -> bool:
         return (self.valid_from is None or now >= self.valid_from) and (self.valid_until is None or now < self.valid_until)
@@ -140,6 +142,7 @@ class DecisionTable:
     name: str
     filings: frozenset[str]
     thresholds: tuple[tuple[str, float], ...]  # (decision, minimum score), strongest first
+    strong: str | None = None  # the decision one strong indicator leads to on its own (None: no such policy)
 
 
 class PackStatistics(Statistics):
@@ -276,6 +279,7 @@ class RulePack:
     levels: tuple[tuple[str, float], ...]  # (risk level, minimum score), highest first
     environment: Environment
     files: dict = field(repr=False, compare=False, default_factory=dict)
+    calibration: dict = field(repr=False, compare=False, default_factory=dict)  # the record of the calibration applied
 
     @property
     def id(self) -> str:
@@ -320,9 +324,11 @@ class RulePack:
         levels = _levels(manifest, problems)
         tables = _tables(manifest, problems)
         rules = _rules(manifest, files, env, problems)
-        digest = hashlib.sha256(b"".join(f"{k}\0{files[k]}\0".encode() for k in sorted(files))).hexdigest()
+        rules, calibration = _calibrated(manifest, files, rules, problems)
+        digested = {**files, **legal_inputs(manifest)}  # a legal list's new edition is new content
+        digest = hashlib.sha256(b"".join(f"{k}\0{digested[k]}\0".encode() for k in sorted(digested))).hexdigest()
         pack = cls(name, version, digest, str(manifest.get("owner", "")), str(manifest.get("description", "")),
-                   tuple(rules), tables, levels, env, dict(files))
+                   tuple(rules), tables, levels, env, dict(files), calibration)
         if name and version and len(pack.id) > MAX_PACK_ID:
             problems.append(Problem("pack.yaml", _line(manifest, "pack"),
                                     f"name@version+digest {pack.id!r} exceeds {MAX_PACK_ID} characters"))
@@ -373,6 +379,11 @@ def _references(spec, files, problems) -> dict[str, Any]:
         return out
     for name, entry in spec.items():
         line = _line(spec, name)
+        if isinstance(entry, dict) and "legal" in entry:
+            found = _legal_reference(name, entry, line, problems)
+            if found is not None:
+                out[name] = found
+            continue
         if not isinstance(entry, dict) or "file" not in entry or entry.get("kind") not in ("set", "terms", "table"):
             problems.append(Problem("pack.yaml", line, f"reference {name}: needs `file` and `kind` (set, terms or "
                                                        f"table)"))
@@ -424,6 +435,42 @@ def _references(spec, files, problems) -> dict[str, Any]:
                     table[key] = {k: _cell(v) for k, v in row.items() if k != column}
             out[name] = RefTable(table, prefix=entry.get("match") == "prefix")
     return out
+
+
+def _legal_reference(name: str, entry: dict, line, problems: list[Problem]) -> RefSet | TermMatcher | None:
+    """A set or term list drawn from a bundled legal list (see legal_references.py): the values of
+    `column` (or of each of a list of columns) in the rows `where` selects; a term list may add
+    exclusions (`exclude`)."""
+    rows = legal_rows(str(entry["legal"]))
+    kind, column, where = entry.get("kind"), entry.get("column"), entry.get("where") or {}
+    columns_asked = [str(c) for c in column] if isinstance(column, list) else [str(column)]
+    if rows is None:
+        problems.append(Problem("pack.yaml", line, f"reference {name}: no legal list {entry['legal']!r}; one of "
+                                                   f"{', '.join(LEGAL_FILES)}"))
+        return None
+    columns = set(rows[0]) if rows else set()
+    unknown = sorted({*columns_asked, *where} - columns) if isinstance(where, dict) else ["where"]
+    if kind not in ("set", "terms") or unknown or set(entry) - {"legal", "kind", "column", "where", "exclude"}:
+        problems.append(Problem("pack.yaml", line, f"reference {name}: a legal list gives a set or terms "
+                                                   f"(`kind`) from a `column`, optionally `where` and `exclude`; "
+                                                   f"{entry['legal']} has columns {', '.join(sorted(columns))}"))
+        return None
+    values = list(dict.fromkeys(v for row in rows if row_matches(row, where) for c in columns_asked
+                                for v in cells(row[c])))
+    if not values:
+        problems.append(Problem("pack.yaml", line, f"reference {name}: no rows of {entry['legal']} match {where}"))
+        return None
+    if kind == "set":
+        return RefSet(values)
+    return TermMatcher([*values, *(f"!{x}" for x in entry.get("exclude") or ())])
+
+
+def legal_inputs(manifest) -> dict[str, str]:
+    """The legal lists a pack's reference data draws on, as text (the pack's digest covers them)."""
+    spec = manifest.get("reference") if isinstance(manifest, dict) else None
+    names = {str(e["legal"]) for e in (spec.values() if isinstance(spec, dict) else ())
+             if isinstance(e, dict) and str(e.get("legal")) in LEGAL_FILES}
+    return {f"legal:{n}": legal_text(n) for n in sorted(names)}
 
 
 def _cell(value: str | None):
@@ -531,7 +578,14 @@ def _tables(manifest, problems) -> tuple[DecisionTable, ...]:
             else:
                 thresholds.append((decision, float(minimum)))
         thresholds.sort(key=lambda t: (-SEVERITY[t[0]], -t[1]))
-        tables.append(DecisionTable(str(entry.get("name", f"table {len(tables) + 1}")), filings, tuple(thresholds)))
+        strong = entry.get("strong_indicator")
+        if strong is not None and strong not in {d for d, _ in thresholds}:
+            problems.append(Problem("pack.yaml", _line(entry, "strong_indicator"),
+                                    f"strong_indicator {strong!r} is not a decision of this table "
+                                    f"({', '.join(d for d, _ in thresholds)})"))
+            strong = None
+        tables.append(DecisionTable(str(entry.get("name", f"table {len(tables) + 1}")), filings, tuple(thresholds),
+                                    strong))
     covered = frozenset().union(*(t.filings for t in tables)) if tables else frozenset()
     missing = sorted(k.code for k in FILING_KINDS if k.code not in covered)
     if tables and missing:
@@ -541,7 +595,8 @@ def _tables(manifest, problems) -> tuple[DecisionTable, ...]:
 
 
 _RULE_KEYS = {"id", "title", "area", "owner", "weight", "decision", "when", "modes", "filings", "valid", "ask",
-              "screening", "description", "examples"}
+              "screening", "description", "examples", "strength"}
+STRENGTHS = ("weak", "strong")
 
 
 def _rules(manifest, files, env, problems) -> list[Rule]:
@@ -596,6 +651,9 @@ def _rule(entry, file, env, problems) -> Rule | None:
     problem = text_problem(str(entry["ask"])) if entry.get("ask") else None
     if problem:  # the question goes into the filer's answer, which would fail its schema
         problems.append(Problem(file, _line(entry, "ask"), f"the question {problem}", rid))
+    if entry.get("strength", "weak") not in STRENGTHS:
+        problems.append(Problem(file, _line(entry, "strength"), "strength is `weak` (refers only in combination, "
+                                                                "the default) or `strong` (refers on its own)", rid))
     screening = tuple(str(m) for m in entry.get("screening") or ())
     if any(m not in "0123456789" or len(m) != 1 for m in screening):
         problems.append(Problem(file, _line(entry, "screening"), "screening methods are codes 0-9", rid))
@@ -618,7 +676,7 @@ def _rule(entry, file, env, problems) -> Rule | None:
         return None
     return Rule(rid, str(entry["title"]), entry["area"], str(entry["owner"]), float(weight), entry["decision"],
                 condition, modes & filings, valid_from, valid_until, entry.get("ask"), screening,
-                str(entry.get("description", "")), examples, file, line)
+                str(entry.get("description", "")), examples, file, line, entry.get("strength") == "strong")
 
 
 def _examples(entry, file, rid, problems) -> tuple[Example, ...]:
@@ -635,3 +693,31 @@ def _examples(entry, file, rid, problems) -> tuple[Example, ...]:
                 continue
             out.append(Example(key == "fires", example, _line(example)))
     return tuple(out)
+
+
+def _calibrated(manifest, files, rules: list[Rule], problems: list[Problem]) -> tuple[list[Rule], dict]:
+    """The rules with the weights of the pack's calibration file (`calibration:` in pack.yaml,
+    written by `cargoscreen rules calibrate`), and that file's record of where they came from.
+    A calibration sets weak indicators only: a strong one refers on its own whatever its weight."""
+    file = manifest.get("calibration")
+    if not file:
+        return rules, {}
+    line = _line(manifest, "calibration")
+    if file not in files:
+        problems.append(Problem("pack.yaml", line, f"calibration names {file}, which is not in the pack"))
+        return rules, {}
+    data = _yaml(files[file], file, problems)
+    weights = data.get("weights") if isinstance(data, dict) else None
+    if not isinstance(weights, dict) or not isinstance(data.get("record"), dict):
+        problems.append(Problem(file, 1, "a calibration holds `record:` (where it came from) and `weights:` "
+                                         "(rule id -> weight)"))
+        return rules, {}
+    by_id = {r.id: r for r in rules}
+    for rid, weight in weights.items():
+        rule = by_id.get(str(rid))
+        if rule is None or rule.strong or not isinstance(weight, (int, float)) or not -100 <= weight <= 100:
+            problems.append(Problem(file, _line(weights, rid), f"{rid}: a calibrated weight is a number from -100 to "
+                                                               f"100 for a weak rule of the pack", str(rid)))
+        else:
+            by_id[rule.id] = replace(rule, weight=float(weight))
+    return [by_id[r.id] for r in rules], dict(data["record"])

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from .conditions import MAX_COST, PHRASE, RANGE_TESTS, Evidence, OverBudget, TermMatcher, field_getter, field_spec
 from .enrichment import Fact
 from .filings import FILING_KINDS
-from .rulepack import COMPLETE, DNL, RFI, RFS, Rule, RulePack
+from .rulepack import COMPLETE, DNL, RFI, RFS, SEVERITY, Rule, RulePack
 from .screening import ScreeningRecord, record_from_dict
 
 
@@ -89,10 +89,22 @@ class Assessment:
     table: str
     hits: tuple[Hit, ...]
     errors: tuple[str, ...] = ()  # rules that could not be evaluated (a bug in a rule: the others still count)
+    strong: tuple[str, ...] = ()  # the strong indicators that lead to the decision on their own
 
     @property
     def referral(self) -> bool:
         return self.decision != COMPLETE
+
+    @property
+    def basis(self) -> str:
+        """Why this decision, in one line: the strong indicator it rests on, or the score's threshold."""
+        if self.strong:
+            titles = {h.rule: h.title for h in self.hits}
+            shown = "; ".join(f"{r} {titles.get(r, '')}".strip() for r in self.strong)
+            return f"referred on {'one strong indicator' if len(self.strong) == 1 else 'strong indicators'}: {shown}"
+        if not self.referral:
+            return f"score {self.score:g}: no threshold reached with a rule that leads there"
+        return f"score {self.score:g} reached the {self.decision} threshold of table {self.table!r}"
 
     def information_requested(self) -> list[tuple[str | None, str]]:
         return [(next((e.pointer for e in h.evidence if e.pointer), None), h.ask) for h in self.hits
@@ -267,8 +279,20 @@ class Scorer:
         score = max(0.0, sum(h.weight for h in hits))
         decision = next((d for d, minimum in table.thresholds
                          if score >= minimum and any(r.can_lead_to(d) for r in fired)), COMPLETE)
+        strong: list[str] = []
+        if table.strong is not None:
+            # One strong indicator refers on its own: to the strongest decision of the table it can lead to,
+            # up to the table's `strong_indicator` (a strong do-not-load rule still needs the score for do-not-load).
+            ceiling = SEVERITY[table.strong]
+            alone = {r.id: next((d for d, _ in table.thresholds if SEVERITY[d] <= ceiling and r.can_lead_to(d)),
+                                COMPLETE) for r in fired if r.strong}
+            for d in alone.values():
+                if SEVERITY[d] > SEVERITY[decision]:
+                    decision = d
+            strong = [r for r, d in alone.items() if d == decision != COMPLETE]
         hits.sort(key=lambda h: -h.weight)
-        return Assessment(self.pack.id, score, self.pack.level_for(score), decision, table.name, tuple(hits), errors)
+        return Assessment(self.pack.id, score, self.pack.level_for(score), decision, table.name, tuple(hits), errors,
+                          tuple(strong))
 
 
 def _rule_error(rule: Rule, exc: Exception) -> str:
