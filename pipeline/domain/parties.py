@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, NamedTuple
+from functools import lru_cache
+from typing import NamedTuple
 
-from .enrichment import Fact
+from .enrichment import PARTY_HISTORY, Fact
 from .screening import Party, ScreeningRecord
 
 TRACKED_ROLES = ("consignor", "consignee", "notify")
-PARTY_HISTORY = "party-history"  # a tracked party's history before this filing (informational)
-PARTY_HISTORY_UNAVAILABLE = "party-history-unavailable"  # the store stayed unreachable: nothing known
 NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
 # A floor for reporting goods of high value to a private person (EUR, the consignee's goods together):
 # the fact carries the value, so a rule pack can demand more.
@@ -183,6 +182,7 @@ def _person_like(name: str) -> bool:
     return 2 <= len(words) <= 5 and all(w.isalpha() for w in words)
 
 
+@lru_cache(maxsize=65536)
 def natural_person(party: Party) -> NaturalPerson | None:
     """Whether a party is a private person at a residential address: no identification number, no legal
     form or business word in its name, and a person's name or a flat in its address (a post-office box
@@ -203,6 +203,14 @@ def natural_person(party: Party) -> NaturalPerson | None:
     elif party.street and _PO_BOX.search(party.street):
         return None  # a person's name at a post-office box: the address says nothing of a home
     return NaturalPerson(tuple(reasons))
+
+
+def person_kind(party: Party) -> str | None:
+    """What the rules read as a party's `person`: "natural" (natural_person), "legal" (an identification
+    number, a legal form or a business word), None when the name cannot tell."""
+    if natural_person(party):
+        return "natural"
+    return "legal" if (party.id and party.id.strip()) or business_markers(party.name) else None
 
 
 def _member_of(pointer: str) -> str:
@@ -285,7 +293,3 @@ def history_fact(sighting: Sighting, seen: Seen) -> Fact:
                 {"pointer": sighting.pointer, "role": sighting.role, "filings": seen.filings,
                  "first_seen_days": round(max(days, 0.0), 3), "identity": sighting.identity})
 
-
-def histories_by_pointer(facts: Iterable[Fact]) -> dict[str, dict]:
-    """Party pointer -> its party-history values, for the rules' party fields."""
-    return {f.values["pointer"]: f.values for f in facts if f.kind == PARTY_HISTORY}
