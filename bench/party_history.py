@@ -5,16 +5,15 @@
   - how often the facts and rules fire on clean traffic (labelled by the generator): a new consignor
     (by the pack's parameters), a private-person consignee, PH-001 and PH-002, and referrals they make.
 
-    python bench/party_history.py --count 3000 [--seed 7] [--repeat-shippers 0.5]
+    python bench/party_history.py --count 3000 [--seed 7]
 
---repeat-shippers: the share of filings whose consignor is one of a small pool of returning shippers
-(generated traffic draws a new company for every filing, which real traffic does not).
+Generated traffic draws a new company and filer for every filing, so every party is new there: the
+numbers show what "new" costs when nothing else is known (the worst case for noise and for memory).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import tempfile
 import time
@@ -31,22 +30,10 @@ from cargoscreen.job import run_batch
 from cargoscreen.party_history import PartyHistoryStore
 
 
-def _returning_shippers(folder: Path, share: float, seed: int) -> None:
-    """Rewrites the consignor of `share` of the filings to one of 50 returning shippers."""
-    rng = random.Random(seed)
-    pool = [f"Returning Shipper {i} Co., Ltd" for i in range(50)]
-    for path in sorted(folder.glob("*.xml")):
-        if rng.random() < share:
-            text = path.read_text(encoding="utf-8")
-            text = re.sub(r"(<ens:Consignor>\s*<ens:Name>)[^<]*", lambda m: m.group(1) + rng.choice(pool), text)
-            path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat-shippers", type=float, default=0.0)
     args = ap.parse_args()
     pack = RulePack.load(Settings().rules.pack_dir)
     days, most = pack.environment.parameters["new_party_days"], pack.environment.parameters["new_party_filings"]
@@ -54,8 +41,6 @@ def main() -> None:
         root = Path(tmp)
         write_corpus(root, args.count, seed=args.seed, defect_rate=0, envelope_rate=0, risk_rate=0.05,
                      decoy_rate=0.1)
-        if args.repeat_shippers:
-            _returning_shippers(root / "filings", args.repeat_shippers, args.seed)
         risky = {x["lrn"] for x in map(json.loads, (root / "labels.jsonl").open()) if x.get("risk")}
         with EmbeddedRedis(root / "redis") as server:
             client = connect(server.url)

@@ -111,9 +111,9 @@ def party_facts(batch: Sequence[Consignment], record_parties: Callable[[list[Sig
     """Each consignment's party-history facts (one per tracked party: what was known of it before its
     filing), counting each filing's parties once; one call to the store for the batch. If the store
     stays unreachable, one party-history-unavailable fact instead: the rules then know nothing of them."""
-    wanted = [party_sightings(c) for c in batch]
     if record_parties is None:
         return [() for _ in batch]
+    wanted = [party_sightings(c) for c in batch]
     try:
         answers = iter(record_parties([s for found in wanted for s in found]))
     except redis.RedisError as exc:

@@ -91,3 +91,24 @@ def test_a_flushed_script_cache_is_loaded_again(redis_client):
     redis_client.script_flush()
     [again] = store.record([seen(mrn="M2")], now=T0 + 1)
     assert again.filings == 1
+
+
+def test_with_the_store_away_each_filing_says_so_and_its_parties_stay_unknown(redis_process):
+    """An outage after the retries: one party-history-unavailable fact per filing with tracked parties; the
+    rules' party fields stay missing (no rule on them fires), and nothing waits."""
+    from cargoscreen.connectors.redis_store import connect
+    from cargoscreen.domain.enrichment import PARTY_HISTORY_UNAVAILABLE
+    from cargoscreen.domain.screening import Party, ScreeningRecord
+    from cargoscreen.enrichment import party_facts
+    from cargoscreen.linking import Member, standalone
+
+    store = PartyHistoryStore(connect(redis_process.url))
+    record = ScreeningRecord("F30", "express", "house", parties=(Party("consignor", None, "Star Ltd", country="HK"),))
+    bare = ScreeningRecord("F30", "express", "house")
+    batch = [standalone(Member("M1", "s1", "DE1", "L1", "F30", "d1", record)),
+             standalone(Member("M2", "s2", "DE1", "L2", "F30", "d2", bare))]
+    [(fact,), ()] = party_facts(batch, store.record)
+    assert fact.kind == "party-history" and fact.values["filings"] == 0  # the store is up
+    redis_process.stop()
+    [(fact,), ()] = party_facts(batch, store.record)
+    assert fact.kind == PARTY_HISTORY_UNAVAILABLE and "unreachable" in fact.detail
