@@ -136,10 +136,10 @@ def record(parties, goods):
 def test_natural_person_consignee_fact_with_controlled_or_high_value_goods_only():
     lists = bundled_legal_lists()
     person = consignee("Anna Kowalska", "ul. Długa 12/5", "PL")
-    pistol = GoodsLine(1, "Pistol parts", "930330", value=300, currency="EUR", pointer="/IE3F30/GoodsItem[1]")
-    cheap = GoodsLine(1, "T-shirts", "610910", value=40, currency="EUR", pointer="/IE3F30/GoodsItem[1]")
-    watch = GoodsLine(1, "Wrist watch", "910221", value=4200, currency="EUR", pointer="/IE3F30/GoodsItem[1]")
-    battery = GoodsLine(1, "Spare battery", "850760", value=40, currency="EUR", pointer="/IE3F30/GoodsItem[1]")
+    pistol = GoodsLine(1, "Pistol parts", "930330", value=300, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
+    cheap = GoodsLine(1, "T-shirts", "610910", value=40, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
+    watch = GoodsLine(1, "Wrist watch", "910221", value=4200, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
+    battery = GoodsLine(1, "Spare battery", "850760", value=40, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
     [fact] = natural_person_facts(record([person], [pistol]), lists.is_controlled)
     assert fact.kind == NATURAL_PERSON_CONSIGNEE and fact.values["pointer"] == person.pointer
     assert "firearm" in fact.values["kinds"][0] and fact.values["goods"] == [pistol.pointer]
@@ -177,3 +177,15 @@ def test_history_fact_counts_days_before_this_filing():
     assert "4 earlier filings" in fact.detail
     new = history_fact(s, Seen(0, None, 5.0))
     assert new.values["filings"] == 0 and new.values["first_seen_days"] == 0 and "never seen" in new.detail
+
+
+def test_in_a_filing_with_houses_a_consignee_receives_its_own_houses_goods():
+    lists = bundled_legal_lists()
+    person = consignee("Anna Kowalska", "ul. Długa 12/5", "PL", pointer="/IE3F30/Consignment/HouseConsignment[1]/Consignee")
+    mine = GoodsLine(1, "T-shirts", "610910", value=40, currency="EUR",
+                     pointer="/IE3F30/Consignment/HouseConsignment[1]/GoodsItem")
+    other = GoodsLine(1, "Wrist watches", "910221", value=22000, currency="EUR",
+                      pointer="/IE3F30/Consignment/HouseConsignment[2]/GoodsItem")
+    assert natural_person_facts(record([person], [mine, other]), lists.is_controlled) == ()
+    [fact] = natural_person_facts(record([person], [mine._replace(value=1500)]), lists.is_controlled)
+    assert fact.values["value_eur"] == 1500

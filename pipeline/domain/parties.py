@@ -19,11 +19,10 @@ import unicodedata
 from functools import lru_cache
 from typing import NamedTuple
 
-from .enrichment import PARTY_HISTORY, Fact
+from .enrichment import NATURAL_PERSON_CONSIGNEE, PARTY_HISTORY, Fact
 from .screening import Party, ScreeningRecord
 
 TRACKED_ROLES = ("consignor", "consignee", "notify")
-NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
 # A floor for reporting goods of high value to a private person (EUR, the consignee's goods together):
 # the fact carries the value, so a rule pack can demand more.
 HIGH_VALUE_EUR = 1000.0
@@ -221,7 +220,8 @@ def _member_of(pointer: str) -> str:
 def natural_person_facts(record: ScreeningRecord, controlled_kinds) -> tuple[Fact, ...]:
     """`natural-person-consignee` facts: a consignee that reads as a private person (natural_person)
     receiving controlled goods (controlled_kinds: HS code -> kinds, legal_lists.is_controlled) or goods
-    worth HIGH_VALUE_EUR or more. In a merged consignment a consignee receives its own filing's goods."""
+    worth HIGH_VALUE_EUR or more. A consignee receives the goods of the element it belongs to: its house
+    consignment (in a filing, or in a merged consignment its own filing's), else the whole consignment."""
     facts = []
     for party in record.parties:
         if party.role != "consignee":
@@ -229,8 +229,8 @@ def natural_person_facts(record: ScreeningRecord, controlled_kinds) -> tuple[Fac
         person = natural_person(party)
         if person is None:
             continue
-        mrn = _member_of(party.pointer)
-        goods = [g for g in record.goods if _member_of(g.pointer) == mrn]
+        scope = party.pointer.rpartition("/")[0] + "/" if "/" in party.pointer else ""
+        goods = [g for g in record.goods if g.pointer.startswith(scope)]
         controlled = [(g, k) for g in goods if g.hs_code
                       for k in controlled_kinds(g.hs_code) if k in CONTROLLED_FOR_PERSONS]
         value = sum(g.value for g in goods if g.value is not None and g.currency == "EUR")
