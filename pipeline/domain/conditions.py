@@ -536,7 +536,7 @@ class Not(Node):
 # How likely a filing is to carry one key: the guard of an `and` is its most selective part's.
 # Categories (a party's role, the mode) are on most filings; identifiers, HS prefixes and terms on few.
 _CATEGORIES = frozenset({"role", "mode", "level", "filing_code", "currency", "packed_status", "container_status",
-                         "kind", "size_type", "package_types"})
+                         "kind", "size_type", "package_types", "person"})
 _COUNTRIES = frozenset({"loading_country", "unloading_country", "routing_countries", "country", "entry_country",
                         "means_nationality", "countries"})
 

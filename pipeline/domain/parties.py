@@ -71,7 +71,12 @@ _BUSINESS_WORDS = frozenset("""
     instituto istituto laboratory labor laboratoire laboratorio ministry ministerium ministere embassy
     association verein foundation stiftung fondation club hotel restaurant bank
 """.split())
-_FORM_PHRASES = tuple(sorted({tuple(f.split()) for f in _LEGAL_FORMS}, key=len, reverse=True))
+# First word -> the legal forms starting with it, longest first ("s a s" before "s a"). A one-letter word
+# starts a form only as part of a phrase ('e k', 's a'), never alone.
+_FORMS_BY_WORD: dict[str, list[tuple[str, ...]]] = {}
+for _form in sorted({tuple(f.split()) for f in _LEGAL_FORMS}, key=len, reverse=True):
+    if len(_form) > 1 or len(_form[0]) > 1:
+        _FORMS_BY_WORD.setdefault(_form[0], []).append(_form)
 _HONORIFICS = frozenset("""mr mrs ms miss dr prof herr frau fr hr m mme mlle monsieur madame sr sra srta don dona
     sig sigra signor signora pan pani dhr mevr mevrouw heer""".split())
 
@@ -114,9 +119,8 @@ def _strip_forms(words: list[str]) -> tuple[list[str], list[str]]:
     """The name's words without its legal forms, and the forms found (as written, normalised)."""
     kept, found, i = [], [], 0
     while i < len(words):
-        for phrase in _FORM_PHRASES:
-            # A one-letter "form" (the initials of 'e k', 's a') only as a phrase, never alone.
-            if tuple(words[i:i + len(phrase)]) == phrase and (len(phrase) > 1 or len(phrase[0]) > 1):
+        for phrase in _FORMS_BY_WORD.get(words[i], ()):
+            if tuple(words[i:i + len(phrase)]) == phrase:
                 found.append(" ".join(phrase))
                 i += len(phrase)
                 break
@@ -126,6 +130,7 @@ def _strip_forms(words: list[str]) -> tuple[list[str], list[str]]:
     return kept, found
 
 
+@lru_cache(maxsize=65536)
 def normalised_name(name: str | None) -> str | None:
     """A name as party history matches it: folded, its legal forms dropped ('Golden Trading Co., Ltd.'
     and 'GOLDEN TRADING CO LTD' are one party), the rest in order."""
@@ -152,12 +157,14 @@ class NaturalPerson(NamedTuple):
     reasons: tuple[str, ...]
 
 
-def business_markers(name: str | None) -> list[str]:
-    """The legal forms and business words in a name (empty for 'Anna Kowalska')."""
+@lru_cache(maxsize=65536)
+def business_markers(name: str | None) -> tuple[str, ...]:
+    """The legal forms and business words in a name (none for 'Anna Kowalska')."""
     if not name:
-        return []
-    _, forms = _strip_forms(fold(name).split())
-    return forms + [w for w in fold(name).split() if w in _BUSINESS_WORDS]
+        return ()
+    words = fold(name).split()
+    _, forms = _strip_forms(words)
+    return tuple(forms) + tuple(w for w in words if w in _BUSINESS_WORDS)
 
 
 def flat_marker(street: str | None, country: str | None = None) -> str | None:
