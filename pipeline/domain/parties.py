@@ -172,10 +172,9 @@ def flat_marker(street: str | None, country: str | None = None) -> str | None:
     '12/5'), if any."""
     if not street:
         return None
-    text = street
     by_country = _FLAT_BY_COUNTRY.get((country or "").upper())
     for pattern in (*_FLAT_PATTERNS, *((by_country,) if by_country else ())):
-        m = pattern.search(text)
+        m = pattern.search(street)
         if m:
             return m.group(0).strip()
     return None
