@@ -27,7 +27,10 @@ One filer cannot crowd out the others (settings: config.IngressSettings):
     429 + Retry-After  the filer is over its request or byte rate (token buckets, charged from
                        Content-Length before the body is read) or has too many requests in flight
     503 + Retry-After  the filings stream holds max_backlog entries: nobody is reading it, and
-                       Redis would grow without bound (checked in the script that queues the filing)
+                       Redis would grow without bound (checked in the script that queues the filing);
+                       or its oldest unfinished filing has waited max_wait_seconds: the workers
+                       are stopped or far behind, and a filing queued now would get no answer in
+                       time (checked at most once a second, off the event loop)
     408                the body did not arrive within body_timeout_seconds
     (closed)           headers not complete within header_timeout_seconds of connecting or of the
                        previous answer; idle for keep_alive_seconds between requests
@@ -68,6 +71,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from cargoscreen.config import IngressSettings, Settings
 from cargoscreen.connectors.redis_store import connection_options
 from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.health import stream_backlog
 from cargoscreen.reassessment import RESPONSES_NS
 from cargoscreen.safexml import RejectedXml, SafeXmlParser
 from cargoscreen.schemas import SchemaRegistry
@@ -82,6 +86,7 @@ PARSE_THREADS = 2  # per pool, small and large bodies: lxml parses without the G
 LARGE_BODY = 256 * 1024  # parsed on threads of their own: an ordinary filing never queues behind one
 BACKLOG_RETRY_SECONDS = 5
 BACKLOG_RECHECK_SECONDS = 1.0  # after a refusal for backlog, refuse before reading bodies this long
+LAG_RECHECK_SECONDS = 1.0  # how often the age of the oldest unfinished filing is read from Redis
 # Queues a filing unless the stream already holds ARGV[1] entries (0: no bound); nil when refused.
 # One script, so the bound holds however many ingress processes add at once.
 QUEUE_FILING = """
@@ -218,6 +223,23 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
     per_thread = threading.local()  # parsers are not thread-safe: one per parsing thread
     one_schema_check = threading.Lock()  # a schema keeps its last error log: one check at a time
     backlog_full_until = [0.0]  # loop time until which filings are refused before their bodies are read
+    lag_reader = redis.Redis.from_url(url, **options)  # the lag check reuses health's (sync, on a thread)
+    lag = {"checked": -math.inf, "seconds": 0.0}  # the oldest unfinished filing's wait, as last read
+
+    async def waiting_too_long() -> float | None:
+        """How long the oldest unfinished filing has waited, when that is past max_wait_seconds."""
+        if quota.max_wait_seconds <= 0:
+            return None
+        now = asyncio.get_running_loop().time()
+        if now - lag["checked"] >= LAG_RECHECK_SECONDS:
+            lag["checked"] = now  # before awaiting: one check at a time, whatever arrives meanwhile
+            try:
+                unread, _, oldest_pending = await asyncio.to_thread(
+                    stream_backlog, lag_reader, keys, settings.streams.group, int(time.time() * 1000))
+                lag["seconds"] = max(unread, oldest_pending)
+            except redis.RedisError as exc:  # queueing will say whether Redis is there
+                log.warning("the filings stream's lag could not be read: %s", exc)
+        return lag["seconds"] if lag["seconds"] > quota.max_wait_seconds else None
 
     def parse(data: bytes) -> etree._ElementTree:
         if not hasattr(per_thread, "parser"):
@@ -241,6 +263,9 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
                 return _unauthenticated(close=has_body)
             if queues_filings and asyncio.get_running_loop().time() < backlog_full_until[0]:
                 return _backlog()
+            if queues_filings and (waited := await waiting_too_long()) is not None:
+                return _error(503, "BACKLOG", f"filings have waited {waited:,.0f} s to be screened; send it again "
+                              "later", retry_after=BACKLOG_RETRY_SECONDS, close=has_body)
             if not quotas.enter(filer):
                 return _error(429, "TOO_MANY_IN_FLIGHT", f"at most {quota.in_flight} requests at once per filer",
                               retry_after=1, close=has_body)

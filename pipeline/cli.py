@@ -781,6 +781,8 @@ _INGRESS_OPTIONS = {
     "in_flight": "Requests of one filer served at once; more: 429.",
     "max_backlog": "Filings waiting on the stream (unread or unfinished) past which filings get 503 with "
                    "Retry-After instead of growing Redis (0: no bound).",
+    "max_wait_seconds": "How long the oldest unfinished filing on the stream may have waited before filings get "
+                        "503 with Retry-After: the workers are stopped or far behind (0: no bound).",
     "header_timeout_seconds": "A connection whose request headers are not complete this long after it opened "
                               "(or after the previous answer) is closed.",
     "body_timeout_seconds": "A body not complete this long after its headers: 408.",
@@ -788,13 +790,16 @@ _INGRESS_OPTIONS = {
 }
 
 
+UNBOUNDABLE = ("max_backlog", "max_wait_seconds")  # ingress options where 0 means no bound
+
+
 def _ingress_options(command):
     defaults = Settings().ingress
     for name, text in reversed(_INGRESS_OPTIONS.items()):
         default = getattr(defaults, name)
         command = click.option(f"--{name.replace('_', '-')}", name, default=default, show_default=True,
-                               type=click.FloatRange(min=0, min_open=True) if isinstance(default, float)
-                               else click.IntRange(min=0 if name == "max_backlog" else 1),
+                               type=click.FloatRange(min=0, min_open=name not in UNBOUNDABLE)
+                               if isinstance(default, float) else click.IntRange(min=0 if name in UNBOUNDABLE else 1),
                                help=text)(command)
     return command
 

@@ -129,6 +129,9 @@ class IngressSettings:
     # Filings waiting on the stream (unread or unfinished: the workers trim what they finish) before
     # the ingress answers 503: a backlog grows Redis's memory, and no worker is reading it. 0: no bound.
     max_backlog: int = 100_000
+    # The oldest unfinished filing's wait past which the ingress answers 503: the workers are stopped
+    # or far behind, and a filing queued now would not be answered in time. 0: no bound.
+    max_wait_seconds: float = 900.0
     header_timeout_seconds: float = 10.0  # from connecting (or the previous answer) to a request's last header
     body_timeout_seconds: float = 60.0  # from the headers to a body's last byte (4 MB at 70 KB/s)
     keep_alive_seconds: float = 5.0  # an idle connection between two requests

@@ -21,7 +21,7 @@ from .domain.offices import office_facts
 from .domain.parties import Seen, Sighting, history_fact, natural_person_facts, sightings
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
-from .linking import HOUSE_NOT_LISTED, MASTER_FILED, Consignment, Member
+from .linking import HOUSE_FILER_NOT_NAMED, HOUSE_NOT_LISTED, MASTER_FILED, Consignment, Member
 
 UNAVAILABLE = "container-status-unavailable"
 AVAILABLE, NOT_APPLICABLE = "available", "no-containers"
@@ -81,15 +81,19 @@ def warning_facts(consignment: Consignment) -> tuple[Fact, ...]:
 
 def claim_facts(consignment: Consignment) -> tuple[Fact, ...]:
     """A claim on another filer's consignment that was refused (linking.py), as a fact the rules score;
-    its referral goes to that consignment's risk centre (decisions.decide)."""
+    its referral goes to that consignment's risk centre (decisions.decide). Its code says how strong
+    an indicator it is: a house the master lists without naming any filer contradicts nobody."""
     return tuple(Fact(CLAIM_REFUSED, "", f"filer {m.filer} claimed {_CLAIMED[r.code]} {r.document} in consignment "
-                                         f"{r.consignment}, which its master's filer does not give it ({r.code})",
+                                         f"{r.consignment}, {_WHY[r.code]} ({r.code})",
                       (), {"code": r.code, "consignment": r.consignment, "document": r.document, "centre": r.centre,
                            "mrn": m.mrn})
                  for m in consignment.members for r in [m.refused] if r)
 
 
-_CLAIMED = {HOUSE_NOT_LISTED: "house transport document", MASTER_FILED: "master transport document"}
+_CLAIMED = {HOUSE_NOT_LISTED: "house transport document", HOUSE_FILER_NOT_NAMED: "house transport document",
+            MASTER_FILED: "master transport document"}
+_WHY = {HOUSE_NOT_LISTED: "which its master's filer does not give it", MASTER_FILED: "which another filer filed first",
+        HOUSE_FILER_NOT_NAMED: "which its master lists without naming the filer expected to file it"}
 
 
 def filing_facts(consignment: Consignment, reference: ReferenceData) -> tuple[Fact, ...]:

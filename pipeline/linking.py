@@ -28,7 +28,10 @@ authenticated one (the channel's, else the filing's declared filer). So:
                 consignment: its filer gets an IE3N01 naming what is wrong (nothing of the other
                 filer's), the audit trail records it, and the filing is assessed on its own with a
                 `consignment-claim-refused` fact (a risk rule scores it), referred to the risk
-                centre of the consignment it claimed. A master amended to list its houses
+                centre of the consignment it claimed. A house its master lists without naming a
+                filer is refused the same way (HOUSE_FILER_NOT_NAMED): no evidence for it, and
+                none against, so the starter pack scores it as a weak indicator only. A master
+                amended to list its houses
                 otherwise refuses, the same way, a house it no longer allows.
     members     are kept per filer: a filing replaces, amends or invalidates only its own member
                 (and an invalidation only the member of its own MRN)
@@ -65,14 +68,18 @@ from .domain.filings import HOUSE, PARTIAL_MASTER, POSTAL_MASTER
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict
 
 # Refusals: why a claim on a consignment was refused (the IE3N01 code the claimant reads).
-HOUSE_NOT_LISTED = "HOUSE_NOT_LISTED"  # the master's filer does not list this house for this filer
+HOUSE_NOT_LISTED = "HOUSE_NOT_LISTED"  # the master's filer does not list this house, or lists it for another filer
+# The master lists this house without naming its filer (as filings made before masters named them
+# do): no evidence for anyone but the master's filer, yet no other filer's word against this one.
+# Refused all the same, but no other filer's word contradicts it: a weak risk indicator, not a strong one.
+HOUSE_FILER_NOT_NAMED = "HOUSE_FILER_NOT_NAMED"
 MASTER_FILED = "MASTER_FILED_BY_ANOTHER_FILER"  # another filer filed this master document first
 
 
 class Refusal(NamedTuple):
     """A claim on a consignment that its master's filer did not give."""
 
-    code: str  # HOUSE_NOT_LISTED, MASTER_FILED
+    code: str  # HOUSE_NOT_LISTED, HOUSE_FILER_NOT_NAMED, MASTER_FILED
     consignment: str  # the consignment claimed
     document: str  # the document the claim was about (the house's own, or the master's)
     centre: str  # the risk centre of the consignment claimed (of the claimant's entry if it has none yet)
@@ -197,13 +204,16 @@ def listing(record: ScreeningRecord) -> tuple[tuple[str, str], ...]:
     return tuple(zip(record.house_documents, filers))
 
 
-def may_file(filer: str, document: str, expected: tuple[tuple[str, str], ...], master_filer: str) -> bool:
-    """The ownership rule: whether `filer` may file house `document` of a master filed by
-    `master_filer` that lists `expected`. A listed house by the filer listed with it, or by the
-    master's filer where none is; a house it does not list by the master's filer only. The
-    linking script (_LINK) applies the same rule atomically; tests hold the two in step."""
+def house_refusal(filer: str, document: str, expected: tuple[tuple[str, str], ...], master_filer: str) -> str | None:
+    """The ownership rule: why `filer` may not file house `document` of a master filed by
+    `master_filer` that lists `expected` (None: it may). A listed house by the filer listed with
+    it, or by the master's filer where none is; a house it does not list by the master's filer
+    only. The linking script (_LINK) applies the same rule atomically; tests hold the two in step."""
     listed = dict(expected)
-    return filer == (listed.get(document) or master_filer)
+    if filer == (listed.get(document) or master_filer):
+        return None
+    return HOUSE_FILER_NOT_NAMED if listed.get(document) == "" else HOUSE_NOT_LISTED
+
 
 
 def _master_and_houses(members: list[Member]) -> tuple[Member | None, list[Member]]:
@@ -310,9 +320,9 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
         if master is not None:  # the first master filed keeps the document; it says who files its houses
             claims = [(m, MASTER_FILED, m.record.transport_document) for m in houses
                       if m.record.level in MASTERS and m.filer != master.filer]
-            claims += [(h, HOUSE_NOT_LISTED, h.record.transport_document) for h in houses
-                       if h.record.level not in MASTERS
-                       and not may_file(h.filer, h.record.transport_document, listing(master.record), master.filer)]
+            claims += [(h, code, h.record.transport_document) for h in houses if h.record.level not in MASTERS
+                       for code in [house_refusal(h.filer, h.record.transport_document, listing(master.record),
+                                                  master.filer)] if code]
             ready += [standalone(replace(m, refused=Refusal(code, key, doc, ""))) for m, code, doc in claims]
             refused = {m.mrn for m, _, _ in claims}
             group = [master] + [h for h in houses if h.mrn not in refused and h.record.level not in MASTERS]
@@ -360,12 +370,16 @@ end
 local function group(who)  -- linking.group_key
   return family .. '@' .. who .. ':' .. document
 end
-local function may_file(who, doc, x, mf)  -- linking.may_file
+local function refusal(who, doc, x, mf)  -- linking.house_refusal: nil when `who` may file `doc`
   for entry in string.gmatch(x or '', '[^\\31]+') do
     local d, listed = string.match(entry, '^([^\\30]*)\\30(.*)$')
-    if d == doc then return who == (listed ~= '' and listed or mf) end
+    if d == doc then
+      if who == (listed ~= '' and listed or mf) then return nil end
+      return listed == '' and 'HOUSE_FILER_NOT_NAMED' or 'HOUSE_NOT_LISTED'
+    end
   end
-  return who == mf
+  if who == mf then return nil end
+  return 'HOUSE_NOT_LISTED'
 end
 local function refuse(code, who, m, doc, body)
   local c = redis.call('HGET', h, 'c') or centre
@@ -418,11 +432,12 @@ elseif is_master == '1' then
     if who then
       local waiting = redis.call('ZSCORE', due, group(who))
       redis.call('ZREM', due, group(who))
-      if not may_file(who, doc, expected, filer) then
+      local code = refusal(who, doc, expected, filer)
+      if code then
         local m = cjson.decode(all[i + 1])['mrn']
         redis.call('HDEL', h, all[i])
         redis.call('DEL', p .. ':cons-of:' .. m)
-        refuse('HOUSE_NOT_LISTED', who, m, doc, all[i + 1])
+        refuse(code, who, m, doc, all[i + 1])
       elseif waiting and tonumber(waiting) < tonumber(deadline) then
         deadline = waiting
       end
@@ -433,8 +448,9 @@ else
   local who, doc = house(field)
   if present then
     local mf, x = unpack(redis.call('HMGET', h, 'mf', 'x'))
-    if not may_file(who, doc, x, mf) then
-      refuse('HOUSE_NOT_LISTED', who, mrn, doc, blob)
+    local code = refusal(who, doc, x, mf)
+    if code then
+      refuse(code, who, mrn, doc, blob)
       return {{'R'}, refused}
     end
   else

@@ -442,6 +442,35 @@ def test_a_stream_nobody_reads_pushes_back_with_503_instead_of_growing(redis_ser
     assert _call(port, "POST", "/v1/filings", filings[-1].data, token)[0] == 202
 
 
+def test_a_stream_whose_oldest_filing_waits_too_long_pushes_back_with_503(redis_server, redis_client, tmp_path,
+                                                                          processes):
+    """Workers stopped for an hour leave a few filings unread: far below --max-backlog, but a filing
+    queued now would get no answer in time, so filings get 503 with Retry-After once the oldest
+    unfinished one has waited --max-wait-seconds; the same for one read and never finished; once the
+    workers have screened them the ingress accepts again."""
+    port, tokens = start_ingress(processes, tmp_path, "--max-wait-seconds", "600", redis_url=redis_server.url)
+    token = next(iter(tokens.values()))
+    filings = list(generate(GeneratorSpec(count=4, seed=5, defect_rate=0, envelope_rate=0, resubmission_rate=0)))
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    redis_client.xgroup_create(KEYS.filings, Settings().streams.group, id="0", mkstream=True)
+    redis_client.xadd(KEYS.filings, {"filing": filings[0].data, "id": "old", "filer": FILERS[0],
+                                     "received_at": "2026-01-01T00:00:00Z"}, id=f"{hour_ago}-0")
+    status, headers, body = _request(port, "POST", "/v1/filings", filings[1].data, token)
+    assert (status, body["error"], headers["retry-after"]) == (503, "BACKLOG", "5")
+    assert "waited 3,6" in body["reason"] and redis_client.xlen(KEYS.filings) == 1
+
+    # Read by a worker that died: pending, not unread, and still too old.
+    redis_client.xreadgroup(Settings().streams.group, "dead", {KEYS.filings: ">"}, count=1)
+    time.sleep(1.1)  # the lag is read again at most once a second
+    assert _request(port, "POST", "/v1/filings", filings[2].data, token)[0] == 503
+
+    s = Settings().with_redis_url(redis_server.url)
+    s = replace(s, streams=replace(s.streams, once=True, claim_idle_ms=1))
+    run_service(s, ["w0"])  # takes over the dead worker's filing and finishes it
+    time.sleep(1.1)
+    assert _call(port, "POST", "/v1/filings", filings[3].data, token)[0] == 202
+
+
 def test_slow_and_idle_connections_are_dropped_after_the_timeouts(redis_server, redis_client, tmp_path, processes):
     """100 connections that send nothing, 100 that trickle their headers a byte every 0.1 s, one that
     trickles its body, one left idle after an answer and one trickling a body nobody reads after its

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cargoscreen.domain.screening import record_from_dict
 from cargoscreen.linking import (HOUSE_NOT_LISTED, ConsignmentStore, due_entry, Member, assemble, consignment_of, linked_key,
-                                 listing, may_file, member_of, missing_documents, standalone)
+                                 house_refusal, listing, member_of, missing_documents, standalone)
 
 
 def _member(mrn: str, code: str, document: str, master: str | None = None, houses=(), digest: str = "d1",
@@ -66,7 +66,7 @@ def test_generated_masters_list_each_house_with_the_filer_that_files_it(validato
     assert masters and houses and any(f for m in masters.values() for f in m.record.house_filers)
     for h in houses:
         m = masters[h.record.master_document]
-        assert may_file(h.filer, h.record.transport_document, listing(m.record), m.filer)
+        assert house_refusal(h.filer, h.record.transport_document, listing(m.record), m.filer) is None
 
 
 def test_a_consignment_is_complete_once_every_listed_house_is_in_and_redelivery_keeps_its_version(redis_client):
@@ -113,10 +113,13 @@ def test_the_linking_script_and_the_python_rules_agree_on_who_may_file_completen
                 continue
             # The houses go in before and after the master: the script judges both on arrival.
             order = filed[:1] + ([master] if master else []) + filed[1:]
-            refused = sorted(r.members[0].mrn for m in order for r in store.add(key, m, deadline=100.0) if r.refused)
-            allowed = [h for h in filed if master is None
-                       or may_file(h.filer, h.record.transport_document, listing(master.record), master.filer)]
-            assert refused == sorted(h.mrn for h in filed if h not in allowed), (expected, houses)
+            refused = sorted((r.members[0].mrn, r.refused.code) for m in order
+                             for r in store.add(key, m, deadline=100.0) if r.refused)
+            codes = {h.mrn: None if master is None else
+                     house_refusal(h.filer, h.record.transport_document, listing(master.record), master.filer)
+                     for h in filed}
+            allowed = [h for h in filed if codes[h.mrn] is None]
+            assert refused == sorted((mrn, code) for mrn, code in codes.items() if code), (expected, houses)
             members = ([master] if master else []) + allowed
             for probe in members:  # each filer's own view; delivered again, a filing changes nothing
                 [now] = store.add(key, probe, deadline=100.0)

@@ -173,7 +173,7 @@ def test_a_house_from_another_filer_neither_completes_nor_empties_a_consignment(
     on the intruder's goods), the victim's real house then overwrote it, and the intruder's
     invalidation of its own house deleted the victim's and withdrew the victim's referral."""
     victim, intruder = desk.victim, desk.intruder
-    master_sid = desk.file(desk.victim_token, master("VIC-M-1", "MBVIC0001", ["HBVIC0001"]))
+    master_sid = desk.file(desk.victim_token, master("VIC-M-1", "MBVIC0001", [("HBVIC0001", victim)]))
     desk.run()
     # The intruder quotes the victim's master and its house number, with harmless goods; then the
     # victim's real house comes, whose goods are referred; then the intruder invalidates its own house.
@@ -278,19 +278,31 @@ def test_answers_name_only_the_documents_of_the_recipients_own_filings(desk):
 
 def test_the_batch_job_refuses_a_claim_answers_it_apart_from_the_doors_and_balances(tmp_path, redis_server):
     """A folder has no channel: the filer is the one each filing declares. The intruder's IE3N01 comes
-    after its IE3R01 and is counted apart, so inputs = accepted + rejected + dead-lettered still holds."""
-    victim, intruder = "NL123456789", "DE123456789"
+    after its IE3R01 and is counted apart, so inputs = accepted + rejected + dead-lettered still holds.
+    A house its master lists for another filer is a conflicting claim (SS-020 refers it); one its
+    master lists without naming any filer is refused too, but contradicts nobody: SS-021 only adds
+    weight, and plain goods are assessed complete."""
+    victim, intruder, forwarder = "NL123456789", "DE123456789", "BE0123456789"
     (tmp_path / "in").mkdir()
     for name, filing in {"1-claim.xml": filed_by(house("INT-H-9", "MBVIC0009", "HBVIC0009"), intruder),
-                         "2-master.xml": filed_by(master("VIC-M-9", "MBVIC0009", ["HBVIC0009"]), victim),
-                         "3-house.xml": filed_by(house("VIC-H-9", "MBVIC0009", "HBVIC0009"), victim)}.items():
+                         "2-master.xml": filed_by(master("VIC-M-9", "MBVIC0009", [("HBVIC0009", victim)]), victim),
+                         "3-house.xml": filed_by(house("VIC-H-9", "MBVIC0009", "HBVIC0009"), victim),
+                         "4-master.xml": filed_by(master("OLD-M-8", "MBOLD0008", ["HBOLD0008"]), victim),
+                         "5-house.xml": filed_by(house("FWD-H-8", "MBOLD0008", "HBOLD0008"), forwarder)}.items():
         (tmp_path / "in" / name).write_bytes(filing)
     summary = run_batch(Settings().with_redis_url(redis_server.url), tmp_path / "in", tmp_path / "out")
-    assert summary.balanced and summary.claims_refused == 1 and summary.rejected == 0 and summary.accepted == 3
+    assert summary.balanced and summary.claims_refused == 2 and summary.rejected == 0 and summary.accepted == 5
     answers = read_json_lines(tmp_path / "out" / "answers")
-    assert [a["submission_id"] for a in answers if a["message_type"] == "IE3N01"] == ["1-claim.xml"]
+    refusals = {a["submission_id"]: a["xml"] for a in answers if a["message_type"] == "IE3N01"}
+    assert sorted(refusals) == ["1-claim.xml", "5-house.xml"]
+    assert "HOUSE_NOT_LISTED" in refusals["1-claim.xml"] and "HOUSE_FILER_NOT_NAMED" in refusals["5-house.xml"]
+    assert "without the identity of the filer expected to file it" in refusals["5-house.xml"]
     decisions = read_json_lines(tmp_path / "out" / "decisions")
     [mine] = [d for d in decisions if d["consignment"] == "sea:MBVIC0009"]
     assert {f["filer"] for f in mine["filings"]} == {victim} and len(mine["filings"]) == 2
     [theirs] = [d for d in decisions if d["filer"] == intruder]
     assert theirs["consignment"].startswith("mrn:") and "SS-020" in [h["rule"] for h in theirs["hits"]]
+    [unnamed] = [d for d in decisions if d["filer"] == forwarder]
+    rules = [h["rule"] for h in unnamed["hits"]]
+    assert unnamed["consignment"].startswith("mrn:") and "SS-021" in rules and "SS-020" not in rules
+    assert unnamed["decision"] == "assessment-complete"

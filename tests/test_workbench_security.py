@@ -208,6 +208,11 @@ def test_a_sign_in_form_without_its_token_signs_nobody_in(wb):
     forged = victim.request("/login", {"name": "hana", "password": PASSWORD, "csrf": attacker.token("/login")})
     assert forged.status == 403 and not victim.signed_in()
     assert victim.sign_in("hana").status == 200 and victim.signed_in()  # the refusal gave it a fresh form
+    # A client that never loaded the form (no cookie, so no token to compare) posting no token.
+    blank = Client(base, "192.0.2.52")
+    assert blank.request("/login", {"name": "hana", "password": PASSWORD, "next": "/"}).status == 403
+    assert blank.request("/login", {"name": "hana", "password": PASSWORD, "csrf": "", "next": "/"}).status == 403
+    assert not blank.signed_in()
 
 
 def cells(text: str) -> list[str]:

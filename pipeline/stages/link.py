@@ -20,8 +20,8 @@ from ..domain.answers import FilingError
 from ..domain.filings import HOUSE
 from ..domain.offices import office_facts
 from ..domain.reference import bundled_reference
-from ..linking import (MASTER_FILED, Consignment, ConsignmentStore, LinkResult, Member, Pending, Withdrawal,
-                       consignment_of, linked_key, member_of, missing_documents, standalone, state_of)
+from ..linking import (HOUSE_FILER_NOT_NAMED, MASTER_FILED, Consignment, ConsignmentStore, LinkResult, Member, Pending,
+                       Withdrawal, consignment_of, linked_key, member_of, missing_documents, standalone, state_of)
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
@@ -49,6 +49,12 @@ def refusal_answer(m: Member, now: str) -> answers.Answer:
         constraint = "one filer per master transport document"
         reason = (f"Master transport document {r.document} is filed already, by another filer: this filing does not "
                   f"become the master of its consignment, and no house joins it.")
+    elif r.code == HOUSE_FILER_NOT_NAMED:
+        constraint = "a house its master lists for its filer"
+        reason = (f"House transport document {r.document} is listed by the master filing of "
+                  f"{m.record.master_document} without the identity of the filer expected to file it: only the "
+                  f"master's own filer may file it until the master names {m.filer} "
+                  f"(HouseTransportDocument/Filer, in an amendment of the master filing).")
     else:
         constraint = "a house its master lists for its filer"
         reason = (f"House transport document {r.document} is not listed for filer {m.filer} by the master filing of "

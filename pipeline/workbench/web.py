@@ -221,7 +221,8 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
             return login_page(request, target=request.query_params.get("next", "/"))
         form = await request.form()
         name, password, target = str(form.get("name", "")), str(form.get("password", "")), str(form.get("next", "/"))
-        if not secrets.compare_digest(str(form.get("csrf", "")), request.session.get("login_csrf", "")):
+        expected = request.session.get("login_csrf", "")  # none without the form's cookie: never ""
+        if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
             return login_page(request, "The sign-in form had expired: sign in again.", 403, target)
         address = _address(request)
         verdict = await run_in_threadpool(throttle.attempt, name, address)
