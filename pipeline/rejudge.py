@@ -177,7 +177,8 @@ def _digest(items) -> str:
 
 
 def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData,
-             default_centre: str = DEFAULT_RISK_CENTRE, parties: tuple[Fact, ...] = ()) -> tuple[Decision | None, Watch]:
+             default_centre: str = DEFAULT_RISK_CENTRE, parties: tuple[Fact, ...] = ()
+             ) -> tuple[Decision | None, Watch]:
     """A watched consignment judged on the histories known now: the new decision if its anomalies
     changed (None if not), and the watch as it stands after (`waiting` empty: final). When the new
     decision is `held`, the watch keeps the referral's version. parties: its party-history facts

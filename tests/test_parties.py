@@ -135,11 +135,12 @@ def record(parties, goods):
 
 def test_natural_person_consignee_fact_with_controlled_or_high_value_goods_only():
     lists = bundled_legal_lists()
+    item = "/IE3F30/Consignment/GoodsItem[1]"
     person = consignee("Anna Kowalska", "ul. Długa 12/5", "PL")
-    pistol = GoodsLine(1, "Pistol parts", "930330", value=300, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
-    cheap = GoodsLine(1, "T-shirts", "610910", value=40, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
-    watch = GoodsLine(1, "Wrist watch", "910221", value=4200, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
-    battery = GoodsLine(1, "Spare battery", "850760", value=40, currency="EUR", pointer="/IE3F30/Consignment/GoodsItem[1]")
+    pistol = GoodsLine(1, "Pistol parts", "930330", value=300, currency="EUR", pointer=item)
+    cheap = GoodsLine(1, "T-shirts", "610910", value=40, currency="EUR", pointer=item)
+    watch = GoodsLine(1, "Wrist watch", "910221", value=4200, currency="EUR", pointer=item)
+    battery = GoodsLine(1, "Spare battery", "850760", value=40, currency="EUR", pointer=item)
     [fact] = natural_person_facts(record([person], [pistol]), lists.is_controlled)
     assert fact.kind == NATURAL_PERSON_CONSIGNEE and fact.values["pointer"] == person.pointer
     assert "firearm" in fact.values["kinds"][0] and fact.values["goods"] == [pistol.pointer]
@@ -181,7 +182,8 @@ def test_history_fact_counts_days_before_this_filing():
 
 def test_in_a_filing_with_houses_a_consignee_receives_its_own_houses_goods():
     lists = bundled_legal_lists()
-    person = consignee("Anna Kowalska", "ul. Długa 12/5", "PL", pointer="/IE3F30/Consignment/HouseConsignment[1]/Consignee")
+    person = consignee("Anna Kowalska", "ul. Długa 12/5", "PL",
+                       pointer="/IE3F30/Consignment/HouseConsignment[1]/Consignee")
     mine = GoodsLine(1, "T-shirts", "610910", value=40, currency="EUR",
                      pointer="/IE3F30/Consignment/HouseConsignment[1]/GoodsItem")
     other = GoodsLine(1, "Wrist watches", "910221", value=22000, currency="EUR",

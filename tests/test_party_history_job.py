@@ -79,7 +79,8 @@ def test_a_known_shipper_is_known_a_new_one_new_and_each_filer_knows_its_own(tmp
     assert seen == [0, 1, 2]  # one filing after the other: each sees the ones counted before it
 
     later = _run(tmp_path / "in2", {
-        "known.xml": express("PH-K-1", FILER, "PEARL RIVER ARMS TRADING CO., LTD.", True),  # same shipper, spelt otherwise
+        # the same shipper, spelt otherwise
+        "known.xml": express("PH-K-1", FILER, "PEARL RIVER ARMS TRADING CO., LTD.", True),
         "new.xml": express("PH-N-1", FILER, "Kowloon Precision Parts Ltd", True),
         "other-filer.xml": express("PH-O-1", OTHER_FILER, "Pearl River Arms Trading Ltd", True),
     }, url, tmp_path / "out2")

@@ -40,7 +40,8 @@ _LEGAL_FORMS = (
     # DE AT CH LI LU
     "gmbh", "ag", "kg", "ohg", "ug", "e k", "ek", "gbr", "kgaa", "eg", "e v", "ev", "mbh", "gesmbh",
     # FR BE LU
-    "sa", "sas", "s a s", "sasu", "sarl", "s a r l", "s n c", "se", "eurl", "snc", "sci", "sca", "scs", "sprl", "srl", "scrl", "asbl",
+    "sa", "sas", "s a s", "sasu", "sarl", "s a r l", "s n c", "se", "eurl", "snc", "sci", "sca", "scs", "sprl",
+    "srl", "scrl", "asbl",
     # NL BE
     "bv", "b v", "nv", "n v", "vof", "cv", "bvba", "cvba", "vzw",
     # IT ES PT
