@@ -25,6 +25,7 @@ from .config import Settings
 from .exits import DEBUG_ENV, Exit, InputError, explain
 from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write_over
 from .reference_cli import reference as reference_group
+from .statistics_cli import learn_statistics_command
 from .workbench import cli as workbench_cli
 
 UNWRAPPED = 100_000  # the width of a file or a pipe: wide enough that nothing wraps
@@ -1051,6 +1052,7 @@ main.add_command(reference_group)
 main.add_command(workbench_cli.workbench)
 main.add_command(workbench_cli.riskinfo)
 rules.add_command(workbench_cli.rules_report)
+rules.add_command(learn_statistics_command)
 
 if __name__ == "__main__":
     main()

@@ -124,6 +124,22 @@ class Statistics:
     def package_load(self, item) -> float | None:
         return None
 
+    def piece_value_z(self, item) -> float | None:
+        return None
+
+    def piece_value_ratio(self, item) -> float | None:
+        return None
+
+    def package_mass_z(self, item) -> float | None:
+        return None
+
+    def package_mass_ratio(self, item) -> float | None:
+        return None
+
+    def reference(self, name: str, item) -> str | None:
+        """Which reference a statistical field of this item was measured against, for its evidence."""
+        return None
+
 
 def _rec(name):
     return lambda s: getattr(s.record, name)
@@ -189,6 +205,10 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
         "route_share": FieldSpec(NUMBER, None, _item_pointer("HSCode"), "route_share"),
         "package_max_kg": FieldSpec(NUMBER, None, _item_pointer("Packaging"), "package_max_kg"),
         "package_load": FieldSpec(NUMBER, None, _item_pointer("GrossMass"), "package_load"),
+        "piece_value_z": FieldSpec(NUMBER, None, _item_pointer("DeclaredValue"), "piece_value_z"),
+        "piece_value_ratio": FieldSpec(NUMBER, None, _item_pointer("DeclaredValue"), "piece_value_ratio"),
+        "package_mass_z": FieldSpec(NUMBER, None, _item_pointer("GrossMass"), "package_mass_z"),
+        "package_mass_ratio": FieldSpec(NUMBER, None, _item_pointer("GrossMass"), "package_mass_ratio"),
     },
     "parties": {
         **{name: FieldSpec(TEXT, operator.attrgetter(name), _item_pointer(suffix)) for name, suffix in (
@@ -395,6 +415,7 @@ class FieldRef(Node):
         self.scope, self.name, self.spec = scope, name, spec
         self.type = spec.type
         self._get = field_getter(scope, spec, statistics)
+        self._statistics = statistics
 
     def fast(self):
         return self._get
@@ -407,6 +428,9 @@ class FieldRef(Node):
             f"{value:.4g}" if isinstance(value, float) else str(value)
         target = item if self.scope != "filing" else None
         events = tuple(item.events) if self.scope == "facts" else ()
+        # A statistic names the reference it was measured against ("subheading 851713, n=412, ...").
+        reference = self._statistics.reference(self.name, item) if self.spec.derived else None
+        shown = f"{shown} (reference: {reference})" if reference else shown
         return value, [Evidence(self.spec.pointer(s, target), f"{self.name} = {shown}", events)]
 
 

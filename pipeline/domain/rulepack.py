@@ -30,6 +30,7 @@ from .conditions import (Condition, ConditionError, Environment, RefSet, RefTabl
                          compile_condition)
 from .filings import BY_CODE, FILING_KINDS, MODES, PRE_LOADING
 from .screening import address_key, name_key
+from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, UnitReference, from_csv
 
 RISK_AREAS = ("security-safety", "financial", "ipr", "health-safety", "environment", "drug-precursors",
               "dual-use", "firearms-explosives", "cash", "cultural-goods", "data-quality", "trusted-trader")
@@ -142,21 +143,29 @@ class DecisionTable:
 
 
 class PackStatistics(Statistics):
-    """Reference distributions: unit values per HS code, usual loading countries per HS heading,
-    plausible kilograms per package type."""
+    """Reference distributions: unit values and masses per package per HS code (learned, see
+    unit_statistics.py; or a hand-typed table of medians), usual loading countries per HS
+    heading, plausible kilograms per package type."""
 
     def __init__(self, unit_values: RefTable | None, routes: dict[str, dict[str, float]],
-                 package_weights: dict[str, float]):
+                 package_weights: dict[str, float], learned: UnitReference | None = None):
         self.unit_values, self.routes, self.package_weights = unit_values, routes, package_weights
+        self.learned = learned
         self._by_code: dict = {}
+        self._by_cell: dict = {}
 
     # These run for every goods item of every filing (the scorer's index reads them): kept tight.
     def _reference(self, hs: str | None):
         """(median EUR/kg, log sigma) for an HS code, remembered per code."""
         found = self._by_code.get(hs)
         if found is None:
-            row = self.unit_values.get(hs) if self.unit_values is not None and hs else None
-            found = self._by_code[hs] = (row["median_eur_per_kg"], row["log_sigma"]) if row else (None, None)
+            if self.learned is not None:
+                ref = self._cell(EUR_PER_KG, hs, "")
+                found = ref[:2] if ref else (None, None)
+            else:
+                row = self.unit_values.get(hs) if self.unit_values is not None and hs else None
+                found = (row["median_eur_per_kg"], row["log_sigma"]) if row else (None, None)
+            self._by_code[hs] = found
         return found
 
     def unit_value_z(self, item) -> float | None:
@@ -173,6 +182,65 @@ class PackStatistics(Statistics):
             return None
         median = self._reference(item.hs_code)[0]
         return value / mass / median if median else None
+
+    def _cell(self, measure: str, hs: str | None, package_type: str):
+        """(median, spread, cell) of the learned cell of an HS code and package type, or None;
+        remembered per (measure, code, type)."""
+        key = (measure, hs, package_type)
+        try:
+            return self._by_cell[key]
+        except KeyError:
+            learned = self.learned
+            cell = learned.cell(measure, hs, package_type) if learned is not None else None
+            found = self._by_cell[key] = (cell.stats.median, learned.spread(cell), cell) if cell else None
+            return found
+
+    def _per_piece(self, item):
+        """(EUR per piece, reference) of goods counted in pieces of one package type, else (None, None)."""
+        value, packages, types = item.value, item.packages, item.package_types
+        if not value or value < 0 or not packages or len(types) != 1 or item.currency != "EUR":
+            return None, None
+        return value / packages, self._cell(EUR_PER_PIECE, item.hs_code, types[0])
+
+    def piece_value_z(self, item) -> float | None:
+        """Like unit_value_z, per piece, for goods counted in pieces (unpacked: cars, machines, ...)."""
+        value, ref = self._per_piece(item)
+        return math.log(value / ref[0]) / ref[1] if ref else None
+
+    def piece_value_ratio(self, item) -> float | None:
+        value, ref = self._per_piece(item)
+        return value / ref[0] if ref else None
+
+    def package_mass_z(self, item) -> float | None:
+        """How many (log-space) standard deviations the kilograms per package lie from the usual for
+        these goods in this package type: far above, more than the goods weigh; far below, packages
+        too light for what they are said to hold. Items of one package type with a count only."""
+        mass, packages, types = item.gross_mass, item.packages, item.package_types
+        if not mass or mass < 0 or not packages or len(types) != 1:
+            return None
+        ref = self._cell(KG_PER_PACKAGE, item.hs_code, types[0])
+        return math.log(mass / packages / ref[0]) / ref[1] if ref else None
+
+    def package_mass_ratio(self, item) -> float | None:
+        mass, packages, types = item.gross_mass, item.packages, item.package_types
+        if not mass or mass < 0 or not packages or len(types) != 1:
+            return None
+        ref = self._cell(KG_PER_PACKAGE, item.hs_code, types[0])
+        return mass / packages / ref[0] if ref else None
+
+    def reference(self, name: str, item) -> str | None:
+        if name in ("unit_value_z", "unit_value_ratio"):
+            if self.learned is None:
+                median = self._reference(item.hs_code)[0]
+                return f"table of medians, {median:g} EUR/kg" if median else None
+            ref = self._cell(EUR_PER_KG, item.hs_code, "")
+        elif name in ("piece_value_z", "piece_value_ratio", "package_mass_z", "package_mass_ratio"):
+            types = item.package_types
+            measure = KG_PER_PACKAGE if name.startswith("package") else EUR_PER_PIECE
+            ref = self._cell(measure, item.hs_code, types[0]) if len(types) == 1 else None
+        else:
+            return None
+        return self.learned.describe(ref[2]) if ref else None
 
     def route_share(self, item, loading_country) -> float | None:
         """Share of the reference traffic of the item's HS heading loaded in this country (0 when never seen)."""
@@ -247,7 +315,7 @@ class RulePack:
             problems.append(Problem("pack.yaml", _line(manifest, "parameters"), "`parameters` must be a mapping"))
             parameters = {}
         references = _references(manifest.get("reference") or {}, files, problems)
-        statistics = _statistics(manifest.get("statistics") or {}, files, problems)
+        statistics = _statistics(manifest.get("statistics") or {}, files, problems, parameters)
         env = Environment(references, dict(parameters), statistics)
         levels = _levels(manifest, problems)
         tables = _tables(manifest, problems)
@@ -367,8 +435,32 @@ def _cell(value: str | None):
         return value.strip() or None
 
 
-def _statistics(spec, files, problems) -> PackStatistics:
+# Parameters of the learned statistics, and what they are when a pack does not set them.
+LEARNED_PARAMETERS = {"reference_min_count": 20, "reference_min_log_sigma": 0.0}
+
+
+def _learned(spec, files, problems, parameters) -> UnitReference | None:
+    """The learned table of unit values and masses per package (`unit_statistics:`), or None."""
+    file, line = spec["unit_statistics"], _line(spec, "unit_statistics")
+    settings = {k: parameters.get(k, default) for k, default in LEARNED_PARAMETERS.items()}
+    bad = [k for k, v in settings.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+    if bad:
+        problems.append(Problem("pack.yaml", _line(parameters, bad[0]), f"parameter {bad[0]} is a number, 0 or more"))
+        return None
+    if file not in files:
+        problems.append(Problem("pack.yaml", line, f"names {file}, which is not in the pack"))
+        return None
+    try:
+        cells = from_csv(files[file])
+    except ValueError as exc:
+        problems.append(Problem(file, None, str(exc)))
+        return None
+    return UnitReference(cells, settings["reference_min_count"], settings["reference_min_log_sigma"])
+
+
+def _statistics(spec, files, problems, parameters=None) -> PackStatistics:
     unit_values, routes, weights = None, {}, {}
+    learned = _learned(spec, files, problems, parameters or {}) if "unit_statistics" in spec else None
     if "unit_values" in spec:
         rows = _csv_rows(files, spec["unit_values"], problems, _line(spec, "unit_values"))
         if rows is not None:
@@ -384,7 +476,7 @@ def _statistics(spec, files, problems) -> PackStatistics:
     if "package_weights" in spec:
         for row in _csv_rows(files, spec["package_weights"], problems, _line(spec, "package_weights")) or ():
             weights[row["package_type"]] = float(row["max_kg"])
-    return PackStatistics(unit_values, routes, weights)
+    return PackStatistics(unit_values, routes, weights, learned)
 
 
 def _levels(manifest, problems) -> tuple[tuple[str, float], ...]:
