@@ -25,7 +25,7 @@ from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.connectors.redis_store import EmbeddedRedis, connect
 from cargoscreen.corpus import write_corpus
 from cargoscreen.domain.parties import Sighting
-from cargoscreen.domain.rulepack import RulePack
+from cargoscreen.domain.rulepack import COMPLETE, RulePack
 from cargoscreen.job import run_batch
 from cargoscreen.party_history import PartyHistoryStore
 
@@ -78,16 +78,28 @@ def main() -> None:
         facts["new consignor"] += bool(new)
         facts["natural-person-consignee"] += "natural-person-consignee" in kinds
         hit = {h["rule"]: h["weight"] for h in d["hits"]}
-        for rule in ("PH-001", "PH-002"):
+        for rule in PH:
             rules[rule] += rule in hit
-        if d["decision"] != "assessment-complete" and any(r in hit for r in ("PH-001", "PH-002")):
-            without = d["score"] - hit.get("PH-001", 0) - hit.get("PH-002", 0)
+        if d["decision"] != "assessment-complete" and any(r in hit for r in PH):
             referred_by["referred, PH rules among the hits"] += 1
-            referred_by["would not be referred without them (score below 40)"] += without < 40
+            referred_by["would be assessment-complete without them"] += _without(pack, d, hit) == COMPLETE
     n = max(len(clean), 1)
     print(f"clean filings: {len(clean)}")
     for name, k in [*facts.items(), *rules.items(), *referred_by.items()]:
         print(f"  {name}: {k} ({100 * k / n:.2f}%)")
+
+
+PH = ("PH-001", "PH-002")
+
+
+def _without(pack: RulePack, decision: dict, hit: dict) -> str:
+    """The decision the pack's table gives the same hits without the party-history rules."""
+    rules = {r.id: r for r in pack.rules}
+    others = [rules[r] for r in hit if r not in PH and r in rules]
+    score = max(0.0, sum(r.weight for r in others))
+    table = pack.table_for(decision["filing_code"])
+    return next((d for d, minimum in table.thresholds if score >= minimum and any(r.can_lead_to(d) for r in others)),
+                COMPLETE)
 
 
 def _new(detail: str, days: float, most: int) -> bool:
