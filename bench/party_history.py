@@ -70,7 +70,7 @@ def main() -> None:
           f"bytes per filing")
     print(f"one batch of 64 filings x 3 parties: {per_batch * 1000:.2f} ms ({per_batch / 64 * 1e6:.0f} us per filing)")
     clean = [d for d in decisions if not any(m["lrn"] in risky for m in d["filings"])]
-    facts, rules, referred_by = Counter(), Counter(), Counter()
+    facts, rules, referred_by, examples = Counter(), Counter(), Counter(), []
     for d in clean:
         kinds = {f["kind"] for f in d["container_facts"]}
         new = [f for f in d["container_facts"] if f["kind"] == "party-history" and "consignor" in f["detail"]
@@ -82,11 +82,17 @@ def main() -> None:
             rules[rule] += rule in hit
         if d["decision"] != "assessment-complete" and any(r in hit for r in PH):
             referred_by["referred, PH rules among the hits"] += 1
-            referred_by["would be assessment-complete without them"] += _without(pack, d, hit) == COMPLETE
+            if _without(pack, d, hit) == COMPLETE:
+                referred_by["would be assessment-complete without them"] += 1
+                goods = (d["filing"] or {}).get("goods", [])[:2]
+                examples.append(f"{d['filing_code']} {sorted(hit)} " + "; ".join(
+                    f"{g['hs_code']} {g['description']}" for g in goods))
     n = max(len(clean), 1)
     print(f"clean filings: {len(clean)}")
     for name, k in [*facts.items(), *rules.items(), *referred_by.items()]:
         print(f"  {name}: {k} ({100 * k / n:.2f}%)")
+    for example in examples[:8]:
+        print("    e.g.", example)
 
 
 PH = ("PH-001", "PH-002")

@@ -149,6 +149,8 @@ def test_natural_person_consignee_fact_with_controlled_or_high_value_goods_only(
     assert fact.values["value_eur"] == 4200 and fact.values["kinds"] == []
     assert natural_person_facts(record([person], [cheap]), lists.is_controlled) == ()
     assert natural_person_facts(record([person], [battery]), lists.is_controlled) == ()
+    fireworks = GoodsLine(1, "Consumer fireworks F2", "360410", value=80, currency="EUR", pointer=item)
+    assert natural_person_facts(record([person], [fireworks]), lists.is_controlled) == ()
     company = consignee("Kowalski Sp. z o.o.", "ul. Długa 12/5", "PL")
     assert natural_person_facts(record([company], [pistol]), lists.is_controlled) == ()
 

@@ -27,9 +27,10 @@ TRACKED_ROLES = ("consignor", "consignee", "notify")
 # the fact carries the value, so a rule pack can demand more.
 HIGH_VALUE_EUR = 1000.0
 # Controlled kinds (legal_lists.is_controlled) that make a private consignee a fact. Lithium batteries
-# are left out: spare batteries for phones and bikes are everyday parcels (their own rules cover them).
-CONTROLLED_FOR_PERSONS = frozenset({"firearm", "firearm-part", "weapon", "ammunition", "explosive", "pyrotechnic",
-                                    "cultural", "cash"})
+# and pyrotechnics are left out: spare batteries for phones and bikes, and consumer fireworks, are
+# everyday purchases abroad (their own rules cover them).
+CONTROLLED_FOR_PERSONS = frozenset({"firearm", "firearm-part", "weapon", "ammunition", "explosive", "cultural",
+                                    "cash"})
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 _FOLD = str.maketrans({"ß": "ss", "ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
