@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
 
-.PHONY: demo test bench soak clean test-tools
+.PHONY: demo test bench soak clean test-tools scenarios
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/workbench.py
+
+# Detection on the independent scenario set (tests/scenarios) and on the demo's traffic: recall per
+# pattern, clean referrals per rule, rules whose referrals are mostly clean.
+scenarios: $(VENV)/.installed-bench
+	$(BIN)/python bench/scenarios.py
 
 soak: $(VENV)/.installed-bench
 	$(BIN)/python bench/soak.py --rate 500 --minutes 30

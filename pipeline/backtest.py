@@ -7,8 +7,9 @@ The filings go through the production steps (validation, the screening record, c
 enrichment, scoring, decision), without Beam and without registering anything. Per rule the
 report counts hits, the referrals a rule takes part in, and the referrals that exist only
 because of it (scored again without the rule): its false-hit cost, before it goes live. With
-a label file (the generator's), it also measures recall of planted risk and the referral rate
-of clean traffic.
+a label file (the generator's, or a scenario set's), it also measures recall of planted risk, overall
+and per pattern, the referral rate of clean traffic, and per rule the share of its referrals that
+were clean: a rule whose referrals are mostly clean is flagged, its noise is bigger than its catch.
 """
 from __future__ import annotations
 
@@ -92,6 +93,16 @@ class RuleEffect:
     clean_referrals: int = 0  # of those it fired in, on traffic labelled clean (false hits)
     planted_referrals: int = 0
 
+    @property
+    def clean_referral_share(self) -> float | None:
+        """Of the referrals this rule took part in, the share on clean traffic (None: it referred nothing)."""
+        return self.clean_referrals / self.referrals_candidate if self.referrals_candidate else None
+
+    @property
+    def mostly_clean(self) -> bool:
+        """More than half of its referrals were clean: it costs the risk centre more than it catches."""
+        return self.clean_referrals * 2 > self.referrals_candidate
+
 
 @dataclass
 class Quality:
@@ -100,6 +111,7 @@ class Quality:
     clean: int = 0
     clean_referred: int = 0
     missed: Counter = field(default_factory=Counter)  # planted pattern -> not referred
+    planted_by: Counter = field(default_factory=Counter)  # planted pattern -> consignments assessed
     # Of the clean: honest traffic that looks unusual (labelled with a decoy: legal ammunition,
     # antiques with provenance, gold at true value, ...), the false hits a naive rule makes.
     unusual: int = 0
@@ -109,6 +121,12 @@ class Quality:
     @property
     def recall(self) -> float:
         return self.planted_referred / self.planted if self.planted else 0.0
+
+    def recall_by_pattern(self) -> dict[str, float | None]:
+        """Recall of each pattern the labels name, in name order; None for a pattern none of whose
+        consignments was assessed (all rejected, or still incomplete)."""
+        return {p: (self.planted_by[p] - self.missed[p]) / self.planted_by[p] if self.planted_by[p] else None
+                for p in sorted(self.planted_by)}
 
     @property
     def clean_referral_rate(self) -> float:
@@ -146,7 +164,11 @@ class BacktestReport:
                                            "recall": round(q.recall, 4), "clean": q.clean,
                                            "clean_referred": q.clean_referred,
                                            "clean_referral_rate": round(q.clean_referral_rate, 4),
-                                           "missed_by_pattern": dict(q.missed)}
+                                           "missed_by_pattern": dict(q.missed),
+                                           "by_pattern": {p: {"planted": q.planted_by[p],
+                                                              "referred": q.planted_by[p] - q.missed[p],
+                                                              "recall": None if r is None else round(r, 4)}
+                                                          for p, r in q.recall_by_pattern().items()}}
         return {
             "active_pack": self.active_pack, "candidate_pack": self.candidate_pack, "filings": self.filings,
             "decisions": {"active": dict(self.decisions_active), "candidate": dict(self.decisions_candidate)},
@@ -154,7 +176,9 @@ class BacktestReport:
                               "candidate": round(self.referral_rate("candidate"), 4)},
             "new_referrals": self.new_referrals, "dropped_referrals": self.dropped_referrals,
             "changed_decisions": [{"submission_id": s, "active": a, "candidate": c} for s, a, c in self.changed_decisions],
-            "rules": [vars(r) for r in self.rules],
+            "rules": [{**vars(r), "clean_referral_share": None if r.clean_referral_share is None
+                       else round(r.clean_referral_share, 4),
+                       "mostly_clean": self.quality_candidate is not None and r.mostly_clean} for r in self.rules],
             "quality": {"active": quality(self.quality_active), "candidate": quality(self.quality_candidate)},
         }
 
@@ -172,12 +196,16 @@ def consignment_label(filing: EnrichedFiling, labels: dict[str, dict]) -> dict |
 
 def _quality(decisions: dict[str, Decision], labels: dict[str, dict]) -> Quality:
     q = Quality()
+    for label in labels.values():  # every pattern the labels name is reported, assessed or not
+        if label.get("risk") and not label.get("resubmission_of"):
+            q.planted_by[label["risk"]] += 0
     for d in decisions.values():
         label = consignment_label(d.filing, labels)
         if label is None or label.get("resubmission_of"):
             continue
         if label.get("risk"):
             q.planted += 1
+            q.planted_by[label["risk"]] += 1
             q.planted_referred += d.referral
             if not d.referral:
                 q.missed[label["risk"]] += 1

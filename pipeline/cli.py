@@ -1020,8 +1020,9 @@ def _print_backtest(report, traffic) -> None:
     out.print(f"{traffic.read} filings read, {traffic.rejected} rejected by validation, {report.filings} scored; "
               f"active {report.active_pack}, candidate {report.candidate_pack}", soft_wrap=True)
     table = Table(title="per rule (candidate pack)", header_style="bold")
+    labelled = report.quality_candidate is not None
     for column in ("rule", "area", "weight", "hits (active)", "hits", "in referrals", "only because of it",
-                   "of them clean" if report.quality_candidate else "", "title"):
+                   "of them clean" if labelled else "", "clean share" if labelled else "", "title"):
         if column:
             table.add_column(column, overflow="fold")
     for e in report.rules:
@@ -1029,10 +1030,16 @@ def _print_backtest(report, traffic) -> None:
             continue
         row = [e.rule, e.area, _weight_change(e.weight_active, e.weight_candidate), str(e.hits_active), str(e.hits_candidate), str(e.referrals_candidate),
                str(e.only_because)]
-        if report.quality_candidate:
-            row.append(str(e.clean_referrals))
+        if labelled:
+            share = e.clean_referral_share
+            row += [str(e.clean_referrals), "-" if share is None else f"{share:.0%}" + (" MOSTLY CLEAN" if e.mostly_clean
+                                                                                        else "")]
         table.add_row(*row, e.title)
     out.print(table)
+    noisy = [e for e in report.rules if labelled and e.mostly_clean]
+    if noisy:
+        out.print("rules whose referrals are mostly clean (candidate pack): " + ", ".join(
+            f"{e.rule} {e.clean_referrals}/{e.referrals_candidate}" for e in noisy), soft_wrap=True)
     for which in ("active", "candidate"):
         decisions = report.decisions_active if which == "active" else report.decisions_candidate
         out.print(f"{which}: referral rate {report.referral_rate(which):.2%}; "
@@ -1046,6 +1053,15 @@ def _print_backtest(report, traffic) -> None:
                       f"referred; missed: {missed}); clean referral rate {q.clean_referral_rate:.2%} "
                       f"({q.clean_referred}/{q.clean}), of which honest-but-unusual traffic "
                       f"{q.unusual_referred}/{q.unusual} and ordinary {q.ordinary_referral_rate:.2%}", soft_wrap=True)
+    q = report.quality_candidate
+    if q is not None and q.planted_by:
+        table = Table(title="recall per pattern (candidate pack)", header_style="bold")
+        for column in ("pattern", "assessed", "referred", "recall"):
+            table.add_column(column, overflow="fold")
+        for pattern, recall in q.recall_by_pattern().items():
+            table.add_row(pattern, str(q.planted_by[pattern]), str(q.planted_by[pattern] - q.missed[pattern]),
+                          "-" if recall is None else f"{recall:.0%}")
+        out.print(table)
 
 
 main.add_command(reference_group)

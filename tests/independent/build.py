@@ -291,6 +291,21 @@ def postal_means(parent, number: str, arrive: datetime):
     E(m, "EstimatedArrival", utc(arrive))
 
 
+def road_means(parent, plate: str, nationality: str, arrive: datetime):
+    m = E(parent, "ActiveBorderTransportMeans")
+    E(m, "ModeOfTransport", 3)
+    E(m, "VehicleRegistration", plate)
+    E(m, "Nationality", nationality)
+    E(m, "EstimatedArrival", utc(arrive))
+
+
+def rail_means(parent, train: str, arrive: datetime):
+    m = E(parent, "ActiveBorderTransportMeans")
+    E(m, "ModeOfTransport", 2)
+    E(m, "TrainNumber", train)
+    E(m, "EstimatedArrival", utc(arrive))
+
+
 # --------------------------------------------------------------------------------------------------
 # Goods
 # --------------------------------------------------------------------------------------------------
@@ -689,12 +704,14 @@ class Builder:
                 g.containers.append(cid)
         return boxes
 
+    packed = "LADEN"  # the declared PackedStatus of the boxes being written (tests/scenarios declares some EMPTY)
+
     def equipment_els(self, parent, boxes, with_seals: bool):
         for cid, size, seals in boxes:
             te = E(parent, "TransportEquipment")
             E(te, "ContainerId", cid)
             E(te, "SizeType", size)
-            E(te, "PackedStatus", "LADEN")
+            E(te, "PackedStatus", self.packed)
             if with_seals:
                 for s in seals:
                     E(te, "Seal", s)
@@ -722,7 +739,7 @@ class Builder:
 
     def house_level(self, kind: str, means, master: tuple[str, str], doc: tuple[str, str], pol: str, pou: str,
                     itinerary: list[str], shipper: Party, consignee: Party, goods: list[Goods], boxes=(),
-                    sealed: bool = False):
+                    sealed: bool = False, notify: Party | None = None):
         """A house-level filing: its own document, the master document it belongs to, its goods."""
         root = self.root(kind)
         if means is not None:
@@ -733,6 +750,8 @@ class Builder:
         route_el(con, pol, pou, itinerary)
         party_el(con, "Consignor", shipper)
         party_el(con, "Consignee", consignee, with_id=consignee.role != "person")
+        if notify is not None:
+            party_el(con, "NotifyParty", notify, with_id=notify.role != "person")
         totals_el(con, goods)
         self.equipment_els(con, boxes, sealed)
         for n, g in enumerate(goods, 1):
@@ -754,14 +773,16 @@ class Builder:
     def master_with_houses(self, kind: str, means, carrier: Party, doc: tuple[str, str], pol: str, pou: str,
                            itinerary: list[str], houses: list, house_type: str, boxes=(), sealed: bool = False):
         """A complete dataset: the master document and every house consignment in it. houses:
-        (consignor, consignee, goods, house document)."""
+        (consignor, consignee, goods, house document[, notify party or None])."""
         root, con = self._master(kind, means, carrier, doc, pol, pou, itinerary, [g for h in houses for g in h[2]],
                                  boxes, sealed)
-        for shipper, consignee, gs, number in houses:
+        for shipper, consignee, gs, number, *notify in houses:
             h = E(con, "HouseConsignment")
             doc_el(h, "TransportDocument", house_type, number)
             party_el(h, "Consignor", shipper)
             party_el(h, "Consignee", consignee, with_id=consignee.role != "person")
+            if notify and notify[0] is not None:
+                party_el(h, "NotifyParty", notify[0], with_id=notify[0].role != "person")
             totals_el(h, gs)
             for n, g in enumerate(gs, 1):
                 goods_el(h, n, g, self.rng)
@@ -1318,13 +1339,7 @@ class Builder:
         issued = (arrive - timedelta(hours=rng.uniform(1.2, 30))).replace(microsecond=0)
         cmr = f"{origin}{self.docno('', 8)}"
         plate = self.plate(lane["plate"])
-
-        def means(r):
-            m = E(r, "ActiveBorderTransportMeans")
-            E(m, "ModeOfTransport", 3)
-            E(m, "VehicleRegistration", plate)
-            E(m, "Nationality", lane["plate"])
-            E(m, "EstimatedArrival", utc(arrive))
+        means = lambda r: road_means(r, plate, lane["plate"], arrive)  # noqa: E731
         root = self.straight("F50", means, haulier, "N730", cmr, pol, dest,
                              ordered(lane["itinerary"].split(), consignee.country), shipper, consignee, goods)
         rep = self.pick([f for f in self.ref.by_role["forwarder"]]) if rng.random() < 0.4 else None
@@ -1358,12 +1373,7 @@ class Builder:
         issued = (arrive - timedelta(hours=rng.uniform(2.5, 72))).replace(microsecond=0)
         cim = f"CIM{self.docno('', 9)}"
         train = f"{lane['train_prefix']}{rng.randint(8000, 9999)}"
-
-        def means(r):
-            m = E(r, "ActiveBorderTransportMeans")
-            E(m, "ModeOfTransport", 2)
-            E(m, "TrainNumber", train)
-            E(m, "EstimatedArrival", utc(arrive))
+        means = lambda r: rail_means(r, train, arrive)  # noqa: E731
         root = self.straight("F51", means, operator, "N720", cim, pol, dest,
                              ordered(lane["itinerary"].split(), consignee.country), shipper, consignee, goods, boxes, True)
         self.write("F51", cim, root, issued, operator, lane["entry_office"])
