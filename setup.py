@@ -55,6 +55,7 @@ setup(
         "python-multipart>=0.0.9",  # the workbench's forms
         "matplotlib>=3.8",  # rule effectiveness plots
         "prometheus-client>=0.20",  # metrics from every worker process
+        "scikit-learn>=1.3",  # the goods-description classifier (TF-IDF, trained at load from bundled text)
     ],
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).

@@ -18,7 +18,7 @@ from .config import DEFAULT_RISK_CENTRE
 from .domain import answers
 from .domain.answers import Answer, RiskResult
 from .domain.conditions import Evidence
-from .domain.enrichment import CLAIM_REFUSED, OFFICE_FACTS
+from .domain.enrichment import CLAIM_REFUSED, GOODS_FACTS, OFFICE_FACTS
 from .domain.reference import ENTRY_OFFICE_COUNTRIES
 from .domain.rulepack import COMPLETE, CONTROL, DNL, RFI, RFS, SEVERITY
 from .domain.scoring import Assessment, Hit, Scorer
@@ -176,5 +176,7 @@ def decision_record(d: Decision) -> dict:
         },
         "container_status": f.container_status,
         "container_facts": [{"kind": x.kind, "container": x.container, "detail": x.detail, "events": list(x.events)}
-                            for x in f.facts],
+                            for x in f.facts if x.kind not in GOODS_FACTS],
+        # What the goods descriptions say against their codes, with the classifier's evidence (goods_facts.py).
+        "goods_facts": [{"kind": x.kind, "detail": x.detail, **x.values} for x in f.facts if x.kind in GOODS_FACTS],
     }

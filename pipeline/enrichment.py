@@ -16,6 +16,8 @@ import redis
 from .domain.container_events import ContainerEvent
 from .domain.enrichment import (CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, PARTY_HISTORY_UNAVAILABLE,
                                 Fact, shipment_facts)
+from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
+from .domain.goods_facts import goods_facts
 from .domain.legal_lists import bundled_legal_lists
 from .domain.offices import office_facts
 from .domain.parties import Seen, Sighting, history_fact, natural_person_facts, sightings
@@ -96,12 +98,16 @@ _WHY = {HOUSE_NOT_LISTED: "which its master's filer does not give it", MASTER_FI
         HOUSE_FILER_NOT_NAMED: "which its master lists without naming the filer expected to file it"}
 
 
-def filing_facts(consignment: Consignment, reference: ReferenceData) -> tuple[Fact, ...]:
+def filing_facts(consignment: Consignment, reference: ReferenceData,
+                 classifier: GoodsClassifier | None = None) -> tuple[Fact, ...]:
     """Facts about the filings rather than their containers: the warnings they were accepted with,
-    a claim of theirs refused, why their office of first entry cannot route the referral (if it cannot),
-    and a private person receiving controlled or valuable goods."""
-    return warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference) \
-        + natural_person_facts(consignment.record, bundled_legal_lists().is_controlled)
+    a claim of theirs refused, why their office of first entry cannot route the referral (if it
+    cannot), what each goods item's description says against its declared code (goods_facts.py;
+    the bundled classifier unless another is given), and a private person receiving controlled or
+    valuable goods."""
+    return (warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference)
+            + goods_facts(consignment.record, classifier or bundled_goods_classifier())
+            + natural_person_facts(consignment.record, bundled_legal_lists().is_controlled))
 
 
 def party_sightings(consignment: Consignment) -> list[Sighting]:

@@ -6,7 +6,8 @@ A referral carries what its re-assessment needs (`reassessment_payload`: the scr
 the decision was made on and the container facts), so an answer can be assessed again without
 the filings: the answers that point at a goods item's description or HS code and give a
 corrected value replace that value; the record is scored again by the pack active now (with
-the risk information active now); the container facts stay those of the first assessment.
+the risk information active now); the container facts stay those of the first assessment, the
+goods facts (what descriptions say against codes) are read again from the corrected record.
 The re-assessment is a new version of the consignment (state `...+rfi:<answer>`), answered to
 every filer of it like any assessment, and, if still a referral, an update of the same referral.
 
@@ -27,6 +28,9 @@ from typing import Container
 from lxml import etree
 
 from .decisions import Decision, incompleteness, risk_centre_for
+from .domain.enrichment import GOODS_FACTS
+from .domain.goods_classifier import bundled_goods_classifier
+from .domain.goods_facts import goods_facts
 from .domain.rulepack import RFI, SEVERITY
 from .domain.scoring import Scorer, Subject
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict
@@ -125,6 +129,12 @@ def apply_corrections(record: ScreeningRecord, items, known_hs: Container[str] |
     return corrected(record, found), found
 
 
+def _with_goods_facts(record: ScreeningRecord, facts) -> tuple[Fact, ...]:
+    """The facts, with what this record's goods descriptions say against its codes read again: a
+    corrected code or description changes them (goods_facts.py)."""
+    return tuple(f for f in facts if f.kind not in GOODS_FACTS) + goods_facts(record, bundled_goods_classifier())
+
+
 def _indicators(scorer: Scorer, record: ScreeningRecord, facts, status: str, now: float) -> set[tuple[str, bool]]:
     """What points at risk in the record, for the pack active now: the rules that add to the score
     without asking a question (those an answer is expected to silence), and those that subtract."""
@@ -142,7 +152,8 @@ def risk_changes(scorer: Scorer, record: ScreeningRecord, corrections, facts, st
     before = _indicators(scorer, record, facts, status, now)
 
     def lowered(fix) -> list[str]:
-        after = _indicators(scorer, corrected(record, fix), facts, status, now)
+        fixed = corrected(record, fix)
+        after = _indicators(scorer, fixed, _with_goods_facts(fixed, facts), status, now)
         return sorted({rule for rule, adds in before - after if adds} | {rule for rule, adds in after - before
                                                                          if not adds})
     together = set(lowered(corrections))
@@ -173,7 +184,7 @@ def reassess(body: dict, answer: RfiAnswer, scorer: Scorer, now: datetime | None
     facts = tuple(Fact(x["kind"], x["container"], x["detail"], tuple(x["events"]), dict(x.get("values") or {}))
                   for x in payload["facts"])
     changes = risk_changes(scorer, filed, applied, facts, body["container_status"], now.timestamp(), answer)
-    facts += changes
+    facts = (_with_goods_facts(record, facts) if applied else facts) + changes
     members = tuple(Member(m["mrn"], answer.submission_id, m["filer"], m["lrn"], m["filing_code"], "", record)
                     for m in payload["members"])
     filing = EnrichedFiling(answer.submission_id, body["mrn"], body["filing_code"], body["mode"], body["lrn"],

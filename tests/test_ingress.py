@@ -41,10 +41,13 @@ def start_ingress(processes, tmp_path, *options: str, filers=FILERS, redis_url: 
     tokens_file = tmp_path / "tokens"
     tokens = {filer: issue_token(tokens_file, filer) for filer in filers}
     port = free_port()
-    server = processes.start([sys.executable, "-m", "cargoscreen.cli", "ingress", "serve",
-                              *(["--redis-url", redis_url] if redis_url else []), "--tokens", str(tokens_file),
-                              "--port", str(port), *options], stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 30
+    # Its log goes to a file: a pipe nobody drains would fill and stop the server mid-test.
+    log = tmp_path / f"ingress-{port}.log"
+    with log.open("wb") as sink:
+        server = processes.start([sys.executable, "-m", "cargoscreen.cli", "ingress", "serve",
+                                  *(["--redis-url", redis_url] if redis_url else []), "--tokens", str(tokens_file),
+                                  "--port", str(port), *options], stderr=sink, env=env)
+    deadline = time.monotonic() + 60
     while True:
         try:
             if _call(port, "GET", "/healthz")[0] == 200:
@@ -52,7 +55,8 @@ def start_ingress(processes, tmp_path, *options: str, filers=FILERS, redis_url: 
         except OSError:
             pass
         if time.monotonic() > deadline or server.poll() is not None:
-            raise RuntimeError("ingress did not start: " + server.stderr.read().decode()[-2000:])
+            server.kill()
+            raise RuntimeError("ingress did not start: " + log.read_text(errors="replace")[-2000:])
         time.sleep(0.1)
 
 

@@ -69,6 +69,10 @@ def server(screened, redis_server):
     analysts = work / "analysts"
     add_analyst(analysts, "alice", busiest, PASSWORD)
     add_analyst(analysts, "eve", "RC-XX", PASSWORD)
+    # An analyst of the centre holding a referral whose goods description contradicts its code.
+    goods = next((k.decode().split(":")[2] for k in client.scan_iter("cs:wb:*:ref:*")
+                  if json.loads(client.hget(k, "body")).get("goods_facts")), busiest)
+    add_analyst(analysts, "gina", goods, PASSWORD)
     with workbench_server(redis_server.url, analysts, work, "--claim-minutes", "5") as base:
         yield base, busiest, client
 
@@ -384,3 +388,28 @@ def test_a_held_rejudgement_shows_on_the_referral_for_the_analyst(server, browse
     assert "Not applied, yours to decide: the container status now supports assessment-complete" in note.text
     assert queue.show(rid)["state"] == "open" and queue.show(rid)["body"]["decision"] == body["decision"]
     shot(browser, "13-referral-held-rejudgement")
+
+
+def test_a_referral_shows_what_the_goods_description_says_against_its_code(server, browser):
+    """A planted weapon under an innocent code: the page shows the goods classifier's evidence, the
+    headings the description reads as with their scores, nomenclature text and matched words, and the
+    kind of controlled goods it names, beside the rule that fired on it."""
+    from selenium.webdriver.common.by import By
+
+    base, _, client = server
+    bodies = [json.loads(client.hget(k, "body")) for k in client.scan_iter("cs:wb:*:ref:*")]
+    referral = next(b for b in bodies if b.get("goods_facts"))
+    sign_in(browser, base, "gina")
+    browser.get(f"{base}/referrals/{referral['referral_id']}")
+    shown = browser.find_element(By.ID, "goods-evidence").text
+    for fact in referral["goods_facts"]:
+        assert fact["kind"] in shown and fact["description"] in shown and fact["declared"] in shown
+        for h in fact["headings"]:
+            assert f"{h['heading']} {h['score']:.2f} {h['text']}" in shown
+            assert all(t in shown for t in h["terms"])
+        if fact.get("controlled"):
+            assert f"Names {fact['controlled']} goods" in shown
+    rules_text = browser.find_element(By.ID, "rules").text
+    assert any(h["rule"].startswith("GD-") and h["rule"] in rules_text for h in referral["hits"])
+    assert "description-names-controlled-goods" not in browser.find_element(By.ID, "containers").text
+    shot(browser, "14-referral-goods-description")

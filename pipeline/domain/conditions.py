@@ -234,7 +234,8 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
         "detail": FieldSpec(TEXT, operator.attrgetter("detail"), _fact_pointer),
         **{name: FieldSpec(kind, (lambda n: lambda f: f.values.get(n))(name), _fact_pointer) for name, kind in (
             ("km", NUMBER), ("hours", NUMBER), ("kmh", NUMBER), ("age_hours", NUMBER), ("location", TEXT),
-            ("code", TEXT), ("countries", LIST), ("ports", LIST), ("before", TEXT), ("after", TEXT))},
+            ("code", TEXT), ("countries", LIST), ("ports", LIST), ("before", TEXT), ("after", TEXT),
+            ("controlled", TEXT), ("category", TEXT), ("declared", TEXT), ("proposed", LIST))},
     },
 }
 

@@ -16,6 +16,10 @@ from .screening import Equipment, ScreeningRecord
 
 DATA_QUALITY_WARNING = "data-quality-warning"  # a filing accepted with a warning (validation's, not a container's)
 CLAIM_REFUSED = "consignment-claim-refused"  # a filing refused from another filer's consignment (linking's)
+# What a goods description says against its declared code (goods_facts.py): about a goods item.
+DESCRIPTION_CODE_MISMATCH = "description-code-mismatch"
+DESCRIPTION_NAMES_CONTROLLED = "description-names-controlled-goods"
+GOODS_FACTS = frozenset({DESCRIPTION_CODE_MISMATCH, DESCRIPTION_NAMES_CONTROLLED})
 # Why a referral went to the default risk centre rather than the office's (see offices.py): about
 # the filing's office of first entry, not a container.
 OFFICE_UNKNOWN, OFFICE_OFF_ROUTE = "office-unknown", "office-off-route"

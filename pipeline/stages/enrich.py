@@ -8,6 +8,7 @@ import apache_beam as beam
 from ..config import Settings
 from ..connectors.redis_store import connect, with_retries
 from ..container_store import ContainerEventStore
+from ..domain.goods_classifier import bundled_goods_classifier
 from ..domain.reference import bundled_reference
 from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
@@ -25,6 +26,7 @@ class _EnrichBatchDoFn(beam.DoFn):
     def setup(self):
         self._store = ContainerEventStore.for_settings(connect(self._settings.container_status_url), self._settings)
         self._reference = bundled_reference()
+        bundled_goods_classifier()  # trained once per worker process, here rather than on the first batch
         self._parties = PartyHistoryStore(connect(self._settings.redis.url), self._settings.party_history,
                                           self._settings.redis.key_prefix) \
             if self._settings.party_history.enabled else None
