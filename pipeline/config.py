@@ -51,6 +51,19 @@ class ContainerStatusSettings:
 
 
 @dataclass(frozen=True)
+class PartyHistorySettings:
+    """Party history (pipeline/party_history.py): first seen and filings per consignor, consignee and
+    notify party, kept per filer in the main Redis."""
+
+    enabled: bool = True
+    retention_seconds: int = 400 * 86400  # a party's record expires this long after it was last seen
+    # Filings per party whose count is remembered by MRN, so a redelivered or re-assessed filing is not
+    # counted twice; a filing replayed after this many later ones of its party counts again (a party
+    # that busy is long known). Bounds each party's hash to 2 x this + 2 fields.
+    replay_window: int = 32
+
+
+@dataclass(frozen=True)
 class RulesSettings:
     """Which risk rule pack scores filings, and how running pipelines follow publications."""
 
@@ -139,6 +152,7 @@ class Settings:
     limits: XmlLimits = XmlLimits()
     redis: RedisSettings = RedisSettings()
     container_status: ContainerStatusSettings = ContainerStatusSettings()
+    party_history: PartyHistorySettings = PartyHistorySettings()
     rules: RulesSettings = RulesSettings()
     streams: StreamSettings = StreamSettings()
     linking: LinkingSettings = LinkingSettings()

@@ -14,10 +14,13 @@ from typing import Callable, Sequence
 import redis
 
 from .domain.container_events import ContainerEvent
-from .domain.enrichment import CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, Fact, shipment_facts
+from .domain.enrichment import (CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, PARTY_HISTORY_UNAVAILABLE,
+                                Fact, shipment_facts)
 from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
 from .domain.goods_facts import goods_facts
+from .domain.legal_lists import bundled_legal_lists
 from .domain.offices import office_facts
+from .domain.parties import Seen, Sighting, history_fact, natural_person_facts, sightings
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
 from .linking import HOUSE_FILER_NOT_NAMED, HOUSE_NOT_LISTED, MASTER_FILED, Consignment, Member
@@ -99,17 +102,43 @@ def filing_facts(consignment: Consignment, reference: ReferenceData,
                  classifier: GoodsClassifier | None = None) -> tuple[Fact, ...]:
     """Facts about the filings rather than their containers: the warnings they were accepted with,
     a claim of theirs refused, why their office of first entry cannot route the referral (if it
-    cannot), and what each goods item's description says against its declared code (goods_facts.py;
-    the bundled classifier unless another is given)."""
+    cannot), what each goods item's description says against its declared code (goods_facts.py;
+    the bundled classifier unless another is given), and a private person receiving controlled or
+    valuable goods."""
     return (warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference)
-            + goods_facts(consignment.record, classifier or bundled_goods_classifier()))
+            + goods_facts(consignment.record, classifier or bundled_goods_classifier())
+            + natural_person_facts(consignment.record, bundled_legal_lists().is_controlled))
+
+
+def party_sightings(consignment: Consignment) -> list[Sighting]:
+    """The consignment's consignors, consignees and notify parties, each under its own filing and filer."""
+    return sightings(consignment.record, consignment.lead.mrn, {m.mrn: m.filer for m in consignment.members},
+                     consignment.lead.filer)
+
+
+def party_facts(batch: Sequence[Consignment], record_parties: Callable[[list[Sighting]], list[Seen]] | None
+                ) -> list[tuple[Fact, ...]]:
+    """Each consignment's party-history facts (one per tracked party: what was known of it before its
+    filing), counting each filing's parties once; one call to the store for the batch. If the store
+    stays unreachable, one party-history-unavailable fact instead: the rules then know nothing of them."""
+    if record_parties is None:
+        return [() for _ in batch]
+    wanted = [party_sightings(c) for c in batch]
+    try:
+        answers = iter(record_parties([s for found in wanted for s in found]))
+    except redis.RedisError as exc:
+        failure = f"party history store unreachable: {type(exc).__name__}: {exc}"
+        return [(Fact(PARTY_HISTORY_UNAVAILABLE, "", failure),) if found else () for found in wanted]
+    return [tuple(history_fact(s, next(answers)) for s in found) for found in wanted]
 
 
 def enrich(batch: Sequence[Consignment],
            fetch_histories: Callable[[list[str]], dict[str, list[ContainerEvent]]],
-           reference: ReferenceData, status_loaded: bool = True) -> list[EnrichedFiling]:
+           reference: ReferenceData, status_loaded: bool = True,
+           record_parties: Callable[[list[Sighting]], list[Seen]] | None = None) -> list[EnrichedFiling]:
     """batch: consignments to assess. fetch_histories: container ids -> ACT histories (retrying inside).
-    status_loaded: False when the store holds no container status at all (then none is looked up)."""
+    status_loaded: False when the store holds no container status at all (then none is looked up).
+    record_parties: the party history store's `record` (retrying inside); None: no party history."""
     wanted = [c.container_id for x in batch for c in x.record.containers]
     histories: dict[str, list[ContainerEvent]] | None = {}
     failure = ""
@@ -118,8 +147,9 @@ def enrich(batch: Sequence[Consignment],
             histories = fetch_histories(wanted)
         except redis.RedisError as exc:
             histories, failure = None, f"container status store unreachable: {type(exc).__name__}: {exc}"
+    parties = party_facts(batch, record_parties)
     out = []
-    for consignment in batch:
+    for consignment, known in zip(batch, parties):
         lead, record = consignment.lead, consignment.record
         containers = tuple(c.container_id for c in record.containers)
         if not containers:
@@ -130,7 +160,7 @@ def enrich(batch: Sequence[Consignment],
             status, facts = UNAVAILABLE, tuple(Fact(UNAVAILABLE, c, failure) for c in containers)
         else:
             status, facts = AVAILABLE, consignment_facts(consignment, histories, reference)
-        facts += filing_facts(consignment, reference)
+        facts += filing_facts(consignment, reference) + known
         out.append(EnrichedFiling(lead.submission_id, lead.mrn, lead.filing_code, record.mode, lead.lrn, lead.filer,
                                   containers, status, facts, record, consignment.key, consignment.state,
                                   consignment.version, consignment.members, consignment.missing,

@@ -38,7 +38,9 @@ from .domain.enrichment import INFORMATIONAL_FACTS
 from .domain.rulepack import COMPLETE, SEVERITY
 from .domain.reference import ReferenceData, bundled_reference
 from .domain.screening import record_from_dict, record_to_dict
-from .enrichment import AVAILABLE, NOT_LOADED, UNAVAILABLE, EnrichedFiling, Fact, consignment_facts, filing_facts
+from .enrichment import (AVAILABLE, NOT_LOADED, UNAVAILABLE, EnrichedFiling, Fact, consignment_facts, filing_facts,
+                         party_facts)
+from .party_history import PartyHistoryStore
 from .linking import Consignment, Member
 from .risk_information import RiskInformationStore
 from .rule_store import RulePackSource, RulePackStore
@@ -175,12 +177,14 @@ def _digest(items) -> str:
 
 
 def rejudged(w: Watch, histories: dict, scorer, reference: ReferenceData,
-             default_centre: str = DEFAULT_RISK_CENTRE) -> tuple[Decision | None, Watch]:
+             default_centre: str = DEFAULT_RISK_CENTRE, parties: tuple[Fact, ...] = ()
+             ) -> tuple[Decision | None, Watch]:
     """A watched consignment judged on the histories known now: the new decision if its anomalies
     changed (None if not), and the watch as it stands after (`waiting` empty: final). When the new
-    decision is `held`, the watch keeps the referral's version."""
+    decision is `held`, the watch keeps the referral's version. parties: its party-history facts
+    (as its first assessment saw them: party_history replays count nothing)."""
     c, lead = w.consignment, w.lead
-    facts = consignment_facts(c, histories, reference) + filing_facts(c, reference)
+    facts = consignment_facts(c, histories, reference) + filing_facts(c, reference) + parties
     found = [list(a) for a in anomalies(facts)]
     containers = tuple(x.container_id for x in c.record.containers)
     filing = EnrichedFiling(lead["submission_id"], lead["mrn"], lead["filing_code"], lead["mode"], lead["lrn"],
@@ -221,6 +225,8 @@ class RejudgeDesk:
         self.writer = EffectWriter(client, self.keys, settings.streams.effect_retention_seconds,
                                    settings.streams.maxlen)
         self.reference = reference or bundled_reference()
+        self.parties = PartyHistoryStore(client, settings.party_history, settings.redis.key_prefix) \
+            if settings.party_history.enabled else None
 
     def handle_new(self, count: int = 100) -> int:
         entries = read_group(self.status_client, self.keys.rejudge, GROUP, self.consumer, count)
@@ -240,8 +246,9 @@ class RejudgeDesk:
         if w is None:
             return "gone"
         containers = [x.container_id for x in w.consignment.record.containers]
+        [parties] = party_facts([w.consignment], self.parties.record if self.parties else None)
         decision, after = rejudged(w, self.store.histories_and_plans(containers), self.scorers.current(),
-                                   self.reference, self.settings.default_risk_centre)
+                                   self.reference, self.settings.default_risk_centre, parties)
         outcome = decision.assessment.decision if decision is not None else ""
         if decision is not None and held(w, decision):
             self.writer.write([self._held(w, decision, found_before=w.anomalies, found_now=after.anomalies)])

@@ -190,3 +190,23 @@ def test_the_service_watches_what_it_decided_before_the_box_was_loaded(redis_cli
     assert desk.handle_new() == 1
     decisions = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
     assert [(d["version"], d["decision"]) for d in decisions] == [(1, first["decision"]), (2, RFI)]
+
+
+def test_a_rejudgement_reads_the_party_history_its_first_assessment_saw_and_counts_nothing(redis_client, desk):
+    from cargoscreen.party_history import PartyHistoryStore
+
+    parties = PartyHistoryStore(redis_client)
+    ContainerEventStore(redis_client).add(PICKED_UP)
+    [filing] = enrich([_consignment()], lambda ids: {i: list(PICKED_UP) for i in ids}, bundled_reference(),
+                      record_parties=parties.record)
+    before = sorted(f.detail for f in filing.facts if f.kind == "party-history")
+    assert before and all("never seen before" in d for d in before)
+    counts = {k: redis_client.hget(k, "n") for k in redis_client.scan_iter("cs:ph:*")}
+    first = decide(filing, SCORER)
+    ContainerWatch(redis_client, "cs", 3600).watch([first])
+    ContainerEventStore(redis_client).add(LOADED_EMPTY[1:])
+    assert desk.handle_new() == 1
+    [body] = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
+    assert body["version"] == 2
+    assert sorted(f["detail"] for f in body["container_facts"] if f["kind"] == "party-history") == before
+    assert {k: redis_client.hget(k, "n") for k in redis_client.scan_iter("cs:ph:*")} == counts

@@ -40,6 +40,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from .enrichment import PARTY_HISTORY
+from .parties import person_kind
 from .reference import EU_MEMBER_STATES
 
 MAX_EXPRESSION_CHARS = 4000
@@ -102,6 +104,7 @@ class FieldSpec:
     get: Callable[[Any], Any]  # from the scope's object (the subject for filing fields)
     pointer: Callable[[Any, Any], str | None] | None = None  # (subject, object) -> element pointer
     derived: str | None = None  # name of a statistic of the pack it needs (see Statistics)
+    of_subject: Callable[[Any, Any], Any] | None = None  # (subject, object) -> value: read from the subject too
 
 
 class Statistics:
@@ -160,6 +163,16 @@ def onward_countries(routing: tuple[str, ...]) -> tuple[str, ...]:
     return ()
 
 
+def _party_history(name):
+    """A party's history before this filing (its party-history fact, parties.py); missing when not tracked."""
+    def get(s, party):
+        for f in s.facts:
+            if f.kind == PARTY_HISTORY and f.values.get("pointer") == party.pointer:
+                return f.values.get(name)
+        return None
+    return get
+
+
 def _fact_pointer(s, fact):
     """The fact's container, else the data element it is about (a data-quality warning, an RFI correction)."""
     return next((c.pointer for c in s.record.containers if c.container_id == fact.container),
@@ -214,6 +227,12 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
             ("role", ""), ("id", "IdentificationNumber"), ("name", "Name"), ("street", "Address"),
             ("city", "Address"), ("postcode", "Address"), ("country", "Address"), ("name_key", "Name"),
             ("address_key", "Address"))},
+        # consignor, consignee, notify party: filings of this filer naming it before this one, and days since
+        # the first of them (0 for a party never seen; missing for other roles, or when the store was away)
+        **{name: FieldSpec(NUMBER, None, _item_pointer(""), of_subject=_party_history(name))
+           for name in ("filings", "first_seen_days")},
+        # "natural": a private person at a residential address; "legal": an id, legal form or business word
+        "person": FieldSpec(TEXT, person_kind, _item_pointer("Name")),
     },
     "containers": {
         "container_id": FieldSpec(TEXT, operator.attrgetter("container_id"), _item_pointer("ContainerId")),
@@ -387,6 +406,8 @@ class Ref(Node):
 def field_getter(scope: str, spec: FieldSpec, statistics: Statistics) -> Fast:
     """(subject, item) -> the field's value; the same for conditions and for the scorer's index."""
     get = spec.get
+    if spec.of_subject:
+        return spec.of_subject
     if spec.derived == "route_share":
         fn = statistics.route_share
         return lambda s, i: fn(i, s.record.loading_country)
@@ -552,7 +573,7 @@ class Not(Node):
 # How likely a filing is to carry one key: the guard of an `and` is its most selective part's.
 # Categories (a party's role, the mode) are on most filings; identifiers, HS prefixes and terms on few.
 _CATEGORIES = frozenset({"role", "mode", "level", "filing_code", "currency", "packed_status", "container_status",
-                         "kind", "size_type", "package_types"})
+                         "kind", "size_type", "package_types", "person"})
 _COUNTRIES = frozenset({"loading_country", "unloading_country", "routing_countries", "country", "entry_country",
                         "means_nationality", "countries"})
 

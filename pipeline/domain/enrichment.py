@@ -24,10 +24,17 @@ GOODS_FACTS = frozenset({DESCRIPTION_CODE_MISMATCH, DESCRIPTION_NAMES_CONTROLLED
 # the filing's office of first entry, not a container.
 OFFICE_UNKNOWN, OFFICE_OFF_ROUTE = "office-unknown", "office-off-route"
 OFFICE_FACTS = frozenset({OFFICE_UNKNOWN, OFFICE_OFF_ROUTE})
+# A tracked party's history before this filing, or that the history store could not say (parties.py):
+# what the rules read a party's first_seen_days and filings from.
+PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE = "party-history", "party-history-unavailable"
+# A private person receiving controlled or valuable goods (parties.py): ordinary on its own (people buy
+# abroad), so it describes; the rules weigh it with who sent what.
+NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
 # Facts that describe rather than warn of a risk: every container with a history has the first three.
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
                                  "on-another-vessel-so-far", "movement-unchecked", "not-in-feed",
-                                 DATA_QUALITY_WARNING, *OFFICE_FACTS})
+                                 DATA_QUALITY_WARNING, *OFFICE_FACTS, PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE,
+                                 NATURAL_PERSON_CONSIGNEE})
 # Faster than any ship or truck: two events this far apart are one box in two places. A floor for
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0

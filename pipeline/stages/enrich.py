@@ -12,6 +12,7 @@ from ..domain.goods_classifier import bundled_goods_classifier
 from ..domain.reference import bundled_reference
 from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
+from ..party_history import PartyHistoryStore
 from ..counters import CounterFamily, counter
 
 
@@ -26,6 +27,9 @@ class _EnrichBatchDoFn(beam.DoFn):
         self._store = ContainerEventStore.for_settings(connect(self._settings.container_status_url), self._settings)
         self._reference = bundled_reference()
         bundled_goods_classifier()  # trained once per worker process, here rather than on the first batch
+        self._parties = PartyHistoryStore(connect(self._settings.redis.url), self._settings.party_history,
+                                          self._settings.redis.key_prefix) \
+            if self._settings.party_history.enabled else None
         self._facts = CounterFamily("fact_")
         self._loaded, self._loaded_checked = False, 0.0
 
@@ -43,7 +47,11 @@ class _EnrichBatchDoFn(beam.DoFn):
         def fetch(containers):
             return with_retries(self._settings.redis, lambda: self._store.histories_and_plans(containers), "enrich")
 
-        for enriched in enrich(batch, fetch, self._reference, self._status_loaded()):
+        def record_parties(sightings):
+            return with_retries(self._settings.redis, lambda: self._parties.record(sightings), "enrich")
+
+        for enriched in enrich(batch, fetch, self._reference, self._status_loaded(),
+                               record_parties if self._parties else None):
             self._enriched.inc()
             if enriched.container_status == UNAVAILABLE:
                 self._unavailable.inc()
@@ -56,8 +64,9 @@ class _EnrichBatchDoFn(beam.DoFn):
 
 class EnrichFilings(beam.PTransform):
     """Consignment (to assess) in; EnrichedFiling out, one each, with
-    the container-status facts (or an explicit container-status-unavailable fact). Histories are
-    read in batches: one Redis round trip per batch of filings."""
+    the container-status facts (or an explicit container-status-unavailable fact) and the history of
+    its parties (counting this filing's, once). Histories are read in batches: one Redis round trip
+    per batch of filings for containers, one for parties."""
 
     def __init__(self, settings: Settings):
         super().__init__()

@@ -1,0 +1,89 @@
+"""Party history in Redis: when each consignor, consignee and notify party was first seen, and in how
+many filings, as each filer's filings show it.
+
+Key layout (prefix `cs` by default), one hash per (filer, party):
+
+    {p}:ph:{<digest of filer and party identity>}
+        n            filings counted
+        f            first seen (epoch seconds)
+        m:<MRN>      what was known before that filing: "count|first seen|counted at"
+        s:<i>        the MRN in ring slot i (count mod replay_window): the oldest marker goes first
+
+Counted once per filing: the update is keyed by MRN, so a redelivered filing, a consignment assessed
+again (a new house, an amendment) or a re-sent one reads back what its first count saw, and counts
+nothing. A party's hash keeps the markers of its latest `replay_window` filings only (bounded), and
+expires `retention_seconds` after the party was last seen (refreshed on every sighting).
+
+Kept per filer: a filer's filings naming a party make it known to that filer only, so one filer cannot
+age a shipper in another's filings (ops/THREAT-MODEL.md). One key per party, named with a hash tag,
+declared to the script, and no command spans two parties: ready for Redis Cluster. One round trip
+per batch (a pipeline of one script call per party).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Sequence
+
+import redis
+
+from .config import PartyHistorySettings
+from .domain.parties import Seen, Sighting
+
+_RECORD = """
+local h = KEYS[1]
+local mrn, now, ttl, ring = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local seen = redis.call('HGET', h, 'm:' .. mrn)
+if not seen then
+  local n, first = unpack(redis.call('HMGET', h, 'n', 'f'))
+  n = tonumber(n or '0')
+  seen = n .. '|' .. (first or '') .. '|' .. now
+  local slot = 's:' .. (n % ring)
+  local old = redis.call('HGET', h, slot)
+  if old then redis.call('HDEL', h, 'm:' .. old) end
+  redis.call('HSET', h, 'n', n + 1, slot, mrn, 'm:' .. mrn, seen)
+  if not first then redis.call('HSET', h, 'f', now) end
+end
+redis.call('EXPIRE', h, ttl)
+return seen
+"""
+
+
+def party_key(prefix: str, filer: str, identity: str) -> str:
+    """The hash of one party as one filer's filings show it; the digest is the hash tag (one slot)."""
+    digest = hashlib.blake2b(f"{filer}\x1f{identity}".encode(), digest_size=12).hexdigest()
+    return f"{prefix}:ph:{{{digest}}}"
+
+
+class PartyHistoryStore:
+    def __init__(self, client: redis.Redis, settings: PartyHistorySettings | None = None, key_prefix: str = "cs"):
+        self._client, self._settings, self._prefix = client, settings or PartyHistorySettings(), key_prefix
+        self._script = client.register_script(_RECORD)
+
+    def record(self, sightings: Sequence[Sighting], now: float | None = None) -> list[Seen]:
+        """Counts each sighting once (by its filing's MRN) and returns, for each, what was known of its
+        party before that filing; one round trip for the batch."""
+        if not sightings:
+            return []
+        now = time.time() if now is None else now
+        s = self._settings
+        replies = self._run([(party_key(self._prefix, x.filer, x.identity), x.mrn) for x in sightings],
+                            f"{now:.3f}", s.retention_seconds, s.replay_window)
+        out = []
+        for reply in replies:
+            count, first, at = reply.decode().split("|")
+            out.append(Seen(int(count), float(first) if first else None, float(at)))
+        return out
+
+    def _run(self, calls, now, ttl, ring) -> list:
+        for attempt in (0, 1):
+            pipe = self._client.pipeline(transaction=False)
+            for key, mrn in calls:
+                pipe.evalsha(self._script.sha, 1, key, mrn, now, ttl, ring)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._script.sha = self._client.script_load(_RECORD)  # a restarted or flushed server
+        raise AssertionError("unreachable")
