@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
-import urllib.request
 from dataclasses import replace
 
 import pytest
@@ -26,7 +23,7 @@ from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.keeper import Keeper
 from cargoscreen.workbench.queue import ReferralQueue
 
-from .conftest import free_port
+from .conftest import workbench_server
 from .test_ingress import KEYS, _call, ingress  # noqa: F401  (the fixture)
 from .test_workbench_browser import CHROMEDRIVER, CHROMIUM, PASSWORD, browser, shot, sign_in, text_of, until  # noqa: F401
 
@@ -323,7 +320,7 @@ def test_answers_correct_only_descriptions_and_real_hs_codes():
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CARGOSCREEN_REQUIRE_TOOLS"),
                     reason="Debian's chromium and chromium-driver are not installed")
 def test_the_analyst_sees_the_answer_and_its_risk_fact_and_decides(ingress, redis_server, redis_client,  # noqa: F811
-                                                                   processes, browser, tmp_path):  # noqa: F811
+                                                                   browser, tmp_path):  # noqa: F811
     """The PMK case on the referral page in a real browser: the answer with the correction that changed
     the risk picture, the fact with before and after, SS-019 among the rules; the analyst claims and
     resolves it there, and the audit page shows the filer's answer, the system's re-assessment and
@@ -340,34 +337,24 @@ def test_the_analyst_sees_the_answer_and_its_risk_fact_and_decides(ingress, redi
     keeper.once()
     analysts = tmp_path / "analysts"
     add_analyst(analysts, "alice", queue.centre, PASSWORD)
-    web = free_port()
-    processes.start([sys.executable, "-m", "cargoscreen.cli", "workbench", "serve", "--redis-url", redis_server.url,
-                     "--port", str(web), "--analysts", str(analysts), "--no-keeper"],
-                    env={**os.environ, "CARGOSCREEN_SESSION_SECRET": "test-secret-" + "x" * 20})
-    base = f"http://127.0.0.1:{web}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    sign_in(browser, base, "alice")
-    browser.get(f"{base}/referrals/{rid}")
-    answers = browser.find_element(By.ID, "answers").text
-    assert "Changes the risk picture: HS code of goods item 1 corrected by the filer" in answers
-    assert "from '293339' to '851713': no longer fires DP-001" in answers and "re-assessed: control" in answers
-    assert "rfi-correction-changes-risk — HS code of goods item 1" in browser.find_element(By.ID, "containers").text
-    assert "SS-019" in browser.find_element(By.ID, "rules").text and text_of(browser, "state") == "open"
-    shot(browser, "13-referral-rfi-correction-changes-risk")
+    with workbench_server(redis_server.url, analysts, tmp_path, "--no-keeper") as base:
+        sign_in(browser, base, "alice")
+        browser.get(f"{base}/referrals/{rid}")
+        answers = browser.find_element(By.ID, "answers").text
+        assert "Changes the risk picture: HS code of goods item 1 corrected by the filer" in answers
+        assert "from '293339' to '851713': no longer fires DP-001" in answers and "re-assessed: control" in answers
+        assert "rfi-correction-changes-risk — HS code of goods item 1" in browser.find_element(By.ID, "containers").text
+        assert "SS-019" in browser.find_element(By.ID, "rules").text and text_of(browser, "state") == "open"
+        shot(browser, "13-referral-rfi-correction-changes-risk")
 
-    browser.find_element(By.ID, "claim").click()
-    until(browser, lambda d: text_of(d, "state") == "claimed", "claimed")
-    Select(browser.find_element(By.ID, "outcome")).select_by_value("finding")
-    Select(browser.find_element(By.ID, "category")).select_by_visible_text("precursors")
-    browser.find_element(By.ID, "resolve").click()
-    until(browser, lambda d: text_of(d, "state") == "resolved", "resolved")
-    browser.get(base + "/audit")
-    rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#audit tr") if rid in r.text]
-    for who, action in ((filer, "rfi-answer"), ("system", "rfi-reassessed"), ("alice", "resolve")):
-        assert any(who in r and action in r for r in rows), (who, action, rows)
-    shot(browser, "14-audit-rfi-answer")
+        browser.find_element(By.ID, "claim").click()
+        until(browser, lambda d: text_of(d, "state") == "claimed", "claimed")
+        Select(browser.find_element(By.ID, "outcome")).select_by_value("finding")
+        Select(browser.find_element(By.ID, "category")).select_by_visible_text("precursors")
+        browser.find_element(By.ID, "resolve").click()
+        until(browser, lambda d: text_of(d, "state") == "resolved", "resolved")
+        browser.get(base + "/audit")
+        rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#audit tr") if rid in r.text]
+        for who, action in ((filer, "rfi-answer"), ("system", "rfi-reassessed"), ("alice", "resolve")):
+            assert any(who in r and action in r for r in rows), (who, action, rows)
+        shot(browser, "14-audit-rfi-answer")
