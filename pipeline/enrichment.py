@@ -85,17 +85,18 @@ def claim_facts(consignment: Consignment) -> tuple[Fact, ...]:
     """A claim on another filer's consignment that was refused (linking.py), as a fact the rules score;
     its referral goes to that consignment's risk centre (decisions.decide). Its code says how strong
     an indicator it is: a house the master lists without naming any filer contradicts nobody."""
-    return tuple(Fact(CLAIM_REFUSED, "", f"filer {m.filer} claimed {_CLAIMED[r.code]} {r.document} in consignment "
-                                         f"{r.consignment}, {_WHY[r.code]} ({r.code})",
+    return tuple(Fact(CLAIM_REFUSED, "", f"filer {m.filer} claimed {what} {r.document} in consignment "
+                                         f"{r.consignment}, {why} ({r.code})",
                       (), {"code": r.code, "consignment": r.consignment, "document": r.document, "centre": r.centre,
                            "mrn": m.mrn})
-                 for m in consignment.members for r in [m.refused] if r)
+                 for m in consignment.members for r in [m.refused] if r for what, why in [_CLAIM_TEXT[r.code]])
 
 
-_CLAIMED = {HOUSE_NOT_LISTED: "house transport document", HOUSE_FILER_NOT_NAMED: "house transport document",
-            MASTER_FILED: "master transport document"}
-_WHY = {HOUSE_NOT_LISTED: "which its master's filer does not give it", MASTER_FILED: "which another filer filed first",
-        HOUSE_FILER_NOT_NAMED: "which its master lists without naming the filer expected to file it"}
+# Per refusal code: what was claimed, and why the claim was refused.
+_CLAIM_TEXT = {HOUSE_NOT_LISTED: ("house transport document", "which its master's filer does not give it"),
+               HOUSE_FILER_NOT_NAMED: ("house transport document",
+                                       "which its master lists without naming the filer expected to file it"),
+               MASTER_FILED: ("master transport document", "which another filer filed first")}
 
 
 def filing_facts(consignment: Consignment, reference: ReferenceData,

@@ -40,6 +40,9 @@ def pending_answer(p: Pending, now: str) -> answers.Answer:
     return replace(answer, about=m.digest)
 
 
+_HOUSE_CONSTRAINT = "a house its master lists for its filer"
+
+
 def refusal_answer(m: Member, now: str) -> answers.Answer:
     """IE3N01 to the filer of a filing refused from a consignment: what it claimed and why not, and
     nothing of the other filer's (not who, not what it filed). The filing keeps its MRN and is
@@ -50,13 +53,13 @@ def refusal_answer(m: Member, now: str) -> answers.Answer:
         reason = (f"Master transport document {r.document} is filed already, by another filer: this filing does not "
                   f"become the master of its consignment, and no house joins it.")
     elif r.code == HOUSE_FILER_NOT_NAMED:
-        constraint = "a house its master lists for its filer"
+        constraint = _HOUSE_CONSTRAINT
         reason = (f"House transport document {r.document} is listed by the master filing of "
                   f"{m.record.master_document} without the identity of the filer expected to file it: only the "
                   f"master's own filer may file it until the master names {m.filer} "
                   f"(HouseTransportDocument/Filer, in an amendment of the master filing).")
     else:
-        constraint = "a house its master lists for its filer"
+        constraint = _HOUSE_CONSTRAINT
         reason = (f"House transport document {r.document} is not listed for filer {m.filer} by the master filing of "
                   f"{m.record.master_document}: a house joins its master's consignment only when the master lists "
                   f"it with the identity of its filer (or the master's own filer files it).")
