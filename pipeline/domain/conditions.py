@@ -204,7 +204,8 @@ FILING_FIELDS: dict[str, FieldSpec] = {
 _GOODS_POINTERS = {"number": "ItemNumber", "description": "Description", "hs_code": "HSCode", "hs2": "HSCode",
                    "hs4": "HSCode", "hs6": "HSCode", "undg": "UNDGNumber", "gross_mass": "GrossMass",
                    "packages": "Packaging", "package_types": "Packaging", "value": "DeclaredValue",
-                   "currency": "DeclaredValue", "value_per_kg": "DeclaredValue", "kg_per_package": "GrossMass",
+                   "currency": "DeclaredValue", "value_eur": "DeclaredValue", "value_per_kg": "DeclaredValue",
+                   "kg_per_package": "GrossMass",
                    "containers": "ContainerRef", "house": ""}
 SCOPES: dict[str, dict[str, FieldSpec]] = {
     "goods": {
