@@ -18,6 +18,7 @@ from .domain.container_events import ContainerEvent
 from .domain.currency import EuroRates, bundled_euro_rates, in_euros
 from .domain.enrichment import (CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, PARTY_HISTORY_UNAVAILABLE,
                                 Fact, shipment_facts)
+from .domain.descriptions import bundled_wording, description_facts
 from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
 from .domain.goods_facts import goods_facts
 from .domain.legal_lists import bundled_legal_lists
@@ -106,10 +107,12 @@ def filing_facts(consignment: Consignment, reference: ReferenceData,
     """Facts about the filings rather than their containers: the warnings they were accepted with,
     a claim of theirs refused, why their office of first entry cannot route the referral (if it
     cannot), what each goods item's description says against its declared code (goods_facts.py;
-    the bundled classifier unless another is given), and a private person receiving controlled or
+    the bundled classifier unless another is given) and by its words alone (a brand below a genuine
+    article's price, or no goods named: descriptions.py), and a private person receiving controlled or
     valuable goods."""
     return (warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference)
             + goods_facts(consignment.record, classifier or bundled_goods_classifier())
+            + description_facts(consignment.record, bundled_wording())
             + natural_person_facts(consignment.record, bundled_legal_lists().is_controlled))
 
 

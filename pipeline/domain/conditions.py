@@ -248,7 +248,8 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
         **{name: FieldSpec(kind, (lambda n: lambda f: f.values.get(n))(name), _fact_pointer) for name, kind in (
             ("km", NUMBER), ("hours", NUMBER), ("kmh", NUMBER), ("age_hours", NUMBER), ("location", TEXT),
             ("code", TEXT), ("countries", LIST), ("ports", LIST), ("before", TEXT), ("after", TEXT),
-            ("controlled", TEXT), ("category", TEXT), ("declared", TEXT), ("proposed", LIST))},
+            ("controlled", TEXT), ("category", TEXT), ("declared", TEXT), ("proposed", LIST),
+            ("brand", TEXT), ("value_eur", NUMBER), ("ratio", NUMBER))},
     },
 }
 
