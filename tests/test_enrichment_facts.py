@@ -246,6 +246,9 @@ def test_another_vessel_that_may_be_a_feeder_is_not_yet_a_mismatch(declared):
     direct = replace(declared, routing_countries=("CN", "NL"))  # no transhipment country: at once, unless announced
     assert "vessel-mismatch" in kinds(shipment_facts(direct, {c.container_id: on_board}, bundled_reference()))
     assert kinds(shipment_facts(direct, {c.container_id: on_board + announced}, bundled_reference())) == set()
+    # member states after the place of unloading are where the goods go on, not hubs on the way
+    onward_in_eu = replace(declared, routing_countries=("CN", "NL", "DE", "PL"))
+    assert "vessel-mismatch" in kinds(shipment_facts(onward_in_eu, {c.container_id: on_board}, bundled_reference()))
 
 
 def test_a_box_with_only_announced_events_is_not_unknown(declared):

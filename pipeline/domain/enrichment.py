@@ -149,12 +149,15 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
         # name the through bill's port of loading, and carriers announce the onward load): a mismatch
         # once the box reached the EU on another ship or went on a second ship that is not the declared
         # one either; or, with no onward load announced, once it came off at a hub, or at once when the
-        # declared route has no transhipment country.
+        # declared route has no transhipment country outside the Union.
         others = ", ".join(sorted({e.vessel_imo for e in vessel_loads}))
         after = [e for e in history if e.event_time > vessel_loads[0].event_time and e.code == DISCHARGE]
         arrived = any(e.location and e.location[:2] in EU_MEMBER_STATES for e in after)
         onward = any(e.code == LOAD and e.vessel_imo == declared.vessel_imo for e in announced)
-        direct = not set(declared.routing_countries) - {declared.loading_country, declared.unloading_country}
+        # a hub that could put the box on the declared vessel lies on the way, outside the Union: the
+        # countries after the first EU one are where the goods go on (onward_countries), not hubs
+        direct = not set(declared.routing_countries) - {declared.loading_country} - EU_MEMBER_STATES \
+            - {declared.unloading_country}
         if arrived or len(vessel_loads) > 1 or (not onward and (after or direct)):
             facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on {others}",
                               tuple(e.event_id for e in vessel_loads)))
