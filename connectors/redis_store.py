@@ -90,6 +90,30 @@ def connect(url: str | None) -> redis.Redis:
 
 OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)  # Redis away, not a wrong call
 
+# Why a filing was dead-lettered when neither it nor our code was at fault: the store failed. A run
+# with such dead letters lost work (the filer got no answer or no decision) and says so (cli.py).
+INFRASTRUCTURE = {
+    "redis-unreachable": "Redis could not be reached",
+    "redis-cluster": "Redis Cluster refused a command (MOVED, ASK, CROSSSLOT, CLUSTERDOWN, TRYAGAIN)",
+    "redis-refused": "Redis refused a command (out of memory, read-only replica, no permission)",
+}
+# Cluster replies as a plain client sees them (redis-py maps them to exception classes only in RedisCluster).
+_CLUSTER_REPLIES = ("MOVED", "ASK", "CROSSSLOT", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN")
+_CLUSTER_ERRORS = (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException, redis.exceptions.AskError,
+                   redis.exceptions.TryAgainError, redis.exceptions.ClusterCrossSlotError)
+
+
+def infrastructure_cause(exc: BaseException) -> str:
+    """The INFRASTRUCTURE key for an error of the store, '' for anything else (a bug of ours)."""
+    if isinstance(exc, _CLUSTER_ERRORS) or (isinstance(exc, redis.ResponseError)
+                                             and str(exc).split(" ", 1)[0] in _CLUSTER_REPLIES):
+        return "redis-cluster"
+    if isinstance(exc, OUTAGE):
+        return "redis-unreachable"
+    if isinstance(exc, redis.RedisError):
+        return "redis-refused"
+    return ""
+
 
 def with_retries(settings: RedisSettings, operation: Callable[[], T], what: str = "other") -> T:
     """Runs operation, retrying connection trouble with exponential backoff (capped at

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections import Counter
 import threading
@@ -337,7 +338,7 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
         summary = run_and_report(Path(input_dir), run_dir, settings.with_redis_url(url), runner, list(beam_options))
     point_latest(output, run_dir)
     console.print(f"results in {run_dir} ({output / 'latest'} points at it)", soft_wrap=True)
-    sys.exit(Exit.OK if summary.balanced else Exit.UNBALANCED)
+    sys.exit(run_exit(summary))
 
 
 @main.command()
@@ -438,10 +439,11 @@ def run_and_report(input_dir: Path, run_dir: Path, settings: Settings, runner: s
         raise outcome["error"]
     summary = outcome["summary"]
     elapsed = time.perf_counter() - started
-    _print_summary(summary, elapsed)
+    _print_summary(summary, elapsed, run_dir)
     (run_dir / "summary.json").write_text(json.dumps({
         "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
         "dead_lettered": summary.dead_lettered, "answers": summary.answers, "balanced": summary.balanced,
+        "lost": summary.lost,
         "resent": summary.resent, "enriched": summary.enriched,
         "container_status_unavailable": summary.container_status_unavailable,
         "container_status_not_loaded": summary.container_status_not_loaded,
@@ -451,7 +453,38 @@ def run_and_report(input_dir: Path, run_dir: Path, settings: Settings, runner: s
     return summary
 
 
-def _print_summary(summary, elapsed: float) -> None:
+def run_exit(summary) -> Exit:
+    """A run succeeded only if it balanced: every filing accounted for (else a bug: 2) and none lost to a
+    failing Redis (6)."""
+    if not summary.accounted:
+        return Exit.UNBALANCED
+    return Exit.LOST if summary.lost else Exit.OK
+
+
+def _verdict(summary, run_dir: Path) -> str:
+    """The summary line's last words: balanced, or what was lost and why (with one reason as Redis gave it)."""
+    if not summary.accounted:
+        return "[red]NOT BALANCED: something was lost (a bug)[/red]"
+    if not summary.lost:
+        return "[green]balanced[/green]"
+    from .connectors.files import read_json_lines
+    from .connectors.redis_store import INFRASTRUCTURE
+
+    examples: dict[str, str] = {}
+    for d in read_json_lines(run_dir / "dead-letters"):
+        examples.setdefault(d.get("cause", ""), d["reason"])
+    why = "; ".join(f"{n} because {INFRASTRUCTURE.get(cause, cause)} (e.g. {_redis_reply(examples.get(cause, '?'))})"
+                    for cause, n in sorted(summary.lost.items(), key=lambda kv: -kv[1]))
+    return (f"[red]NOT BALANCED: {sum(summary.lost.values())} filings lost to Redis, dead-lettered unanswered or "
+            f"undecided: {why}[/red]; each kept whole in {run_dir / 'dead-letters'}")
+
+
+def _redis_reply(reason: str) -> str:
+    """A dead letter's reason without the wrapping of an error inside a script (the reply is what says why)."""
+    return re.sub(r"Error running script \(call to \w+\): (@user_script:? ?\d+: )*-?", "", reason)[:200]
+
+
+def _print_summary(summary, elapsed: float, run_dir: Path) -> None:
     out = _console()
     table = Table(title="cargoscreen run", show_header=True, header_style="bold")
     table.add_column("door")
@@ -483,10 +516,9 @@ def _print_summary(summary, elapsed: float) -> None:
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(summary.decisions.items(), key=lambda kv: -kv[1]))
         out.print(f"assessed {summary.assessed} new registrations: {decisions}; referrals {summary.referrals}"
                   + (f"; [red]{summary.rule_errors} rule errors[/red]" if summary.rule_errors else ""), soft_wrap=True)
-    verdict = "[green]balanced[/green]" if summary.balanced else "[red]NOT BALANCED: something was lost[/red]"
     out.print(f"inputs {summary.inputs} = accepted {summary.accepted} + rejected {summary.rejected} + "
-              f"dead-lettered {summary.dead_lettered}: {verdict}   ({elapsed:.1f} s, "
-              f"{summary.inputs / elapsed if elapsed else 0:.0f} filings/s)")
+              f"dead-lettered {summary.dead_lettered}: {_verdict(summary, run_dir)}   ({elapsed:.1f} s, "
+              f"{summary.inputs / elapsed if elapsed else 0:.0f} filings/s)", soft_wrap=True)
 
 
 @main.group()
@@ -603,7 +635,7 @@ def demo(out_dir, replace_existing, count, seed) -> None:
         summary = run_and_report(out_dir / "filings", run_dir, Settings().with_redis_url(server.url))
     point_latest(out_dir / "results", run_dir)
     _demo_checks(out_dir, run_dir)
-    sys.exit(Exit.OK if summary.balanced else Exit.UNBALANCED)
+    sys.exit(run_exit(summary))
 
 
 def _demo_checks(out_dir: Path, run_dir: Path) -> None:

@@ -27,6 +27,8 @@ class Exit(IntEnum):
     #           where a folder belongs, an output that would be written over
     REDIS = 4  # nothing done: Redis cannot be reached, refused the password, or the embedded one did not start
     INTERNAL = 5  # an unexpected error, a bug: run again with --debug and report the traceback
+    LOST = 6  # done in part: Redis failed during the run (unreachable, full, a cluster error) and filings were
+    #          dead-lettered for it, unanswered or undecided; the summary says how many and why
     INTERRUPTED = 130  # Ctrl-C
     PIPE_CLOSED = 141  # the reader of the output went away (`| head`); as a shell reports SIGPIPE
 
