@@ -15,10 +15,15 @@ Keys (prefix cs by default; `StreamKeys` is the one place that names them):
 
 Reading: `ReadFilingsFromStream` is a splittable DoFn, one restriction per consumer name. Each
 call reads one batch (XREADGROUP ... BLOCK poll_ms: waiting costs nothing, no busy loop), emits
-it and defers; the entries are acknowledged in the bundle finalizer, which the runner calls
-only once the bundle's outputs, and so every effect written inside it, are committed. A crash
-before that leaves them pending: on restart the consumer reads its own pending entries first,
-and takes over entries other consumers left idle for `claim_idle_ms` (XAUTOCLAIM).
+it and defers; the entries are acknowledged at the reader's next call (`AfterBundle`). The
+runner resumes a deferred restriction only from the residual the finished bundle returned, and
+every step after the reader is fused into that bundle and writes its effects before the bundle
+ends (DeliverEffects flushes in finish_bundle): so an entry is acknowledged only after all its
+effects are in Redis, without Beam's bundle finalization, which runners such as portable Flink
+do not offer (ops/runners/). A crash before that leaves them pending: on restart the consumer
+reads its own pending entries first, and takes over entries other consumers left idle for
+`claim_idle_ms` (XAUTOCLAIM); their effects are idempotent (below). A residual resumed on
+another worker, whose reader never emitted them, leaves them to that takeover too.
 
 Writing: every effect carries a key naming what it is (the door answer to submission x; the
 decision on consignment y in state z; see answering.answer_key). One Lua script per batch writes
@@ -207,6 +212,27 @@ def finish(tracker) -> None:
     tracker.try_claim(tracker.current_restriction().stop - 1)
 
 
+class AfterBundle:
+    """What a reader does with its last batch once the bundle that carried it has finished, and so
+    every effect of the batch is written (the module's docstring): per reader, the action of its
+    previous call, run at the start of its next. An action that fails stays held for the next try."""
+
+    def __init__(self):
+        self._held: dict[str, object] = {}
+
+    def hold(self, reader: str, action) -> None:
+        self._held[reader] = action
+
+    def settle(self, reader: str) -> None:
+        action = self._held.pop(reader, None)
+        if action is not None:
+            try:
+                action()
+            except BaseException:
+                self._held.setdefault(reader, action)
+                raise
+
+
 class ConsumerRestrictions(RestrictionProvider):
     """One open-ended restriction per reader (a consumer name, a folder): positions are polls."""
 
@@ -241,12 +267,13 @@ class _ReadStreamDoFn(beam.DoFn):
         self._backlog_due = 0.0
         self._caught_up: set[str] = set()
         self._claim_due = 0.0
+        self._finished = AfterBundle()
 
-    def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
-                tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
+    def process(self, consumer: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
         r, stream = self._reading, self._keys.filings
         try:
+            self._finished.settle(consumer)  # the previous batch's bundle is done: acknowledged now
             position = claim_poll(tracker, watermark, lambda: self._control.should_stop(consumer))
             if position is None:
                 return
@@ -274,7 +301,7 @@ class _ReadStreamDoFn(beam.DoFn):
             yield TaggedOutput(DEAD_LETTER, item) if isinstance(item, DeadLetter) else item
         if entries:
             ids = [entry_id for entry_id, _ in entries]
-            finalizer.register(lambda: self._acknowledge(ids))
+            self._finished.hold(consumer, lambda: self._acknowledge(ids))
         tracker.defer_remainder(Duration(0))
 
     def _show_backlog(self) -> None:

@@ -1,6 +1,6 @@
 """The streaming service: the batch job's steps, fed by an unbounded source, writing to Redis streams.
 
-    Redis stream {p}:filings  (ReadFilingsFromStream: consumer group, acknowledged after the bundle)
+    Redis stream {p}:filings  (ReadFilingsFromStream: consumer group, acknowledged once the bundle is done)
       or a drop folder        (WatchDropFolder)
         -> ValidateFilings -> RegisterFilings -> LinkConsignments -> EnrichFilings -> ScoreFilings
     every answer      -> {p}:answers:{filer}         (schema-checked first, as in the batch job)

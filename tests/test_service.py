@@ -150,6 +150,29 @@ def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
 
 
+def test_no_step_of_the_service_asks_the_runner_for_bundle_finalization(tmp_path):
+    """Acknowledging entries and moving dropped files aside wait for the bundle, not for Beam's bundle
+    finalization, which portable Flink does not offer (ops/runners/): no ParDo of the service's
+    pipeline, from either source, requests it."""
+    from apache_beam.portability import common_urns
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from cargoscreen.connectors.dropdir import WatchDropFolder
+    from cargoscreen.connectors.redis_streams import ReadFilingsFromStream
+    from cargoscreen.job import make_pipeline
+    from cargoscreen.service import build_service
+
+    settings = Settings().with_redis_url("redis://127.0.0.1:1/0")  # built, not run
+    for source in (ReadFilingsFromStream(settings, ["w0"]), WatchDropFolder(tmp_path, 1000)):
+        pipeline = make_pipeline()
+        build_service(pipeline, settings, source, tmp_path / "archive")
+        pardos = [beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+                  for t in pipeline.to_runner_api().components.transforms.values()
+                  if t.spec.urn == common_urns.primitives.PAR_DO.urn]
+        assert len(pardos) > 20 and any(p.restriction_coder_id for p in pardos)  # the reader is among them
+        assert not [p for p in pardos if p.requests_finalization]
+
+
 def _health(port: int) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(f"http://localhost:{port}/healthz", timeout=2) as r:
