@@ -35,7 +35,7 @@ from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, defaul
 from .decisions import Decision, decision_record
 from .domain.answers import Answer
 from .health import HealthServer, check
-from .linking import Withdrawal, due_entry, due_key
+from .linking import Withdrawal, decided_keys, due_entry, due_key
 from .reassessment import reassessment_payload
 from .rejudge import ContainerWatch, start_desk
 from .job import archive_outcomes, make_pipeline, screen
@@ -54,11 +54,12 @@ def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
 
 def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
     record = decision_record(d)
-    latest = (keys.decision_of, d.consignment, json.dumps(
+    latest = (keys.decision_of(d.consignment), json.dumps(
         {"referral_id": record["referral_id"], "risk_centre": d.risk_centre, "decision": d.assessment.decision,
          "state": d.filing.state, "version": d.filing.version}))
     due = (due_key(keys.prefix), due_entry(d.consignment, d.filing.members)) if d.filing.missing else None  # answered
-    out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due)]
+    out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due,
+                  expire=decided_keys(keys.prefix, d.consignment, d.filing.members))]
     if d.referral:  # the risk centre's copy also carries what re-assessing it after an RFI answer needs
         out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre),
                           {**record, "reassessment": reassessment_payload(d)}))
@@ -91,7 +92,7 @@ class _WithdrawDoFn(beam.DoFn):
         self._keys = StreamKeys(self._settings.redis.key_prefix)
 
     def process(self, w: Withdrawal):
-        raw = self._client.hget(self._keys.decision_of, w.key)
+        raw = self._client.get(self._keys.decision_of(w.key))
         yield withdrawal_effects(w, json.loads(raw) if raw else None, self._keys)
 
 
