@@ -395,6 +395,43 @@ def metrics_targets(redis_url, key_prefix, out_path, every) -> None:
 
 
 @main.command()
+@click.option("--filings-per-day", required=True, type=click.FloatRange(min=1), help="Filings a day to size for.")
+@click.option("--redis-url", default=None,
+              help="Measure this Redis (after a run of --filings filings) instead of the bundled measurement.")
+@click.option("--filings", type=click.IntRange(min=1), default=None, help="Filings screened into --redis-url.")
+def sizing(filings_per_day, redis_url, filings) -> None:
+    """Redis memory at steady state for FILINGS-PER-DAY with the default retentions, family by family,
+    from measured bytes per filing (bench/redis_memory.py, or a Redis you ran filings through)."""
+    from .connectors.redis_store import connect
+    from .sizing import measure, measured_table, per_filing, steady_state
+
+    if redis_url:
+        if not filings:
+            raise click.UsageError("--redis-url needs --filings: how many filings the measured Redis screened")
+        table, source = per_filing(measure(connect(redis_url)), filings), f"measured now, {filings} filings"
+    else:
+        bundled = measured_table()
+        table, source = bundled["bytes_per_filing"], bundled["source"]
+    out = _console()
+    grid = Table(title=f"Redis at steady state, {filings_per_day:,.0f} filings a day", header_style="bold")
+    for name, justify in (("key family", "left"), ("bytes/filing", "right"), ("days kept", "right"),
+                          ("GB", "right"), ("bounded by", "left")):
+        grid.add_column(name, justify=justify)
+    total = 0.0
+    for f in steady_state(table, filings_per_day, Settings()):
+        if f.steady_bytes is None or not f.bytes_per_filing:
+            continue
+        total += f.steady_bytes
+        grid.add_row(f.name, f"{f.bytes_per_filing:,.0f}", f"{f.days:,.0f}", f"{f.steady_bytes / 1e9:,.1f}", f.bound)
+    out.print(grid)
+    apart = [f for f in steady_state(table, filings_per_day, Settings()) if f.steady_bytes is None and f.bytes_per_filing]
+    out.print(f"total {total / 1e9:,.1f} GB ({total / 1e12:,.2f} TB) for the families kept per filing; sized apart "
+              "(bytes per filing of the measured run, not multiplied by days): "
+              + "; ".join(f"{f.name} {f.bytes_per_filing:,.0f} B ({f.bound})" for f in apart)
+              + f". Source: {source}", soft_wrap=True)
+
+
+@main.command()
 def options() -> None:
     """List the streaming service's options (`run --follow`, `python -m cargoscreen.service`)."""
     from .options import options_help

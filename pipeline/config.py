@@ -92,8 +92,9 @@ class StreamSettings:
     effect_retention_seconds: int = 7 * 86400  # a redelivery within this window writes nothing twice
     maxlen: int = 1_000_000  # entries kept per output stream (approximate trim)
     # ... and for this long at most (approximate trim by entry id): filers page their answers and the
-    # workbench takes referrals in within minutes; the Parquet archive keeps every decision.
-    output_retention_seconds: int = 7 * 86400
+    # workbench takes referrals in within minutes; the Parquet archive keeps every decision. Answers
+    # are most of a filing's bytes in Redis (their XML): each day kept costs ~50 GB at EU volume.
+    output_retention_seconds: int = 2 * 86400
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,10 @@ class WorkbenchSettings:
     # A referral resolved or withdrawn this long ago leaves Redis (the keeper forgets it); the audit
     # trail and the Parquet archive keep its record.
     closed_retention_seconds: int = 90 * 86400
-    forget_every_seconds: float = 60.0  # how often a keeper looks for such referrals
+    forget_every_seconds: float = 60.0  # how often a keeper looks for such referrals (and trims the audit)
+    # The audit trail in Redis (claims, resolutions, sign-ins, publications) is trimmed to this age;
+    # `cargoscreen workbench audit` exports it for keeping longer.
+    audit_retention_seconds: int = 400 * 86400
 
 
 SERVICE_METRICS_PORT = 9466

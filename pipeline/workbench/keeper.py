@@ -56,6 +56,8 @@ class Keeper:
             self._forget_due = time.monotonic() + self._closed.forget_every_seconds
             done["forgotten"] = sum(q.forget_closed(self._closed.closed_retention_seconds)
                                     for q in self._queues.values())
+            cutoff_ms = int((time.time() - self._closed.audit_retention_seconds) * 1000)
+            self.client.xtrim(f"{self.prefix}:audit", minid=cutoff_ms, approximate=True)
         return done
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
