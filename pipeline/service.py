@@ -30,7 +30,7 @@ import apache_beam as beam
 
 from .answering import DeadLetter, answer_key
 from .config import Settings
-from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect
+from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect, refuse_cluster
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
 from .domain.answers import Answer
@@ -182,6 +182,7 @@ def serve(argv: list[str]) -> None:
                          "centres share)")
     consumers = o.consumer or [default_consumer()]
     drop_folder = Path(o.input) if o.input else None
+    refuse_cluster(connect(settings.redis.url))
     clear_drain(settings, consumers)  # a drain asked of an earlier run does not stop this one
     previous = {sig: signal.signal(sig, lambda *_: request_drain(settings, consumers))  # stop reading, finish
                 for sig in (signal.SIGTERM, signal.SIGINT)}                             # and acknowledge, then exit
