@@ -317,9 +317,16 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
                  "rules": rules_dir, "runner": None if runner == "FnApiRunner" else runner}
         argv = [f"--{k}={v}" for k, v in given.items() if v] + [f"--schemas={s}" for s in schemas]
         try:
-            serve(argv + (["--once"] if once else []) + list(beam_options) + list(ctx.args))
+            lost = serve(argv + (["--once"] if once else []) + list(beam_options) + list(ctx.args))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
+        if lost:  # on cs:dead-letters, each with its cause and payload
+            from .connectors.redis_store import INFRASTRUCTURE
+
+            why = "; ".join(f"{n} because {INFRASTRUCTURE.get(c, c)}" for c, n in sorted(lost.items()))
+            click.echo(f"cargoscreen run: {sum(lost.values())} filings lost to Redis, dead-lettered unanswered or "
+                       f"undecided (the dead-letter stream keeps each with its cause): {why}", err=True)
+            sys.exit(Exit.LOST)
         return
     if ctx.args:
         raise click.UsageError(f"unknown options for a batch run: {' '.join(ctx.args)}")

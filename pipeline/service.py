@@ -33,12 +33,13 @@ from .config import Settings
 from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect, refuse_cluster
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
+from .exits import Exit
 from .domain.answers import Answer
 from .health import HealthServer, check
 from .linking import Withdrawal, decided_keys, due_entry, due_key
 from .reassessment import reassessment_payload
 from .rejudge import ContainerWatch, start_desk
-from .job import archive_outcomes, make_pipeline, screen
+from .job import archive_outcomes, make_pipeline, screen, summarize
 from .options import ScreeningOptions, settings_from_options
 from .stages.answer import CountDeadLetters, EmitAnswers
 from .validation import utc_now
@@ -80,6 +81,7 @@ def withdrawal_effects(w: Withdrawal, latest: dict | None, keys: StreamKeys) -> 
 def dead_letter_effect(d: DeadLetter, keys: StreamKeys) -> Effect:
     return Effect("dead-letter", f"dead|{d.stage}|{d.submission_id}", keys.dead_letters,
                   {"submission_id": d.submission_id, "stage": d.stage, "reason": d.reason,
+                   **({"cause": d.cause} if d.cause else {}),
                    "payload_base64": base64.b64encode(d.payload).decode("ascii")})
 
 
@@ -153,9 +155,11 @@ def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTra
 
 
 def run_service(settings: Settings, consumers: list[str], drop_folder: Path | None = None,
-                archive_dir: Path | None = None, runner: str = "FnApiRunner", options: list[str] | None = None) -> None:
+                archive_dir: Path | None = None, runner: str = "FnApiRunner",
+                options: list[str] | None = None) -> dict[str, int]:
     """Runs until the source ends: settings.streams.once and nothing new, or every consumer drained
-    (`request_drain`, which SIGTERM calls). Bundles in flight finish and are acknowledged first."""
+    (`request_drain`, which SIGTERM calls). Bundles in flight finish and are acknowledged first.
+    Returns the filings lost to a failing Redis meanwhile (dead-lettered, by cause; RunSummary.lost)."""
     from .connectors.dropdir import WatchDropFolder
     from .connectors.redis_streams import ReadFilingsFromStream, ReaderControl
 
@@ -164,12 +168,15 @@ def run_service(settings: Settings, consumers: list[str], drop_folder: Path | No
               if drop_folder else ReadFilingsFromStream(settings, consumers))
     pipeline = make_pipeline(runner, options)
     build_service(pipeline, settings, source, archive_dir)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    return summarize(result).lost
 
 
-def serve(argv: list[str]) -> None:
+def serve(argv: list[str]) -> dict[str, int]:
     """The service's entry point: ScreeningOptions and Beam options (options.py) in; runs until the
-    source ends or SIGTERM/SIGINT drains it; serves /healthz meanwhile if --health_port is set."""
+    source ends or SIGTERM/SIGINT drains it; serves /healthz meanwhile if --health_port is set.
+    Returns the filings lost to a failing Redis (by cause), as run_service."""
     import signal
 
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -197,8 +204,8 @@ def serve(argv: list[str]) -> None:
     running.set()
     rejudging = start_desk(settings, consumers[0])  # consignments judged before their boxes' events
     try:
-        run_service(settings, consumers, drop_folder, Path(o.output) / "archive" if o.output else None,
-                    options.view_as(StandardOptions).runner or "FnApiRunner", argv)
+        return run_service(settings, consumers, drop_folder, Path(o.output) / "archive" if o.output else None,
+                           options.view_as(StandardOptions).runner or "FnApiRunner", argv)
     finally:
         running.clear()
         rejudging.set()
@@ -223,4 +230,4 @@ def clear_drain(settings: Settings, consumers: list[str]) -> None:
 if __name__ == "__main__":  # python -m cargoscreen.service [options]: the form launch configs use
     logging.basicConfig(level=logging.INFO, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO is per-bundle chatter
-    serve(sys.argv[1:])
+    sys.exit(Exit.LOST if serve(sys.argv[1:]) else Exit.OK)

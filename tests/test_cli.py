@@ -124,6 +124,32 @@ def test_a_run_that_lost_filings_to_a_full_redis_says_so_and_exits_6(tmp_path):
         and "command not allowed when used" in line, line
 
 
+def test_a_service_run_that_lost_filings_to_redis_says_so_and_exits_6(tmp_path):
+    """The service's account may not run the registration's INCR (an ACL set up wrong): every filing it
+    would register is dead-lettered on the stream with its cause, and `run --once` says how many were
+    lost and why, and exits 6 instead of 0."""
+    from cargoscreen.generator import GeneratorSpec, generate
+
+    server = RedisProcess(tmp_path).start()
+    try:
+        client = connect(server.url)
+        client.acl_setuser("screening", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                           commands=["+@all", "-incr"])
+        filings = list(generate(GeneratorSpec(count=40, seed=3, resubmission_rate=0)))
+        for f in filings:
+            client.xadd("cs:filings", {"filing": f.data, "id": f.name})
+        result = cargoscreen("run", "--once", "--consumer", "w0", "--redis-url", f"unix://screening:pw@{server.socket}")
+        dead = [json.loads(f[b"body"]) for _, f in client.xrange("cs:dead-letters")]
+    finally:
+        server.stop()
+    assert result.returncode == Exit.LOST, (result.returncode, result.stderr[-3000:])
+    assert dead and all(d["cause"] == "redis-refused" and "can't run this command" in d["reason"] for d in dead)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"cargoscreen run: {len(dead)} filings lost to Redis, dead-lettered unanswered or undecided (the dead-letter "
+        f"stream keeps each with its cause): {len(dead)} because Redis refused a command (out of memory, read-only "
+        "replica, no permission)")
+
+
 def test_the_demo_runs_the_whole_flow_again_and_prints_whole_answers(tmp_path):
     """What `make demo` runs, smaller: generate, screen with an embedded Redis, compare with the ground
     truth. Run again, it regenerates its sample data and keeps the first run's results. Captured (not a
