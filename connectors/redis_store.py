@@ -118,8 +118,6 @@ INFRASTRUCTURE = {
 _CLUSTER_REPLIES = ("MOVED", "ASK", "CROSSSLOT", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN")
 _CLUSTER_ERRORS = (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException, redis.exceptions.AskError,
                    redis.exceptions.TryAgainError, redis.exceptions.ClusterCrossSlotError)
-
-
 # What a cluster node answers a script touching a key of another node or slot.
 _CLUSTER_SCRIPT_ERRORS = ("non local key in a cluster node", "do not hash to the same slot")
 

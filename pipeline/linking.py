@@ -581,7 +581,7 @@ def due_entry(key: str, members) -> str:
 def decided_keys(prefix: str, key: str, members) -> tuple[str, ...]:
     """The Redis keys a decision on consignment `key` leaves behind: the hash of its partial filings
     (the dispatch's, for a postal item; the master document's, for one filer's houses) and each
-    member's pointer to it. None for a filing that stood alone (it has neither)."""
+    member's pointer to it. Nothing for a filing that stood alone (it has neither)."""
     family, _, document = key.partition(":")
     if family == "mrn":
         return ()

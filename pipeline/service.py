@@ -94,7 +94,8 @@ class _WithdrawDoFn(beam.DoFn):
         self._keys = StreamKeys(self._settings.redis.key_prefix)
 
     def process(self, w: Withdrawal):
-        raw = self._client.get(self._keys.decision_of(w.key))
+        raw = self._client.get(self._keys.decision_of(w.key)) or self._client.hget(  # or as a version before
+            f"{self._keys.prefix}:decision-of", w.key)                                  # 0.2 kept it, in one hash
         yield withdrawal_effects(w, json.loads(raw) if raw else None, self._keys)
 
 
