@@ -32,7 +32,7 @@ setup(
         "cargoscreen.connectors": ["dcsa-tnt/*"],
         "cargoscreen.workbench": ["templates/*.html", "static/*"],
         "cargoscreen.xsd": ["**/*.xsd", "**/*.md"],
-        "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.csv.gz", "**/*.md"],
+        "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.csv.gz", "**/*.md", "sizing/*.json"],
     },
     install_requires=[
         "apache-beam>=2.77,<3",

@@ -3,7 +3,8 @@
     FOLDER/            writers put `*.xml` here, written elsewhere (or under a hidden or
                        non-.xml name) and renamed in: a file is only read once it is whole
     FOLDER/.processing taken by a reader (the rename is the claim: two readers never share one)
-    FOLDER/done/DAY/   screened: moved here in the bundle finalizer, once every effect is written
+    FOLDER/done/DAY/   screened: moved here at the reader's next call, once the bundle that carried
+                       the file, and so every effect of it, is done (redis_streams.AfterBundle)
 
 A reader started after a crash takes `.processing` first (those files were read, maybe not
 finished): their effects are idempotent. As a guard against writers that write in place,
@@ -21,7 +22,8 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Duration
 
 from cargoscreen.answering import DeadLetter
-from cargoscreen.connectors.redis_streams import DEAD_LETTER, ConsumerRestrictions, ReaderControl, claim_poll, finish
+from cargoscreen.connectors.redis_streams import (DEAD_LETTER, AfterBundle, ConsumerRestrictions, ReaderControl,
+                                                  claim_poll, finish)
 from cargoscreen.validation import Submission
 from cargoscreen.counters import counter
 
@@ -51,10 +53,11 @@ class _WatchFolderDoFn(beam.DoFn):
     def setup(self):
         if self._control:
             self._control[0].connect()
+        self._finished = AfterBundle()
 
-    def process(self, folder: str, finalizer=beam.DoFn.BundleFinalizerParam,
-                tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
+    def process(self, folder: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+        self._finished.settle(folder)  # the previous files' bundle is done: moved to done/ now
         position = claim_poll(tracker, watermark,
                               lambda: self._control is not None and self._control[0].should_stop(self._control[1]))
         if position is None:
@@ -82,7 +85,7 @@ class _WatchFolderDoFn(beam.DoFn):
                 continue
             yield Submission(path.name, payload)
         if taken:
-            finalizer.register(lambda: self._move_done(root, taken))
+            self._finished.hold(folder, lambda: self._move_done(root, taken))
         tracker.defer_remainder(Duration(0))
 
     @staticmethod

@@ -81,6 +81,7 @@ def decision_json(decision: Decision) -> str:
 
 def dead_letter_record(dead: DeadLetter) -> str:
     return json.dumps({"submission_id": dead.submission_id, "stage": dead.stage, "reason": dead.reason,
+                       **({"cause": dead.cause} if dead.cause else {}),
                        "payload_base64": base64.b64encode(dead.payload).decode("ascii")})
 
 

@@ -88,7 +88,51 @@ def connect(url: str | None) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=30, **options)
 
 
+class ClusterNotSupported(redis.RedisError):
+    """The Redis is a node of a Redis Cluster: our scripts and keys need one Redis (with replicas)."""
+
+
+def refuse_cluster(client: redis.Redis) -> None:
+    """Stops a command before any work when the Redis is a cluster node: its scripts build key names
+    and touch keys of several slots, so a cluster would refuse most of a run (each refused filing
+    dead-lettered). A Redis that will not say (INFO refused by an ACL) is taken as a single one."""
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except redis.ResponseError:
+        return
+    if enabled:
+        raise ClusterNotSupported("it is a node of a Redis Cluster; cargoscreen needs one Redis (a primary, "
+                                  "with replicas if wanted) for now: its scripts touch keys of several slots")
+
+
 OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)  # Redis away, not a wrong call
+
+# Why a filing was dead-lettered when neither it nor our code was at fault: the store failed. A run
+# with such dead letters lost work (the filer got no answer or no decision) and says so (cli.py).
+INFRASTRUCTURE = {
+    "redis-unreachable": "Redis could not be reached",
+    "redis-cluster": "Redis Cluster refused a command (MOVED, ASK, CROSSSLOT, CLUSTERDOWN, TRYAGAIN)",
+    "redis-refused": "Redis refused a command (out of memory, read-only replica, no permission)",
+}
+# Cluster replies as a plain client sees them (redis-py maps them to exception classes only in RedisCluster).
+_CLUSTER_REPLIES = ("MOVED", "ASK", "CROSSSLOT", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN")
+_CLUSTER_ERRORS = (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException, redis.exceptions.AskError,
+                   redis.exceptions.TryAgainError, redis.exceptions.ClusterCrossSlotError)
+# What a cluster node answers a script touching a key of another node or slot.
+_CLUSTER_SCRIPT_ERRORS = ("non local key in a cluster node", "do not hash to the same slot")
+
+
+def infrastructure_cause(exc: BaseException) -> str:
+    """The INFRASTRUCTURE key for an error of the store, '' for anything else (a bug of ours)."""
+    text = str(exc)
+    if isinstance(exc, _CLUSTER_ERRORS) or (isinstance(exc, redis.ResponseError) and (
+            text.split(" ", 1)[0] in _CLUSTER_REPLIES or any(e in text for e in _CLUSTER_SCRIPT_ERRORS))):
+        return "redis-cluster"
+    if isinstance(exc, OUTAGE):
+        return "redis-unreachable"
+    if isinstance(exc, redis.RedisError):
+        return "redis-refused"
+    return ""
 
 
 def with_retries(settings: RedisSettings, operation: Callable[[], T], what: str = "other") -> T:

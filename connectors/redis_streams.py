@@ -7,7 +7,7 @@ Keys (prefix cs by default; `StreamKeys` is the one place that names them):
     {p}:answers:{filer}             every answer for one filer (IE3R01, IE3N99, IE3N03, ...)
     {p}:referrals:{risk centre}     referrals (and their withdrawals) for one risk centre
     {p}:decisions                   every decision, referral or not
-    {p}:decision-of                 hash: consignment -> its latest decision (what a withdrawal withdraws)
+    {p}:decision-of:{consignment}   its latest decision (what a withdrawal withdraws), kept for the amendment window
     {p}:dead-letters                what no answer could be made for, with the reason
     {p}:fx:{effect key}             marker that an effect was written (expires after `effect_retention`)
     {p}:drain:{consumer}            set to ask a running consumer to stop reading and finish
@@ -15,10 +15,15 @@ Keys (prefix cs by default; `StreamKeys` is the one place that names them):
 
 Reading: `ReadFilingsFromStream` is a splittable DoFn, one restriction per consumer name. Each
 call reads one batch (XREADGROUP ... BLOCK poll_ms: waiting costs nothing, no busy loop), emits
-it and defers; the entries are acknowledged in the bundle finalizer, which the runner calls
-only once the bundle's outputs, and so every effect written inside it, are committed. A crash
-before that leaves them pending: on restart the consumer reads its own pending entries first,
-and takes over entries other consumers left idle for `claim_idle_ms` (XAUTOCLAIM).
+it and defers; the entries are acknowledged at the reader's next call (`AfterBundle`). The
+runner resumes a deferred restriction only from the residual the finished bundle returned, and
+every step after the reader is fused into that bundle and writes its effects before the bundle
+ends (DeliverEffects flushes in finish_bundle): so an entry is acknowledged only after all its
+effects are in Redis, without Beam's bundle finalization, which runners such as portable Flink
+do not offer (ops/runners/). A crash before that leaves them pending: on restart the consumer
+reads its own pending entries first, and takes over entries other consumers left idle for
+`claim_idle_ms` (XAUTOCLAIM); their effects are idempotent (below). A residual resumed on
+another worker, whose reader never emitted them, leaves them to that takeover too.
 
 Writing: every effect carries a key naming what it is (the door answer to submission x; the
 decision on consignment y in state z; see answering.answer_key). One Lua script per batch writes
@@ -43,7 +48,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from cargoscreen.answering import DeadLetter
-from cargoscreen.config import Settings
+from cargoscreen.config import Settings, StreamSettings
 from cargoscreen.connectors.redis_store import OUTAGE, connect, with_retries
 from cargoscreen.validation import Submission, utc_iso
 from cargoscreen import metrics
@@ -74,9 +79,8 @@ class StreamKeys:
     def decisions(self) -> str:
         return f"{self.prefix}:decisions"
 
-    @property
-    def decision_of(self) -> str:
-        return f"{self.prefix}:decision-of"
+    def decision_of(self, consignment: str) -> str:
+        return f"{self.prefix}:decision-of:{consignment}"
 
     @property
     def rfi_answers(self) -> str:
@@ -207,6 +211,27 @@ def finish(tracker) -> None:
     tracker.try_claim(tracker.current_restriction().stop - 1)
 
 
+class AfterBundle:
+    """What a reader does with its last batch once the bundle that carried it has finished, and so
+    every effect of the batch is written (the module's docstring): per reader, the action of its
+    previous call, run at the start of its next. An action that fails stays held for the next try."""
+
+    def __init__(self):
+        self._held: dict[str, object] = {}
+
+    def hold(self, reader: str, action) -> None:
+        self._held[reader] = action
+
+    def settle(self, reader: str) -> None:
+        action = self._held.pop(reader, None)
+        if action is not None:
+            try:
+                action()
+            except BaseException:
+                self._held.setdefault(reader, action)
+                raise
+
+
 class ConsumerRestrictions(RestrictionProvider):
     """One open-ended restriction per reader (a consumer name, a folder): positions are polls."""
 
@@ -241,12 +266,13 @@ class _ReadStreamDoFn(beam.DoFn):
         self._backlog_due = 0.0
         self._caught_up: set[str] = set()
         self._claim_due = 0.0
+        self._finished = AfterBundle()
 
-    def process(self, consumer: str, finalizer=beam.DoFn.BundleFinalizerParam,
-                tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
+    def process(self, consumer: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
         r, stream = self._reading, self._keys.filings
         try:
+            self._finished.settle(consumer)  # the previous batch's bundle is done: acknowledged now
             position = claim_poll(tracker, watermark, lambda: self._control.should_stop(consumer))
             if position is None:
                 return
@@ -274,7 +300,7 @@ class _ReadStreamDoFn(beam.DoFn):
             yield TaggedOutput(DEAD_LETTER, item) if isinstance(item, DeadLetter) else item
         if entries:
             ids = [entry_id for entry_id, _ in entries]
-            finalizer.register(lambda: self._acknowledge(ids))
+            self._finished.hold(consumer, lambda: self._acknowledge(ids))
         tracker.defer_remainder(Duration(0))
 
     def _show_backlog(self) -> None:
@@ -353,27 +379,35 @@ class ReadFilingsFromStream(beam.PTransform):
 class Effect:
     """One thing to write once: an entry on `stream`, unless `key` was written before.
 
-    When it is new, also: `latest` (hash key, field, value) is set (the current decision of a
-    consignment), and `unschedule` (sorted set, member) is removed (a deadline it answers)."""
+    When it is new, also: `latest` (key, value) is set, kept for the amendment window (the current
+    decision of a consignment); `unschedule` (sorted set, member) is removed (a deadline it
+    answers); the keys of `expire` are kept only for the amendment window from now (a decided
+    consignment's members: linking.decided_keys)."""
 
     kind: str  # answer, decision, referral, dead-letter: for counting
     key: str
     stream: str
     fields: dict = field(hash=False)
-    latest: tuple[str, str, str] | None = None
+    latest: tuple[str, str] | None = None
     unschedule: tuple[str, str] | None = None
+    expire: tuple[str, ...] = ()
 
 
+# Output streams are trimmed by length (MAXLEN ~) and by age (MINID ~: entries older than the
+# retention), both approximate: Redis drops whole nodes of the stream, cheaply.
 _DELIVER = """
-local ttl, maxlen, n = tonumber(ARGV[1]), ARGV[2], (#ARGV - 2) / 8
+local ttl, maxlen, minid, kept = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local n = (#ARGV - 4) / 8
 local out = {}
 for i = 1, n do
-  local b = 2 + 8 * (i - 1)
+  local b = 4 + 8 * (i - 1)
   local fx, stream, body = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   if redis.call('SET', fx, '1', 'NX', 'EX', ttl) then
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'effect', ARGV[b + 1], 'body', body)
-    if ARGV[b + 4] ~= '' then redis.call('HSET', ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]) end
-    if ARGV[b + 7] ~= '' then redis.call('ZREM', ARGV[b + 7], ARGV[b + 8]) end
+    redis.call('XTRIM', stream, 'MINID', '~', minid)
+    if ARGV[b + 4] ~= '' then redis.call('SET', ARGV[b + 4], ARGV[b + 5], 'EX', kept) end
+    if ARGV[b + 6] ~= '' then redis.call('ZREM', ARGV[b + 6], ARGV[b + 7]) end
+    for key in string.gmatch(ARGV[b + 8], '[^\\31]+') do redis.call('EXPIRE', key, kept) end
     out[i] = 1
   else
     out[i] = 0
@@ -386,16 +420,22 @@ return out
 class EffectWriter:
     """Writes effects in batches, each once (see the module's docstring)."""
 
-    def __init__(self, client: redis.Redis, keys: StreamKeys, retention_seconds: int, maxlen: int):
-        self._client, self._keys = client, keys
-        self._retention, self._maxlen = retention_seconds, maxlen
+    def __init__(self, client: redis.Redis, keys: StreamKeys, streams: StreamSettings, kept_seconds: int):
+        self._client, self._keys, self._streams, self._kept = client, keys, streams, kept_seconds
         self._script = client.register_script(_DELIVER)
 
+    @classmethod
+    def for_settings(cls, client: redis.Redis, settings: Settings) -> "EffectWriter":
+        return cls(client, StreamKeys(settings.redis.key_prefix), settings.streams,
+                   settings.linking.amendment_window_seconds)
+
     def write(self, effects: list[Effect]) -> list[bool]:
-        args: list = [self._retention, self._maxlen]
+        s = self._streams
+        args: list = [s.effect_retention_seconds, s.maxlen,
+                      int((time.time() - s.output_retention_seconds) * 1000), self._kept]
         for e in effects:
             args += [self._keys.effect(e.key), e.stream, json.dumps(e.fields, ensure_ascii=False, default=str),
-                     *(e.latest or ("", "", "")), *(e.unschedule or ("", ""))]
+                     *(e.latest or ("", "")), *(e.unschedule or ("", "")), "\x1f".join(e.expire)]
         return [bool(x) for x in self._script(args=args)] if effects else []
 
 
@@ -404,9 +444,7 @@ class _DeliverDoFn(beam.DoFn):
         self._settings, self._batch = settings, batch
 
     def setup(self):
-        s = self._settings
-        self._writer = EffectWriter(connect(s.redis.url), StreamKeys(s.redis.key_prefix),
-                                    s.streams.effect_retention_seconds, s.streams.maxlen)
+        self._writer = EffectWriter.for_settings(connect(self._settings.redis.url), self._settings)
         self._counts = CounterFamily("effects_")
 
     def start_bundle(self):

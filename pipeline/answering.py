@@ -24,6 +24,9 @@ class DeadLetter:
     stage: str
     reason: str
     payload: bytes
+    # What failed when it was not the filing nor a bug of ours: redis_store.INFRASTRUCTURE's keys
+    # ("redis-unreachable", ...). Such a filing was lost to the run, which then does not balance.
+    cause: str = ""
 
 
 def not_screened(outcome: ValidationOutcome) -> ValidationOutcome:

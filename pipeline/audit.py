@@ -1,7 +1,7 @@
 """The audit trail: every claim, release, resolution, withdrawal and publication, with who, when, what.
 
-One Redis stream `{p}:audit`, never trimmed by the workbench (its entries are small; an operator
-exports and archives it, see `cargoscreen workbench audit`). Queue changes append their record
+One Redis stream `{p}:audit`, trimmed by the keeper to `workbench.audit_retention_seconds` (400
+days; an operator exports and archives it, see `cargoscreen workbench audit`). Queue changes append their record
 in the same Lua script as the change itself, so the trail cannot miss one or record one that
 did not happen.
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections import Counter
 import threading
@@ -84,9 +85,11 @@ def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
 def _reachable(redis_url: str) -> str:
     """One round trip before any work: a wrong address or password stops the command with one line
     (exit 4) instead of failing half-way through it."""
-    from .connectors.redis_store import connect
+    from .connectors.redis_store import connect, refuse_cluster
 
-    connect(redis_url).ping()
+    client = connect(redis_url)
+    client.ping()
+    refuse_cluster(client)
     return redis_url
 
 
@@ -314,9 +317,16 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
                  "rules": rules_dir, "runner": None if runner == "FnApiRunner" else runner}
         argv = [f"--{k}={v}" for k, v in given.items() if v] + [f"--schemas={s}" for s in schemas]
         try:
-            serve(argv + (["--once"] if once else []) + list(beam_options) + list(ctx.args))
+            lost = serve(argv + (["--once"] if once else []) + list(beam_options) + list(ctx.args))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
+        if lost:  # on cs:dead-letters, each with its cause and payload
+            from .connectors.redis_store import INFRASTRUCTURE
+
+            why = "; ".join(f"{n} because {INFRASTRUCTURE.get(c, c)}" for c, n in sorted(lost.items()))
+            click.echo(f"cargoscreen run: {sum(lost.values())} filings lost to Redis, dead-lettered unanswered or "
+                       f"undecided (the dead-letter stream keeps each with its cause): {why}", err=True)
+            sys.exit(Exit.LOST)
         return
     if ctx.args:
         raise click.UsageError(f"unknown options for a batch run: {' '.join(ctx.args)}")
@@ -337,7 +347,7 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
         summary = run_and_report(Path(input_dir), run_dir, settings.with_redis_url(url), runner, list(beam_options))
     point_latest(output, run_dir)
     console.print(f"results in {run_dir} ({output / 'latest'} points at it)", soft_wrap=True)
-    sys.exit(Exit.OK if summary.balanced else Exit.UNBALANCED)
+    sys.exit(run_exit(summary))
 
 
 @main.command()
@@ -394,6 +404,43 @@ def metrics_targets(redis_url, key_prefix, out_path, every) -> None:
 
 
 @main.command()
+@click.option("--filings-per-day", required=True, type=click.FloatRange(min=1), help="Filings a day to size for.")
+@click.option("--redis-url", default=None,
+              help="Measure this Redis (after a run of --filings filings) instead of the bundled measurement.")
+@click.option("--filings", type=click.IntRange(min=1), default=None, help="Filings screened into --redis-url.")
+def sizing(filings_per_day, redis_url, filings) -> None:
+    """Redis memory at steady state for FILINGS-PER-DAY with the default retentions, family by family,
+    from measured bytes per filing (bench/redis_memory.py, or a Redis you ran filings through)."""
+    from .connectors.redis_store import connect
+    from .sizing import measure, measured_table, per_filing, steady_state
+
+    if redis_url:
+        if not filings:
+            raise click.UsageError("--redis-url needs --filings: how many filings the measured Redis screened")
+        table, source = per_filing(measure(connect(redis_url)), filings), f"measured now, {filings} filings"
+    else:
+        bundled = measured_table()
+        table, source = bundled["bytes_per_filing"], bundled["source"]
+    out = _console()
+    grid = Table(title=f"Redis at steady state, {filings_per_day:,.0f} filings a day", header_style="bold")
+    for name, justify in (("key family", "left"), ("bytes/filing", "right"), ("days kept", "right"),
+                          ("GB", "right"), ("bounded by", "left")):
+        grid.add_column(name, justify=justify)
+    total = 0.0
+    for f in steady_state(table, filings_per_day, Settings()):
+        if f.steady_bytes is None or not f.bytes_per_filing:
+            continue
+        total += f.steady_bytes
+        grid.add_row(f.name, f"{f.bytes_per_filing:,.0f}", f"{f.days:,.0f}", f"{f.steady_bytes / 1e9:,.1f}", f.bound)
+    out.print(grid)
+    apart = [f for f in steady_state(table, filings_per_day, Settings()) if f.steady_bytes is None and f.bytes_per_filing]
+    out.print(f"total {total / 1e9:,.1f} GB ({total / 1e12:,.2f} TB) for the families kept per filing; sized apart "
+              "(bytes per filing of the measured run, not multiplied by days): "
+              + "; ".join(f"{f.name} {f.bytes_per_filing:,.0f} B ({f.bound})" for f in apart)
+              + f". Source: {source}", soft_wrap=True)
+
+
+@main.command()
 def options() -> None:
     """List the streaming service's options (`run --follow`, `python -m cargoscreen.service`)."""
     from .options import options_help
@@ -438,10 +485,11 @@ def run_and_report(input_dir: Path, run_dir: Path, settings: Settings, runner: s
         raise outcome["error"]
     summary = outcome["summary"]
     elapsed = time.perf_counter() - started
-    _print_summary(summary, elapsed)
+    _print_summary(summary, elapsed, run_dir)
     (run_dir / "summary.json").write_text(json.dumps({
         "inputs": summary.inputs, "accepted": summary.accepted, "rejected": summary.rejected,
         "dead_lettered": summary.dead_lettered, "answers": summary.answers, "balanced": summary.balanced,
+        "lost": summary.lost,
         "resent": summary.resent, "enriched": summary.enriched,
         "container_status_unavailable": summary.container_status_unavailable,
         "container_status_not_loaded": summary.container_status_not_loaded,
@@ -451,7 +499,38 @@ def run_and_report(input_dir: Path, run_dir: Path, settings: Settings, runner: s
     return summary
 
 
-def _print_summary(summary, elapsed: float) -> None:
+def run_exit(summary) -> Exit:
+    """A run succeeded only if it balanced: every filing accounted for (else a bug: 2) and none lost to a
+    failing Redis (6)."""
+    if not summary.accounted:
+        return Exit.UNBALANCED
+    return Exit.LOST if summary.lost else Exit.OK
+
+
+def _verdict(summary, run_dir: Path) -> str:
+    """The summary line's last words: balanced, or what was lost and why (with one reason as Redis gave it)."""
+    if not summary.accounted:
+        return "[red]NOT BALANCED: something was lost (a bug)[/red]"
+    if not summary.lost:
+        return "[green]balanced[/green]"
+    from .connectors.files import read_json_lines
+    from .connectors.redis_store import INFRASTRUCTURE
+
+    examples: dict[str, str] = {}
+    for d in read_json_lines(run_dir / "dead-letters"):
+        examples.setdefault(d.get("cause", ""), d["reason"])
+    why = "; ".join(f"{n} because {INFRASTRUCTURE.get(cause, cause)} (e.g. {_redis_reply(examples.get(cause, '?'))})"
+                    for cause, n in sorted(summary.lost.items(), key=lambda kv: -kv[1]))
+    return (f"[red]NOT BALANCED: {sum(summary.lost.values())} filings lost to Redis, dead-lettered unanswered or "
+            f"undecided: {why}[/red]; each kept whole in {run_dir / 'dead-letters'}")
+
+
+def _redis_reply(reason: str) -> str:
+    """A dead letter's reason without the wrapping of an error inside a script (the reply is what says why)."""
+    return re.sub(r"Error running script \(call to \w+\): (@user_script:? ?\d+: )*-?", "", reason)[:200]
+
+
+def _print_summary(summary, elapsed: float, run_dir: Path) -> None:
     out = _console()
     table = Table(title="cargoscreen run", show_header=True, header_style="bold")
     table.add_column("door")
@@ -483,10 +562,9 @@ def _print_summary(summary, elapsed: float) -> None:
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(summary.decisions.items(), key=lambda kv: -kv[1]))
         out.print(f"assessed {summary.assessed} new registrations: {decisions}; referrals {summary.referrals}"
                   + (f"; [red]{summary.rule_errors} rule errors[/red]" if summary.rule_errors else ""), soft_wrap=True)
-    verdict = "[green]balanced[/green]" if summary.balanced else "[red]NOT BALANCED: something was lost[/red]"
     out.print(f"inputs {summary.inputs} = accepted {summary.accepted} + rejected {summary.rejected} + "
-              f"dead-lettered {summary.dead_lettered}: {verdict}   ({elapsed:.1f} s, "
-              f"{summary.inputs / elapsed if elapsed else 0:.0f} filings/s)")
+              f"dead-lettered {summary.dead_lettered}: {_verdict(summary, run_dir)}   ({elapsed:.1f} s, "
+              f"{summary.inputs / elapsed if elapsed else 0:.0f} filings/s)", soft_wrap=True)
 
 
 @main.group()
@@ -603,7 +681,7 @@ def demo(out_dir, replace_existing, count, seed) -> None:
         summary = run_and_report(out_dir / "filings", run_dir, Settings().with_redis_url(server.url))
     point_latest(out_dir / "results", run_dir)
     _demo_checks(out_dir, run_dir)
-    sys.exit(Exit.OK if summary.balanced else Exit.UNBALANCED)
+    sys.exit(run_exit(summary))
 
 
 def _demo_checks(out_dir: Path, run_dir: Path) -> None:

@@ -91,6 +91,10 @@ class StreamSettings:
     claim_idle_ms: int = 60_000  # take over entries a dead consumer left unacknowledged this long
     effect_retention_seconds: int = 7 * 86400  # a redelivery within this window writes nothing twice
     maxlen: int = 1_000_000  # entries kept per output stream (approximate trim)
+    # ... and for this long at most (approximate trim by entry id): filers page their answers and the
+    # workbench takes referrals in within minutes; the Parquet archive keeps every decision. Answers
+    # are most of a filing's bytes in Redis (their XML): each day kept costs ~50 GB at EU volume.
+    output_retention_seconds: int = 2 * 86400
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,11 @@ class LinkingSettings:
     deadline_seconds: int = 2 * 3600  # after the first partial filing; then an incompleteness referral
     sweep_seconds: float = 1.0  # how often a worker looks for consignments past their deadline
     retry_seconds: int = 60  # a claimed deadline comes due again if its referral was not written
+    # A decided consignment's members (their whole records) and its latest decision stay in Redis
+    # this long after each decision, for amendments and invalidations to re-assess or withdraw it
+    # with; then only the registrations (MRN, LRN) stay, and the Parquet archive has the records.
+    # An amendment later than this is linked and assessed with the members still in Redis.
+    amendment_window_seconds: int = 30 * 86400
 
 
 # The service's /metrics and /healthz listen here unless told otherwise: /metrics counts the rules
@@ -137,6 +146,19 @@ class IngressSettings:
     keep_alive_seconds: float = 5.0  # an idle connection between two requests
 
 
+@dataclass(frozen=True)
+class WorkbenchSettings:
+    """The risk centres' queues (pipeline/workbench/)."""
+
+    # A referral resolved or withdrawn this long ago leaves Redis (the keeper forgets it); the audit
+    # trail and the Parquet archive keep its record.
+    closed_retention_seconds: int = 90 * 86400
+    forget_every_seconds: float = 60.0  # how often a keeper looks for such referrals (and trims the audit)
+    # The audit trail in Redis (claims, resolutions, sign-ins, publications) is trimmed to this age;
+    # `cargoscreen workbench audit` exports it for keeping longer.
+    audit_retention_seconds: int = 400 * 86400
+
+
 SERVICE_METRICS_PORT = 9466
 # Where referrals go when the office of first entry cannot say which member state's centre is
 # competent (unknown to the Customs Office List, or off the declared route): a centre that must be
@@ -158,6 +180,7 @@ class Settings:
     linking: LinkingSettings = LinkingSettings()
     metrics: MetricsSettings = MetricsSettings()
     ingress: IngressSettings = IngressSettings()
+    workbench: WorkbenchSettings = WorkbenchSettings()
     # Check one emitted answer in N against answers.xsd (1: every one, 0: none). Each check costs
     # about 200 us; the batch job checks all, a busy service may sample (our answers, not input).
     answer_check_every: int = 1

@@ -27,6 +27,8 @@ class Exit(IntEnum):
     #           where a folder belongs, an output that would be written over
     REDIS = 4  # nothing done: Redis cannot be reached, refused the password, or the embedded one did not start
     INTERNAL = 5  # an unexpected error, a bug: run again with --debug and report the traceback
+    LOST = 6  # done in part: Redis failed during the run (unreachable, full, a cluster error) and filings were
+    #          dead-lettered for it, unanswered or undecided; the summary says how many and why
     INTERRUPTED = 130  # Ctrl-C
     PIPE_CLOSED = 141  # the reader of the output went away (`| head`); as a shell reports SIGPIPE
 
@@ -53,6 +55,8 @@ def explain(exc: BaseException, redis_url: str | None = None) -> tuple[Exit, str
     if isinstance(exc, redis.AuthenticationError):
         return Exit.REDIS, (f"{where} refused the credentials ({_one_line(exc)}); give the password in the URL "
                             "or in the file named by CARGOSCREEN_REDIS_PASSWORD_FILE")
+    if type(exc).__name__ == "ClusterNotSupported":  # connectors.redis_store's (imported there, not here)
+        return Exit.REDIS, f"{where} cannot be used: {_one_line(exc)}"
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return Exit.REDIS, f"{where} cannot be reached: {_one_line(exc)}"
     if isinstance(exc, redis.RedisError):

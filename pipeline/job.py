@@ -36,7 +36,7 @@ from .connectors.redis_store import ReportProgress, progress_key
 from .decisions import ASSESSMENT_ANSWERS
 from .registration import RESENT
 from .counters import COUNTER_NAMESPACE
-from .stages.answer import AnswerRejections, CountDeadLetters, EmitAnswers
+from .stages.answer import LOST_COUNTER_PREFIX, AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.enrich import EnrichFilings
 from .stages.link import AnswerPending, LinkConsignments
 from .stages.register import RegisterFilings
@@ -66,6 +66,9 @@ class RunSummary:
     # IE3N01 to filings refused from another filer's consignment: after their registration, so not doors
     claims_refused: int = 0
     registrations: dict[str, int] = field(default_factory=dict)  # by outcome: registered, resent, amended, ...
+    # Dead letters the store's failure caused, by cause (redis_store.INFRASTRUCTURE), at any step:
+    # filings whose answer or decision the run lost.
+    lost: dict[str, int] = field(default_factory=dict)
 
     @property
     def resent(self) -> int:
@@ -86,7 +89,7 @@ class RunSummary:
         return sum(self.answers.get(t, 0) for t in ASSESSMENT_ANSWERS.values())
 
     @property
-    def balanced(self) -> bool:
+    def accounted(self) -> bool:
         """inputs = accepted + rejected + dead-lettered; every enriched consignment assessed once (or
         dead-lettered at assessment), every filing of each decided consignment answered; no answer
         of an unknown kind."""
@@ -95,6 +98,11 @@ class RunSummary:
         return (self.inputs == self.accepted + self.rejected + self.dead_lettered and set(self.answers) <= known
                 and self.enriched == self.assessed + self.assessments_dead_lettered
                 and self.assessment_answers_due == self.assessment_answers + self.assessment_answers_dead_lettered)
+
+    @property
+    def balanced(self) -> bool:
+        """Every filing accounted for, and none lost to a failing store: what a run must be to succeed."""
+        return self.accounted and not self.lost
 
 
 @dataclass
@@ -225,6 +233,7 @@ def summarize(result) -> RunSummary:
         links_dead_lettered=totals.get("links_dead_lettered", 0),
         claims_refused=totals.get("claims_refused", 0),
         registrations={k.removeprefix("registration_"): v for k, v in totals.items() if k.startswith("registration_")},
+        lost={k.removeprefix(LOST_COUNTER_PREFIX): v for k, v in totals.items() if k.startswith(LOST_COUNTER_PREFIX) and v},
     )
 
 

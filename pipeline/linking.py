@@ -578,6 +578,19 @@ def due_entry(key: str, members) -> str:
     return key
 
 
+def decided_keys(prefix: str, key: str, members) -> tuple[str, ...]:
+    """The Redis keys a decision on consignment `key` leaves behind: the hash of its partial filings
+    (the dispatch's, for a postal item; the master document's, for one filer's houses) and each
+    member's pointer to it. Nothing for a filing that stood alone (it has neither)."""
+    family, _, document = key.partition(":")
+    if family == "mrn":
+        return ()
+    if per_item(key):
+        document = document.rpartition("/")[0] or document
+    return (f"{prefix}:cons:{family.partition('@')[0]}:{document}",
+            *(f"{prefix}:cons-of:{m.mrn}" for m in members if m.mrn))
+
+
 def due_key(prefix: str) -> str:
     """The sorted set of incomplete consignments by deadline (the scripts above build the same name)."""
     return f"{prefix}:cons:due"

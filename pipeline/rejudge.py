@@ -222,8 +222,7 @@ class RejudgeDesk:
         self.watch = ContainerWatch(status_client, settings.redis.key_prefix,
                                     settings.container_status.rejudge_window_seconds)
         self.store = ContainerEventStore.for_settings(status_client, settings)
-        self.writer = EffectWriter(client, self.keys, settings.streams.effect_retention_seconds,
-                                   settings.streams.maxlen)
+        self.writer = EffectWriter.for_settings(client, settings)
         self.reference = reference or bundled_reference()
         self.parties = PartyHistoryStore(client, settings.party_history, settings.redis.key_prefix) \
             if settings.party_history.enabled else None

@@ -1,6 +1,6 @@
 """The streaming service: the batch job's steps, fed by an unbounded source, writing to Redis streams.
 
-    Redis stream {p}:filings  (ReadFilingsFromStream: consumer group, acknowledged after the bundle)
+    Redis stream {p}:filings  (ReadFilingsFromStream: consumer group, acknowledged once the bundle is done)
       or a drop folder        (WatchDropFolder)
         -> ValidateFilings -> RegisterFilings -> LinkConsignments -> EnrichFilings -> ScoreFilings
     every answer      -> {p}:answers:{filer}         (schema-checked first, as in the batch job)
@@ -30,15 +30,16 @@ import apache_beam as beam
 
 from .answering import DeadLetter, answer_key
 from .config import Settings
-from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect
+from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect, refuse_cluster
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
+from .exits import Exit
 from .domain.answers import Answer
 from .health import HealthServer, check
-from .linking import Withdrawal, due_entry, due_key
+from .linking import Withdrawal, decided_keys, due_entry, due_key
 from .reassessment import reassessment_payload
 from .rejudge import ContainerWatch, start_desk
-from .job import archive_outcomes, make_pipeline, screen
+from .job import archive_outcomes, make_pipeline, screen, summarize
 from .options import ScreeningOptions, settings_from_options
 from .stages.answer import CountDeadLetters, EmitAnswers
 from .validation import utc_now
@@ -54,11 +55,12 @@ def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
 
 def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
     record = decision_record(d)
-    latest = (keys.decision_of, d.consignment, json.dumps(
+    latest = (keys.decision_of(d.consignment), json.dumps(
         {"referral_id": record["referral_id"], "risk_centre": d.risk_centre, "decision": d.assessment.decision,
          "state": d.filing.state, "version": d.filing.version}))
     due = (due_key(keys.prefix), due_entry(d.consignment, d.filing.members)) if d.filing.missing else None  # answered
-    out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due)]
+    out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due,
+                  expire=decided_keys(keys.prefix, d.consignment, d.filing.members))]
     if d.referral:  # the risk centre's copy also carries what re-assessing it after an RFI answer needs
         out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre),
                           {**record, "reassessment": reassessment_payload(d)}))
@@ -79,6 +81,7 @@ def withdrawal_effects(w: Withdrawal, latest: dict | None, keys: StreamKeys) -> 
 def dead_letter_effect(d: DeadLetter, keys: StreamKeys) -> Effect:
     return Effect("dead-letter", f"dead|{d.stage}|{d.submission_id}", keys.dead_letters,
                   {"submission_id": d.submission_id, "stage": d.stage, "reason": d.reason,
+                   **({"cause": d.cause} if d.cause else {}),
                    "payload_base64": base64.b64encode(d.payload).decode("ascii")})
 
 
@@ -91,7 +94,8 @@ class _WithdrawDoFn(beam.DoFn):
         self._keys = StreamKeys(self._settings.redis.key_prefix)
 
     def process(self, w: Withdrawal):
-        raw = self._client.hget(self._keys.decision_of, w.key)
+        raw = self._client.get(self._keys.decision_of(w.key)) or self._client.hget(  # or as a version before
+            f"{self._keys.prefix}:decision-of", w.key)                                  # 0.2 kept it, in one hash
         yield withdrawal_effects(w, json.loads(raw) if raw else None, self._keys)
 
 
@@ -152,9 +156,11 @@ def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTra
 
 
 def run_service(settings: Settings, consumers: list[str], drop_folder: Path | None = None,
-                archive_dir: Path | None = None, runner: str = "FnApiRunner", options: list[str] | None = None) -> None:
+                archive_dir: Path | None = None, runner: str = "FnApiRunner",
+                options: list[str] | None = None) -> dict[str, int]:
     """Runs until the source ends: settings.streams.once and nothing new, or every consumer drained
-    (`request_drain`, which SIGTERM calls). Bundles in flight finish and are acknowledged first."""
+    (`request_drain`, which SIGTERM calls). Bundles in flight finish and are acknowledged first.
+    Returns the filings lost to a failing Redis meanwhile (dead-lettered, by cause; RunSummary.lost)."""
     from .connectors.dropdir import WatchDropFolder
     from .connectors.redis_streams import ReadFilingsFromStream, ReaderControl
 
@@ -163,12 +169,15 @@ def run_service(settings: Settings, consumers: list[str], drop_folder: Path | No
               if drop_folder else ReadFilingsFromStream(settings, consumers))
     pipeline = make_pipeline(runner, options)
     build_service(pipeline, settings, source, archive_dir)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    return summarize(result).lost
 
 
-def serve(argv: list[str]) -> None:
+def serve(argv: list[str]) -> dict[str, int]:
     """The service's entry point: ScreeningOptions and Beam options (options.py) in; runs until the
-    source ends or SIGTERM/SIGINT drains it; serves /healthz meanwhile if --health_port is set."""
+    source ends or SIGTERM/SIGINT drains it; serves /healthz meanwhile if --health_port is set.
+    Returns the filings lost to a failing Redis (by cause), as run_service."""
     import signal
 
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -181,6 +190,7 @@ def serve(argv: list[str]) -> None:
                          "centres share)")
     consumers = o.consumer or [default_consumer()]
     drop_folder = Path(o.input) if o.input else None
+    refuse_cluster(connect(settings.redis.url))
     clear_drain(settings, consumers)  # a drain asked of an earlier run does not stop this one
     previous = {sig: signal.signal(sig, lambda *_: request_drain(settings, consumers))  # stop reading, finish
                 for sig in (signal.SIGTERM, signal.SIGINT)}                             # and acknowledge, then exit
@@ -195,8 +205,8 @@ def serve(argv: list[str]) -> None:
     running.set()
     rejudging = start_desk(settings, consumers[0])  # consignments judged before their boxes' events
     try:
-        run_service(settings, consumers, drop_folder, Path(o.output) / "archive" if o.output else None,
-                    options.view_as(StandardOptions).runner or "FnApiRunner", argv)
+        return run_service(settings, consumers, drop_folder, Path(o.output) / "archive" if o.output else None,
+                           options.view_as(StandardOptions).runner or "FnApiRunner", argv)
     finally:
         running.clear()
         rejudging.set()
@@ -221,4 +231,4 @@ def clear_drain(settings: Settings, consumers: list[str]) -> None:
 if __name__ == "__main__":  # python -m cargoscreen.service [options]: the form launch configs use
     logging.basicConfig(level=logging.INFO, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO is per-bundle chatter
-    serve(sys.argv[1:])
+    sys.exit(Exit.LOST if serve(sys.argv[1:]) else Exit.OK)

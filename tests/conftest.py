@@ -261,3 +261,54 @@ def job_service():
         yield f"localhost:{port}"
     finally:
         stop(service)
+
+
+def _free_cluster_port() -> int:
+    """A port free now whose cluster bus port (port + 10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 < 65536:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@contextmanager
+def redis_cluster(folder: Path, masters: int = 3):
+    """A real Redis Cluster of Debian's redis-server: `masters` masters and one replica each, created
+    with `redis-cli --cluster create`; yields the nodes' URLs (masters first), stops every node after."""
+    server, cli = shutil.which("redis-server") or "/usr/bin/redis-server", shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    ports, nodes = [], []
+    try:
+        for _ in range(masters * 2):
+            port = _free_cluster_port()
+            node_dir = folder / str(port)
+            node_dir.mkdir(parents=True)
+            nodes.append(subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--save", "",
+                 "--appendonly", "no", "--dir", str(node_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ports.append(port)
+        for port in ports:
+            for _ in range(200):
+                try:
+                    redis.Redis(port=port).ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.02)
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "1",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while any(redis.Redis(port=p).info("cluster").get("cluster_enabled") != 1
+                  or b"cluster_state:ok" not in redis.Redis(port=p).execute_command("CLUSTER", "INFO") for p in ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not come up")
+            time.sleep(0.1)
+        yield [f"redis://127.0.0.1:{p}/0" for p in ports]
+    finally:
+        for node in nodes:
+            stop(node)

@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from cargoscreen.cli import main
+from cargoscreen.connectors.files import read_json_lines
+from cargoscreen.connectors.redis_store import connect
 from cargoscreen.exits import Exit
 
 from .conftest import OTHER_SCHEMAS, RedisProcess, started_by
@@ -95,6 +97,57 @@ def test_a_second_run_keeps_the_first_runs_results_and_reports_the_resent_filing
     assert re.search(r"^inputs 50 = accepted \d+ \+ rejected \d+ \+ dead-lettered 0: balanced .* filings/s\)$",
                      runs[1].stdout, re.M), runs[1].stdout
     assert not started_by("", str(tmp_path / "out"))  # the embedded redis-server stopped with each run
+
+
+def test_a_run_that_lost_filings_to_a_full_redis_says_so_and_exits_6(tmp_path):
+    """Redis fills up mid-run (noeviction, as a store that must not drop registrations runs): the
+    filings it refused are dead-lettered with their cause, the summary line says how many were lost
+    and why, summary.json does not call the run balanced, and the exit code is not 0."""
+    CliRunner().invoke(main, ["generate", "--out", str(tmp_path / "corpus"), "--count", "120", "--seed", "31",
+                              "--resubmission-rate", "0"])
+    server = RedisProcess(tmp_path, "--maxmemory-policy", "noeviction").start()
+    try:
+        client = connect(server.url)
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 300_000)  # room for a few
+        result = cargoscreen("run", "--input", str(tmp_path / "corpus" / "filings"), "--output", str(tmp_path / "out"),
+                             "--redis-url", server.url)
+    finally:
+        server.stop()
+    assert result.returncode == Exit.LOST, (result.returncode, result.stdout[-3000:], result.stderr[-3000:])
+    summary = json.loads((tmp_path / "out" / "latest" / "summary.json").read_text())
+    dead = read_json_lines(tmp_path / "out" / "latest" / "dead-letters")
+    lost = [d for d in dead if d.get("cause") == "redis-refused"]
+    assert not summary["balanced"] and summary["lost"] == {"redis-refused": len(lost)} and len(lost) > 0
+    assert summary["inputs"] == summary["accepted"] + summary["rejected"] + summary["dead_lettered"] == 120
+    line = next(x for x in result.stdout.splitlines() if x.startswith("inputs 120 = "))
+    assert f"NOT BALANCED: {len(lost)} filings lost to Redis" in line and "out of memory" in line \
+        and "command not allowed when used" in line, line
+
+
+def test_a_service_run_that_lost_filings_to_redis_says_so_and_exits_6(tmp_path):
+    """The service's account may not run the registration's INCR (an ACL set up wrong): every filing it
+    would register is dead-lettered on the stream with its cause, and `run --once` says how many were
+    lost and why, and exits 6 instead of 0."""
+    from cargoscreen.generator import GeneratorSpec, generate
+
+    server = RedisProcess(tmp_path).start()
+    try:
+        client = connect(server.url)
+        client.acl_setuser("screening", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                           commands=["+@all", "-incr"])
+        filings = list(generate(GeneratorSpec(count=40, seed=3, resubmission_rate=0)))
+        for f in filings:
+            client.xadd("cs:filings", {"filing": f.data, "id": f.name})
+        result = cargoscreen("run", "--once", "--consumer", "w0", "--redis-url", f"unix://screening:pw@{server.socket}")
+        dead = [json.loads(f[b"body"]) for _, f in client.xrange("cs:dead-letters")]
+    finally:
+        server.stop()
+    assert result.returncode == Exit.LOST, (result.returncode, result.stderr[-3000:])
+    assert dead and all(d["cause"] == "redis-refused" and "can't run this command" in d["reason"] for d in dead)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"cargoscreen run: {len(dead)} filings lost to Redis, dead-lettered unanswered or undecided (the dead-letter "
+        f"stream keeps each with its cause): {len(dead)} because Redis refused a command (out of memory, read-only "
+        "replica, no permission)")
 
 
 def test_the_demo_runs_the_whole_flow_again_and_prints_whole_answers(tmp_path):

@@ -26,17 +26,26 @@ KEYS = StreamKeys()
 DOORS = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS)
 
 
+CARGOSCREEN = [sys.executable, "-m", "cargoscreen.cli"]
+# The same command on a runner without bundle finalization (as portable Flink is): the SDK harness
+# never tells the runner a bundle needs finalizing, so a DoFn's finalizer would never be called.
+WITHOUT_BUNDLE_FINALIZATION = [sys.executable, "-c", (
+    "import sys; from apache_beam.runners.worker import bundle_processor as b; "
+    "b.BundleProcessor.requires_finalization = lambda self: False; "
+    "from cargoscreen.cli import main; sys.exit(main())")]
+
+
 class Supervised:
     """`cargoscreen run --follow`, restarted whenever it exits (what systemd's Restart=always does)."""
 
-    def __init__(self, url: str, log, *args: str):
-        self.url, self.log, self.args, self.starts = url, log, args, 0
+    def __init__(self, url: str, log, *args: str, command: list[str] = CARGOSCREEN):
+        self.url, self.log, self.args, self.starts, self.command = url, log, args, 0, command
         self.process = None
 
     def tend(self) -> None:
         if self.process is None or self.process.poll() is not None:
             self.starts += 1
-            self.process = subprocess.Popen([sys.executable, "-m", "cargoscreen.cli", "run", "--follow",
+            self.process = subprocess.Popen([*self.command, "run", "--follow",
                                              "--redis-url", self.url, "--consumer", "w0", *self.args],
                                             stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -143,11 +152,13 @@ def redis_aof(tmp_path):
     server.stop()
 
 
-def test_the_service_killed_mid_stream_and_restarted_loses_nothing(tmp_path, redis_aof):
+@pytest.mark.parametrize("command", [CARGOSCREEN, WITHOUT_BUNDLE_FINALIZATION],
+                         ids=["local-runner", "without-bundle-finalization"])
+def test_the_service_killed_mid_stream_and_restarted_loses_nothing(tmp_path, redis_aof, command):
     server, client = redis_aof
     filings = traffic(62)
     submit(client, filings)
-    service = Supervised(server.url, (tmp_path / "service.log").open("w"))
+    service = Supervised(server.url, (tmp_path / "service.log").open("w"), command=command)
     try:
         started(client, service)
         service.process.kill()  # SIGKILL: no drain, entries read and not acknowledged

@@ -141,7 +141,7 @@ class Desk:
         return [d for _, f in self.client.xrange(KEYS.decisions) for d in [json.loads(f[b"body"])] if "decision" in d]
 
     def latest(self, consignment: str) -> dict:
-        return json.loads(self.client.hget(KEYS.decision_of, consignment))
+        return json.loads(self.client.get(KEYS.decision_of(consignment)))
 
     def referral(self, rid: str) -> dict:
         return {k.decode(): v.decode() for k, v in self.client.hgetall(f"cs:wb:RC-NL:ref:{rid}").items()}

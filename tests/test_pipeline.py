@@ -91,10 +91,12 @@ def test_redis_down_dead_letters_the_accepted_and_still_answers_the_rejected(tmp
     settings = Settings(redis=RedisSettings(url=f"unix://{tmp_path}/no-redis.sock", retries=1, backoff_seconds=0.01))
     summary = run_batch(settings, tmp_path / "filings", tmp_path / "out")
     dead = read_json_lines(tmp_path / "out" / "dead-letters")
-    assert summary.balanced and summary.inputs == 60
+    assert summary.accounted and summary.inputs == 60
     assert summary.dead_lettered == len(dead) > 0 and summary.answers.get("IE3R01", 0) == 0
     assert summary.answers["IE3N99"] == 60 - len(dead)
-    assert all(d["stage"] == "register" and "unavailable" in d["reason"] and d["payload_base64"] for d in dead)
+    assert all(d["stage"] == "register" and "unavailable" in d["reason"] and d["payload_base64"]
+               and d["cause"] == "redis-unreachable" for d in dead)
+    assert summary.lost == {"redis-unreachable": len(dead)} and not summary.balanced  # lost work is no success
 
 
 def test_a_valid_message_of_another_schema_set_is_rejected_not_registered(tmp_path, redis_server):

@@ -21,6 +21,7 @@ from cargoscreen.answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.linking import decided_keys
 from cargoscreen.health import (SCORING_WINDOW_SECONDS, ScoringMonitor, check, forget_scorers, publish_scoring,
                                 scoring_key)
 from cargoscreen.service import run_service, serve
@@ -71,6 +72,51 @@ def test_every_filing_on_the_stream_leaves_through_one_door_and_is_acknowledged(
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
     assert sum(n for (_, kind), n in answers.items() if kind in ("IE3N02", "IE3N11")) > 0  # partial filings waited
     assert redis_client.xlen(KEYS.filings) <= 1  # finished entries trimmed (the last delivered one is kept)
+
+
+def test_a_decided_consignment_is_kept_for_the_amendment_window_and_nothing_without_a_bound(redis_client,
+                                                                                            redis_server):
+    """After its decision a linked consignment's members, their pointers and its latest decision
+    expire within the amendment window (not the registrations' 400 days); registrations keep theirs;
+    no key the service wrote is without a TTL but the few single keys and the length-capped streams."""
+    filings = list(generate(GeneratorSpec(count=300, seed=5, resubmission_rate=0)))
+    _submit(redis_client, filings)
+    settings = _once(redis_server.url)
+    settings = replace(settings, linking=replace(settings.linking, amendment_window_seconds=3 * 86400))
+    run_service(settings, ["w0"])
+    ttl = {k.decode(): redis_client.ttl(k) for k in redis_client.scan_iter("cs:*", count=1000)}
+    linked = {decided_keys("cs", json.loads(f[b"body"])["consignment"], ())
+              for _, f in redis_client.xrange(KEYS.decisions)} - {()}
+    consignments = {k: ttl[k] for (k,) in linked if k in ttl}
+    decided = {k: t for k, t in ttl.items() if k.startswith("cs:decision-of:")}
+    assert len(consignments) > 10 and len(decided) > 150
+    assert all(0 < t <= 3 * 86400 for t in [*consignments.values(), *decided.values()])
+    waiting = {k for k, t in ttl.items() if k.startswith("cs:cons:") and k not in consignments and t > 300 * 86400
+               and k != "cs:cons:due"}
+    assert all(not redis_client.hexists(k, "v") for k in waiting)  # undecided: still waiting for members
+    pointers = [t for k, t in ttl.items() if k.startswith("cs:cons-of:")  # members of decided consignments
+                and f"cs:cons:{redis_client.get(k).decode().partition(chr(31))[0]}" in consignments]
+    assert pointers and all(0 < t <= 3 * 86400 for t in pointers)
+    assert all(t > 300 * 86400 for k, t in ttl.items() if k.startswith(("cs:reg:", "cs:mrn:2")))
+    unbounded = {k for k, t in ttl.items() if t == -1}
+    streams = {k for k in unbounded if redis_client.type(k) == b"stream"}  # trimmed by length and age
+    assert unbounded - streams <= {"cs:mrn:seq", "cs:cons:due", "cs:scoring", "cs:csm:loaded"}, unbounded - streams
+
+
+def test_output_streams_are_trimmed_by_age_as_well_as_length(redis_client):
+    from cargoscreen.connectors.redis_streams import Effect, EffectWriter
+
+    settings = Settings().with_redis_url("unused")
+    settings = replace(settings, streams=replace(settings.streams, output_retention_seconds=1))
+    writer = EffectWriter.for_settings(redis_client, settings)
+    writer.write([Effect("answer", f"a{n}", KEYS.answers("NL1"), {"n": n}) for n in range(500)])
+    assert redis_client.xlen(KEYS.answers("NL1")) == 500  # all younger than a second
+    time.sleep(1.2)
+    writer.write([Effect("answer", "late", KEYS.answers("NL1"), {"n": 500})])
+    # Trimmed by whole nodes of the stream (approximate, as cheap as Redis makes it): the old ones
+    # but at most a node's worth are gone, the new one is there.
+    left = redis_client.xrange(KEYS.answers("NL1"))
+    assert len(left) <= 101 and json.loads(left[-1][1][b"body"]) == {"n": 500}
 
 
 def test_a_redelivered_and_a_resent_filing_change_nothing(redis_client, redis_server):
@@ -148,6 +194,29 @@ def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis
     assert set(decisions.values()) == {1} and dead == 0
     assert all(n == 1 for n in answers.values())  # no answer of any kind twice
     assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
+
+
+def test_no_step_of_the_service_asks_the_runner_for_bundle_finalization(tmp_path):
+    """Acknowledging entries and moving dropped files aside wait for the bundle, not for Beam's bundle
+    finalization, which portable Flink does not offer (ops/runners/): no ParDo of the service's
+    pipeline, from either source, requests it."""
+    from apache_beam.portability import common_urns
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from cargoscreen.connectors.dropdir import WatchDropFolder
+    from cargoscreen.connectors.redis_streams import ReadFilingsFromStream
+    from cargoscreen.job import make_pipeline
+    from cargoscreen.service import build_service
+
+    settings = Settings().with_redis_url("redis://127.0.0.1:1/0")  # built, not run
+    for source in (ReadFilingsFromStream(settings, ["w0"]), WatchDropFolder(tmp_path, 1000)):
+        pipeline = make_pipeline()
+        build_service(pipeline, settings, source, tmp_path / "archive")
+        pardos = [beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+                  for t in pipeline.to_runner_api().components.transforms.values()
+                  if t.spec.urn == common_urns.primitives.PAR_DO.urn]
+        assert len(pardos) > 20 and any(p.restriction_coder_id for p in pardos)  # the reader is among them
+        assert not [p for p in pardos if p.requests_finalization]
 
 
 def _health(port: int) -> tuple[int, dict]:

@@ -1,6 +1,7 @@
 """Risk-centre queues on a real Redis: intake, claim, release, resolve, timeouts, filters, audit."""
 import json
 import threading
+import time
 
 import pytest
 
@@ -232,3 +233,55 @@ def time_iso(epoch_s: float) -> str:
 def epoch(iso: str) -> float:
     from cargoscreen.domain.container_events import utc_epoch
     return utc_epoch(iso)
+
+
+def test_closed_referrals_leave_redis_after_their_retention_and_open_ones_stay(redis_client, queue):
+    """Resolved and withdrawn referrals are forgotten once older than the retention: their hash, their
+    place in the resolved index and the MRNs pointing at them; open and claimed ones, younger closed
+    ones and an MRN another referral has taken since all stay; the audit trail keeps the record."""
+    for n in range(4):
+        put(redis_client, "RC-NL", referral(n))
+    queue.take_in()
+    resolved, withdrawn, claimed, young = (f"REF-26NL{n:014d}" for n in range(4))
+    queue.claim(resolved, "alice")
+    queue.resolve(resolved, "alice", "no-finding")
+    put(redis_client, "RC-NL", {"withdrawn": "sea:DOC1", "mrn": "26NL00000000000001", "referral_id": withdrawn})
+    queue.take_in()
+    queue.claim(claimed, "bob")
+    of_mrn = queue.keys.referral_of_mrn
+    redis_client.hset(of_mrn, "26NL00000000000001", "RC-DE|REF-OTHER")  # taken by a referral elsewhere since
+    now = time.time()
+    queue.claim(young, "carol")
+    queue.resolve(young, "carol", "no-finding")
+    redis_client.zadd(queue.keys.base("resolved"), {young: now + 86400})  # resolved a day after the others
+
+    assert queue.forget_closed(90 * 86400, now=now) == 0  # nothing is 90 days old yet
+    assert queue.forget_closed(90 * 86400, now=now + 90 * 86400 + 60) == 2
+    assert not redis_client.exists(queue.keys.referral(resolved), queue.keys.referral(withdrawn))
+    assert queue.show(claimed)["state"] == "claimed" and queue.show(young)["state"] == "resolved"
+    assert redis_client.zrange(queue.keys.base("resolved"), 0, -1) == [young.encode()]
+    assert redis_client.hget(of_mrn, "26NL00000000000000") is None
+    assert redis_client.hget(of_mrn, "26NL00000000000001") == b"RC-DE|REF-OTHER"
+    assert redis_client.hget(of_mrn, "26NL00000000000003") == f"RC-NL|{young}".encode()
+    assert ("alice", "resolve", resolved) in [(e["who"], e["action"], e["subject"])
+                                             for e in audit.entries(redis_client, queue.keys.audit)]
+
+
+def test_the_keeper_forgets_closed_referrals_past_the_retention(redis_client):
+    from dataclasses import replace
+
+    from cargoscreen.config import Settings, WorkbenchSettings
+    from cargoscreen.workbench.keeper import Keeper
+
+    put(redis_client, "RC-NL", referral(7))
+    settings = replace(Settings(), workbench=WorkbenchSettings(closed_retention_seconds=0))
+    keeper = Keeper(redis_client, settings)
+    keeper.once()
+    q = keeper.queue("RC-NL")
+    q.claim("REF-26NL00000000000007", "alice")
+    q.resolve("REF-26NL00000000000007", "alice", "no-finding")
+    assert q.show("REF-26NL00000000000007")["state"] == "resolved"
+    time.sleep(1.1)  # retention 0: anything resolved before this second is past it
+    assert keeper.once().get("forgotten") is None  # it looks once a minute
+    assert Keeper(redis_client, settings).once()["forgotten"] == 1  # a keeper (re)started looks at once
+    assert not redis_client.exists(q.keys.referral("REF-26NL00000000000007"))

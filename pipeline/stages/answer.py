@@ -19,6 +19,7 @@ from .validate import DEAD_LETTER
 ANSWERS = "answers"
 ASSESS_STAGE, ASSESS_ANSWER_STAGE = "assess", "assess-answer"
 _ASSESSMENT_TYPES = frozenset(ASSESSMENT_ANSWERS.values())
+LOST_COUNTER_PREFIX = "lost_"
 # Dead letters of the assessment are counted apart: the filing already left through a door
 # (its registration answer); what is missing is its decision.
 _DEAD_LETTER_COUNTERS = {ASSESS_STAGE: "assessments_dead_lettered",
@@ -79,14 +80,18 @@ class EmitAnswers(beam.PTransform):
 
 
 class CountDeadLetters(beam.PTransform):
-    """DeadLetter in; the same out, counted (those of the assessment apart, see above)."""
+    """DeadLetter in; the same out, counted (those of the assessment apart, see above; those the
+    store's failure caused also by cause, as LOST_COUNTER_PREFIX + cause)."""
 
     def expand(self, dead_letters):
         counters = {name: counter(name)
                     for name in ("dead_lettered", *_DEAD_LETTER_COUNTERS.values())}
+        causes = CounterFamily(LOST_COUNTER_PREFIX)
 
         def count(d: DeadLetter) -> DeadLetter:
             counters[_DEAD_LETTER_COUNTERS.get(d.stage, "dead_lettered")].inc()
-            metrics.DEAD_LETTERS.labels(d.stage, metrics.reason_of(d.reason)).inc()
+            if d.cause:
+                causes.inc(d.cause)
+            metrics.DEAD_LETTERS.labels(d.stage, d.cause or metrics.reason_of(d.reason)).inc()
             return d
         return dead_letters | "Count" >> beam.Map(count)

@@ -13,7 +13,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from ..answering import DeadLetter
 from ..config import Settings
-from ..connectors.redis_store import connect, redeliver, with_retries
+from ..connectors.redis_store import connect, infrastructure_cause, redeliver, with_retries
 from ..decisions import office_centre
 from ..domain import answers
 from ..domain.answers import FilingError
@@ -92,7 +92,8 @@ class _LinkDoFn(beam.DoFn):
             if redeliver(self._settings.redis, exc):
                 raise
             yield TaggedOutput(DEAD_LETTER, DeadLetter(outcome.submission.submission_id, "link",
-                                                       f"{type(exc).__name__}: {exc}", outcome.submission.payload))
+                                                       f"{type(exc).__name__}: {exc}", outcome.submission.payload,
+                                                       infrastructure_cause(exc)))
 
     def _link(self, outcome: ValidationOutcome, result: RegistrationResult):
         deadline = time.time() + self._settings.linking.deadline_seconds

@@ -11,7 +11,7 @@ from ..answering import DeadLetter, registration_answer, registration_request, r
 from .. import metrics
 from ..config import Settings
 from ..counters import CounterFamily
-from ..connectors.redis_store import connect, redeliver, with_retries
+from ..connectors.redis_store import connect, infrastructure_cause, redeliver, with_retries
 from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
@@ -44,7 +44,7 @@ class _RegisterBatchDoFn(beam.DoFn):
                       else f"{type(exc).__name__}: {exc}")
             for o in batch:
                 yield TaggedOutput(DEAD_LETTER, DeadLetter(o.submission.submission_id, "register", reason,
-                                                           o.submission.payload))
+                                                           o.submission.payload, infrastructure_cause(exc)))
             return
         for o, r in zip(batch, results):
             self._registrations.inc(r.status)

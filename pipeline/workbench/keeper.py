@@ -33,6 +33,7 @@ class Keeper:
                                  risk_information=RiskInformationStore(client, self.prefix), budget=rules.budget)
         self._rfi = RfiDesk(client, scorers, settings, claim_seconds)
         self._discover_seconds, self._discovered_at = discover_seconds, float("-inf")
+        self._closed, self._forget_due = settings.workbench, 0.0
 
     def queue(self, centre: str) -> ReferralQueue:
         if centre not in self._queues:
@@ -51,6 +52,12 @@ class Keeper:
             done["returned"] += len(q.return_expired())
         done["decisions_counted"] = self._counter.count_new()
         done["rfi_answers"] = self._rfi.handle_new()
+        if time.monotonic() >= self._forget_due:  # resolved referrals past their retention leave Redis
+            self._forget_due = time.monotonic() + self._closed.forget_every_seconds
+            done["forgotten"] = sum(q.forget_closed(self._closed.closed_retention_seconds)
+                                    for q in self._queues.values())
+            cutoff_ms = int((time.time() - self._closed.audit_retention_seconds) * 1000)
+            self.client.xtrim(f"{self.prefix}:audit", minid=cutoff_ms, approximate=True)
         return done
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:

@@ -341,6 +341,27 @@ return out
 """
 
 
+# Forget a referral closed (resolved or withdrawn) before ARGV[1]: its hash, its place in the
+# resolved index and the MRNs that still point at it (another referral may have taken an MRN since).
+# A referral opened again since is not in the resolved index, and is kept.
+_FORGET = """
+local ref, resolved, of_mrn = KEYS[1], KEYS[2], KEYS[3]
+local rid, before, pointer = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local at = tonumber(redis.call('ZSCORE', resolved, rid))
+if not at or at > before then return 0 end
+local s = redis.call('HMGET', ref, 'state', 'mrn', 'body')
+if s[1] == 'open' or s[1] == 'claimed' then return 0 end
+local mrns = {s[2]}
+if s[3] then for _, f in ipairs(cjson.decode(s[3])['filings'] or {}) do table.insert(mrns, f['mrn']) end end
+for _, m in ipairs(mrns) do
+  if m and redis.call('HGET', of_mrn, m) == pointer then redis.call('HDEL', of_mrn, m) end
+end
+redis.call('DEL', ref)
+redis.call('ZREM', resolved, rid)
+return 1
+"""
+
+
 class ReferralQueue:
     """One risk centre's queue. Every method is safe to call from several processes at once."""
 
@@ -356,6 +377,18 @@ class ReferralQueue:
         self._resolve = client.register_script(_RESOLVE)
         self._attach = client.register_script(_ATTACH)
         self._aged_by_score = client.register_script(_AGED_BY_SCORE)
+        self._forget = client.register_script(_FORGET)
+
+    def forget_closed(self, retention_seconds: int, now: float | None = None, limit: int = 500) -> int:
+        """Referrals resolved or withdrawn more than retention_seconds ago leave Redis (the audit trail
+        and the Parquet archive keep their record); how many went. At most `limit` per call."""
+        k, before = self.keys, int((time.time() if now is None else now) - retention_seconds)
+        gone = 0
+        for rid in self.client.zrangebyscore(k.base("resolved"), "-inf", before, start=0, num=limit):
+            rid = rid.decode()
+            gone += self._forget(keys=[k.referral(rid), k.base("resolved"), k.referral_of_mrn],
+                                 args=[rid, before, f"{self.centre}|{rid}"])
+        return gone
 
     # ---- intake (the keeper) ----
     def ensure_group(self) -> None:

@@ -51,8 +51,7 @@ class RfiDesk:
         self.prefix = settings.redis.key_prefix
         self.keys = StreamKeys(self.prefix)
         self.stream = self.keys.rfi_answers
-        streams = settings.streams
-        self.writer = EffectWriter(client, self.keys, streams.effect_retention_seconds, streams.maxlen)
+        self.writer = EffectWriter.for_settings(client, settings)
         self.parser = SafeXmlParser(settings.limits)
         self.claim_seconds = claim_seconds
         # A consignment still waiting for container events is re-judged from the answered version.

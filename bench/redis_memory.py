@@ -1,0 +1,88 @@
+"""Redis memory per filing, by key family, measured on a real run (MEMORY USAGE, every element).
+
+    python bench/redis_memory.py [--count 3000] [--write rules/sizing/redis-bytes.json]
+
+Generates traffic of every mode (5% planted risk) with its containers' DCSA histories, loads the
+histories into an embedded Redis, runs the streaming service over the filings (one worker,
+FnApiRunner, until the stream is empty), takes every referral into the workbench's queues and
+resolves half of them (the keeper's intake and an analyst's resolution, as in production), then
+reads every key's size and sorts it into its family (pipeline/sizing.py). Prints bytes per
+filing, keys and keys without a TTL per family, and the steady state at EU volume with the
+default retentions (12.6 M filings a day); --write keeps the table `cargoscreen sizing` uses.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cargoscreen.cli import load_feed
+from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_store import EmbeddedRedis, connect
+from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.corpus import write_container_status
+from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.service import run_service
+from cargoscreen.sizing import measure, per_filing, steady_state
+from cargoscreen.workbench.keeper import Keeper
+
+EU_FILINGS_PER_DAY = 12_600_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--write", type=Path, default=None, help="write the measured table here (JSON)")
+    args = parser.parse_args()
+    spec = dict(resubmission_rate=0.02, risk_rate=0.05)
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
+        client = connect(server.url)
+        write_container_status(Path(tmp), args.count, args.seed, anomaly_rate=0.05, **spec)
+        load_feed([Path(tmp) / "container-events.jsonl"], server.url, Path(tmp) / "rejected.jsonl")
+        pipe = client.pipeline(transaction=False)
+        for f in generate(GeneratorSpec(count=args.count, seed=args.seed, **spec)):
+            pipe.xadd(StreamKeys().filings, {"filing": f.data, "id": f.name})
+        pipe.execute()
+        settings = Settings().with_redis_url(server.url)
+        run_service(replace(settings, streams=replace(settings.streams, once=True)), ["bench-0"])
+        keeper = Keeper(client, settings)
+        while any(v for k, v in keeper.once().items() if k != "forgotten"):
+            pass
+        resolved = 0
+        for centre, queue in keeper._queues.items():
+            for row in queue.page(count=100_000).rows[::2]:
+                queue.claim(row["referral_id"], "bench")
+                queue.resolve(row["referral_id"], "bench", "no-finding")
+                resolved += 1
+        measured = measure(client)
+        version = client.info("server")["redis_version"]
+    filings = args.count
+    table = per_filing(measured, filings)
+    print(f"{filings} filings screened, {resolved} referrals resolved; Redis {version}")
+    print(f"{'family':24} {'keys':>7} {'no TTL':>7} {'bytes/filing':>13}")
+    for name, row in measured.items():
+        if row["keys"]:
+            print(f"{name:24} {row['keys']:7d} {row['without_ttl']:7d} {table[name]:13.1f}")
+    total = 0.0
+    print(f"\nsteady state at {EU_FILINGS_PER_DAY:,} filings a day, default retentions:")
+    for f in steady_state(table, EU_FILINGS_PER_DAY, Settings()):
+        if f.steady_bytes is not None and f.bytes_per_filing:
+            total += f.steady_bytes
+            print(f"{f.name:24} {f.bytes_per_filing:8.1f} B x {f.days:5.0f} days = {f.steady_bytes / 1e9:9.1f} GB")
+    print(f"{'total per filing':24} {total / 1e9:31.1f} GB")
+    if args.write:
+        args.write.write_text(json.dumps({
+            "source": f"bench/redis_memory.py --count {filings} --seed {args.seed}, Redis {version}, "
+                      f"{datetime.now(timezone.utc):%Y-%m-%d}",
+            "filings": filings, "bytes_per_filing": {k: round(v, 1) for k, v in table.items()},
+            "keys": {k: v["keys"] for k, v in measured.items() if v["keys"]}}, indent=2) + "\n")
+        print(f"written to {args.write}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
