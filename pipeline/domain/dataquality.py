@@ -218,6 +218,13 @@ def _as_xpath_list(values: Iterable[str]) -> str:
     return " " + " ".join(values) + " "
 
 
+def in_document_order(findings: list[tuple[DataQualityRule, Finding]]) -> list[tuple[DataQualityRule, Finding]]:
+    """Findings by line (stable: the order found within a line), as a filer reads the message."""
+    if len(findings) > 1:
+        findings.sort(key=lambda rf: rf[1].element.sourceline or 0)
+    return findings
+
+
 class DataQualityPack:
     def __init__(self, name: str, version: str, namespace: str, rules: tuple[DataQualityRule, ...],
                  reference: ReferenceData, source: Path):
@@ -251,6 +258,11 @@ class DataQualityPack:
         self._scopes = {tag: (etree.XPath(" | ".join(f"({r.select})" for r in scoped), namespaces=ns), scoped)
                         for tag, scoped in by_scope.items()}
         self._tags = tuple({*self._checks, *self._scopes})
+        # The same tables by local name, for the walk in C (one_pass.py): it sees only this namespace's elements.
+        local = len(namespace) + 2
+        self._checks_by_name = {tag[local:]: [(parent and parent[local:], *rest) for parent, *rest in entries]
+                               for tag, entries in self._checks.items()}
+        self._scopes_by_name = {tag[local:]: scoped for tag, scoped in self._scopes.items()}
 
     @classmethod
     def load(cls, path: Path, reference: ReferenceData) -> "DataQualityPack":
@@ -296,7 +308,7 @@ class DataQualityPack:
             tag = el.tag
             scoped = scopes.get(tag)
             if scoped is not None and scoped[0](el, **variables):
-                findings.extend(self._select_findings(el, scoped[1]))
+                findings.extend(self.select_findings(el, scoped[1]))
             entries = checks.get(tag)
             if entries is None:
                 continue
@@ -312,11 +324,16 @@ class DataQualityPack:
                     problem = answers[text] = fn((text or "").strip(), ref, vague)
                 if problem is not None:
                     findings.append((rule, Finding(el, (text or "").strip(), *problem)))
-        if len(findings) > 1:
-            findings.sort(key=lambda rf: rf[1].element.sourceline or 0)
-        return findings
+        return in_document_order(findings)
 
-    def _select_findings(self, scope_el, rules) -> Iterator[tuple[DataQualityRule, Finding]]:
+    def walk_tables(self) -> tuple:
+        """What the walk in C (one_pass.py) takes after the root and the namespace: the checks and the
+        scopes by local name, select_findings, the XPath variables, the reference data, the vague
+        description matcher and the answer cache's limit."""
+        return (self._checks_by_name, self._scopes_by_name, self.select_findings, self._variables, self.reference,
+                self._vague, _CACHE_LIMIT)
+
+    def select_findings(self, scope_el, rules) -> Iterator[tuple[DataQualityRule, Finding]]:
         for rule in rules:
             select, expected = self._selects[rule.id]
             for el in select(scope_el, **self._variables):
