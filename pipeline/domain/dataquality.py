@@ -267,7 +267,8 @@ class DataQualityPack:
     @classmethod
     def load(cls, path: Path, reference: ReferenceData) -> "DataQualityPack":
         try:
-            doc = yaml.safe_load(Path(path).read_text("utf-8"))
+            # libyaml's loader where PyYAML has it: the pure-Python one takes 0.12 s, a third of a CLI start
+            doc = yaml.load(Path(path).read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except (OSError, yaml.YAMLError) as exc:
             raise RulePackError(f"{path}: {exc}") from None
         if not isinstance(doc, dict) or not {"pack", "version", "namespace"} <= doc.keys():
