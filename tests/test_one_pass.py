@@ -99,3 +99,52 @@ def test_validation_outcome_is_the_same_either_way(validator):
     reference = [reference_validator.validate(Submission(f.name, f.data, received_at="t")) for f in filings]
     assert compiled == reference
     assert sum(o.record is not None for o in compiled) > 60 and sum(not o.accepted for o in compiled) > 20
+
+
+def _example_roots(pack):
+    for rule in pack.rules:
+        if rule.select:
+            for kind in ("pass", "fail"):
+                for example in rule.examples.get(kind, []):
+                    yield rule.id, kind, etree.fromstring(example.replace(">", f' xmlns="{pack.namespace}">', 1))
+
+
+@needs_compiled
+def test_the_native_twins_of_the_xpath_rules_let_every_finding_through(validator):
+    """The walk in C decides natively whether a scope can select anything for the bundled pack's XPath
+    rules (and leaves the findings to the XPath): on each rule's examples, and on them with their numbers
+    written as XPath reads them but a plain parse might not, it finds what the reference finds."""
+    pack = validator.data_quality
+    assert all(scoped[2] for scoped in pack.walk_tables()[1].values())  # every scope of the bundled pack is native
+    seen = {"pass": 0, "fail": 0}
+    for rule_id, kind, root in _example_roots(pack):
+        variants = [root]
+        for text in (" 12 ", "12.", ".5", "1e3", "-0", "\t7\n", "0012"):
+            changed = etree.fromstring(etree.tostring(root))
+            for el in changed.iter(f"{{{pack.namespace}}}TotalGrossMass", f"{{{pack.namespace}}}TotalPackages"):
+                el.text = text
+            variants.append(changed)
+        for r in variants:
+            expected, _ = one_pass.check_and_read(pack, r, None, compiled=False)
+            found, _ = one_pass.check_and_read(pack, r, None, compiled=True)
+            assert _findings(found) == _findings(expected), (rule_id, etree.tostring(r))
+        fired = [rule.id for rule, _ in one_pass.check_and_read(pack, root, None, compiled=True)[0]]
+        assert (rule_id in fired) == (kind == "fail"), (rule_id, kind)
+        seen[kind] += 1
+    assert seen["fail"] >= 10 and seen["pass"] >= 10
+
+
+def test_an_xpath_rule_edited_in_the_pack_is_evaluated_as_written(validator, tmp_path):
+    """The native twins are known by a digest of their XPath: a pack whose select differs (here: total
+    packages compared with the goods items' counts only) is evaluated by its XPath, whatever the walk."""
+    source = Settings().data_quality_pack.read_text("utf-8")
+    edited = source.replace("      | e:TotalPackages[../e:HouseConsignment][. != sum(../e:HouseConsignment/e:TotalPackages)]\n", "")
+    assert edited != source
+    (tmp_path / "pack.yaml").write_text(edited, "utf-8")
+    pack = FilingValidator(replace(Settings(), data_quality_pack=tmp_path / "pack.yaml")).data_quality
+    assert not any(scoped[2] for scoped in pack.walk_tables()[1].values())
+    root = etree.fromstring(f'<Consignment xmlns="{pack.namespace}"><TotalPackages>2</TotalPackages><HouseConsignment>'
+                            f'<TotalPackages>1</TotalPackages></HouseConsignment></Consignment>')
+    assert one_pass.check_and_read(pack, root, None, compiled=True)[0] == []  # the edited rule no longer sees houses
+    assert [r.id for r, _ in one_pass.check_and_read(validator.data_quality, root, None, compiled=True)[0]] == \
+        ["DQ_TOTAL_PACKAGES"]

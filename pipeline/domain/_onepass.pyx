@@ -244,6 +244,203 @@ cdef class _Record:
         return reader
 
 
+# -- the pack's XPath rules, natively: a filter in front of them ----------------------------------
+# For the rules of the bundled pack whose select it knows (dataquality.NATIVE_SELECTS: by id and a
+# digest of the XPath, so an edited rule is evaluated as written), the walk decides here whether a
+# scope element can select nothing. Only that answer is native: when a rule might select
+# something (a finding, or a value this code does not read as libxml2 would: anything but a plain
+# decimal), the XPath runs as before and makes the findings. Sums are compared with a margin far
+# above the last-digit differences between two ways of reading a decimal.
+
+cdef inline bint _named(tree.xmlNode* c, const char* ns, const char* name) noexcept:
+    return _in(c, ns) and strcmp(<const char*> c.name, name) == 0
+
+
+cdef str _string_value(tree.xmlNode* c_node):
+    """XPath's string-value of an element: every descendant text, in document order."""
+    cdef tree.xmlNode* c = c_node.children
+    if c is not NULL and c.next is NULL and c.type == tree.XML_TEXT_NODE:  # the usual leaf
+        return _str(<const char*> c.content) if c.content is not NULL else ""
+    parts = []
+    while c is not NULL:
+        if c.type == tree.XML_TEXT_NODE or c.type == tree.XML_CDATA_SECTION_NODE:
+            if c.content is not NULL:
+                parts.append(_str(<const char*> c.content))
+        elif c.type == tree.XML_ELEMENT_NODE:
+            parts.append(_string_value(c))
+        c = c.next
+    return "".join(parts)
+
+
+cdef list _values(tree.xmlNode* parent, const char* ns, const char* name):
+    """The string-values of the parent's children of that name, in document order."""
+    cdef tree.xmlNode* c = parent.children
+    out = []
+    while c is not NULL:
+        if _named(c, ns, name):
+            out.append(_string_value(c))
+        c = c.next
+    return out
+
+
+_XML_SPACE = " \t\r\n"
+
+
+cdef object _decimal(str text):
+    """A plain decimal (XPath's Number, blanks around it) as a float; None for anything else."""
+    cdef str t = text.strip(_XML_SPACE)
+    cdef Py_ssize_t i = 1 if t.startswith("-") else 0
+    cdef Py_ssize_t digits = 0, dots = 0
+    for ch in t[i:]:
+        if ch == ".":
+            dots += 1
+        elif "0" <= ch <= "9":
+            digits += 1
+        else:
+            return None
+    if digits == 0 or dots > 1:
+        return None
+    return float(t)
+
+
+cdef object _sum(list texts):
+    """XPath's sum() of plain decimals, or None when one is not."""
+    total = 0.0
+    for text in texts:
+        value = _decimal(text)
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+cdef object _integer_sum(list texts):
+    """The exact sum of plain integers (blanks around them), or None when one is not."""
+    total = 0
+    for text in texts:
+        t = text.strip(_XML_SPACE)
+        if not t or not t.isdigit() or not t.isascii():
+            return None
+        total += int(t)
+    return total if total <= 2 ** 53 else None  # beyond, libxml2's doubles no longer add up exactly
+
+
+cdef str _normalized(str text):
+    """XPath's normalize-space: XML blanks trimmed and each run of them made one space."""
+    return " ".join([part for part in text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split(" ")
+                     if part])
+
+
+cdef bint _far_from(object total, list sums) except -1:
+    """Whether total - each sum, in grams, stays well inside round()'s zero (|d| * 1000 < 0.5)."""
+    if total is None:
+        return False
+    for s in sums:
+        if s is None or not -0.4 < (total - s) * 1000 < 0.4:
+            return False
+    return True
+
+
+cdef bint _clear(tree.xmlNode* scope, const char* ns, tuple rules, dict variables) except -1:
+    """True when none of these rules (ids of NATIVE_SELECTS) can select anything under scope."""
+    cdef tree.xmlNode* c
+    cdef tree.xmlNode* d
+    goods_mass, goods_counts, packagings = [], [], []  # packagings: (first Type or None, Types, Counts)
+    houses, house_mass, house_packages, house_numbers = 0, [], [], []  # house_numbers: per house, its numbers
+    receptacles, receptacle_mass, receptacle_items = 0, [], []
+    totals_mass, totals_packages, itineraries, htd_numbers = [], [], [], []
+    loading_codes, loading_countries, unloading_codes, unloading_countries = [], [], [], []
+    c = scope.children
+    while c is not NULL:
+        if not _in(c, ns):
+            c = c.next
+            continue
+        name = <const char*> c.name
+        if strcmp(name, b"GoodsItem") == 0:
+            goods_mass += _values(c, ns, b"GrossMass")
+            d = c.children
+            while d is not NULL:
+                if _named(d, ns, b"Packaging"):
+                    types, counts = _values(d, ns, b"Type"), _values(d, ns, b"Count")
+                    packagings.append((types[0] if types else None, types, counts))
+                    goods_counts += counts
+                d = d.next
+        elif strcmp(name, b"TotalGrossMass") == 0:
+            totals_mass.append(_string_value(c))
+        elif strcmp(name, b"TotalPackages") == 0:
+            totals_packages.append(_string_value(c))
+        elif strcmp(name, b"HouseConsignment") == 0:
+            houses += 1
+            house_mass += _values(c, ns, b"TotalGrossMass")
+            house_packages += _values(c, ns, b"TotalPackages")
+            numbers = []
+            d = c.children
+            while d is not NULL:
+                if _named(d, ns, b"TransportDocument"):
+                    numbers += _values(d, ns, b"Number")
+                d = d.next
+            house_numbers.append(numbers)
+        elif strcmp(name, b"Receptacle") == 0:
+            receptacles += 1
+            receptacle_mass += _values(c, ns, b"GrossMass")
+            receptacle_items += _values(c, ns, b"ItemCount")
+        elif strcmp(name, b"HouseTransportDocument") == 0:
+            htd_numbers.append(_values(c, ns, b"Number"))
+        elif strcmp(name, b"PlaceOfLoading") == 0:
+            loading_codes += _values(c, ns, b"UNLocode")
+            loading_countries += _values(c, ns, b"Country")
+        elif strcmp(name, b"PlaceOfUnloading") == 0:
+            unloading_codes += _values(c, ns, b"UNLocode")
+            unloading_countries += _values(c, ns, b"Country")
+        elif strcmp(name, b"Itinerary") == 0:
+            itineraries.append(_values(c, ns, b"Country"))
+        c = c.next
+    for rule in rules:
+        if rule == "DQ_TOTAL_GROSS_MASS" and totals_mass:
+            sums = ([_sum(goods_mass)] if goods_mass else []) + ([_sum(house_mass)] if houses else []) + \
+                   ([_sum(receptacle_mass)] if receptacles else [])
+            if sums and not all(_far_from(_decimal(t), sums) for t in totals_mass):
+                return False
+        elif rule == "DQ_TOTAL_PACKAGES" and totals_packages:
+            for t in totals_packages:
+                total = _integer_sum([t])
+                if total is None and (packagings or houses or receptacle_items):
+                    return False
+                if packagings and total != _integer_sum(goods_counts):
+                    return False
+                if houses and total != _integer_sum(house_packages):
+                    return False
+                if receptacle_items and total != _integer_sum(receptacle_items) and total != receptacles:
+                    return False
+        elif rule == "DQ_HOUSE_DOCUMENT_DUPLICATE":
+            for seen in (house_numbers, htd_numbers):
+                before = set()
+                for numbers in seen:
+                    if before.intersection(numbers):
+                        return False
+                    before.update(numbers)
+        elif rule == "DQ_ROUTING_COUNTRIES":
+            wanted = ([{loading_codes[0][:2]}] if loading_codes else []) + \
+                     ([set(loading_countries)] if loading_countries else []) + \
+                     ([{unloading_codes[0][:2]}] if unloading_codes else []) + \
+                     ([set(unloading_countries)] if unloading_countries else [])
+            for countries in itineraries:
+                if any(not w.intersection(countries) for w in wanted):
+                    return False
+        elif rule == "DQ_BULK_PACKAGE_COUNT":
+            listed = variables["bulk_codes"]
+            for first, types, counts in packagings:
+                if counts and first is not None and first.startswith("V") \
+                        and f" {_normalized(first)} " in listed:
+                    return False
+        elif rule == "DQ_UNPACKED_PIECE_COUNT":
+            listed = variables["unpacked_codes"]
+            for first, types, counts in packagings:
+                if not counts and any(f" {_normalized(t)} " in listed for t in types):
+                    return False
+    return True
+
+
 def walk(_Element root not None, str namespace, dict checks, dict scopes, select_findings, dict variables, ref,
          vague, Py_ssize_t cache_limit, str top=None):
     """(findings, record or None): the data-quality pack's findings in document order, as
@@ -251,8 +448,9 @@ def walk(_Element root not None, str namespace, dict checks, dict scopes, select
     against the schema) what screening._Reader reads, as a _Record.
 
     checks: local name -> [(parent local name or None, rule, answers by raw text, check)];
-    scopes: local name -> (compiled XPath union, rules), run on each such element, and when it
-    selects something select_findings(element, rules) says which rules found what."""
+    scopes: local name -> (compiled XPath union, rules, native rule ids or ()), the union run on
+    each such element unless every rule of it is native and _clear finds nothing for it to
+    select; when it selects something select_findings(element, rules) says which rules found what."""
     cdef bytes ns_bytes = namespace.encode("utf-8")
     cdef const char* ns = ns_bytes
     cdef tree.xmlNode* start = root._c_node
@@ -273,7 +471,7 @@ def walk(_Element root not None, str namespace, dict checks, dict scopes, select
                         code = found
                         record.element(code, name, c)
                 scoped = scopes.get(name)
-                if scoped is not None:
+                if scoped is not None and not (scoped[2] and _clear(c, ns, scoped[2], variables)):
                     el = elementFactory(root._doc, c)
                     if scoped[0](el, **variables):
                         findings.extend(select_findings(el, scoped[1]))

@@ -13,6 +13,7 @@ finding travels with it to the filer's registration answer and the analyst's vie
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,23 @@ def _as_xpath_list(values: Iterable[str]) -> str:
     return " " + " ".join(values) + " "
 
 
+# The select rules the walk in C knows natively (_onepass.pyx: whether a scope can select anything),
+# each by its id and a digest of its XPath: a rule edited in the pack is evaluated as written.
+NATIVE_SELECTS = {"DQ_TOTAL_GROSS_MASS": "c78089e2dd40d091", "DQ_TOTAL_PACKAGES": "45f05903ac20403c",
+                  "DQ_HOUSE_DOCUMENT_DUPLICATE": "fba97d0c791add43", "DQ_ROUTING_COUNTRIES": "49badeef87c1ffb1",
+                  "DQ_BULK_PACKAGE_COUNT": "5d29ea64ab0889ae", "DQ_UNPACKED_PIECE_COUNT": "a9f483a9ef792832"}
+
+
+def select_digest(select: str) -> str:
+    return hashlib.sha256(select.encode("utf-8")).hexdigest()[:16]
+
+
+def _natives(rules: list[DataQualityRule]) -> tuple[str, ...]:
+    """The rules' ids when the walk in C knows every one of them natively, else () (the XPath decides)."""
+    known = all(NATIVE_SELECTS.get(r.id) == select_digest(r.select) for r in rules)
+    return tuple(r.id for r in rules) if known else ()
+
+
 def in_document_order(findings: list[tuple[DataQualityRule, Finding]]) -> list[tuple[DataQualityRule, Finding]]:
     """Findings by line (stable: the order found within a line), as a filer reads the message."""
     if len(findings) > 1:
@@ -262,7 +280,7 @@ class DataQualityPack:
         local = len(namespace) + 2
         self._checks_by_name = {tag[local:]: [(parent and parent[local:], *rest) for parent, *rest in entries]
                                for tag, entries in self._checks.items()}
-        self._scopes_by_name = {tag[local:]: scoped for tag, scoped in self._scopes.items()}
+        self._scopes_by_name = {tag[local:]: (*scoped, _natives(scoped[1])) for tag, scoped in self._scopes.items()}
 
     @classmethod
     def load(cls, path: Path, reference: ReferenceData) -> "DataQualityPack":
