@@ -15,6 +15,8 @@ from cargoscreen.resources import rules_dir
     ("Ray-Ban Wayfarer sunglasses, 50 pcs", 50), ("Nike Air Max 90 sports shoes, 40 pairs", 40),
     ("Chanel No 5 eau de parfum 100 ml, 60 bottles", 60), ("LEGO Technic building sets, 2,000 boxes", 2000),
     ("Qty: 1 200 caps", 1200), ("Cotton socks, 3 dozen", 36), ("12 x bottles of wine", 12),
+    ("Retro High sneakers x12", 12), ("Eau de Parfum 100ml x 3", 3), ("Monitor 1920x1080", None),
+    ("Steel plate 2 x 50 x 100 mm", None), ("Bolts x 20 mm", None),
     ("Eau de parfum 100 ml", None), ("Smartphones 6.5 inch, 128 GB", None), ("Steel bolts M8", None)])
 def test_the_count_of_articles_a_description_gives(description, count):
     assert described_count(description) == count

@@ -34,12 +34,13 @@ from .screening import GoodsLine, ScreeningRecord
 
 BRANDS_FILE, VAGUE_FILE, GENERAL_FILE = "brands.csv", "vague-goods-descriptions.txt", "general-goods-wording.txt"
 
-# "50 pcs", "40 pairs", "2,000 boxes", "12 x", "qty 60", "a dozen": the count of articles a line holds.
+# "50 pcs", "40 pairs", "2,000 boxes", "12 x", "x12", "qty 60", "a dozen": the count of articles a line holds.
 _UNITS = r"(?:pcs|pc|pces|pieces|piece|pairs|pair|prs|units|unit|bottles|bottle|sets|set|boxes|box|items|item|" \
          r"nos|ea|each|watches|phones|jerseys|belts|bags)"
 _COUNT = re.compile(rf"(?<![\w.,])(\d{{1,3}}(?:[ ,.]\d{{3}})+|\d+)\s*(?:x\s*)?{_UNITS}\b|"
                     rf"\b(?:qty|quantity|pcs)\s*[:.]?\s*(\d{{1,3}}(?:[ ,.]\d{{3}})+|\d+)\b|"
-                    rf"(?<![\w.,])(\d+)\s*x\b(?!\s*\d)", re.IGNORECASE)
+                    rf"(?<![\w.,])(\d+)\s*x\b(?!\s*\d)|(?<![\w.,])x\s?(\d+)\b(?!\s*(?:x|mm|cm|m|ml|g|kg)\b)",
+                    re.IGNORECASE)
 _DOZEN = re.compile(r"\b(\d+|a|one)\s+dozens?\b", re.IGNORECASE)
 _WORD = re.compile(r"[\w']+")
 _PURPOSE = re.compile(r"\s*,?\s+(?:for|intended for|to be used|used in|used for)\s+", re.IGNORECASE)
