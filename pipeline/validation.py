@@ -24,7 +24,7 @@ from .domain.dataquality import DataQualityPack
 from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
 from .domain.reference import ReferenceData, bundled_reference
 from .domain.one_pass import COMPILED, check_and_read
-from .domain.screening import DataQualityWarning, ScreeningRecord
+from .domain.screening import DataQualityWarning, ScreeningRecord, screening_record
 from .safexml import RejectedXml, SafeXmlParser, element_pointer
 from .schemas import SchemaRegistry, SchemaViolation
 
@@ -166,10 +166,11 @@ class FilingValidator:
         errors = [FilingError(v.code, v.pointer, v.constraint, _word_xsd(v, ens), v.line, v.value)
                   for v in schema.violations(tree)]
         warnings, record = [], None
-        if ens:  # data quality, and the record of a filing the schema accepted, from one walk over the tree
-            findings, record = check_and_read(self.data_quality, root,
-                                              summary.filing_code if summary.mode and not errors else None,
-                                              self.compiled_walk)
+        code = summary.filing_code if summary.mode and not errors else None  # an ENS filing the schema accepted
+        if not ens and code:  # a data-quality pack for another namespace: the record without it
+            record = screening_record(root, code)
+        elif ens:  # data quality, and the record of a filing the schema accepted, from one walk over the tree
+            findings, record = check_and_read(self.data_quality, root, code, self.compiled_walk)
             for rule, finding in findings:
                 (warnings if rule.is_warning else errors).append(FilingError(
                     rule.id, element_pointer(finding.element), rule.title, rule.describe(finding),

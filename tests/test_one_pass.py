@@ -148,3 +148,17 @@ def test_an_xpath_rule_edited_in_the_pack_is_evaluated_as_written(validator, tmp
     assert one_pass.check_and_read(pack, root, None, compiled=True)[0] == []  # the edited rule no longer sees houses
     assert [r.id for r, _ in one_pass.check_and_read(validator.data_quality, root, None, compiled=True)[0]] == \
         ["DQ_TOTAL_PACKAGES"]
+
+
+def test_a_data_quality_pack_for_another_namespace_leaves_ens_filings_their_record(tmp_path):
+    """The record does not come only from the walk: with a pack for other messages, an accepted ENS filing has one."""
+    source = Settings().data_quality_pack.read_text("utf-8")
+    (tmp_path / "pack.yaml").write_text(source.replace(ENS_NS, "urn:example:other-messages"), "utf-8")
+    other = FilingValidator(replace(Settings(), data_quality_pack=tmp_path / "pack.yaml"))
+    assert other.data_quality.namespace != ENS_NS
+    default = FilingValidator(Settings())
+    filing = next(f for f in generate(GeneratorSpec(count=20, seed=3, defect_rate=0.0, envelope_rate=0.0))
+                  if default.validate(Submission(f.name, f.data)).record is not None)
+    outcome = other.validate(Submission(filing.name, filing.data))
+    assert outcome.accepted and outcome.record is not None
+    assert outcome.record == default.validate(Submission(filing.name, filing.data)).record
