@@ -13,7 +13,8 @@ $(BIN)/python:
 
 # setuptools warns on every editable install about folders named like the package: there is none
 # (the package, cargoscreen, is mapped from pipeline/), so the warning is only noise.
-$(VENV)/.installed-%: setup.py pyproject.toml | $(BIN)/python
+# The one-pass walk in C (pipeline/domain/_onepass.pyx) is built by that install: a change to it reinstalls.
+$(VENV)/.installed-%: setup.py pyproject.toml pipeline/domain/_onepass.pyx | $(BIN)/python
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[$*]'
 	touch $@
 
@@ -51,4 +52,4 @@ soak: $(VENV)/.installed-bench
 	$(BIN)/python bench/soak.py --rate 500 --minutes 30
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache build pipeline/domain/_onepass.c pipeline/domain/_onepass.*.so

@@ -3,7 +3,22 @@
 The checkout mirrors the product's design card (pipeline/, connectors/, xsd/, rules/);
 installed, it is one package, `cargoscreen`, with the schema sets and rule data inside it.
 """
-from setuptools import setup
+from setuptools import Extension, setup
+
+
+def compiled_extensions() -> list:
+    """The one-pass walk over a filing's tree in C (pipeline/domain/_onepass.pyx). Optional: without
+    Cython or a C compiler the install goes on, and cargoscreen runs the pure-Python walk
+    (pipeline/domain/one_pass.py), which gives the same answers."""
+    try:
+        import lxml
+        from Cython.Build import cythonize
+    except ImportError:
+        return []
+    return cythonize([Extension("cargoscreen.domain._onepass", ["pipeline/domain/_onepass.pyx"],
+                                include_dirs=lxml.get_include(), optional=True)],
+                     compiler_directives={"language_level": 3}, quiet=True)
+
 
 setup(
     name="cargoscreen",
@@ -67,6 +82,7 @@ setup(
         # Rebuilding the bundled UN/LOCODE list: airports' positions where UNECE publishes none.
         "reference": ["airportsdata>=20240101"],
     },
+    ext_modules=compiled_extensions(),
     entry_points={"console_scripts": ["cargoscreen=cargoscreen.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

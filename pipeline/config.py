@@ -187,6 +187,9 @@ class Settings:
     registration_batch_size: int = 256  # filings per Redis round trip
     registration_retention_seconds: int = 400 * 86400  # how long (filer, LRN) and MRN records are kept
     default_risk_centre: str = DEFAULT_RISK_CENTRE
+    # Data quality and the screening record from one walk in C (domain/one_pass.py) when it was built at
+    # install; False: the pure-Python reference, which gives the same answers (benchmarks compare the two).
+    compiled_walk: bool = True
 
     def __post_init__(self):
         if not RISK_CENTRE.fullmatch(self.default_risk_centre):

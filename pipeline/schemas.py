@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol
 
-import xmlschema
 from lxml import etree
 
 from .safexml import element_pointer, secure_parser
@@ -261,6 +260,8 @@ class XmlschemaSchema:
         self.source = source
         self.version = "1.1" if xsd11 else "1.0"
         self._docs = docs
+        import xmlschema  # here, not at the top: its import costs a command that validates one file 0.15 s
+
         cls = xmlschema.XMLSchema11 if xsd11 else xmlschema.XMLSchema10
         try:
             # allow='local': imports and includes only from the local filesystem; defuse: no entities.

@@ -23,6 +23,7 @@ from .domain.answers import FilingError
 from .domain.dataquality import DataQualityPack
 from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
 from .domain.reference import ReferenceData, bundled_reference
+from .domain.one_pass import COMPILED, check_and_read
 from .domain.screening import DataQualityWarning, ScreeningRecord, screening_record
 from .safexml import RejectedXml, SafeXmlParser, element_pointer
 from .schemas import SchemaRegistry, SchemaViolation
@@ -143,6 +144,7 @@ class FilingValidator:
         self.parser = SafeXmlParser(settings.limits)
         self.registry = SchemaRegistry.from_dirs(settings.schema_dirs)
         self.data_quality = DataQualityPack.load(settings.data_quality_pack, reference or bundled_reference())
+        self.compiled_walk = settings.compiled_walk and COMPILED
 
     def validate(self, submission: Submission) -> ValidationOutcome:
         try:
@@ -163,16 +165,19 @@ class FilingValidator:
         ens = qname.namespace == self.data_quality.namespace
         errors = [FilingError(v.code, v.pointer, v.constraint, _word_xsd(v, ens), v.line, v.value)
                   for v in schema.violations(tree)]
-        warnings = []
-        if ens:
-            for rule, finding in self.data_quality.check(root):
+        warnings, record = [], None
+        code = summary.filing_code if summary.mode and not errors else None  # an ENS filing the schema accepted
+        if not ens and code:  # a data-quality pack for another namespace: the record without it
+            record = screening_record(root, code)
+        elif ens:  # data quality, and the record of a filing the schema accepted, from one walk over the tree
+            findings, record = check_and_read(self.data_quality, root, code, self.compiled_walk)
+            for rule, finding in findings:
                 (warnings if rule.is_warning else errors).append(FilingError(
                     rule.id, element_pointer(finding.element), rule.title, rule.describe(finding),
                     finding.element.sourceline, finding.value))
         errors.sort(key=lambda e: e.line or 0)  # stable: document order within a line
-        if errors or not summary.mode:
+        if errors or record is None:
             return ValidationOutcome(submission, summary, tuple(errors), tuple(warnings))
-        record = screening_record(root, summary.filing_code)
         if warnings:
             record = replace(record, warnings=tuple(
                 DataQualityWarning(w.code, w.pointer, w.value or "", w.reason) for w in warnings))

@@ -27,7 +27,9 @@ explanations (referrals only) get a budget of their own.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
+from .compiled_scoring import compile_index, compile_test
 from .conditions import MAX_COST, PHRASE, RANGE_TESTS, Evidence, OverBudget, TermMatcher, field_getter, field_spec
 from .enrichment import Fact
 from .filings import FILING_KINDS
@@ -210,10 +212,15 @@ class _Index:
 class Scorer:
     """A pack compiled for scoring: per filing type, an index from what a filing carries to rules."""
 
-    def __init__(self, pack: RulePack, budget_base: int = BUDGET_BASE, budget_per_item: int = BUDGET_PER_ITEM):
+    def __init__(self, pack: RulePack, budget_base: int = BUDGET_BASE, budget_per_item: int = BUDGET_PER_ITEM,
+                 compiled: bool = True):
+        """compiled: each filing type's index and each rule's condition as generated Python
+        (compiled_scoring.py); False: the index's tables walked and the conditions' closures, the
+        reference they are tested against."""
         self.pack, self.budget_base, self.budget_per_item = pack, budget_base, budget_per_item
-        self._by_code: dict[str, tuple[_Index, tuple[int, ...]]] = {}
+        self._by_code: dict[str, tuple[Callable, tuple[int, ...]]] = {}
         self._lowest = pack.level_for(0.0)
+        self._tests = [compile_test(r.condition) if compiled else r.condition.test for r in pack.rules]
         guards = [r.condition.guard for r in pack.rules]
         env = pack.environment
         for kind in FILING_KINDS:
@@ -227,14 +234,18 @@ class Scorer:
                 else:
                     for key in guard:
                         keyed.setdefault(key, []).append(i)
-            self._by_code[kind.code] = (_Index(keyed, env.references, env.statistics), tuple(unguarded))
+            index = _Index(keyed, env.references, env.statistics)
+            self._by_code[kind.code] = (compile_index(index) if compiled else index.candidates, tuple(unguarded))
 
     def candidates(self, subject: Subject) -> list[Rule]:
         """The rules that may fire for this filing, in pack order."""
-        index, unguarded = self._by_code["F" + subject.record.filing_code[1:]]
+        return [self.pack.rules[i] for i in self._candidates(subject)]
+
+    def _candidates(self, subject: Subject) -> list[int]:
+        keyed, unguarded = self._by_code["F" + subject.record.filing_code[1:]]
         chosen = set(unguarded)
-        index.candidates(subject, chosen)
-        return [self.pack.rules[i] for i in sorted(chosen)]
+        keyed(subject, chosen)
+        return sorted(chosen)
 
     def budget(self, subject: Subject) -> int:
         r = subject.record
@@ -244,11 +255,13 @@ class Scorer:
     def fired(self, subject: Subject) -> tuple[list[Rule], list[str]]:
         fired, errors = [], []
         subject.limit = self.budget(subject)
-        for rule in self.candidates(subject):
+        rules, tests = self.pack.rules, self._tests
+        for i in self._candidates(subject):
+            rule = rules[i]
             if not rule.valid_at(subject.now):
                 continue
             try:
-                if rule.condition.test(subject):
+                if tests[i](subject):
                     fired.append(rule)
             except Exception as exc:  # a rule's bug or overrun must not cost the filing its assessment
                 errors.append(_rule_error(rule, exc))

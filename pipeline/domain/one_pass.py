@@ -1,0 +1,38 @@
+"""Data quality and the screening record from one walk over an ENS filing's tree.
+
+The validation stage needs both from every filing: the data-quality pack's findings and,
+for a filing the schema accepted, the record the risk rules read. With the compiled walk
+(_onepass.pyx, built at install when Cython and a C compiler are there) both come from one
+pass over libxml2's nodes in C, with no Python object per element; without it, from the
+pure-Python reference, DataQualityPack.check and then screening_record. The two give the
+same findings and records (tests/test_one_pass.py, on generated filings of every kind).
+"""
+from __future__ import annotations
+
+from lxml import etree
+
+from .dataquality import DataQualityPack, DataQualityRule, Finding, in_document_order
+from .screening import ScreeningRecord, record_from_walk, screening_record
+
+try:
+    from . import _onepass
+except (ImportError, ValueError):  # not built (no compiler at install), or built against an lxml of another shape
+    _onepass = None
+
+COMPILED = _onepass is not None
+
+
+def check_and_read(pack: DataQualityPack, root: etree._Element, filing_code: str | None,
+                   compiled: bool = COMPILED) -> tuple[list[tuple[DataQualityRule, Finding]], ScreeningRecord | None]:
+    """(findings, record): the pack's findings in document order, and with a filing_code (an ENS
+    filing valid against the schema: F10..F51, A10..A51) its screening record, unless one of the
+    findings is an error (a rejected filing has no record)."""
+    if compiled:
+        top = f"/{etree.QName(root).localname}" if filing_code else None
+        findings, walked = _onepass.walk(root, pack.namespace, *pack.walk_tables(), top)
+        findings = in_document_order(findings)
+        accepted = walked is not None and all(rule.is_warning for rule, _ in findings)
+        return findings, record_from_walk(walked, filing_code) if accepted else None
+    findings = pack.check(root)
+    accepted = filing_code is not None and all(rule.is_warning for rule, _ in findings)
+    return findings, screening_record(root, filing_code) if accepted else None
