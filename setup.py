@@ -56,6 +56,7 @@ setup(
         "matplotlib>=3.8",  # rule effectiveness plots
         "prometheus-client>=0.20",  # metrics from every worker process
         "scikit-learn>=1.3",  # the goods-description classifier (TF-IDF, trained at load from bundled text)
+        "duckdb>=1.3,<3",  # SQL over the Parquet archive: cargoscreen query, the workbench's query page, SQL backtests
     ],
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).
