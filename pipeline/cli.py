@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import resources
+from . import analytics_cli, resources
 from .config import Settings
 from .exits import DEBUG_ENV, Exit, InputError, explain
 from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write_over
@@ -1197,6 +1197,8 @@ def _print_backtest(report, traffic) -> None:
 
 
 main.add_command(reference_group)
+main.add_command(analytics_cli.query)
+main.add_command(analytics_cli.archive_outcomes_command)
 main.add_command(workbench_cli.workbench)
 main.add_command(workbench_cli.riskinfo)
 rules.add_command(workbench_cli.rules_report)

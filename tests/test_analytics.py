@@ -141,3 +141,28 @@ def test_the_backtest_of_an_old_archive_replays_its_filings_row_by_row(tmp_path)
                           "--candidate", str(Settings().rules.pack_dir)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "row by row" in run.stdout and "35 filings read" in run.stdout
+
+
+def _query(archive: Path, sql: str, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cargoscreen.cli", "query", "--archive", str(archive), *options, sql],
+                          capture_output=True, text=True)
+
+
+def test_cargoscreen_query_answers_in_sql_over_the_views_and_reads_nothing_else(archived, tmp_path):
+    archive, summary = archived
+    decisions = read_archive(archive, DECISIONS).to_pylist()
+    by_hs4 = Counter(g["hs_code"][:4] for d in decisions for g in d["goods"] if g["hs_code"])
+    top = min(by_hs4.items(), key=lambda kv: (-kv[1], kv[0]))
+    run = _query(archive, "SELECT hs4, count(*) AS items FROM goods WHERE hs4 IS NOT NULL GROUP BY hs4 "
+                          "ORDER BY items DESC, hs4 LIMIT 1",
+                 "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["hs4,items", f"{top[0]},{top[1]}"]
+    run = _query(archive, "SELECT count(*) AS n FROM submissions s JOIN filings f USING (submission_id)", "--format", "json")
+    assert json.loads(run.stdout) == {"n": len(decisions)}
+    for sql in ("SELECT * FROM read_csv('/etc/passwd')", f"COPY filings TO '{tmp_path}/copy.parquet'"):
+        run = _query(archive, sql)
+        assert run.returncode == 1 and "disabled by configuration" in run.stderr
+    assert list(tmp_path.iterdir()) == []
+    run = _query(archive, "SELECT count(*) FROM range(1000000000000) a, range(1000) b", "--timeout", "1")
+    assert run.returncode == 1 and "longer than its limit of 1 s" in run.stderr
