@@ -33,7 +33,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .connectors.archive import DECISIONS, FILINGS, OUTCOMES, SCHEMAS, private_folder, write_part
+from .connectors.archive import DECISIONS, FILINGS, ITEMS, OUTCOMES, SCHEMAS, private_folder, write_part
 
 _PARTITIONS = [pa.field("date", pa.string()), pa.field("mode", pa.string())]
 # The keys every item view carries: which filing (consignment version) it belongs to, and where it went.
@@ -41,11 +41,10 @@ _KEYS = "mrn, consignment, version, submission_id, risk_centre, decision, assess
 
 VIEWS = {
     "filings": "SELECT * FROM _decisions",
-    "goods": f"SELECT {_KEYS}, g.*, substr(g.hs_code, 1, 2) AS hs2, substr(g.hs_code, 1, 4) AS hs4, "
-             f"substr(g.hs_code, 1, 6) AS hs6 FROM (SELECT {_KEYS}, unnest(goods) AS g FROM _decisions)",
-    "parties": f"SELECT {_KEYS}, p.* FROM (SELECT {_KEYS}, unnest(parties) AS p FROM _decisions)",
-    "containers": f"SELECT {_KEYS}, c.* FROM (SELECT {_KEYS}, unnest(containers) AS c FROM _decisions)",
-    "facts": f"SELECT {_KEYS}, x.* FROM (SELECT {_KEYS}, unnest(facts) AS x FROM _decisions)",
+    "goods": "SELECT *, substr(hs_code, 1, 2) AS hs2, substr(hs_code, 1, 4) AS hs4, substr(hs_code, 1, 6) AS hs6 FROM _goods",
+    "parties": "SELECT * FROM _parties",
+    "containers": "SELECT * FROM _containers",
+    "facts": "SELECT * FROM _facts",
     "hits": f"SELECT {_KEYS}, rule_pack, h.* FROM (SELECT {_KEYS}, rule_pack, unnest(hits) AS h FROM _decisions)",
     # The latest resolution of each referral (a re-exported outcome is the same row again).
     "outcomes": "SELECT * FROM _outcomes QUALIFY row_number() OVER (PARTITION BY referral_id ORDER BY resolved_at DESC) = 1",
@@ -105,12 +104,11 @@ def archive_connection(root: Path, centre: str | None = None, threads: int | Non
             con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
             con.execute("SET memory_limit = ?", [memory_limit])
-        decisions, outcomes = dataset(root, DECISIONS), dataset(root, OUTCOMES)
-        if centre is not None:  # the centre's rows only, before DuckDB can see any
-            decisions = decisions.filter(ds.field("risk_centre") == centre)
-            outcomes = outcomes.filter(ds.field("risk_centre") == centre)
-        con.register("_decisions", decisions)
-        con.register("_outcomes", outcomes)
+        for table in (DECISIONS, OUTCOMES, *ITEMS):
+            rows = dataset(root, table)
+            if centre is not None:  # the centre's rows only, before DuckDB can see any
+                rows = rows.filter(ds.field("risk_centre") == centre)
+            con.register(f"_{table}", rows)
         for name, sql in VIEWS.items():
             con.execute(f"CREATE VIEW {name} AS {sql}")
         if centre is None:

@@ -20,32 +20,32 @@ import pyarrow as pa
 
 from .analytics import dataset
 from .backtest import BacktestReport, Replayed, compare
-from .connectors.archive import DECISIONS
+from .connectors.archive import DECISIONS, ITEMS
 from .decisions import incompleteness
-from .domain.record_columns import record_from_columns
+from .domain.record_columns import FIELDS, record_from_columns
 from .domain.rule_sql import CompiledPack, applies, compile_pack, goods_sql
 from .domain.rulepack import RulePack
 from .domain.scoring import Hit, Scorer, Subject
 
-# The record of each consignment's latest decision (a re-assessed consignment's version that stands).
-_RECORDS = """
-    CREATE TEMP TABLE records AS
-    SELECT row_number() OVER (ORDER BY consignment) AS rid, * EXCLUDE (explanation, hits, rule_errors) FROM (
-        SELECT * FROM _decisions WHERE record_filing_code IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY consignment ORDER BY version DESC, assessed_at DESC) = 1)"""
-# Items unnested, with the goods fields the language derives from an item (screening.GoodsLine).
-_ITEMS = {
-    "goods": """SELECT rid, g.*, CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 2) END AS hs2,
-                   CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 4) END AS hs4,
-                   CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 6) END AS hs6,
-                   CASE WHEN g.value IS NOT NULL AND g.gross_mass <> 0 AND g.currency = 'EUR'
-                        THEN g.value / g.gross_mass END AS value_per_kg,
-                   CASE WHEN g.gross_mass IS NOT NULL AND g.packages <> 0 THEN g.gross_mass / g.packages END AS kg_per_package
-                FROM (SELECT rid, unnest(goods) AS g FROM records)""",
-    "parties": "SELECT rid, p.* FROM (SELECT rid, unnest(parties) AS p FROM records)",
-    "containers": "SELECT rid, c.* FROM (SELECT rid, unnest(containers) AS c FROM records)",
-    "facts": "SELECT rid, x.* FROM (SELECT rid, unnest(facts) AS x FROM records)",
-}
+# What a replay reads of each decision besides its items: keys and the record's filing-level columns.
+_LISTS = tuple(ITEMS)
+_COLUMNS = ("submission_id", "consignment", "version", "assessed_at", "filing_code", "member_submissions", "missing",
+            "container_status", "mode") + tuple(name for name, _ in FIELDS
+                                                if name not in ("record_pointers", "warnings", *_LISTS))
+_KEYS = ("submission_id", "mrn", "consignment", "version", "state", "risk_centre", "decision", "assessed_at", "item",
+         "date", "mode")
+# Fields the language derives from a goods item (screening.GoodsLine), as the scorer computes them.
+_GOODS_DERIVED = """, CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 2) END AS hs2,
+    CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 4) END AS hs4,
+    CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 6) END AS hs6,
+    CASE WHEN g.value IS NOT NULL AND g.gross_mass <> 0 AND g.currency = 'EUR' THEN g.value / g.gross_mass END AS value_per_kg,
+    CASE WHEN g.gross_mass IS NOT NULL AND g.packages <> 0 THEN g.gross_mass / g.packages END AS kg_per_package"""
+
+
+def _parquet(root: Path, table: str) -> str:
+    files = str(Path(root).resolve() / table / "*" / "*" / "*.parquet").replace("'", "''")
+    return (f"read_parquet('{files}', hive_partitioning = true, hive_types_autocast = false, "
+            f"union_by_name = true)")
 
 
 def has_records(root: Path) -> bool:
@@ -73,13 +73,35 @@ class ArchiveReplay:
         import duckdb
 
         self.con = duckdb.connect(":memory:")
+        self.con.execute("SET enable_progress_bar = false")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
-        self.con.register("_decisions", dataset(root, DECISIONS))
-        self.con.execute(_RECORDS)
-        for name, sql in _ITEMS.items():
-            self.con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
-        self.count = self.con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+        # DuckDB reads the Parquet files itself (in parallel); a file of another version lacks columns: null.
+        self.con.execute(f"CREATE TEMP VIEW _decisions AS SELECT * FROM {_parquet(root, DECISIONS)} "
+                         f"WHERE record_filing_code IS NOT NULL")
+        # The latest decision of each consignment (a re-assessed consignment's version stands).
+        columns = ", ".join(f"d.{c}" for c in _COLUMNS)
+        self.con.execute(f"""CREATE TEMP TABLE loaded AS SELECT {columns} FROM _decisions d SEMI JOIN (
+            SELECT consignment, max(version) AS version FROM _decisions GROUP BY consignment) k
+            ON d.consignment = k.consignment AND d.version = k.version""")
+        count, consignments = self.con.execute("SELECT count(*), count(DISTINCT consignment) FROM loaded").fetchall()[0]
+        if count != consignments:  # the same decision archived twice (a streaming run's at-least-once)
+            self.con.execute("CREATE TEMP TABLE deduplicated AS SELECT * FROM loaded "
+                             "QUALIFY row_number() OVER (PARTITION BY consignment ORDER BY assessed_at) = 1")
+            self.con.execute("DROP TABLE loaded")
+            self.con.execute("ALTER TABLE deduplicated RENAME TO loaded")
+        self.con.execute("CREATE TEMP VIEW records AS SELECT rowid + 1 AS rid, * FROM loaded")
+        for table in _LISTS:  # each item once with its record's rid: the flat tables, else the nested lists
+            derived = _GOODS_DERIVED if table == "goods" else ""
+            if (Path(root) / table).is_dir():
+                source = (f"SELECT DISTINCT ON (r.rid, g.item) r.rid, g.* EXCLUDE ({', '.join(_KEYS)}) "
+                          f"FROM {_parquet(root, table)} g JOIN records r USING (consignment, version)")
+            else:
+                source = (f"SELECT r.rid, unnest(d.{table}) AS g FROM _decisions d "
+                          f"JOIN records r USING (consignment, version, submission_id)")
+                source = f"SELECT rid, g.* FROM ({source})"
+            self.con.execute(f"CREATE TEMP TABLE {table} AS SELECT g.*{derived} FROM ({source}) g")
+        self.count = consignments
         self._packs = 0
 
     def __enter__(self) -> "ArchiveReplay":
@@ -101,6 +123,8 @@ class ArchiveReplay:
             self.con.register(name, pa.table({"text": pa.array([t for t in texts if matcher.find(t)], pa.string())}))
         if compiled.statistics:
             self.con.execute(f"CREATE TEMP TABLE {compiled.goods} AS {goods_sql(compiled, pack.environment.statistics)}")
+        for name, sql in compiled.aggregate_tables().items():
+            self.con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
         return compiled
 
     def fired(self, pack: RulePack, now: float) -> tuple[dict[str, set[int]], list[SlowRule]]:
@@ -109,21 +133,24 @@ class ArchiveReplay:
         by_id = {r.id: r for r in pack.rules}
         fired: dict[str, set[int]] = {}
         slow: list[SlowRule] = []
+        tests: dict[str, str] = {}
         for rule_sql in compiled.rules:
             rule = by_id[rule_sql.id]
             test = applies(rule, now)
             if test is None:
                 fired[rule.id] = set()
-                continue
-            if rule_sql.sql is None:
+            elif rule_sql.sql is None:
                 slow.append(SlowRule(rule.id, rule_sql.reason))
-                continue
-            try:
-                rows = self.con.execute(f"SELECT rid FROM records f WHERE {test} AND {rule_sql.sql}").fetchall()
-            except Exception as exc:  # the query failed: the scorer decides, row by row
-                slow.append(SlowRule(rule.id, f"query failed: {str(exc).splitlines()[0]}"))
-                continue
-            fired[rule.id] = {rid for (rid,) in rows}
+            else:
+                tests[rule.id] = f"({test} AND {rule_sql.sql})"
+        try:  # every rule in one pass over the records and their aggregates
+            fired.update(self._select(compiled, tests))
+        except Exception:  # one rule's query fails: find it (the others still run in SQL)
+            for rule_id, test in tests.items():
+                try:
+                    fired.update(self._select(compiled, {rule_id: test}))
+                except Exception as exc:  # the scorer decides it, row by row
+                    slow.append(SlowRule(rule_id, f"query failed: {str(exc).splitlines()[0]}"))
         if slow:
             slow_ids = {s.rule for s in slow}
             by_row = fired_row_by_row(self, Scorer(pack), now, only=slow_ids)
@@ -131,8 +158,23 @@ class ArchiveReplay:
                 fired[rule_id] = by_row.get(rule_id, set())
         return fired, slow
 
-    def rows(self, columns: str = "*", batch: int = 2048) -> Iterator[dict]:
-        reader = self.con.sql(f"SELECT {columns} FROM records ORDER BY rid").to_arrow_reader(batch)
+    def _select(self, compiled: CompiledPack, tests: dict[str, str]) -> dict[str, set[int]]:
+        if not tests:
+            return {}
+        names = list(tests)
+        columns = ", ".join(f"{test} AS r{i}" for i, test in enumerate(tests.values()))
+        table = self.con.sql(f"SELECT rid, {columns} FROM {compiled.source()}").to_arrow_table()
+        rid = table.column("rid")
+        return {name: set(rid.filter(table.column(f"r{i}")).to_pylist()) for i, name in enumerate(names)}
+
+    def rows(self, columns: str = "*", batch: int = 2048, where: str = "TRUE") -> Iterator[dict]:
+        """The records in rid order; columns "*": every column of the decision (nested lists too)."""
+        if columns == "*":
+            sql = (f"SELECT r.rid, d.* FROM records r JOIN _decisions d USING (consignment, version, submission_id) "
+                   f"WHERE {where} QUALIFY row_number() OVER (PARTITION BY r.rid) = 1 ORDER BY rid")
+        else:
+            sql = f"SELECT {columns} FROM records WHERE {where} ORDER BY rid"
+        reader = self.con.sql(sql).to_arrow_reader(batch)
         for record_batch in reader:
             yield from record_batch.to_pylist()
 
@@ -165,12 +207,13 @@ class ArchiveReplay:
 
 
 def fired_row_by_row(replay: ArchiveReplay, scorer: Scorer, now: float,
-                     only: Iterable[str] | None = None) -> dict[str, set[int]]:
+                     only: Iterable[str] | None = None, where: str = "TRUE") -> dict[str, set[int]]:
     """The scorer's own verdicts on the records rebuilt from the columns: rule id -> rows it fires on
-    (`only`: just these rules). The reference the SQL path is checked against."""
+    (`only`: just these rules; `where`: just these rows, a test of `records`). The reference the SQL
+    path is checked against."""
     wanted = set(only) if only is not None else None
     fired: dict[str, set[int]] = {}
-    for row in replay.rows():
+    for row in replay.rows(where=where):
         record, facts = record_from_columns(row)
         rules, _ = scorer.fired(Subject(record, facts, row["container_status"] or "no-containers", now))
         for rule in rules:

@@ -144,7 +144,7 @@ def test_the_backtest_of_an_old_archive_replays_its_filings_row_by_row(tmp_path)
 
 
 def _query(archive: Path, sql: str, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cargoscreen.cli", "query", "--archive", str(archive), *options, sql],
+    return subprocess.run([sys.executable, "-m", "cargoscreen.cli", "query", "--archive", str(archive), *options, "--", sql],
                           capture_output=True, text=True)
 
 
@@ -166,3 +166,12 @@ def test_cargoscreen_query_answers_in_sql_over_the_views_and_reads_nothing_else(
     assert list(tmp_path.iterdir()) == []
     run = _query(archive, "SELECT count(*) FROM range(1000000000000) a, range(1000) b", "--timeout", "1")
     assert run.returncode == 1 and "longer than its limit of 1 s" in run.stderr
+
+
+def test_the_documented_example_question_runs_on_an_archive(archived):
+    archive, _ = archived
+    doc = (Path(__file__).parent.parent / "connectors" / "ARCHIVE.md").read_text()
+    example = next(block for block in doc.split("```sql")[1:] if "HS 2939" in block).split("```")[0]
+    run = _query(archive, example.strip().rstrip(";"), "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == "mrn,assessed_at,decision,outcome,category"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ COLLECTIONS = {"goods": ("goods", None), "parties": ("parties", None), "consigno
 _FILING_COLUMNS = {"filing_code": "record_filing_code", "lrn": "record_lrn",
                    "office_of_first_entry": "record_office_of_first_entry", "filer": "record_filer"}
 _COMPARE = {ast.Eq: "=", ast.NotEq: "<>", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_READS_FILING = re.compile(r"\bf\.")  # an expression that reads the filing's own columns
 STATISTICS = ("unit_value_z", "unit_value_ratio", "route_share", "package_max_kg", "package_load",
               "piece_value_z", "piece_value_ratio", "package_mass_z", "package_mass_ratio")
 
@@ -92,10 +94,30 @@ class CompiledPack:
     tables: dict[str, pa.Table] = field(default_factory=dict)  # name -> rows, registered before the rules run
     matches: list[tuple[str, TermMatcher, str, str]] = field(default_factory=list)  # table, matcher, items, column
     statistics: set[str] = field(default_factory=set)  # statistical goods fields the rules read
+    # item table -> SQL -> column: per-filing aggregates of the items (alias q), one row per rid
+    aggregates: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def goods(self) -> str:
         return f"{self.prefix}goods" if self.statistics else "goods"
+
+    def aggregate(self, table: str, sql: str) -> str:
+        """The column of the aggregate (made once, whichever rules share it), as the rules read it."""
+        columns = self.aggregates.setdefault(table, {})
+        if sql not in columns:
+            columns[sql] = f"f.{table}_{len(columns)}"
+        return columns[sql]
+
+    def aggregate_tables(self) -> dict[str, str]:
+        """name -> SQL of each per-filing aggregate table."""
+        return {f"{self.prefix}{table}_agg": f"SELECT q.rid, {', '.join(f'{sql} AS {column[2:]}' for sql, column in columns.items())} "
+                                              f"FROM {self.goods if table == 'goods' else table} q GROUP BY q.rid"
+                for table, columns in self.aggregates.items()}
+
+    def source(self) -> str:
+        """What the rules' expressions read as `f`: the records with every aggregate joined."""
+        joins = " ".join(f"LEFT JOIN {name} USING (rid)" for name in self.aggregate_tables())
+        return f"(SELECT * FROM records {joins}) f"
 
 
 class _Compiler:
@@ -149,7 +171,7 @@ class _Compiler:
             return self.member(node, scopes)
         if isinstance(node, HasFact):
             kinds = ", ".join(literal(k) for k in _texts(node.kinds))
-            return f"EXISTS (SELECT 1 FROM facts x WHERE x.rid = f.rid AND x.kind IN ({kinds}))"
+            return f"coalesce({self.out.aggregate('facts', f'bool_or(q.kind IN ({kinds}))')}, FALSE)"
         if isinstance(node, Quantifier) and node.kind in ("any", "all"):
             return self.quantifier(node, scopes)
         if isinstance(node, Call) and node.type == "bool":
@@ -229,6 +251,10 @@ class _Compiler:
         table, role = COLLECTIONS[node.collection.name] if node.collection.name in COLLECTIONS else (None, None)
         if table is None:
             raise CannotExpress(f"a quantifier over {node.collection.name}")
+        if not scopes:  # at the top: an aggregate of one pass over the items, if the items alone decide
+            found = self.aggregate(node, table, role)
+            if found is not None:
+                return found
         self.aliases += 1
         alias = f"q{self.aliases}"
         source = self.out.goods if table == "goods" else table
@@ -245,6 +271,28 @@ class _Compiler:
         if node.kind == "sum":
             return f"(SELECT coalesce(sum({expr}), 0) {where}{' AND ' + cond if cond else ''})"
         return f"(SELECT {node.kind}({expr}) {where}{' AND ' + cond if cond else ''})"
+
+    def aggregate(self, node: Quantifier, table: str, role: str | None) -> str | None:
+        """A top-level quantifier whose condition reads only its items, as a column of the pack's
+        per-filing aggregate of that item table (CompiledPack.aggregates): every rule's quantifiers
+        over goods are then one pass over the goods. None when the condition reads the filing too."""
+        inner = ((node.collection.name, "q"),)
+        cond = self.boolean(node.cond, inner) if node.cond is not None else "TRUE"
+        expr = self.value(node.expr, inner)[0] if node.expr is not None else None
+        if _READS_FILING.search(cond) or (expr and _READS_FILING.search(expr)):
+            return None
+        of_role = f"q.role = {literal(role)} AND " if role else ""
+        sql = {"any": f"bool_or({of_role}{cond})", "all": f"bool_or({of_role}NOT {cond})",
+               "count": f"count_if({of_role}{cond})"}.get(node.kind) or \
+            f"{node.kind}({expr}) FILTER (WHERE {of_role}{cond})"
+        column = self.out.aggregate(table, sql)
+        if node.kind == "any":
+            return f"coalesce({column}, FALSE)"
+        if node.kind == "all":
+            return f"(NOT coalesce({column}, FALSE))"
+        if node.kind in ("count", "sum"):
+            return f"coalesce({column}, 0)"
+        return column
 
     def predicate(self, node: Call, scopes: tuple) -> str:
         name, args = node.name, node.args
@@ -431,8 +479,10 @@ def goods_sql(compiled: CompiledPack, statistics) -> str:
     else:
         pc_median = pc_sigma = pk_median = pk_sigma = "CAST(NULL AS DOUBLE)"
     joins.append(f"LEFT JOIN {p}routes rt ON rt.hs4 = substr(g.hs_code, 1, 4) AND rt.country = f.loading_country")
-    weights = (f"(SELECT max(w.kg) FROM {p}package_weights w WHERE list_contains(g.package_types, w.package_type))")
-    single = f"(SELECT w.kg FROM {p}package_weights w WHERE w.package_type = g.package_types[1])"
+    kg = getattr(statistics, "package_weights", {}) or {}
+    table = "MAP {" + ", ".join(f"{literal(k)}: {literal(float(v))}" for k, v in kg.items()) + "}" if kg else None
+    weights = f"list_max(list_transform(g.package_types, lambda t: map_extract_value({table}, t)))" if table else "NULL"
+    single = f"map_extract_value({table}, g.package_types[1])" if table else "NULL"
 
     def log_ratio(x: str, median: str, sigma: str) -> str:
         return (f"CASE WHEN ({median}) IS NULL OR ({median}) = 0 OR ({sigma}) IS NULL OR ({sigma}) = 0 THEN NULL "
