@@ -29,6 +29,7 @@ from .domain.rulepack import COMPLETE
 from .domain.scoring import Assessment, Scorer
 from .enrichment import EnrichedFiling, enrich
 from .linking import assemble, member_of
+from .party_history import PartyHistoryStore
 from .validation import FilingValidator, Submission
 
 
@@ -53,10 +54,12 @@ def submissions(source: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def load_traffic(source: Path, settings: Settings, fetch_histories: Callable | None = None,
-                 batch_size: int = 64) -> Traffic:
+                 batch_size: int = 64, parties: PartyHistoryStore | None = None) -> Traffic:
     """Reads and validates every filing of a folder (or archive, see `submissions`) and enriches
     the valid ones (container status from fetch_histories; without it, as if no container had a
-    status yet)."""
+    status yet). With a party history store (an empty one of the backtest's own), consignments are
+    enriched in the order they were issued and each party is seen as of its filing's issue time, so
+    the rules on new shippers see the traffic's own history."""
     validator, reference = FilingValidator(settings), ReferenceData.load()
     fetch = fetch_histories or (lambda containers: {})
     traffic, members, seen = Traffic([]), [], set()
@@ -74,9 +77,27 @@ def load_traffic(source: Path, settings: Settings, fetch_histories: Callable | N
         members.append(member_of(outcome, make_mrn(datetime.now(timezone.utc).year, "XX", traffic.read)))
     consignments, pending = assemble(members)
     traffic.pending = len(pending)
+    if parties is not None:
+        consignments.sort(key=lambda c: c.record.issued_at)
+    record = None
+    if parties is not None:
+        issued = {m.mrn: m.record.issued_at for c in consignments for m in c.members}
+        record = lambda sightings: _seen_as_of_issue(parties, sightings, issued)  # noqa: E731
     for i in range(0, len(consignments), batch_size):
-        traffic.filings += enrich(consignments[i:i + batch_size], fetch, reference)
+        traffic.filings += enrich(consignments[i:i + batch_size], fetch, reference, record_parties=record)
     return traffic
+
+
+def _seen_as_of_issue(parties: PartyHistoryStore, sightings: list, issued: dict[str, float]) -> list:
+    """Each sighting recorded as of its filing's issue time, in issue order (one call per time)."""
+    seen: list = [None] * len(sightings)
+    by_time: dict[float, list[int]] = {}
+    for i, s in enumerate(sightings):
+        by_time.setdefault(issued.get(s.mrn, 0.0), []).append(i)
+    for at in sorted(by_time):
+        for i, answer in zip(by_time[at], parties.record([sightings[i] for i in by_time[at]], now=at or None)):
+            seen[i] = answer
+    return seen
 
 
 @dataclass

@@ -1027,23 +1027,29 @@ def _backtest_in_sql(archive: Path, active, candidate, labels, now):
 
 def _labelled_traffic(filings_dir, status_paths, settings: Settings):
     """Filings validated, linked and enriched as the pipeline does, with container status from DCSA
-    event files loaded into a Redis of their own (backtest, calibrate)."""
+    event files loaded into a Redis of their own (backtest, calibrate), and the parties' history as
+    the traffic itself builds it (in issue order, in that Redis)."""
     import tempfile
 
     from .backtest import load_traffic
     from .connectors.redis_store import connect, with_retries
     from .container_store import ContainerEventStore
+    from .party_history import PartyHistoryStore
 
-    with tempfile.TemporaryDirectory() as tmp, _redis(None, Path(tmp) / "redis") if status_paths else nullcontext() as url:
-        fetch = None
-        if url:  # the events go into a Redis of their own, as the pipeline reads them
+    history = settings.party_history.enabled
+    with tempfile.TemporaryDirectory() as tmp, \
+            _redis(None, Path(tmp) / "redis") if status_paths or history else nullcontext() as url:
+        fetch, parties = None, None
+        if status_paths:  # the events go into a Redis of their own, as the pipeline reads them
             load_feed([Path(p) for p in status_paths], url, Path(tmp) / "rejected.jsonl")
             store = ContainerEventStore.for_settings(connect(url), settings)
             fetch = lambda containers: with_retries(  # noqa: E731
                 settings.redis, lambda: store.histories_and_plans(containers), "enrich")
+        if history:  # the traffic's own party history, from nothing
+            parties = PartyHistoryStore(connect(url), settings.party_history, settings.redis.key_prefix)
         with _progress() as progress:
             progress.add_task("validating and enriching", total=None)
-            traffic = load_traffic(Path(filings_dir), settings, fetch)
+            traffic = load_traffic(Path(filings_dir), settings, fetch, parties=parties)
     if not traffic.read:
         raise InputError(f"{filings_dir} holds no filings (*.xml, searched recursively) and no archived ones")
     return traffic

@@ -8,14 +8,17 @@ stays unreachable after retries, each filing goes on with an explicit
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import redis
 
 from .domain.container_events import ContainerEvent
+from .domain.currency import EuroRates, bundled_euro_rates, in_euros
 from .domain.enrichment import (CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, PARTY_HISTORY_UNAVAILABLE,
                                 Fact, shipment_facts)
+from .domain.descriptions import bundled_wording, description_facts
 from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
 from .domain.goods_facts import goods_facts
 from .domain.legal_lists import bundled_legal_lists
@@ -104,11 +107,18 @@ def filing_facts(consignment: Consignment, reference: ReferenceData,
     """Facts about the filings rather than their containers: the warnings they were accepted with,
     a claim of theirs refused, why their office of first entry cannot route the referral (if it
     cannot), what each goods item's description says against its declared code (goods_facts.py;
-    the bundled classifier unless another is given), and a private person receiving controlled or
+    the bundled classifier unless another is given) and by its words alone (a brand below a genuine
+    article's price, or no goods named: descriptions.py), and a private person receiving controlled or
     valuable goods."""
     return (warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference)
             + goods_facts(consignment.record, classifier or bundled_goods_classifier())
+            + description_facts(consignment.record, bundled_wording())
             + natural_person_facts(consignment.record, bundled_legal_lists().is_controlled))
+
+
+def in_euros_consignment(consignment: Consignment, rates: EuroRates) -> Consignment:
+    record = in_euros(consignment.record, rates)
+    return consignment if record is consignment.record else dataclasses.replace(consignment, record=record)
 
 
 def party_sightings(consignment: Consignment) -> list[Sighting]:
@@ -136,10 +146,14 @@ def party_facts(batch: Sequence[Consignment], record_parties: Callable[[list[Sig
 def enrich(batch: Sequence[Consignment],
            fetch_histories: Callable[[list[str]], dict[str, list[ContainerEvent]]],
            reference: ReferenceData, status_loaded: bool = True,
-           record_parties: Callable[[list[Sighting]], list[Seen]] | None = None) -> list[EnrichedFiling]:
+           record_parties: Callable[[list[Sighting]], list[Seen]] | None = None,
+           rates: EuroRates | None = None) -> list[EnrichedFiling]:
     """batch: consignments to assess. fetch_histories: container ids -> ACT histories (retrying inside).
+    Declared values get their euro value first (ECB rate of the filing's day; the bundled rates unless
+    `rates` is given).
     status_loaded: False when the store holds no container status at all (then none is looked up).
     record_parties: the party history store's `record` (retrying inside); None: no party history."""
+    batch = [in_euros_consignment(x, rates or bundled_euro_rates()) for x in batch]
     wanted = [c.container_id for x in batch for c in x.record.containers]
     histories: dict[str, list[ContainerEvent]] | None = {}
     failure = ""

@@ -22,6 +22,7 @@ from pathlib import Path
 from .backtest import submissions
 from .config import Settings
 from .domain.reference import ReferenceData
+from .domain.currency import bundled_euro_rates, in_euros
 from .domain.unit_statistics import LEVELS, MEASURES, Cell, learn, observations, to_csv
 from .validation import FilingValidator, Submission
 
@@ -83,6 +84,7 @@ def learn_statistics(source: Path, settings: Settings, labels: dict[str, dict] |
     validator = FilingValidator(settings)
     pieces = frozenset(code for code, t in ReferenceData.load().package_types.items() if t.kind == "unpacked")
     risky = _risky(labels) if labels else set()
+    rates = bundled_euro_rates()
     learned = Learned([], str(source), "archive" if archive else "folder", min_count)
     observed, seen = [], set()
     for name, payload in submissions(source):
@@ -104,7 +106,7 @@ def learn_statistics(source: Path, settings: Settings, labels: dict[str, dict] |
         if record.issued_at:
             learned.first = min(learned.first or record.issued_at, record.issued_at)
             learned.last = max(learned.last or record.issued_at, record.issued_at)
-        for item in record.goods:
+        for item in in_euros(record, rates).goods:
             learned.goods += 1
             for measure, package_type, value in observations(item, pieces):
                 learned.observed[measure] += 1

@@ -155,6 +155,34 @@ def test_a_feeder_leg_before_the_declared_place_of_loading_is_normal():
     assert next(f for f in facts if f.kind == "transhipment").values["dwell_hours"] == {"SGSIN": 20.0}
 
 
+def _fed_from_vietnam(consignor_country: str, feeder_status: str = "LADEN"):
+    declared = record_from_dict({
+        "place_of_loading": "SGSIN", "place_of_unloading": "NLRTM", "routing_countries": ["SG", "NL"],
+        "vessel_imo": "9811000", "voyage": "512W",
+        "parties": [{"role": "consignor", "name": "Lion City Trading", "country": consignor_country}],
+        "containers": [{"container_id": "MSCU6639870", "packed_status": "LADEN"}]})
+    c = declared.containers[0]
+    feeder = dict(vessel_imo="9074729", voyages=("FE12",), empty=feeder_status)
+    history = [
+        ev(c, "LOAD", "VNHPH", 100, declared, **feeder),
+        ev(c, "DISC", "SGSIN", 40, declared, **feeder),
+        ev(c, "STUF", "SGSIN", 30, declared, vessel_imo=None, voyages=()),
+        ev(c, "LOAD", "SGSIN", 20, declared),
+    ]
+    return shipment_facts(declared, {c.container_id: history}, bundled_reference()), history
+
+
+def test_a_box_that_sailed_laden_from_a_country_nobody_declares_has_an_undeclared_origin():
+    """Laden from Haiphong to Singapore, then declared as Singapore goods of a Singapore consignor,
+    routed SG > NL: where the goods set out from is declared nowhere."""
+    facts, history = _fed_from_vietnam("SG")
+    (origin,) = [f for f in facts if f.kind == "origin-undeclared"]
+    assert origin.values == {"countries": ["VN"], "location": "VNHPH"} and origin.events == (history[0].event_id,)
+    # the consignor's own country explains the feeder; an empty repositioning leg carries no goods
+    assert not [f for f in _fed_from_vietnam("VN")[0] if f.kind == "origin-undeclared"]
+    assert not [f for f in _fed_from_vietnam("SG", "EMPTY")[0] if f.kind == "origin-undeclared"]
+
+
 def test_never_loaded_at_the_declared_place_is_a_loading_place_mismatch():
     declared = record_from_dict({"place_of_loading": "SGSIN", "place_of_unloading": "NLRTM",
                                  "routing_countries": ["SG", "NL"], "vessel_imo": "9811000", "voyage": "512W",
@@ -218,6 +246,9 @@ def test_another_vessel_that_may_be_a_feeder_is_not_yet_a_mismatch(declared):
     direct = replace(declared, routing_countries=("CN", "NL"))  # no transhipment country: at once, unless announced
     assert "vessel-mismatch" in kinds(shipment_facts(direct, {c.container_id: on_board}, bundled_reference()))
     assert kinds(shipment_facts(direct, {c.container_id: on_board + announced}, bundled_reference())) == set()
+    # member states after the place of unloading are where the goods go on, not hubs on the way
+    onward_in_eu = replace(declared, routing_countries=("CN", "NL", "DE", "PL"))
+    assert "vessel-mismatch" in kinds(shipment_facts(onward_in_eu, {c.container_id: on_board}, bundled_reference()))
 
 
 def test_a_box_with_only_announced_events_is_not_unknown(declared):

@@ -141,3 +141,21 @@ def test_a_restarted_redis_is_read_again_and_a_short_outage_is_bridged_by_retrie
     restarter.join()
     assert time.perf_counter() - started >= 0.3
     assert [e.facts for e in after] == [e.facts for e in before]  # same facts: the data came back with the server
+
+
+def test_declared_values_reach_the_rules_in_euros_at_the_rate_of_the_filings_day(validator):
+    from datetime import datetime, timezone
+
+    from cargoscreen.domain.currency import bundled_euro_rates
+
+    filing = next(f for f in generate(GeneratorSpec(count=50, seed=5, defect_rate=0, envelope_rate=0,
+                                                    resubmission_rate=0, modes=("sea",)))
+                  if b'currency="EUR"' in f.data)
+    in_dollars = filing.data.replace(b'currency="EUR"', b'currency="USD"')
+    outcome = validator.validate(Submission(filing.name, in_dollars))
+    (enriched,) = enrich([standalone(member_of(outcome, "MRN1"))], lambda ids: {}, bundled_reference())
+    day = datetime.fromtimestamp(enriched.record.issued_at, timezone.utc).date()
+    rate = bundled_euro_rates().rate("USD", day)
+    priced = [g for g in enriched.record.goods if g.value is not None]
+    assert priced and all(g.currency == "USD" for g in priced)
+    assert [g.value_eur for g in priced] == [round(g.value / rate, 2) for g in priced]

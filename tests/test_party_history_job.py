@@ -111,3 +111,36 @@ def test_a_known_shipper_is_known_a_new_one_new_and_each_filer_knows_its_own(tmp
          url, tmp_path / "out4")
     [after] = read_json_lines(tmp_path / "out4" / "decisions")
     assert _earlier_filings(after) == 4
+
+
+def _issued(data: bytes, when: str) -> bytes:
+    root = etree.fromstring(data)
+    root.find(f"{E}Header/{E}IssueDateTime").text = when
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def test_a_backtest_sees_the_shippers_history_its_own_traffic_builds(tmp_path):
+    """`cargoscreen rules backtest` replays traffic with a party history of its own, built in issue
+    order: pistol parts from a shipper the traffic already carried are not a new shipper's."""
+    from cargoscreen.cli import _labelled_traffic
+    from cargoscreen.decisions import decide
+    from cargoscreen.domain.rulepack import RulePack
+    from cargoscreen.domain.scoring import Scorer
+
+    folder = tmp_path / "traffic"
+    folder.mkdir()
+    files = {f"books-{i}.xml": _issued(express(f"BT-S-{i}", FILER, "Pearl River Arms Trading Ltd", False),
+                                       f"2026-09-0{i + 1}T10:00:00Z") for i in range(3)}
+    # written first, issued last: the history follows the issue times, not the folder's order
+    files["a-known.xml"] = _issued(express("BT-K", FILER, "Pearl River Arms Trading Ltd", True), "2026-09-20T10:00:00Z")
+    files["a-new.xml"] = _issued(express("BT-N", FILER, "Kowloon Precision Parts Ltd", True), "2026-09-20T10:00:00Z")
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    settings = Settings()
+    traffic = _labelled_traffic(folder, (), settings)
+    scorer = Scorer(RulePack.load(settings.rules.pack_dir))
+    rules = {f.submission_id: {h.rule for h in decide(f, scorer).assessment.hits} for f in traffic.filings}
+    assert "PH-001" in rules["a-new.xml"] and "PH-001" not in rules["a-known.xml"]
+    seen = {f.submission_id: next(x for x in f.facts if x.kind == "party-history" and "consignor" in x.detail)
+            for f in traffic.filings}
+    assert seen["a-known.xml"].values["filings"] == 3 and seen["a-known.xml"].values["first_seen_days"] == 19.0

@@ -204,7 +204,8 @@ FILING_FIELDS: dict[str, FieldSpec] = {
 _GOODS_POINTERS = {"number": "ItemNumber", "description": "Description", "hs_code": "HSCode", "hs2": "HSCode",
                    "hs4": "HSCode", "hs6": "HSCode", "undg": "UNDGNumber", "gross_mass": "GrossMass",
                    "packages": "Packaging", "package_types": "Packaging", "value": "DeclaredValue",
-                   "currency": "DeclaredValue", "value_per_kg": "DeclaredValue", "kg_per_package": "GrossMass",
+                   "currency": "DeclaredValue", "value_eur": "DeclaredValue", "value_per_kg": "DeclaredValue",
+                   "kg_per_package": "GrossMass",
                    "containers": "ContainerRef", "house": ""}
 SCOPES: dict[str, dict[str, FieldSpec]] = {
     "goods": {
@@ -247,7 +248,8 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
         **{name: FieldSpec(kind, (lambda n: lambda f: f.values.get(n))(name), _fact_pointer) for name, kind in (
             ("km", NUMBER), ("hours", NUMBER), ("kmh", NUMBER), ("age_hours", NUMBER), ("location", TEXT),
             ("code", TEXT), ("countries", LIST), ("ports", LIST), ("before", TEXT), ("after", TEXT),
-            ("controlled", TEXT), ("category", TEXT), ("declared", TEXT), ("proposed", LIST))},
+            ("controlled", TEXT), ("category", TEXT), ("declared", TEXT), ("proposed", LIST),
+            ("brand", TEXT), ("value_eur", NUMBER), ("ratio", NUMBER))},
     },
 }
 

@@ -27,6 +27,9 @@ OFFICE_FACTS = frozenset({OFFICE_UNKNOWN, OFFICE_OFF_ROUTE})
 # A tracked party's history before this filing, or that the history store could not say (parties.py):
 # what the rules read a party's first_seen_days and filings from.
 PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE = "party-history", "party-history-unavailable"
+# What a description says by its words alone (descriptions.py): a brand's goods below a genuine article's
+# price; a description naming no goods (informational: the rules weigh it with the value declared).
+BRANDED_UNDERPRICED, SAYS_NOTHING = "branded-goods-underpriced", "goods-description-says-nothing"
 # A private person receiving controlled or valuable goods (parties.py): ordinary on its own (people buy
 # abroad), so it describes; the rules weigh it with who sent what.
 NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
@@ -34,7 +37,7 @@ NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
                                  "on-another-vessel-so-far", "movement-unchecked", "not-in-feed",
                                  DATA_QUALITY_WARNING, *OFFICE_FACTS, PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE,
-                                 NATURAL_PERSON_CONSIGNEE})
+                                 NATURAL_PERSON_CONSIGNEE, SAYS_NOTHING})
 # Faster than any ship or truck: two events this far apart are one box in two places. A floor for
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0
@@ -146,12 +149,15 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
         # name the through bill's port of loading, and carriers announce the onward load): a mismatch
         # once the box reached the EU on another ship or went on a second ship that is not the declared
         # one either; or, with no onward load announced, once it came off at a hub, or at once when the
-        # declared route has no transhipment country.
+        # declared route has no transhipment country outside the Union.
         others = ", ".join(sorted({e.vessel_imo for e in vessel_loads}))
         after = [e for e in history if e.event_time > vessel_loads[0].event_time and e.code == DISCHARGE]
         arrived = any(e.location and e.location[:2] in EU_MEMBER_STATES for e in after)
         onward = any(e.code == LOAD and e.vessel_imo == declared.vessel_imo for e in announced)
-        direct = not set(declared.routing_countries) - {declared.loading_country, declared.unloading_country}
+        # a hub that could put the box on the declared vessel lies on the way, outside the Union: the
+        # countries after the first EU one are where the goods go on (onward_countries), not hubs
+        direct = not set(declared.routing_countries) - {declared.loading_country} - EU_MEMBER_STATES \
+            - {declared.unloading_country}
         if arrived or len(vessel_loads) > 1 or (not onward and (after or direct)):
             facts.append(Fact("vessel-mismatch", cid, f"declared vessel IMO {declared.vessel_imo}, loaded on {others}",
                               tuple(e.event_id for e in vessel_loads)))
@@ -165,6 +171,7 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
                           f"{', '.join(sorted({v for e in on_vessel for v in e.voyages}))}",
                           tuple(e.event_id for e in on_vessel)))
     facts += _stuffed_elsewhere(declared, cid, stuffing, loads)
+    facts += _origin_undeclared(declared, cid, loads)
     if unplaced:
         facts.append(Fact("movement-unchecked", cid, f"no position for {', '.join(sorted(unplaced))} in the "
                           f"code list: movements to and from it not checked for speed", (),
@@ -215,6 +222,26 @@ def _stuffed_elsewhere(declared: ScreeningRecord, cid: str, stuffing, loads) -> 
                  f"({' '.join(sorted(expected))})", (e.event_id,),
                  {"location": e.location, "countries": [e.location[:2]]})
             for e in stuffing if e.location and expected and e.location[:2] not in expected]
+
+
+def _origin_undeclared(declared: ScreeningRecord, cid: str, loads) -> list[Fact]:
+    """The box sailed laden to the declared place of loading from a country that neither the declared
+    route nor a consignor names: where the goods really come from is not declared (fruit from Ecuador
+    declared Moroccan at Tanger Med, Chinese bolts declared Malaysian at Port Klang). A feeder leg
+    within the declared countries, or from the consignor's, is the normal way there."""
+    first = next((i for i, e in enumerate(loads) if _at_declared_place(declared, e.location)), None)
+    if not first or not declared.routing_countries:
+        return []
+    expected = {declared.loading_country, *declared.routing_countries,
+                *(p.country for p in declared.parties if p.role == "consignor" and p.country)} - {None}
+    upstream = [e for e in loads[:first] if e.location and e.empty == LADEN and e.location[:2] not in expected]
+    if not upstream:
+        return []
+    countries = sorted({e.location[:2] for e in upstream})
+    return [Fact("origin-undeclared", cid, f"loaded laden at {', '.join(dict.fromkeys(e.location for e in upstream))} "
+                 f"before the declared place of loading {declared.place_of_loading or declared.loading_country}; "
+                 f"declared {' '.join(declared.routing_countries)}", tuple(e.event_id for e in upstream),
+                 {"countries": countries, "location": upstream[0].location})]
 
 
 def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str, str]],

@@ -241,7 +241,7 @@ def natural_person_facts(record: ScreeningRecord, controlled_kinds) -> tuple[Fac
         goods = [g for g in record.goods if g.pointer.startswith(scope)]
         controlled = [(g, k) for g in goods if g.hs_code
                       for k in controlled_kinds(g.hs_code) if k in CONTROLLED_FOR_PERSONS]
-        value = sum(g.value for g in goods if g.value is not None and g.currency == "EUR")
+        value = sum(g.value_eur for g in goods if g.value_eur is not None)
         if not controlled and value < HIGH_VALUE_EUR:
             continue
         what = [f"{k} goods (item {g.number}, HS {g.hs_code})" for g, k in controlled[:3]]

@@ -173,15 +173,15 @@ class PackStatistics(Statistics):
 
     def unit_value_z(self, item) -> float | None:
         """How many (log-normal) standard deviations the declared value per kg lies from its HS code's median."""
-        value, mass = item.value, item.gross_mass
-        if not value or not mass or value < 0 or item.currency != "EUR":
+        value, mass = item.value_eur, item.gross_mass
+        if not value or not mass or value < 0:
             return None
         median, sigma = self._reference(item.hs_code)
         return math.log(value / mass / median) / sigma if median and sigma else None
 
     def unit_value_ratio(self, item) -> float | None:
-        value, mass = item.value, item.gross_mass
-        if value is None or not mass or item.currency != "EUR":
+        value, mass = item.value_eur, item.gross_mass
+        if value is None or not mass:
             return None
         median = self._reference(item.hs_code)[0]
         return value / mass / median if median else None
@@ -200,8 +200,8 @@ class PackStatistics(Statistics):
 
     def _per_piece(self, item):
         """(EUR per piece, reference) of goods counted in pieces of one package type, else (None, None)."""
-        value, packages, types = item.value, item.packages, item.package_types
-        if not value or value < 0 or not packages or len(types) != 1 or item.currency != "EUR":
+        value, packages, types = item.value_eur, item.packages, item.package_types
+        if not value or value < 0 or not packages or len(types) != 1:
             return None, None
         return value / packages, self._cell(EUR_PER_PIECE, item.hs_code, types[0])
 

@@ -32,6 +32,7 @@ from .conditions import MAX_COST, PHRASE, RANGE_TESTS, Evidence, OverBudget, Ter
 from .enrichment import Fact
 from .filings import FILING_KINDS
 from .rulepack import COMPLETE, DNL, RFI, RFS, SEVERITY, Rule, RulePack
+from .currency import bundled_euro_rates, in_euros
 from .screening import ScreeningRecord, record_from_dict
 
 
@@ -320,7 +321,7 @@ def example_subject(data: dict) -> Subject:
                        dict(f.get("values", {}))) for f in data.pop("facts", ()))
     status = data.pop("container_status", "available" if facts else "no-containers")
     now = data.pop("now", None)
-    return Subject(record_from_dict(data), facts, status, now)
+    return Subject(in_euros(record_from_dict(data), bundled_euro_rates()), facts, status, now)
 
 
 def check_examples(pack: RulePack) -> list[ExampleFailure]:

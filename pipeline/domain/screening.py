@@ -73,6 +73,7 @@ class GoodsLine(NamedTuple):
     containers: tuple[str, ...] = ()
     house: int | None = None  # 1-based house consignment, in master filings
     pointer: str = ""
+    converted_value: float | None = None  # a value in another currency, in euros (set at enrichment: currency.py)
 
     @property
     def hs2(self) -> str | None:
@@ -87,11 +88,15 @@ class GoodsLine(NamedTuple):
         return self.hs_code[:6] if self.hs_code else None
 
     @property
+    def value_eur(self) -> float | None:
+        """The declared value in euros: as declared, or converted (None for a currency without a rate)."""
+        return self.value if self.currency == "EUR" else self.converted_value
+
+    @property
     def value_per_kg(self) -> float | None:
-        """Declared value per kilogram, in EUR only (other currencies need a rate we do not hold)."""
-        if self.value is None or not self.gross_mass or self.currency != "EUR":
-            return None
-        return self.value / self.gross_mass
+        """Declared value per kilogram in euros (None without a euro value)."""
+        euros = self.value_eur
+        return euros / self.gross_mass if euros is not None and self.gross_mass else None
 
     @property
     def kg_per_package(self) -> float | None:

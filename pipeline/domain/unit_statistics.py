@@ -2,7 +2,7 @@
 
 Three measures per goods item, each a positive number:
 
-    eur_per_kg       declared value / gross mass (EUR values only: other currencies need a rate)
+    eur_per_kg       declared value in euros (ECB rate of the filing's day, currency.py) / gross mass
     eur_per_piece    declared value / count, where the package type counts pieces (unpacked goods)
     kg_per_package   gross mass / number of packages, per package type
 
@@ -87,7 +87,7 @@ def observations(item, piece_types: frozenset[str] | set[str]) -> Iterator[tuple
     if not item.hs_code or len(item.hs_code) < 6:
         return
     value, mass, packages = item.value, item.gross_mass, item.packages
-    euros = value if value and value > 0 and item.currency == "EUR" else None
+    euros = item.value_eur if value and value > 0 else None
     if euros and mass and mass > 0:
         yield EUR_PER_KG, "", euros / mass
     types = set(item.package_types)

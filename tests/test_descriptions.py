@@ -1,0 +1,102 @@
+"""What a goods description says by its words alone (pipeline/domain/descriptions.py): a brand below a
+genuine article's price, or no goods named at all; and the starter pack's GD-008/GD-009 on them."""
+import pytest
+
+from cargoscreen.domain.currency import bundled_euro_rates, in_euros
+from cargoscreen.domain.descriptions import bundled_wording, described_count, description_facts
+from cargoscreen.domain.enrichment import BRANDED_UNDERPRICED, SAYS_NOTHING
+from cargoscreen.domain.rulepack import RulePack
+from cargoscreen.domain.scoring import Scorer, example_subject
+from cargoscreen.domain.screening import record_from_dict
+from cargoscreen.resources import rules_dir
+
+
+@pytest.mark.parametrize("description, count", [
+    ("Ray-Ban Wayfarer sunglasses, 50 pcs", 50), ("Nike Air Max 90 sports shoes, 40 pairs", 40),
+    ("Chanel No 5 eau de parfum 100 ml, 60 bottles", 60), ("LEGO Technic building sets, 2,000 boxes", 2000),
+    ("Qty: 1 200 caps", 1200), ("Cotton socks, 3 dozen", 36), ("12 x bottles of wine", 12),
+    ("Retro High sneakers x12", 12), ("Eau de Parfum 100ml x 3", 3), ("Monitor 1920x1080", None),
+    ("Steel plate 2 x 50 x 100 mm", None), ("Bolts x 20 mm", None),
+    ("Eau de parfum 100 ml", None), ("Smartphones 6.5 inch, 128 GB", None), ("Steel bolts M8", None)])
+def test_the_count_of_articles_a_description_gives(description, count):
+    assert described_count(description) == count
+
+
+def facts_of(goods: list[dict], issued_at: float = 1795176000.0):
+    record = in_euros(record_from_dict({"issued_at": issued_at, "goods": goods}), bundled_euro_rates())
+    return description_facts(record, bundled_wording())
+
+
+def test_a_brand_below_a_genuine_articles_price_is_a_fact_with_its_evidence():
+    (fact,) = facts_of([{"description": "Rolex Submariner wrist watches, 20 pcs", "hs_code": "910211",
+                         "value": 100.0, "currency": "EUR"}])
+    assert fact.kind == BRANDED_UNDERPRICED
+    assert fact.values["brand"] == "Rolex" and fact.values["count"] == 20 and fact.values["article_eur"] == 5.0
+    assert fact.values["ratio"] == pytest.approx(5.0 / 2000) and fact.values["pointer"].endswith("/Description")
+    assert "EUR 5.00 each" in fact.detail
+
+
+def test_a_brand_counts_only_for_goods_of_its_headings_and_only_below_a_genuine_price():
+    assert not facts_of([{"description": "Omega-3 fish oil capsules, 100 pcs", "hs_code": "210690",
+                          "value": 20.0, "currency": "EUR"}])
+    assert not facts_of([{"description": "Fresh apples, Granny Smith", "hs_code": "080810", "value": 5.0,
+                          "currency": "EUR"}])
+    assert not facts_of([{"description": "Rolex Submariner wrist watches, 2 pcs", "hs_code": "910211",
+                          "value": 16000.0, "currency": "EUR"}])
+
+
+def test_without_a_count_a_line_worth_less_than_one_genuine_article_is_underpriced():
+    (fact,) = facts_of([{"description": "Gucci leather belts", "hs_code": "420330", "value": 60.0, "currency": "EUR"}])
+    assert fact.values["count"] is None and fact.values["ratio"] == pytest.approx(60.0 / 80)
+
+
+def test_a_brand_declared_in_dollars_is_priced_in_euros():
+    (fact,) = facts_of([{"description": "Apple AirPods Pro, 100 pcs", "hs_code": "851830", "value": 300.0,
+                         "currency": "USD"}])
+    assert 2.0 < fact.values["article_eur"] < 3.0  # 3 USD an article
+
+
+@pytest.mark.parametrize("description, empty", [
+    ("Industrial components assorted", True), ("Products for clinical use", True), ("Valuable items", True),
+    ("Assorted items for retail, as per commercial invoice", True), ("Replacement parts for production line", True),
+    ("Goods for sale in our shops", True), ("Mixed lot", True),
+    ("Hydraulic excavator spare parts", False), ("Machines for packaging food", False),
+    ("Cases for smartphones", False), ("Monoclonal antibody vials for infusion", False),
+    ("Quartz wrist-watches with stainless steel cases", False)])
+def test_a_description_that_names_no_goods(description, empty):
+    assert bundled_wording().says_nothing(description) is empty
+    facts = facts_of([{"description": description, "hs_code": "847989", "value": 5000.0, "currency": "EUR"}])
+    assert [f.kind for f in facts] == ([SAYS_NOTHING] if empty else [])
+
+
+def test_the_examples_of_the_description_rules_carry_the_facts_their_goods_give():
+    pack = RulePack.load(rules_dir() / "risk" / "ics2-starter")
+    checked = 0
+    for rule in pack.rules:
+        if rule.id not in ("GD-008", "GD-009"):
+            continue
+        for example in rule.examples:
+            subject = example_subject(example.data)
+            found = {f.kind for f in description_facts(subject.record, bundled_wording())}
+            assert found == {f.kind for f in subject.facts}, (rule.id, example.data)
+            checked += 1
+    assert checked >= 6
+
+
+def test_vague_goods_worth_a_fortune_are_referred_and_counterfeits_controlled():
+    scorer = Scorer(RulePack.load(rules_dir() / "risk" / "ics2-starter"))
+    from datetime import datetime, timezone
+    now = datetime(2026, 11, 28, tzinfo=timezone.utc).timestamp()
+
+    def decision(goods):
+        record = in_euros(record_from_dict({"goods": goods}), bundled_euro_rates())
+        return scorer.assess(record, description_facts(record, bundled_wording()), "no-containers", now).decision
+
+    assert decision([{"description": "Valuable items", "hs_code": "711319", "value": 900000.0,
+                      "currency": "EUR"}]) == "request-for-information"
+    assert decision([{"description": "Valuable items", "hs_code": "711319", "value": 900.0,
+                      "currency": "EUR"}]) == "assessment-complete"
+    assert decision([{"description": "Nike Air Max 90 sports shoes, 40 pairs", "hs_code": "640411",
+                      "value": 120.0, "currency": "EUR"}]) == "control"
+    assert decision([{"description": "Nike Air Max 90 sports shoes, 40 pairs", "hs_code": "640411",
+                      "value": 3200.0, "currency": "EUR"}]) == "assessment-complete"
