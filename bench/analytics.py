@@ -176,8 +176,9 @@ def native(root: Path):
     from cargoscreen.analytics import INDICATORS, VIEWS
 
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW _decisions AS SELECT * FROM read_parquet('{root}/decisions/*/*/*.parquet', "
-                f"hive_partitioning = true, hive_types_autocast = false, union_by_name = true)")
+    for table in (DECISIONS, *ITEMS):
+        con.execute(f"CREATE VIEW _{table} AS SELECT * FROM read_parquet('{root}/{table}/*/*/*.parquet', "
+                    f"hive_partitioning = true, hive_types_autocast = false, union_by_name = true)")
     con.execute("CREATE VIEW _outcomes AS SELECT NULL::VARCHAR AS referral_id, NULL::VARCHAR AS outcome, "
                 "NULL::TIMESTAMPTZ AS resolved_at WHERE FALSE")
     for name, sql in {**VIEWS, **INDICATORS}.items():

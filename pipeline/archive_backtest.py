@@ -38,7 +38,9 @@ _KEYS = ("submission_id", "mrn", "consignment", "version", "state", "risk_centre
 _GOODS_DERIVED = """, CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 2) END AS hs2,
     CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 4) END AS hs4,
     CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 6) END AS hs6,
-    CASE WHEN g.value IS NOT NULL AND g.gross_mass <> 0 AND g.currency = 'EUR' THEN g.value / g.gross_mass END AS value_per_kg,
+    CASE WHEN g.currency = 'EUR' THEN g.value ELSE g.converted_value END AS value_eur,
+    CASE WHEN g.gross_mass <> 0 THEN (CASE WHEN g.currency = 'EUR' THEN g.value ELSE g.converted_value END) / g.gross_mass
+         END AS value_per_kg,
     CASE WHEN g.gross_mass IS NOT NULL AND g.packages <> 0 THEN g.gross_mass / g.packages END AS kg_per_package"""
 
 

@@ -33,7 +33,8 @@ PARTY = pa.struct([("role", _TEXT), ("id", _TEXT), ("name", _TEXT), ("street", _
                    ("address_key", _TEXT), ("person", _TEXT), ("filings", _FLOAT), ("first_seen_days", _FLOAT)])
 GOODS = pa.struct([("number", _INT), ("description", _TEXT), ("hs_code", _TEXT), ("undg", _TEXT),
                    ("gross_mass", _FLOAT), ("packages", _INT), ("package_types", _TEXTS), ("value", _FLOAT),
-                   ("currency", _TEXT), ("containers", _TEXTS), ("house", _INT), ("pointer", _TEXT)])
+                   ("currency", _TEXT), ("containers", _TEXTS), ("house", _INT), ("pointer", _TEXT),
+                   ("converted_value", _FLOAT)])
 CONTAINER = pa.struct([("container_id", _TEXT), ("packed_status", _TEXT), ("size_type", _TEXT), ("seals", _TEXTS),
                        ("pointer", _TEXT)])
 FACT = pa.struct([("kind", _TEXT), ("container", _TEXT), ("detail", _TEXT), ("events", _TEXTS),

@@ -488,18 +488,18 @@ def goods_sql(compiled: CompiledPack, statistics) -> str:
         return (f"CASE WHEN ({median}) IS NULL OR ({median}) = 0 OR ({sigma}) IS NULL OR ({sigma}) = 0 THEN NULL "
                 f"WHEN {x} / ({median}) > 0 THEN ln({x} / ({median})) / ({sigma}) END")
 
-    eur = "g.currency = 'EUR'"
-    kg_ok = f"g.value IS NOT NULL AND g.value <> 0 AND g.value >= 0 AND g.gross_mass IS NOT NULL AND g.gross_mass <> 0 AND {eur}"
-    piece_ok = (f"g.value IS NOT NULL AND g.value <> 0 AND g.value >= 0 AND g.packages IS NOT NULL AND g.packages <> 0 "
-                f"AND {one_type} AND {eur}")
+    # the value in euros, as declared or converted at enrichment (screening.GoodsLine.value_eur)
+    kg_ok = "g.value_eur IS NOT NULL AND g.value_eur <> 0 AND g.value_eur >= 0 AND g.gross_mass IS NOT NULL AND g.gross_mass <> 0"
+    piece_ok = (f"g.value_eur IS NOT NULL AND g.value_eur <> 0 AND g.value_eur >= 0 AND g.packages IS NOT NULL "
+                f"AND g.packages <> 0 AND {one_type}")
     mass_ok = f"g.gross_mass IS NOT NULL AND g.gross_mass <> 0 AND g.gross_mass >= 0 AND g.packages IS NOT NULL AND g.packages <> 0 AND {one_type}"
     columns = {
-        "unit_value_z": f"CASE WHEN {kg_ok} THEN {log_ratio('(g.value / g.gross_mass)', kg_median, kg_sigma)} END",
-        "unit_value_ratio": (f"CASE WHEN g.value IS NOT NULL AND g.gross_mass IS NOT NULL AND g.gross_mass <> 0 AND {eur} "
-                             f"AND ({kg_median}) IS NOT NULL AND ({kg_median}) <> 0 THEN g.value / g.gross_mass / ({kg_median}) END"),
-        "piece_value_z": f"CASE WHEN {piece_ok} THEN {log_ratio('(g.value / g.packages)', pc_median, pc_sigma)} END",
+        "unit_value_z": f"CASE WHEN {kg_ok} THEN {log_ratio('(g.value_eur / g.gross_mass)', kg_median, kg_sigma)} END",
+        "unit_value_ratio": (f"CASE WHEN g.value_eur IS NOT NULL AND g.gross_mass IS NOT NULL AND g.gross_mass <> 0 "
+                             f"AND ({kg_median}) IS NOT NULL AND ({kg_median}) <> 0 THEN g.value_eur / g.gross_mass / ({kg_median}) END"),
+        "piece_value_z": f"CASE WHEN {piece_ok} THEN {log_ratio('(g.value_eur / g.packages)', pc_median, pc_sigma)} END",
         "piece_value_ratio": (f"CASE WHEN {piece_ok} AND ({pc_median}) IS NOT NULL AND ({pc_median}) <> 0 "
-                              f"THEN g.value / g.packages / ({pc_median}) END"),
+                              f"THEN g.value_eur / g.packages / ({pc_median}) END"),
         "package_mass_z": f"CASE WHEN {mass_ok} THEN {log_ratio('(g.gross_mass / g.packages)', pk_median, pk_sigma)} END",
         "package_mass_ratio": (f"CASE WHEN {mass_ok} AND ({pk_median}) IS NOT NULL AND ({pk_median}) <> 0 "
                                f"THEN g.gross_mass / g.packages / ({pk_median}) END"),
