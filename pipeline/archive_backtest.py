@@ -34,6 +34,8 @@ _COLUMNS = ("submission_id", "consignment", "version", "assessed_at", "filing_co
                                                 if name not in ("record_pointers", "warnings", *_LISTS))
 _KEYS = ("submission_id", "mrn", "consignment", "version", "state", "risk_centre", "decision", "assessed_at", "item",
          "date", "mode")
+# Item columns no condition reads (the row-by-row path reads them from the decisions' nested lists).
+_UNREAD = ("pointer", "values", "events")
 # Fields the language derives from a goods item (screening.GoodsLine), as the scorer computes them.
 _GOODS_DERIVED = """, CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 2) END AS hs2,
     CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 4) END AS hs4,
@@ -81,30 +83,34 @@ class ArchiveReplay:
         # DuckDB reads the Parquet files itself (in parallel); a file of another version lacks columns: null.
         self.con.execute(f"CREATE TEMP VIEW _decisions AS SELECT * FROM {_parquet(root, DECISIONS)} "
                          f"WHERE record_filing_code IS NOT NULL")
-        # The latest decision of each consignment (a re-assessed consignment's version stands).
+        # The latest decision of each consignment (a re-assessed consignment's version stands). A record
+        # and its items meet on rid, a 64-bit hash of (consignment, version): no join of the items needed.
         columns = ", ".join(f"d.{c}" for c in _COLUMNS)
-        self.con.execute(f"""CREATE TEMP TABLE loaded AS SELECT {columns} FROM _decisions d SEMI JOIN (
-            SELECT consignment, max(version) AS version FROM _decisions GROUP BY consignment) k
+        self.con.execute(f"""CREATE TEMP TABLE records AS SELECT hash(d.consignment, d.version) AS rid, {columns}
+            FROM _decisions d SEMI JOIN (SELECT consignment, max(version) AS version FROM _decisions GROUP BY consignment) k
             ON d.consignment = k.consignment AND d.version = k.version""")
-        count, consignments = self.con.execute("SELECT count(*), count(DISTINCT consignment) FROM loaded").fetchall()[0]
+        count, consignments = self.con.execute("SELECT count(*), count(DISTINCT consignment) FROM records").fetchall()[0]
         if count != consignments:  # the same decision archived twice (a streaming run's at-least-once)
-            self.con.execute("CREATE TEMP TABLE deduplicated AS SELECT * FROM loaded "
+            self.con.execute("CREATE TEMP TABLE deduplicated AS SELECT * FROM records "
                              "QUALIFY row_number() OVER (PARTITION BY consignment ORDER BY assessed_at) = 1")
-            self.con.execute("DROP TABLE loaded")
-            self.con.execute("ALTER TABLE deduplicated RENAME TO loaded")
-        self.con.execute("CREATE TEMP VIEW records AS SELECT rowid + 1 AS rid, * FROM loaded")
-        for table in _LISTS:  # each item once with its record's rid: the flat tables, else the nested lists
+            self.con.execute("DROP TABLE records")
+            self.con.execute("ALTER TABLE deduplicated RENAME TO records")
+        superseded = self.con.execute("SELECT count(*) FROM _decisions").fetchall()[0][0] != count
+        for table in _LISTS:  # each item with its record's rid: the flat tables, else the nested lists
             derived = _GOODS_DERIVED if table == "goods" else ""
             if (Path(root) / table).is_dir():
-                source = (f"SELECT DISTINCT ON (r.rid, g.item) r.rid, g.* EXCLUDE ({', '.join(_KEYS)}) "
-                          f"FROM {_parquet(root, table)} g JOIN records r USING (consignment, version)")
+                unread = [c for c in _UNREAD if c in {f.name for f in ITEMS[table]}]
+                source = (f"SELECT hash(consignment, version) AS rid, * EXCLUDE ({', '.join(_KEYS + tuple(unread))}) "
+                          f"FROM {_parquet(root, table)}")
+                if superseded:  # items of versions a re-assessment replaced stay out
+                    source = f"SELECT * FROM ({source}) WHERE rid IN (SELECT rid FROM records)"
             else:
-                source = (f"SELECT r.rid, unnest(d.{table}) AS g FROM _decisions d "
-                          f"JOIN records r USING (consignment, version, submission_id)")
-                source = f"SELECT rid, g.* FROM ({source})"
+                source = (f"SELECT rid, g.* FROM (SELECT r.rid, unnest(d.{table}) AS g FROM _decisions d "
+                          f"JOIN records r USING (consignment, version, submission_id))")
             self.con.execute(f"CREATE TEMP TABLE {table} AS SELECT g.*{derived} FROM ({source}) g")
         self.count = consignments
         self._packs = 0
+        self._distinct: dict[tuple[str, str], list[str]] = {}
 
     def __enter__(self) -> "ArchiveReplay":
         return self
@@ -119,9 +125,11 @@ class ArchiveReplay:
         compiled = compile_pack(pack, now, f"p{self._packs}_")
         for name, table in compiled.tables.items():
             self.con.register(name, table)
-        for name, matcher, items, column in compiled.matches:
-            texts = [t for (t,) in self.con.execute(
-                f"SELECT DISTINCT {column} FROM {items} WHERE {column} IS NOT NULL").fetchall()]
+        for name, matcher, items, column in compiled.matches:  # the scorer's matcher on each distinct text once
+            texts = self._distinct.get((items, column))
+            if texts is None:
+                texts = self._distinct[(items, column)] = [t for (t,) in self.con.execute(
+                    f"SELECT DISTINCT {column} FROM {items} WHERE {column} IS NOT NULL").fetchall()]
             self.con.register(name, pa.table({"text": pa.array([t for t in texts if matcher.find(t)], pa.string())}))
         if compiled.statistics:
             self.con.execute(f"CREATE TEMP TABLE {compiled.goods} AS {goods_sql(compiled, pack.environment.statistics)}")
@@ -196,15 +204,19 @@ class ArchiveReplay:
         for rule in scorer.pack.rules:  # pack order, as the scorer lists what fired
             for rid in fired.get(rule.id, ()):
                 by_row.setdefault(rid, []).append(rule)
-        out = {}
-        for row in self.rows("rid, submission_id, member_submissions, filing_code, record_filing_code, missing"):
-            rules = by_row.get(row["rid"], [])
-            hits = [Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods) for r in rules]
-            assessment = scorer.decide(row["record_filing_code"], hits, rules)
-            if row["missing"]:
-                assessment = incompleteness(assessment, tuple(row["missing"]))
-            out[row["submission_id"]] = Replayed(row["submission_id"], tuple(row["member_submissions"] or ()) or
-                                                 (row["submission_id"],), row["filing_code"], assessment)
+        out, nothing = {}, {}  # nothing fired: one assessment per filing type serves every such record
+        rows = self.con.execute("SELECT rid, submission_id, member_submissions, filing_code, record_filing_code, "
+                                "missing FROM records").fetchall()
+        for rid, submission, members, code, record_code, missing in rows:
+            rules = by_row.get(rid)
+            if rules:
+                hits = [Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods) for r in rules]
+                assessment = scorer.decide(record_code, hits, rules)
+            else:
+                assessment = nothing.get(record_code) or nothing.setdefault(record_code, scorer.decide(record_code, [], []))
+            if missing:
+                assessment = incompleteness(assessment, tuple(missing))
+            out[submission] = Replayed(submission, tuple(members or ()) or (submission,), code, assessment)
         return out
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from .config import Settings
 from .connectors.archive import archived_filings
@@ -219,8 +219,7 @@ def label_of(submission_ids: Iterable[str], labels: dict[str, dict]) -> dict | N
     return risky or {**found[0], "decoy": decoy}
 
 
-@dataclass(frozen=True)
-class Replayed:
+class Replayed(NamedTuple):
     """One consignment as a pack assessed it in a backtest: its lead's submission id and filing code,
     its members' submission ids (labels name them) and the assessment."""
 

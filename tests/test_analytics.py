@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cargoscreen.analytics import QueryError, archive_connection, run_query
+from cargoscreen.analytics import archive_connection, run_query
 from cargoscreen.archive_backtest import ArchiveReplay, fired_row_by_row, has_records
 from cargoscreen.cli import load_feed
 from cargoscreen.config import Settings
@@ -158,12 +158,17 @@ def test_cargoscreen_query_answers_in_sql_over_the_views_and_reads_nothing_else(
                  "--format", "csv")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["hs4,items", f"{top[0]},{top[1]}"]
+    run = _query(archive, "SELECT '=HYPERLINK(\"x\")' AS name, -3 AS n", "--format", "csv")
+    assert run.stdout.splitlines() == ["name,n", '"\'=HYPERLINK(""x"")",-3']  # shown as text, not run as a formula
     run = _query(archive, "SELECT count(*) AS n FROM submissions s JOIN filings f USING (submission_id)", "--format", "json")
     assert json.loads(run.stdout) == {"n": len(decisions)}
-    for sql in ("SELECT * FROM read_csv('/etc/passwd')", f"COPY filings TO '{tmp_path}/copy.parquet'"):
+    run = _query(archive, "SELECT * FROM read_csv('/etc/passwd')")  # outside the archive: no access
+    assert run.returncode == 1 and "disabled by configuration" in run.stderr
+    for sql in (f"COPY filings TO '{tmp_path}/copy.parquet'", f"COPY filings TO '{archive}/decisions/x.parquet'",
+                f"ATTACH '{archive}/x.duckdb' AS x", "CREATE TABLE t AS SELECT 1", "SELECT 1; SELECT 2"):
         run = _query(archive, sql)
-        assert run.returncode == 1 and "disabled by configuration" in run.stderr
-    assert list(tmp_path.iterdir()) == []
+        assert run.returncode == 1 and "read-only" in run.stderr, sql
+    assert list(tmp_path.iterdir()) == [] and not list(archive.glob("*/x.*")) and not (archive / "x.duckdb").exists()
     run = _query(archive, "SELECT count(*) FROM range(1000000000000) a, range(1000) b", "--timeout", "1")
     assert run.returncode == 1 and "longer than its limit of 1 s" in run.stderr
 

@@ -12,7 +12,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -175,9 +174,11 @@ def test_a_query_sees_its_centre_only_reads_no_file_writes_nothing_and_stops_at_
         assert status == 400 and 'id="error"' in page and not _rows(page), sql
     assert list(tmp_path.iterdir()) == []
 
-    assert ask("CREATE TABLE kept AS SELECT 1 AS x")[0] == 200
-    status, page = ask("SELECT * FROM kept")  # each query gets a database of its own: nothing stays
-    assert status == 400 and "kept" in page
+    for sql in ("CREATE TABLE kept AS SELECT 1 AS x", "SELECT 1; CREATE TABLE kept AS SELECT 1 AS x",
+                "INSERT INTO filings SELECT * FROM filings", "DROP VIEW filings"):
+        status, page = ask(sql)
+        assert status == 400 and "read-only" in page, sql
+    assert ask("SELECT * FROM kept")[0] == 400 and _rows(ask("SELECT count(*) FROM filings")[1]) == [[str(len(theirs))]]
 
     started = time.monotonic()
     status, page = ask("SELECT count(*) FROM range(1000000000000) a, range(1000) b")

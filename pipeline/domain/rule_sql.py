@@ -32,8 +32,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .conditions import (ANY, LIST, NUMBER, TEXT, And, Arith, AtLeast, Call, Compare, Const, FieldRef, HasFact,
-                         Member, Node, Not, Or, Quantifier, Ref, RefSet, RefTable, TermMatcher)
+from .conditions import (LIST, NUMBER, TEXT, And, Arith, AtLeast, Call, Compare, Const, FieldRef, HasFact,
+                         Member, Node, Not, Or, Quantifier, Ref, RefTable, TermMatcher)
 
 # Collections a quantifier can range over: item table and the role that selects its rows.
 COLLECTIONS = {"goods": ("goods", None), "parties": ("parties", None), "consignors": ("parties", "consignor"),
@@ -44,8 +44,6 @@ _FILING_COLUMNS = {"filing_code": "record_filing_code", "lrn": "record_lrn",
                    "office_of_first_entry": "record_office_of_first_entry", "filer": "record_filer"}
 _COMPARE = {ast.Eq: "=", ast.NotEq: "<>", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _READS_FILING = re.compile(r"\bf\.")  # an expression that reads the filing's own columns
-STATISTICS = ("unit_value_z", "unit_value_ratio", "route_share", "package_max_kg", "package_load",
-              "piece_value_z", "piece_value_ratio", "package_mass_z", "package_mass_ratio")
 
 
 class CannotExpress(Exception):
@@ -101,6 +99,16 @@ class CompiledPack:
     def goods(self) -> str:
         return f"{self.prefix}goods" if self.statistics else "goods"
 
+    # (item table, column) -> SQL -> name: tests of one item column, made once per distinct value
+    flags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def flag(self, table: str, column: str, sql: str) -> str:
+        """A test that reads one column of an item, as its aggregates read it (see aggregate_tables)."""
+        tests = self.flags.setdefault((table, column), {})
+        if sql not in tests:
+            tests[sql] = f"f{sum(len(t) for t in self.flags.values())}"
+        return f"x_{column}.{tests[sql]}"
+
     def aggregate(self, table: str, sql: str) -> str:
         """The column of the aggregate (made once, whichever rules share it), as the rules read it."""
         columns = self.aggregates.setdefault(table, {})
@@ -110,9 +118,19 @@ class CompiledPack:
 
     def aggregate_tables(self) -> dict[str, str]:
         """name -> SQL of each per-filing aggregate table."""
-        return {f"{self.prefix}{table}_agg": f"SELECT q.rid, {', '.join(f'{sql} AS {column[2:]}' for sql, column in columns.items())} "
-                                              f"FROM {self.goods if table == 'goods' else table} q GROUP BY q.rid"
-                for table, columns in self.aggregates.items()}
+        out = {}
+        for table, columns in self.aggregates.items():
+            source = self.goods if table == "goods" else table
+            # Each test of one column is computed on the column's distinct values (a code, a description
+            # recurs across filings), then joined to the items: once, not once per row.
+            joins = " ".join(
+                f"LEFT JOIN (SELECT q.{column}, {', '.join(f'{sql} AS {name}' for sql, name in tests.items())} "
+                f"FROM (SELECT DISTINCT {column} FROM {source}) q) x_{column} ON x_{column}.{column} IS NOT DISTINCT FROM q.{column}"
+                for (of, column), tests in self.flags.items() if of == table)
+            out[f"{self.prefix}{table}_agg"] = (
+                f"SELECT q.rid, {', '.join(f'{sql} AS {column[2:]}' for sql, column in columns.items())} "
+                f"FROM {source} q {joins} GROUP BY q.rid")
+        return out
 
     def source(self) -> str:
         """What the rules' expressions read as `f`: the records with every aggregate joined."""
@@ -124,6 +142,7 @@ class _Compiler:
     def __init__(self, prefix: str, now: float, compiled: CompiledPack):
         self.prefix, self.now, self.out = prefix, now, compiled
         self.aliases = 0
+        self.flagging, self.flagging_table = False, ""  # compiling an aggregate's condition: flag one-column tests
         self._refs: dict[int, str] = {}
         self._matches: dict[tuple, str] = {}
 
@@ -157,6 +176,13 @@ class _Compiler:
     # -- expressions ------------------------------------------------------------------------------
     def boolean(self, node: Node, scopes: tuple) -> str:
         """A test that is never NULL (the language's missing values make a test false)."""
+        column = _one_column(node, scopes[0][0]) if self.flagging and scopes else None
+        if column is not None and not isinstance(node, Const):
+            self.flagging = False
+            try:
+                return self.out.flag(self.flagging_table, column, self.boolean(node, scopes))
+            finally:
+                self.flagging = True
         if isinstance(node, And):
             return "(" + " AND ".join(self.boolean(p, scopes) for p in node.parts) + ")"
         if isinstance(node, Or):
@@ -277,9 +303,15 @@ class _Compiler:
         per-filing aggregate of that item table (CompiledPack.aggregates): every rule's quantifiers
         over goods are then one pass over the goods. None when the condition reads the filing too."""
         inner = ((node.collection.name, "q"),)
-        cond = self.boolean(node.cond, inner) if node.cond is not None else "TRUE"
-        expr = self.value(node.expr, inner)[0] if node.expr is not None else None
+        flags = {k: dict(v) for k, v in self.out.flags.items()}
+        self.flagging, self.flagging_table = True, table
+        try:
+            cond = self.boolean(node.cond, inner) if node.cond is not None else "TRUE"
+            expr = self.value(node.expr, inner)[0] if node.expr is not None else None
+        finally:
+            self.flagging = False
         if _READS_FILING.search(cond) or (expr and _READS_FILING.search(expr)):
+            self.out.flags = flags  # not an aggregate after all: its flags are not needed
             return None
         of_role = f"q.role = {literal(role)} AND " if role else ""
         sql = {"any": f"bool_or({of_role}{cond})", "all": f"bool_or({of_role}NOT {cond})",
@@ -397,6 +429,26 @@ def compile_pack(pack, now: float, prefix: str) -> CompiledPack:
     return compiled
 
 
+def _one_column(node: Node, collection: str) -> str | None:
+    """The one item column a test reads (of the innermost quantifier's items, not a statistic), if it
+    reads nothing else of the filing or the items."""
+    columns, ok = set(), True
+
+    def walk(n: Node) -> None:
+        nonlocal ok
+        if isinstance(n, (Quantifier, HasFact)):
+            ok = False
+        elif isinstance(n, FieldRef):
+            if n.scope == "filing" or n.spec.derived or n.type.startswith("collection") or \
+                    COLLECTIONS[n.scope][0] != COLLECTIONS[collection][0]:
+                ok = False
+            columns.add(n.name)
+        for child in n.children():
+            walk(child)
+    walk(node)
+    return columns.pop() if ok and len(columns) == 1 else None
+
+
 def _derived(node: Node) -> set[str]:
     """The statistical fields a condition reads."""
     found = {node.spec.derived} if isinstance(node, FieldRef) and node.spec.derived else set()
@@ -458,10 +510,11 @@ def goods_sql(compiled: CompiledPack, statistics) -> str:
                 f"THEN {alias}4.{column} ELSE {alias}2.{column} END")
 
     joins: list[str] = []
-    if learned:
+    needs = compiled.statistics  # only the fields the rules read, and only the joins they need
+    if learned and needs & {"unit_value_z", "unit_value_ratio"}:
         joins += cell(EUR_PER_KG, "''", "kg")
         kg_median, kg_sigma = found("kg", "median"), found("kg", "spread")
-    elif lengths:
+    elif lengths and needs & {"unit_value_z", "unit_value_ratio"}:
         tried = lengths if prefix_table else [None]
         for i, n in enumerate(tried):
             key = "g.hs_code" if n is None else f"substr(g.hs_code, 1, {n})"
@@ -472,13 +525,24 @@ def goods_sql(compiled: CompiledPack, statistics) -> str:
     else:
         kg_median = kg_sigma = "CAST(NULL AS DOUBLE)"
     one_type = "(len(g.package_types) = 1)"
-    if learned:
-        joins += cell(EUR_PER_PIECE, "g.package_types[1]", "pc") + cell(KG_PER_PACKAGE, "g.package_types[1]", "pk")
+    pc_median = pc_sigma = pk_median = pk_sigma = "CAST(NULL AS DOUBLE)"
+    if learned and needs & {"piece_value_z", "piece_value_ratio"}:
+        joins += cell(EUR_PER_PIECE, "g.pt", "pc")
         pc_median, pc_sigma = found("pc", "median"), found("pc", "spread")
+    if learned and needs & {"package_mass_z", "package_mass_ratio"}:
+        joins += cell(KG_PER_PACKAGE, "g.pt", "pk")
         pk_median, pk_sigma = found("pk", "median"), found("pk", "spread")
-    else:
-        pc_median = pc_sigma = pk_median = pk_sigma = "CAST(NULL AS DOUBLE)"
-    joins.append(f"LEFT JOIN {p}routes rt ON rt.hs4 = substr(g.hs_code, 1, 4) AND rt.country = f.loading_country")
+    # The references depend on the code and package type only: looked up once per distinct pair, then joined.
+    reference = (f"SELECT g.hs_code, g.pt, {kg_median} AS kg_median, {kg_sigma} AS kg_sigma, {pc_median} AS pc_median, "
+                 f"{pc_sigma} AS pc_sigma, {pk_median} AS pk_median, {pk_sigma} AS pk_sigma FROM (SELECT DISTINCT "
+                 f"hs_code, package_types[1] AS pt FROM goods) g {' '.join(joins)}")
+    kg_median, kg_sigma, pc_median, pc_sigma, pk_median, pk_sigma = (
+        "r.kg_median", "r.kg_sigma", "r.pc_median", "r.pc_sigma", "r.pk_median", "r.pk_sigma")
+    joins = [f"LEFT JOIN ({reference}) r ON r.hs_code IS NOT DISTINCT FROM g.hs_code "
+             f"AND r.pt IS NOT DISTINCT FROM g.package_types[1]"]
+    if "route_share" in needs:
+        joins.append(f"JOIN records f ON f.rid = g.rid LEFT JOIN {p}routes rt ON rt.hs4 = substr(g.hs_code, 1, 4) "
+                     f"AND rt.country = f.loading_country")
     kg = getattr(statistics, "package_weights", {}) or {}
     table = "MAP {" + ", ".join(f"{literal(k)}: {literal(float(v))}" for k, v in kg.items()) + "}" if kg else None
     weights = f"list_max(list_transform(g.package_types, lambda t: map_extract_value({table}, t)))" if table else "NULL"
@@ -510,5 +574,5 @@ def goods_sql(compiled: CompiledPack, statistics) -> str:
         "package_load": (f"CASE WHEN g.gross_mass IS NULL OR g.packages IS NULL OR g.packages = 0 THEN NULL ELSE "
                          f"g.gross_mass / g.packages / nullif(CASE WHEN {one_type} THEN {single} ELSE {weights} END, 0) END"),
     }
-    return (f"SELECT g.*, {', '.join(f'{v} AS {k}' for k, v in columns.items())} FROM goods g "
-            f"JOIN records f ON f.rid = g.rid {' '.join(joins)}")
+    chosen = ", ".join(f"{v} AS {k}" for k, v in columns.items() if k in needs)
+    return f"SELECT g.*, {chosen} FROM goods g {' '.join(joins)}"
