@@ -3,11 +3,13 @@
     with archive_connection(root, centre="RC-NL") as con:     # None: every centre (the operator's CLI)
         result = run_query(con, "SELECT hs6, count(*) FROM goods GROUP BY 1", seconds=10)
 
-DuckDB reads the archive's Parquet files as pyarrow datasets registered with the connection, each
-filtered to the centre's rows before DuckDB sees it; then the connection loses every access to
-files (`enable_external_access = false`, no Python variables as tables, configuration locked).
-So a query reads the views below and nothing else: not another centre's rows (they never reach
-the connection), not a file outside the archive, and it writes nothing: one SELECT per query. A watchdog interrupts a query at its time limit.
+For a centre (the workbench), DuckDB gets the archive's Parquet files as pyarrow datasets registered
+with the connection, each filtered to the centre's rows before DuckDB sees it, and then loses every
+access to files (`enable_external_access = false`, no Python variables as tables, configuration
+locked): a query reads the views below and nothing else, never another centre's rows. For the
+operator (`cargoscreen query`, every centre) DuckDB reads the files itself, several times faster, with
+access to the archive's folder only. Either way a query is one SELECT (DuckDB's parser says), so
+nothing is written. A watchdog interrupts a query at its time limit.
 
 Views (one row per ...):
     filings       decision, with the screening record it was made on (connectors/ARCHIVE.md)

@@ -111,6 +111,7 @@ class ArchiveReplay:
         self.count = consignments
         self._packs = 0
         self._distinct: dict[tuple[str, str], list[str]] = {}
+        self._keys: list[list] | None = None
 
     def __enter__(self) -> "ArchiveReplay":
         return self
@@ -132,7 +133,8 @@ class ArchiveReplay:
                     f"SELECT DISTINCT {column} FROM {items} WHERE {column} IS NOT NULL").fetchall()]
             self.con.register(name, pa.table({"text": pa.array([t for t in texts if matcher.find(t)], pa.string())}))
         if compiled.statistics:
-            self.con.execute(f"CREATE TEMP TABLE {compiled.goods} AS {goods_sql(compiled, pack.environment.statistics)}")
+            # a view: the aggregates' one pass over the goods computes the statistics on the way
+            self.con.execute(f"CREATE TEMP VIEW {compiled.goods} AS {goods_sql(compiled, pack.environment.statistics)}")
         for name, sql in compiled.aggregate_tables().items():
             self.con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
         return compiled
@@ -204,10 +206,12 @@ class ArchiveReplay:
         for rule in scorer.pack.rules:  # pack order, as the scorer lists what fired
             for rid in fired.get(rule.id, ()):
                 by_row.setdefault(rid, []).append(rule)
+        if self._keys is None:  # read once for every pack, column by column (rows of Python objects cost more)
+            table = self.con.sql("SELECT rid, submission_id, member_submissions, filing_code, record_filing_code, "
+                                 "missing FROM records").to_arrow_table()
+            self._keys = [column.to_pylist() for column in table.columns]
         out, nothing = {}, {}  # nothing fired: one assessment per filing type serves every such record
-        rows = self.con.execute("SELECT rid, submission_id, member_submissions, filing_code, record_filing_code, "
-                                "missing FROM records").fetchall()
-        for rid, submission, members, code, record_code, missing in rows:
+        for rid, submission, members, code, record_code, missing in zip(*self._keys):
             rules = by_row.get(rid)
             if rules:
                 hits = [Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods) for r in rules]
@@ -216,7 +220,7 @@ class ArchiveReplay:
                 assessment = nothing.get(record_code) or nothing.setdefault(record_code, scorer.decide(record_code, [], []))
             if missing:
                 assessment = incompleteness(assessment, tuple(missing))
-            out[submission] = Replayed(submission, tuple(members or ()) or (submission,), code, assessment)
+            out[submission] = Replayed(submission, members or [submission], code, assessment)
         return out
 
 

@@ -224,7 +224,7 @@ class Replayed(NamedTuple):
     its members' submission ids (labels name them) and the assessment."""
 
     submission_id: str
-    members: tuple[str, ...]
+    members: tuple[str, ...] | list[str]
     filing_code: str
     assessment: Assessment
 
