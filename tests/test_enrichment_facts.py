@@ -87,6 +87,9 @@ def _with(declared, change):
                                                           h[4]._replace(location="EGPSD")]),
     ("impossible-movement", lambda h, c: h[:4] + [h[4]._replace(location="NLRTM",
                                                           event_time=h[3].event_time + 2 * HOUR)]),
+    # a second box under the number gates in at Rotterdam while the declared one sails from Shanghai
+    ("ashore-while-aboard", lambda h, c: h[:3] + [h[1]._replace(event_id="clone", location="NLRTM",
+                                                          event_time=h[2].event_time + 200 * HOUR)] + h[3:]),
 ])
 def test_each_anomaly_is_found_with_its_events(declared, kind, change):
     facts = _with(declared, change)
@@ -153,6 +156,16 @@ def test_a_feeder_leg_before_the_declared_place_of_loading_is_normal():
     facts = shipment_facts(declared, {c.container_id: history}, bundled_reference())
     assert kinds(facts) == set(), [f.detail for f in facts if f.kind not in INFORMATIONAL_FACTS]
     assert next(f for f in facts if f.kind == "transhipment").values["dwell_hours"] == {"SGSIN": 20.0}
+
+
+def test_a_box_handled_again_where_it_was_loaded_is_not_ashore_elsewhere(declared):
+    """A box taken off again at its loading terminal (rolled to a later sailing) is still where it was."""
+    c = declared.containers[0]
+    history = clean_history(declared, c)
+    rolled = history[:3] + [history[1]._replace(event_id="again", event_time=history[2].event_time + 5 * HOUR)] \
+        + history[3:]
+    facts = shipment_facts(replace(declared, containers=(c,)), {c.container_id: rolled}, bundled_reference())
+    assert "ashore-while-aboard" not in kinds(facts)
 
 
 def _fed_from_vietnam(consignor_country: str, feeder_status: str = "LADEN"):

