@@ -11,24 +11,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import replace
 
 import pytest
 
 from cargoscreen import audit
 from cargoscreen.analytics import archive_outcomes
-from cargoscreen.cli import load_feed
-from cargoscreen.config import Settings
 from cargoscreen.connectors.archive import DECISIONS, read_archive
-from cargoscreen.connectors.redis_streams import StreamKeys
-from cargoscreen.corpus import corpus_spec, write_container_status
-from cargoscreen.generator import generate
-from cargoscreen.service import run_service
 from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.keeper import Keeper
 from cargoscreen.workbench.queue import ReferralQueue
 
-from .conftest import workbench_server
+from .conftest import screen_through_service, workbench_server
 from .test_workbench_browser import PASSWORD, browser, pytestmark, shot, sign_in, until  # noqa: F401 (fixture)
 
 QUERY_SECONDS = 2
@@ -43,16 +36,8 @@ def screened(tmp_path_factory, redis_server):
     client = connect(redis_server.url)
     client.flushall()
     work = tmp_path_factory.mktemp("wb-analytics")
-    spec = dict(defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0, risk_rate=0.3, modes=("sea", "air"))
-    write_container_status(work, 240, seed=12, **spec)
-    load_feed([work / "container-events.jsonl"], redis_server.url, work / "rejected.jsonl")
-    pipe = client.pipeline(transaction=False)
-    for f in generate(corpus_spec(240, 12, **spec)):
-        pipe.xadd(StreamKeys().filings, {"filing": f.data, "id": f.name})
-    pipe.execute()
-    s = Settings().with_redis_url(redis_server.url)
     archive = work / "archive"
-    run_service(replace(s, streams=replace(s.streams, once=True, read_batch=100)), ["w0"], archive_dir=archive)
+    s = screen_through_service(redis_server.url, work, 240, 12, ("sea", "air"), archive)
     Keeper(client, s).once()
     decisions = read_archive(archive, DECISIONS).to_pylist()
     referred = {}
