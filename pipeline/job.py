@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from .answering import ACCEPTING_ANSWERS, PENDING_ANSWERS, REJECTING_ANSWERS
 from .config import Settings
-from .connectors.archive import DECISIONS, FILINGS, WriteArchive, decision_row, filing_row
+from .connectors.archive import DECISIONS, FILINGS, ITEMS, WriteArchive, decision_row, filing_row, item_rows
 from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_record, dead_letter_record,
                                decision_json, enriched_record)
 from .connectors.redis_store import ReportProgress, progress_key
@@ -137,7 +137,10 @@ def archive_outcomes(s: Screened, archive: Path) -> None:
     for name, outcomes in (("Accepted", s.checked.valid), ("Rejected", s.checked.rejected)):
         (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
          | f"ArchiveFilings{name}" >> WriteArchive(archive, FILINGS))
-    s.scored.decisions | "DecisionRows" >> beam.Map(decision_row) | "ArchiveDecisions" >> WriteArchive(archive, DECISIONS)
+    decisions = s.scored.decisions | "DecisionRows" >> beam.Map(decision_row)
+    decisions | "ArchiveDecisions" >> WriteArchive(archive, DECISIONS)
+    for table in ITEMS:  # the record's goods, parties, containers and facts, flat, for questions over them
+        decisions | f"ItemRows{table}" >> beam.FlatMap(item_rows, table) | f"Archive{table}" >> WriteArchive(archive, table)
 
 
 def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,

@@ -242,6 +242,29 @@ def workbench_server(redis_url: str, analysts: Path, folder: Path, *options: str
     print(log_path.read_text()[-5000:])
 
 
+def screen_through_service(redis_url: str, work: Path, count: int, seed: int, modes: tuple[str, ...],
+                           archive_dir: Path | None = None) -> Settings:
+    """Generated filings (30% planted risk) with their containers' histories through the real
+    streaming service, once; returns its settings (the workbench tests then take the referrals in)."""
+    from dataclasses import replace
+
+    from cargoscreen.cli import load_feed
+    from cargoscreen.connectors.redis_streams import StreamKeys
+    from cargoscreen.corpus import corpus_spec, write_container_status
+    from cargoscreen.service import run_service
+
+    spec = dict(defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0, risk_rate=0.3, modes=modes)
+    write_container_status(work, count, seed=seed, **spec)
+    load_feed([work / "container-events.jsonl"], redis_url, work / "rejected.jsonl")
+    pipe = connect(redis_url).pipeline(transaction=False)
+    for f in generate(corpus_spec(count, seed, **spec)):
+        pipe.xadd(StreamKeys().filings, {"filing": f.data, "id": f.name})
+    pipe.execute()
+    s = Settings().with_redis_url(redis_url)
+    run_service(replace(s, streams=replace(s.streams, once=True, read_batch=100)), ["w0"], archive_dir=archive_dir)
+    return s
+
+
 @pytest.fixture
 def job_service():
     """Beam's local job service: the job API that Flink, Spark and Dataflow runners also speak."""

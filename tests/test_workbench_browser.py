@@ -18,17 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from cargoscreen.cli import load_feed
 from cargoscreen.config import Settings
 from cargoscreen.connectors.redis_streams import StreamKeys
-from cargoscreen.corpus import corpus_spec, write_container_status
+from cargoscreen.corpus import corpus_spec
 from cargoscreen.generator import generate
 from cargoscreen.service import run_service
 from cargoscreen.workbench import palette
 from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.keeper import Keeper
 
-from .conftest import free_port, workbench_server
+from .conftest import free_port, screen_through_service, workbench_server
 from .pictures import foreign_colours, outcome_bars, pixels, rgb
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -48,15 +47,7 @@ def screened(tmp_path_factory, redis_server):
     client = connect(redis_server.url)
     client.flushall()
     work = tmp_path_factory.mktemp("wb")
-    spec = dict(defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0, risk_rate=0.3, modes=("sea",))
-    write_container_status(work, 200, seed=11, **spec)
-    load_feed([work / "container-events.jsonl"], redis_server.url, work / "rejected.jsonl")
-    pipe = client.pipeline(transaction=False)
-    for f in generate(corpus_spec(200, 11, **spec)):
-        pipe.xadd(StreamKeys().filings, {"filing": f.data, "id": f.name})
-    pipe.execute()
-    s = Settings().with_redis_url(redis_server.url)
-    run_service(replace(s, streams=replace(s.streams, once=True, read_batch=100)), ["w0"])
+    s = screen_through_service(redis_server.url, work, 200, 11, ("sea",))
     Keeper(client, s).once()
     yield client, work
     client.flushall()

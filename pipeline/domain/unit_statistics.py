@@ -171,6 +171,10 @@ class UnitReference:
     def __len__(self) -> int:
         return len(self._cells)
 
+    def cells(self) -> list[Cell]:
+        """Every cell kept (min_count applied): what SQL backtests join goods against (rule_sql.py)."""
+        return list(self._cells.values())
+
     def cell(self, measure: str, hs_code: str | None, package_type: str = "") -> Cell | None:
         """The most specific cell for the code (callers on the hot path remember what it found)."""
         for _, digits in LEVELS:

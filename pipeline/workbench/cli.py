@@ -70,8 +70,12 @@ def workbench() -> None:
               help="A session ends after this long without a request.")
 @click.option("--session-hours", type=click.FloatRange(min=0, min_open=True), default=12, show_default=True,
               help="A session ends this long after sign-in, however active.")
+@click.option("--archive", "archive_path", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The Parquet archive: a query page and the indicators, each analyst's centre's rows only.")
+@click.option("--query-seconds", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
+              help="A query on the query page is stopped after this long.")
 def serve(redis_url, host, port, analysts_path, session_secret_file, claim_minutes, keeper, rules_dir,
-          secure_cookies, idle_minutes, session_hours) -> None:
+          secure_cookies, idle_minutes, session_hours, archive_path, query_seconds) -> None:
     """Serve the analysts' web workbench."""
     import uvicorn
 
@@ -89,7 +93,8 @@ def serve(redis_url, host, port, analysts_path, session_secret_file, claim_minut
         raise click.UsageError(str(exc)) from None
     app = workbench_app(client, analysts, secret, PREFIX, claim_minutes * 60,
                         Path(rules_dir) if rules_dir else Settings().rules.pack_dir, secure_cookies,
-                        max(1, round(idle_minutes * 60)), max(1, round(session_hours * 3600)))
+                        max(1, round(idle_minutes * 60)), max(1, round(session_hours * 3600)),
+                        Path(archive_path) if archive_path else None, query_seconds)
     stop = threading.Event()
     if keeper:
         keeper_loop = Keeper(client, Settings().with_redis_url(redis_url), claim_minutes * 60).run

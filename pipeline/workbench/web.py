@@ -8,6 +8,8 @@
     GET  /rules, /rules/plot.png               rule effectiveness
     GET  /risk-information, POST ...           publish (and revoke) risk information forms
     GET  /audit, /audit/export?format=csv|jsonl  the centre's audit trail
+    GET  /analytics/query, /analytics/query.csv, /analytics/indicators   SQL over the centre's archive
+                                               (with --archive; analytics_pages.py)
     GET  /healthz
 
 Every page and action reads the analyst and centre from the server-side session (sessions.py)
@@ -46,6 +48,7 @@ from ..domain.rulepack import DECISIONS, RISK_AREAS, COMPLETE, RFI
 from ..risk_information import ACTIONS, KINDS, FormError, RiskInformationStore, checked_form, ordinary_traffic
 from ..rule_store import RulePackSource, RulePackStore
 from .accounts import Analyst, Analysts, AnalystsUnreadable
+from .analytics_pages import analytics_routes
 from . import palette
 from .effectiveness import daily_totals, plot, read_counts, rule_rows, table_context
 from .queue import FINDING_CATEGORIES, OUTCOMES, QueueError, ReferralQueue
@@ -132,7 +135,8 @@ def _query(q) -> tuple[dict, int]:
 
 def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, key_prefix: str = "cs",
                   claim_seconds: int = 30 * 60, pack_dir: Path | None = None, secure_cookies: bool = False,
-                  idle_seconds: int = 30 * 60, session_seconds: int = 12 * 3600) -> Starlette:
+                  idle_seconds: int = 30 * 60, session_seconds: int = 12 * 3600, archive: Path | None = None,
+                  query_seconds: float = 30.0) -> Starlette:
     sessions = Sessions(client, key_prefix, idle_seconds, session_seconds)
     throttle = SignInThrottle(client, key_prefix)
     hashing = anyio.CapacityLimiter(HASHING_SLOTS)
@@ -149,7 +153,8 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     def page(request: Request, template: str, status: int = 200, **context) -> Response:
         who, centre = _analyst(request)
         return TEMPLATES.TemplateResponse(request, template, {"analyst": who, "centre": centre,
-                                                              "csrf": request.state.csrf, **context},
+                                                              "csrf": request.state.csrf,
+                                                              "analytics": archive is not None, **context},
                                           status_code=status)
 
     def live_session(request: Request) -> Response | None:
@@ -376,6 +381,10 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
         Route("/audit/export", signed_in(audit_export)),
         Route("/healthz", healthz),
     ]
+    if archive is not None:  # the centre's archive: ad hoc SQL and the indicators
+        routes += analytics_routes(
+            archive, page, signed_in, lambda who, centre, action, target, detail: audit.record(
+                client, trail, who, centre, action, target, detail), _analyst, query_seconds)
     middleware = [Middleware(SessionMiddleware, secret_key=session_secret, session_cookie="cs_workbench",
                              max_age=session_seconds, same_site="strict", https_only=secure_cookies)]
     return Starlette(routes=routes, middleware=middleware)
