@@ -46,14 +46,17 @@ class _ResourceGuard(etree.Resolver):
         raise RejectedXml(XmlProblem("EXTERNAL_RESOURCE", f"External resource {url!r} is not allowed"))
 
 
-def secure_parser(allow_local_files: bool = False, drop_blank_text: bool = False) -> etree.XMLParser:
+def secure_parser(allow_local_files: bool = False, drop_blank_text: bool = False,
+                  drop_comments: bool = False) -> etree.XMLParser:
     """An lxml parser that never loads a DTD, expands entities or touches the network.
 
     allow_local_files is for the operator's own schema sets (includes and imports);
     submissions are parsed without it. drop_blank_text drops the indentation between
     elements (libxml2 keeps blanks that are an element's only content, so an all-blank value
     still fails its length): 10-20% fewer nodes to parse, validate and walk in pretty-printed
-    filings. Parsers are not thread-safe: one per DoFn instance.
+    filings. drop_comments drops comments and processing instructions: inside a value
+    ("<IssueDateTime><!-- x -->2026-...") they would split its text, and the regime reads neither.
+    Parsers are not thread-safe: one per DoFn instance.
     """
     parser = etree.XMLParser(
         resolve_entities=False,
@@ -63,6 +66,8 @@ def secure_parser(allow_local_files: bool = False, drop_blank_text: bool = False
         huge_tree=False,  # keeps libxml2's own caps (depth 256, text nodes 10 MB)
         collect_ids=False,
         remove_blank_text=drop_blank_text,
+        remove_comments=drop_comments,
+        remove_pis=drop_comments,
     )
     parser.resolvers.add(_ResourceGuard(allow_local_files))
     return parser
@@ -73,7 +78,7 @@ class SafeXmlParser:
 
     def __init__(self, limits: XmlLimits):
         self.limits = limits
-        self._parser = secure_parser(drop_blank_text=True)
+        self._parser = secure_parser(drop_blank_text=True, drop_comments=True)
 
     def parse(self, data: bytes) -> etree._ElementTree:
         if len(data) > self.limits.max_bytes:

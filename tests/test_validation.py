@@ -129,3 +129,16 @@ def test_an_empty_element_is_said_to_be_empty_and_other_sets_are_named_as_writte
     reasons = [e.reason for e in validator.validate(Submission("other", other.replace(b"{}", b""))).errors
                if e.code == "XSD_FORMAT"]
     assert reasons == ["PiecesScreened is empty; a value is required."]
+
+
+def test_comments_and_processing_instructions_inside_values_change_nothing(validator):
+    """XML allows a comment or a processing instruction inside a value: the filing is accepted with
+    the same record as without them (they once split the value's text and crashed the reader)."""
+    filing = next(f for f in generate(GeneratorSpec(count=20, seed=3, defect_rate=0, envelope_rate=0,
+                                                    resubmission_rate=0)) if b"<ens:Description>" in f.data)
+    marked = filing.data.replace(b"<ens:IssueDateTime>", b"<ens:IssueDateTime><!-- sent by the night run -->", 1) \
+        .replace(b"<ens:Description>", b"<ens:Description><?editor checked?>", 1)
+    assert marked != filing.data
+    plain, with_marks = (validator.validate(Submission(filing.name, data)) for data in (filing.data, marked))
+    assert plain.accepted and with_marks.accepted, with_marks
+    assert with_marks.record == plain.record and with_marks.record.issued_at > 0
