@@ -77,10 +77,9 @@ def load_traffic(source: Path, settings: Settings, fetch_histories: Callable | N
         members.append(member_of(outcome, make_mrn(datetime.now(timezone.utc).year, "XX", traffic.read)))
     consignments, pending = assemble(members)
     traffic.pending = len(pending)
-    if parties is not None:
-        consignments.sort(key=lambda c: c.record.issued_at)
     record = None
     if parties is not None:
+        consignments.sort(key=lambda c: c.record.issued_at)
         issued = {m.mrn: m.record.issued_at for c in consignments for m in c.members}
         record = lambda sightings: _seen_as_of_issue(parties, sightings, issued)  # noqa: E731
     for i in range(0, len(consignments), batch_size):
