@@ -198,9 +198,20 @@ def _at_declared_place(declared: ScreeningRecord, location: str | None) -> bool:
         location[:2] == declared.loading_country
 
 
+def _first_load_there(declared: ScreeningRecord, loads: list[ContainerEvent]) -> int | None:
+    """The index of the first load at the declared place of loading, or None."""
+    return next((i for i, e in enumerate(loads) if _at_declared_place(declared, e.location)), None)
+
+
+def _declared_countries(declared: ScreeningRecord) -> set[str]:
+    """The countries the filing names for where the goods come from and pass: loading, routing, consignors'."""
+    return {declared.loading_country, *declared.routing_countries,
+            *(p.country for p in declared.parties if p.role == "consignor" and p.country)} - {None}
+
+
 def _voyage_loads(declared: ScreeningRecord, loads: list[ContainerEvent]) -> list[ContainerEvent]:
     """The loads from the first one at the declared place of loading on."""
-    first = next((i for i, e in enumerate(loads) if _at_declared_place(declared, e.location)), None)
+    first = _first_load_there(declared, loads)
     return loads[first:] if first is not None else []
 
 
@@ -227,9 +238,7 @@ def _packed_status_facts(declared: ScreeningRecord, container: Equipment, loads,
 def _stuffed_elsewhere(declared: ScreeningRecord, cid: str, stuffing, loads) -> list[Fact]:
     """Goods packed into the box in a country neither the declared route, the consignor nor the
     box's own way to the place of loading (a feeder port, say) explains."""
-    expected = {declared.loading_country, *declared.routing_countries,
-                *(p.country for p in declared.parties if p.role == "consignor" and p.country),
-                *(e.location[:2] for e in loads if e.location)} - {None}
+    expected = _declared_countries(declared) | {e.location[:2] for e in loads if e.location}
     return [Fact("stuffed-elsewhere", cid, f"stuffed at {e.location}, not in the loading or routing countries "
                  f"({' '.join(sorted(expected))})", (e.event_id,),
                  {"location": e.location, "countries": [e.location[:2]]})
@@ -241,11 +250,10 @@ def _origin_undeclared(declared: ScreeningRecord, cid: str, loads) -> list[Fact]
     route nor a consignor names: where the goods really come from is not declared (fruit from Ecuador
     declared Moroccan at Tanger Med, Chinese bolts declared Malaysian at Port Klang). A feeder leg
     within the declared countries, or from the consignor's, is the normal way there."""
-    first = next((i for i, e in enumerate(loads) if _at_declared_place(declared, e.location)), None)
+    first = _first_load_there(declared, loads)
     if not first or not declared.routing_countries:
         return []
-    expected = {declared.loading_country, *declared.routing_countries,
-                *(p.country for p in declared.parties if p.role == "consignor" and p.country)} - {None}
+    expected = _declared_countries(declared)
     upstream = [e for e in loads[:first] if e.location and e.empty == LADEN and e.location[:2] not in expected]
     if not upstream:
         return []
