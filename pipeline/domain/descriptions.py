@@ -1,6 +1,6 @@
 """What a goods description says by its words alone: a brand and how many articles, or nothing at all.
 
-    wording = DescriptionWording.load()                      # or bundled_wording()
+    wording = DescriptionWording.load(reference.vague_terms)  # or bundled_wording()
     description_facts(record, wording) -> (Fact, ...)
 
 Two facts per goods item, for the rules to weigh:
@@ -26,13 +26,15 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
 from .. import resources
 from .dataquality import VagueDescriptionMatcher
 from .enrichment import BRANDED_UNDERPRICED, SAYS_NOTHING, Fact
+from .reference import bundled_reference
 from .screening import GoodsLine, ScreeningRecord
 
-BRANDS_FILE, VAGUE_FILE, GENERAL_FILE = "brands.csv", "vague-goods-descriptions.txt", "general-goods-wording.txt"
+BRANDS_FILE, GENERAL_FILE = "brands.csv", "general-goods-wording.txt"
 
 # "50 pcs", "40 pairs", "2,000 boxes", "12 x", "x12", "qty 60", "a dozen": the count of articles a line holds.
 _UNITS = r"(?:pcs|pc|pces|pieces|piece|pairs|pair|prs|units|unit|bottles|bottle|sets|set|boxes|box|items|item|" \
@@ -83,13 +85,16 @@ class DescriptionWording:
         self._head_says_nothing = VagueDescriptionMatcher(general_terms)
 
     @classmethod
-    def load(cls, directory: Path | None = None) -> "DescriptionWording":
+    def load(cls, vague_terms: Iterable[str], directory: Path | None = None) -> "DescriptionWording":
+        """vague_terms: the regime's unacceptable terms, as validation holds them (ReferenceData.vague_terms)."""
         directory = directory or resources.rules_dir() / "reference"
         with open(directory / BRANDS_FILE, encoding="utf-8", newline="") as f:
             brands = [BrandEntry(r["brand"], tuple(tuple(_WORD.findall(n.lower())) for n in r["names"].split("|")),
                                  frozenset(r["headings"].split("|")), float(r["min_article_eur"]), r["article"])
                       for r in csv.DictReader(f)]
-        return cls(brands, _terms(directory / VAGUE_FILE), _terms(directory / GENERAL_FILE))
+        with open(directory / GENERAL_FILE, encoding="utf-8") as f:
+            general = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+        return cls(brands, list(vague_terms), general)
 
     def brand(self, description: str, hs_code: str | None) -> BrandEntry | None:
         """The brand the description names for goods of the declared heading, or None."""
@@ -115,14 +120,9 @@ class DescriptionWording:
                                                              and self._head_says_nothing.is_vague(head))
 
 
-def _terms(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
-
-
 @lru_cache(maxsize=1)
 def bundled_wording() -> DescriptionWording:
-    return DescriptionWording.load()
+    return DescriptionWording.load(bundled_reference().vague_terms)
 
 
 def description_facts(record: ScreeningRecord, wording: DescriptionWording) -> tuple[Fact, ...]:
