@@ -398,13 +398,13 @@ class Effect:
 _DELIVER = """
 local ttl, maxlen, minid, kept = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local n = (#ARGV - 4) / 8
-local out = {}
+local out, written = {}, {}
 for i = 1, n do
   local b = 4 + 8 * (i - 1)
   local fx, stream, body = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   if redis.call('SET', fx, '1', 'NX', 'EX', ttl) then
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'effect', ARGV[b + 1], 'body', body)
-    redis.call('XTRIM', stream, 'MINID', '~', minid)
+    written[stream] = true
     if ARGV[b + 4] ~= '' then redis.call('SET', ARGV[b + 4], ARGV[b + 5], 'EX', kept) end
     if ARGV[b + 6] ~= '' then redis.call('ZREM', ARGV[b + 6], ARGV[b + 7]) end
     for key in string.gmatch(ARGV[b + 8], '[^\\31]+') do redis.call('EXPIRE', key, kept) end
@@ -413,6 +413,7 @@ for i = 1, n do
     out[i] = 0
   end
 end
+for stream in pairs(written) do redis.call('XTRIM', stream, 'MINID', '~', minid) end  -- once per stream a batch wrote
 return out
 """
 
