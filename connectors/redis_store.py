@@ -13,6 +13,7 @@ from typing import Callable, TypeVar
 
 import apache_beam as beam
 import redis
+import redis.cluster
 
 from cargoscreen import metrics
 from cargoscreen.config import RedisSettings
@@ -84,8 +85,27 @@ def connection_options(url: str | None) -> tuple[str, dict]:
 
 
 def connect(url: str | None) -> redis.Redis:
+    """A client for the Redis at `url`: a plain client for one Redis, a cluster client (slots mapped,
+    MOVED/ASK followed, failovers retried) when `url` names any node of a Redis Cluster."""
     url, options = connection_options(url)
-    return redis.Redis.from_url(url, health_check_interval=30, **options)
+    client = redis.Redis.from_url(url, health_check_interval=30, **options)
+    if not url.startswith("unix:") and is_cluster_node(client):
+        client.close()
+        return redis.cluster.RedisCluster.from_url(url, **options)
+    return client
+
+
+def is_cluster_node(client: redis.Redis) -> bool:
+    """Whether the server says it runs in cluster mode. A Redis that will not say (INFO refused by an
+    ACL) or cannot be reached yet is taken as a single one: the first real command tells."""
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False
+
+
+def is_cluster(client: redis.Redis) -> bool:
+    return isinstance(client, redis.cluster.RedisCluster)
 
 
 class ClusterNotSupported(redis.RedisError):
@@ -96,11 +116,7 @@ def refuse_cluster(client: redis.Redis) -> None:
     """Stops a command before any work when the Redis is a cluster node: its scripts build key names
     and touch keys of several slots, so a cluster would refuse most of a run (each refused filing
     dead-lettered). A Redis that will not say (INFO refused by an ACL) is taken as a single one."""
-    try:
-        enabled = client.info("cluster").get("cluster_enabled")
-    except redis.ResponseError:
-        return
-    if enabled:
+    if is_cluster(client) or is_cluster_node(client):
         raise ClusterNotSupported("it is a node of a Redis Cluster; cargoscreen needs one Redis (a primary, "
                                   "with replicas if wanted) for now: its scripts touch keys of several slots")
 

@@ -60,8 +60,18 @@ def test_a_batch_job_run_on_a_cluster_anyway_is_not_balanced_and_says_the_cluste
             client.flushall()
 
 
+def test_connect_gives_a_cluster_client_for_any_node_that_reaches_every_slot(cluster):
+    client = connect(cluster[1])
+    assert isinstance(client, redis.cluster.RedisCluster)
+    for n in range(20):  # keys of every master, through one URL
+        client.set(f"k{n}", n)
+    assert [int(client.get(f"k{n}")) for n in range(20)] == list(range(20))
+    assert len({client.keyslot(f"k{n}") for n in range(20)}) > 3
+    client.delete(*(f"k{n}" for n in range(20)))
+
+
 def test_cluster_replies_are_told_apart_from_other_refusals(cluster):
-    client = connect(cluster[0])
+    client = redis.Redis.from_url(cluster[0])  # a plain client sees the cluster's replies as they come
     errors = []
     for key in (f"k{n}" for n in range(20)):  # some of them live on another master: MOVED
         try:
