@@ -9,6 +9,7 @@ from .domain import answers
 from .domain.answers import Answer, FilingError
 from .registration import (AMENDED, FOREIGN_MRN, INVALIDATED, LRN_REUSED, REGISTERED, RESENT, UNKNOWN_MRN,
                            WITHDRAWN, RegistrationRequest, RegistrationResult)
+from .linking import linked_key
 from .validation import ValidationOutcome
 
 ACCEPTING_ANSWERS = ("IE3R01", "IE3N10", "IE3R04")
@@ -76,8 +77,9 @@ def registration_request(outcome: ValidationOutcome, year: int) -> RegistrationR
     s = outcome.summary
     kind = "Q" if s.filing_code == "Q04" else ("A" if s.filing_code.startswith("A") else "F")
     office = s.office_of_first_entry or "EU"
+    consignment = (linked_key(outcome.record) or "") if outcome.record is not None else ""
     return RegistrationRequest(kind, outcome.filer, s.lrn, s.digest, year, office[:2], s.referenced_mrn,
-                               outcome.submission.submission_id)
+                               outcome.submission.submission_id, consignment)
 
 
 def registration_answer(outcome: ValidationOutcome, result: RegistrationResult, now: str) -> Answer:

@@ -85,6 +85,11 @@ class StreamSettings:
     """How the service reads the filings stream and writes its output streams (connectors/redis_streams.py)."""
 
     group: str = "screening"  # the consumer group every worker of one deployment joins
+    # The filings stream is this many streams, one per partition (cs:{p<n>}:filings), each filing in the
+    # partition of its consignment (its linking key), where that consignment's state lives: on a Redis
+    # Cluster the partitions spread over the masters. 1 is one stream. Changing it moves every
+    # consignment's state: drain the service first (ops/REDIS-KEYS.md, cut-over).
+    partitions: int = 16
     once: bool = False  # stop when nothing new arrives (batch runs and tests) instead of following
     read_batch: int = 500  # entries per read, which is one bundle
     poll_ms: int = 500  # how long an idle read blocks in Redis (no busy polling)
@@ -186,12 +191,18 @@ class Settings:
     answer_check_every: int = 1
     registration_batch_size: int = 256  # filings per Redis round trip
     registration_retention_seconds: int = 400 * 86400  # how long (filer, LRN) and MRN records are kept
+    # Sub-buckets of each registration bucket and period (registration.py): sized so that a hash holds
+    # about 60 filings at EU volume (12.6 M a day), within Redis's listpack limit (128 fields). At most
+    # mrn.SUBS; fixed for the life of the data (a re-send is looked for where this count puts it).
+    registration_index_buckets: int = 16384
     default_risk_centre: str = DEFAULT_RISK_CENTRE
     # Data quality and the screening record from one walk in C (domain/one_pass.py) when it was built at
     # install; False: the pure-Python reference, which gives the same answers (benchmarks compare the two).
     compiled_walk: bool = True
 
     def __post_init__(self):
+        if not 1 <= self.registration_index_buckets <= 16384 or self.streams.partitions < 1:
+            raise ValueError("registration_index_buckets must be 1 to 16384, streams.partitions at least 1")
         if not RISK_CENTRE.fullmatch(self.default_risk_centre):
             raise ValueError(f"default risk centre {self.default_risk_centre!r}: a centre is RC- and two "
                              f"capital letters, e.g. {DEFAULT_RISK_CENTRE}")

@@ -65,6 +65,7 @@ from typing import NamedTuple
 import redis
 
 from .domain.filings import HOUSE, PARTIAL_MASTER, POSTAL_MASTER
+from .connectors.redis_slots import SlotScript, partition_of, partition_tag
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict
 
 # Refusals: why a claim on a consignment was refused (the IE3N01 code the claimant reads).
@@ -354,13 +355,15 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
 # document \x1e filer, joined by \x1f), c (its risk centre), h:{filer}\x1e{house document} (each
 # house, under its filer: another filer's house of that number is another field), v (version),
 # s (state assessed last), r:{mrn} (a refused claim, audited once); a postal dispatch keeps
-# v:{field} and s:{field} per item instead. {p}:cons-of:{mrn} -> "key\x1ffield".
-# Sorted set {p}:cons:due (due_key), by deadline: a consignment whose master is filed, under its
-# key; one filer's houses whose master is not, under group_key (each waits on its own deadline).
+# v:{field} and s:{field} per item instead; o:{mrn} (each member's field, for its invalidation).
+# Sorted set {p}:{partition}:cons:due (due_key), by deadline: a consignment whose master is filed,
+# under its key; one filer's houses whose master is not, under group_key (each waits on its own
+# deadline). Both carry the hash tag of the consignment's partition (partition_of its linking key):
+# one slot of a Redis Cluster holds a consignment's whole state.
 # (\x1e and \x1f cannot occur in XML text, so no document number or filer can forge a field.)
 _LINK = """
 local p, key, field, blob, mrn, expected, is_master, deadline, remove, ttl, each, filer, centre, now = unpack(ARGV)
-local h, due = p .. ':cons:' .. key, p .. ':cons:due'
+local h, due = KEYS[1], KEYS[2]
 local family, document = string.match(key, '^([^:]*):(.*)$')
 local refused = {}
 
@@ -383,24 +386,23 @@ local function refusal(who, doc, x, mf)  -- linking.house_refusal: nil when `who
 end
 local function refuse(code, who, m, doc, body)
   local c = redis.call('HGET', h, 'c') or centre
-  local mark = redis.sha1hex(body)
-  if redis.call('HGET', h, 'r:' .. m) ~= mark then  -- audited once per claim, however often it is delivered
+  local mark, new = redis.sha1hex(body), '0'
+  if redis.call('HGET', h, 'r:' .. m) ~= mark then  -- audited once per claim (by the caller), however often delivered
     redis.call('HSET', h, 'r:' .. m, mark)
-    redis.call('XADD', p .. ':audit', '*', 'at', now, 'who', who, 'centre', c, 'action', 'claim-refused',
-               'subject', m, 'detail', code .. ': ' .. doc .. ' in consignment ' .. key)
+    new = '1'
   end
-  table.insert(refused, {code, doc, c, body})
+  table.insert(refused, {code, doc, c, body, new})
 end
 local function link()
   redis.call('HSET', h, field, blob)
   redis.call('EXPIRE', h, ttl)
-  redis.call('SET', p .. ':cons-of:' .. mrn, key .. '\\31' .. field, 'EX', ttl)
+  redis.call('HSET', h, 'o:' .. mrn, field)
 end
 
 local present = redis.call('HEXISTS', h, 'm') == 1
 if remove == '1' then
   local body = redis.call('HGET', h, field)
-  redis.call('DEL', p .. ':cons-of:' .. mrn)
+  redis.call('HDEL', h, 'o:' .. mrn)
   if not body or cjson.decode(body)['mrn'] ~= mrn then  -- replaced since by its filer's later filing
     return {{'N'}, refused}
   end
@@ -436,7 +438,7 @@ elseif is_master == '1' then
       if code then
         local m = cjson.decode(all[i + 1])['mrn']
         redis.call('HDEL', h, all[i])
-        redis.call('DEL', p .. ':cons-of:' .. m)
+        redis.call('HDEL', h, 'o:' .. m)
         refuse(code, who, m, doc, all[i + 1])
       elseif waiting and tonumber(waiting) < tonumber(deadline) then
         deadline = waiting
@@ -535,33 +537,38 @@ return {{'P', tostring(v), '1', x or '', mf, unpack(fields)}, refused}
 # again). A consignment's entry brings its master and houses; a filer's entry (group_key) that
 # filer's houses, while their master is not filed (once it is, the consignment's own deadline
 # rules). An entry with nothing left to assess goes.
+# KEYS: the partition's due set, then the hash of each entry named in ARGV (after now, retry). An
+# entry another worker claimed meanwhile (no longer due) is left to it.
 _SWEEP = """
-local p, now, retry, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local due = p .. ':cons:due'
+local now, retry = tonumber(ARGV[1]), tonumber(ARGV[2])
+local due = KEYS[1]
 local out = {}
-for _, name in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)) do
+for n = 3, #ARGV do
+  local name, h = ARGV[n], KEYS[n - 1]
   local family, filer, document = string.match(name, '^([^:@]*)@([^:]*):(.*)$')  -- linking.group_key
   if not filer then family, document = string.match(name, '^([^:]*):(.*)$') end
-  local h = p .. ':cons:' .. family .. ':' .. document
-  local master = redis.call('HEXISTS', h, 'm') == 1
-  local members, filers = {}, {}
-  local all = redis.call('HGETALL', h)
-  for i = 1, #all, 2 do
-    local who = string.match(all[i], '^h:([^\\30]*)\\30')
-    if who then filers[who] = true end
-    if (all[i] == 'm' and not filer) or (who and (not filer or who == filer)) then
-      table.insert(members, all[i + 1])
+  local score = redis.call('ZSCORE', due, name)
+  if score and tonumber(score) <= now then
+    local master = redis.call('HEXISTS', h, 'm') == 1
+    local members, filers = {}, {}
+    local all = redis.call('HGETALL', h)
+    for i = 1, #all, 2 do
+      local who = string.match(all[i], '^h:([^\\30]*)\\30')
+      if who then filers[who] = true end
+      if (all[i] == 'm' and not filer) or (who and (not filer or who == filer)) then
+        table.insert(members, all[i + 1])
+      end
     end
-  end
-  local stale = (filer and master) or (not filer and not master)  -- its master came, or left, since
-  if #members == 0 or stale then
-    redis.call('ZREM', due, name)
-    if not filer and not master then  -- its master left: each filer's houses come due on their own
-      for who in pairs(filers) do redis.call('ZADD', due, 'NX', now, family .. '@' .. who .. ':' .. document) end
+    local stale = (filer and master) or (not filer and not master)  -- its master came, or left, since
+    if #members == 0 or stale then
+      redis.call('ZREM', due, name)
+      if not filer and not master then  -- its master left: each filer's houses come due on their own
+        for who in pairs(filers) do redis.call('ZADD', due, 'NX', now, family .. '@' .. who .. ':' .. document) end
+      end
+    else
+      redis.call('ZADD', due, now + retry, name)
+      table.insert(out, {name, redis.call('HGET', h, 'v') or '0', unpack(members)})
     end
-  else
-    redis.call('ZADD', due, now + retry, name)
-    table.insert(out, {name, redis.call('HGET', h, 'v') or '0', unpack(members)})
   end
 end
 return out
@@ -578,22 +585,55 @@ def due_entry(key: str, members) -> str:
     return key
 
 
-def decided_keys(prefix: str, key: str, members) -> tuple[str, ...]:
-    """The Redis keys a decision on consignment `key` leaves behind: the hash of its partial filings
-    (the dispatch's, for a postal item; the master document's, for one filer's houses) and each
-    member's pointer to it. Nothing for a filing that stood alone (it has neither)."""
-    family, _, document = key.partition(":")
+def linked_of(consignment: str) -> str:
+    """The linking key behind a consignment's name (group_key and item_key undone; `mrn:...` as it is):
+    what names its hash and its partition."""
+    family, _, document = consignment.partition(":")
     if family == "mrn":
-        return ()
-    if per_item(key):
+        return consignment
+    if per_item(consignment):
         document = document.rpartition("/")[0] or document
-    return (f"{prefix}:cons:{family.partition('@')[0]}:{document}",
-            *(f"{prefix}:cons-of:{m.mrn}" for m in members if m.mrn))
+    return f"{family.partition('@')[0]}:{document}"
 
 
-def due_key(prefix: str) -> str:
-    """The sorted set of incomplete consignments by deadline (the scripts above build the same name)."""
-    return f"{prefix}:cons:due"
+@dataclass(frozen=True)
+class ConsignmentKeys:
+    """Names of a consignment's keys: each under the hash tag of its partition (partition_of its
+    linking key), so that its state, its deadline and its latest decision share one slot."""
+
+    prefix: str = "cs"
+    partitions: int = 1
+
+    def partition(self, consignment: str) -> int:
+        return partition_of(linked_of(consignment), self.partitions)
+
+    def tagged(self, partition: int) -> str:
+        return f"{self.prefix}:{partition_tag(partition)}"
+
+    def of(self, consignment: str) -> str:
+        """The tagged prefix of the consignment's keys."""
+        return self.tagged(self.partition(consignment))
+
+    def hash(self, consignment: str) -> str:
+        return f"{self.of(consignment)}:cons:{linked_of(consignment)}"
+
+    def due(self, partition: int) -> str:
+        """The sorted set of a partition's incomplete consignments by deadline."""
+        return f"{self.tagged(partition)}:cons:due"
+
+    def due_of(self, consignment: str) -> str:
+        return self.due(self.partition(consignment))
+
+    def decision_of(self, consignment: str) -> str:
+        """Its latest decision (what a withdrawal withdraws), kept for the amendment window."""
+        return f"{self.of(consignment)}:decision-of:{consignment}"
+
+
+def decided_keys(keys: ConsignmentKeys, key: str) -> tuple[str, ...]:
+    """The Redis keys a decision on consignment `key` leaves behind: the hash of its partial filings
+    (the dispatch's, for a postal item; the master document's, for one filer's houses). Nothing for
+    a filing that stood alone (it has none)."""
+    return () if key.startswith("mrn:") else (keys.hash(key),)
 
 
 def house_field(filer: str, document: str) -> str:
@@ -621,15 +661,13 @@ class LinkResult:
 class ConsignmentStore:
     """The partial filings of each consignment, in Redis; every change is one atomic script."""
 
-    def __init__(self, client: redis.Redis, key_prefix: str = "cs", retention_seconds: int = 400 * 86400):
+    def __init__(self, client: redis.Redis, key_prefix: str = "cs", retention_seconds: int = 400 * 86400,
+                 partitions: int = 1):
         self._client, self._prefix = client, key_prefix
+        self.keys = ConsignmentKeys(key_prefix, partitions)
         self._retention = retention_seconds
-        self._link = client.register_script(_LINK)
-        self._sweep = client.register_script(_SWEEP)
-
-    @property
-    def due_key(self) -> str:
-        return due_key(self._prefix)
+        self._link = SlotScript(client, _LINK)
+        self._sweep = SlotScript(client, _SWEEP)
 
     def add(self, key: str, member: Member, deadline: float, centre: str = "", now: str = "") -> list[LinkResult]:
         """Adds (or, for an amendment, replaces) a partial filing of `member.filer`. One result, complete
@@ -643,14 +681,15 @@ class ConsignmentStore:
         return self._run(key, field, member.to_json(), member.mrn, expected, is_master, deadline, False,
                          member.filer, centre, now)
 
-    def remove(self, mrn: str, deadline: float) -> LinkResult | None:
-        """Takes an invalidated filing out of its consignment; None if it was not a partial filing. The
-        result names the decision the filing leaves: its consignment's, its own filer's houses' while
-        the master is not filed, a postal item's own (with nothing to re-assess)."""
-        where = self._client.get(f"{self._prefix}:cons-of:{mrn}")
+    def remove(self, mrn: str, key: str, deadline: float) -> LinkResult | None:
+        """Takes an invalidated filing out of its consignment `key` (its linking key, as registered);
+        None if it was not a member. The result names the decision the filing leaves: its
+        consignment's, its own filer's houses' while the master is not filed, a postal item's own
+        (with nothing to re-assess)."""
+        where = self._client.hget(self.keys.hash(key), f"o:{mrn}") if key else None
         if where is None:
             return None
-        key, _, field = where.decode().partition("\x1f")
+        field = where.decode()
         found = self._run(key, field, "", mrn, "", False, deadline, True, "", "", "")
         if not found:  # no longer a member: a later filing of its filer took its place
             return None
@@ -665,13 +704,27 @@ class ConsignmentStore:
 
     def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre, now
              ) -> list[LinkResult]:
-        reply, refused = self._link(args=[self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0",
-                                          f"{deadline:.3f}", "1" if remove else "0", self._retention,
-                                          "1" if per_item(key) else "0", filer, centre, now])
-        refusals = [(Refusal(code.decode(), key, doc.decode(), c.decode()), body) for code, doc, c, body in refused]
+        reply, refused = self._link([self.keys.hash(key), self.keys.due_of(key)], [
+            self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0", f"{deadline:.3f}",
+            "1" if remove else "0", self._retention, "1" if per_item(key) else "0", filer, centre, now])
+        refusals = [(Refusal(code.decode(), key, doc.decode(), c.decode()), body) for code, doc, c, body, _ in refused]
+        self._audit([(why, body) for (why, body), (*_, new) in zip(refusals, refused) if new == b"1"], now)
         return self._results(key, reply, filer or None) + [
             LinkResult(key, (replace(Member.from_json(body), refused=why),), False, 0, "", refused=why)
             for why, body in refusals]
+
+    def _audit(self, refusals: list, now: str) -> None:
+        """The audit trail's entry for each claim refused for the first time (the script marks it: a
+        redelivery adds none). After the script, not in it: the audit stream lives in a slot of its own."""
+        if not refusals:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for why, body in refusals:
+            m = Member.from_json(body)
+            pipe.xadd(f"{self._prefix}:audit", {"at": now, "who": m.filer, "centre": why.centre,
+                                                "action": "claim-refused", "subject": m.mrn,
+                                                "detail": f"{why.code}: {why.document} in consignment {why.consignment}"})
+        pipe.execute()
 
     @staticmethod
     def _results(key: str, reply: list, recipient: str | None) -> list[LinkResult]:
@@ -696,9 +749,13 @@ class ConsignmentStore:
         """Consignments past their deadline: (key, version, members), each claimed for retry_seconds;
         a filer's houses whose master is not filed under their own key (group_key). Postal items
         waiting for their dispatch come back one by one, under their own keys."""
-        replies = self._sweep(args=[self._prefix, f"{now:.3f}", retry_seconds, limit])
+        pipe = self._client.pipeline(transaction=False)
+        for p in range(self.keys.partitions):
+            pipe.zrangebyscore(self.keys.due(p), "-inf", now, start=0, num=limit)
+        calls = [([self.keys.due(p), *(self.keys.hash(n.decode()) for n in names)],
+                  [f"{now:.3f}", retry_seconds, *names]) for p, names in enumerate(pipe.execute()) if names]
         out = []
-        for r in replies:
+        for r in (r for replies in self._sweep.run(calls) for r in replies):
             key, version, members = r[0].decode(), int(r[1]), [Member.from_json(b) for b in r[2:]]
             master, items = _master_and_houses(members)
             if per_item(key) and master is None and items:

@@ -72,12 +72,12 @@ def test_generated_masters_list_each_house_with_the_filer_that_files_it(validato
 def test_a_consignment_is_complete_once_every_listed_house_is_in_and_redelivery_keeps_its_version(redis_client):
     store = ConsignmentStore(redis_client)
     first = store.add("sea:MB1", HOUSE1, deadline=100.0)[0]
-    assert not first.complete and redis_client.zscore(store.due_key, "sea@FILER2:MB1") == 100.0  # its filer's own
+    assert not first.complete and redis_client.zscore(store.keys.due(0), "sea@FILER2:MB1") == 100.0  # its filer's own
     assert not store.add("sea:MB1", MASTER, deadline=200.0)[0].complete  # the first deadline stands
-    assert redis_client.zrange(store.due_key, 0, -1, withscores=True) == [(b"sea:MB1", 100.0)]
+    assert redis_client.zrange(store.keys.due(0), 0, -1, withscores=True) == [(b"sea:MB1", 100.0)]
     done = store.add("sea:MB1", HOUSE2, deadline=300.0)[0]
     assert done.complete and done.version == 1 and len(done.members) == 3
-    assert redis_client.zscore(store.due_key, "sea:MB1") is None  # complete: no deadline
+    assert redis_client.zscore(store.keys.due(0), "sea:MB1") is None  # complete: no deadline
     again = store.add("sea:MB1", HOUSE2, deadline=300.0)[0]  # a redelivery changes nothing
     assert (again.version, again.state) == (1, done.state)
     amended = store.add("sea:MB1", _member("MRN3", "A16", "HB2", master="MB1", digest="d2"), deadline=400.0)[0]
@@ -89,10 +89,10 @@ def test_an_invalidated_house_leaves_its_consignment_and_an_unknown_one_is_not_l
     store = ConsignmentStore(redis_client)
     for m in (MASTER, HOUSE1, HOUSE2):
         store.add("sea:MB1", m, deadline=100.0)[0]
-    after = store.remove("MRN3", deadline=500.0)
+    after = store.remove("MRN3", "sea:MB1", deadline=500.0)
     assert not after.complete and after.key == "sea:MB1" and after.missing == ("house transport document HB2",)
-    assert redis_client.zscore(store.due_key, "sea:MB1") == 500.0  # incomplete again: a deadline again
-    assert store.remove("MRN-NOT-LINKED", deadline=1.0) is None
+    assert redis_client.zscore(store.keys.due(0), "sea:MB1") == 500.0  # incomplete again: a deadline again
+    assert store.remove("MRN-NOT-LINKED", "sea:MB1", deadline=1.0) is None
 
 
 def test_the_linking_script_and_the_python_rules_agree_on_who_may_file_completeness_and_what_is_missing(
@@ -149,14 +149,14 @@ def _audit(client) -> list[tuple[str, str, str]]:
 def test_a_house_its_master_does_not_list_for_its_filer_is_refused_once_audited_and_changes_nothing(redis_client):
     store = ConsignmentStore(redis_client)
     store.add("sea:MB1", MASTER, deadline=100.0, centre="RC-NL")
-    before = redis_client.hgetall("cs:cons:sea:MB1")
+    before = redis_client.hgetall("cs:{p0}:cons:sea:MB1")
     [refused] = store.add("sea:MB1", INTRUDER, deadline=100.0, centre="RC-DE")
     assert refused.refused == (HOUSE_NOT_LISTED, "sea:MB1", "HB1", "RC-NL")  # the consignment's centre hears of it
     assert refused.members[0].mrn == "MRN8" and refused.members[0].refused == refused.refused
-    assert {k: v for k, v in redis_client.hgetall("cs:cons:sea:MB1").items() if not k.startswith(b"r:")} == before
+    assert {k: v for k, v in redis_client.hgetall("cs:{p0}:cons:sea:MB1").items() if not k.startswith(b"r:")} == before
     assert store.add("sea:MB1", INTRUDER, deadline=100.0)[0].refused  # delivered again: refused again ...
     assert _audit(redis_client) == [("FILER9", "claim-refused", "HOUSE_NOT_LISTED: HB1 in consignment sea:MB1")]
-    assert store.remove("MRN8", deadline=100.0) is None  # ... audited once; and never linked, so nothing to remove
+    assert store.remove("MRN8", "sea:MB1", deadline=100.0) is None  # ... audited once; and never linked, so nothing to remove
     done = store.add("sea:MB1", HOUSE1, deadline=100.0) + store.add("sea:MB1", HOUSE2, deadline=100.0)
     assert done[-1].complete and {m.mrn for m in done[-1].members} == {"MRN1", "MRN2", "MRN3"}
 
@@ -165,12 +165,12 @@ def test_houses_filed_before_their_master_wait_apart_and_the_master_keeps_only_t
     store = ConsignmentStore(redis_client)
     store.add("sea:MB1", INTRUDER, deadline=50.0)
     store.add("sea:MB1", HOUSE1, deadline=80.0)  # the same house number, another filer: both wait
-    assert redis_client.zrange(store.due_key, 0, -1) == [b"sea@FILER9:MB1", b"sea@FILER2:MB1"]
+    assert redis_client.zrange(store.keys.due(0), 0, -1) == [b"sea@FILER9:MB1", b"sea@FILER2:MB1"]
     pending, refused = store.add("sea:MB1", MASTER, deadline=200.0, centre="RC-NL")
     assert pending.missing == ("house transport document HB2",) and refused.refused.code == HOUSE_NOT_LISTED
-    assert refused.members[0].mrn == "MRN8" and redis_client.get("cs:cons-of:MRN8") is None
+    assert refused.members[0].mrn == "MRN8" and redis_client.hget("cs:{p0}:cons:sea:MB1", "o:MRN8") is None
     # the deadline of the first house it allows
-    assert redis_client.zrange(store.due_key, 0, -1, withscores=True) == [(b"sea:MB1", 80.0)]
+    assert redis_client.zrange(store.keys.due(0), 0, -1, withscores=True) == [(b"sea:MB1", 80.0)]
     [done] = store.add("sea:MB1", HOUSE2, deadline=300.0)
     assert done.complete and sorted(m.mrn for m in done.members) == ["MRN1", "MRN2", "MRN3"]
 
@@ -193,7 +193,7 @@ def test_a_master_amended_to_list_its_houses_otherwise_refuses_those_it_no_longe
     amended = _member("MRN1", "A12", "MB1", houses=(("HB1", "FILER2"), ("HB2", "FILER4")), digest="d2")
     pending, refused = store.add("sea:MB1", amended, deadline=100.0)
     assert pending.missing == ("house transport document HB2",) and refused.members[0].mrn == "MRN3"
-    assert store.remove("MRN3", deadline=100.0) is None
+    assert store.remove("MRN3", "sea:MB1", deadline=100.0) is None
 
 
 def test_a_filing_replaces_or_invalidates_only_its_own_member(redis_client):
@@ -202,7 +202,7 @@ def test_a_filing_replaces_or_invalidates_only_its_own_member(redis_client):
         store.add("sea:MB1", m, deadline=100.0)
     again = _member("MRN5", "F15", "HB1", master="MB1", filer="FILER2", digest="d5")  # FILER2 files HB1 anew
     assert store.add("sea:MB1", again, deadline=100.0)[0].complete
-    assert store.remove("MRN2", deadline=100.0) is None  # the earlier filing's invalidation leaves the new one be
+    assert store.remove("MRN2", "sea:MB1", deadline=100.0) is None  # the earlier filing's invalidation leaves the new one be
     assert "MRN5" in {m.mrn for m in store.add("sea:MB1", MASTER, deadline=100.0)[0].members}
 
 
@@ -214,12 +214,12 @@ def test_without_their_master_each_filers_houses_come_due_and_leave_apart(redis_
     due = store.overdue(now=100.0, retry_seconds=60)
     assert sorted((k, sorted(m.mrn for m in ms)) for k, _, ms in due) == [
         ("sea@FILER2:MB1", ["MRN2"]), ("sea@FILER3:MB1", ["MRN3"]), ("sea@FILER9:MB1", ["MRN8"])]
-    left = store.remove("MRN8", deadline=100.0)  # withdraws its own filer's assessment, nobody else's
-    assert left.key == "sea@FILER9:MB1" and redis_client.zscore(store.due_key, "sea@FILER9:MB1") is None
-    assert redis_client.zscore(store.due_key, "sea@FILER2:MB1") is not None
+    left = store.remove("MRN8", "sea:MB1", deadline=100.0)  # withdraws its own filer's assessment, nobody else's
+    assert left.key == "sea@FILER9:MB1" and redis_client.zscore(store.keys.due(0), "sea@FILER9:MB1") is None
+    assert redis_client.zscore(store.keys.due(0), "sea@FILER2:MB1") is not None
     store.add("sea:MB1", MASTER, deadline=100.0)
-    assert store.remove("MRN1", deadline=500.0).key == "sea:MB1"  # the master leaves: its houses wait apart again
-    assert redis_client.zrange(store.due_key, 0, -1, withscores=True) == [
+    assert store.remove("MRN1", "sea:MB1", deadline=500.0).key == "sea:MB1"  # the master leaves: its houses wait apart again
+    assert redis_client.zrange(store.keys.due(0), 0, -1, withscores=True) == [
         (b"sea@FILER2:MB1", 500.0), (b"sea@FILER3:MB1", 500.0)]
 
 
@@ -253,7 +253,7 @@ def test_postal_items_link_to_their_dispatch_and_each_is_assessed_on_its_own(red
     assert not waiting.complete and waiting.missing == ("postal dispatch (F42) with transport document PD1",)
     ready = store.add("postal:PD1", DISPATCH, deadline=200.0)  # the dispatch releases the item waiting for it
     assert [(r.key, r.complete, r.version) for r in ready] == [("postal:PD1/IT1", True, 1)]
-    assert redis_client.zscore(store.due_key, "postal:PD1") is None
+    assert redis_client.zscore(store.keys.due(0), "postal:PD1") is None
     [second] = store.add("postal:PD1", ITEMS[1], deadline=300.0)  # later items go straight through
     assert second.key == "postal:PD1/IT2" and second.complete
     c = consignment_of(second.key, second.version, second.state, list(second.members))
@@ -261,7 +261,7 @@ def test_postal_items_link_to_their_dispatch_and_each_is_assessed_on_its_own(red
     assert [g.description for g in c.record.goods] == ["item 2"] and c.record.place_of_loading == "CNSZX"
     [again] = store.add("postal:PD1", ITEMS[1], deadline=300.0)  # a redelivery is the same version
     assert (again.version, again.state) == (1, second.state)
-    gone = store.remove("MRNP2", deadline=400.0)  # an invalidated item leaves its own consignment
+    gone = store.remove("MRNP2", "postal:PD1", deadline=400.0)  # an invalidated item leaves its own consignment
     assert gone.key == "postal:PD1/IT2" and not gone.members
 
 
@@ -278,7 +278,7 @@ def test_a_dispatch_alone_waits_for_items_and_items_alone_come_due_one_by_one(re
     # Their decisions answer the entry they waited under: the sweep does not bring them back.
     answered = {due_entry(k, members) for k, _, members in due}
     assert answered == {"postal:PD9", "postal@DE123456789:PD2"}
-    redis_client.zrem(store.due_key, *answered)  # as the decisions' effects do (service.decision_effects)
+    redis_client.zrem(store.keys.due(0), *answered)  # as the decisions' effects do (service.decision_effects)
     assert store.overdue(now=500.0, retry_seconds=60) == []
 
 

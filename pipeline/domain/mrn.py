@@ -4,8 +4,12 @@
     year, country of registration, 12-character sequence (base 36), 'E' (entry summary), check character
 
 The check character is the ISO 6346 algorithm over the first 17 characters (as for EU MRNs);
-python-stdnum computes it. The sequence comes from a counter in the registration store, so
-MRNs are unique; the MRN is a pure function of (year, country, sequence) and back.
+python-stdnum computes it. The MRN is a pure function of (year, country, sequence) and back.
+
+The sequence says where the registration store keeps the filing (registration.py), so that an
+amendment or invalidation quoting the MRN finds it on any node of a Redis Cluster: its bucket (the
+store's partition, from the filer and LRN), the period it was registered in (modulo PERIODS) and
+the sub-bucket of that period's hashes, and the bucket's own counter, which makes MRNs unique.
 """
 from __future__ import annotations
 
@@ -29,6 +33,26 @@ def _base36(n: int, width: int) -> str:
     return text.rjust(width, "0")
 
 
+BUCKET_BITS, PERIOD_BITS, SUB_BITS, COUNTER_BITS = 7, 6, 14, 35  # 62 bits: 36 ** 12 > 2 ** 62
+BUCKETS, PERIODS, SUBS = 1 << BUCKET_BITS, 1 << PERIOD_BITS, 1 << SUB_BITS
+
+
+def pack_sequence(counter: int, sub: int, period: int, bucket: int) -> int:
+    """The sequence of the `counter`-th registration of `bucket`, kept in sub-bucket `sub` of `period`."""
+    if not (0 <= counter < 1 << COUNTER_BITS and 0 <= sub < SUBS and 0 <= bucket < BUCKETS):
+        raise ValueError(f"registration {counter} of bucket {bucket} (sub-bucket {sub}) does not fit in an MRN")
+    return (((counter << SUB_BITS | sub) << PERIOD_BITS | period % PERIODS) << BUCKET_BITS) | bucket
+
+
+def unpack_sequence(sequence: int) -> tuple[int, int, int, int]:
+    """(counter, sub-bucket, period modulo PERIODS, bucket) of a sequence made by pack_sequence."""
+    bucket = sequence & (BUCKETS - 1)
+    sequence >>= BUCKET_BITS
+    period = sequence & (PERIODS - 1)
+    sequence >>= PERIOD_BITS
+    return sequence >> SUB_BITS, sequence & (SUBS - 1), period, bucket
+
+
 def make_mrn(year: int, country: str, sequence: int) -> str:
     body = f"{year % 100:02d}{country}{_base36(sequence, SEQUENCE_CHARS)}{PROCEDURE}"
     return body + iso6346.calc_check_digit(body)
@@ -40,7 +64,7 @@ def is_valid_mrn(mrn: str) -> bool:
 
 
 def mrn_sequence(mrn: str) -> int:
-    """The registration sequence an MRN was made from (the store's key for it)."""
+    """The registration sequence an MRN was made from (where the store keeps it: unpack_sequence)."""
     if not is_valid_mrn(mrn):
         raise ValueError(f"{mrn!r} is not a valid MRN")
     return int(mrn[4:16], 36)

@@ -78,7 +78,7 @@ class _LinkDoFn(beam.DoFn):
 
     def setup(self):
         self._store = ConsignmentStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
-                                       self._settings.registration_retention_seconds)
+                                       self._settings.registration_retention_seconds, self._settings.streams.partitions)
         self._next_sweep = 0.0
         self._reference = bundled_reference()  # offices of entry: which risk centre a consignment is
 
@@ -98,7 +98,8 @@ class _LinkDoFn(beam.DoFn):
     def _link(self, outcome: ValidationOutcome, result: RegistrationResult):
         deadline = time.time() + self._settings.linking.deadline_seconds
         if result.status == INVALIDATED:
-            found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, deadline), "link")
+            found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, result.consignment,
+                                                                                    deadline), "link")
             yield TaggedOutput(WITHDRAWALS, Withdrawal(found.key if found else f"mrn:{result.mrn}", result.mrn,
                                                        outcome.submission.submission_id))
             if found and found.complete:

@@ -26,7 +26,8 @@ class _RegisterBatchDoFn(beam.DoFn):
 
     def setup(self):
         self._store = RegistrationStore(connect(self._settings.redis.url), self._settings.redis.key_prefix,
-                                        self._settings.registration_retention_seconds)
+                                        self._settings.registration_retention_seconds,
+                                        self._settings.registration_index_buckets)
         self._registrations = CounterFamily("registration_")  # by status: registered, resent, amended, ...
 
     def process(self, batch: list[ValidationOutcome]):
