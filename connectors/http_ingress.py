@@ -59,7 +59,6 @@ from pathlib import Path
 
 import h11
 import redis
-import redis.asyncio as aioredis
 import uvicorn
 from lxml import etree
 from starlette.applications import Starlette
@@ -69,9 +68,10 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cargoscreen.config import IngressSettings, Settings
-from cargoscreen.connectors.redis_store import connection_options
+from cargoscreen.connectors.redis_store import connect, connect_async, connection_options
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.health import stream_backlog
+from cargoscreen.linking import routing_name
 from cargoscreen.reassessment import RESPONSES_NS
 from cargoscreen.safexml import RejectedXml, SafeXmlParser
 from cargoscreen.schemas import SchemaRegistry
@@ -212,9 +212,10 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
-    keys, limits, quota = StreamKeys(settings.redis.key_prefix), settings.limits, settings.ingress
+    keys, limits, quota = StreamKeys.for_settings(settings), settings.limits, settings.ingress
     url, options = connection_options(settings.redis.url)
-    client = aioredis.Redis.from_url(url, **options)
+    client = connect_async(url)
+    backlog_bound = -(-quota.max_backlog // keys.partitions)  # per partition's stream
     queue_filing = client.register_script(QUEUE_FILING)
     quotas = FilerQuotas(quota, limits.max_bytes)
     responses = SchemaRegistry.from_dirs(settings.schema_dirs)
@@ -223,7 +224,7 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
     per_thread = threading.local()  # parsers are not thread-safe: one per parsing thread
     one_schema_check = threading.Lock()  # a schema keeps its last error log: one check at a time
     backlog_full_until = [0.0]  # loop time until which filings are refused before their bodies are read
-    lag_reader = redis.Redis.from_url(url, **options)  # the lag check reuses health's (sync, on a thread)
+    lag_reader = connect(url)  # the lag check reuses health's (sync, on a thread)
     lag = {"checked": -math.inf, "seconds": 0.0}  # the oldest unfinished filing's wait, as last read
 
     async def waiting_too_long() -> float | None:
@@ -246,8 +247,10 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
             per_thread.parser = SafeXmlParser(limits)
         return per_thread.parser.parse(data)
 
-    def filing_check(data: bytes) -> None:
-        parse(data)  # and dropped here, not on the event loop: freeing a large tree takes milliseconds
+    def filing_check(data: bytes) -> str | None:
+        """The filing's routing name (its consignment's partition); the tree is dropped here, not on the
+        event loop: freeing a large tree takes milliseconds."""
+        return routing_name(parse(data).getroot())
 
     def caller(request: Request) -> str | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -286,20 +289,21 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
                       retry_after=BACKLOG_RETRY_SECONDS, close=True)
 
     async def submit(request: Request, filer: str):
-        data, refusal = await _xml_body(request, filer, filing_check)  # the pipeline parses it again
+        data, route, refusal = await _xml_body(request, filer, filing_check)  # the pipeline parses it again
         if refusal is not None:
             return refusal
         submission_id, received_at = uuid.uuid4().hex, utc_now()
+        stream = keys.filings_for(route or submission_id)  # its consignment's partition, or any
         try:  # no MAXLEN (it would drop filings nobody read): the workers trim what they finish
-            queued = await queue_filing(keys=[keys.filings], args=[
-                quota.max_backlog, "filing", data, "id", submission_id, "filer", filer, "received_at", received_at])
+            queued = await queue_filing(keys=[stream], args=[
+                backlog_bound, "filing", data, "id", submission_id, "filer", filer, "received_at", received_at])
         except redis.RedisError as exc:
             log.warning("filing from %s not queued: %s", filer, exc)
             return _error(503, "UNAVAILABLE", "the filing could not be queued; send it again")
         if queued is None:
             loop = asyncio.get_running_loop()
             if loop.time() >= backlog_full_until[0]:
-                log.warning("%d filings wait on %s: refusing filings for now", quota.max_backlog, keys.filings)
+                log.warning("%d filings wait on %s: refusing filings for now", backlog_bound, stream)
             backlog_full_until[0] = loop.time() + BACKLOG_RECHECK_SECONDS
             return _backlog()
         log.info("filing %s queued for %s (%d bytes)", submission_id, filer, len(data))
@@ -321,7 +325,7 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
         return None
 
     async def rfi_answer(request: Request, filer: str):
-        data, refusal = await _xml_body(request, filer, rfi_check)
+        data, _, refusal = await _xml_body(request, filer, rfi_check)
         if refusal is not None:
             return refusal
         submission_id, received_at = uuid.uuid4().hex, utc_now()
@@ -334,31 +338,32 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
         return JSONResponse({"submission_id": submission_id, "received_at": received_at,
                              "answers": "/v1/answers"}, status_code=202)
 
-    async def _xml_body(request: Request, filer: str, check) -> tuple[bytes | None, JSONResponse | None]:
-        """(the body, None) if it is XML within the size and time limits that `check` (run on a
-        parsing thread; it returns a refusal or None) accepts, else (None, the refusal)."""
+    async def _xml_body(request: Request, filer: str, check) -> tuple[bytes | None, object, JSONResponse | None]:
+        """(the body, what `check` found, None) if it is XML within the size and time limits that
+        `check` (run on a parsing thread; it returns a refusal, or anything else) accepts, else
+        (None, None, the refusal)."""
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in XML_TYPES:
-            return None, _error(415, "UNSUPPORTED_MEDIA_TYPE", f"send XML (application/xml), not {media or 'nothing'}",
+            return None, None, _error(415, "UNSUPPORTED_MEDIA_TYPE", f"send XML (application/xml), not {media or 'nothing'}",
                                 close=True)
         try:
             data = await asyncio.wait_for(_body(request, limits.max_bytes), quota.body_timeout_seconds)
         except TooLarge as exc:
-            return None, _error(413, "SIZE_LIMIT", f"the body is {exc.args[0]:,} bytes or more; the limit is "
+            return None, None, _error(413, "SIZE_LIMIT", f"the body is {exc.args[0]:,} bytes or more; the limit is "
                                                    f"{limits.max_bytes:,} bytes", close=True)
         except asyncio.TimeoutError:
-            return None, _error(408, "BODY_TIMEOUT", f"the body did not arrive within "
+            return None, None, _error(408, "BODY_TIMEOUT", f"the body did not arrive within "
                                 f"{quota.body_timeout_seconds:g} seconds", close=True)
         except ClientDisconnect:  # gone mid-body: nobody reads this
-            return None, _error(400, "DISCONNECTED", "the client went away during the body", close=True)
+            return None, None, _error(400, "DISCONNECTED", "the client went away during the body", close=True)
         if _declared(request) is None:
             quotas.charge(filer, len(data))
         try:
-            refusal = await asyncio.get_running_loop().run_in_executor(parsing[len(data) > LARGE_BODY], check, data)
+            found = await asyncio.get_running_loop().run_in_executor(parsing[len(data) > LARGE_BODY], check, data)
         except RejectedXml as exc:
             p = exc.problem
-            return None, _error(400, p.code, p.reason, line=p.line, column=p.column)
-        return (None, refusal) if refusal is not None else (data, None)
+            return None, None, _error(400, p.code, p.reason, line=p.line, column=p.column)
+        return (None, None, found) if isinstance(found, JSONResponse) else (data, found, None)
 
     async def answers(request: Request, filer: str):
         after = request.query_params.get("after", "0")

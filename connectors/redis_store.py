@@ -95,6 +95,17 @@ def connect(url: str | None) -> redis.Redis:
     return client
 
 
+def connect_async(url: str | None):
+    """An asyncio client, as connect() chooses: for a cluster node, a cluster client."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    url, options = connection_options(url)
+    if not url.startswith("unix:") and is_cluster_node(redis.Redis.from_url(url, **options)):
+        return redis.asyncio.cluster.RedisCluster.from_url(url, **options)
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
 def is_cluster_node(client: redis.Redis) -> bool:
     """Whether the server says it runs in cluster mode. A Redis that will not say (INFO refused by an
     ACL) or cannot be reached yet is taken as a single one: the first real command tells."""
@@ -106,19 +117,6 @@ def is_cluster_node(client: redis.Redis) -> bool:
 
 def is_cluster(client: redis.Redis) -> bool:
     return isinstance(client, redis.cluster.RedisCluster)
-
-
-class ClusterNotSupported(redis.RedisError):
-    """The Redis is a node of a Redis Cluster: our scripts and keys need one Redis (with replicas)."""
-
-
-def refuse_cluster(client: redis.Redis) -> None:
-    """Stops a command before any work when the Redis is a cluster node: its scripts build key names
-    and touch keys of several slots, so a cluster would refuse most of a run (each refused filing
-    dead-lettered). A Redis that will not say (INFO refused by an ACL) is taken as a single one."""
-    if is_cluster(client) or is_cluster_node(client):
-        raise ClusterNotSupported("it is a node of a Redis Cluster; cargoscreen needs one Redis (a primary, "
-                                  "with replicas if wanted) for now: its scripts touch keys of several slots")
 
 
 OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)  # Redis away, not a wrong call

@@ -2,20 +2,28 @@
 and dead letters out, each effect written exactly once.
 
 Keys (prefix cs by default; `StreamKeys` is the one place that names them):
-    {p}:filings                     filings to screen (fields: filing, and optionally id, filer, received_at);
-                                    trimmed as every consumer group finishes them (trim_finished)
+    {p}:{p<n>}:filings              filings to screen, one stream per partition (settings.streams.partitions;
+                                    fields: filing, and optionally id, filer, received_at), each filing in its
+                                    consignment's partition (routed at the door: filing_partition); trimmed as
+                                    every consumer group finishes them (trim_finished)
     {p}:answers:{filer}             every answer for one filer (IE3R01, IE3N99, IE3N03, ...)
     {p}:referrals:{risk centre}     referrals (and their withdrawals) for one risk centre
     {p}:decisions                   every decision, referral or not
-    {p}:decision-of:{consignment}   its latest decision (what a withdrawal withdraws), kept for the amendment window
+    {p}:{p<n>}:decision-of:{consignment}  its latest decision (what a withdrawal withdraws), kept for the
+                                    amendment window, in its consignment's partition (linking.ConsignmentKeys)
     {p}:dead-letters                what no answer could be made for, with the reason
-    {p}:fx:{effect key}             marker that an effect was written (expires after `effect_retention`)
+    {{stream}}:fx:{effect key}       marker that an effect was written to that stream, in its slot
+    {p}:{p<n>}:fx:{effect key}      marker that an effect's changes to its consignment's state were made
+                                    (both expire after `effect_retention`)
     {p}:drain:{consumer}            set to ask a running consumer to stop reading and finish
     {p}:heartbeat:{consumer}        when the consumer last polled (ms since the epoch; the health endpoint)
 
-Reading: `ReadFilingsFromStream` is a splittable DoFn, one restriction per consumer name. Each
-call reads one batch (XREADGROUP ... BLOCK poll_ms: waiting costs nothing, no busy loop), emits
-it and defers; the entries are acknowledged at the reader's next call (`AfterBundle`). The
+Reading: `ReadFilingsFromStream` is a splittable DoFn, one restriction per consumer name; every
+consumer reads every partition, in one consumer group per partition's stream (Redis hands each
+entry to one consumer; a dead consumer's entries are claimed by the others, below). Each call reads
+one batch (on one Redis XREADGROUP ... BLOCK poll_ms over all partitions: waiting costs nothing;
+on a cluster, where one command cannot span slots, one read per partition in one pipeline and a
+short sleep when all were empty), emits it and defers; the entries are acknowledged at the reader's next call (`AfterBundle`). The
 runner resumes a deferred restriction only from the residual the finished bundle returned, and
 every step after the reader is fused into that bundle and writes its effects before the bundle
 ends (DeliverEffects flushes in finish_bundle): so an entry is acknowledged only after all its
@@ -26,9 +34,12 @@ reads its own pending entries first, and takes over entries other consumers left
 another worker, whose reader never emitted them, leaves them to that takeover too.
 
 Writing: every effect carries a key naming what it is (the door answer to submission x; the
-decision on consignment y in state z; see answering.answer_key). One Lua script per batch writes
-the effects whose key is new and skips the others, atomically: a redelivered filing yields no
-second answer, decision or referral (a re-sent one is another submission: its own door answer,
+decision on consignment y in state z; see answering.answer_key). An effect writes its stream entry
+once, guarded by a marker beside the stream (same slot), and, for a decision, changes its
+consignment's state once, guarded by a marker in the consignment's partition: each part atomic in
+its slot, each written once however often the effect comes (a crash between the two parts leaves
+the other to the redelivery). One script call per slot for a whole batch, all in one pipeline (one
+call in all on a single Redis): a redelivered filing yields no second answer, decision or referral (a re-sent one is another submission: its own door answer,
 a repeat, and nothing more, see stages/register.py).
 """
 from __future__ import annotations
@@ -49,7 +60,9 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings, StreamSettings
-from cargoscreen.connectors.redis_store import OUTAGE, connect, with_retries
+from cargoscreen.connectors.redis_slots import SlotScript, beside, partition_of, partition_tag, tag_of
+from cargoscreen.connectors.redis_store import OUTAGE, connect, is_cluster, with_retries
+from cargoscreen.linking import ConsignmentKeys
 from cargoscreen.validation import Submission, utc_iso
 from cargoscreen import metrics
 from cargoscreen.counters import CounterFamily, counter
@@ -59,15 +72,37 @@ _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never rea
 BACKLOG_EVERY_SECONDS = 5.0  # how often a reader updates the lag gauges
 OUTAGE_POLL_SECONDS = 0.5  # how often a reader tries again while Redis is away
 HEARTBEAT_TTL_SECONDS = 60  # a reader silent this long has no heartbeat left at all
+CLUSTER_IDLE_MS = 20  # on a cluster, how long a reader waits after finding every partition empty
 
 
 @dataclass(frozen=True)
 class StreamKeys:
     prefix: str = "cs"
+    partitions: int = StreamSettings().partitions
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "StreamKeys":
+        return cls(settings.redis.key_prefix, settings.streams.partitions)
+
+    def filing_stream(self, partition: int) -> str:
+        return f"{self.prefix}:{partition_tag(partition)}:filings"
+
+    @property
+    def filing_streams(self) -> tuple[str, ...]:
+        return tuple(self.filing_stream(p) for p in range(self.partitions))
 
     @property
     def filings(self) -> str:
-        return f"{self.prefix}:filings"
+        """The first partition's stream: where a filing with no routing name goes (tests queue there)."""
+        return self.filing_stream(0)
+
+    def filings_for(self, routing_name: str) -> str:
+        """The stream of a filing's partition, by its routing name (linking.routing_name)."""
+        return self.filing_stream(partition_of(routing_name, self.partitions))
+
+    @property
+    def consignments(self) -> ConsignmentKeys:
+        return ConsignmentKeys(self.prefix, self.partitions)
 
     def answers(self, filer: str | None) -> str:
         return f"{self.prefix}:answers:{filer or 'unknown'}"
@@ -80,7 +115,7 @@ class StreamKeys:
         return f"{self.prefix}:decisions"
 
     def decision_of(self, consignment: str) -> str:
-        return f"{self.prefix}:decision-of:{consignment}"
+        return self.consignments.decision_of(consignment)
 
     @property
     def rfi_answers(self) -> str:
@@ -95,9 +130,6 @@ class StreamKeys:
     def rejudge(self) -> str:
         """Watched containers with new status events (the container store writes, rejudge.py reads)."""
         return f"{self.prefix}:rejudge"
-
-    def effect(self, key: str) -> str:
-        return f"{self.prefix}:fx:{key}"
 
     def drain(self, consumer: str) -> str:
         return f"{self.prefix}:drain:{consumer}"
@@ -144,8 +176,10 @@ def entry_key(entry_id: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def entry_submission(stream: str, entry_id: bytes, fields: dict) -> Submission | DeadLetter:
-    """A stream entry as a Submission; an entry without a filing is a dead letter, not an error."""
+def entry_submission(stream: str, entry_id: bytes, fields: dict, first: bool = True) -> Submission | DeadLetter:
+    """A stream entry as a Submission; an entry without a filing is a dead letter, not an error.
+    first: the stream is the first partition's, whose entry ids name submissions that carry no id of
+    their own (as with one stream); another partition's carry its stream's name too (ids repeat across streams)."""
     entry = entry_id.decode()
     if not fields:  # XREADGROUP returns pending entries the stream has trimmed away as empty
         return DeadLetter(f"{stream}/{entry}", "read", "entry trimmed from the stream before it was screened", b"")
@@ -154,7 +188,8 @@ def entry_submission(stream: str, entry_id: bytes, fields: dict) -> Submission |
         return DeadLetter(f"{stream}/{entry}", "read", "stream entry has no 'filing' field",
                           json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
                                       for k, v in fields.items()}).encode())
-    submission_id = fields.get(b"id", entry_id).decode(errors="replace")
+    submission_id = fields[b"id"].decode(errors="replace") if b"id" in fields else entry if first \
+        else f"{entry}@{stream}"
     received = fields.get(b"received_at")
     if received is None:  # the entry id is the time Redis took it
         ms = entry_key(entry)[0]
@@ -254,7 +289,7 @@ class ConsumerRestrictions(RestrictionProvider):
 class _ReadStreamDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._url, self._retry = settings.redis.url, settings.redis
-        self._keys, self._reading = StreamKeys(settings.redis.key_prefix), settings.streams
+        self._keys, self._reading = StreamKeys.for_settings(settings), settings.streams
         self._control = ReaderControl(settings.redis.url, settings.redis.key_prefix)
         self._read = counter("inputs")
         self._claimed = counter("stream_entries_claimed")
@@ -262,7 +297,10 @@ class _ReadStreamDoFn(beam.DoFn):
     def setup(self):
         self._client = connect(self._url)
         self._control.connect()
-        ensure_group(self._client, self._keys.filings, self._reading.group)
+        self._streams = self._keys.filing_streams
+        for stream in self._streams:
+            ensure_group(self._client, stream, self._reading.group)
+        self._per_stream = max(1, -(-self._reading.read_batch // len(self._streams)))
         self._backlog_due = 0.0
         self._caught_up: set[str] = set()
         self._claim_due = 0.0
@@ -270,7 +308,7 @@ class _ReadStreamDoFn(beam.DoFn):
 
     def process(self, consumer: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
-        r, stream = self._reading, self._keys.filings
+        r = self._reading
         try:
             self._finished.settle(consumer)  # the previous batch's bundle is done: acknowledged now
             position = claim_poll(tracker, watermark, lambda: self._control.should_stop(consumer))
@@ -294,17 +332,18 @@ class _ReadStreamDoFn(beam.DoFn):
             return
         if time.monotonic() >= self._backlog_due:
             self._show_backlog()
-        for entry_id, fields in entries:
+        first = self._streams[0]
+        for stream, entry_id, fields in entries:
             self._read.inc()
-            item = entry_submission(stream, entry_id, fields)
+            item = entry_submission(stream, entry_id, fields, stream == first)
             yield TaggedOutput(DEAD_LETTER, item) if isinstance(item, DeadLetter) else item
         if entries:
-            ids = [entry_id for entry_id, _ in entries]
-            self._finished.hold(consumer, lambda: self._acknowledge(ids))
+            done = [(stream, entry_id) for stream, entry_id, _ in entries]
+            self._finished.hold(consumer, lambda: self._acknowledge(done))
         tracker.defer_remainder(Duration(0))
 
     def _show_backlog(self) -> None:
-        """The source's lag and pending entries as gauges, every few seconds (three Redis calls)."""
+        """The source's lag and pending entries as gauges, every few seconds (three Redis calls a partition)."""
         from cargoscreen.health import stream_backlog  # health reads this module's keys
 
         self._backlog_due = time.monotonic() + BACKLOG_EVERY_SECONDS
@@ -316,32 +355,57 @@ class _ReadStreamDoFn(beam.DoFn):
         metrics.SOURCE_LAG.labels("stream").set(max(unread_age, pending_age))
         metrics.SOURCE_BACKLOG.labels("stream", "pending").set(pending)
 
-    def _read_entries(self, consumer: str, start: str, block_ms: int | None) -> list:
-        reply = self._client.xreadgroup(self._reading.group, consumer, {self._keys.filings: start},
-                                        count=self._reading.read_batch, block=block_ms)
-        return reply[0][1] if reply else []
+    def _read_entries(self, consumer: str, start: str | dict, block_ms: int | None) -> list:
+        """(stream, entry id, fields) from every partition: `start` for all, or per stream."""
+        starts = start if isinstance(start, dict) else dict.fromkeys(self._streams, start)
+        group, count = self._reading.group, self._per_stream
+        if not is_cluster(self._client):  # one command over every stream, blocking in Redis while all are empty
+            replies = self._client.xreadgroup(group, consumer, starts, count=count, block=block_ms) or []
+        else:  # a command per slot: all in one pipeline, and a short wait of ours when nothing came
+            pipe = self._client.pipeline(transaction=False)
+            for stream, at in starts.items():
+                pipe.xreadgroup(group, consumer, {stream: at}, count=count)
+            replies = [reply[0] for reply in pipe.execute() if reply]
+            if block_ms and not any(entries for _, entries in replies):
+                time.sleep(min(block_ms, CLUSTER_IDLE_MS) / 1000)
+        return [(stream.decode() if isinstance(stream, bytes) else stream, entry_id, fields)
+                for stream, entries in replies for entry_id, fields in entries]
 
     def _pending_entries(self, consumer: str) -> list:
-        entries, start = [], "0"
-        while True:
-            page = self._read_entries(consumer, start, None)
-            if not page:
-                return entries
+        entries, starts = [], dict.fromkeys(self._streams, "0")
+        while starts:
+            page = self._read_entries(consumer, starts, None)
             entries += page
-            start = page[-1][0].decode()
+            last = {stream: entry_id for stream, entry_id, _ in page}  # in order: each stream's last
+            starts = {stream: entry_id.decode() for stream, entry_id in last.items()}
+        return entries
 
     def _claim_stale(self, consumer: str) -> list:
         # Looked for twice per idle period: a stalled consumer's entries move within 1.5 x claim_idle_ms.
         self._claim_due = time.monotonic() + self._reading.claim_idle_ms / 2000
-        reply = self._client.xautoclaim(self._keys.filings, self._reading.group, consumer,
-                                        self._reading.claim_idle_ms, count=self._reading.read_batch)
-        entries = reply[1]
+        pipe = self._client.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xautoclaim(stream, self._reading.group, consumer, self._reading.claim_idle_ms,
+                            count=self._per_stream)
+        entries = [(stream, entry_id, fields) for stream, reply in zip(self._streams, pipe.execute())
+                   for entry_id, fields in reply[1]]
         self._claimed.inc(len(entries))
         return entries
 
-    def _acknowledge(self, ids: list) -> None:
-        with_retries(self._retry, lambda: self._client.xack(self._keys.filings, self._reading.group, *ids), "ack")
-        with_retries(self._retry, lambda: trim_finished(self._client, self._keys.filings), "ack")
+    def _acknowledge(self, done: list) -> None:
+        by_stream: dict[str, list] = {}
+        for stream, entry_id in done:
+            by_stream.setdefault(stream, []).append(entry_id)
+
+        def ack():
+            pipe = self._client.pipeline(transaction=False)
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self._reading.group, *ids)
+            pipe.execute()
+
+        with_retries(self._retry, ack, "ack")
+        for stream in by_stream:
+            with_retries(self._retry, lambda: trim_finished(self._client, stream), "ack")
 
 
 def trim_finished(client: redis.Redis, stream: str) -> None:
@@ -379,9 +443,10 @@ class ReadFilingsFromStream(beam.PTransform):
 class Effect:
     """One thing to write once: an entry on `stream`, unless `key` was written before.
 
-    When it is new, also: `latest` (key, value) is set, kept for the amendment window (the current
-    decision of a consignment); `unschedule` (sorted set, member) is removed (a deadline it
-    answers); the keys of `expire` are kept only for the amendment window from now (a decided
+    And once, in its consignment's slot (the keys of all three share the tag of its partition:
+    linking.ConsignmentKeys): `latest` (key, value) is set, kept for the amendment window (the
+    current decision of a consignment); `unschedule` (sorted set, member) is removed (a deadline
+    it answers); the keys of `expire` are kept only for the amendment window from now (a decided
     consignment's members: linking.decided_keys)."""
 
     kind: str  # answer, decision, referral, dead-letter: for counting
@@ -393,27 +458,36 @@ class Effect:
     expire: tuple[str, ...] = ()
 
 
-# Output streams are trimmed by length (MAXLEN ~) and by age (MINID ~: entries older than the
-# retention), both approximate: Redis drops whole nodes of the stream, cheaply.
+# Per part, KEYS: its marker, then for a stream entry (S) the stream, for a consignment's state (T)
+# the keys of `latest` and `unschedule` (each only if given) and those to `expire`. ARGV: the
+# retentions, then per part: S or T, its key count, and for S the effect's key and body; for T
+# whether it sets latest (1/0) and the value, whether it unschedules and the member. Output streams
+# are trimmed by length (MAXLEN ~) and by age (MINID ~: entries older than the retention), both
+# approximate: Redis drops whole nodes of the stream, cheaply.
 _DELIVER = """
 local ttl, maxlen, minid, kept = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-local n = (#ARGV - 4) / 8
 local out, written = {}, {}
-for i = 1, n do
-  local b = 4 + 8 * (i - 1)
-  local fx, stream, body = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  if redis.call('SET', fx, '1', 'NX', 'EX', ttl) then
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'effect', ARGV[b + 1], 'body', body)
-    written[stream] = true
-    if ARGV[b + 4] ~= '' then redis.call('SET', ARGV[b + 4], ARGV[b + 5], 'EX', kept) end
-    if ARGV[b + 6] ~= '' then redis.call('ZREM', ARGV[b + 6], ARGV[b + 7]) end
-    for key in string.gmatch(ARGV[b + 8], '[^\\31]+') do redis.call('EXPIRE', key, kept) end
-    out[i] = 1
-  else
-    out[i] = 0
+local a, k, i = 5, 1, 0
+while a <= #ARGV do
+  local op, n, marker = ARGV[a], tonumber(ARGV[a + 1]), KEYS[k]
+  local new = redis.call('SET', marker, '1', 'NX', 'EX', ttl)
+  i = i + 1
+  out[i] = new and 1 or 0
+  if op == 'S' then
+    if new then
+      redis.call('XADD', KEYS[k + 1], 'MAXLEN', '~', maxlen, '*', 'effect', ARGV[a + 2], 'body', ARGV[a + 3])
+      written[KEYS[k + 1]] = true
+    end
+  elseif new then
+    local at = k + 1
+    if ARGV[a + 2] == '1' then redis.call('SET', KEYS[at], ARGV[a + 3], 'EX', kept); at = at + 1 end
+    if ARGV[a + 4] == '1' then redis.call('ZREM', KEYS[at], ARGV[a + 5]); at = at + 1 end
+    for e = at, k + n - 1 do redis.call('EXPIRE', KEYS[e], kept) end
   end
+  k = k + n
+  a = a + (op == 'S' and 4 or 6)
 end
-for stream in pairs(written) do redis.call('XTRIM', stream, 'MINID', '~', minid) end  -- once per stream a batch wrote
+for stream in pairs(written) do redis.call('XTRIM', stream, 'MINID', '~', minid) end  -- once per stream a call wrote
 return out
 """
 
@@ -423,21 +497,49 @@ class EffectWriter:
 
     def __init__(self, client: redis.Redis, keys: StreamKeys, streams: StreamSettings, kept_seconds: int):
         self._client, self._keys, self._streams, self._kept = client, keys, streams, kept_seconds
-        self._script = client.register_script(_DELIVER)
+        self._script = SlotScript(client, _DELIVER)
+        self._cluster = is_cluster(client)
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: Settings) -> "EffectWriter":
-        return cls(client, StreamKeys(settings.redis.key_prefix), settings.streams,
+        return cls(client, StreamKeys.for_settings(settings), settings.streams,
                    settings.linking.amendment_window_seconds)
 
+    def _slot(self, key: str) -> int:
+        """The call a part goes in: its key's slot on a cluster; one call for everything on one Redis."""
+        return self._client.keyslot(key) if self._cluster else 0
+
     def write(self, effects: list[Effect]) -> list[bool]:
+        """Whether each effect's stream entry was new (False: written before, by an earlier delivery)."""
+        if not effects:
+            return []
         s = self._streams
-        args: list = [s.effect_retention_seconds, s.maxlen,
-                      int((time.time() - s.output_retention_seconds) * 1000), self._kept]
-        for e in effects:
-            args += [self._keys.effect(e.key), e.stream, json.dumps(e.fields, ensure_ascii=False, default=str),
-                     *(e.latest or ("", "")), *(e.unschedule or ("", "")), "\x1f".join(e.expire)]
-        return [bool(x) for x in self._script(args=args)] if effects else []
+        head = [s.effect_retention_seconds, s.maxlen, int((time.time() - s.output_retention_seconds) * 1000),
+                self._kept]
+        calls: dict[int, tuple[list, list, list]] = {}  # slot -> keys, args, (effect, is the stream part)
+
+        def part(slot_key: str, keys: list, args: list, index: int, entry: bool) -> None:
+            call = calls.setdefault(self._slot(slot_key), ([], list(head), []))
+            call[0].extend(keys)
+            call[1].extend(args)
+            call[2].append((index, entry))
+
+        for n, e in enumerate(effects):
+            body = json.dumps(e.fields, ensure_ascii=False, default=str)
+            part(e.stream, [beside(e.stream, f"fx:{e.key}"), e.stream], ["S", 2, e.key, body], n, True)
+            state = [k for k in ((e.latest or ("",))[0], (e.unschedule or ("",))[0]) if k] + list(e.expire)
+            if state:
+                tag = tag_of(state[0])
+                marker = f"{self._keys.prefix}:{{{tag}}}:fx:{e.key}" if tag else beside(state[0], f"fx:{e.key}")
+                part(state[0], [marker, *state],
+                     ["T", len(state) + 1, "1" if e.latest else "0", e.latest[1] if e.latest else "",
+                      "1" if e.unschedule else "0", e.unschedule[1] if e.unschedule else ""], n, False)
+        written = [False] * len(effects)
+        for (_, _, parts), replies in zip(calls.values(), self._script.run([(k, a) for k, a, _ in calls.values()])):
+            for (index, entry), new in zip(parts, replies):
+                if entry:
+                    written[index] = bool(new)
+        return written
 
 
 class _DeliverDoFn(beam.DoFn):

@@ -85,11 +85,9 @@ def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
 def _reachable(redis_url: str) -> str:
     """One round trip before any work: a wrong address or password stops the command with one line
     (exit 4) instead of failing half-way through it."""
-    from .connectors.redis_store import connect, refuse_cluster
+    from .connectors.redis_store import connect
 
-    client = connect(redis_url)
-    client.ping()
-    refuse_cluster(client)
+    connect(redis_url).ping()
     return redis_url
 
 

@@ -55,8 +55,6 @@ def explain(exc: BaseException, redis_url: str | None = None) -> tuple[Exit, str
     if isinstance(exc, redis.AuthenticationError):
         return Exit.REDIS, (f"{where} refused the credentials ({_one_line(exc)}); give the password in the URL "
                             "or in the file named by CARGOSCREEN_REDIS_PASSWORD_FILE")
-    if type(exc).__name__ == "ClusterNotSupported":  # connectors.redis_store's (imported there, not here)
-        return Exit.REDIS, f"{where} cannot be used: {_one_line(exc)}"
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return Exit.REDIS, f"{where} cannot be reached: {_one_line(exc)}"
     if isinstance(exc, redis.RedisError):

@@ -117,17 +117,22 @@ def _age(entry_id: bytes | str, now_ms: int) -> float:
 
 
 def stream_backlog(client: redis.Redis, keys: StreamKeys, group: str, now_ms: int) -> tuple[float, int, float]:
-    """(oldest unread age, pending count, oldest pending age) of the filings stream for `group`."""
+    """(oldest unread age, pending count, oldest pending age) of the filings streams (every partition) for `group`."""
+    each = [_partition_backlog(client, stream, group, now_ms) for stream in keys.filing_streams]
+    return max(e[0] for e in each), sum(e[1] for e in each), max(e[2] for e in each)
+
+
+def _partition_backlog(client: redis.Redis, stream: str, group: str, now_ms: int) -> tuple[float, int, float]:
     try:
-        groups = client.xinfo_groups(keys.filings)
+        groups = client.xinfo_groups(stream)
     except redis.ResponseError:  # no stream yet: nothing waits
         return 0.0, 0, 0.0
     mine = next((g for g in groups if (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == group),
                 None)
     last = mine["last-delivered-id"] if mine else b"0-0"
     last = last.decode() if isinstance(last, bytes) else last
-    unread = client.xrange(keys.filings, min=f"({last}", count=1)
-    pending = client.xpending(keys.filings, group) if mine else {"pending": 0, "min": None}
+    unread = client.xrange(stream, min=f"({last}", count=1)
+    pending = client.xpending(stream, group) if mine else {"pending": 0, "min": None}
     return (_age(unread[0][0], now_ms) if unread else 0.0, int(pending["pending"]),
             _age(pending["min"], now_ms) if pending["pending"] else 0.0)
 

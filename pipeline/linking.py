@@ -64,9 +64,11 @@ from typing import NamedTuple
 
 import redis
 
-from .domain.filings import HOUSE, PARTIAL_MASTER, POSTAL_MASTER
+from lxml import etree
+
+from .domain.filings import BY_ROOT, ENS_NS, HOUSE, PARTIAL_MASTER, POSTAL_MASTER
 from .connectors.redis_slots import SlotScript, partition_of, partition_tag
-from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict
+from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict, screening_record
 
 # Refusals: why a claim on a consignment was refused (the IE3N01 code the claimant reads).
 HOUSE_NOT_LISTED = "HOUSE_NOT_LISTED"  # the master's filer does not list this house, or lists it for another filer
@@ -171,6 +173,21 @@ def linked_key(record: ScreeningRecord) -> str | None:
     if record.level == HOUSE and record.master_document:
         return f"{family}:{record.master_document}"
     return None
+
+
+def routing_name(root) -> str | None:
+    """A filing's linking key from its parsed tree, read at the door to queue it in its
+    consignment's partition (so its state's slot is the one its worker mostly touches); None for a
+    filing that stands alone, an invalidation, another message or one too broken to read (any
+    partition will do: the linking step finds a consignment's state by its key, wherever it came in)."""
+    found = BY_ROOT.get(etree.QName(root).localname) if etree.QName(root).namespace == ENS_NS else None
+    if found is None or found[0].level not in (*MASTERS, HOUSE):
+        return None
+    kind, amendment = found
+    try:
+        return linked_key(screening_record(root, ("A" + kind.code[1:]) if amendment else kind.code))
+    except Exception:  # not valid: the pipeline rejects it, wherever it is queued
+        return None
 
 
 def group_key(key: str, filer: str) -> str:

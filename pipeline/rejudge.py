@@ -218,7 +218,7 @@ class RejudgeDesk:
         self._answer_effect, self._decision_effects = answer_effect, decision_effects
         self.client, self.scorers, self.settings, self.consumer = client, scorers, settings, consumer
         self.status_client = status_client
-        self.keys = StreamKeys(settings.redis.key_prefix)
+        self.keys = StreamKeys.for_settings(settings)
         self.watch = ContainerWatch(status_client, settings.redis.key_prefix,
                                     settings.container_status.rejudge_window_seconds)
         self.store = ContainerEventStore.for_settings(status_client, settings)

@@ -30,13 +30,13 @@ import apache_beam as beam
 
 from .answering import DeadLetter, answer_key
 from .config import Settings
-from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect, refuse_cluster
+from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
 from .exits import Exit
 from .domain.answers import Answer
 from .health import HealthServer, check
-from .linking import Withdrawal, decided_keys, due_entry, due_key
+from .linking import Withdrawal, decided_keys, due_entry
 from .reassessment import reassessment_payload
 from .rejudge import ContainerWatch, start_desk
 from .job import archive_outcomes, make_pipeline, screen, summarize
@@ -58,9 +58,10 @@ def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
     latest = (keys.decision_of(d.consignment), json.dumps(
         {"referral_id": record["referral_id"], "risk_centre": d.risk_centre, "decision": d.assessment.decision,
          "state": d.filing.state, "version": d.filing.version}))
-    due = (due_key(keys.prefix), due_entry(d.consignment, d.filing.members)) if d.filing.missing else None  # answered
+    due = (keys.consignments.due_of(d.consignment), due_entry(d.consignment, d.filing.members)) \
+        if d.filing.missing else None  # answered
     out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due,
-                  expire=decided_keys(keys.prefix, d.consignment, d.filing.members))]
+                  expire=decided_keys(keys.consignments, d.consignment))]
     if d.referral:  # the risk centre's copy also carries what re-assessing it after an RFI answer needs
         out.append(Effect("referral", f"referral|{d.key}", keys.referrals(d.risk_centre),
                           {**record, "reassessment": reassessment_payload(d)}))
@@ -91,7 +92,7 @@ class _WithdrawDoFn(beam.DoFn):
 
     def setup(self):
         self._client = connect(self._settings.redis.url)
-        self._keys = StreamKeys(self._settings.redis.key_prefix)
+        self._keys = StreamKeys.for_settings(self._settings)
 
     def process(self, w: Withdrawal):
         raw = self._client.get(self._keys.decision_of(w.key)) or self._client.hget(  # or as a version before
@@ -124,7 +125,7 @@ class _WatchDoFn(beam.DoFn):
 def deliver_outcomes(settings: Settings, outputs: dict) -> None:
     """The service's sinks, one branch per kind of output (no Flatten: each stays fused with the
     step that made it). outputs: answers (by name), decisions, withdrawals, dead letters (by name)."""
-    s, keys = settings, StreamKeys(settings.redis.key_prefix)
+    s, keys = settings, StreamKeys.for_settings(settings)
     dead_letters = dict(outputs["dead_letters"])
     for name, answers in outputs["answers"].items():
         checked = answers | f"Check{name}" >> EmitAnswers(s)
@@ -190,14 +191,13 @@ def serve(argv: list[str]) -> dict[str, int]:
                          "centres share)")
     consumers = o.consumer or [default_consumer()]
     drop_folder = Path(o.input) if o.input else None
-    refuse_cluster(connect(settings.redis.url))
     clear_drain(settings, consumers)  # a drain asked of an earlier run does not stop this one
     previous = {sig: signal.signal(sig, lambda *_: request_drain(settings, consumers))  # stop reading, finish
                 for sig in (signal.SIGTERM, signal.SIGINT)}                             # and acknowledge, then exit
     running = threading.Event()
     health = None
     if o.health_port:
-        client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
+        client, keys = connect(settings.redis.url), StreamKeys.for_settings(settings)
         health = HealthServer(o.health_host, o.health_port, lambda: check(
             client, keys, settings.streams.group, consumers, running.is_set(), o.health_max_lag_seconds,
             settings.streams.poll_ms / 1000, drop_folder))
@@ -218,13 +218,13 @@ def serve(argv: list[str]) -> dict[str, int]:
 
 def request_drain(settings: Settings, consumers: list[str]) -> None:
     """Asks the running readers to stop reading; they finish what they read, then the job ends."""
-    client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
+    client, keys = connect(settings.redis.url), StreamKeys.for_settings(settings)
     for consumer in consumers:
         client.set(keys.drain(consumer), "1", ex=3600)
 
 
 def clear_drain(settings: Settings, consumers: list[str]) -> None:
-    client, keys = connect(settings.redis.url), StreamKeys(settings.redis.key_prefix)
+    client, keys = connect(settings.redis.url), StreamKeys.for_settings(settings)
     client.delete(*[keys.drain(c) for c in consumers])
 
 
