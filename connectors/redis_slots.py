@@ -6,9 +6,9 @@ first `{` and the next `}` (`cs:{p7}:cons:sea:MB1` and `cs:{p7}:cons:due` share 
 The filing path tags its keys by partition (a consignment's state: `partition_of` its linking key)
 or by registration bucket (registration.py); output streams by their own names (redis_streams.py).
 
-`SlotScript` runs a batch of calls of one script, one per slot, in one pipeline: one round trip
-to a single Redis, one per node of a cluster (redis-py writes a cluster pipeline's commands to
-every node before reading the replies). The same keys on a single Redis: tags are only names there.
+`SlotScript` runs a batch of calls of one script, one per slot, pipelined: one round trip to a
+single Redis, one per master of a cluster (redis-py's cluster pipeline refuses EVALSHA, so each
+master's calls go in a pipeline of its own connection). On a single Redis tags are only names.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import zlib
 from typing import Sequence
 
 import redis
+import redis.cluster
 from redis.exceptions import NoScriptError
 
 
@@ -51,22 +52,46 @@ class SlotScript:
         return self._script(keys=list(keys), args=list(args))
 
     def run(self, calls: Sequence[tuple[Sequence, Sequence]]) -> list:
-        """Replies of each (keys, args) call, in order; all sent in one pipeline."""
+        """Replies of each (keys, args) call, in order; all sent at once (per node of a cluster).
+
+        A call a node did not take (its script not loaded there, its slot moved in a failover, the node
+        gone) is sent again on its own through the client, which follows the cluster: the scripts this
+        runs are idempotent, so a call that did run before its node went away is harmless run twice."""
         if len(calls) <= 1:
             return [self(k, a) for k, a in calls]
-        replies = self._send(calls)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:  # a node that never saw it (a replica promoted since, a flushed cache): load, send those again
-            self._client.script_load(self._script.script)
-            for i, reply in zip(missing, self._send([calls[i] for i in missing])):
+        replies: list = [None] * len(calls)
+        for node, indexes in self._by_node(calls):
+            try:
+                sent = self._send(node, [calls[i] for i in indexes])
+            except (redis.ConnectionError, redis.TimeoutError):
+                sent = [None] * len(indexes)
+            for i, reply in zip(indexes, sent):
                 replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
+        for i, reply in enumerate(replies):
+            if reply is None or isinstance(reply, (NoScriptError, redis.ResponseError)) and _retry(reply):
+                replies[i] = self(*calls[i])
+            elif isinstance(reply, Exception):
                 raise reply
         return replies
 
-    def _send(self, calls) -> list:
-        pipe = self._client.pipeline(transaction=False)
+    def _by_node(self, calls) -> list:
+        """(a plain client, the indexes of its calls): one for a single Redis, one per master of a cluster."""
+        if not isinstance(self._client, redis.cluster.RedisCluster):
+            return [(self._client, list(range(len(calls))))]
+        nodes: dict[str, tuple] = {}
+        for i, (keys, _) in enumerate(calls):
+            node = self._client.get_node_from_key(keys[0])
+            nodes.setdefault(node.name, (self._client.get_redis_connection(node), []))[1].append(i)
+        return list(nodes.values())
+
+    def _send(self, client: redis.Redis, calls) -> list:
+        pipe = client.pipeline(transaction=False)
         for keys, args in calls:
             pipe.evalsha(self._script.sha, len(keys), *keys, *args)
         return pipe.execute(raise_on_error=False)
+
+
+def _retry(error: redis.ResponseError) -> bool:
+    """A reply that says the call did not run there: no script loaded, or the slot is elsewhere now."""
+    return isinstance(error, NoScriptError) or str(error).split(" ", 1)[0] in ("MOVED", "ASK", "TRYAGAIN",
+                                                                            "CLUSTERDOWN", "MASTERDOWN")

@@ -119,7 +119,11 @@ def is_cluster(client: redis.Redis) -> bool:
     return isinstance(client, redis.cluster.RedisCluster)
 
 
-OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)  # Redis away, not a wrong call
+# Redis away, not a wrong call: also a cluster between a master's failure and its replica's promotion
+# (CLUSTERDOWN, TRYAGAIN, or redis-py's cluster client giving up following the moving slots), which
+# waiting mends, as it mends a restart.
+OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.exceptions.ClusterError,
+          redis.exceptions.TryAgainError)
 
 # Why a filing was dead-lettered when neither it nor our code was at fault: the store failed. A run
 # with such dead letters lost work (the filer got no answer or no decision) and says so (cli.py).

@@ -28,6 +28,7 @@ from typing import Sequence
 import redis
 
 from .config import PartyHistorySettings
+from .connectors.redis_slots import SlotScript
 from .domain.parties import Seen, Sighting
 
 _RECORD = """
@@ -58,7 +59,7 @@ def party_key(prefix: str, filer: str, identity: str) -> str:
 class PartyHistoryStore:
     def __init__(self, client: redis.Redis, settings: PartyHistorySettings | None = None, key_prefix: str = "cs"):
         self._client, self._settings, self._prefix = client, settings or PartyHistorySettings(), key_prefix
-        self._script = client.register_script(_RECORD)
+        self._script = SlotScript(client, _RECORD)  # one call per party, all sent at once (also to a cluster)
 
     def record(self, sightings: Sequence[Sighting], now: float | None = None) -> list[Seen]:
         """Counts each sighting once (by its filing's MRN) and returns, for each, what was known of its
@@ -76,14 +77,4 @@ class PartyHistoryStore:
         return out
 
     def _run(self, calls, now, ttl, ring) -> list:
-        for attempt in (0, 1):
-            pipe = self._client.pipeline(transaction=False)
-            for key, mrn in calls:
-                pipe.evalsha(self._script.sha, 1, key, mrn, now, ttl, ring)
-            try:
-                return pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                self._script.sha = self._client.script_load(_RECORD)  # a restarted or flushed server
-        raise AssertionError("unreachable")
+        return self._script.run([([key], [mrn, now, ttl, ring]) for key, mrn in calls])

@@ -149,7 +149,7 @@ class RulePackSource:
         self._checked_at = self._clock()
         try:  # one round trip for both
             keys = [self._store.active_key] + ([self._risk.version_key] if self._risk else [])
-            values = self._store.client.mget(keys)
+            values = getattr(self._store.client, "mget_nonatomic", self._store.client.mget)(keys)  # keys of two slots on a cluster
         except redis.RedisError as exc:
             log.warning("rule store unreachable, keeping %s: %s", self._scorer.pack.id, exc)
             return self._scorer
