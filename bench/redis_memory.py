@@ -9,6 +9,15 @@ resolves half of them (the keeper's intake and an analyst's resolution, as in pr
 reads every key's size and sorts it into its family (pipeline/sizing.py). Prints bytes per
 filing, keys and keys without a TTL per family, and the steady state at EU volume with the
 default retentions (12.6 M filings a day); --write keeps the table `cargoscreen sizing` uses.
+
+Registrations are kept in small hashes per bucket, period and sub-bucket (pipeline/registration.py),
+sized to hold about 60 filings each at EU volume. A run of a few thousand filings with the default
+16,384 sub-buckets would leave one filing per hash and measure the per-key overhead that EU volume
+spreads over 60: the bench runs with --registration-index-buckets 1 (about count/128 filings a
+hash, 23 at 3,000: if anything, more overhead per filing than at EU volume). A registration is
+about 90 bytes: Redis keeps such hashes compact only with `hash-max-listpack-value 128` (the
+default, 64, turns them into hash tables at twice the memory): ops/REDIS-KEYS.md asks deployments
+for it, and the bench sets it (--hash-max-listpack-value).
 """
 from __future__ import annotations
 
@@ -38,17 +47,23 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--write", type=Path, default=None, help="write the measured table here (JSON)")
+    parser.add_argument("--registration-index-buckets", type=int, default=1,
+                        help="sub-buckets per registration bucket and period (see above)")
+    parser.add_argument("--hash-max-listpack-value", type=int, default=128,
+                        help="the Redis setting the deployment is asked for (see above)")
     args = parser.parse_args()
     spec = dict(resubmission_rate=0.02, risk_rate=0.05)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         client = connect(server.url)
+        client.config_set("hash-max-ziplist-value", args.hash_max_listpack_value)  # the 6.2 name; 7 takes both
         write_container_status(Path(tmp), args.count, args.seed, anomaly_rate=0.05, **spec)
         load_feed([Path(tmp) / "container-events.jsonl"], server.url, Path(tmp) / "rejected.jsonl")
         pipe = client.pipeline(transaction=False)
         for f in generate(GeneratorSpec(count=args.count, seed=args.seed, **spec)):
             pipe.xadd(StreamKeys().filings, {"filing": f.data, "id": f.name})
         pipe.execute()
-        settings = Settings().with_redis_url(server.url)
+        settings = replace(Settings().with_redis_url(server.url),
+                           registration_index_buckets=args.registration_index_buckets)
         run_service(replace(settings, streams=replace(settings.streams, once=True)), ["bench-0"])
         keeper = Keeper(client, settings)
         while any(v for k, v in keeper.once().items() if k != "forgotten"):
@@ -77,7 +92,9 @@ def main() -> None:
     print(f"{'total per filing':24} {total / 1e9:31.1f} GB")
     if args.write:
         args.write.write_text(json.dumps({
-            "source": f"bench/redis_memory.py --count {filings} --seed {args.seed}, Redis {version}, "
+            "source": f"bench/redis_memory.py --count {filings} --seed {args.seed} --registration-index-buckets "
+                      f"{args.registration_index_buckets} --hash-max-listpack-value {args.hash_max_listpack_value}, "
+                      f"Redis {version}, "
                       f"{datetime.now(timezone.utc):%Y-%m-%d}",
             "filings": filings, "bytes_per_filing": {k: round(v, 1) for k, v in table.items()},
             "keys": {k: v["keys"] for k, v in measured.items() if v["keys"]}}, indent=2) + "\n")

@@ -12,6 +12,7 @@ master's calls go in a pipeline of its own connection). On a single Redis tags a
 """
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Sequence
 
@@ -36,9 +37,12 @@ def tag_of(key: str) -> str | None:
     return key[start + 1:end] if start >= 0 and end > start + 1 else None
 
 
-def beside(key: str, suffix: str) -> str:
-    """A key in the same slot as `key`: `key` itself as the tag when it has none."""
-    return f"{key}:{suffix}" if tag_of(key) else f"{{{key}}}:{suffix}"
+# On a cluster: how long a batch of script calls waits for a replica of each master to have its
+# writes (WAIT), so that a master killed right after answering does not take them along (an MRN handed
+# out twice, an answer written and acknowledged but gone); and how often a call is sent again while
+# its slot moves to a promoted replica (cluster-node-timeout plus the election: seconds).
+REPLICA_WAIT_MS = 100
+FAILOVER_ATTEMPTS, FAILOVER_PAUSE_SECONDS = 40, 0.25
 
 
 class SlotScript:
@@ -47,40 +51,57 @@ class SlotScript:
     def __init__(self, client: redis.Redis, source: str):
         self._client = client
         self._script = client.register_script(source)
+        self._cluster = isinstance(client, redis.cluster.RedisCluster)
 
     def __call__(self, keys: Sequence, args: Sequence):
-        return self._script(keys=list(keys), args=list(args))
+        return self.run([(keys, args)])[0]
 
     def run(self, calls: Sequence[tuple[Sequence, Sequence]]) -> list:
-        """Replies of each (keys, args) call, in order; all sent at once (per node of a cluster).
+        """Replies of each (keys, args) call, in order; all sent at once (per master of a cluster).
 
-        A call a node did not take (its script not loaded there, its slot moved in a failover, the node
-        gone) is sent again on its own through the client, which follows the cluster: the scripts this
-        runs are idempotent, so a call that did run before its node went away is harmless run twice."""
-        if len(calls) <= 1:
-            return [self(k, a) for k, a in calls]
+        A call a node did not take (its script not loaded there, its slot moved in a failover, the
+        node gone) is sent again once the client has the cluster's new map; the scripts are
+        idempotent, so a call that ran before its node went away is harmless run twice."""
+        if not self._cluster and len(calls) == 1:
+            return [self._script(keys=list(calls[0][0]), args=list(calls[0][1]))]
         replies: list = [None] * len(calls)
-        for node, indexes in self._by_node(calls):
-            try:
-                sent = self._send(node, [calls[i] for i in indexes])
-            except (redis.ConnectionError, redis.TimeoutError):
-                sent = [None] * len(indexes)
-            for i, reply in zip(indexes, sent):
-                replies[i] = reply
-        for i, reply in enumerate(replies):
-            if reply is None or isinstance(reply, (NoScriptError, redis.ResponseError)) and _retry(reply):
-                replies[i] = self(*calls[i])
-            elif isinstance(reply, Exception):
+        todo = list(range(len(calls)))
+        for _ in range(FAILOVER_ATTEMPTS):
+            failed = []
+            for client, indexes in self._by_node(calls, todo):
+                try:
+                    sent = self._send(client, [calls[i] for i in indexes])
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    if not self._cluster:
+                        raise  # one Redis away: the caller's retries (redis_store.with_retries)
+                    sent = [exc] * len(indexes)
+                for i, reply in zip(indexes, sent):
+                    if isinstance(reply, NoScriptError):  # a replica promoted since, a flushed cache
+                        client.script_load(self._script.script)
+                    if isinstance(reply, NoScriptError) or _elsewhere(reply):
+                        failed.append(i)
+                    replies[i] = reply
+            if not failed:
+                break
+            todo = failed
+            if self._cluster:
+                time.sleep(FAILOVER_PAUSE_SECONDS)
+                try:
+                    self._client.nodes_manager.initialize()  # the slots' masters as the cluster now says
+                except redis.RedisError:
+                    pass  # still electing: the next attempt tells
+        for reply in replies:
+            if isinstance(reply, Exception):
                 raise reply
         return replies
 
-    def _by_node(self, calls) -> list:
-        """(a plain client, the indexes of its calls): one for a single Redis, one per master of a cluster."""
-        if not isinstance(self._client, redis.cluster.RedisCluster):
-            return [(self._client, list(range(len(calls))))]
+    def _by_node(self, calls, todo: list) -> list:
+        """(a plain client, the indexes of its calls): the client for a single Redis, one per master of a cluster."""
+        if not self._cluster:
+            return [(self._client, todo)]
         nodes: dict[str, tuple] = {}
-        for i, (keys, _) in enumerate(calls):
-            node = self._client.get_node_from_key(keys[0])
+        for i in todo:
+            node = self._client.get_node_from_key(calls[i][0][0])
             nodes.setdefault(node.name, (self._client.get_redis_connection(node), []))[1].append(i)
         return list(nodes.values())
 
@@ -88,10 +109,15 @@ class SlotScript:
         pipe = client.pipeline(transaction=False)
         for keys, args in calls:
             pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-        return pipe.execute(raise_on_error=False)
+        if self._cluster:  # on the same connection as the writes: WAIT counts that connection's
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+        replies = pipe.execute(raise_on_error=False)
+        return replies[:len(calls)]
 
 
-def _retry(error: redis.ResponseError) -> bool:
-    """A reply that says the call did not run there: no script loaded, or the slot is elsewhere now."""
-    return isinstance(error, NoScriptError) or str(error).split(" ", 1)[0] in ("MOVED", "ASK", "TRYAGAIN",
-                                                                            "CLUSTERDOWN", "MASTERDOWN")
+def _elsewhere(reply) -> bool:
+    """A reply that says the call did not run there: the slot is elsewhere now, or its node is gone."""
+    if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
+        return True
+    return isinstance(reply, redis.ResponseError) and str(reply).split(" ", 1)[0] in (
+        "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")

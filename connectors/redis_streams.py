@@ -12,8 +12,9 @@ Keys (prefix cs by default; `StreamKeys` is the one place that names them):
     {p}:{p<n>}:decision-of:{consignment}  its latest decision (what a withdrawal withdraws), kept for the
                                     amendment window, in its consignment's partition (linking.ConsignmentKeys)
     {p}:dead-letters                what no answer could be made for, with the reason
-    {{stream}}:fx:{effect key}       marker that an effect was written to that stream, in its slot
-    {p}:{p<n>}:fx:{effect key}      marker that an effect's changes to its consignment's state were made
+    {p}:fx:{{stream}}:{effect key}  marker that an effect was written to that stream (its slot: the
+                                    stream's name, or its tag, as the tag)
+    {p}:fx:{p<n>}:{effect key}      marker that an effect's changes to its consignment's state were made
                                     (both expire after `effect_retention`)
     {p}:drain:{consumer}            set to ask a running consumer to stop reading and finish
     {p}:heartbeat:{consumer}        when the consumer last polled (ms since the epoch; the health endpoint)
@@ -60,7 +61,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings, StreamSettings
-from cargoscreen.connectors.redis_slots import SlotScript, beside, partition_of, partition_tag, tag_of
+from cargoscreen.connectors.redis_slots import SlotScript, partition_of, partition_tag, tag_of
 from cargoscreen.connectors.redis_store import OUTAGE, connect, is_cluster, with_retries
 from cargoscreen.linking import ConsignmentKeys
 from cargoscreen.validation import Submission, utc_iso
@@ -130,6 +131,11 @@ class StreamKeys:
     def rejudge(self) -> str:
         """Watched containers with new status events (the container store writes, rejudge.py reads)."""
         return f"{self.prefix}:rejudge"
+
+    def marker(self, beside: str, effect: str) -> str:
+        """That `effect` was written, in the slot of the key `beside` (its stream, or its consignment's
+        keys): under that key's hash tag, or the key's whole name as the tag if it has none."""
+        return f"{self.prefix}:fx:{{{tag_of(beside) or beside}}}:{effect}"
 
     def drain(self, consumer: str) -> str:
         return f"{self.prefix}:drain:{consumer}"
@@ -526,12 +532,10 @@ class EffectWriter:
 
         for n, e in enumerate(effects):
             body = json.dumps(e.fields, ensure_ascii=False, default=str)
-            part(e.stream, [beside(e.stream, f"fx:{e.key}"), e.stream], ["S", 2, e.key, body], n, True)
+            part(e.stream, [self._keys.marker(e.stream, e.key), e.stream], ["S", 2, e.key, body], n, True)
             state = [k for k in ((e.latest or ("",))[0], (e.unschedule or ("",))[0]) if k] + list(e.expire)
             if state:
-                tag = tag_of(state[0])
-                marker = f"{self._keys.prefix}:{{{tag}}}:fx:{e.key}" if tag else beside(state[0], f"fx:{e.key}")
-                part(state[0], [marker, *state],
+                part(state[0], [self._keys.marker(state[0], e.key), *state],
                      ["T", len(state) + 1, "1" if e.latest else "0", e.latest[1] if e.latest else "",
                       "1" if e.unschedule else "0", e.unschedule[1] if e.unschedule else ""], n, False)
         written = [False] * len(effects)

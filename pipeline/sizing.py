@@ -39,16 +39,13 @@ def _days(seconds: int) -> float:
 
 # Order matters: the first family whose pattern matches takes the key.
 FAMILIES = (
-    Family("registration", r"reg:.*", lambda s: _days(s.registration_retention_seconds),
-           "(filer, LRN) -> MRN; TTL registration_retention_seconds (400 days)"),
-    Family("mrn", r"mrn:\d+", lambda s: _days(s.registration_retention_seconds),
-           "per MRN: filer, LRN, state, submissions; TTL registration_retention_seconds"),
-    Family("consignment members", r"cons:(?!due$).*", lambda s: _days(s.linking.amendment_window_seconds),
+    Family("registration", r"\{r\d+\}:reg:.*", lambda s: _days(s.registration_retention_seconds),
+           "(filer, LRN) -> MRN and per MRN its registration, in hashes per bucket, period and sub-bucket; "
+           "TTL registration_retention_seconds (400 days) + a period"),
+    Family("consignment members", r"\{p\d+\}:cons:(?!due$).*", lambda s: _days(s.linking.amendment_window_seconds),
            "partial filings of a consignment, whole; TTL amendment_window_seconds after each decision "
            "(registration retention while undecided, a deadline of hours)"),
-    Family("consignment pointers", r"cons-of:.*", lambda s: _days(s.linking.amendment_window_seconds),
-           "MRN -> its consignment; TTL as its consignment"),
-    Family("latest decisions", r"decision-of:.*", lambda s: _days(s.linking.amendment_window_seconds),
+    Family("latest decisions", r"\{p\d+\}:decision-of:.*", lambda s: _days(s.linking.amendment_window_seconds),
            "consignment -> latest decision; TTL amendment_window_seconds"),
     Family("effect markers", r"fx:.*", lambda s: _days(s.streams.effect_retention_seconds),
            "one per effect written; TTL effect_retention_seconds (7 days)"),
@@ -69,7 +66,7 @@ FAMILIES = (
            "stream; trimmed to audit_retention_seconds (400 days) by the keeper"),
     Family("container watches", r"watch(-of)?:.*", lambda s: _days(s.container_status.rejudge_window_seconds),
            "consignments decided before their boxes' events; TTL rejudge_window_seconds (10 days)"),
-    Family("filings in flight", r"filings", None, "stream; trimmed as the workers finish (the backlog only)"),
+    Family("filings in flight", r"\{p\d+\}:filings", None, "stream; trimmed as the workers finish (the backlog only)"),
     Family("party history", r"ph:.*", None,
            "per party and filer; TTL party_history.retention_seconds (400 days) after it was last seen"),
     Family("container status", r"(ev|eq|vv|td|csm):.*|rejudge", None,

@@ -24,6 +24,7 @@ from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.decisions import ASSESSMENT_ANSWERS
 from cargoscreen.domain.filings import ANSWERS_NS
 from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.health import stream_backlog
 from cargoscreen.service import run_service
 
 from .conftest import free_port, stop
@@ -99,7 +100,7 @@ def test_a_filer_gets_a_receipt_and_reads_its_own_answers_and_never_another_file
         status, receipt = _call(port, "POST", "/v1/filings", f.data, token)
         assert status == 202 and receipt["answers"] == "/v1/answers"
         receipts[receipt["submission_id"]] = a if token == token_a else b
-    assert redis_client.xlen(KEYS.filings) == 4
+    assert sum(redis_client.xlen(k) for k in KEYS.filing_streams) == 4
     s = Settings().with_redis_url(redis_server.url)
     run_service(replace(s, streams=replace(s.streams, once=True)), ["w0"])
     for filer, token in ((a, token_a), (b, token_b)):
@@ -143,7 +144,7 @@ def test_hostile_oversized_or_unauthenticated_bodies_are_refused_before_the_stre
         assert (status, body.get("error")) == (want_status, want_code), kwargs.get("body", b"")[:60]
     status, body = _call(port, "POST", "/v1/filings", b"<a>\n<b></a>", token)
     assert (body["line"], body["column"]) == (2, 8)  # located for the filer
-    assert redis_client.exists(KEYS.filings) == 0  # none of it reached the pipeline
+    assert redis_client.exists(*KEYS.filing_streams) == 0  # none of it reached the pipeline
 
 
 def test_token_files_keep_digests_only_and_name_a_bad_line(tmp_path):
@@ -220,7 +221,8 @@ def resend_run(port: int, tokens: dict, url: str, client, count: int, seed: int,
         with ThreadPoolExecutor(8) as senders:
             list(senders.map(post, first))
         victim, deadline = names[-1], time.monotonic() + 120
-        while not client.xpending_range(KEYS.filings, "screening", "-", "+", 1, consumername=victim):
+        while not any(client.xpending_range(k, "screening", "-", "+", 1, consumername=victim)
+                      for k in KEYS.filing_streams):
             assert time.monotonic() < deadline and procs[victim].poll() is None, "the victim never held a bundle"
             time.sleep(0.005)
         procs[victim].kill()  # mid-bundle: some effects written, nothing acknowledged
@@ -258,9 +260,8 @@ def _wait_finished(client, procs: dict, submissions: int, timeout: float = 240) 
     while time.monotonic() < deadline:
         for name, p in procs.items():
             assert p.poll() is None, f"{name} exited: " + p.stderr.read().decode()[-2000:]
-        group = client.xinfo_groups(KEYS.filings)[0]
-        unread = client.xrange(KEYS.filings, min=f"({group['last-delivered-id'].decode()}", count=1)
-        busy = bool(group["pending"] or unread)
+        unread, pending, _ = stream_backlog(client, KEYS, "screening", int(time.time() * 1000))
+        busy = bool(pending or unread)
         answers = sum(client.xlen(k) for k in client.scan_iter(f"{KEYS.prefix}:answers:*"))
         now = (busy, client.xlen(KEYS.decisions), answers)
         if now != last:
@@ -316,7 +317,7 @@ def test_each_submission_gets_one_door_answer_and_each_filing_version_one_assess
         proper = [a for a in regs if _repeat_of(a["xml"]) is None]
         assert len(proper) == 1 and len({a["mrn"] for a in regs}) == 1
         assert all(_repeat_of(a["xml"]) == proper[0]["submission_id"] for a in regs if a is not proper[0])
-    assert redis_client.xpending(KEYS.filings, "screening")["pending"] == 0
+    assert sum(redis_client.xpending(k, "screening")["pending"] for k in KEYS.filing_streams) == 0
 
 
 # -- one filer cannot crowd out the others ---------------------------------------------------------
@@ -406,7 +407,8 @@ def test_a_flooding_filer_gets_429_with_retry_after_while_other_filers_and_healt
     flood.join(timeout=30)
     elapsed = time.time() - started
 
-    flooded = [len(f[b"filing"]) for _, f in redis_client.xrange(KEYS.filings) if f[b"filer"] == flooder.encode()]
+    flooded = [len(f[b"filing"]) for k in KEYS.filing_streams for _, f in redis_client.xrange(k)
+               if f[b"filer"] == flooder.encode()]
     refused = [headers for status, headers in outcomes if status == 429]
     print(f"\nquiet: health and submissions {_latencies(quiet)}")
     print(f"flood: {Counter(status for status, _ in outcomes)} for the flooder; {len(flooded)} of its filings "
@@ -429,17 +431,19 @@ def test_a_flooding_filer_gets_429_with_retry_after_while_other_filers_and_healt
 
 def test_a_stream_nobody_reads_pushes_back_with_503_instead_of_growing(redis_server, redis_client, tmp_path,
                                                                        processes):
-    """With no worker reading, the filings stream stops at --max-backlog: further filings get 503
-    with Retry-After (the filer sends again later) and Redis stops growing; once the workers have
-    screened the backlog the ingress accepts again."""
+    """With no worker reading, the filings streams stop at --max-backlog (each partition's at its
+    share): further filings get 503 with Retry-After (the filer sends again later) and Redis stops
+    growing; once the workers have screened the backlog the ingress accepts again."""
     port, tokens = start_ingress(processes, tmp_path, "--max-backlog", "20", redis_url=redis_server.url)
     token = next(iter(tokens.values()))
     filings = list(generate(GeneratorSpec(count=30, seed=4, defect_rate=0, envelope_rate=0, resubmission_rate=0)))
     replies = [_request(port, "POST", "/v1/filings", f.data, token) for f in filings]
-    assert [status for status, _, _ in replies] == [202] * 20 + [503] * 10
+    queued = sum(1 for status, _, _ in replies if status == 202)
+    assert [status for status, _, _ in replies] == [202] * queued + [503] * (30 - queued) and 2 < queued <= 20
     assert {(body["error"], headers["retry-after"]) for status, headers, body in replies if status == 503} == \
         {("BACKLOG", "5")}
-    assert redis_client.xlen(KEYS.filings) == 20
+    assert sum(redis_client.xlen(k) for k in KEYS.filing_streams) == queued
+    assert max(redis_client.xlen(k) for k in KEYS.filing_streams) == -(-20 // KEYS.partitions)  # one was full
     s = Settings().with_redis_url(redis_server.url)
     run_service(replace(s, streams=replace(s.streams, once=True)), ["w0"])  # the workers catch up
     time.sleep(1.0)  # the ingress refuses without asking Redis for a second after a refusal

@@ -128,7 +128,7 @@ def test_the_ingress_and_the_service_take_the_redis_url_from_the_environment(red
     filer, token = next(iter(tokens.items()))
     filing = next(iter(generate(GeneratorSpec(count=1, seed=5, defect_rate=0, envelope_rate=0, resubmission_rate=0))))
     status, receipt = _call(port, "POST", "/v1/filings", filing.data, token)
-    assert status == 202 and redis_client.xlen(KEYS.filings) == 1
+    assert status == 202 and sum(redis_client.xlen(k) for k in KEYS.filing_streams) == 1
     worker = processes.start([sys.executable, "-m", "cargoscreen.cli", "run", "--follow", "--consumer", "env",
                               "--metrics_port=0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline, answers = time.monotonic() + 120, []

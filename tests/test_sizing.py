@@ -29,7 +29,7 @@ def test_every_key_of_a_run_is_measured_in_a_family_with_its_bound(redis_client,
     measured = measure(redis_client)
     everything = sum(redis_client.memory_usage(k, samples=0) for k in redis_client.scan_iter("cs:*"))
     assert sum(row["bytes"] for row in measured.values()) == everything  # no key left out
-    for name in ("registration", "mrn", "consignment members", "latest decisions", "effect markers", "answers",
+    for name in ("registration", "consignment members", "latest decisions", "effect markers", "answers",
                  "decisions", "referral streams"):
         assert measured[name]["keys"] > 0, name
     assert measured["other"]["keys"] < 10  # single keys only: everything that grows with filings has a family
