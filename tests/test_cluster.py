@@ -15,11 +15,15 @@ from cargoscreen.cli import run_exit
 from cargoscreen.config import RedisSettings, Settings
 from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.connectors.redis_store import connect, infrastructure_cause
+from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.corpus import write_corpus
 from cargoscreen.exits import Exit
 from cargoscreen.job import run_batch
 
 from .conftest import redis_cluster
+from .test_ingress import resend_report, resend_run, start_ingress
+
+KEYS = StreamKeys()
 
 pytestmark = pytest.mark.slow
 CARGOSCREEN = str(Path(sys.executable).parent / "cargoscreen")
@@ -57,6 +61,24 @@ def test_the_batch_job_on_a_cluster_conserves_every_filing_as_on_one_redis(clust
         assert clustered[k] == single[k], k
     masters = [c for c in map(connect, cluster) if c.info("replication")["role"] == "master"]
     assert all(c.dbsize() > 0 for c in masters)  # registrations and consignments on every master
+    _flush(cluster)
+
+
+def test_workers_and_the_ingress_on_a_cluster_give_every_filing_one_door_answer(cluster, tmp_path, processes):
+    """Filings POSTed to the ingress (routed to their consignment's partition) by 8 senders, a third
+    re-sent at once, screened by 3 workers of which one is SIGKILLed mid-bundle and restarted: every
+    submission exactly one door answer, every filing version one assessment answer, nothing dead-lettered."""
+    port, tokens = start_ingress(processes, tmp_path, "--max-bytes", "200000", "--requests-per-second", "10000",
+                                 "--request-burst", "10000", redis_url=cluster[1])
+    run = resend_run(port, tokens, cluster[2], connect(cluster[0]), count=240, seed=43, workers=3)
+    report = resend_report(run)
+    print("on a cluster:", report)
+    assert report == {**report, "without_door_answer": 0, "door_answers_repeated": 0,
+                      "assessment_answers_repeated": 0, "decided_without_assessment_answer": 0,
+                      "decisions_after_the_first": 0, "dead_letters": 0}
+    client = connect(cluster[0])
+    spread = {p: client.xlen(k) for p, k in enumerate(KEYS.filing_streams) if client.exists(k)}
+    assert len(spread) > 3  # the ingress routed the filings over the partitions
     _flush(cluster)
 
 
