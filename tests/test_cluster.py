@@ -4,26 +4,32 @@ failover too (ops/REDIS-KEYS.md: every script's keys in one slot)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import redis
+from lxml import etree
 
-from cargoscreen.cli import run_exit
-from cargoscreen.config import RedisSettings, Settings
 from cargoscreen.connectors.files import read_json_lines
 from cargoscreen.connectors.redis_store import connect, infrastructure_cause
-from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
+from cargoscreen.connectors.redis_streams import StreamKeys, entry_key
+from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.linking import routing_name
 from cargoscreen.corpus import write_corpus
 from cargoscreen.exits import Exit
-from cargoscreen.job import run_batch
 
 from .conftest import redis_cluster
 from .test_ingress import resend_report, resend_run, start_ingress
 
 KEYS = StreamKeys()
+DOORS = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS)
 
 pytestmark = pytest.mark.slow
 CARGOSCREEN = str(Path(sys.executable).parent / "cargoscreen")
@@ -108,3 +114,85 @@ def test_cluster_replies_are_told_apart_from_other_refusals(cluster):
     assert infrastructure_cause(redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'")) \
         == "redis-refused"
     assert infrastructure_cause(json.JSONDecodeError("x", "", 0)) == ""  # a bug of ours is not the store's
+
+
+def test_a_master_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster, tmp_path, processes):
+    """Two workers screening filings that keep coming; the master of the decisions stream (and of some
+    partitions) is SIGKILLed mid-stream, its replica takes over: every filing exactly one door answer,
+    no answer, decision or referral written twice, nothing dead-lettered. Prints how long after the
+    kill the first decision came (the issue's target: 10 s; measured here, not asserted)."""
+    client = connect(cluster[1])
+    filings = list(generate(GeneratorSpec(count=700, seed=47, resubmission_rate=0, risk_rate=0.1)))
+    log = (tmp_path / "workers.log").open("wb")
+    workers = [processes.start([CARGOSCREEN, "run", "--follow", "--redis-url", cluster[2], "--consumer", f"w{n}",
+                                "--read_batch=50", "--claim_idle_ms=5000", "--metrics_port=0"],
+                               stdout=log, stderr=subprocess.STDOUT) for n in range(2)]
+    parser = etree.XMLParser(resolve_entities=False)
+
+    def queue(f) -> None:  # as the ingress does: the consignment's partition; again until Redis takes it
+        try:
+            route = routing_name(etree.fromstring(f.data, parser))
+        except etree.XMLSyntaxError:  # a broken filing: any partition (the pipeline rejects it)
+            route = None
+        stream = KEYS.filings_for(route or f.name)
+        while True:
+            try:
+                client.xadd(stream, {"filing": f.data, "id": f.name})
+                return
+            except redis.RedisError:
+                time.sleep(0.1)
+
+    for f in filings[:300]:
+        queue(f)
+    deadline = time.monotonic() + 120
+    while client.xlen(KEYS.decisions) < 100:
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "the workers did not start"
+        time.sleep(0.05)
+    node = client.get_node_from_key(KEYS.decisions)
+    victim = redis.Redis(host=node.host, port=node.port).info("server")["process_id"]
+    killed_ms = int(time.time() * 1000)
+    os.kill(victim, signal.SIGKILL)
+    for f in filings[300:]:  # filings keep coming through the failover
+        queue(f)
+    first = None
+    deadline = time.monotonic() + 240
+    while True:
+        assert time.monotonic() < deadline, "the service did not finish after the failover"
+        assert all(w.poll() is None for w in workers), (tmp_path / "workers.log").read_text()[-3000:]
+        try:
+            if first is None:
+                after = client.xrange(KEYS.decisions, min=killed_ms, count=1)
+                first = entry_key(after[0][0])[0] - killed_ms if after else None
+            doors = _doors(client)
+            if set(doors) >= {f.name for f in filings} and _pending(client) == 0:
+                break
+        except redis.RedisError:
+            pass
+        time.sleep(0.5)
+    time.sleep(2)  # the last bundle's decisions
+    doors = _doors(client)
+    assert set(doors) == {f.name for f in filings} and set(doors.values()) == {1}
+    answers = Counter(f[b"effect"] for k in client.scan_iter(f"{KEYS.prefix}:answers:*") for _, f in client.xrange(k))
+    decisions = Counter(f[b"effect"] for _, f in client.xrange(KEYS.decisions))
+    referrals = Counter(f[b"effect"] for k in client.scan_iter(f"{KEYS.prefix}:referrals:*")
+                        for _, f in client.xrange(k))
+    assert set(answers.values()) == {1} and set(decisions.values()) == {1}
+    assert not referrals or set(referrals.values()) == {1}
+    dead = [json.loads(f[b"body"]) for _, f in client.xrange(KEYS.dead_letters)]
+    assert not dead, [(d["submission_id"], d["stage"], d["reason"]) for d in dead]
+    print(f"master of {KEYS.decisions} SIGKILLed: first decision {first / 1000:.1f} s after; "
+          f"{sum(answers.values())} answers, {len(decisions)} decisions, {len(referrals)} referrals, none twice")
+
+
+def _doors(client) -> Counter:
+    doors = Counter()
+    for key in client.scan_iter(f"{KEYS.prefix}:answers:*"):
+        for _, fields in client.xrange(key):
+            body = json.loads(fields[b"body"])
+            if body["message_type"] in DOORS:
+                doors[body["submission_id"]] += 1
+    return doors
+
+
+def _pending(client) -> int:
+    return sum(client.xpending(k, "screening")["pending"] for k in KEYS.filing_streams if client.exists(k))
