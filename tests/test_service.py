@@ -75,6 +75,25 @@ def test_every_filing_on_the_stream_leaves_through_one_door_and_is_acknowledged(
     assert redis_client.xlen(KEYS.filings) <= 1  # finished entries trimmed (the last delivered one is kept)
 
 
+def test_one_partition_is_one_stream_and_keeps_working(redis_client, redis_server):
+    """streams.partitions = 1 (a single Redis as before partitions): one filings stream, every
+    consignment's state under one tag, the same doors as with the default partitions."""
+    filings = list(generate(GeneratorSpec(count=150, seed=8, resubmission_rate=0.05)))
+    one = StreamKeys(partitions=1)
+    assert one.filing_streams == ("cs:{p0}:filings",)
+    pipe = redis_client.pipeline(transaction=False)
+    for f in filings:
+        pipe.xadd(one.filings, {"filing": f.data, "id": f.name})
+    pipe.execute()
+    settings = _once(redis_server.url)
+    run_service(replace(settings, streams=replace(settings.streams, partitions=1)), ["w0"])
+    answers, decisions, _, dead = _effects(redis_client)
+    _check_doors(answers, [f.name for f in filings])
+    assert dead == 0 and set(decisions.values()) == {1}
+    tags = {m[1] for k in redis_client.scan_iter("cs:*") if (m := re.match(r"cs:\{(p\d+)\}:", k.decode()))}
+    assert tags == {"p0"}
+
+
 def test_a_decided_consignment_is_kept_for_the_amendment_window_and_nothing_without_a_bound(redis_client,
                                                                                             redis_server):
     """After its decision a linked consignment's members, their pointers and its latest decision
