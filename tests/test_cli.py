@@ -128,6 +128,7 @@ def test_a_service_run_that_lost_filings_to_redis_says_so_and_exits_6(tmp_path):
     """The service's account may not run the registration's INCR (an ACL set up wrong): every filing it
     would register is dead-lettered on the stream with its cause, and `run --once` says how many were
     lost and why, and exits 6 instead of 0."""
+    from cargoscreen.connectors.redis_streams import StreamKeys
     from cargoscreen.generator import GeneratorSpec, generate
 
     server = RedisProcess(tmp_path).start()
@@ -137,7 +138,7 @@ def test_a_service_run_that_lost_filings_to_redis_says_so_and_exits_6(tmp_path):
                            commands=["+@all", "-incr"])
         filings = list(generate(GeneratorSpec(count=40, seed=3, resubmission_rate=0)))
         for f in filings:
-            client.xadd("cs:filings", {"filing": f.data, "id": f.name})
+            client.xadd(StreamKeys().filings, {"filing": f.data, "id": f.name})
         result = cargoscreen("run", "--once", "--consumer", "w0", "--redis-url", f"unix://screening:pw@{server.socket}")
         dead = [json.loads(f[b"body"]) for _, f in client.xrange("cs:dead-letters")]
     finally:
