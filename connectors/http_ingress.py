@@ -59,6 +59,8 @@ from pathlib import Path
 
 import h11
 import redis
+import redis.asyncio as aioredis
+import redis.asyncio.cluster
 import uvicorn
 from lxml import etree
 from starlette.applications import Starlette
@@ -68,6 +70,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cargoscreen.config import IngressSettings, Settings
+from cargoscreen.connectors.redis_slots import REPLICA_WAIT_MS
 from cargoscreen.connectors.redis_store import connect, connect_async, connection_options
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.health import stream_backlog
@@ -242,6 +245,26 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
                 log.warning("the filings stream's lag could not be read: %s", exc)
         return lag["seconds"] if lag["seconds"] > quota.max_wait_seconds else None
 
+    masters: dict[str, aioredis.Redis] = {}  # on a cluster, a client per master: WAIT counts its connection's writes
+
+    async def queue(stream: str, args: list):
+        """The filing on `stream`, or None past its backlog; on a cluster only once a replica has it
+        too (the filer's receipt must outlive its master)."""
+        if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+            return await queue_filing(keys=[stream], args=args)
+        node = client.get_node_from_key(stream)
+        if node.name not in masters:
+            masters[node.name] = aioredis.Redis(connection_pool=aioredis.ConnectionPool(
+                connection_class=node.connection_class, **node.connection_kwargs))
+        try:
+            pipe = masters[node.name].pipeline(transaction=False)
+            pipe.evalsha(queue_filing.sha, 1, stream, *args)
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+            queued, _ = await pipe.execute()
+            return queued
+        except redis.RedisError:  # the script not there yet, the slot moved, the node gone: as the cluster says
+            return await queue_filing(keys=[stream], args=args)  # (the same id twice is one submission)
+
     def parse(data: bytes) -> etree._ElementTree:
         if not hasattr(per_thread, "parser"):
             per_thread.parser = SafeXmlParser(limits)
@@ -295,8 +318,8 @@ def ingress_app(settings: Settings, tokens: FilerTokens) -> Starlette:
         submission_id, received_at = uuid.uuid4().hex, utc_now()
         stream = keys.filings_for(route or submission_id)  # its consignment's partition, or any
         try:  # no MAXLEN (it would drop filings nobody read): the workers trim what they finish
-            queued = await queue_filing(keys=[stream], args=[
-                backlog_bound, "filing", data, "id", submission_id, "filer", filer, "received_at", received_at])
+            queued = await queue(stream, [backlog_bound, "filing", data, "id", submission_id, "filer", filer,
+                                          "received_at", received_at])
         except redis.RedisError as exc:
             log.warning("filing from %s not queued: %s", filer, exc)
             return _error(503, "UNAVAILABLE", "the filing could not be queued; send it again")

@@ -314,7 +314,8 @@ def redis_cluster(folder: Path, masters: int = 3):
             nodes.append(subprocess.Popen(
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--save", "",
-                 "--appendonly", "no", "--dir", str(node_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--dir", str(node_dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             ports.append(port)
         for port in ports:
             for _ in range(200):
@@ -330,6 +331,11 @@ def redis_cluster(folder: Path, masters: int = 3):
                   or b"cluster_state:ok" not in redis.Redis(port=p).execute_command("CLUSTER", "INFO") for p in ports):
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not come up")
+            time.sleep(0.1)
+        while any(i["role"] == "slave" and i.get("master_link_status") != "up"  # replicas in sync: writes
+                  for i in (redis.Redis(port=p).info("replication") for p in ports)):  # that WAIT for one can
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster's replicas did not sync")
             time.sleep(0.1)
         yield [f"redis://127.0.0.1:{p}/0" for p in ports]
     finally:
