@@ -422,7 +422,9 @@ def trim_finished(client: redis.Redis, stream: str) -> None:
     for g in client.xinfo_groups(stream):
         floors.append(entry_key(g["last-delivered-id"]))  # kept itself: MINID drops only older ids
         if g["pending"]:
-            floors.append(entry_key(client.xpending(stream, g["name"])["min"]))
+            pending = client.xpending(stream, g["name"])  # another worker may have finished them meanwhile
+            if pending["pending"]:
+                floors.append(entry_key(pending["min"]))
     if floors:
         ms, seq = min(floors)
         client.xtrim(stream, minid=f"{ms}-{seq}", approximate=False)

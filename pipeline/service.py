@@ -30,7 +30,7 @@ import apache_beam as beam
 
 from .answering import DeadLetter, answer_key
 from .config import Settings
-from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect
+from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect, with_retries
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
 from .exits import Exit
@@ -119,7 +119,7 @@ class _WatchDoFn(beam.DoFn):
         self._decisions.append(d)
 
     def finish_bundle(self):
-        self._watch.watch(self._decisions)
+        with_retries(self._settings.redis, lambda: self._watch.watch(self._decisions), "watch")
 
 
 def deliver_outcomes(settings: Settings, outputs: dict) -> None:

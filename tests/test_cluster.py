@@ -122,9 +122,14 @@ def test_a_master_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster, t
     no answer, decision or referral written twice, nothing dead-lettered. Prints how long after the
     kill the first decision came (the issue's target: 10 s; measured here, not asserted)."""
     client = connect(cluster[1])
+    node = client.get_node_from_key(KEYS.decisions)
+    victim = redis.Redis(host=node.host, port=node.port).info("server")["process_id"]
+    # The workers are given another node's address: a process (re)started while the node its URL names
+    # is down cannot find the cluster (ops/runbooks/streaming-service.md).
+    url = next(u for u in cluster if redis.Redis.from_url(u).info("server")["process_id"] != victim)
     filings = list(generate(GeneratorSpec(count=700, seed=47, resubmission_rate=0, risk_rate=0.1)))
     log = (tmp_path / "workers.log").open("wb")
-    workers = [processes.start([CARGOSCREEN, "run", "--follow", "--redis-url", cluster[2], "--consumer", f"w{n}",
+    workers = [processes.start([CARGOSCREEN, "run", "--follow", "--redis-url", url, "--consumer", f"w{n}",
                                 "--read_batch=50", "--claim_idle_ms=5000", "--metrics_port=0"],
                                stdout=log, stderr=subprocess.STDOUT) for n in range(2)]
     parser = etree.XMLParser(resolve_entities=False)
@@ -148,8 +153,6 @@ def test_a_master_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster, t
     while client.xlen(KEYS.decisions) < 100:
         assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "the workers did not start"
         time.sleep(0.05)
-    node = client.get_node_from_key(KEYS.decisions)
-    victim = redis.Redis(host=node.host, port=node.port).info("server")["process_id"]
     killed_ms = int(time.time() * 1000)
     os.kill(victim, signal.SIGKILL)
     for f in filings[300:]:  # filings keep coming through the failover
@@ -158,7 +161,7 @@ def test_a_master_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster, t
     deadline = time.monotonic() + 240
     while True:
         assert time.monotonic() < deadline, "the service did not finish after the failover"
-        assert all(w.poll() is None for w in workers), (tmp_path / "workers.log").read_text()[-3000:]
+        assert all(w.poll() is None for w in workers), (tmp_path / "workers.log").read_text()[-8000:]
         try:
             if first is None:
                 after = client.xrange(KEYS.decisions, min=killed_ms, count=1)

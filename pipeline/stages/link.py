@@ -140,7 +140,7 @@ class _LinkDoFn(beam.DoFn):
         self._next_sweep = now + self._settings.linking.sweep_seconds
         try:
             overdue = self._store.overdue(now, self._settings.linking.retry_seconds)
-        except redis.RedisError as exc:  # the deadlines wait in Redis for the next sweep
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:  # they wait for the next sweep
             logging.warning("deadline sweep skipped: %s", exc)
             return
         for key, version, members in overdue:
