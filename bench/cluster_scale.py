@@ -30,7 +30,7 @@ import redis
 from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import free_port, redis_cluster, stop  # noqa: E402  the suite's cluster, not a copy
+from tests.conftest import free_port, redis_cluster, stop, wait_answering  # noqa: E402  the suite's cluster, not a copy
 
 from cargoscreen.connectors.redis_store import connect  # noqa: E402
 from cargoscreen.connectors.redis_streams import StreamKeys  # noqa: E402
@@ -46,12 +46,7 @@ def single_redis(folder: Path):
                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
+        wait_answering(port)
         yield [f"redis://127.0.0.1:{port}/0"]
     finally:
         stop(server)

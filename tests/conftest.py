@@ -286,6 +286,16 @@ def job_service():
         stop(service)
 
 
+def wait_answering(port: int, tries: int = 200) -> None:
+    """Until the redis-server just started on `port` answers a ping."""
+    for _ in range(tries):
+        try:
+            redis.Redis(port=port).ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.02)
+
+
 def _free_cluster_port() -> int:
     """A port free now whose cluster bus port (port + 10000) is free too."""
     for _ in range(100):
@@ -318,12 +328,7 @@ def redis_cluster(folder: Path, masters: int = 3):
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             ports.append(port)
         for port in ports:
-            for _ in range(200):
-                try:
-                    redis.Redis(port=port).ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.02)
+            wait_answering(port)
         subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "1",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
         deadline = time.monotonic() + 30
