@@ -28,8 +28,13 @@ OFFICE_FACTS = frozenset({OFFICE_UNKNOWN, OFFICE_OFF_ROUTE})
 # what the rules read a party's first_seen_days and filings from.
 PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE = "party-history", "party-history-unavailable"
 # What a description says by its words alone (descriptions.py): a brand's goods below a genuine article's
-# price; a description naming no goods (informational: the rules weigh it with the value declared).
-BRANDED_UNDERPRICED, SAYS_NOTHING = "branded-goods-underpriced", "goods-description-says-nothing"
+# price; several articles of a brand with no value declared (a pre-loading dataset; the rules weigh it
+# with where they come from); a description naming no goods (informational: weighed with the value).
+BRANDED_UNDERPRICED, BRANDED_UNVALUED = "branded-goods-underpriced", "branded-goods-unvalued"
+SAYS_NOTHING = "goods-description-says-nothing"
+# ... prepaid cards said to carry value (cash-like, Regulation (EU) 2018/1672); objects the description
+# dates to antiquity or an excavation (an import licence whatever their value, Regulation (EU) 2019/880).
+STORED_VALUE_CARDS, ARCHAEOLOGICAL_OBJECT = "stored-value-cards", "archaeological-object"
 # A private person receiving controlled or valuable goods (parties.py): ordinary on its own (people buy
 # abroad), so it describes; the rules weigh it with who sent what.
 NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
