@@ -4,7 +4,7 @@ and dead letters out, each effect written exactly once.
 Keys (prefix cs by default; `StreamKeys` is the one place that names them):
     {p}:{p<n>}:filings              filings to screen, one stream per partition (settings.streams.partitions;
                                     fields: filing, and optionally id, filer, received_at), each filing in its
-                                    consignment's partition (routed at the door: filing_partition); trimmed as
+                                    consignment's partition (routed at the door: filings_for); trimmed as
                                     every consumer group finishes them (trim_finished)
     {p}:answers:{filer}             every answer for one filer (IE3R01, IE3N99, IE3N03, ...)
     {p}:referrals:{risk centre}     referrals (and their withdrawals) for one risk centre
@@ -24,8 +24,8 @@ consumer reads every partition, in one consumer group per partition's stream (Re
 entry to one consumer; a dead consumer's entries are claimed by the others, below). Each call reads
 one batch (on one Redis XREADGROUP ... BLOCK poll_ms over all partitions: waiting costs nothing;
 on a cluster, where one command cannot span slots, one read per partition in one pipeline and a
-short sleep when all were empty), emits it and defers; the entries are acknowledged at the reader's next call (`AfterBundle`). The
-runner resumes a deferred restriction only from the residual the finished bundle returned, and
+short sleep when all were empty), emits it and defers; the entries are acknowledged at the reader's
+next call (`AfterBundle`). The runner resumes a deferred restriction only from the residual the finished bundle returned, and
 every step after the reader is fused into that bundle and writes its effects before the bundle
 ends (DeliverEffects flushes in finish_bundle): so an entry is acknowledged only after all its
 effects are in Redis, without Beam's bundle finalization, which runners such as portable Flink
@@ -40,8 +40,9 @@ once, guarded by a marker beside the stream (same slot), and, for a decision, ch
 consignment's state once, guarded by a marker in the consignment's partition: each part atomic in
 its slot, each written once however often the effect comes (a crash between the two parts leaves
 the other to the redelivery). One script call per slot for a whole batch, all in one pipeline (one
-call in all on a single Redis): a redelivered filing yields no second answer, decision or referral (a re-sent one is another submission: its own door answer,
-a repeat, and nothing more, see stages/register.py).
+call in all on a single Redis): a redelivered filing yields no second answer, decision or referral
+(a re-sent one is another submission: its own door answer, a repeat, and nothing more, see
+stages/register.py).
 """
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ BACKLOG_EVERY_SECONDS = 5.0  # how often a reader updates the lag gauges
 OUTAGE_POLL_SECONDS = 0.5  # how often a reader tries again while Redis is away
 HEARTBEAT_TTL_SECONDS = 60  # a reader silent this long has no heartbeat left at all
 CLUSTER_IDLE_MS = 20  # on a cluster, how long a reader waits after finding every partition empty
+TRIM_EVERY_SECONDS = 1.0  # how often a reader trims a partition's stream of what is finished
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,7 @@ class _ReadStreamDoFn(beam.DoFn):
         self._backlog_due = 0.0
         self._caught_up: set[str] = set()
         self._claim_due = 0.0
+        self._trim_due: dict[str, float] = {}
         self._finished = AfterBundle()
 
     def process(self, consumer: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
@@ -410,8 +413,11 @@ class _ReadStreamDoFn(beam.DoFn):
             pipe.execute()
 
         with_retries(self._retry, ack, "ack")
-        for stream in by_stream:
-            with_retries(self._retry, lambda: trim_finished(self._client, stream), "ack")
+        now = time.monotonic()
+        for stream in by_stream:  # three calls a stream: at most once a second each, not per bundle
+            if now >= self._trim_due.get(stream, 0.0):
+                self._trim_due[stream] = now + TRIM_EVERY_SECONDS
+                with_retries(self._retry, lambda: trim_finished(self._client, stream), "ack")
 
 
 def trim_finished(client: redis.Redis, stream: str) -> None:
