@@ -313,6 +313,7 @@ class _ReadStreamDoFn(beam.DoFn):
         self._caught_up: set[str] = set()
         self._claim_due = 0.0
         self._trim_due: dict[str, float] = {}
+        self._untrimmed: set[str] = set()
         self._finished = AfterBundle()
 
     def process(self, consumer: str, tracker=beam.DoFn.RestrictionParam(ConsumerRestrictions()),
@@ -330,6 +331,8 @@ class _ReadStreamDoFn(beam.DoFn):
             else:
                 entries = self._claim_stale(consumer) if time.monotonic() >= self._claim_due else []
                 entries = entries or self._read_entries(consumer, ">", r.poll_ms)
+                if not entries:
+                    self._trim()
         except OUTAGE:  # Redis away: wait and poll again; what was read and not acknowledged stays pending
             metrics.REDIS_ERRORS.labels("read").inc()
             self._caught_up.discard(consumer)
@@ -413,11 +416,17 @@ class _ReadStreamDoFn(beam.DoFn):
             pipe.execute()
 
         with_retries(self._retry, ack, "ack")
+        self._untrimmed.update(by_stream)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Trims the streams acknowledged in since their last trim: three calls a stream, so at most
+        once a second each, not after every bundle (an idle poll trims what is left)."""
         now = time.monotonic()
-        for stream in by_stream:  # three calls a stream: at most once a second each, not per bundle
-            if now >= self._trim_due.get(stream, 0.0):
-                self._trim_due[stream] = now + TRIM_EVERY_SECONDS
-                with_retries(self._retry, lambda: trim_finished(self._client, stream), "ack")
+        for stream in [s for s in self._untrimmed if now >= self._trim_due.get(s, 0.0)]:
+            self._trim_due[stream] = now + TRIM_EVERY_SECONDS
+            with_retries(self._retry, lambda: trim_finished(self._client, stream), "ack")
+            self._untrimmed.discard(stream)
 
 
 def trim_finished(client: redis.Redis, stream: str) -> None:
