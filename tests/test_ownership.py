@@ -16,6 +16,7 @@ from lxml import etree
 from cargoscreen import audit
 from cargoscreen.config import Settings
 from cargoscreen.connectors.files import read_json_lines
+from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.job import run_batch
 from cargoscreen.service import run_service
@@ -194,7 +195,8 @@ def test_a_house_from_another_filer_neither_completes_nor_empties_a_consignment(
                  if b"withdrawn" in f[b"body"]]
     assert withdrawn == [f"mrn:{claim_mrn}"]  # its own referral, nobody else's
     assert desk.latest("sea:MBVIC0001") == decided and desk.referral(f"REF-{master_mrn}")["state"] == "open"
-    assert len([f for f in desk.client.hkeys("cs:cons:sea:MBVIC0001") if f.startswith(b"h:")]) == 1
+    members = desk.client.hkeys(StreamKeys().consignments.hash("sea:MBVIC0001"))
+    assert len([f for f in members if f.startswith(b"h:")]) == 1
     # The victim's consignment was only ever assessed on the victim's own filings: never complete on
     # the intruder's goods.
     made = [d for d in desk.decisions() if d["consignment"] == "sea:MBVIC0001"]
