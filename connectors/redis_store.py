@@ -95,6 +95,14 @@ def connect(url: str | None) -> redis.Redis:
     return client
 
 
+def hash_tag(key: str) -> str:
+    """What a Redis Cluster hashes of `key` to place it: the text between its first { and the next }
+    if that is not empty, else the whole key. Keys a script or transaction touches together share it."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1:end] if end > start + 1 else key
+
+
 def is_cluster_node(client: redis.Redis) -> bool:
     """Whether the server says it runs in cluster mode. A Redis that will not say (INFO refused by an
     ACL) or cannot be reached yet is taken as a single one: the first real command tells."""

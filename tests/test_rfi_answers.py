@@ -11,6 +11,7 @@ from lxml import etree
 
 from cargoscreen import audit
 from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_store import hash_tag
 from cargoscreen.decisions import Decision
 from cargoscreen.domain.reference import bundled_reference
 from cargoscreen.domain.rulepack import COMPLETE, CONTROL, RFI
@@ -108,7 +109,7 @@ def test_an_rfi_answer_is_attached_and_the_consignment_reassessed(ingress, redis
     decisions = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
     assert [(d["decision"], d["version"]) for d in decisions if d["mrn"] == body["mrn"]] == \
         [("request-for-information", 1), ("assessment-complete", 2)]
-    actions = [(e["who"], e["action"]) for e in audit.entries(redis_client, "cs:audit")]
+    actions = [(e["who"], e["action"]) for e in audit.entries(redis_client, audit.every_trail(redis_client, "cs"))]
     assert (filer, "rfi-answer") in actions and ("system", "resolve") in actions
 
     # The same answer delivered again changes nothing.
@@ -136,7 +137,7 @@ def referred(port: int, token: str, filing: bytes, redis_server, client) -> tupl
     keeper = Keeper(client, settings)
     keeper.once()
     [key] = client.scan_iter("cs:wb:*:open")
-    queue = ReferralQueue(client, key.decode().split(":")[2])
+    queue = ReferralQueue(client, hash_tag(key.decode()))
     return keeper, queue, queue.show(client.zrange(key, 0, 0)[0].decode())["body"]
 
 
@@ -159,7 +160,7 @@ def sent(client, filer: str) -> list[str]:
 
 
 def trail(client, rid: str) -> list[tuple[str, str]]:
-    return [(e["who"], e["action"]) for e in audit.entries(client, "cs:audit") if e["subject"] == rid]
+    return [(e["who"], e["action"]) for e in audit.entries(client, audit.every_trail(client, "cs")) if e["subject"] == rid]
 
 
 def test_an_answer_never_clears_a_control_referral_of_another_rule(ingress, redis_server, redis_client):  # noqa: F811

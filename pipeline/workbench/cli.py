@@ -210,7 +210,9 @@ def audit_export(redis_url, centre, fmt, since) -> None:
     """Export the audit trail (claims, releases, resolutions, publications, sign-ins)."""
     from .. import audit
 
-    click.echo(audit.export(audit.entries(_client(redis_url), f"{PREFIX}:audit", since, centre=centre), fmt), nl=False)
+    client = _client(redis_url)
+    trails = audit.trails(PREFIX, centre) if centre else audit.every_trail(client, PREFIX)
+    click.echo(audit.export(audit.entries(client, trails, since, centre=centre), fmt), nl=False)
 
 
 @workbench.group("user")

@@ -12,6 +12,7 @@ import time
 
 import redis
 
+from .. import audit
 from ..config import Settings
 from ..risk_information import RiskInformationStore
 from ..rule_store import RulePackSource, RulePackStore
@@ -57,7 +58,8 @@ class Keeper:
             done["forgotten"] = sum(q.forget_closed(self._closed.closed_retention_seconds)
                                     for q in self._queues.values())
             cutoff_ms = int((time.time() - self._closed.audit_retention_seconds) * 1000)
-            self.client.xtrim(f"{self.prefix}:audit", minid=cutoff_ms, approximate=True)
+            for trail in audit.every_trail(self.client, self.prefix):
+                self.client.xtrim(trail, minid=cutoff_ms, approximate=True)
         return done
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:

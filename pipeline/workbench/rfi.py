@@ -39,7 +39,7 @@ from ..safexml import SafeXmlParser
 from ..answering import DeadLetter
 from ..service import answer_effect, dead_letter_effect, decision_effects
 from ..validation import utc_now
-from .queue import QueueError, QueueKeys, ReferralQueue
+from .queue import QueueError, ReferralQueue, referral_of
 
 log = logging.getLogger(__name__)
 GROUP, CONSUMER = "rfi", "desk"
@@ -76,7 +76,7 @@ class RfiDesk:
         return len(entries)
 
     def handle(self, answer: RfiAnswer) -> str:
-        where = self.client.hget(QueueKeys(self.prefix, "").referral_of_mrn, answer.mrn)
+        where = self.client.get(referral_of(self.prefix, answer.mrn))
         if where is None:
             return self._refuse(answer, "NO_REFERRAL", f"no referral is open for MRN {answer.mrn}")
         centre, rid = where.decode().split("|", 1)
@@ -127,7 +127,7 @@ class RfiDesk:
                                           [FilingError(code, "/IE3R02/MRN", "lifecycle", reason, None, answer.mrn)],
                                           utc_now())
         if self.writer.write([answer_effect(replace(refusal, about=answer.submission_id), self.keys)])[0]:
-            audit.record(self.client, QueueKeys(self.prefix, centre).audit, answer.filer, centre,
+            audit.record(self.client, audit.trail(self.prefix, centre), answer.filer, centre,
                          "rfi-answer-refused", answer.mrn, f"{code}: {reason}")  # once, as its answer
         log.info("RFI answer %s refused: %s", answer.submission_id, reason)
         return code
