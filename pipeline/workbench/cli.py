@@ -215,6 +215,22 @@ def audit_export(redis_url, centre, fmt, since) -> None:
     click.echo(audit.export(audit.entries(client, trails, since, centre=centre), fmt), nl=False)
 
 
+@workbench.command("migrate-keys")
+@_redis
+def migrate_keys(redis_url) -> None:
+    """Move the keys an older version wrote on one Redis to the layout a Redis Cluster needs (the
+    workbench, rule statistics, the rule store, risk information, the container store), in place.
+    Run it with the pipelines, the workbench and the feed stopped, before moving to a cluster."""
+    from ..connectors.redis_store import is_cluster
+    from .migrate import migrate
+
+    client = _client(redis_url)
+    if is_cluster(client):
+        raise click.UsageError("run it on the single Redis the old version used, before moving to a cluster")
+    moved = migrate(client, PREFIX)
+    click.echo("; ".join(f"{family}: {n}" for family, n in sorted(moved.items())) or "nothing to move")
+
+
 @workbench.group("user")
 def user() -> None:
     """Analysts who may sign in."""
