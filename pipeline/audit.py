@@ -17,6 +17,7 @@ from typing import Iterator
 
 import redis
 
+from .connectors.redis_streams import entry_key
 from .csvcells import DictWriter
 from .validation import utc_now
 
@@ -60,11 +61,6 @@ def record(client: redis.Redis, key: str, who: str, centre: str, action: str, su
     client.xadd(key, audit_fields(who, centre, action, subject, detail))
 
 
-def _order(row: dict) -> tuple[int, int]:
-    ms, _, seq = row["id"].partition("-")
-    return int(ms), int(seq or 0)
-
-
 def note(client: redis.Redis, prefix: str, who: str, centre: str, action: str, subject: str, detail: str) -> None:
     """A record on the trail of `centre` (the system's for none)."""
     record(client, trail(prefix, centre), who, centre, action, subject, detail)
@@ -78,7 +74,7 @@ def entries(client: redis.Redis, keys: str | list[str], since: str = "-", until:
     streams = [_entries(client, k, since, until, centre, batch, newest_first) for k in keys]
     if len(streams) == 1:
         return streams[0]
-    return heapq.merge(*streams, key=_order, reverse=newest_first)
+    return heapq.merge(*streams, key=lambda row: entry_key(row["id"]), reverse=newest_first)
 
 
 def _entries(client: redis.Redis, key: str, since: str, until: str, centre: str | None, batch: int,

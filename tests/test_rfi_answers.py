@@ -359,3 +359,29 @@ def test_the_analyst_sees_the_answer_and_its_risk_fact_and_decides(ingress, redi
         for who, action in ((filer, "rfi-answer"), ("system", "rfi-reassessed"), ("alice", "resolve")):
             assert any(who in r and action in r for r in rows), (who, action, rows)
         shot(browser, "14-audit-rfi-answer")
+
+
+def test_handled_answers_leave_the_stream_after_the_retention_and_unhandled_ones_stay(redis_client):
+    """`cs:rfi-answers` is bounded: what the desk acknowledged more than the retention ago goes; what
+    it read and did not finish (pending), and what it has not read, stay however old."""
+    from cargoscreen.workbench.rfi import GROUP, RfiDesk
+
+    desk = RfiDesk(redis_client, None, Settings(), 60)
+    desk.trim(3600)  # no stream yet: nothing to do
+    ids = [f"{second * 1000}-0" for second in range(1000, 1006)]  # one answer a second
+    for entry in ids:
+        redis_client.xadd(desk.stream, {"id": entry}, id=entry)
+    redis_client.xgroup_create(desk.stream, GROUP, id="0")
+    redis_client.xreadgroup(GROUP, "desk", {desk.stream: ">"}, count=4)
+    redis_client.xack(desk.stream, GROUP, ids[0], ids[2], ids[3])  # the second one still pending
+
+    def kept():
+        return [e.decode() for e, _ in redis_client.xrange(desk.stream)]
+
+    desk.trim(3600, now=1000.5 + 3600)  # only the first answer was handled long enough ago
+    assert kept() == ids[1:]
+    desk.trim(3600, now=1_000_000.0)  # all old: the pending one, and with it those after, stay; so do unread ones
+    assert kept() == ids[1:]
+    redis_client.xack(desk.stream, GROUP, ids[1])
+    desk.trim(3600, now=1_000_000.0)
+    assert kept() == ids[4:]  # handled ones gone; the two never read stay

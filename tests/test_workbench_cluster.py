@@ -119,6 +119,7 @@ def test_a_resolved_referral_keeps_its_summary_and_shows_its_body_while_the_stre
     q.resolve(rid, "alice", "no-finding")
     kept = {k.decode() for k in client.hkeys(q.keys.referral(rid))}
     assert "body" not in kept and {"mrn", "outcome", "resolved_by", "rules", "score", "entry"} <= kept
+    assert client.object("encoding", q.keys.referral(rid)) == b"listpack"  # written anew, in the compact encoding
     assert q.show(rid)["body"]["filing"]["transport_document"] == "DOC7"  # from the referral stream
     client.xtrim(q.keys.stream, maxlen=0)  # the stream's retention has passed
     shown = q.show(rid)

@@ -35,6 +35,7 @@ class Keeper:
         self._rfi = RfiDesk(client, scorers, settings, claim_seconds)
         self._discover_seconds, self._discovered_at = discover_seconds, float("-inf")
         self._closed, self._forget_due = settings.workbench, 0.0
+        self._answers_kept = settings.streams.output_retention_seconds  # filers' RFI answers, once handled
 
     def queue(self, centre: str) -> ReferralQueue:
         if centre not in self._queues:
@@ -60,6 +61,7 @@ class Keeper:
             cutoff_ms = int((time.time() - self._closed.audit_retention_seconds) * 1000)
             for trail in audit.every_trail(self.client, self.prefix):
                 self.client.xtrim(trail, minid=cutoff_ms, approximate=True)
+            self._rfi.trim(self._answers_kept)
         return done
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:

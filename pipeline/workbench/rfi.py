@@ -15,11 +15,13 @@ The keeper reads it through the consumer group `rfi` and, for each answer:
     a redelivered answer changes nothing), having first settled the referral `rfi-answered` if it is
     a plain request for information the answer cleared (and nobody claimed it meanwhile).
 The entry is acknowledged last: a crash repeats the steps, each of which is idempotent; a redelivery
-does what the attached answer recorded, not what the referral's state says by then.
+does what the attached answer recorded, not what the referral's state says by then. The keeper trims
+the stream to the answers handled in the last `streams.output_retention_seconds` (and any not yet).
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 import redis
@@ -27,7 +29,7 @@ import redis
 from .. import audit
 from ..config import Settings
 from ..connectors.redis_store import connect
-from ..connectors.redis_streams import EffectWriter, StreamKeys, read_group
+from ..connectors.redis_streams import EffectWriter, StreamKeys, entry_key, read_group
 from ..decisions import filer_answers
 from ..domain import answers
 from ..domain.answers import FilingError
@@ -74,6 +76,23 @@ class RfiDesk:
                                                       self.keys)])
             self.client.xack(self.stream, GROUP, entry_id)  # last: a crash before it repeats idempotent steps
         return len(entries)
+
+    def trim(self, retention_seconds: int, now: float | None = None) -> None:
+        """Answers handled more than `retention_seconds` ago leave the stream; none the desk has not
+        finished (pending) or not read yet, however old."""
+        try:
+            group = next((g for g in self.client.xinfo_groups(self.stream) if g["name"] in (GROUP, GROUP.encode())),
+                         None)
+        except redis.ResponseError:  # no stream yet
+            return
+        if group is None:
+            return
+        ms, seq = entry_key(group["last-delivered-id"])
+        bounds = [(int(((time.time() if now is None else now) - retention_seconds) * 1000), 0), (ms, seq + 1)]
+        pending = self.client.xpending(self.stream, GROUP)
+        if pending["pending"]:
+            bounds.append(entry_key(pending["min"]))
+        self.client.xtrim(self.stream, minid="%d-%d" % min(bounds), approximate=False)
 
     def handle(self, answer: RfiAnswer) -> str:
         where = self.client.get(referral_of(self.prefix, answer.mrn))
