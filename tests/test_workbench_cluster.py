@@ -180,3 +180,6 @@ def test_the_web_workbench_and_its_commands_on_any_node(client, cluster, tmp_pat
             {(e["who"], e["action"]) for e in exported}
         nl_only = run("workbench", "audit", "--redis-url", url, "--centre", "RC-NL")
         assert "bruno" not in nl_only and "publish-risk-information" in nl_only
+        client.xtrim(KEYS.referrals("RC-NL"), maxlen=0)  # past the stream's retention: the summary only
+        page = alice.request(f"/referrals/{rid}")
+        assert page.status == 200 and "only its summary is kept here" in page.text and "R-security-safety" in page.text
