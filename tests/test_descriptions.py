@@ -4,7 +4,8 @@ import pytest
 
 from cargoscreen.domain.currency import bundled_euro_rates, in_euros
 from cargoscreen.domain.descriptions import bundled_wording, described_count, description_facts
-from cargoscreen.domain.enrichment import BRANDED_UNDERPRICED, SAYS_NOTHING
+from cargoscreen.domain.enrichment import (ARCHAEOLOGICAL_OBJECT, BRANDED_UNDERPRICED, BRANDED_UNVALUED,
+                                          SAYS_NOTHING, STORED_VALUE_CARDS)
 from cargoscreen.domain.rulepack import RulePack
 from cargoscreen.domain.scoring import Scorer, example_subject
 from cargoscreen.domain.screening import record_from_dict
@@ -22,8 +23,9 @@ def test_the_count_of_articles_a_description_gives(description, count):
     assert described_count(description) == count
 
 
-def facts_of(goods: list[dict], issued_at: float = 1795176000.0):
-    record = in_euros(record_from_dict({"issued_at": issued_at, "goods": goods}), bundled_euro_rates())
+def facts_of(goods: list[dict], issued_at: float = 1795176000.0, parties: tuple = ()):
+    record = in_euros(record_from_dict({"issued_at": issued_at, "goods": goods, "parties": list(parties)}),
+                      bundled_euro_rates())
     return description_facts(record, bundled_wording())
 
 
@@ -56,6 +58,41 @@ def test_a_brand_declared_in_dollars_is_priced_in_euros():
     assert 2.0 < fact.values["article_eur"] < 3.0  # 3 USD an article
 
 
+def test_several_articles_of_a_brand_without_a_value_are_a_fact_naming_the_consignors_country():
+    (fact,) = facts_of([{"description": "Chanel N5 Eau de Parfum 100ml x3", "hs_code": "330300"}],
+                       parties=[{"role": "consignor", "country": "HK"}, {"role": "consignee", "country": "DE"}])
+    assert fact.kind == BRANDED_UNVALUED and fact.values["brand"] == "Chanel" and fact.values["count"] == 3
+    assert fact.values["countries"] == ["HK"] and "no value declared" in fact.detail
+    # one article, a value declared (then GD-008 weighs its price), or a brand off its headings: nothing
+    assert not facts_of([{"description": "Chanel N5 Eau de Parfum 100ml", "hs_code": "330300"}])
+    assert not facts_of([{"description": "Chanel N5 Eau de Parfum 100ml x3", "hs_code": "330300", "value": 450.0,
+                          "currency": "EUR"}])
+    assert not facts_of([{"description": "Chanel N5 Eau de Parfum 100ml x3", "hs_code": "392690"}])
+
+
+@pytest.mark.parametrize("description, cards", [
+    ("Prepaid debit cards, activated, 500 pcs", True), ("Prepaid gift cards, loaded, 500 pcs", True),
+    ("Gift cards with balance EUR 50, 200 pcs", True), ("Prepaid SIM cards, activated", False),
+    ("Gift cards, blank, unprinted", False), ("Blank PVC payment cards with chip", False),
+    ("Greeting cards with envelopes", False), ("Graphics cards, GDDR6, 12 GB, factory loaded firmware", False)])
+def test_payment_cards_said_to_carry_value_are_a_fact(description, cards):
+    kinds = [f.kind for f in facts_of([{"description": description, "hs_code": "852352"}])]
+    assert (STORED_VALUE_CARDS in kinds) is cards
+
+
+@pytest.mark.parametrize("description, hs_code, ancient", [
+    ("Ancient terracotta figurines (collection)", "691390", True), ("ARCHAEOLOGICAL POTTERY, AMPHORAE", "970600", True),
+    ("Byzantine mosaic fragment, stone tesserae", "970600", True), ("Bronze statuette, Roman period", "830629", True),
+    ("Coins, excavated, mixed lot", "711890", True), ("Ancient silver coins (drachms), 120 pieces", "970600", True),
+    ("Antique Louis XV commode, circa 1760", "970600", False), ("Roman style garden statue, resin", "442090", False),
+    ("Ancient grains quinoa flakes", "110412", False), ("Roman blinds, polyester", "630399", False),
+    ("Egyptian cotton towels", "630260", False), ("Greek olive oil in tins", "150920", False),
+    ("Ancient Greek amphora, museum replica", "691390", False), ("Ancient Egypt jigsaw puzzle, 1000 pieces", "950300", False)])
+def test_objects_the_description_dates_to_antiquity_or_an_excavation_are_a_fact(description, hs_code, ancient):
+    kinds = [f.kind for f in facts_of([{"description": description, "hs_code": hs_code}])]
+    assert (ARCHAEOLOGICAL_OBJECT in kinds) is ancient
+
+
 @pytest.mark.parametrize("description, empty", [
     ("Industrial components assorted", True), ("Products for clinical use", True), ("Valuable items", True),
     ("Assorted items for retail, as per commercial invoice", True), ("Replacement parts for production line", True),
@@ -73,14 +110,14 @@ def test_the_examples_of_the_description_rules_carry_the_facts_their_goods_give(
     pack = RulePack.load(rules_dir() / "risk" / "ics2-starter")
     checked = 0
     for rule in pack.rules:
-        if rule.id not in ("GD-008", "GD-009"):
+        if rule.id not in ("GD-008", "GD-009", "IP-003", "CA-002", "CG-005"):
             continue
         for example in rule.examples:
             subject = example_subject(example.data)
-            found = {f.kind for f in description_facts(subject.record, bundled_wording())}
-            assert found == {f.kind for f in subject.facts}, (rule.id, example.data)
+            found = {(f.kind, tuple(f.values.get("countries", ()))) for f in description_facts(subject.record, bundled_wording())}
+            assert found == {(f.kind, tuple(f.values.get("countries", ()))) for f in subject.facts}, (rule.id, example.data)
             checked += 1
-    assert checked >= 6
+    assert checked >= 18
 
 
 def test_vague_goods_worth_a_fortune_are_referred_and_counterfeits_controlled():
@@ -100,3 +137,19 @@ def test_vague_goods_worth_a_fortune_are_referred_and_counterfeits_controlled():
                       "value": 120.0, "currency": "EUR"}]) == "control"
     assert decision([{"description": "Nike Air Max 90 sports shoes, 40 pairs", "hs_code": "640411",
                       "value": 3200.0, "currency": "EUR"}]) == "assessment-complete"
+
+
+def test_branded_goods_without_a_value_from_a_counterfeit_hub_are_asked_about_at_pre_loading():
+    scorer = Scorer(RulePack.load(rules_dir() / "risk" / "ics2-starter"))
+    now = 1795176000.0
+
+    def decision(consignor_country, description="Gucci belt, genuine leather x5"):
+        record = in_euros(record_from_dict({"filing_code": "F32", "parties": [
+            {"role": "consignor", "country": consignor_country}, {"role": "consignee", "country": "ES"}],
+            "goods": [{"description": description, "hs_code": "420330"}]}), bundled_euro_rates())
+        assessment = scorer.assess(record, description_facts(record, bundled_wording()), "no-containers", now)
+        return assessment.decision, [h.rule for h in assessment.hits]
+
+    assert decision("HK") == ("request-for-information", ["IP-003"])
+    assert decision("IT") == ("assessment-complete", [])
+    assert decision("HK", "Gucci belt, genuine leather")[0] == "assessment-complete"  # one article

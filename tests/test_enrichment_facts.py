@@ -101,6 +101,21 @@ def test_each_anomaly_is_found_with_its_events(declared, kind, change):
         assert found[0].values["km"] > 10_000 and found[0].values["hours"] == 2.0
 
 
+def test_a_box_discharged_and_gated_out_at_another_eu_port_left_the_terminal_elsewhere(declared):
+    def arrive(where, then):
+        def change(h, c):
+            end = h[-1].event_time
+            return h + [h[3]._replace(event_id=f"d-{where}-{then}", location=where, event_time=end + 400 * HOUR)] + [
+                h[1]._replace(event_id=f"{then}-{where}", code=then, location=where, event_time=end + 410 * HOUR)]
+        return {f.kind: f for f in _with(declared, change)}
+
+    found = arrive("BEANR", "GTOT")
+    assert "unloading-place-mismatch" in found and found["gated-out-elsewhere"].values["location"] == "BEANR"
+    assert len(found["gated-out-elsewhere"].events) == 2
+    assert "gated-out-elsewhere" not in arrive("NLRTM", "GTOT")  # the declared place
+    assert "gated-out-elsewhere" not in arrive("BEANR", "LOAD")  # a transhipment on to the declared place
+
+
 # -- histories as carriers report them: what is normal must not look suspicious ------------------------
 def test_a_box_filed_before_it_was_stuffed_is_judged_on_its_load(declared):
     """Deep-sea filings precede stuffing: empty pick-up, then (after the filing) stuffing, gate-in

@@ -165,8 +165,9 @@ def test_lithium_batteries_by_air(lists):
     assert {(b.packaging, b.air_packing_instruction) for b in ion} == {("packed with equipment", "966"),
                                                                        ("contained in equipment", "967")}
     assert lists.lithium_battery("3480")[0].passenger_aircraft == "forbidden"
-    assert {b.air_packing_instruction for b in lists.lithium} == {"965", "966", "967", "968", "969", "970"}
-    assert {b.hs for b in lists.lithium} == {"850650", "850760"}
+    assert {b.air_packing_instruction for b in lists.lithium} == {"952", "965", "966", "967", "968", "969", "970"}
+    assert {b.hs for b in lists.lithium} == {"850650", "850760", "871160"}
+    assert {b.un_number for b in lists.lithium if b.hs == "871160"} == {"3556", "3557"}  # e-scooters, e-bikes
 
 
 def test_cultural_goods_and_cash(lists):

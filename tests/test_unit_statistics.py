@@ -58,6 +58,18 @@ def test_observations_of_a_goods_item_per_kg_per_piece_and_per_package():
     assert list(observations(cartons._replace(hs_code="85"), {"NE"})) == []
 
 
+@pytest.mark.parametrize("hs_code", ["970121", "970600", "710239", "710410"])
+def test_goods_priced_by_the_piece_have_no_value_per_kg_learned_or_judged(hs_code):
+    painting = GoodsLine(hs_code=hs_code, gross_mass=100.0, packages=1, package_types=("CS",), value=300.0,
+                         currency="EUR")
+    assert [m for m, _, _ in observations(painting, {"NE"})] == [KG_PER_PACKAGE]
+    statistics_ = RulePack.load(STARTER).environment.statistics
+    item = record_from_dict({"goods": [{"hs_code": hs_code, "gross_mass": 100, "value": 300, "currency": "EUR"}]}).goods[0]
+    assert statistics_.unit_value_z(item) is None and statistics_.unit_value_ratio(item) is None
+    gold = record_from_dict({"goods": [{"hs_code": "711319", "gross_mass": 100, "value": 300, "currency": "EUR"}]}).goods[0]
+    assert statistics_.unit_value_ratio(gold) < 0.01  # jewellery of precious metal is judged by its mass
+
+
 def _observed(hs: str, median: float, n: int, measure=EUR_PER_KG, package_type=""):
     return [(measure, hs, package_type, median * (1.2 if i % 2 else 1 / 1.2)) for i in range(n)]
 
@@ -246,3 +258,17 @@ def test_learn_statistics_from_a_batch_runs_archive_writes_a_table_the_pack_load
     # ... and a pack takes it as its reference.
     assert len(_pack(text, reference_min_count=5).environment.statistics.learned) == len(cells)
     assert len(_pack(text).environment.statistics.learned) == sum(c.stats.n >= 20 for c in cells)  # the pack's 20
+
+
+def test_a_carton_of_light_goods_is_full_long_before_it_is_heavy():
+    statistics_ = RulePack.load(STARTER).environment.statistics
+
+    def load(hs_code, types=("CT",)):
+        item = record_from_dict({"goods": [{"hs_code": hs_code, "gross_mass": 410.0, "packages": 10,
+                                            "package_types": list(types)}]}).goods[0]
+        return statistics_.package_load(item)
+
+    assert load("610910") == pytest.approx(41 / 25)  # T-shirts: the light goods' own row
+    assert load("481830") == pytest.approx(41 / 25) and load("392690") == pytest.approx(41 / 25)
+    assert load("690721") == pytest.approx(41 / 80)  # tiles: the carton's row
+    assert load("610910", ("CT", "PX")) == pytest.approx(41 / 2500)  # mixed types: the most any of them carries

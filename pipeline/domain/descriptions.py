@@ -11,6 +11,20 @@ Two facts per goods item, for the rules to weigh:
     cheapest genuine article of the brand. Counterfeits travel declared at what they cost, a few euros
     a piece; a genuine article cannot. Without a count the whole line is taken as one article, so a
     line worth less than one genuine article is underpriced whatever its count.
+  - `branded-goods-unvalued`: the same brand, several articles by the description's count, and no value
+    declared at all (the pre-loading datasets carry none): what a genuine reseller's stock and a
+    counterfeiter's parcel look like alike, for the rules to weigh with the consignor's country
+    (its `countries` are the consignors').
+  - `stored-value-cards`: prepaid, gift or debit cards the description says carry value ("loaded",
+    "activated", "with balance"): value that moves with the card like banknotes (FATF, Money laundering
+    using new payment methods, 2010); Regulation (EU) 2018/1672 counts prepaid cards as cash once a
+    delegated act lists them. SIM cards are not payment cards.
+  - `archaeological-object`: the description dates an object to antiquity or an excavation
+    ("archaeological", "excavated", "cuneiform", "pre-Columbian", "Roman period"), or calls an object
+    of chapter 97 or a named kind of artefact (figurine, relief, amphora, coins, ...) "ancient",
+    "Roman", "Byzantine", ... -- not a replica or a style. Archaeological objects and elements of
+    monuments over 250 years old need an import licence whatever their value (Regulation (EU)
+    2019/880, Art. 4 and Annex Part B; rules/reference/cultural-goods.csv categories c and d).
   - `goods-description-says-nothing`: nothing is left of the description once the regime's list of
     unacceptable terms (vague-goods-descriptions.txt, which validation refuses on its own) and the
     general wording that passes validation but names no goods (general-goods-wording.txt:
@@ -30,7 +44,8 @@ from typing import Iterable
 
 from .. import resources
 from .dataquality import VagueDescriptionMatcher
-from .enrichment import BRANDED_UNDERPRICED, SAYS_NOTHING, Fact
+from .enrichment import (ARCHAEOLOGICAL_OBJECT, BRANDED_UNDERPRICED, BRANDED_UNVALUED, SAYS_NOTHING,
+                         STORED_VALUE_CARDS, Fact)
 from .reference import bundled_reference
 from .screening import GoodsLine, ScreeningRecord
 
@@ -45,6 +60,24 @@ _COUNT = re.compile(rf"(?<![\w.,])(\d{{1,3}}(?:[ ,.]\d{{3}})+|\d+)\s*(?:x\s*)?{_
                     re.IGNORECASE)
 _DOZEN = re.compile(r"\b(\d+|a|one)\s+dozens?\b", re.IGNORECASE)
 _WORD = re.compile(r"[\w']+")
+_CARDS = re.compile(r"\b(?:pre-?paid|gift|debit|payment|stored[- ]value|cash)(?:\s+[a-z]+){0,2}?\s+cards?\b|"
+                    r"\bcards?\b(?:\s+[a-z]+){0,2}?\s+pre-?paid\b", re.IGNORECASE)
+_CARRY_VALUE = re.compile(r"\b(?:loaded|pre-?loaded|activated|active|funded|topped[- ]up|charged|credited|"
+                          r"with (?:a |their )?(?:balance|credit|value))\b", re.IGNORECASE)
+_SIM = re.compile(r"\b(?:sim|e-?sim)\b", re.IGNORECASE)
+# Dated to antiquity or an excavation by these words alone ...
+_ARCHAEOLOGY = re.compile(
+    r"\b(?:archa?eolog\w*|antiquities|excavated|excavation|cuneiform|pre-?columbian|neolithic|pal(?:a)?eolithic|"
+    r"bronze age|iron age|roman (?:period|era|empire|imperial)|ancient (?:roman|greek|egyptian)|hellenistic|"
+    r"pharaonic|sumerian|akkadian|assyrian|babylonian|mesopotamian|palmyrene|nabat(?:a)?ean|etruscan|gandhar(?:a|an)|"
+    r"scythian|(?:han|tang|shang|zhou) dynasty)\b", re.IGNORECASE)
+# ... or these, said of an object of chapter 97 or of a kind of artefact; never of a replica or a style.
+_ANTIQUE = re.compile(r"\b(?:ancient|roman|greek|byzantine|egyptian|phoenician|persian empire|dynastic)\b", re.IGNORECASE)
+_ARTEFACT = re.compile(r"\b(?:figurines?|statues?|statuettes?|reliefs?|amphora[e]?|vases?|pottery|tablets?|mosaics?|"
+                       r"fragments?|sculptures?|artefacts?|artifacts?|idols?|steles?|stelae|sarcophag\w*|busts?|"
+                       r"capitals?|columns?|coins?|oil lamps?|seals?|jars?|manuscripts?|inscriptions?)\b", re.IGNORECASE)
+_NOT_ANTIQUE = re.compile(r"\b(?:replicas?|reproductions?|style|inspired|imitations?|copy|copies|modern|souvenirs?)\b",
+                          re.IGNORECASE)
 _PURPOSE = re.compile(r"\s*,?\s+(?:for|intended for|to be used|used in|used for)\s+", re.IGNORECASE)
 
 
@@ -127,18 +160,34 @@ def bundled_wording() -> DescriptionWording:
 
 def description_facts(record: ScreeningRecord, wording: DescriptionWording) -> tuple[Fact, ...]:
     facts: list[Fact] = []
+    consignors = sorted({p.country for p in record.parties if p.role == "consignor" and p.country})
     for item in record.goods:
         text = item.description or ""
         if not text.strip():
             continue
-        underpriced = _underpriced(item, wording)
-        if underpriced:
-            facts.append(underpriced)
+        branded = _underpriced(item, wording) or _unvalued(item, wording, consignors)
+        if branded:
+            facts.append(branded)
+        if _CARDS.search(text) and _CARRY_VALUE.search(text) and not _SIM.search(text):
+            facts.append(Fact(STORED_VALUE_CARDS, "", f"goods item {item.number}: “{text[:80]}”: payment cards said to "
+                              "carry value, which moves with them like banknotes", (), _where(item)))
+        if is_archaeological(text, item.hs_code):
+            facts.append(Fact(ARCHAEOLOGICAL_OBJECT, "", f"goods item {item.number}: “{text[:80]}” dates the object to "
+                              "antiquity or an excavation: an import licence is needed whatever its value", (),
+                              _where(item)))
         if wording.says_nothing(text):
             facts.append(Fact(SAYS_NOTHING, "", f"goods item {item.number}: “{text[:80]}” names no goods"
                               + (f" (declared EUR {item.value_eur:,.0f})" if item.value_eur is not None else ""),
                               (), {**_where(item), "value_eur": item.value_eur}))
     return tuple(facts)
+
+
+def is_archaeological(description: str, hs_code: str | None) -> bool:
+    """Whether the description dates an object to antiquity or an excavation (see the module's doc)."""
+    if _NOT_ANTIQUE.search(description):
+        return False
+    return bool(_ARCHAEOLOGY.search(description)) or bool(
+        _ANTIQUE.search(description) and ((hs_code or "").startswith("97") or _ARTEFACT.search(description)))
 
 
 def _underpriced(item: GoodsLine, wording: DescriptionWording) -> Fact | None:
@@ -160,6 +209,20 @@ def _underpriced(item: GoodsLine, wording: DescriptionWording) -> Fact | None:
         (), {**_where(item), "brand": entry.brand, "count": count, "value_eur": euros,
              "article_eur": round(per_article, 2), "genuine_min_eur": entry.min_article_eur,
              "ratio": round(ratio, 4)})
+
+
+def _unvalued(item: GoodsLine, wording: DescriptionWording, consignors: list[str]) -> Fact | None:
+    if item.value is not None:
+        return None
+    entry = wording.brand(item.description, item.hs_code)
+    count = described_count(item.description) if entry else None
+    if entry is None or not count or count < 2:
+        return None
+    return Fact(BRANDED_UNVALUED, "", (
+        f"goods item {item.number}: {count} {entry.brand} articles ({entry.article}), no value declared; sent by a "
+        f"consignor in {', '.join(consignors) or 'an undeclared country'}"),
+        (), {**_where(item), "brand": entry.brand, "count": count, "genuine_min_eur": entry.min_article_eur,
+             "countries": consignors})
 
 
 def _where(item: GoodsLine) -> dict:

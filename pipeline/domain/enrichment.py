@@ -28,8 +28,13 @@ OFFICE_FACTS = frozenset({OFFICE_UNKNOWN, OFFICE_OFF_ROUTE})
 # what the rules read a party's first_seen_days and filings from.
 PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE = "party-history", "party-history-unavailable"
 # What a description says by its words alone (descriptions.py): a brand's goods below a genuine article's
-# price; a description naming no goods (informational: the rules weigh it with the value declared).
-BRANDED_UNDERPRICED, SAYS_NOTHING = "branded-goods-underpriced", "goods-description-says-nothing"
+# price; several articles of a brand with no value declared (a pre-loading dataset; the rules weigh it
+# with where they come from); a description naming no goods (informational: weighed with the value).
+BRANDED_UNDERPRICED, BRANDED_UNVALUED = "branded-goods-underpriced", "branded-goods-unvalued"
+SAYS_NOTHING = "goods-description-says-nothing"
+# ... prepaid cards said to carry value (cash-like, Regulation (EU) 2018/1672); objects the description
+# dates to antiquity or an excavation (an import licence whatever their value, Regulation (EU) 2019/880).
+STORED_VALUE_CARDS, ARCHAEOLOGICAL_OBJECT = "stored-value-cards", "archaeological-object"
 # A private person receiving controlled or valuable goods (parties.py): ordinary on its own (people buy
 # abroad), so it describes; the rules weigh it with who sent what.
 NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
@@ -264,6 +269,25 @@ def _origin_undeclared(declared: ScreeningRecord, cid: str, loads) -> list[Fact]
                  {"countries": countries, "location": upstream[0].location})]
 
 
+def _gated_out_elsewhere(declared: ScreeningRecord, cid: str, route: list[tuple[str, str, str]],
+                         history: list[ContainerEvent]) -> list[Fact]:
+    """`gated-out-elsewhere`: after its last discharge, at an EU port other than the declared place of
+    unloading, the box left that terminal laden (a gate-out with no load after it): the goods entered
+    the Union where the filing does not say, not a transhipment on the way to the declared place."""
+    last_code, place, discharge_id = route[-1]
+    if last_code != DISCHARGE:
+        return []
+    after = False
+    for e in history:
+        if e.event_id == discharge_id:
+            after = True
+        elif after and e.code == GATE_OUT and e.location == place and e.empty != EMPTY:
+            return [Fact("gated-out-elsewhere", cid, f"discharged at {place} and gated out there, laden; declared "
+                         f"place of unloading {declared.place_of_unloading or declared.unloading_country}",
+                         (discharge_id, e.event_id), {"location": place})]
+    return []
+
+
 def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str, str]],
                  history: list[ContainerEvent]) -> list[Fact]:
     if not route:
@@ -293,6 +317,7 @@ def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str
                           f"{declared.place_of_unloading or declared.unloading_country}, discharged at "
                           f"{', '.join(dict.fromkeys(loc for loc, _ in arrivals))}",
                           tuple(eid for _, eid in arrivals)))
+        facts += _gated_out_elsewhere(declared, cid, route, history)
     tranship = [(loc, eid, i) for i, (code, loc, eid) in enumerate(route)
                 if code == DISCHARGE and any(c == LOAD for c, _, _ in route[i + 1:])]
     if tranship:

@@ -492,7 +492,7 @@ def statistics_tables(statistics, prefix: str) -> dict[str, pa.Table]:
 
 def goods_sql(compiled: CompiledPack, statistics) -> str:
     """The pack's goods table: the base goods with each statistical field as the pack computes it."""
-    from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE
+    from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, PRICED_BY_THE_PIECE
 
     p = compiled.prefix
     learned = getattr(statistics, "learned", None) is not None
@@ -533,6 +533,8 @@ def goods_sql(compiled: CompiledPack, statistics) -> str:
         joins += cell(KG_PER_PACKAGE, "g.pt", "pk")
         pk_median, pk_sigma = found("pk", "median"), found("pk", "spread")
     # The references depend on the code and package type only: looked up once per distinct pair, then joined.
+    by_piece = " OR ".join(f"starts_with(g.hs_code, {literal(code)})" for code in PRICED_BY_THE_PIECE)
+    kg_median = f"CASE WHEN {by_piece} THEN NULL ELSE {kg_median} END"  # unit_statistics.valued_by_mass
     reference = (f"SELECT g.hs_code, g.pt, {kg_median} AS kg_median, {kg_sigma} AS kg_sigma, {pc_median} AS pc_median, "
                  f"{pc_sigma} AS pc_sigma, {pk_median} AS pk_median, {pk_sigma} AS pk_sigma FROM (SELECT DISTINCT "
                  f"hs_code, package_types[1] AS pt FROM goods) g {' '.join(joins)}")
@@ -547,6 +549,13 @@ def goods_sql(compiled: CompiledPack, statistics) -> str:
     table = "MAP {" + ", ".join(f"{literal(k)}: {literal(float(v))}" for k, v in kg.items()) + "}" if kg else None
     weights = f"list_max(list_transform(g.package_types, lambda t: map_extract_value({table}, t)))" if table else "NULL"
     single = f"map_extract_value({table}, g.package_types[1])" if table else "NULL"
+    goods_kg = getattr(statistics, "goods_package_weights", ()) or ()
+    if goods_kg:  # PackStatistics.package_limit: the goods' own row first
+        cases = " ".join(
+            f"WHEN g.package_types[1] = {literal(kind)} AND ("
+            + " OR ".join(f"starts_with(coalesce(g.hs_code, ''), {literal(p)})" for p in prefixes)
+            + f") THEN {literal(float(kg))}" for kind, prefixes, kg in goods_kg)
+        single = f"CASE {cases} ELSE {single} END"
 
     def log_ratio(x: str, median: str, sigma: str) -> str:
         return (f"CASE WHEN ({median}) IS NULL OR ({median}) = 0 OR ({sigma}) IS NULL OR ({sigma}) = 0 THEN NULL "

@@ -31,7 +31,7 @@ from .conditions import (Condition, ConditionError, Environment, RefSet, RefTabl
 from .filings import BY_CODE, FILING_KINDS, MODES, PRE_LOADING
 from .legal_references import LEGAL_FILES, cells, legal_rows, legal_text, row_matches
 from .screening import address_key, name_key
-from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, UnitReference, from_csv
+from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, UnitReference, from_csv, valued_by_mass
 
 RISK_AREAS = ("security-safety", "financial", "ipr", "health-safety", "environment", "drug-precursors",
               "dual-use", "firearms-explosives", "cash", "cultural-goods", "data-quality", "trusted-trader")
@@ -151,8 +151,12 @@ class PackStatistics(Statistics):
     heading, plausible kilograms per package type."""
 
     def __init__(self, unit_values: RefTable | None, routes: dict[str, dict[str, float]],
-                 package_weights: dict[str, float], learned: UnitReference | None = None):
+                 package_weights: dict[str, float], learned: UnitReference | None = None,
+                 goods_package_weights: tuple[tuple[str, tuple[str, ...], float], ...] = ()):
         self.unit_values, self.routes, self.package_weights = unit_values, routes, package_weights
+        # (package type, HS prefixes, max kg): a package of these goods carries less than its type allows
+        # (a carton of T-shirts is full long before it is heavy). Judged for one package type only.
+        self.goods_package_weights = goods_package_weights
         self.learned = learned
         self._by_code: dict = {}
         self._by_cell: dict = {}
@@ -162,7 +166,9 @@ class PackStatistics(Statistics):
         """(median EUR/kg, log sigma) for an HS code, remembered per code."""
         found = self._by_code.get(hs)
         if found is None:
-            if self.learned is not None:
+            if not valued_by_mass(hs):
+                found = (None, None)
+            elif self.learned is not None:
                 ref = self._cell(EUR_PER_KG, hs, "")
                 found = ref[:2] if ref else (None, None)
             else:
@@ -263,8 +269,17 @@ class PackStatistics(Statistics):
         if mass is None or not packages:
             return None
         types = item.package_types
-        limit = self.package_weights.get(types[0]) if len(types) == 1 else self.package_max_kg(item)
+        limit = self.package_limit(types[0], item.hs_code) if len(types) == 1 else self.package_max_kg(item)
         return mass / packages / limit if limit else None
+
+    def package_limit(self, package_type: str, hs_code: str | None) -> float | None:
+        """The most a package of this type holding goods of this code weighs: the goods' own row if
+        one names the code, else the type's."""
+        code = hs_code or ""
+        for kind, prefixes, kg in self.goods_package_weights:
+            if kind == package_type and code.startswith(prefixes):
+                return kg
+        return self.package_weights.get(package_type)
 
 
 @dataclass(frozen=True)
@@ -520,10 +535,15 @@ def _statistics(spec, files, problems, parameters=None) -> PackStatistics:
     if "commodity_routes" in spec:
         for row in _csv_rows(files, spec["commodity_routes"], problems, _line(spec, "commodity_routes")) or ():
             routes.setdefault(row["hs4"], {})[row["country"]] = float(row["share"])
+    goods_weights = []
     if "package_weights" in spec:
         for row in _csv_rows(files, spec["package_weights"], problems, _line(spec, "package_weights")) or ():
-            weights[row["package_type"]] = float(row["max_kg"])
-    return PackStatistics(unit_values, routes, weights, learned)
+            prefixes = tuple(sorted(filter(None, (row.get("hs") or "").split("|")), key=len, reverse=True))
+            if prefixes:
+                goods_weights.append((row["package_type"], prefixes, float(row["max_kg"])))
+            else:
+                weights[row["package_type"]] = float(row["max_kg"])
+    return PackStatistics(unit_values, routes, weights, learned, tuple(goods_weights))
 
 
 def _levels(manifest, problems) -> tuple[tuple[str, float], ...]:

@@ -31,6 +31,10 @@ EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE = "eur_per_kg", "eur_per_piece", "kg_p
 MEASURES = (EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE)
 UNITS = {EUR_PER_KG: "EUR/kg", EUR_PER_PIECE: "EUR/piece", KG_PER_PACKAGE: "kg/package"}
 LEVELS = (("subheading", 6), ("heading", 4), ("chapter", 2))  # the fallback chain, most specific first
+# Goods whose price is not a function of their mass: works of art, collectors' pieces and antiques
+# (chapter 97), pearls and precious or semi-precious stones (7101-7104: cut, colour and clarity make
+# the price). No value per kg is learned or judged for them.
+PRICED_BY_THE_PIECE = ("97", "7101", "7102", "7103", "7104")
 MAD_TO_SIGMA = 1.4826  # the MAD of a normal distribution is 0.6745 sigma
 COLUMNS = ("measure", "level", "hs", "package_type", "n", "median", "log_sigma", "q05", "q25", "q75", "q95")
 
@@ -81,6 +85,11 @@ class Cell:
         return f"{where}{of}, n={self.stats.n}, median {self.stats.median:.4g} {UNITS[self.measure]}, {spread}"
 
 
+def valued_by_mass(hs_code: str | None) -> bool:
+    """Whether a value per kilogram says anything about goods of this code (PRICED_BY_THE_PIECE)."""
+    return not (hs_code or "").startswith(PRICED_BY_THE_PIECE)
+
+
 # -- observations -------------------------------------------------------------------------------
 def observations(item, piece_types: frozenset[str] | set[str]) -> Iterator[tuple[str, str, float]]:
     """(measure, package type, value) of one goods item (a screening record's GoodsLine)."""
@@ -88,7 +97,7 @@ def observations(item, piece_types: frozenset[str] | set[str]) -> Iterator[tuple
         return
     value, mass, packages = item.value, item.gross_mass, item.packages
     euros = item.value_eur if value and value > 0 else None
-    if euros and mass and mass > 0:
+    if euros and mass and mass > 0 and valued_by_mass(item.hs_code):
         yield EUR_PER_KG, "", euros / mass
     types = set(item.package_types)
     if len(types) != 1 or not packages or packages <= 0:
