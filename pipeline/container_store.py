@@ -30,16 +30,17 @@ from .config import ContainerStatusSettings, Settings
 from .connectors.redis_store import run_scripts
 from .domain.container_events import ContainerEvent
 
-# KEYS: the events' keys, then their containers' history keys (ARGV[4] of them are events). ARGV:
-# ttl, keep, the number of events, then per event its JSON and the index of its history key in KEYS.
+# KEYS: the events' keys, then their container's history keys. ARGV: ttl, keep, then per event its
+# JSON, the place of its history key in KEYS (0: none), its time and its eventID.
 _ADD = """
-local ttl, keep, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, touched = {}, {}
-for i = 1, n do
-  local body, history = ARGV[3 + 2 * i - 1], tonumber(ARGV[3 + 2 * i])
-  if redis.call('SET', KEYS[i], body, 'NX', 'EX', ttl) then
+for i = 1, (#ARGV - 2) / 4 do
+  local at = 4 * i - 1
+  local history = tonumber(ARGV[at + 1])
+  if redis.call('SET', KEYS[i], ARGV[at], 'NX', 'EX', ttl) then
     if history > 0 then
-      redis.call('ZADD', KEYS[history], cjson.decode(body)[5], cjson.decode(body)[1])
+      redis.call('ZADD', KEYS[history], ARGV[at + 2], ARGV[at + 3])
       touched[history] = true
     end
     out[i] = 1
@@ -97,13 +98,14 @@ class ContainerEventStore:
         for tag, members in by_tag.items():
             keys = [self._event_key(tag, events[i].event_id) for i in members]
             histories: list[str] = []
-            args: list = [s.retention_seconds, s.max_per_key, len(members)]
+            args: list = [s.retention_seconds, s.max_per_key]
             for i in members:
                 e = events[i]
                 history = self._history_key(e.equipment, e.classifier) if e.equipment else None
                 if history and history not in histories:
                     histories.append(history)
-                args += [e.to_json(), len(members) + 1 + histories.index(history) if history else 0]
+                args += [e.to_json(), len(members) + 1 + histories.index(history) if history else 0, e.event_time,
+                         e.event_id]
             calls.append(([*keys, *histories], args))
         new = [False] * len(events)
         for members, flags in zip(by_tag.values(), run_scripts(self._client, self._add, calls)):

@@ -276,6 +276,7 @@ redis.call('ZADD', KEYS[7], at, rid)
 redis.call('ZREM', KEYS[8], rid)
 return 1
 """
+
 # Claim: open, or already held by the same analyst (renewal), or held past its expiry.
 _CLAIM = """
 local ref, stream, claims, claimed_set, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]

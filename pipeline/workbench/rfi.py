@@ -146,7 +146,7 @@ class RfiDesk:
                                           [FilingError(code, "/IE3R02/MRN", "lifecycle", reason, None, answer.mrn)],
                                           utc_now())
         if self.writer.write([answer_effect(replace(refusal, about=answer.submission_id), self.keys)])[0]:
-            audit.record(self.client, audit.trail(self.prefix, centre), answer.filer, centre,
+            audit.note(self.client, self.prefix, answer.filer, centre,
                          "rfi-answer-refused", answer.mrn, f"{code}: {reason}")  # once, as its answer
         log.info("RFI answer %s refused: %s", answer.submission_id, reason)
         return code

@@ -348,7 +348,8 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
 
     def audit_page(request: Request):
         _, centre = _analyst(request)
-        rows = list(islice(audit.entries(client, audit.trails(key_prefix, centre), centre=centre, newest_first=True), 200))
+        trail = audit.entries(client, audit.trails(key_prefix, centre), centre=centre, newest_first=True)
+        rows = list(islice(trail, 200))
         return page(request, "audit.html", rows=rows)
 
     def audit_export(request: Request):
