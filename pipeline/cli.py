@@ -70,11 +70,11 @@ def _settings(schemas: tuple[str, ...]) -> Settings:
 
 
 @contextmanager
-def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
+def _redis(redis_url: str | None, folder: Path, cluster_ready: bool = False) -> Iterator[str]:
     """The given Redis, or an embedded server keeping its data in `folder` while the block runs;
-    either answers a ping before the block starts."""
+    either answers a ping before the block starts (see _reachable)."""
     if redis_url is not None:
-        yield _reachable(redis_url)
+        yield _reachable(redis_url, cluster_ready)
         return
     from .connectors.redis_store import EmbeddedRedis
 
@@ -82,14 +82,16 @@ def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
         yield server.url
 
 
-def _reachable(redis_url: str) -> str:
+def _reachable(redis_url: str, cluster_ready: bool = False) -> str:
     """One round trip before any work: a wrong address or password stops the command with one line
-    (exit 4) instead of failing half-way through it."""
+    (exit 4) instead of failing half-way through it; so does a Redis Cluster, unless the command's
+    keys are laid out for one (`cluster_ready`)."""
     from .connectors.redis_store import connect, refuse_cluster
 
     client = connect(redis_url)
     client.ping()
-    refuse_cluster(client)
+    if not cluster_ready:
+        refuse_cluster(client)
     return redis_url
 
 
@@ -351,7 +353,8 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
 
 
 @main.command()
-@click.option("--redis-url", required=True, help="The Redis the service runs on.")
+@click.option("--redis-url", required=True, envvar="CARGOSCREEN_REDIS_URL",
+              help="The Redis the service runs on (or CARGOSCREEN_REDIS_URL); any node of a cluster.")
 @click.option("--consumer", "consumers", multiple=True, required=True, help="A reader's name (repeatable).")
 @click.option("--group", default=Settings().streams.group, show_default=True, help="The readers' consumer group.")
 @click.option("--key-prefix", default=Settings().redis.key_prefix, show_default=True)
@@ -377,7 +380,8 @@ def metrics_group() -> None:
 
 
 @metrics_group.command("targets")
-@click.option("--redis-url", required=True, help="The Redis the workers run on.")
+@click.option("--redis-url", required=True, envvar="CARGOSCREEN_REDIS_URL",
+              help="The Redis the workers run on (or CARGOSCREEN_REDIS_URL); any node of a cluster.")
 @click.option("--key-prefix", default=Settings().redis.key_prefix, show_default=True)
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Write Prometheus file service discovery JSON here (replaced whole); default: print it.")
@@ -587,7 +591,7 @@ def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     for folder in (Path(p) for p in paths if Path(p).is_dir()):
         if not event_files([folder]):
             raise InputError(f"{folder} holds no event files (*.json, *.jsonl, searched recursively)")
-    with _redis(redis_url, Path(data_dir) / "redis") as url:
+    with _redis(redis_url, Path(data_dir) / "redis", cluster_ready=True) as url:
         summary, elapsed, version = load_feed([Path(p) for p in paths], url, Path(rejected_path))
     out = _console()
     table = Table(title=f"DCSA T&T {version} feed", show_header=True, header_style="bold")
@@ -958,7 +962,7 @@ def _rule_store(redis_url: str | None, data_dir: str):
     from .connectors.redis_store import connect
     from .rule_store import RulePackStore
 
-    with _redis(redis_url, Path(data_dir) / "redis") as url:
+    with _redis(redis_url, Path(data_dir) / "redis", cluster_ready=True) as url:
         yield RulePackStore(connect(url), Settings().redis.key_prefix)
 
 

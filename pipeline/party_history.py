@@ -28,6 +28,7 @@ from typing import Sequence
 import redis
 
 from .config import PartyHistorySettings
+from .connectors.redis_store import run_scripts
 from .domain.parties import Seen, Sighting
 
 _RECORD = """
@@ -76,14 +77,4 @@ class PartyHistoryStore:
         return out
 
     def _run(self, calls, now, ttl, ring) -> list:
-        for attempt in (0, 1):
-            pipe = self._client.pipeline(transaction=False)
-            for key, mrn in calls:
-                pipe.evalsha(self._script.sha, 1, key, mrn, now, ttl, ring)
-            try:
-                return pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                self._script.sha = self._client.script_load(_RECORD)  # a restarted or flushed server
-        raise AssertionError("unreachable")
+        return run_scripts(self._client, self._script, [([key], [mrn, now, ttl, ring]) for key, mrn in calls])
