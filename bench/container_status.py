@@ -109,9 +109,10 @@ def main() -> None:
         t0 = time.perf_counter()
         for consignment in accepted:
             for c in consignment.record.containers:
-                ids = client.zrange(f"cs:eq:{c.container_id}:ACT", -500, -1)
+                tag = "{" + c.container_id + "}"  # the store's layout: the container's hash tag
+                ids = client.zrange(f"cs:eq:{tag}:ACT", -500, -1)
                 if ids:
-                    [ContainerEvent.from_json(b) for b in client.mget([f"cs:ev:{i.decode()}" for i in ids]) if b]
+                    [ContainerEvent.from_json(b) for b in client.mget([f"cs:ev:{tag}:{i.decode()}" for i in ids]) if b]
         return time.perf_counter() - t0
 
     raw = min(one_by_one() for _ in range(2))

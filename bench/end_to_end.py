@@ -44,10 +44,11 @@ import psutil
 import redis
 
 from cargoscreen.cli import load_feed
-from cargoscreen.connectors.redis_store import EmbeddedRedis
+from cargoscreen.connectors.redis_store import EmbeddedRedis, hash_tag
 from cargoscreen.connectors.redis_streams import StreamKeys, entry_key
 from cargoscreen.corpus import corpus_spec, write_container_status
 from cargoscreen.generator import generate
+from cargoscreen.workbench.queue import QueueKeys
 
 _LRN = re.compile(rb"<ens:LRN>LRN\d{3}")
 _DOC = re.compile(rb"<ens:Number>([MH]B)")
@@ -223,10 +224,10 @@ def queue_latencies(client: redis.Redis, producer: "Producer", since: float) -> 
     into the centre's queue (both on the Redis clock), in ms."""
     out = []
     for key in client.scan_iter(match="cs:wb:*:age"):
-        centre = key.decode().split(":")[2]
+        keys = QueueKeys("cs", hash_tag(key.decode()))
         pipe = client.pipeline(transaction=False)
         for rid in client.zrangebyscore(key, since, "+inf"):
-            pipe.hmget(f"cs:wb:{centre}:ref:{rid.decode()}", "admitted_ms", "body")
+            pipe.hmget(keys.referral(rid.decode()), "admitted_ms", "body")
         for admitted, body in pipe.execute():
             times = [producer.submitted.get(f["lrn"]) for f in json.loads(body)["filings"]]
             if admitted and times and None not in times:

@@ -5,10 +5,12 @@
 Generates traffic of every mode (5% planted risk) with its containers' DCSA histories, loads the
 histories into an embedded Redis, runs the streaming service over the filings (one worker,
 FnApiRunner, until the stream is empty), takes every referral into the workbench's queues and
-resolves half of them (the keeper's intake and an analyst's resolution, as in production), then
-reads every key's size and sorts it into its family (pipeline/sizing.py). Prints bytes per
-filing, keys and keys without a TTL per family, and the steady state at EU volume with the
-default retentions (12.6 M filings a day); --write keeps the table `cargoscreen sizing` uses.
+resolves them all (the keeper's intake and an analyst's resolution, as in production: at steady
+state nearly every referral Redis holds is one closed in the last 90 days; the bytes of the open
+ones, whole, are printed apart), then reads every key's size and sorts it into its family
+(pipeline/sizing.py). Prints bytes per filing, keys and keys without a TTL per family, and the
+steady state at EU volume with the default retentions (12.6 M filings a day); --write keeps the
+table `cargoscreen sizing` uses.
 
 Registrations are kept in small hashes per bucket, period and sub-bucket (pipeline/registration.py),
 sized to hold about 60 filings each at EU volume. A run of a few thousand filings with the default
@@ -68,9 +70,10 @@ def main() -> None:
         keeper = Keeper(client, settings)
         while any(v for k, v in keeper.once().items() if k != "forgotten"):
             pass
+        open_referrals = measure(client)["workbench referrals"]
         resolved = 0
         for centre, queue in keeper._queues.items():
-            for row in queue.page(count=100_000).rows[::2]:
+            for row in queue.page(count=100_000).rows:
                 queue.claim(row["referral_id"], "bench")
                 queue.resolve(row["referral_id"], "bench", "no-finding")
                 resolved += 1
@@ -79,6 +82,8 @@ def main() -> None:
     filings = args.count
     table = per_filing(measured, filings)
     print(f"{filings} filings screened, {resolved} referrals resolved; Redis {version}")
+    print(f"an open referral, whole: {open_referrals['bytes'] / max(open_referrals['keys'], 1):,.0f} B "
+          f"({open_referrals['bytes'] / filings:.1f} B per filing screened while all are open)")
     print(f"{'family':24} {'keys':>7} {'no TTL':>7} {'bytes/filing':>13}")
     for name, row in measured.items():
         if row["keys"]:
@@ -97,7 +102,8 @@ def main() -> None:
                       f"Redis {version}, "
                       f"{datetime.now(timezone.utc):%Y-%m-%d}",
             "filings": filings, "bytes_per_filing": {k: round(v, 1) for k, v in table.items()},
-            "keys": {k: v["keys"] for k, v in measured.items() if v["keys"]}}, indent=2) + "\n")
+            "keys": {k: v["keys"] for k, v in measured.items() if v["keys"]},
+            "open_referral_bytes": round(open_referrals["bytes"] / max(open_referrals["keys"], 1))}, indent=2) + "\n")
         print(f"written to {args.write}")
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import redis
 
+from cargoscreen import audit
 from cargoscreen.connectors.redis_store import EmbeddedRedis
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.workbench.accounts import add_analyst
@@ -44,6 +45,11 @@ from end_to_end import percentile  # bench/ is the script's folder
 from workbench import CENTRE, referral, start_workbench, stop_all
 
 PASSWORD = "bench password 123"
+
+
+def actions(client) -> list[str]:
+    """Every audit record's action, on every trail (the system's and each centre's)."""
+    return [e["action"] for e in audit.entries(client, audit.every_trail(client, "cs"))]
 
 
 def opener() -> urllib.request.OpenerDirector:
@@ -129,8 +135,8 @@ def main() -> None:
         print(f"{'phase':14s} {'attempts/s':>10s}  {'answers':28s} {'checked':>7s} {'locks':>5s}  "
               f"{'queue page p50 / p95 ms':>24s}")
         for phase in ("idle", "one address", "spraying"):
-            refused_before = sum(1 for _, f in client.xrange("cs:audit") if f[b"action"] == b"sign-in-refused")
-            locks_before = sum(1 for _, f in client.xrange("cs:audit") if f[b"action"] == b"sign-in-locked")
+            refused_before = actions(client).count("sign-in-refused")
+            locks_before = actions(client).count("sign-in-locked")
             statuses: dict = {}
             if phase == "idle":
                 times = queue_latencies(bob, base, count=100)
@@ -143,10 +149,10 @@ def main() -> None:
                 times = queue_latencies(bob, base, until=time.monotonic() + args.seconds - 1)
                 statuses = out.get(timeout=args.seconds + 120)
                 attacker.join()
-            audit = [f[b"action"] for _, f in client.xrange("cs:audit")]
+            done = actions(client)
             row = {"phase": phase, "attempts_per_s": round(sum(statuses.values()) / args.seconds, 1),
-                   "answers": statuses, "passwords_checked": audit.count(b"sign-in-refused") - refused_before,
-                   "locks": audit.count(b"sign-in-locked") - locks_before,
+                   "answers": statuses, "passwords_checked": done.count("sign-in-refused") - refused_before,
+                   "locks": done.count("sign-in-locked") - locks_before,
                    "queue_p50_ms": round(percentile(times, 50), 1), "queue_p95_ms": round(percentile(times, 95), 1),
                    "queue_requests": len(times)}
             results["phases"].append(row)

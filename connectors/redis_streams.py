@@ -111,7 +111,8 @@ class StreamKeys:
         return f"{self.prefix}:answers:{filer or 'unknown'}"
 
     def referrals(self, risk_centre: str) -> str:
-        return f"{self.prefix}:referrals:{risk_centre}"
+        """Tagged by centre: a Redis Cluster keeps it in one slot with the centre's workbench keys."""
+        return f"{self.prefix}:referrals:{{{risk_centre}}}"
 
     @property
     def decisions(self) -> str:

@@ -46,10 +46,10 @@ _GOODS_DERIVED = """, CASE WHEN g.hs_code <> '' THEN substr(g.hs_code, 1, 2) END
     CASE WHEN g.gross_mass IS NOT NULL AND g.packages <> 0 THEN g.gross_mass / g.packages END AS kg_per_package"""
 
 
-def _parquet(root: Path, table: str) -> str:
+def _parquet(root: Path, table: str, filename: bool = False) -> str:
     files = str(Path(root).resolve() / table / "*" / "*" / "*.parquet").replace("'", "''")
     return (f"read_parquet('{files}', hive_partitioning = true, hive_types_autocast = false, "
-            f"union_by_name = true)")
+            f"union_by_name = true{', filename = true' if filename else ''})")
 
 
 def has_records(root: Path) -> bool:
@@ -96,16 +96,22 @@ class ArchiveReplay:
             self.con.execute("DROP TABLE records")
             self.con.execute("ALTER TABLE deduplicated RENAME TO records")
         superseded = self.con.execute("SELECT count(*) FROM _decisions").fetchall()[0][0] != count
+        twice = count != consignments  # an uncompacted streaming archive: its items were archived twice too
         for table in _LISTS:  # each item with its record's rid: the flat tables, else the nested lists
             derived = _GOODS_DERIVED if table == "goods" else ""
             if (Path(root) / table).is_dir():
                 unread = [c for c in _UNREAD if c in {f.name for f in ITEMS[table]}]
                 source = (f"SELECT hash(consignment, version) AS rid, * EXCLUDE ({', '.join(_KEYS + tuple(unread))}) "
-                          f"FROM {_parquet(root, table)}")
+                          f"FROM {_parquet(root, table, filename=twice)}")
                 if superseded:  # items of versions a re-assessment replaced stay out
                     source = f"SELECT * FROM ({source}) WHERE rid IN (SELECT rid FROM records)"
+                if twice:  # a decision's items are written in one file: those of its first file count
+                    source = (f"SELECT * EXCLUDE (filename) FROM ({source}) "
+                              f"QUALIFY dense_rank() OVER (PARTITION BY rid ORDER BY filename) = 1")
             else:
-                source = (f"SELECT rid, g.* FROM (SELECT r.rid, unnest(d.{table}) AS g FROM _decisions d "
+                decisions = ("(SELECT * FROM _decisions QUALIFY row_number() OVER (PARTITION BY consignment, version "
+                             "ORDER BY assessed_at) = 1)") if twice else "_decisions"
+                source = (f"SELECT rid, g.* FROM (SELECT r.rid, unnest(d.{table}) AS g FROM {decisions} d "
                           f"JOIN records r USING (consignment, version, submission_id))")
             self.con.execute(f"CREATE TEMP TABLE {table} AS SELECT g.*{derived} FROM ({source}) g")
         self.count = consignments

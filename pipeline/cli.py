@@ -72,7 +72,7 @@ def _settings(schemas: tuple[str, ...]) -> Settings:
 @contextmanager
 def _redis(redis_url: str | None, folder: Path) -> Iterator[str]:
     """The given Redis, or an embedded server keeping its data in `folder` while the block runs;
-    either answers a ping before the block starts."""
+    either answers a ping before the block starts (see _reachable)."""
     if redis_url is not None:
         yield _reachable(redis_url)
         return
@@ -349,7 +349,8 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
 
 
 @main.command()
-@click.option("--redis-url", required=True, help="The Redis the service runs on.")
+@click.option("--redis-url", required=True, envvar="CARGOSCREEN_REDIS_URL",
+              help="The Redis the service runs on (or CARGOSCREEN_REDIS_URL); any node of a cluster.")
 @click.option("--consumer", "consumers", multiple=True, required=True, help="A reader's name (repeatable).")
 @click.option("--group", default=Settings().streams.group, show_default=True, help="The readers' consumer group.")
 @click.option("--key-prefix", default=Settings().redis.key_prefix, show_default=True)
@@ -375,7 +376,8 @@ def metrics_group() -> None:
 
 
 @metrics_group.command("targets")
-@click.option("--redis-url", required=True, help="The Redis the workers run on.")
+@click.option("--redis-url", required=True, envvar="CARGOSCREEN_REDIS_URL",
+              help="The Redis the workers run on (or CARGOSCREEN_REDIS_URL); any node of a cluster.")
 @click.option("--key-prefix", default=Settings().redis.key_prefix, show_default=True)
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Write Prometheus file service discovery JSON here (replaced whole); default: print it.")

@@ -1,81 +1,72 @@
 """Container status events in Redis: histories per container, idempotent, bounded.
 
-Key layout (prefix `cs` by default):
-    {p}:ev:{eventID}                   the normalized event (JSON); written once: a re-sent event is a duplicate
-    {p}:eq:{container}:{classifier}    sorted set of eventIDs by event time (UTC epoch); ACT, EST and PLN apart
-    {p}:vv:{vesselIMO}:{voyage}        sorted set of eventIDs on that vessel voyage (export or import number)
-    {p}:td:{type}:{reference}          sorted set of eventIDs naming that document (TRD, BKG, ...)
+Key layout (prefix `cs` by default), {c} the container (an event naming none: its own eventID):
+    {p}:ev:{c}:{eventID}               the normalized event (JSON); written once: a re-sent event is a duplicate
+    {p}:eq:{c}:{classifier}            sorted set of eventIDs by event time (UTC epoch); ACT, EST and PLN apart
+    {p}:vv:{vesselIMO}:{voyage}        sorted set of `c|eventID` on that vessel voyage (export or import number)
+    {p}:td:{type}:{reference}          sorted set of `c|eventID` naming that document (TRD, BKG, ...)
     {p}:csm:loaded                     set while any event is held: without it, no container can be judged
     {p}:rejudge                        stream: watched containers (rejudge.py) that received an ACT event
 Events arrive late and out of order; the sorted sets keep them in event-time order anyway.
 Bounded: each index keeps its newest `max_per_key` events, and every key expires `retention`
-after its last write. One Lua script per batch writes everything (one round trip); one
-per batch reads histories back. The scripts build keys from arguments: one Redis instance.
+after its last write.
+
+A container's events and its histories share a slot of a Redis Cluster (the hash tag {c}): one
+script per container stores its new events with their history (declaring every key); the voyage
+and document indexes, each in a slot of its own, are written after, for every event of the batch
+(idempotent: a batch repeated after a crash completes them), and so are the rejudge stream's
+entries (at least once: the desk re-judges idempotently). Reads are two pipelined round trips: the
+indexes, then the events (MGET per container, one slot each).
 """
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Iterable, Sequence
 
 import redis
 
 from .config import ContainerStatusSettings, Settings
+from .connectors.redis_store import run_scripts
 from .domain.container_events import ContainerEvent
 
+# KEYS: the events' keys, then their container's history keys. ARGV: ttl, keep, then per event its
+# JSON, the place of its history key in KEYS (0: none), its time and its eventID.
 _ADD = """
-local p, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, touched, watched = {}, {}, {}
-local function index(key, score, id)
-  redis.call('ZADD', key, score, id)
-  touched[key] = true
-end
-for i = 4, #ARGV do
-  -- One argument per event: the ContainerEvent JSON array (see domain/container_events.py).
-  local body = ARGV[i]
-  local f = cjson.decode(body)
-  local id, cls, score, eq, imo, voyages, docs = f[1], f[3], f[5], f[7], f[11], f[12], f[13]
-  if redis.call('SET', p .. ':ev:' .. id, body, 'NX', 'EX', ttl) then
-    if eq ~= cjson.null then
-      index(p .. ':eq:' .. eq .. ':' .. cls, score, id)
-      if cls == 'ACT' and watched[eq] == nil then watched[eq] = redis.call('EXISTS', p .. ':watch-of:' .. eq) == 1 end
+local ttl, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out, touched = {}, {}
+for i = 1, (#ARGV - 2) / 4 do
+  local at = 4 * i - 1
+  local history = tonumber(ARGV[at + 1])
+  if redis.call('SET', KEYS[i], ARGV[at], 'NX', 'EX', ttl) then
+    if history > 0 then
+      redis.call('ZADD', KEYS[history], ARGV[at + 2], ARGV[at + 3])
+      touched[history] = true
     end
-    if imo ~= cjson.null then
-      for _, v in ipairs(voyages) do index(p .. ':vv:' .. imo .. ':' .. v, score, id) end
-    end
-    for _, d in ipairs(docs) do index(p .. ':td:' .. d, score, id) end
-    out[i - 3] = 1
+    out[i] = 1
   else
-    out[i - 3] = 0
+    out[i] = 0
   end
 end
--- Trim and refresh each index once per batch, not once per event.
-for key in pairs(touched) do
-  redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1)
-  redis.call('EXPIRE', key, ttl)
-end
-if next(touched) ~= nil then redis.call('SET', p .. ':csm:loaded', '1', 'EX', ttl) end
--- A consignment assessed before these events waits for them (rejudge.py): tell its desk.
-for container, yes in pairs(watched) do
-  if yes then redis.call('XADD', p .. ':rejudge', 'MAXLEN', '~', 100000, '*', 'container', container) end
+-- Trim and refresh each history once per batch, not once per event.
+for k in pairs(touched) do
+  redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -keep - 1)
+  redis.call('EXPIRE', KEYS[k], ttl)
 end
 return out
 """
 
-_READ = """
-local p, limit = ARGV[1], tonumber(ARGV[2])
-local out = {}
-for i = 3, #ARGV do
-  local ids = redis.call('ZRANGE', p .. ARGV[i], -limit, -1)
-  local bodies = {}
-  if #ids > 0 then
-    local keys = {}
-    for j, id in ipairs(ids) do keys[j] = p .. ':ev:' .. id end
-    bodies = redis.call('MGET', unpack(keys))
-  end
-  out[i - 2] = bodies
-end
-return out
+# One index of another slot (voyage, document): KEYS[1]; ARGV: ttl, keep, then score and member pairs.
+_INDEX = """
+for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
 """
+
+
+def _tag(event: ContainerEvent) -> str:
+    return event.equipment or event.event_id
 
 
 class ContainerEventStore:
@@ -86,13 +77,74 @@ class ContainerEventStore:
     def __init__(self, client: redis.Redis, settings: ContainerStatusSettings | None = None, key_prefix: str = "cs"):
         self._client, self._settings, self._prefix = client, settings or ContainerStatusSettings(), key_prefix
         self._add = client.register_script(_ADD)
-        self._read = client.register_script(_READ)
+        self._index = client.register_script(_INDEX)
+
+    def _event_key(self, tag: str, event_id: str) -> str:
+        return f"{self._prefix}:ev:{{{tag}}}:{event_id}"
+
+    def _history_key(self, container: str, classifier: str) -> str:
+        return f"{self._prefix}:eq:{{{container}}}:{classifier}"
 
     def add(self, events: Sequence[ContainerEvent]) -> list[bool]:
-        """Stores a batch in one round trip; True for each event stored, False for a duplicate eventID."""
+        """Stores a batch; True for each event stored, False for a duplicate eventID. One script per
+        container (pipelined: a round trip per node), then the voyage and document indexes."""
         s = self._settings
-        args = [self._prefix, s.retention_seconds, s.max_per_key, *(e.to_json() for e in events)]
-        return [bool(r) for r in self._add(args=args)] if events else []
+        if not events:
+            return []
+        by_tag: dict[str, list[int]] = defaultdict(list)
+        for i, e in enumerate(events):
+            by_tag[_tag(e)].append(i)
+        calls = []
+        for tag, members in by_tag.items():
+            keys = [self._event_key(tag, events[i].event_id) for i in members]
+            histories: list[str] = []
+            args: list = [s.retention_seconds, s.max_per_key]
+            for i in members:
+                e = events[i]
+                history = self._history_key(e.equipment, e.classifier) if e.equipment else None
+                if history and history not in histories:
+                    histories.append(history)
+                args += [e.to_json(), len(members) + 1 + histories.index(history) if history else 0, e.event_time,
+                         e.event_id]
+            calls.append(([*keys, *histories], args))
+        new = [False] * len(events)
+        for members, flags in zip(by_tag.values(), run_scripts(self._client, self._add, calls)):
+            for i, flag in zip(members, flags):
+                new[i] = bool(flag)
+        self._index_elsewhere(events)
+        return new
+
+    def _index_elsewhere(self, events: Sequence[ContainerEvent]) -> None:
+        """The voyage and document indexes, the loaded mark and the rejudge stream (other slots)."""
+        s, p = self._settings, self._prefix
+        indexes: dict[str, list] = defaultdict(list)
+        acted: set[str] = set()
+        for e in events:
+            member = f"{_tag(e)}|{e.event_id}"
+            if e.vessel_imo:
+                for v in e.voyages:
+                    indexes[f"{p}:vv:{e.vessel_imo}:{v}"] += [e.event_time, member]
+            for d in e.documents:
+                indexes[f"{p}:td:{d}"] += [e.event_time, member]
+            if e.equipment and e.classifier == "ACT":
+                acted.add(e.equipment)
+        run_scripts(self._client, self._index, [([key], [s.retention_seconds, s.max_per_key, *pairs])
+                                                for key, pairs in indexes.items()])
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(f"{p}:csm:loaded", "1", ex=s.retention_seconds)
+        from .rejudge import ContainerWatch  # it reads this store
+
+        watch_of = ContainerWatch(self._client, p, 0).of_key
+        acted_list = sorted(acted)
+        for container in acted_list:
+            pipe.exists(watch_of(container))
+        watched = pipe.execute()[1:]
+        # A consignment assessed before these events waits for them (rejudge.py): tell its desk.
+        pipe = self._client.pipeline(transaction=False)
+        for container, yes in zip(acted_list, watched):
+            if yes:
+                pipe.xadd(f"{p}:rejudge", {"container": container}, maxlen=100000, approximate=True)
+        pipe.execute()
 
     def has_events(self) -> bool:
         """Whether any container status is held at all (a store never loaded judges nothing)."""
@@ -100,34 +152,49 @@ class ContainerEventStore:
 
     def histories(self, containers: Iterable[str], classifier: str = "ACT",
                   limit: int | None = None) -> dict[str, list[ContainerEvent]]:
-        """Each container's events of one classifier, oldest first, in one round trip."""
+        """Each container's events of one classifier, oldest first, in two pipelined round trips."""
         containers = list(dict.fromkeys(containers))
-        keys = [f":eq:{c}:{classifier}" for c in containers]
-        return dict(zip(containers, self._fetch(keys, limit)))
+        return dict(zip(containers, self._fetch([(c, self._history_key(c, classifier)) for c in containers], limit)))
 
     def histories_and_plans(self, containers: Iterable[str]) -> dict[str, list[ContainerEvent]]:
         """Each container's actual events and what the carrier announced (estimated and planned), oldest
-        first, in one round trip: enrichment judges the actual ones and reads the announced next steps
-        (a transhipment onto the declared vessel, say)."""
+        first, in two pipelined round trips: enrichment judges the actual ones and reads the announced
+        next steps (a transhipment onto the declared vessel, say)."""
         containers = list(dict.fromkeys(containers))
-        keys = [f":eq:{c}:{classifier}" for c in containers for classifier in ("ACT", "EST", "PLN")]
-        fetched = self._fetch(keys, None)
+        fetched = self._fetch([(c, self._history_key(c, classifier)) for c in containers
+                               for classifier in ("ACT", "EST", "PLN")], None)
         return {c: sorted(fetched[3 * i] + fetched[3 * i + 1] + fetched[3 * i + 2], key=lambda e: e.event_time)
                 for i, c in enumerate(containers)}
 
     def by_voyage(self, vessel_imo: str, voyage: str, limit: int | None = None) -> list[ContainerEvent]:
-        return self._fetch([f":vv:{vessel_imo}:{voyage}"], limit)[0]
+        return self._fetch([(None, f"{self._prefix}:vv:{vessel_imo}:{voyage}")], limit)[0]
 
     def by_document(self, document: str, limit: int | None = None) -> list[ContainerEvent]:
         """document as 'TRD:reference' or 'BKG:reference'."""
-        return self._fetch([f":td:{document}"], limit)[0]
+        return self._fetch([(None, f"{self._prefix}:td:{document}")], limit)[0]
 
-    def _fetch(self, keys: list[str], limit: int | None) -> list[list[ContainerEvent]]:
-        if not keys:
+    def _fetch(self, indexes: list[tuple[str | None, str]], limit: int | None) -> list[list[ContainerEvent]]:
+        """The events of each index (container, key), oldest first: the index's newest ids, then their
+        bodies, an MGET per container (one slot each); an index of another entity (container None)
+        names each event's container with it (`c|eventID`)."""
+        if not indexes:
             return []
-        replies = self._read(args=[self._prefix, limit or self._settings.max_per_key, *keys])
+        keep = limit or self._settings.max_per_key
+        pipe = self._client.pipeline(transaction=False)
+        for _, key in indexes:
+            pipe.zrange(key, -keep, -1)
+        refs = []  # per index: (container, event id) in order
+        for (container, _), ids in zip(indexes, pipe.execute()):
+            refs.append([(container, i.decode()) if container else tuple(i.decode().split("|", 1)) for i in ids])
+        by_tag: dict[str, list[str]] = defaultdict(list)
+        for tag, event_id in dict.fromkeys(r for index in refs for r in index):
+            by_tag[tag].append(event_id)
+        pipe = self._client.pipeline(transaction=False)
+        for tag, ids in by_tag.items():
+            pipe.execute_command("MGET", *(self._event_key(tag, i) for i in ids))  # one slot (a cluster pipeline refuses .mget)
+        bodies = {(tag, i): b for (tag, ids), got in zip(by_tag.items(), pipe.execute()) for i, b in zip(ids, got)}
         # A body can have expired after its index entry: skip it (None). All bodies of the
         # batch are decoded by one json.loads: one C call instead of one per event.
-        present = [[b for b in bodies if b is not None] for bodies in replies]
-        decoded = iter(json.loads(b"[" + b",".join(b for bodies in present for b in bodies) + b"]"))
-        return [[ContainerEvent.decoded(next(decoded)) for _ in bodies] for bodies in present]
+        present = [[bodies[r] for r in index if bodies[r] is not None] for index in refs]
+        decoded = iter(json.loads(b"[" + b",".join(b for index in present for b in index) + b"]"))
+        return [[ContainerEvent.decoded(next(decoded)) for _ in index] for index in present]

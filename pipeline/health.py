@@ -148,7 +148,10 @@ def check(client: redis.Redis, keys: StreamKeys, group: str, readers: list[str],
           max_lag_seconds: float, poll_seconds: float, folder: Path | None = None,
           max_scoring_seconds: float = DEFAULT_MAX_SCORING_SECONDS) -> Health:
     now_ms = int(time.time() * 1000)
-    beats = client.mget([keys.heartbeat(r) for r in readers])
+    pipe = client.pipeline(transaction=False)  # not MGET: on a Redis Cluster the heartbeats lie in several slots
+    for r in readers:
+        pipe.get(keys.heartbeat(r))
+    beats = pipe.execute()
     ages = {r: None if b is None else max(0.0, (now_ms - int(b)) / 1000) for r, b in zip(readers, beats)}
     # A poll blocks up to poll_seconds, and a bundle in flight delays the next poll: allow a few.
     fresh = max(10.0, 4 * poll_seconds)

@@ -30,7 +30,8 @@ from functools import cache
 
 import redis
 
-from .audit import audit_fields
+from .audit import audit_fields, system_trail
+from .connectors.redis_store import hash_tag
 from .domain.answers import text_problem
 from .domain.conditions import ConditionError, compile_condition
 from .domain.container_events import utc_epoch
@@ -237,10 +238,13 @@ def with_forms(pack: RulePack, forms: list[RiskInformation]) -> RulePack:
 class RiskInformationStore:
     def __init__(self, client: redis.Redis, key_prefix: str = "cs"):
         self.client = client
-        self.forms_key = f"{key_prefix}:riskinfo:forms"
-        self.version_key = f"{key_prefix}:riskinfo:version"
-        self.seq_key = f"{key_prefix}:riskinfo:seq"
-        self.audit_key = f"{key_prefix}:audit"
+        # In the slot of the system's audit trail: a publication and its record are one transaction
+        # on a Redis Cluster too (a centre reads its records there, audit.trails).
+        self.audit_key = system_trail(key_prefix)
+        tag = hash_tag(self.audit_key)
+        self.forms_key = f"{key_prefix}:riskinfo:{{{tag}}}:forms"
+        self.version_key = f"{key_prefix}:riskinfo:{{{tag}}}:version"
+        self.seq_key = f"{key_prefix}:riskinfo:{{{tag}}}:seq"
 
     def publish(self, form: RiskInformation) -> RiskInformation:
         form = replace(form, id=f"RIF-{form.centre}-{self.client.incr(self.seq_key)}")

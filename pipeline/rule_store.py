@@ -63,11 +63,12 @@ class Publication:
 class RulePackStore:
     def __init__(self, client: redis.Redis, key_prefix: str = "cs"):
         self.client, self.prefix = client, key_prefix
-        self.active_key = f"{key_prefix}:rules:active"
-        self.log_key = f"{key_prefix}:rules:log"
+        # One slot of a Redis Cluster (the tag {rules}): a publication is one transaction.
+        self.active_key = f"{key_prefix}:rules:{{rules}}:active"
+        self.log_key = f"{key_prefix}:rules:{{rules}}:log"
 
     def pack_key(self, name_version: str) -> str:
-        return f"{self.prefix}:rules:pack:{name_version}"
+        return f"{self.prefix}:rules:{{rules}}:pack:{name_version}"
 
     def publish(self, files: dict[str, str], activate: bool = True, by: str | None = None) -> Publication:
         pack = checked_pack(files)
@@ -147,9 +148,11 @@ class RulePackSource:
         if self._store is None or self._clock() - self._checked_at < self._poll:
             return self._scorer
         self._checked_at = self._clock()
-        try:  # one round trip for both
-            keys = [self._store.active_key] + ([self._risk.version_key] if self._risk else [])
-            values = getattr(self._store.client, "mget_nonatomic", self._store.client.mget)(keys)  # keys of two slots on a cluster
+        try:  # one round trip for both (a pipeline: on a Redis Cluster they are in two slots)
+            pipe = self._store.client.pipeline(transaction=False)
+            for key in [self._store.active_key] + ([self._risk.version_key] if self._risk else []):
+                pipe.get(key)
+            values = pipe.execute()
         except redis.RedisError as exc:
             log.warning("rule store unreachable, keeping %s: %s", self._scorer.pack.id, exc)
             return self._scorer

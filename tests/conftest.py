@@ -346,3 +346,19 @@ def redis_cluster(folder: Path, masters: int = 3):
     finally:
         for node in nodes:
             stop(node)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real Redis Cluster shared by the tests of one module (its nodes' URLs, masters first)."""
+    with redis_cluster(tmp_path_factory.mktemp("cluster")) as urls:
+        yield urls
+
+
+@pytest.fixture
+def cluster_client(cluster):
+    """A cluster client through the second master; every master emptied after the test."""
+    client = connect(cluster[1])
+    yield client
+    for node in map(connect, cluster[:len(cluster) // 2]):
+        node.flushall()

@@ -117,8 +117,8 @@ def test_store_stays_bounded_and_keys_expire(store, redis_client):
     store.add(events)
     history = store.histories(["MSCU6639870"])["MSCU6639870"]
     assert len(history) == 50 and history[-1].event_time == max(e.event_time for e in events)  # the newest 50 kept
-    assert 0 < redis_client.ttl("cs:eq:MSCU6639870:ACT") <= 180 * 86400
-    assert 0 < redis_client.ttl(f"cs:ev:{events[0].event_id}") <= 180 * 86400
+    assert 0 < redis_client.ttl("cs:eq:{MSCU6639870}:ACT") <= 180 * 86400
+    assert 0 < redis_client.ttl(f"cs:ev:{{MSCU6639870}}:{events[-1].event_id}") <= 180 * 86400
 
 
 def test_loader_counts_every_event_once(checker, store, tmp_path):

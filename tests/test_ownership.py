@@ -21,6 +21,7 @@ from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.job import run_batch
 from cargoscreen.service import run_service
 from cargoscreen.workbench.keeper import Keeper
+from cargoscreen.workbench.queue import QueueKeys
 
 from .test_ingress import KEYS, _call, ingress  # noqa: F401  (the fixture)
 from .test_rfi_answers import rfi_answer
@@ -145,10 +146,10 @@ class Desk:
         return json.loads(self.client.get(KEYS.decision_of(consignment)))
 
     def referral(self, rid: str) -> dict:
-        return {k.decode(): v.decode() for k, v in self.client.hgetall(f"cs:wb:RC-NL:ref:{rid}").items()}
+        return {k.decode(): v.decode() for k, v in self.client.hgetall(QueueKeys("cs", "RC-NL").referral(rid)).items()}
 
     def audit(self) -> list[tuple[str, str, str]]:
-        return [(e["who"], e["action"], e["centre"]) for e in audit.entries(self.client, "cs:audit")]
+        return [(e["who"], e["action"], e["centre"]) for e in audit.entries(self.client, audit.every_trail(self.client, "cs"))]
 
 
 @pytest.fixture

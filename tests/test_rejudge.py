@@ -27,7 +27,7 @@ from cargoscreen.enrichment import enrich
 from cargoscreen.linking import Member, standalone
 from cargoscreen.rejudge import ContainerWatch, RejudgeDesk, Watch, provisional, rejudged
 from cargoscreen.rule_store import RulePackSource
-from cargoscreen.workbench.queue import ReferralQueue
+from cargoscreen.workbench.queue import QueueKeys, ReferralQueue
 
 FILING = Path(__file__).parent / "data" / "filings" / "sea-f10-before-loading.xml"
 PACK = resources.rules_dir() / "risk" / "ics2-starter"
@@ -144,7 +144,8 @@ def test_a_weaker_rejudgement_never_lowers_a_referral_it_waits_for_the_analyst(r
     assert answers == ["IE3Q02"]
     streamed = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.referrals(referred.risk_centre))]
     assert not any("withdrawn" in b for b in streamed)
-    audit = [(r[b"who"].decode(), r[b"action"].decode()) for _, r in redis_client.xrange("cs:audit")]
+    trail = QueueKeys("cs", referred.risk_centre).audit
+    audit = [(r[b"who"].decode(), r[b"action"].decode()) for _, r in redis_client.xrange(trail)]
     assert ("system", "rejudged-held") in audit and ("system", "withdrawn") not in audit
     # The same status again changes nothing, and the note is not repeated.
     assert desk.rejudge("mrn:26NLABCDEFGHIJKLM1") in ("final", "gone")

@@ -11,6 +11,7 @@ from lxml import etree
 
 from cargoscreen import audit
 from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_store import hash_tag
 from cargoscreen.decisions import Decision
 from cargoscreen.domain.reference import bundled_reference
 from cargoscreen.domain.rulepack import COMPLETE, CONTROL, RFI
@@ -108,7 +109,7 @@ def test_an_rfi_answer_is_attached_and_the_consignment_reassessed(ingress, redis
     decisions = [json.loads(f[b"body"]) for _, f in redis_client.xrange(KEYS.decisions)]
     assert [(d["decision"], d["version"]) for d in decisions if d["mrn"] == body["mrn"]] == \
         [("request-for-information", 1), ("assessment-complete", 2)]
-    actions = [(e["who"], e["action"]) for e in audit.entries(redis_client, "cs:audit")]
+    actions = [(e["who"], e["action"]) for e in audit.entries(redis_client, audit.every_trail(redis_client, "cs"))]
     assert (filer, "rfi-answer") in actions and ("system", "resolve") in actions
 
     # The same answer delivered again changes nothing.
@@ -136,7 +137,7 @@ def referred(port: int, token: str, filing: bytes, redis_server, client) -> tupl
     keeper = Keeper(client, settings)
     keeper.once()
     [key] = client.scan_iter("cs:wb:*:open")
-    queue = ReferralQueue(client, key.decode().split(":")[2])
+    queue = ReferralQueue(client, hash_tag(key.decode()))
     return keeper, queue, queue.show(client.zrange(key, 0, 0)[0].decode())["body"]
 
 
@@ -159,7 +160,7 @@ def sent(client, filer: str) -> list[str]:
 
 
 def trail(client, rid: str) -> list[tuple[str, str]]:
-    return [(e["who"], e["action"]) for e in audit.entries(client, "cs:audit") if e["subject"] == rid]
+    return [(e["who"], e["action"]) for e in audit.entries(client, audit.every_trail(client, "cs")) if e["subject"] == rid]
 
 
 def test_an_answer_never_clears_a_control_referral_of_another_rule(ingress, redis_server, redis_client):  # noqa: F811
@@ -358,3 +359,29 @@ def test_the_analyst_sees_the_answer_and_its_risk_fact_and_decides(ingress, redi
         for who, action in ((filer, "rfi-answer"), ("system", "rfi-reassessed"), ("alice", "resolve")):
             assert any(who in r and action in r for r in rows), (who, action, rows)
         shot(browser, "14-audit-rfi-answer")
+
+
+def test_handled_answers_leave_the_stream_after_the_retention_and_unhandled_ones_stay(redis_client):
+    """`cs:rfi-answers` is bounded: what the desk acknowledged more than the retention ago goes; what
+    it read and did not finish (pending), and what it has not read, stay however old."""
+    from cargoscreen.workbench.rfi import GROUP, RfiDesk
+
+    desk = RfiDesk(redis_client, None, Settings(), 60)
+    desk.trim(3600)  # no stream yet: nothing to do
+    ids = [f"{second * 1000}-0" for second in range(1000, 1006)]  # one answer a second
+    for entry in ids:
+        redis_client.xadd(desk.stream, {"id": entry}, id=entry)
+    redis_client.xgroup_create(desk.stream, GROUP, id="0")
+    redis_client.xreadgroup(GROUP, "desk", {desk.stream: ">"}, count=4)
+    redis_client.xack(desk.stream, GROUP, ids[0], ids[2], ids[3])  # the second one still pending
+
+    def kept():
+        return [e.decode() for e, _ in redis_client.xrange(desk.stream)]
+
+    desk.trim(3600, now=1000.5 + 3600)  # only the first answer was handled long enough ago
+    assert kept() == ids[1:]
+    desk.trim(3600, now=1_000_000.0)  # all old: the pending one, and with it those after, stay; so do unread ones
+    assert kept() == ids[1:]
+    redis_client.xack(desk.stream, GROUP, ids[1])
+    desk.trim(3600, now=1_000_000.0)
+    assert kept() == ids[4:]  # handled ones gone; the two never read stay

@@ -174,5 +174,5 @@ def test_a_query_sees_its_centre_only_reads_no_file_writes_nothing_and_stops_at_
     browser.get(f"{base}/analytics/query?{urllib.parse.urlencode({'sql': escapes[2]})}")
     assert "disabled" in browser.find_element(By.ID, "error").text
     shot(browser, "23-query-refused")
-    asked = [e for e in audit.entries(client, "cs:audit", centre=other) if e["action"] == "query"]
+    asked = [e for e in audit.entries(client, audit.trails("cs", other), centre=other) if e["action"] == "query"]
     assert any(e["who"] == "bob" and "read_csv('/etc/passwd')" in e["detail"] for e in asked)  # who asked what

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_store import hash_tag
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.corpus import corpus_spec
 from cargoscreen.generator import generate
@@ -26,6 +27,7 @@ from cargoscreen.service import run_service
 from cargoscreen.workbench import palette
 from cargoscreen.workbench.accounts import add_analyst
 from cargoscreen.workbench.keeper import Keeper
+from cargoscreen.workbench.queue import QueueKeys
 
 from .conftest import free_port, screen_through_service, workbench_server
 from .pictures import foreign_colours, outcome_bars, pixels, rgb
@@ -57,20 +59,20 @@ def screened(tmp_path_factory, redis_server):
 def server(screened, redis_server):
     client, work = screened
     def serves_every_page(centre: str) -> bool:  # a request for information and a merged control to show
-        bodies = [json.loads(client.hget(k, "body")) for k in client.scan_iter(f"cs:wb:{centre}:ref:*")]
+        bodies = bodies_of(client, QueueKeys("cs", centre).referral("*"))
         return any(b["decision"] == "request-for-information" for b in bodies) and any(
             b["decision"] == "control" and any("#" in (i["pointer"] or "") and not i["pointer"].startswith(b["mrn"])
                                                for i in b["information_requested"]) for b in bodies)
 
     centres = sorted((k for k in client.scan_iter("cs:wb:*:open")), key=client.zcard, reverse=True)
-    names = [k.decode().split(":")[2] for k in centres]
+    names = [hash_tag(k.decode()) for k in centres]
     busiest = next((c for c in names if serves_every_page(c)), names[0])
     analysts = work / "analysts"
     add_analyst(analysts, "alice", busiest, PASSWORD)
     add_analyst(analysts, "eve", "RC-XX", PASSWORD)
     # An analyst of the centre holding a referral whose goods description contradicts its code.
-    goods = next((k.decode().split(":")[2] for k in client.scan_iter("cs:wb:*:ref:*")
-                  if json.loads(client.hget(k, "body")).get("goods_facts")), busiest)
+    goods = next((hash_tag(k.decode()) for k in client.scan_iter("cs:wb:*:ref:*")
+                  if json.loads(client.hget(k, "body") or "{}").get("goods_facts")), busiest)
     add_analyst(analysts, "gina", goods, PASSWORD)
     with workbench_server(redis_server.url, analysts, work, "--claim-minutes", "5") as base:
         yield base, busiest, client
@@ -126,6 +128,11 @@ def background(driver, selector: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in re.findall(r"\d+", value)[:3])
 
 
+def bodies_of(client, pattern: str) -> list[dict]:
+    """The bodies of the referrals whose hashes match (a resolved one keeps its summary only)."""
+    return [json.loads(b) for k in client.scan_iter(pattern) if (b := client.hget(k, "body"))]
+
+
 def sign_in(driver, base: str, name: str, password: str = PASSWORD) -> None:
     from selenium.webdriver.common.by import By
 
@@ -146,7 +153,7 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
     assert "Unknown name or wrong password" in browser.page_source
     shot(browser, "01-sign-in-refused")
     sign_in(browser, base, "alice")
-    total = client.zcard(f"cs:wb:{centre}:open")
+    total = client.zcard(QueueKeys("cs", centre).base("open"))
     assert browser.find_element(By.ID, "total").text.startswith(f"{total} open referral")
     rows = browser.find_elements(By.CSS_SELECTOR, "#queue tr[data-referral]")
     scores = [float(r.find_elements(By.TAG_NAME, "td")[1].text) for r in rows]
@@ -168,13 +175,13 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
 
     # The referral with a container anomaly among its reasons, if any, else the top one.
     referral = None
-    for rid in client.zrevrange(f"cs:wb:{centre}:open", 0, -1):
-        body = json.loads(client.hget(f"cs:wb:{centre}:ref:{rid.decode()}", "body"))
+    for rid in client.zrevrange(QueueKeys("cs", centre).base("open"), 0, -1):
+        body = json.loads(client.hget(QueueKeys("cs", centre).referral(rid.decode()), "body"))
         if body["container_facts"] and (body.get("filing") or {}).get("containers"):
             referral = body
             break
-    referral = referral or json.loads(client.hget(f"cs:wb:{centre}:ref:" + client.zrevrange(
-        f"cs:wb:{centre}:open", 0, 0)[0].decode(), "body"))
+    referral = referral or json.loads(client.hget(QueueKeys("cs", centre).referral(client.zrevrange(
+        QueueKeys("cs", centre).base("open"), 0, 0)[0].decode()), "body"))
     browser.get(f"{base}/referrals/{referral['referral_id']}")
     rules_text = browser.find_element(By.ID, "rules").text
     for hit in referral["hits"]:
@@ -202,7 +209,7 @@ def test_an_analyst_works_a_referral_end_to_end(server, browser):
     assert "finding / drugs" in browser.find_element(By.ID, "outcome-shown").text
     assert background(browser, "#outcome-shown .swatch") == rgb(palette.CONFIRMED)
     shot(browser, "06-resolved")
-    assert client.zcard(f"cs:wb:{centre}:open") == total - 1
+    assert client.zcard(QueueKeys("cs", centre).base("open")) == total - 1
 
     browser.get(base + "/rules")
     table = browser.find_element(By.ID, "rule-table").text
@@ -261,7 +268,7 @@ def test_a_centre_sees_only_its_own_referrals(server, browser):
     from selenium.webdriver.common.by import By
 
     base, centre, client = server
-    rid = client.zrevrange(f"cs:wb:{centre}:open", 0, 0)[0].decode()
+    rid = client.zrevrange(QueueKeys("cs", centre).base("open"), 0, 0)[0].decode()
     sign_in(browser, base, "eve")
     assert browser.find_element(By.ID, "total").text.startswith("0 open referrals")
     browser.get(f"{base}/referrals/{rid}")
@@ -274,7 +281,7 @@ def test_a_centre_sees_only_its_own_referrals(server, browser):
         i.value = '{token}'; f.appendChild(i); document.body.appendChild(f); f.submit();""")
     until(browser, lambda d: d.current_url.endswith("/claim"), "claim posted")
     assert f"No referral {rid} in RC-XX" in browser.page_source
-    assert client.hget(f"cs:wb:{centre}:ref:{rid}", "state") == b"open"
+    assert client.hget(QueueKeys("cs", centre).referral(rid), "state") == b"open"
 
 
 def test_a_referral_says_where_parties_are_from_and_what_was_asked_of_whom(server, browser):
@@ -284,7 +291,7 @@ def test_a_referral_says_where_parties_are_from_and_what_was_asked_of_whom(serve
     from selenium.webdriver.common.by import By
 
     base, centre, client = server
-    bodies = [json.loads(client.hget(k, "body")) for k in client.scan_iter(f"cs:wb:{centre}:ref:*")]
+    bodies = bodies_of(client, QueueKeys("cs", centre).referral("*"))
     merged = next(b for b in bodies if b["decision"] == "control" and any(
         "#" in (i["pointer"] or "") and not i["pointer"].startswith(b["mrn"]) for i in b["information_requested"]))
     asked = next(b for b in bodies if b["decision"] == "request-for-information")
@@ -370,7 +377,7 @@ def test_a_held_rejudgement_shows_on_the_referral_for_the_analyst(server, browse
 
     base, centre, client = server
     queue = ReferralQueue(client, centre, "cs", 300)
-    body = json.loads(next(client.hget(k, "body") for k in client.scan_iter(f"cs:wb:{centre}:ref:*")
+    body = json.loads(next(client.hget(k, "body") for k in client.scan_iter(QueueKeys("cs", centre).referral("*"))
                            if client.hget(k, "state") == b"open"))
     rid = body["referral_id"]
     held = {"rejudged": body["consignment"], "referral_id": rid, "mrn": body["mrn"], "at": "2026-11-28T12:00:00Z",
@@ -397,7 +404,7 @@ def test_a_referral_shows_what_the_goods_description_says_against_its_code(serve
     from selenium.webdriver.common.by import By
 
     base, _, client = server
-    bodies = [json.loads(client.hget(k, "body")) for k in client.scan_iter("cs:wb:*:ref:*")]
+    bodies = bodies_of(client, "cs:wb:*:ref:*")
     referral = next(b for b in bodies if b.get("goods_facts"))
     sign_in(browser, base, "gina")
     browser.get(f"{base}/referrals/{referral['referral_id']}")

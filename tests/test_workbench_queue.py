@@ -7,7 +7,7 @@ import pytest
 
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen import audit
-from cargoscreen.workbench.queue import GROUP, QueueError, ReferralQueue
+from cargoscreen.workbench.queue import GROUP, QueueError, ReferralQueue, referral_of
 
 
 def referral(n: int, score: float = 50.0, mode: str = "sea", decision: str = "control", version: int = 1,
@@ -248,8 +248,10 @@ def test_closed_referrals_leave_redis_after_their_retention_and_open_ones_stay(r
     put(redis_client, "RC-NL", {"withdrawn": "sea:DOC1", "mrn": "26NL00000000000001", "referral_id": withdrawn})
     queue.take_in()
     queue.claim(claimed, "bob")
-    of_mrn = queue.keys.referral_of_mrn
-    redis_client.hset(of_mrn, "26NL00000000000001", "RC-DE|REF-OTHER")  # taken by a referral elsewhere since
+    def of_mrn(mrn):
+        return redis_client.get(referral_of("cs", mrn))
+
+    redis_client.set(referral_of("cs", "26NL00000000000001"), "RC-DE|REF-OTHER")  # taken by a referral elsewhere since
     now = time.time()
     queue.claim(young, "carol")
     queue.resolve(young, "carol", "no-finding")
@@ -260,9 +262,9 @@ def test_closed_referrals_leave_redis_after_their_retention_and_open_ones_stay(r
     assert not redis_client.exists(queue.keys.referral(resolved), queue.keys.referral(withdrawn))
     assert queue.show(claimed)["state"] == "claimed" and queue.show(young)["state"] == "resolved"
     assert redis_client.zrange(queue.keys.base("resolved"), 0, -1) == [young.encode()]
-    assert redis_client.hget(of_mrn, "26NL00000000000000") is None
-    assert redis_client.hget(of_mrn, "26NL00000000000001") == b"RC-DE|REF-OTHER"
-    assert redis_client.hget(of_mrn, "26NL00000000000003") == f"RC-NL|{young}".encode()
+    assert of_mrn("26NL00000000000000") is None
+    assert of_mrn("26NL00000000000001") == b"RC-DE|REF-OTHER"
+    assert of_mrn("26NL00000000000003") == f"RC-NL|{young}".encode()
     assert ("alice", "resolve", resolved) in [(e["who"], e["action"], e["subject"])
                                              for e in audit.entries(redis_client, queue.keys.audit)]
 

@@ -24,6 +24,7 @@ import pytest
 from cargoscreen import audit
 from cargoscreen.connectors.redis_store import connect
 from cargoscreen.connectors.redis_streams import StreamKeys
+from cargoscreen.risk_information import RiskInformationStore
 
 from .conftest import workbench_server
 from .test_workbench_cli import run
@@ -81,7 +82,7 @@ def add(analysts: Path, name: str, centre: str = "RC-NL", password: str = PASSWO
 
 
 def trail(client, action: str, **match) -> list[dict]:
-    return [r for r in audit.entries(client, "cs:audit") if r["action"] == action
+    return [r for r in audit.entries(client, audit.every_trail(client, "cs")) if r["action"] == action
             and all(r[k] == v for k, v in match.items())]
 
 
@@ -103,7 +104,7 @@ def container_form(csrf: str, title: str) -> dict:
 
 
 def published_by(client, analyst: str) -> list[str]:
-    return [f["title"] for f in map(json.loads, client.hvals("cs:riskinfo:forms")) if f["published_by"] == analyst]
+    return [f["title"] for f in map(json.loads, client.hvals(RiskInformationStore(client).forms_key)) if f["published_by"] == analyst]
 
 
 def test_a_copy_of_the_cookie_stops_working_when_its_analyst_signs_out(wb):
@@ -233,7 +234,7 @@ def test_csv_exports_write_no_formulas(wb, tmp_path, redis_server):
     ivan = Client(base, "192.0.2.61")
     ivan.sign_in("ivan")
     ivan.request("/risk-information", container_form(ivan.token("/risk-information"), title))
-    fid = next(f["id"] for f in map(json.loads, client.hvals("cs:riskinfo:forms")) if f["title"] == title)
+    fid = next(f["id"] for f in map(json.loads, client.hvals(RiskInformationStore(client).forms_key)) if f["title"] == title)
     ivan.request(f"/risk-information/{fid}/revoke", {"csrf": ivan.token("/risk-information")})  # detail: the title
 
     page = ivan.request("/audit/export?format=csv").text

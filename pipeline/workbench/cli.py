@@ -210,7 +210,25 @@ def audit_export(redis_url, centre, fmt, since) -> None:
     """Export the audit trail (claims, releases, resolutions, publications, sign-ins)."""
     from .. import audit
 
-    click.echo(audit.export(audit.entries(_client(redis_url), f"{PREFIX}:audit", since, centre=centre), fmt), nl=False)
+    client = _client(redis_url)
+    trails = audit.trails(PREFIX, centre) if centre else audit.every_trail(client, PREFIX)
+    click.echo(audit.export(audit.entries(client, trails, since, centre=centre), fmt), nl=False)
+
+
+@workbench.command("migrate-keys")
+@_redis
+def migrate_keys(redis_url) -> None:
+    """Move the keys an older version wrote on one Redis to the layout a Redis Cluster needs (the
+    workbench, rule statistics, the rule store, risk information, the container store), in place.
+    Run it with the pipelines, the workbench and the feed stopped, before moving to a cluster."""
+    from ..connectors.redis_store import is_cluster
+    from .migrate import migrate
+
+    client = _client(redis_url)
+    if is_cluster(client):
+        raise click.UsageError("run it on the single Redis the old version used, before moving to a cluster")
+    moved = migrate(client, PREFIX)
+    click.echo("; ".join(f"{family}: {n}" for family, n in sorted(moved.items())) or "nothing to move")
 
 
 @workbench.group("user")

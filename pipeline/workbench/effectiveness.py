@@ -1,12 +1,14 @@
 """Rule effectiveness: per rule and pack version, hits, referrals, confirmed findings, false hits.
 
-Counted into one Redis hash `{p}:wb:rulestats`, field `pack@version|rule|day|metric`, where day
-is the day the consignment was assessed:
+Counted into Redis hashes `{p}:wb:{tag}:rulestats`, field `pack@version|rule|day|metric`, where day
+is the day the consignment was assessed, and read as their sum:
     hits, referrals     from every decision on `{p}:decisions` (the keeper reads it through the
                         consumer group `rule-stats`; one Lua script per batch adds the counts
-                        and acknowledges the entries, so a crash neither loses nor doubles them)
+                        and acknowledges the entries, so a crash neither loses nor doubles them),
+                        into the hash in the stream's slot (the tag is the stream's)
     resolved, confirmed, false
-                        from analysts' resolutions (queue.py, in the resolving script itself)
+                        from analysts' resolutions (queue.py, in the resolving script itself),
+                        into the centre's hash, in its queue's slot
 
 A false hit is a referral controlled or checked with nothing found; a confirmed finding is a
 seizure or finding. The false-hit rate of a rule is false / (false + confirmed): referrals not
@@ -25,7 +27,8 @@ import redis
 
 from ..connectors.redis_streams import StreamKeys, read_group
 from . import palette
-from .queue import ALL_RULES, QueueKeys, day_of, pack_version
+from ..connectors.redis_store import hash_tag
+from .queue import ALL_RULES, day_of, pack_version
 
 GROUP = "rule-stats"
 CONSUMER = "stats"
@@ -58,7 +61,7 @@ class DecisionCounter:
     def __init__(self, client: redis.Redis, key_prefix: str = "cs"):
         self.client = client
         self.stream = StreamKeys(key_prefix).decisions
-        self.stats = QueueKeys(key_prefix, "").rule_stats
+        self.stats = f"{key_prefix}:wb:{{{hash_tag(self.stream)}}}:rulestats"
         self._script = client.register_script(_COUNT)
 
     def count_new(self, count: int = 1000) -> int:
@@ -117,7 +120,12 @@ def daily_totals(counts: dict[str, int], since: str = "") -> dict[str, dict[str,
 
 
 def read_counts(client: redis.Redis, key_prefix: str = "cs") -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in client.hscan_iter(QueueKeys(key_prefix, "").rule_stats, count=5000)}
+    """The counters of every hash (the decisions' and each centre's, on every node of a cluster), summed."""
+    counts: dict[str, int] = defaultdict(int)
+    for key in client.scan_iter(match=f"{key_prefix}:wb:*:rulestats", count=1000):
+        for name, value in client.hscan_iter(key, count=5000):
+            counts[name.decode()] += int(value)
+    return dict(counts)
 
 
 def outcome_split(referrals: int, resolved: int, confirmed: int, false: int) -> dict[str, int]:

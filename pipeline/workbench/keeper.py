@@ -12,6 +12,7 @@ import time
 
 import redis
 
+from .. import audit
 from ..config import Settings
 from ..risk_information import RiskInformationStore
 from ..rule_store import RulePackSource, RulePackStore
@@ -34,6 +35,7 @@ class Keeper:
         self._rfi = RfiDesk(client, scorers, settings, claim_seconds)
         self._discover_seconds, self._discovered_at = discover_seconds, float("-inf")
         self._closed, self._forget_due = settings.workbench, 0.0
+        self._answers_kept = settings.streams.output_retention_seconds  # filers' RFI answers, once handled
 
     def queue(self, centre: str) -> ReferralQueue:
         if centre not in self._queues:
@@ -57,7 +59,9 @@ class Keeper:
             done["forgotten"] = sum(q.forget_closed(self._closed.closed_retention_seconds)
                                     for q in self._queues.values())
             cutoff_ms = int((time.time() - self._closed.audit_retention_seconds) * 1000)
-            self.client.xtrim(f"{self.prefix}:audit", minid=cutoff_ms, approximate=True)
+            for trail in (audit.system_trail(self.prefix), *(audit.trail(self.prefix, c) for c in self._queues)):
+                self.client.xtrim(trail, minid=cutoff_ms, approximate=True)  # the centres known: no SCAN
+            self._rfi.trim(self._answers_kept)
         return done
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:

@@ -8,21 +8,30 @@ Each risk centre reads its referral stream `{p}:referrals:{centre}` through the 
     `<analyst>`    claimed by that analyst (XCLAIM moves the entry; release moves it back)
     (acknowledged) resolved, superseded by a newer version, or withdrawn
 
-Next to the stream, per centre, what the pages need without reading the stream:
+Next to the stream, per centre, what the pages need without reading the stream, every key in the
+stream's slot of a Redis Cluster (the hash tag {c}, the centre, as the stream's):
 
     {p}:wb:{c}:ref:{referral}   hash: state, claim, summary fields, the latest referral body,
-                                the filer's answers, the outcome
+                                the filer's answers, the outcome; once resolved or withdrawn only
+                                the summary (SUMMARY_FIELDS): the body is in the Parquet archive
+                                and, for the stream's retention, in the referral stream
     {p}:wb:{c}:open             sorted set referral -> score (open and claimed referrals)
     {p}:wb:{c}:unclaimed        sorted set referral -> score (open, nobody holds it)
     {p}:wb:{c}:age              sorted set referral -> assessed at (epoch s), for age filters
     {p}:wb:{c}:f:{dim}:{value}  sets for the filters (mode, decision, area, claimed)
     {p}:wb:{c}:claims           sorted set referral -> claim expiry (epoch ms)
     {p}:wb:{c}:resolved         sorted set referral -> resolved at (epoch s)
+    {p}:wb:{c}:rulestats        hash: the centre's resolutions counted per rule (effectiveness.py)
+    {p}:wb:{c}:audit            stream: the centre's audit trail (audit.py)
+
+and, one key per MRN in the MRN's own slot, {p}:wb:referral-of:{mrn} -> `centre|referral id`.
 
 Every change of a referral's state is one Lua script that checks the state, moves the PEL
 entry, updates the hash and the indexes, and appends the audit record: two analysts cannot
-both resolve a referral, and a keeper crash leaves no half-made change. The hash is the
-authority for the state (it survives the stream's length cap); the PEL mirrors it.
+both resolve a referral, and a keeper crash leaves no half-made change. Each script declares
+every key it touches: the filter sets a referral is in are read first and passed in, and the
+script refuses ('retry') if they changed meanwhile. The hash is the authority for the state (it
+survives the stream's length cap); the PEL mirrors it.
 """
 from __future__ import annotations
 
@@ -35,6 +44,7 @@ from datetime import datetime, timezone
 import redis
 
 from ..domain.container_events import utc_epoch
+from ..connectors.redis_store import hash_tag
 from ..connectors.redis_streams import StreamKeys, ensure_group, read_group
 from .. import audit
 from ..audit import audit_args
@@ -87,7 +97,8 @@ class QueueKeys:
         return StreamKeys(self.prefix).referrals(self.centre)
 
     def base(self, name: str) -> str:
-        return f"{self.prefix}:wb:{self.centre}:{name}"
+        """A key of the centre's queue, in the slot of its referral stream (the scripts touch both)."""
+        return f"{self.prefix}:wb:{{{hash_tag(self.stream)}}}:{name}"
 
     def referral(self, rid: str) -> str:
         return self.base(f"ref:{rid}")
@@ -97,16 +108,25 @@ class QueueKeys:
 
     @property
     def audit(self) -> str:
-        return f"{self.prefix}:audit"
+        return self.base("audit")
 
     @property
     def rule_stats(self) -> str:
-        return f"{self.prefix}:wb:rulestats"
+        return self.base("rulestats")
 
-    @property
-    def referral_of_mrn(self) -> str:
-        """hash: MRN of any filing in a referred consignment -> `centre|referral id`."""
-        return f"{self.prefix}:wb:referral-of-mrn"
+
+def referral_of(prefix: str, mrn: str) -> str:
+    """MRN of any filing in a referred consignment -> `centre|referral id` (the RFI desk finds the
+    referral of an answer by it): one key per MRN, in the MRN's own slot."""
+    return f"{prefix}:wb:referral-of:{{{mrn}}}"
+
+
+# What a resolved or withdrawn referral keeps (what the resolved list, the archive of outcomes, the
+# rule statistics and the RFI desk still need), with the filer's answers and the notes if any.
+SUMMARY_FIELDS = ("referral_id", "mrn", "lrn", "filer", "mode", "filing_code", "decision", "score", "risk_level",
+                  "areas", "rule_pack", "assessed_at", "consignment", "transport_document", "rules", "mrns",
+                  "filers", "entry", "version", "state", "admitted_ms", "outcome", "category", "note",
+                  "resolved_by", "resolved_at", "answers", "notes")
 
 
 def pack_version(pack_id: str) -> str:
@@ -122,6 +142,7 @@ def summary(record: dict) -> dict:
     """The fields a queue row shows and filters on, from a referral record (decisions.decision_record)."""
     areas = sorted({h["area"] for h in record.get("hits", ()) if h.get("weight", 0) > 0})
     filing = record.get("filing") or {}
+    filings = {f.get("mrn"): f.get("filer") or "" for f in (record, *record.get("filings", ())) if f.get("mrn")}
     return {"mrn": record.get("mrn") or "", "lrn": record.get("lrn") or "", "filer": record.get("filer") or "",
             "mode": record.get("mode") or "", "filing_code": record.get("filing_code") or "",
             "decision": record.get("decision") or "", "score": float(record.get("score") or 0.0),
@@ -129,7 +150,21 @@ def summary(record: dict) -> dict:
             "assessed_at": record.get("assessed_at") or "", "version": int(record.get("version") or 1),
             "consignment": record.get("consignment") or "",
             "transport_document": filing.get("transport_document") or "",
-            "rules": [h["rule"] for h in record.get("hits", ())]}
+            "rules": [h["rule"] for h in record.get("hits", ())],
+            "mrns": list(filings), "filers": list(filings.values())}
+
+
+def summary_body(fields: dict) -> dict:
+    """A referral body as far as a closed referral's summary tells it (pages and the RFI desk read
+    bodies): who filed what, how it was judged, which rules fired."""
+    mrns, filers = fields.get("mrns", "").split(), fields.get("filers", "").split()
+    body = {f: fields.get(f, "") for f in ("referral_id", "mrn", "lrn", "filer", "mode", "filing_code", "decision",
+                                           "risk_level", "rule_pack", "assessed_at", "consignment")}
+    return {**body, "score": float(fields.get("score") or 0.0), "version": int(fields.get("version") or 1),
+            "state": "", "filing": {"transport_document": fields.get("transport_document", "")},
+            "filings": [{"mrn": m, "filer": f} for m, f in zip(mrns, filers)],
+            "hits": [{"rule": r, "area": "", "weight": 0, "contribution": 0.0, "explanation": ""}
+                     for r in fields.get("rules", "").split(",") if r]}
 
 
 def filter_keys(keys: QueueKeys, s: dict) -> list[str]:
@@ -147,14 +182,47 @@ def outcome_stats(record: dict, outcome: str, by_rule_of: str) -> list[str]:
                                                           if h.get("weight", 0) > 0)] for m in metrics]
 
 
+# Declared filter sets: KEYS[n + 1 ..] are the sets the referral's hash lists in `filters` (read by
+# the caller), ARGV[1] that list as read; a script finding another list refuses with 'retry'.
+_FILTERS = """
+local function filters_unchanged(ref, listed)
+  return (redis.call('HGET', ref, 'filters') or '') == listed
+end
+local function leave_filters(first, rid)
+  for i = first, #KEYS do redis.call('SREM', KEYS[i], rid) end
+end
+"""
+
+# A closed referral keeps its summary (and the filer's answers and system notes, which only some
+# have and nothing else keeps whole); its body and empty fields go. Written anew, not with HDEL: a
+# hash that once held the body stays in Redis's large encoding (about 4 times the bytes), a new
+# one of short fields takes the compact one (listpack: hash-max-listpack-value, 64 bytes).
+_SLIM = """
+local function slim(ref)
+  local all, kept = redis.call('HGETALL', ref), {}
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if f ~= 'body' and f ~= 'filters' and f ~= 'claimed_by' and f ~= 'claimed_until' and all[i + 1] ~= '' then
+      kept[#kept + 1] = f
+      kept[#kept + 1] = all[i + 1]
+    end
+  end
+  redis.call('DEL', ref)
+  redis.call('HSET', ref, unpack(kept))
+end
+"""
+
 # Admit a referral entry (read by `intake`) as the referral's current version. A newer version
 # replaces the body and keeps the claim; an older one is only acknowledged; a resolved or
 # withdrawn referral that comes back (an amendment re-assessed) opens again.
-_ADMIT = """
+# KEYS: ref, open, age, stream, claimed set, resolved, unclaimed, then the old filter sets (ARGV[9]
+# of them), then the new ones.
+_ADMIT = _FILTERS + """
 local ref, open, age, stream, claimed_set = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local rid, entry, version, score, assessed, group = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-local nfields, nfilters = tonumber(ARGV[7]), tonumber(ARGV[8])
-local current = redis.call('HMGET', ref, 'version', 'state', 'entry', 'claimed_by', 'filters')
+local rid, entry, version, score, assessed, group = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+local nfields, nold = tonumber(ARGV[8]), tonumber(ARGV[9])
+if not filters_unchanged(ref, ARGV[1]) then return 'retry' end
+local current = redis.call('HMGET', ref, 'version', 'state', 'entry', 'claimed_by')
 if current[1] and tonumber(current[1]) > version then
   redis.call('XACK', stream, group, entry)
   return 'stale'
@@ -167,18 +235,14 @@ else
   redis.call('XCLAIM', stream, group, 'queue', 0, entry, 'JUSTID')
 end
 if current[3] and current[3] ~= entry then redis.call('XACK', stream, group, current[3]) end
-if current[5] then
-  for key in string.gmatch(current[5], '%S+') do redis.call('SREM', key, rid) end
-end
-local b = 8
+for i = 8, 7 + nold do redis.call('SREM', KEYS[i], rid) end
 for i = 1, nfields do
-  redis.call('HSET', ref, ARGV[b + 2 * i - 1], ARGV[b + 2 * i])
+  redis.call('HSET', ref, ARGV[9 + 2 * i - 1], ARGV[9 + 2 * i])
 end
-b = b + 2 * nfields
 local filters = {}
-for i = 1, nfilters do
-  redis.call('SADD', ARGV[b + i], rid)
-  filters[i] = ARGV[b + i]
+for i = 8 + nold, #KEYS do
+  redis.call('SADD', KEYS[i], rid)
+  filters[#filters + 1] = KEYS[i]
 end
 local now = redis.call('TIME')  -- when it reached the queue, on the clock of the stream entry ids
 redis.call('HSET', ref, 'entry', entry, 'version', version, 'state', state, 'filters', table.concat(filters, ' '),
@@ -192,16 +256,18 @@ return state
 """
 
 # Withdraw (the filing was invalidated): the referral leaves the queue, whoever held it.
-_WITHDRAW = """
+# KEYS: ref, stream, open, age, claims, claimed set, resolved, unclaimed, then its filter sets.
+_WITHDRAW = _FILTERS + _SLIM + """
 local ref, stream = KEYS[1], KEYS[2]
-local rid, entry, group, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rid, entry, group, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if not filters_unchanged(ref, ARGV[1]) then return 'retry' end
 redis.call('XACK', stream, group, entry)
-local current = redis.call('HMGET', ref, 'state', 'entry', 'filters')
+local current = redis.call('HMGET', ref, 'state', 'entry')
 if current[1] ~= 'open' and current[1] ~= 'claimed' then return 0 end
 redis.call('XACK', stream, group, current[2])
-if current[3] then for key in string.gmatch(current[3], '%S+') do redis.call('SREM', key, rid) end end
+leave_filters(9, rid)
 redis.call('HSET', ref, 'state', 'withdrawn', 'resolved_at', at, 'resolved_by', 'system')
-redis.call('HDEL', ref, 'claimed_by', 'claimed_until')
+slim(ref)
 redis.call('ZREM', KEYS[3], rid)
 redis.call('ZREM', KEYS[4], rid)
 redis.call('ZREM', KEYS[5], rid)
@@ -247,37 +313,40 @@ redis.call('XADD', audit, '*', unpack(ARGV, 5))
 return {'ok', s[2]}
 """
 
-# Resolve: only the holder; acknowledged, out of every index, counted for the rules, audited.
-_RESOLVE = """
+# Resolve: only the holder; acknowledged, out of every index, counted for the rules, audited, and
+# only its summary kept. KEYS: ref, stream, claims, claimed set, audit, open, age, resolved, rule
+# statistics, unclaimed, then its filter sets.
+_RESOLVE = _FILTERS + _SLIM + """
 local ref, stream, claims, claimed_set, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local open, age, resolved, stats = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local rid, analyst, group, at, outcome, category, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local nstats = tonumber(ARGV[8])
+local rid, analyst, group, at, outcome, category, note = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local nstats = tonumber(ARGV[9])
+if not filters_unchanged(ref, ARGV[1]) then return {'retry'} end
 local s = redis.call('HMGET', ref, 'state', 'claimed_by', 'entry', 'filters', 'resolved_by', 'outcome', 'version')
 if not s[1] then return {'unknown'} end
 local by = analyst
 if analyst == '' then  -- the system settles (a plain RFI answered): only the version it judged, and nobody holding it
   if s[1] == 'claimed' then return {'held', s[2]} end
   if s[1] ~= 'open' then return {s[1], s[5] or '', s[6] or ''} end
-  if s[7] ~= ARGV[9 + nstats] then return {'changed', s[7]} end
+  if s[7] ~= ARGV[10 + nstats] then return {'changed', s[7]} end
   by = 'system'
 else
   if s[1] ~= 'claimed' then return {s[1], s[5] or '', s[6] or ''} end
   if s[2] ~= analyst then return {'held', s[2]} end
 end
 redis.call('XACK', stream, group, s[3])
-if s[4] then for key in string.gmatch(s[4], '%S+') do redis.call('SREM', key, rid) end end
+leave_filters(11, rid)
 redis.call('HSET', ref, 'state', 'resolved', 'outcome', outcome, 'category', category, 'note', note,
            'resolved_by', by, 'resolved_at', at)
-redis.call('HDEL', ref, 'claimed_by', 'claimed_until')
+slim(ref)
 redis.call('ZREM', claims, rid)
 redis.call('SREM', claimed_set, rid)
 redis.call('ZREM', open, rid)
 redis.call('ZREM', age, rid)
 redis.call('ZADD', resolved, at, rid)
 redis.call('ZREM', KEYS[10], rid)
-for i = 1, nstats do redis.call('HINCRBY', stats, ARGV[8 + i], 1) end
-redis.call('XADD', audit, '*', unpack(ARGV, 10 + nstats))
+for i = 1, nstats do redis.call('HINCRBY', stats, ARGV[9 + i], 1) end
+redis.call('XADD', audit, '*', unpack(ARGV, 11 + nstats))
 return {'ok', by}
 """
 
@@ -341,24 +410,26 @@ return out
 """
 
 
-# Forget a referral closed (resolved or withdrawn) before ARGV[1]: its hash, its place in the
-# resolved index and the MRNs that still point at it (another referral may have taken an MRN since).
-# A referral opened again since is not in the resolved index, and is kept.
+# Forget a referral closed (resolved or withdrawn) before ARGV[2]: its hash and its place in the
+# resolved index; returns the MRNs it had (the caller drops those still pointing at it: another
+# referral may have taken an MRN since), false if kept. A referral opened again since is not in
+# the resolved index, and is kept.
 _FORGET = """
-local ref, resolved, of_mrn = KEYS[1], KEYS[2], KEYS[3]
-local rid, before, pointer = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local ref, resolved = KEYS[1], KEYS[2]
+local rid, before = ARGV[1], tonumber(ARGV[2])
 local at = tonumber(redis.call('ZSCORE', resolved, rid))
-if not at or at > before then return 0 end
-local s = redis.call('HMGET', ref, 'state', 'mrn', 'body')
-if s[1] == 'open' or s[1] == 'claimed' then return 0 end
-local mrns = {s[2]}
-if s[3] then for _, f in ipairs(cjson.decode(s[3])['filings'] or {}) do table.insert(mrns, f['mrn']) end end
-for _, m in ipairs(mrns) do
-  if m and redis.call('HGET', of_mrn, m) == pointer then redis.call('HDEL', of_mrn, m) end
-end
+if not at or at > before then return false end
+local s = redis.call('HMGET', ref, 'state', 'mrn', 'mrns')
+if s[1] == 'open' or s[1] == 'claimed' then return false end
 redis.call('DEL', ref)
 redis.call('ZREM', resolved, rid)
-return 1
+return s[3] or s[2] or ''
+"""
+
+# Drops an MRN's pointer if it still names the referral forgotten (ARGV[1]).
+_DROP_POINTER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -378,6 +449,7 @@ class ReferralQueue:
         self._attach = client.register_script(_ATTACH)
         self._aged_by_score = client.register_script(_AGED_BY_SCORE)
         self._forget = client.register_script(_FORGET)
+        self._drop_pointer = client.register_script(_DROP_POINTER)
 
     def forget_closed(self, retention_seconds: int, now: float | None = None, limit: int = 500) -> int:
         """Referrals resolved or withdrawn more than retention_seconds ago leave Redis (the audit trail
@@ -386,9 +458,26 @@ class ReferralQueue:
         gone = 0
         for rid in self.client.zrangebyscore(k.base("resolved"), "-inf", before, start=0, num=limit):
             rid = rid.decode()
-            gone += self._forget(keys=[k.referral(rid), k.base("resolved"), k.referral_of_mrn],
-                                 args=[rid, before, f"{self.centre}|{rid}"])
+            mrns = self._forget(keys=[k.referral(rid), k.base("resolved")], args=[rid, before])
+            if mrns is None:
+                continue
+            gone += 1
+            for mrn in mrns.decode().split():  # after the hash: a crash between leaves a pointer to nothing
+                self._drop_pointer(keys=[referral_of(k.prefix, mrn)], args=[self._pointer(rid)])
         return gone
+
+    def _pointer(self, rid: str) -> str:
+        return f"{self.centre}|{rid}"
+
+    def _with_filters(self, rid: str, run) -> list | bytes | int:
+        """Runs a script that declares the referral's filter sets (`run(listed, keys)`), again while
+        they change between the read and the script (a newer version admitted meanwhile)."""
+        for _ in range(20):
+            listed = (self.client.hget(self.keys.referral(rid), "filters") or b"").decode()
+            result = run(listed, listed.split())
+            if result not in (b"retry", [b"retry"]):
+                return result
+        raise QueueError(f"{rid} keeps changing; try again")
 
     # ---- intake (the keeper) ----
     def ensure_group(self) -> None:
@@ -410,9 +499,10 @@ class ReferralQueue:
             return "noted" if attached else "ignored"
         if "withdrawn" in body:
             rid = body.get("referral_id") or ""
-            done = self._withdraw(keys=[k.referral(rid), k.stream, k.base("open"), k.base("age"), k.base("claims"),
-                                        k.base("f:claimed:yes"), k.base("resolved"), k.base("unclaimed")],
-                                  args=[rid, entry, GROUP, int(time.time())])
+            done = self._with_filters(rid, lambda listed, filters: self._withdraw(
+                keys=[k.referral(rid), k.stream, k.base("open"), k.base("age"), k.base("claims"),
+                      k.base("f:claimed:yes"), k.base("resolved"), k.base("unclaimed"), *filters],
+                args=[listed, rid, entry, GROUP, int(time.time())]))
             if done:
                 self._record("system", "withdrawn", rid, body.get("withdrawn", ""))
             return "withdrawn" if done else "ignored"
@@ -422,17 +512,19 @@ class ReferralQueue:
                   "score": s["score"], "risk_level": s["risk_level"], "areas": ",".join(s["areas"]),
                   "rule_pack": s["rule_pack"], "assessed_at": s["assessed_at"], "consignment": s["consignment"],
                   "transport_document": s["transport_document"], "rules": ",".join(s["rules"]),
+                  "mrns": " ".join(s["mrns"]), "filers": " ".join(s["filers"]),
                   "body": json.dumps(body, ensure_ascii=False)}
-        filters = filter_keys(k, s)
-        args = [body["referral_id"], entry, s["version"], s["score"], utc_epoch(s["assessed_at"]), GROUP,
-                len(fields), len(filters)]
-        for name, value in fields.items():
-            args += [name, value]
-        state = self._admit(keys=[k.referral(body["referral_id"]), k.base("open"), k.base("age"), k.stream,
-                                  k.base("f:claimed:yes"), k.base("resolved"), k.base("unclaimed")],
-                            args=[*args, *filters])
-        mrns = {s["mrn"], *(m["mrn"] for m in body.get("filings", ()))}  # a house filer answers under its own MRN
-        self.client.hset(k.referral_of_mrn, mapping={m: f"{self.centre}|{body['referral_id']}" for m in mrns if m})
+        rid, filters = body["referral_id"], filter_keys(k, s)
+        pairs = [x for pair in fields.items() for x in pair]
+        state = self._with_filters(rid, lambda listed, old: self._admit(
+            keys=[k.referral(rid), k.base("open"), k.base("age"), k.stream, k.base("f:claimed:yes"),
+                  k.base("resolved"), k.base("unclaimed"), *old, *filters],
+            args=[listed, rid, entry, s["version"], s["score"], utc_epoch(s["assessed_at"]), GROUP, len(fields),
+                  len(old), *pairs]))
+        pipe = self.client.pipeline(transaction=False)  # a house filer answers under its own MRN
+        for mrn in s["mrns"]:
+            pipe.set(referral_of(k.prefix, mrn), self._pointer(rid))
+        pipe.execute()
         return state.decode()
 
     def attach_answer(self, rid: str, answer: dict, records: list[tuple[str, str, str]] = ()) -> bool:
@@ -490,19 +582,17 @@ class ReferralQueue:
             raise QueueError("only a finding has a category")
         if not analyst and version is None:
             raise QueueError("the system settles only the version it judged")
-        raw = self.client.hget(self.keys.referral(rid), "body")
-        if raw is None:
-            raise QueueError(f"{rid}: no such referral in {self.centre}")
-        record = json.loads(raw)
+        record = self.show(rid)["body"]
         stats = outcome_stats(record, outcome, record.get("assessed_at") or "")
         k = self.keys
         detail = f"{outcome}{' / ' + category if category else ''}{': ' + note if note else ''}"
         args = [rid, analyst, GROUP, int(time.time()), outcome, category, note[:2000], len(stats), *stats,
                 "" if version is None else str(version), *audit_args(analyst or "system", self.centre, "resolve",
                                                                      rid, detail)]
-        result = [x.decode() for x in self._resolve(
+        result = [x.decode() for x in self._with_filters(rid, lambda listed, filters: self._resolve(
             keys=[k.referral(rid), k.stream, k.base("claims"), k.base("f:claimed:yes"), k.audit, k.base("open"),
-                  k.base("age"), k.base("resolved"), k.rule_stats, k.base("unclaimed")], args=args)]
+                  k.base("age"), k.base("resolved"), k.rule_stats, k.base("unclaimed"), *filters],
+            args=[listed, *args]))]
         if result[0] != "ok":
             raise QueueError(self._refusal(rid, result))
         return self.show(rid)
@@ -536,9 +626,16 @@ class ReferralQueue:
         if not raw:
             raise QueueError(f"{rid}: no such referral in {self.centre}")
         out = {k.decode(): v.decode() for k, v in raw.items()}
-        out["body"] = json.loads(out.get("body", "{}"))
-        out["answers"] = json.loads(out.get("answers", "[]"))
-        out["notes"] = json.loads(out.get("notes", "[]"))
+        if "body" not in out:  # closed: its summary, whose empty fields are not kept
+            out = {**dict.fromkeys(SUMMARY_FIELDS, ""), **out}
+        out["answers"] = json.loads(out.get("answers") or "[]")
+        out["notes"] = json.loads(out.get("notes") or "[]")
+        if "body" in out:
+            out["body"] = json.loads(out["body"])
+        else:  # the body while the referral stream still holds its entry, else the summary's
+            entry = self.client.xrange(self.keys.stream, out["entry"], out["entry"]) if out["entry"] else []
+            out["summary_only"] = not entry
+            out["body"] = json.loads(entry[0][1][b"body"]) if entry else summary_body(out)
         return out
 
     def page(self, mode: str = "", decision: str = "", area: str = "", claimed: str = "",
@@ -611,6 +708,6 @@ class ReferralQueue:
 
 
 def centres(client: redis.Redis, key_prefix: str = "cs") -> list[str]:
-    """Risk centres that have a referral stream."""
+    """Risk centres that have a referral stream (on every node of a cluster)."""
     head = f"{key_prefix}:referrals:"
-    return sorted(k.decode()[len(head):] for k in client.scan_iter(match=head + "*", count=1000))
+    return sorted({k.decode()[len(head):].strip("{}") for k in client.scan_iter(match=head + "*", count=1000)})

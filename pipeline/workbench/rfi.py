@@ -15,11 +15,13 @@ The keeper reads it through the consumer group `rfi` and, for each answer:
     a redelivered answer changes nothing), having first settled the referral `rfi-answered` if it is
     a plain request for information the answer cleared (and nobody claimed it meanwhile).
 The entry is acknowledged last: a crash repeats the steps, each of which is idempotent; a redelivery
-does what the attached answer recorded, not what the referral's state says by then.
+does what the attached answer recorded, not what the referral's state says by then. The keeper trims
+the stream to the answers handled in the last `streams.output_retention_seconds` (and any not yet).
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 import redis
@@ -27,7 +29,7 @@ import redis
 from .. import audit
 from ..config import Settings
 from ..connectors.redis_store import connect
-from ..connectors.redis_streams import EffectWriter, StreamKeys, read_group
+from ..connectors.redis_streams import EffectWriter, StreamKeys, entry_key, read_group
 from ..decisions import filer_answers
 from ..domain import answers
 from ..domain.answers import FilingError
@@ -39,7 +41,7 @@ from ..safexml import SafeXmlParser
 from ..answering import DeadLetter
 from ..service import answer_effect, dead_letter_effect, decision_effects
 from ..validation import utc_now
-from .queue import QueueError, QueueKeys, ReferralQueue
+from .queue import QueueError, ReferralQueue, referral_of
 
 log = logging.getLogger(__name__)
 GROUP, CONSUMER = "rfi", "desk"
@@ -75,8 +77,25 @@ class RfiDesk:
             self.client.xack(self.stream, GROUP, entry_id)  # last: a crash before it repeats idempotent steps
         return len(entries)
 
+    def trim(self, retention_seconds: int, now: float | None = None) -> None:
+        """Answers handled more than `retention_seconds` ago leave the stream; none the desk has not
+        finished (pending) or not read yet, however old."""
+        try:
+            group = next((g for g in self.client.xinfo_groups(self.stream) if g["name"] in (GROUP, GROUP.encode())),
+                         None)
+        except redis.ResponseError:  # no stream yet
+            return
+        if group is None:
+            return
+        ms, seq = entry_key(group["last-delivered-id"])
+        bounds = [(int(((time.time() if now is None else now) - retention_seconds) * 1000), 0), (ms, seq + 1)]
+        pending = self.client.xpending(self.stream, GROUP)
+        if pending["pending"]:
+            bounds.append(entry_key(pending["min"]))
+        self.client.xtrim(self.stream, minid="%d-%d" % min(bounds), approximate=False)
+
     def handle(self, answer: RfiAnswer) -> str:
-        where = self.client.hget(QueueKeys(self.prefix, "").referral_of_mrn, answer.mrn)
+        where = self.client.get(referral_of(self.prefix, answer.mrn))
         if where is None:
             return self._refuse(answer, "NO_REFERRAL", f"no referral is open for MRN {answer.mrn}")
         centre, rid = where.decode().split("|", 1)
@@ -127,7 +146,7 @@ class RfiDesk:
                                           [FilingError(code, "/IE3R02/MRN", "lifecycle", reason, None, answer.mrn)],
                                           utc_now())
         if self.writer.write([answer_effect(replace(refusal, about=answer.submission_id), self.keys)])[0]:
-            audit.record(self.client, QueueKeys(self.prefix, centre).audit, answer.filer, centre,
+            audit.note(self.client, self.prefix, answer.filer, centre,
                          "rfi-answer-refused", answer.mrn, f"{code}: {reason}")  # once, as its answer
         log.info("RFI answer %s refused: %s", answer.submission_id, reason)
         return code

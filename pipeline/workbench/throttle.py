@@ -91,7 +91,7 @@ def address_key(host: str) -> str:
 
 class SignInThrottle:
     def __init__(self, client: redis.Redis, key_prefix: str = "cs"):
-        self.prefix = f"{key_prefix}:wb:throttle"
+        self.prefix = f"{key_prefix}:wb:{{throttle}}"  # one slot of a cluster: a script counts account and address
         self._attempt = client.register_script(_ATTEMPT)
         self._succeeded = client.register_script(_SUCCEEDED)
 

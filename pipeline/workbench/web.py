@@ -140,7 +140,6 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     sessions = Sessions(client, key_prefix, idle_seconds, session_seconds)
     throttle = SignInThrottle(client, key_prefix)
     hashing = anyio.CapacityLimiter(HASHING_SLOTS)
-    trail = f"{key_prefix}:audit"
     events = ContainerEventStore(client, key_prefix=key_prefix)
     risk = RiskInformationStore(client, key_prefix)
     packs = RulePackSource(pack_dir, RulePackStore(client, key_prefix), poll_seconds=1.0) if pack_dir else None
@@ -170,12 +169,12 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
             if stamp != found.stamp:  # removed, or a new password or centre since this sign-in
                 why = "analyst removed" if stamp is None else "password or centre changed"
                 if sessions.end(sid, why, reported=True):
-                    audit.record(client, trail, found.analyst, found.centre, "session-refused", "",
+                    audit.note(client, key_prefix, found.analyst, found.centre, "session-refused", "",
                                  f"{why}; from {_address(request)}")
                 found = None
         elif found:  # ended before: a copy of the cookie, kept or stolen
             if found.first_use_after_end:
-                audit.record(client, trail, found.analyst, found.centre, "session-refused", "",
+                audit.note(client, key_prefix, found.analyst, found.centre, "session-refused", "",
                              f"used after: {found.ended}; from {_address(request)}")
             found = None
         if found is None:
@@ -209,7 +208,7 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
 
     def record_locks(name: str, address: str, locked: tuple[str, ...]) -> None:
         for what in locked:
-            audit.record(client, trail, name[:32], analysts.centre_of(name), "sign-in-locked",
+            audit.note(client, key_prefix, name[:32], analysts.centre_of(name), "sign-in-locked",
                          f"account {name[:32]}" if what == "account" else f"address {address}",
                          f"too many sign-in attempts; locked for {LOCK_SECONDS // 60} min; last from {address}")
 
@@ -218,7 +217,7 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
         if previous:  # this browser's earlier session: one browser, one session
             sessions.end(previous, "signed in again")
         sid = sessions.open(analyst)
-        audit.record(client, trail, analyst.name, analyst.centre, "sign-in", "", f"from {address}")
+        audit.note(client, key_prefix, analyst.name, analyst.centre, "sign-in", "", f"from {address}")
         return sid
 
     async def login(request: Request):
@@ -243,7 +242,7 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
         except AnalystsUnreadable:
             return PlainTextResponse(UNAVAILABLE, status_code=503)
         if analyst is None:  # recorded: the throttle bounds how many per account and address
-            await run_in_threadpool(audit.record, client, trail, name[:32], analysts.centre_of(name),
+            await run_in_threadpool(audit.note, client, key_prefix, name[:32], analysts.centre_of(name),
                                     "sign-in-refused", "", f"from {address}")
             return login_page(request, "Unknown name or wrong password.", 401, target)
         sid = await run_in_threadpool(signed_in_now, analyst, address, request.session.get("sid"))
@@ -255,7 +254,7 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     def logout(request: Request):
         who, centre = _analyst(request)
         sessions.end(request.state.sid, "signed out")
-        audit.record(client, trail, who, centre, "sign-out", "", "")
+        audit.note(client, key_prefix, who, centre, "sign-out", "", "")
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -349,13 +348,14 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
 
     def audit_page(request: Request):
         _, centre = _analyst(request)
-        rows = list(islice(audit.entries(client, f"{key_prefix}:audit", centre=centre, newest_first=True), 200))
+        trail = audit.entries(client, audit.trails(key_prefix, centre), centre=centre, newest_first=True)
+        rows = list(islice(trail, 200))
         return page(request, "audit.html", rows=rows)
 
     def audit_export(request: Request):
         _, centre = _analyst(request)
         fmt = "jsonl" if request.query_params.get("format") == "jsonl" else "csv"
-        text = audit.export(audit.entries(client, f"{key_prefix}:audit", centre=centre), fmt)
+        text = audit.export(audit.entries(client, audit.trails(key_prefix, centre), centre=centre), fmt)
         return PlainTextResponse(text, media_type="application/x-ndjson" if fmt == "jsonl" else "text/csv",
                                  headers={"Content-Disposition": f"attachment; filename=audit-{centre}.{fmt}"})
 
@@ -383,8 +383,8 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     ]
     if archive is not None:  # the centre's archive: ad hoc SQL and the indicators
         routes += analytics_routes(
-            archive, page, signed_in, lambda who, centre, action, target, detail: audit.record(
-                client, trail, who, centre, action, target, detail), _analyst, query_seconds)
+            archive, page, signed_in, lambda who, centre, action, target, detail: audit.note(
+                client, key_prefix, who, centre, action, target, detail), _analyst, query_seconds)
     middleware = [Middleware(SessionMiddleware, secret_key=session_secret, session_cookie="cs_workbench",
                              max_age=session_seconds, same_site="strict", https_only=secure_cookies)]
     return Starlette(routes=routes, middleware=middleware)
