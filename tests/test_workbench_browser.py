@@ -110,13 +110,17 @@ def until(driver, condition, what: str):
 
 
 def text_of(driver, element_id: str) -> str:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
 
     try:
         return driver.find_element(By.ID, element_id).text
     except (NoSuchElementException, StaleElementReferenceException):
         return ""
+    except WebDriverException as exc:  # the element found, then the page it was on replaced by the next one
+        if "does not belong to the document" in str(exc):
+            return ""
+        raise
 
 
 def background(driver, selector: str) -> tuple[int, int, int]:
