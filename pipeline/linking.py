@@ -66,6 +66,7 @@ import redis
 
 from lxml import etree
 
+from .domain import stored_bodies
 from .domain.filings import BY_ROOT, ENS_NS, HOUSE, PARTIAL_MASTER, POSTAL_MASTER
 from .connectors.redis_slots import SlotScript, partition_of, partition_tag
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict, screening_record
@@ -77,6 +78,11 @@ HOUSE_NOT_LISTED = "HOUSE_NOT_LISTED"  # the master's filer does not list this h
 # Refused all the same, but no other filer's word contradicts it: a weak risk indicator, not a strong one.
 HOUSE_FILER_NOT_NAMED = "HOUSE_FILER_NOT_NAMED"
 MASTER_FILED = "MASTER_FILED_BY_ANOTHER_FILER"  # another filer filed this master document first
+
+
+# A member's body in Redis starts with its MRN and this byte, so a script reads whose it is without
+# decoding it (a byte no MRN or JSON text holds).
+_MRN_END = b"\x1f"
 
 
 class Refusal(NamedTuple):
@@ -106,6 +112,17 @@ class Member:
                            "lrn": self.lrn, "filing_code": self.filing_code, "digest": self.digest,
                            "record": record_to_dict(self.record),
                            **({"refused": list(self.refused)} if self.refused else {})}, ensure_ascii=False)
+
+    def to_body(self) -> bytes:
+        """As kept in the consignment's hash: the MRN, then the compressed JSON (stored_bodies)."""
+        return self.mrn.encode() + _MRN_END + stored_bodies.pack(self.to_json())
+
+    @staticmethod
+    def from_body(body: bytes | str) -> "Member":
+        """A member as kept: compressed after its MRN, or plain JSON (written by an earlier version)."""
+        if isinstance(body, bytes) and body[:1] != b"{":
+            return Member.from_json(stored_bodies.unpack(body.split(_MRN_END, 1)[1]))
+        return Member.from_json(body)
 
     @staticmethod
     def from_json(text: str | bytes) -> "Member":
@@ -410,6 +427,10 @@ local function refuse(code, who, m, doc, body)
   end
   table.insert(refused, {code, doc, c, body, new})
 end
+local function mrn_of(body)  -- Member.to_body: the MRN before \\031; plain JSON from an earlier version
+  if string.sub(body, 1, 1) == '{' then return cjson.decode(body)['mrn'] end
+  return string.match(body, '^([^\\031]*)')
+end
 local function link()
   redis.call('HSET', h, field, blob)
   redis.call('EXPIRE', h, ttl)
@@ -420,7 +441,7 @@ local present = redis.call('HEXISTS', h, 'm') == 1
 if remove == '1' then
   local body = redis.call('HGET', h, field)
   redis.call('HDEL', h, 'o:' .. mrn)
-  if not body or cjson.decode(body)['mrn'] ~= mrn then  -- replaced since by its filer's later filing
+  if not body or mrn_of(body) ~= mrn then  -- replaced since by its filer's later filing
     return {{'N'}, refused}
   end
   redis.call('HDEL', h, field)
@@ -453,7 +474,7 @@ elseif is_master == '1' then
       redis.call('ZREM', due, group(who))
       local code = refusal(who, doc, expected, filer)
       if code then
-        local m = cjson.decode(all[i + 1])['mrn']
+        local m = mrn_of(all[i + 1])
         redis.call('HDEL', h, all[i])
         redis.call('HDEL', h, 'o:' .. m)
         refuse(code, who, m, doc, all[i + 1])
@@ -695,7 +716,7 @@ class ConsignmentStore:
         is_master = member.record.level in MASTERS
         field = "m" if is_master else house_field(member.filer, member.record.transport_document)
         expected = "\x1f".join(f"{d}\x1e{f}" for d, f in listing(member.record))
-        return self._run(key, field, member.to_json(), member.mrn, expected, is_master, deadline, False,
+        return self._run(key, field, member.to_body(), member.mrn, expected, is_master, deadline, False,
                          member.filer, centre, now)
 
     def remove(self, mrn: str, key: str, deadline: float) -> LinkResult | None:
@@ -727,7 +748,7 @@ class ConsignmentStore:
         refusals = [(Refusal(code.decode(), key, doc.decode(), c.decode()), body) for code, doc, c, body, _ in refused]
         self._audit([(why, body) for (why, body), (*_, new) in zip(refusals, refused) if new == b"1"], now)
         return self._results(key, reply, filer or None) + [
-            LinkResult(key, (replace(Member.from_json(body), refused=why),), False, 0, "", refused=why)
+            LinkResult(key, (replace(Member.from_body(body), refused=why),), False, 0, "", refused=why)
             for why, body in refusals]
 
     def _audit(self, refusals: list, now: str) -> None:
@@ -737,7 +758,7 @@ class ConsignmentStore:
             return
         pipe = self._client.pipeline(transaction=False)
         for why, body in refusals:
-            m = Member.from_json(body)
+            m = Member.from_body(body)
             pipe.xadd(f"{self._prefix}:audit", {"at": now, "who": m.filer, "centre": why.centre,
                                                 "action": "claim-refused", "subject": m.mrn,
                                                 "detail": f"{why.code}: {why.document} in consignment {why.consignment}"})
@@ -749,11 +770,11 @@ class ConsignmentStore:
         if code in ("R", "N"):  # this filing's claim was refused, or it is no member to remove: nothing changed
             return []
         if code == "I":
-            return [LinkResult(item_key(key, item.decode()), (Member.from_json(m), Member.from_json(body)), True,
+            return [LinkResult(item_key(key, item.decode()), (Member.from_body(m), Member.from_body(body)), True,
                                int(v), state.decode()) for item, v, state, m, body in reply[1:]]
         version = int(reply[1])
         if code == "C":
-            return [LinkResult(key, tuple(Member.from_json(b) for b in reply[3:]), True, version, reply[2].decode())]
+            return [LinkResult(key, tuple(Member.from_body(b) for b in reply[3:]), True, version, reply[2].decode())]
         master = reply[2] == b"1"
         if code == "E":  # nothing left (a postal item's removal: whether its dispatch is there)
             return [LinkResult(key, (), False, version, "", master=master)]
@@ -773,7 +794,7 @@ class ConsignmentStore:
                   [f"{now:.3f}", retry_seconds, *names]) for p, names in enumerate(pipe.execute()) if names]
         out = []
         for r in (r for replies in self._sweep.run(calls) for r in replies):
-            key, version, members = r[0].decode(), int(r[1]), [Member.from_json(b) for b in r[2:]]
+            key, version, members = r[0].decode(), int(r[1]), [Member.from_body(b) for b in r[2:]]
             master, items = _master_and_houses(members)
             if per_item(key) and master is None and items:
                 out += [(item_key(key, i.record.transport_document), version, [i]) for i in items]

@@ -34,6 +34,7 @@ from .config import DEFAULT_RISK_CENTRE, Settings
 from .connectors.redis_streams import Effect, EffectWriter, StreamKeys, read_group
 from .container_store import ContainerEventStore
 from .decisions import Decision, decide, filer_answers
+from .domain import stored_bodies
 from .domain.enrichment import INFORMATIONAL_FACTS
 from .domain.rulepack import COMPLETE, SEVERITY
 from .domain.reference import ReferenceData, bundled_reference
@@ -138,7 +139,7 @@ class ContainerWatch:
         return n
 
     def _write(self, pipe, w: Watch) -> None:
-        pipe.set(self.doc_key(w.consignment.key), w.to_json(), ex=self.window)
+        pipe.set(self.doc_key(w.consignment.key), stored_bodies.pack(w.to_json()), ex=self.window)  # compressed
         for container in w.waiting:
             pipe.sadd(self.of_key(container), w.consignment.key)
             pipe.expire(self.of_key(container), self.window)
@@ -169,7 +170,7 @@ class ContainerWatch:
 
     def load(self, consignment: str) -> Watch | None:
         raw = self.client.get(self.doc_key(consignment))
-        return Watch.from_json(raw) if raw else None
+        return Watch.from_json(stored_bodies.unpack(raw)) if raw else None
 
 
 def _digest(items) -> str:

@@ -53,6 +53,28 @@ def test_members_survive_their_trip_through_redis_as_json():
     assert Member.from_json(HOUSE1.to_json()) == HOUSE1
 
 
+def test_a_member_is_kept_compressed_after_its_mrn_and_a_plain_json_one_still_reads():
+    body = HOUSE1.to_body()
+    assert body.startswith(b"MRN2\x1f") and Member.from_body(body) == HOUSE1
+    assert Member.from_body(HOUSE1.to_json().encode()) == HOUSE1  # written by the previous version
+    assert len(body) < len(HOUSE1.to_json()) / 2
+
+
+def test_a_consignment_holding_members_of_the_previous_version_links_and_invalidates_them(redis_client):
+    """A rolling upgrade: members a worker of the previous version wrote as plain JSON stay readable to
+    the script (whose member is it) and to the reader."""
+    store = ConsignmentStore(redis_client)
+    for m in (MASTER, HOUSE1):
+        store.add("sea:MB1", m, deadline=100.0)
+    [hash_key] = [k for k in redis_client.keys("*cons*") if redis_client.type(k) == b"hash"]
+    for field, body in redis_client.hgetall(hash_key).items():
+        if body.startswith(b"MRN") and b"\x1f" in body:
+            redis_client.hset(hash_key, field, Member.from_body(body).to_json())
+    assert store.add("sea:MB1", HOUSE2, deadline=100.0)[0].complete  # the master reads the old bodies
+    after = store.remove("MRN2", "sea:MB1", deadline=500.0)
+    assert not after.complete and after.missing == ("house transport document HB1",)
+
+
 def test_generated_masters_list_each_house_with_the_filer_that_files_it(validator):
     """The generator's traffic keeps linking: its masters give their houses' filers their word."""
     from cargoscreen.generator import GeneratorSpec, generate
