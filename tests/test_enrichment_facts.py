@@ -115,6 +115,15 @@ def test_a_box_discharged_and_gated_out_at_another_eu_port_left_the_terminal_els
     assert "gated-out-elsewhere" not in arrive("NLRTM", "GTOT")  # the declared place
     assert "gated-out-elsewhere" not in arrive("BEANR", "LOAD")  # a transhipment on to the declared place
 
+    def via_antwerp_to_tangier(h, c):  # discharged in Antwerp, loaded on, gated out in Tangier: no entry elsewhere
+        end = h[-1].event_time
+        return h + [h[3]._replace(event_id="d-anr", location="BEANR", event_time=end + 400 * HOUR),
+                    h[4]._replace(event_id="l-anr", location="BEANR", event_time=end + 410 * HOUR),
+                    h[3]._replace(event_id="d-ptm", location="MAPTM", event_time=end + 450 * HOUR),
+                    h[1]._replace(event_id="g-ptm", code="GTOT", location="MAPTM", event_time=end + 460 * HOUR)]
+    kinds_found = {f.kind for f in _with(declared, via_antwerp_to_tangier)}
+    assert "unloading-place-mismatch" in kinds_found and "gated-out-elsewhere" not in kinds_found
+
 
 # -- histories as carriers report them: what is normal must not look suspicious ------------------------
 def test_a_box_filed_before_it_was_stuffed_is_judged_on_its_load(declared):

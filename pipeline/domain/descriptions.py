@@ -1,9 +1,10 @@
-"""What a goods description says by its words alone: a brand and how many articles, or nothing at all.
+"""What a goods description says by its words alone: a brand and how many articles, cash-like cards, an
+antiquity, or nothing at all.
 
     wording = DescriptionWording.load(reference.vague_terms)  # or bundled_wording()
     description_facts(record, wording) -> (Fact, ...)
 
-Two facts per goods item, for the rules to weigh:
+Facts per goods item, for the rules to weigh:
   - `branded-goods-underpriced`: the description names a brand for goods of that brand's heading
     (rules/reference/brands.csv: "Rolex" for watches, not for a bracelet's clasp; "Apple" only with
     iPhone, AirPods, ...) and the declared value of one article -- the euro value over the count the

@@ -270,12 +270,12 @@ def _origin_undeclared(declared: ScreeningRecord, cid: str, loads) -> list[Fact]
 
 
 def _gated_out_elsewhere(declared: ScreeningRecord, cid: str, route: list[tuple[str, str, str]],
-                         history: list[ContainerEvent]) -> list[Fact]:
+                         history: list[ContainerEvent], eu: set[str]) -> list[Fact]:
     """`gated-out-elsewhere`: after its last discharge, at an EU port other than the declared place of
     unloading, the box left that terminal laden (a gate-out with no load after it): the goods entered
     the Union where the filing does not say, not a transhipment on the way to the declared place."""
     last_code, place, discharge_id = route[-1]
-    if last_code != DISCHARGE:
+    if last_code != DISCHARGE or place[:2] not in eu:
         return []
     after = False
     for e in history:
@@ -317,7 +317,7 @@ def _route_facts(declared: ScreeningRecord, cid: str, route: list[tuple[str, str
                           f"{declared.place_of_unloading or declared.unloading_country}, discharged at "
                           f"{', '.join(dict.fromkeys(loc for loc, _ in arrivals))}",
                           tuple(eid for _, eid in arrivals)))
-        facts += _gated_out_elsewhere(declared, cid, route, history)
+        facts += _gated_out_elsewhere(declared, cid, route, history, eu)
     tranship = [(loc, eid, i) for i, (code, loc, eid) in enumerate(route)
                 if code == DISCHARGE and any(c == LOAD for c, _, _ in route[i + 1:])]
     if tranship:
