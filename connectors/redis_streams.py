@@ -341,6 +341,7 @@ class _ReadStreamDoFn(beam.DoFn):
             tracker.defer_remainder(Duration(0))
             return
         if not entries and r.once and caught_up:
+            self._trim(at_once=True)  # the run ends: what it finished leaves the stream now, not in a second
             finish(tracker)
             return
         if time.monotonic() >= self._backlog_due:
@@ -420,11 +421,11 @@ class _ReadStreamDoFn(beam.DoFn):
         self._untrimmed.update(by_stream)
         self._trim()
 
-    def _trim(self) -> None:
+    def _trim(self, at_once: bool = False) -> None:
         """Trims the streams acknowledged in since their last trim: three calls a stream, so at most
         once a second each, not after every bundle (an idle poll trims what is left)."""
         now = time.monotonic()
-        for stream in [s for s in self._untrimmed if now >= self._trim_due.get(s, 0.0)]:
+        for stream in [s for s in self._untrimmed if at_once or now >= self._trim_due.get(s, 0.0)]:
             self._trim_due[stream] = now + TRIM_EVERY_SECONDS
             with_retries(self._retry, lambda: trim_finished(self._client, stream), "ack")
             self._untrimmed.discard(stream)
