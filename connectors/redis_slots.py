@@ -9,6 +9,8 @@ or by registration bucket (registration.py); output streams by their own names (
 `SlotScript` runs a batch of calls of one script, one per slot, pipelined: one round trip to a
 single Redis, one per master of a cluster (redis-py's cluster pipeline refuses EVALSHA, so each
 master's calls go in a pipeline of its own connection). On a single Redis tags are only names.
+The filing path, the container store and party history run their scripts with it, so on a cluster
+each of their batches waits for a replica (WAIT) and survives a master's failover alike.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import zlib
 from typing import Sequence
 
 import redis
-import redis.cluster
 from redis.exceptions import NoScriptError
+
+from cargoscreen.connectors.redis_store import is_cluster
 
 
 def partition_of(name: str, partitions: int) -> int:
@@ -28,13 +31,6 @@ def partition_of(name: str, partitions: int) -> int:
 
 def partition_tag(partition: int) -> str:
     return f"{{p{partition}}}"
-
-
-def tag_of(key: str) -> str | None:
-    """The hash tag of a key as Redis reads it (None: the whole name is hashed)."""
-    start = key.find("{")
-    end = key.find("}", start + 1)
-    return key[start + 1:end] if start >= 0 and end > start + 1 else None
 
 
 # On a cluster: how long a batch of script calls waits for a replica of each master to have its
@@ -51,7 +47,7 @@ class SlotScript:
     def __init__(self, client: redis.Redis, source: str):
         self._client = client
         self._script = client.register_script(source)
-        self._cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._cluster = is_cluster(client)
 
     def __call__(self, keys: Sequence, args: Sequence):
         return self.run([(keys, args)])[0]

@@ -114,33 +114,6 @@ def hash_tag(key: str) -> str:
     return key[start + 1:end] if end > start + 1 else key
 
 
-def run_scripts(client: redis.Redis, script: "redis.commands.core.Script",
-                calls: list[tuple[list, list]]) -> list:
-    """`script` once per (keys, args), in one pipeline: one round trip (per node of a Redis Cluster,
-    whose pipelines take EVALSHA only as a plain command). A server that lost its scripts (restarted,
-    flushed) gets the script again and runs again just the calls it refused."""
-    replies: list = [None] * len(calls)
-    todo = list(range(len(calls)))
-    for attempt in (0, 1):
-        pipe = client.pipeline(transaction=False)
-        for i in todo:
-            keys, args = calls[i]
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        lost = []
-        for i, reply in zip(todo, pipe.execute(raise_on_error=False)):
-            if isinstance(reply, redis.exceptions.NoScriptError) and not attempt:
-                lost.append(i)
-            elif isinstance(reply, Exception):
-                raise reply
-            else:
-                replies[i] = reply
-        if not lost:
-            break
-        client.script_load(script.script)
-        todo = lost
-    return replies
-
-
 def is_cluster_node(client: redis.Redis) -> bool:
     """Whether the server says it runs in cluster mode. A Redis that will not say (INFO refused by an
     ACL) or cannot be reached yet is taken as a single one: the first real command tells."""

@@ -62,8 +62,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings, StreamSettings
-from cargoscreen.connectors.redis_slots import SlotScript, partition_of, partition_tag, tag_of
-from cargoscreen.connectors.redis_store import OUTAGE, connect, is_cluster, with_retries
+from cargoscreen.connectors.redis_slots import SlotScript, partition_of, partition_tag
+from cargoscreen.connectors.redis_store import OUTAGE, connect, hash_tag, is_cluster, with_retries
 from cargoscreen.linking import ConsignmentKeys
 from cargoscreen.validation import Submission, utc_iso
 from cargoscreen import metrics
@@ -138,7 +138,7 @@ class StreamKeys:
     def marker(self, beside: str, effect: str) -> str:
         """That `effect` was written, in the slot of the key `beside` (its stream, or its consignment's
         keys): under that key's hash tag, or the key's whole name as the tag if it has none."""
-        return f"{self.prefix}:fx:{{{tag_of(beside) or beside}}}:{effect}"
+        return f"{self.prefix}:fx:{{{hash_tag(beside)}}}:{effect}"
 
     def drain(self, consumer: str) -> str:
         return f"{self.prefix}:drain:{consumer}"

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import redis
 
 from .config import ContainerStatusSettings, Settings
-from .connectors.redis_store import run_scripts
+from .connectors.redis_slots import SlotScript
 from .domain.container_events import ContainerEvent
 
 # KEYS: the events' keys, then their container's history keys. ARGV: ttl, keep, then per event its
@@ -76,8 +76,8 @@ class ContainerEventStore:
 
     def __init__(self, client: redis.Redis, settings: ContainerStatusSettings | None = None, key_prefix: str = "cs"):
         self._client, self._settings, self._prefix = client, settings or ContainerStatusSettings(), key_prefix
-        self._add = client.register_script(_ADD)
-        self._index = client.register_script(_INDEX)
+        self._add = SlotScript(client, _ADD)
+        self._index = SlotScript(client, _INDEX)
 
     def _event_key(self, tag: str, event_id: str) -> str:
         return f"{self._prefix}:ev:{{{tag}}}:{event_id}"
@@ -108,7 +108,7 @@ class ContainerEventStore:
                          e.event_id]
             calls.append(([*keys, *histories], args))
         new = [False] * len(events)
-        for members, flags in zip(by_tag.values(), run_scripts(self._client, self._add, calls)):
+        for members, flags in zip(by_tag.values(), self._add.run(calls)):
             for i, flag in zip(members, flags):
                 new[i] = bool(flag)
         self._index_elsewhere(events)
@@ -128,8 +128,7 @@ class ContainerEventStore:
                 indexes[f"{p}:td:{d}"] += [e.event_time, member]
             if e.equipment and e.classifier == "ACT":
                 acted.add(e.equipment)
-        run_scripts(self._client, self._index, [([key], [s.retention_seconds, s.max_per_key, *pairs])
-                                                for key, pairs in indexes.items()])
+        self._index.run([([key], [s.retention_seconds, s.max_per_key, *pairs]) for key, pairs in indexes.items()])
         pipe = self._client.pipeline(transaction=False)
         pipe.set(f"{p}:csm:loaded", "1", ex=s.retention_seconds)
         from .rejudge import ContainerWatch  # it reads this store

@@ -28,7 +28,7 @@ from typing import Sequence
 import redis
 
 from .config import PartyHistorySettings
-from .connectors.redis_store import run_scripts
+from .connectors.redis_slots import SlotScript
 from .domain.parties import Seen, Sighting
 
 _RECORD = """
@@ -59,7 +59,7 @@ def party_key(prefix: str, filer: str, identity: str) -> str:
 class PartyHistoryStore:
     def __init__(self, client: redis.Redis, settings: PartyHistorySettings | None = None, key_prefix: str = "cs"):
         self._client, self._settings, self._prefix = client, settings or PartyHistorySettings(), key_prefix
-        self._script = client.register_script(_RECORD)
+        self._script = SlotScript(client, _RECORD)
 
     def record(self, sightings: Sequence[Sighting], now: float | None = None) -> list[Seen]:
         """Counts each sighting once (by its filing's MRN) and returns, for each, what was known of its
@@ -77,4 +77,4 @@ class PartyHistoryStore:
         return out
 
     def _run(self, calls, now, ttl, ring) -> list:
-        return run_scripts(self._client, self._script, [([key], [mrn, now, ttl, ring]) for key, mrn in calls])
+        return self._script.run([([key], [mrn, now, ttl, ring]) for key, mrn in calls])
