@@ -101,8 +101,13 @@ def connect_async(url: str | None):
     import redis.asyncio.cluster
 
     url, options = connection_options(url)
-    if not url.startswith("unix:") and is_cluster_node(redis.Redis.from_url(url, **options)):
-        return redis.asyncio.cluster.RedisCluster.from_url(url, **options)
+    probe = None if url.startswith("unix:") else redis.Redis.from_url(url, **options)
+    try:
+        if probe is not None and is_cluster_node(probe):
+            return redis.asyncio.cluster.RedisCluster.from_url(url, **options)
+    finally:
+        if probe is not None:
+            probe.close()  # asked once, then the asyncio client's own connections
     return redis.asyncio.Redis.from_url(url, **options)
 
 
