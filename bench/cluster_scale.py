@@ -1,7 +1,7 @@
 """Scale-out of the streaming service: 1, 2 and 4 workers on a 3-master Redis Cluster (3 replicas)
 and on a single Redis, side by side in one run.
 
-    python bench/cluster_scale.py [--filings 2000] [--workers 1,2,4] [--partitions 16]
+    python bench/cluster_scale.py [--filings 2000] [--workers 1,2,4] [--rounds 3]
 
 Both Redis are Debian's redis-server (the same binary; the cluster as the test suite starts it).
 For each Redis and worker count: the Redis emptied, the workers started (`python -m
@@ -9,7 +9,8 @@ cargoscreen.service`, one consumer each) and warmed up on 100 filings, then `--f
 queued at once in their consignments' partitions (as the ingress routes them); throughput is how
 fast the workers finish them (read, screened, every effect written, acknowledged). CPU per filing
 is the workers' and the Redis servers' CPU time over the run (psutil), divided by the filings.
-Prints one row per run and the cluster's throughput as a ratio of the single Redis's at each
+Each configuration runs --rounds times, single and cluster alternating; prints the median (and
+the range) of each, and the cluster's throughput as a ratio of the single Redis's at each
 worker count (the issue's target: within 15%). The machine's cores bound it all: the CPU columns
 say who used them.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -134,11 +136,22 @@ def run(urls: list[str], workers: int, warm, measured, keys: StreamKeys, log) ->
             stop(p, timeout=60)
 
 
+def _interleaved(targets: dict, rounds: int, measure) -> dict[str, list[dict]]:
+    """Each target measured `rounds` times, alternating (single, cluster, single, ...): drifts of the
+    machine's load fall on both alike."""
+    out: dict[str, list[dict]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, urls in targets.items():
+            out[name].append(measure(urls))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--filings", type=int, default=2000)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each configuration; the median is reported")
     args = parser.parse_args()
     keys = StreamKeys()
     pool = list(generate(GeneratorSpec(count=args.filings + 100, seed=args.seed, resubmission_rate=0,
@@ -148,16 +161,20 @@ def main() -> None:
     results: dict[tuple[str, int], dict] = {}
     print(f"{len(measured)} filings, {os.cpu_count()} cores, {keys.partitions} partitions; "
           f"load average before: {os.getloadavg()[0]:.2f}")
-    print(f"{'redis':8} {'workers':>7} {'filings/s':>10} {'worker ms/filing':>17} {'redis ms/filing':>16}")
+    print(f"median of {args.rounds} rounds")
+    print(f"{'redis':8} {'workers':>7} {'filings/s':>10} {'range':>11} {'worker ms/filing':>17} {'redis ms/filing':>16}")
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         log = stack.enter_context((Path(tmp) / "workers.log").open("wb"))
         (Path(tmp) / "single").mkdir()
         targets = {"single": stack.enter_context(single_redis(Path(tmp) / "single")),
                    "cluster": stack.enter_context(redis_cluster(Path(tmp) / "cluster"))}
-        for workers in counts:  # single and cluster side by side at each count: the same machine state
-            for name, urls in targets.items():
-                r = results[name, workers] = run(urls, workers, warm, measured, keys, log)
-                print(f"{name:8} {workers:7d} {r['throughput']:10.1f} {r['worker_ms']:17.2f} {r['redis_ms']:16.2f}")
+        for workers in counts:  # single and cluster side by side at each count, rounds interleaved: the same machine state
+            rounds = _interleaved(targets, args.rounds, lambda urls: run(urls, workers, warm, measured, keys, log))
+            for name, runs in rounds.items():
+                r = results[name, workers] = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
+                spread = f"{min(x['throughput'] for x in runs):.0f}-{max(x['throughput'] for x in runs):.0f}"
+                print(f"{name:8} {workers:7d} {r['throughput']:10.1f} {spread:>11} {r['worker_ms']:17.2f} "
+                      f"{r['redis_ms']:16.2f}")
     print("\ncluster / single throughput:", ", ".join(
         f"{w} worker{'s' if w > 1 else ''} {results['cluster', w]['throughput'] / results['single', w]['throughput']:.2f}"
         for w in counts))

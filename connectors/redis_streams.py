@@ -62,7 +62,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings, StreamSettings
-from cargoscreen.connectors.redis_slots import SlotScript, partition_of, partition_tag
+from cargoscreen.connectors.redis_slots import SlotScript, partition_of, partition_tag, pipelined
 from cargoscreen.connectors.redis_store import OUTAGE, connect, hash_tag, is_cluster, with_retries
 from cargoscreen.linking import ConsignmentKeys
 from cargoscreen.validation import Submission, utc_iso
@@ -375,11 +375,10 @@ class _ReadStreamDoFn(beam.DoFn):
         group, count = self._reading.group, self._per_stream
         if not is_cluster(self._client):  # one command over every stream, blocking in Redis while all are empty
             replies = self._client.xreadgroup(group, consumer, starts, count=count, block=block_ms) or []
-        else:  # a command per slot: all in one pipeline, and a short wait of ours when nothing came
-            pipe = self._client.pipeline(transaction=False)
-            for stream, at in starts.items():
-                pipe.xreadgroup(group, consumer, {stream: at}, count=count)
-            replies = [reply[0] for reply in pipe.execute() if reply]
+        else:  # a command per slot, every master at once, and a short wait of ours when nothing came
+            replies = [reply[0] for reply in pipelined(self._client, [
+                (stream, ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, at))
+                for stream, at in starts.items()]) if reply]
             if block_ms and not any(entries for _, entries in replies):
                 time.sleep(min(block_ms, CLUSTER_IDLE_MS) / 1000)
         return [(stream.decode() if isinstance(stream, bytes) else stream, entry_id, fields)
@@ -397,11 +396,10 @@ class _ReadStreamDoFn(beam.DoFn):
     def _claim_stale(self, consumer: str) -> list:
         # Looked for twice per idle period: a stalled consumer's entries move within 1.5 x claim_idle_ms.
         self._claim_due = time.monotonic() + self._reading.claim_idle_ms / 2000
-        pipe = self._client.pipeline(transaction=False)
-        for stream in self._streams:
-            pipe.xautoclaim(stream, self._reading.group, consumer, self._reading.claim_idle_ms,
-                            count=self._per_stream)
-        entries = [(stream, entry_id, fields) for stream, reply in zip(self._streams, pipe.execute())
+        r = self._reading
+        replies = pipelined(self._client, [(stream, ("XAUTOCLAIM", stream, r.group, consumer, r.claim_idle_ms, "0-0",
+                                                     "COUNT", self._per_stream)) for stream in self._streams])
+        entries = [(stream, entry_id, fields) for stream, reply in zip(self._streams, replies)
                    for entry_id, fields in reply[1]]
         self._claimed.inc(len(entries))
         return entries
@@ -412,10 +410,8 @@ class _ReadStreamDoFn(beam.DoFn):
             by_stream.setdefault(stream, []).append(entry_id)
 
         def ack():
-            pipe = self._client.pipeline(transaction=False)
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, self._reading.group, *ids)
-            pipe.execute()
+            pipelined(self._client, [(stream, ("XACK", stream, self._reading.group, *ids))
+                                     for stream, ids in by_stream.items()])
 
         with_retries(self._retry, ack, "ack")
         self._untrimmed.update(by_stream)

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import redis
 
 from .config import ContainerStatusSettings, Settings
-from .connectors.redis_slots import SlotScript
+from .connectors.redis_slots import SlotScript, pipelined
 from .domain.container_events import ContainerEvent
 
 # KEYS: the events' keys, then their container's history keys. ARGV: ttl, keep, then per event its
@@ -179,19 +179,16 @@ class ContainerEventStore:
         if not indexes:
             return []
         keep = limit or self._settings.max_per_key
-        pipe = self._client.pipeline(transaction=False)
-        for _, key in indexes:
-            pipe.zrange(key, -keep, -1)
         refs = []  # per index: (container, event id) in order
-        for (container, _), ids in zip(indexes, pipe.execute()):
+        for (container, _), ids in zip(indexes, pipelined(self._client, [(key, ("ZRANGE", key, -keep, -1))
+                                                                          for _, key in indexes])):
             refs.append([(container, i.decode()) if container else tuple(i.decode().split("|", 1)) for i in ids])
         by_tag: dict[str, list[str]] = defaultdict(list)
         for tag, event_id in dict.fromkeys(r for index in refs for r in index):
             by_tag[tag].append(event_id)
-        pipe = self._client.pipeline(transaction=False)
-        for tag, ids in by_tag.items():
-            pipe.execute_command("MGET", *(self._event_key(tag, i) for i in ids))  # one slot (a cluster pipeline refuses .mget)
-        bodies = {(tag, i): b for (tag, ids), got in zip(by_tag.items(), pipe.execute()) for i, b in zip(ids, got)}
+        gets = [[self._event_key(tag, i) for i in ids] for tag, ids in by_tag.items()]  # an MGET per slot
+        bodies = {(tag, i): b for (tag, ids), got in zip(by_tag.items(), pipelined(
+            self._client, [(keys[0], ("MGET", *keys)) for keys in gets])) for i, b in zip(ids, got)}
         # A body can have expired after its index entry: skip it (None). All bodies of the
         # batch are decoded by one json.loads: one C call instead of one per event.
         present = [[bodies[r] for r in index if bodies[r] is not None] for index in refs]

@@ -68,7 +68,7 @@ from lxml import etree
 
 from .domain import stored_bodies
 from .domain.filings import BY_ROOT, ENS_NS, HOUSE, PARTIAL_MASTER, POSTAL_MASTER
-from .connectors.redis_slots import SlotScript, partition_of, partition_tag
+from .connectors.redis_slots import SlotScript, partition_of, partition_tag, pipelined
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict, screening_record
 
 # Refusals: why a claim on a consignment was refused (the IE3N01 code the claimant reads).
@@ -787,11 +787,10 @@ class ConsignmentStore:
         """Consignments past their deadline: (key, version, members), each claimed for retry_seconds;
         a filer's houses whose master is not filed under their own key (group_key). Postal items
         waiting for their dispatch come back one by one, under their own keys."""
-        pipe = self._client.pipeline(transaction=False)
-        for p in range(self.keys.partitions):
-            pipe.zrangebyscore(self.keys.due(p), "-inf", now, start=0, num=limit)
-        calls = [([self.keys.due(p), *(self.keys.hash(n.decode()) for n in names)],
-                  [f"{now:.3f}", retry_seconds, *names]) for p, names in enumerate(pipe.execute()) if names]
+        due = [self.keys.due(p) for p in range(self.keys.partitions)]
+        calls = [([due[p], *(self.keys.hash(n.decode()) for n in names)], [f"{now:.3f}", retry_seconds, *names])
+                 for p, names in enumerate(pipelined(self._client, [
+                     (key, ("ZRANGEBYSCORE", key, "-inf", now, "LIMIT", 0, limit)) for key in due])) if names]
         out = []
         for r in (r for replies in self._sweep.run(calls) for r in replies):
             key, version, members = r[0].decode(), int(r[1]), [Member.from_body(b) for b in r[2:]]

@@ -31,6 +31,7 @@ from typing import Sequence
 import redis
 
 from .config import DEFAULT_RISK_CENTRE, Settings
+from .connectors.redis_slots import pipelined
 from .connectors.redis_streams import Effect, EffectWriter, StreamKeys, read_group
 from .container_store import ContainerEventStore
 from .decisions import Decision, decide, filer_answers
@@ -124,37 +125,35 @@ class ContainerWatch:
     def watch(self, decisions: Sequence[Decision]) -> int:
         """Watches each decided consignment with a container still waiting for events; a newer
         decision without one ends its watch (an amendment, say). One round trip."""
-        pipe, n = self.client.pipeline(transaction=False), 0
+        commands, n = [], 0
         for d in decisions:
             if not d.filing.containers:
                 continue
             waiting = provisional(d.filing)
             if waiting:
-                self._write(pipe, Watch.of(d, waiting))
+                commands += self._written(Watch.of(d, waiting))
                 n += 1
             else:
-                pipe.delete(self.doc_key(d.consignment))
-        if len(pipe):
-            pipe.execute()
+                commands.append((self.doc_key(d.consignment), ("DEL", self.doc_key(d.consignment))))
+        if commands:
+            pipelined(self.client, commands)
         return n
 
-    def _write(self, pipe, w: Watch) -> None:
-        pipe.set(self.doc_key(w.consignment.key), stored_bodies.pack(w.to_json()), ex=self.window)  # compressed
-        for container in w.waiting:
-            pipe.sadd(self.of_key(container), w.consignment.key)
-            pipe.expire(self.of_key(container), self.window)
+    def _written(self, w: Watch) -> list:
+        doc = self.doc_key(w.consignment.key)
+        commands = [(doc, ("SET", doc, stored_bodies.pack(w.to_json()), "EX", self.window))]  # compressed
+        for key in map(self.of_key, w.waiting):
+            commands += [(key, ("SADD", key, w.consignment.key)), (key, ("EXPIRE", key, self.window))]
+        return commands
 
     def update(self, w: Watch) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        self._write(pipe, w)
-        pipe.execute()
+        pipelined(self.client, self._written(w))
 
     def unwatch(self, w: Watch) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.doc_key(w.consignment.key))
-        for c in w.consignment.record.containers:
-            pipe.srem(self.of_key(c.container_id), w.consignment.key)
-        pipe.execute()
+        doc = self.doc_key(w.consignment.key)
+        pipelined(self.client, [(doc, ("DEL", doc))] + [
+            (key, ("SREM", key, w.consignment.key))
+            for key in (self.of_key(c.container_id) for c in w.consignment.record.containers)])
 
     def follow(self, decision: Decision) -> bool:
         """A newer version decided elsewhere (the re-assessment after an RFI answer, with the

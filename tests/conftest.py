@@ -329,8 +329,10 @@ def redis_cluster(folder: Path, masters: int = 3):
             ports.append(port)
         for port in ports:
             wait_answering(port)
-        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "1",
-                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        created = subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas",
+                                  "1", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        if created.returncode:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-2000:]} {created.stderr[-2000:]}")
         deadline = time.monotonic() + 30
         while any(redis.Redis(port=p).info("cluster").get("cluster_enabled") != 1
                   or b"cluster_state:ok" not in redis.Redis(port=p).execute_command("CLUSTER", "INFO") for p in ports):

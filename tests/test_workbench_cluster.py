@@ -6,7 +6,9 @@ sees only its own."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -14,6 +16,7 @@ import redis
 
 from cargoscreen import audit
 from cargoscreen.config import Settings
+from cargoscreen.connectors.redis_store import connect
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.workbench.accounts import Analyst
 from cargoscreen.workbench.effectiveness import read_counts
@@ -22,7 +25,7 @@ from cargoscreen.workbench.queue import QueueError, ReferralQueue, referral_of
 from cargoscreen.workbench.sessions import Sessions
 from cargoscreen.workbench.throttle import ACCOUNT_LIMIT, SignInThrottle
 
-from .conftest import workbench_server
+from .conftest import redis_cluster, workbench_server
 from .test_workbench_cli import run
 from .test_workbench_queue import put, referral
 from .test_workbench_security import Client, add
@@ -168,3 +171,39 @@ def test_the_web_workbench_and_its_commands_on_any_node(cluster_client, cluster,
         cluster_client.xtrim(KEYS.referrals("RC-NL"), maxlen=0)  # past the stream's retention: the summary only
         page = alice.request(f"/referrals/{rid}")
         assert page.status == 200 and "only its summary is kept here" in page.text and "R-security-safety" in page.text
+
+
+def test_an_analysts_resolution_waits_for_a_replica_and_outlives_its_master(tmp_path):
+    """On a cluster of its own (a master is killed): each queue operation waits for a replica of its
+    master (WAIT) before it is answered, so a resolution the analyst saw done is still there once the
+    replica took over; an operation asked for while the master is down fails as a whole (the analyst
+    tries again) and works once the replica is promoted, through the same client."""
+    with redis_cluster(tmp_path / "cluster") as urls:
+        client = connect(urls[1])
+        q = ReferralQueue(client, "RC-NL", claim_seconds=600)
+        for n in range(2):
+            put(client, "RC-NL", referral(n))
+        assert q.take_in() == 2
+        node = client.get_node_from_key(q.keys.stream)
+        master = redis.Redis(host=node.host, port=node.port)
+        waits = master.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+        first, second = "REF-26NL00000000000000", "REF-26NL00000000000001"
+        q.claim(first, "alice")
+        q.claim(second, "alice")
+        assert q.resolve(first, "alice", "no-finding")["state"] == "resolved"
+        assert master.info("commandstats")["cmdstat_wait"]["calls"] >= waits + 3  # claim, claim, resolve
+        os.kill(master.info("server")["process_id"], signal.SIGKILL)
+        started, refused = time.monotonic(), 0
+        while True:
+            assert time.monotonic() - started < 60, "the replica was not promoted"
+            try:
+                done = q.resolve(second, "alice", "finding", "drugs", "in the cover load")
+                break
+            except redis.RedisError:
+                refused += 1
+                time.sleep(0.5)
+        assert done["state"] == "resolved" and client.get_node_from_key(q.keys.stream).port != node.port
+        assert [q.show(rid)["state"] for rid in (first, second)] == ["resolved", "resolved"]
+        assert [(e["who"], e["action"]) for e in audit.entries(client, q.keys.audit)][-2:] == \
+            [("alice", "resolve"), ("alice", "resolve")]  # the second once, however often it was tried
+        print(f"resolution after the master's kill: {refused} refused, done after {time.monotonic() - started:.1f} s")

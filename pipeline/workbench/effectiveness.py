@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from ..connectors.redis_slots import SlotScript
 from ..connectors.redis_streams import StreamKeys, read_group
 from . import palette
 from ..connectors.redis_store import hash_tag
@@ -62,7 +63,7 @@ class DecisionCounter:
         self.client = client
         self.stream = StreamKeys(key_prefix).decisions
         self.stats = f"{key_prefix}:wb:{{{hash_tag(self.stream)}}}:rulestats"
-        self._script = client.register_script(_COUNT)
+        self._script = SlotScript(client, _COUNT)
 
     def count_new(self, count: int = 1000) -> int:
         entries = read_group(self.client, self.stream, GROUP, CONSUMER, count)

@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 import redis
 
 from ..domain.container_events import utc_epoch
+from ..connectors.redis_slots import SlotScript
 from ..connectors.redis_store import hash_tag
 from ..connectors.redis_streams import StreamKeys, ensure_group, read_group
 from .. import audit
@@ -441,15 +442,15 @@ class ReferralQueue:
         self.client, self.centre = client, centre
         self.keys = QueueKeys(key_prefix, centre)
         self.claim_seconds = claim_seconds
-        self._admit = client.register_script(_ADMIT)
-        self._withdraw = client.register_script(_WITHDRAW)
-        self._claim = client.register_script(_CLAIM)
-        self._release = client.register_script(_RELEASE)
-        self._resolve = client.register_script(_RESOLVE)
-        self._attach = client.register_script(_ATTACH)
-        self._aged_by_score = client.register_script(_AGED_BY_SCORE)
-        self._forget = client.register_script(_FORGET)
-        self._drop_pointer = client.register_script(_DROP_POINTER)
+        self._admit = SlotScript(client, _ADMIT)
+        self._withdraw = SlotScript(client, _WITHDRAW)
+        self._claim = SlotScript(client, _CLAIM)
+        self._release = SlotScript(client, _RELEASE)
+        self._resolve = SlotScript(client, _RESOLVE)
+        self._attach = SlotScript(client, _ATTACH)
+        self._aged_by_score = SlotScript(client, _AGED_BY_SCORE)
+        self._forget = SlotScript(client, _FORGET)
+        self._drop_pointer = SlotScript(client, _DROP_POINTER)
 
     def forget_closed(self, retention_seconds: int, now: float | None = None, limit: int = 500) -> int:
         """Referrals resolved or withdrawn more than retention_seconds ago leave Redis (the audit trail

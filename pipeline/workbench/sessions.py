@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import redis
 
 from .accounts import Analyst
+from ..connectors.redis_slots import SlotScript
 
 # ARGV: now, idle, lifetime (s). A live session's expiry is renewed (never past its lifetime); an
 # ended one is marked reported on its first use, so the caller audits that use once.
@@ -62,8 +63,8 @@ class Sessions:
                  lifetime_seconds: int = 12 * 3600):
         self.client, self.prefix = client, f"{key_prefix}:wb:session"
         self.idle, self.lifetime = idle_seconds, lifetime_seconds
-        self._touch = client.register_script(_TOUCH)
-        self._end = client.register_script(_END)
+        self._touch = SlotScript(client, _TOUCH)
+        self._end = SlotScript(client, _END)
 
     def _key(self, sid: str) -> str:
         return f"{self.prefix}:{hashlib.sha256(sid.encode()).hexdigest()}"

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import redis
 
+from ..connectors.redis_slots import SlotScript
+
 ACCOUNT_FREE, ACCOUNT_LIMIT = 3, 10
 ADDRESS_FREE, ADDRESS_LIMIT = 10, 30
 WINDOW_SECONDS = LOCK_SECONDS = 15 * 60
@@ -92,8 +94,8 @@ def address_key(host: str) -> str:
 class SignInThrottle:
     def __init__(self, client: redis.Redis, key_prefix: str = "cs"):
         self.prefix = f"{key_prefix}:wb:{{throttle}}"  # one slot of a cluster: a script counts account and address
-        self._attempt = client.register_script(_ATTEMPT)
-        self._succeeded = client.register_script(_SUCCEEDED)
+        self._attempt = SlotScript(client, _ATTEMPT)
+        self._succeeded = SlotScript(client, _SUCCEEDED)
 
     def _keys(self, name: str, address: str) -> list[str]:
         return [f"{self.prefix}:account:{name[:64]}", f"{self.prefix}:address:{address_key(address)}"]
