@@ -86,13 +86,14 @@ def connection_options(url: str | None) -> tuple[str, dict]:
 
 def connect(url: str | None) -> redis.Redis:
     """A client for the Redis at `url`: a plain client for one Redis, a cluster client (slots mapped,
-    MOVED/ASK followed, failovers retried) when `url` names any node of a Redis Cluster."""
+    MOVED/ASK followed, failovers retried) when `url` names any node of a Redis Cluster. `url` may
+    list several nodes of one cluster, comma-separated: the first that answers is asked for the
+    cluster's map, so a process (re)started while one node is down still finds the cluster."""
     url, options = connection_options(url)
-    client = redis.Redis.from_url(url, health_check_interval=30, **options)
-    if not url.startswith("unix:") and is_cluster_node(client):
-        client.close()
-        return redis.cluster.RedisCluster.from_url(url, **options)
-    return client
+    url, cluster, others = _first_answering(url, options)
+    if cluster:
+        return redis.cluster.RedisCluster.from_url(url, startup_nodes=others, **options)
+    return redis.Redis.from_url(url, health_check_interval=30, **options)
 
 
 def connect_async(url: str | None):
@@ -101,14 +102,33 @@ def connect_async(url: str | None):
     import redis.asyncio.cluster
 
     url, options = connection_options(url)
-    probe = None if url.startswith("unix:") else redis.Redis.from_url(url, **options)
-    try:
-        if probe is not None and is_cluster_node(probe):
-            return redis.asyncio.cluster.RedisCluster.from_url(url, **options)
-    finally:
-        if probe is not None:
-            probe.close()  # asked once, then the asyncio client's own connections
+    url, cluster, others = _first_answering(url, options)
+    if cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(url, startup_nodes=[
+            redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in others], **options)
     return redis.asyncio.Redis.from_url(url, **options)
+
+
+def _first_answering(urls: str, options: dict) -> tuple[str, bool, list]:
+    """Of comma-separated node URLs: the first that answers, whether it is a cluster node, and the
+    other nodes (startup nodes of a cluster client). None answering: the first (its first command tells)."""
+    candidates = [u.strip() for u in urls.split(",") if u.strip()]
+    for n, url in enumerate(candidates):
+        if url.startswith("unix:"):
+            return url, False, []
+        probe = redis.Redis.from_url(url, **options)
+        try:
+            cluster = bool(probe.info("cluster").get("cluster_enabled"))
+        except (redis.ConnectionError, redis.TimeoutError):
+            continue  # down: the next one
+        except redis.RedisError:
+            cluster = False  # INFO refused (an ACL): taken as a single Redis
+        finally:
+            probe.close()
+        others = [redis.cluster.ClusterNode(p["host"], p.get("port", 6379))  # not those found down
+                  for p in map(redis.connection.parse_url, candidates[n + 1:]) if "host" in p]
+        return url, cluster, others
+    return candidates[0], False, []
 
 
 def hash_tag(key: str) -> str:
@@ -117,15 +137,6 @@ def hash_tag(key: str) -> str:
     start = key.find("{")
     end = key.find("}", start + 1) if start >= 0 else -1
     return key[start + 1:end] if end > start + 1 else key
-
-
-def is_cluster_node(client: redis.Redis) -> bool:
-    """Whether the server says it runs in cluster mode. A Redis that will not say (INFO refused by an
-    ACL) or cannot be reached yet is taken as a single one: the first real command tells."""
-    try:
-        return bool(client.info("cluster").get("cluster_enabled"))
-    except redis.RedisError:
-        return False
 
 
 def is_cluster(client: redis.Redis) -> bool:

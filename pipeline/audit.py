@@ -53,8 +53,9 @@ def trails(prefix: str, centre: str) -> list[str]:
 
 def every_trail(client: redis.Redis, prefix: str) -> list[str]:
     """Every centre's stream there is (on every node of a cluster), and the system's."""
-    found = sorted({k.decode() for k in client.scan_iter(match=f"{prefix}:wb:*:audit", count=1000)})
-    return [*found, system_trail(prefix)]
+    from .workbench.queue import centres_having
+
+    return [*(trail(prefix, c) for c in centres_having(client, lambda c: trail(prefix, c))), system_trail(prefix)]
 
 
 def record(client: redis.Redis, key: str, who: str, centre: str, action: str, subject: str, detail: str) -> None:

@@ -66,6 +66,7 @@ class RulePackStore:
         # One slot of a Redis Cluster (the tag {rules}): a publication is one transaction.
         self.active_key = f"{key_prefix}:rules:{{rules}}:active"
         self.log_key = f"{key_prefix}:rules:{{rules}}:log"
+        self.packs_key = f"{key_prefix}:rules:{{rules}}:packs"  # every version published: no SCAN of the store
 
     def pack_key(self, name_version: str) -> str:
         return f"{self.prefix}:rules:{{rules}}:pack:{name_version}"
@@ -83,6 +84,7 @@ class RulePackStore:
         if existing is None:
             pipe.hset(self.pack_key(key), mapping={"files": json.dumps(files), "digest": pack.digest,
                                                    "published_at": now, "published_by": who})
+            pipe.sadd(self.packs_key, key)
         if activate:
             pipe.set(self.active_key, key)
         pipe.xadd(self.log_key, {"event": "activated" if activate else "published", "pack": pack.id, "by": who},
@@ -109,10 +111,15 @@ class RulePackStore:
         return json.loads(raw)
 
     def published(self) -> list[dict]:
+        names = sorted(n.decode() for n in self.client.smembers(self.packs_key))
+        if not names:  # a store from before the list was kept: found once by SCAN, listed from then on
+            names = [k.decode().rsplit(":", 1)[1] for k in self.client.scan_iter(match=self.pack_key("*"), count=500)]
+            if names:
+                self.client.sadd(self.packs_key, *names)
         out = []
-        for key in self.client.scan_iter(match=self.pack_key("*"), count=500):
-            meta = self.client.hmget(key, "digest", "published_at", "published_by")
-            out.append({"pack": key.decode().rsplit(":", 1)[1], "digest": (meta[0] or b"").decode(),
+        for name in names:
+            meta = self.client.hmget(self.pack_key(name), "digest", "published_at", "published_by")
+            out.append({"pack": name, "digest": (meta[0] or b"").decode(),
                         "published_at": (meta[1] or b"").decode(), "published_by": (meta[2] or b"").decode()})
         return sorted(out, key=lambda m: m["published_at"])
 

@@ -25,7 +25,7 @@ from cargoscreen.linking import routing_name
 from cargoscreen.corpus import write_corpus
 from cargoscreen.exits import Exit
 
-from .conftest import redis_cluster
+from .conftest import free_port, redis_cluster
 from .test_ingress import resend_report, resend_run, start_ingress
 
 KEYS = StreamKeys()
@@ -96,6 +96,9 @@ def test_connect_gives_a_cluster_client_for_any_node_that_reaches_every_slot(clu
     assert [int(client.get(f"k{n}")) for n in range(20)] == list(range(20))
     assert len({client.keyslot(f"k{n}") for n in range(20)}) > 3
     client.delete(*(f"k{n}" for n in range(20)))
+    down = f"redis://127.0.0.1:{free_port()}/0"  # a node listed first that does not answer: the next is asked
+    listed = connect(f"{down},{cluster[2]}")
+    assert isinstance(listed, redis.cluster.RedisCluster) and listed.ping()
 
 
 def test_cluster_replies_are_told_apart_from_other_refusals(cluster):
@@ -124,9 +127,8 @@ def test_a_master_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster, t
     client = connect(cluster[1])
     node = client.get_node_from_key(KEYS.decisions)
     victim = redis.Redis(host=node.host, port=node.port).info("server")["process_id"]
-    # The workers are given another node's address: a process (re)started while the node its URL names
-    # is down cannot find the cluster (ops/runbooks/streaming-service.md).
-    url = next(u for u in cluster if redis.Redis.from_url(u).info("server")["process_id"] != victim)
+    # The workers are given every node, the victim first: whichever answers tells them the cluster's map.
+    url = ",".join(sorted(cluster, key=lambda u: redis.Redis.from_url(u).info("server")["process_id"] != victim))
     filings = list(generate(GeneratorSpec(count=700, seed=47, resubmission_rate=0, risk_rate=0.1)))
     log = (tmp_path / "workers.log").open("wb")
     workers = [processes.start([CARGOSCREEN, "run", "--follow", "--redis-url", url, "--consumer", f"w{n}",

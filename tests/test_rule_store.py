@@ -11,7 +11,7 @@ import pytest
 from cargoscreen import resources
 from cargoscreen.config import Settings
 from cargoscreen.connectors.files import read_json_lines
-from cargoscreen.connectors.redis_store import connect, progress_key
+from cargoscreen.connectors.redis_store import EmbeddedRedis, connect, progress_key
 from cargoscreen.corpus import write_corpus
 from cargoscreen.domain.container_events import utc_epoch
 from cargoscreen.domain.rulepack import PackError, read_pack_files
@@ -83,6 +83,26 @@ def test_a_version_names_one_content_forever(redis_client):
     assert store.publish(version("2.0.0")).unchanged  # the same again: harmless
     with pytest.raises(PackError, match="already published with other content"):
         store.publish(version("2.0.0", EVERYWHERE.replace("weight: 0", "weight: 1")))
+
+
+def test_published_versions_are_listed_without_walking_the_keys(tmp_path):
+    """`rules status` lists what was published from the store's own list (a SCAN would walk every key of
+    the store); a store from before the list was kept is found once by SCAN and listed from then on.
+    A Redis of its own: the SCANs counted are this test's only."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        _listed_without_scan(connect(server.url))
+
+
+def _listed_without_scan(redis_client) -> None:
+    store = RulePackStore(redis_client)
+    store.publish(version("2.0.0"))
+    store.publish(version("3.0.0", None), activate=False)
+    scans = redis_client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+    assert [p["pack"] for p in store.published()] == ["ics2-starter@2.0.0", "ics2-starter@3.0.0"]
+    assert redis_client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0) == scans
+    redis_client.delete(store.packs_key)  # as an older version left the store
+    assert [p["pack"] for p in store.published()] == ["ics2-starter@2.0.0", "ics2-starter@3.0.0"]
+    assert redis_client.smembers(store.packs_key) == {b"ics2-starter@2.0.0", b"ics2-starter@3.0.0"}
 
 
 def test_a_worker_refuses_a_pack_it_cannot_load_and_keeps_the_previous(redis_client):

@@ -5,9 +5,11 @@ import time
 
 import pytest
 
+from cargoscreen.connectors.redis_store import EmbeddedRedis, connect
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen import audit
-from cargoscreen.workbench.queue import GROUP, QueueError, ReferralQueue, referral_of
+from cargoscreen.workbench.effectiveness import read_counts
+from cargoscreen.workbench.queue import GROUP, QueueError, ReferralQueue, centres, referral_of
 
 
 def referral(n: int, score: float = 50.0, mode: str = "sea", decision: str = "control", version: int = 1,
@@ -175,6 +177,26 @@ def test_centres_are_separate(redis_client):
     assert [r["mrn"] for r in nl.page().rows] == ["26NL00000000000001"]
     with pytest.raises(QueueError, match="no such referral in RC-BE"):
         be.claim("REF-26NL00000000000001", "bob")
+
+
+def test_the_centres_and_their_trails_are_found_without_walking_the_keys(tmp_path):
+    """The keeper, the audit export and the rule statistics find the centres by asking for every name
+    a centre can have, never by SCAN: at EU volume a SCAN walks billions of keys to find a few dozen.
+    A Redis of its own: the SCANs counted are this test's only."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        _centres_without_scan(connect(server.url))
+
+
+def _centres_without_scan(redis_client) -> None:
+    put(redis_client, "RC-NL", referral(1))
+    put(redis_client, "RC-EU", referral(2))
+    audit.note(redis_client, "cs", "alice", "RC-DE", "sign-in", "alice", "")  # a trail, no referrals yet
+    redis_client.hset("cs:wb:{RC-BE}:rulestats", "ics2-starter@1.0.0|R-x|2026-11-23|hits", 2)
+    scans = redis_client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+    assert centres(redis_client) == ["RC-EU", "RC-NL"]
+    assert audit.every_trail(redis_client, "cs") == [audit.trail("cs", "RC-DE"), audit.system_trail("cs")]
+    assert read_counts(redis_client) == {"ics2-starter@1.0.0|R-x|2026-11-23|hits": 2}
+    assert redis_client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0) == scans
 
 
 def test_every_query_shape_agrees_with_a_plain_reading_of_the_queue(redis_client, queue):

@@ -29,7 +29,7 @@ from ..connectors.redis_slots import SlotScript
 from ..connectors.redis_streams import StreamKeys, read_group
 from . import palette
 from ..connectors.redis_store import hash_tag
-from .queue import ALL_RULES, day_of, pack_version
+from .queue import ALL_RULES, QueueKeys, centres_having, day_of, pack_version
 
 GROUP = "rule-stats"
 CONSUMER = "stats"
@@ -62,8 +62,13 @@ class DecisionCounter:
     def __init__(self, client: redis.Redis, key_prefix: str = "cs"):
         self.client = client
         self.stream = StreamKeys(key_prefix).decisions
-        self.stats = f"{key_prefix}:wb:{{{hash_tag(self.stream)}}}:rulestats"
+        self.stats = self.stats_key(key_prefix)
         self._script = SlotScript(client, _COUNT)
+
+    @staticmethod
+    def stats_key(key_prefix: str) -> str:
+        """The decisions' counters: in the slot of the decisions stream, which the counting script reads."""
+        return f"{key_prefix}:wb:{{{hash_tag(StreamKeys(key_prefix).decisions)}}}:rulestats"
 
     def count_new(self, count: int = 1000) -> int:
         entries = read_group(self.client, self.stream, GROUP, CONSUMER, count)
@@ -123,7 +128,9 @@ def daily_totals(counts: dict[str, int], since: str = "") -> dict[str, dict[str,
 def read_counts(client: redis.Redis, key_prefix: str = "cs") -> dict[str, int]:
     """The counters of every hash (the decisions' and each centre's, on every node of a cluster), summed."""
     counts: dict[str, int] = defaultdict(int)
-    for key in client.scan_iter(match=f"{key_prefix}:wb:*:rulestats", count=1000):
+    by_centre = [QueueKeys(key_prefix, c).rule_stats
+                 for c in centres_having(client, lambda c: QueueKeys(key_prefix, c).rule_stats)]
+    for key in [DecisionCounter.stats_key(key_prefix), *by_centre]:
         for name, value in client.hscan_iter(key, count=5000):
             counts[name.decode()] += int(value)
     return dict(counts)

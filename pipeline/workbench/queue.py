@@ -39,12 +39,13 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from string import ascii_uppercase
 from datetime import datetime, timezone
 
 import redis
 
 from ..domain.container_events import utc_epoch
-from ..connectors.redis_slots import SlotScript
+from ..connectors.redis_slots import SlotScript, pipelined
 from ..connectors.redis_store import hash_tag
 from ..connectors.redis_streams import StreamKeys, ensure_group, read_group
 from .. import audit
@@ -708,7 +709,19 @@ class ReferralQueue:
                 for c in self.client.xinfo_consumers(self.keys.stream, GROUP)}
 
 
+# Every name a risk centre can have (config.RISK_CENTRE: RC- and two letters).
+CENTRE_NAMES = tuple(f"RC-{a}{b}" for a in ascii_uppercase for b in ascii_uppercase)
+
+
+def centres_having(client: redis.Redis, key_of) -> list[str]:
+    """The risk centres whose key_of(centre) exists: every name a centre can have asked for at once
+    (one pipeline per master of a cluster), not found by SCAN, which walks every key of the store
+    (billions at EU volume) to find a few dozen."""
+    keys = [key_of(c) for c in CENTRE_NAMES]
+    return [c for c, there in zip(CENTRE_NAMES, pipelined(client, [(k, ("EXISTS", k)) for k in keys])) if there]
+
+
 def centres(client: redis.Redis, key_prefix: str = "cs") -> list[str]:
     """Risk centres that have a referral stream (on every node of a cluster)."""
-    head = f"{key_prefix}:referrals:"
-    return sorted({k.decode()[len(head):].strip("{}") for k in client.scan_iter(match=head + "*", count=1000)})
+    keys = StreamKeys(key_prefix)
+    return centres_having(client, keys.referrals)

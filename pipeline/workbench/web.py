@@ -22,6 +22,7 @@ cookies are SameSite=strict and HttpOnly. Sign-in is throttled per account and c
 from __future__ import annotations
 
 import io
+import logging
 import math
 import secrets
 import threading
@@ -387,4 +388,15 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
                 client, key_prefix, who, centre, action, target, detail), _analyst, query_seconds)
     middleware = [Middleware(SessionMiddleware, secret_key=session_secret, session_cookie="cs_workbench",
                              max_age=session_seconds, same_site="strict", https_only=secure_cookies)]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={redis.RedisError: store_away})
+
+
+log = logging.getLogger(__name__)
+STORE_AWAY = "The queue's store cannot be reached just now (a restart or a failover): try again in a few seconds."
+
+
+async def store_away(request: Request, exc: Exception) -> Response:
+    """Redis away (restarting, or a cluster master's replica taking over): 503 and when to try
+    again, not a server error."""
+    log.warning("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
+    return PlainTextResponse(STORE_AWAY, status_code=503, headers={"Retry-After": "5"})
