@@ -109,6 +109,7 @@ class LinkingSettings:
     deadline_seconds: int = 2 * 3600  # after the first partial filing; then an incompleteness referral
     sweep_seconds: float = 1.0  # how often a worker looks for consignments past their deadline
     retry_seconds: int = 60  # a claimed deadline comes due again if its referral was not written
+    batch_size: int = 256  # filings whose changes to their consignments go in one Redis round trip
     # A decided consignment's members (their whole records) and its latest decision stay in Redis
     # this long after each decision, for amendments and invalidations to re-assess or withdraw it
     # with; then only the registrations (MRN, LRN) stay, and the Parquet archive has the records.

@@ -60,7 +60,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import redis
 
@@ -696,6 +696,15 @@ class LinkResult:
     master: bool = True  # whether the consignment's master is filed
 
 
+class Addition(NamedTuple):
+    """A partial filing to add to its consignment (ConsignmentStore.add's arguments)."""
+    key: str
+    member: Member
+    deadline: float
+    centre: str = ""
+    now: str = ""
+
+
 class ConsignmentStore:
     """The partial filings of each consignment, in Redis; every change is one atomic script."""
 
@@ -713,11 +722,25 @@ class ConsignmentStore:
         ready. Besides, one result per claim refused: this filing's, or those of houses a master does
         not allow. centre: the risk centre of the filing's own office of first entry (a master's is
         its consignment's); now: when, for the audit trail."""
-        is_master = member.record.level in MASTERS
-        field = "m" if is_master else house_field(member.filer, member.record.transport_document)
-        expected = "\x1f".join(f"{d}\x1e{f}" for d, f in listing(member.record))
-        return self._run(key, field, member.to_body(), member.mrn, expected, is_master, deadline, False,
-                         member.filer, centre, now)
+        return self.add_many([Addition(key, member, deadline, centre, now)])[0]
+
+    def add_many(self, additions: Sequence[Addition]) -> list[list[LinkResult]]:
+        """add() for each, in order, as one batch of script calls (one round trip to a single Redis,
+        one per master of a cluster): a call sees what the calls before it in the batch did, as if
+        they had been sent one by one (the calls of one consignment are in one slot, so on one
+        connection, in order)."""
+        calls = []
+        for a in additions:
+            is_master = a.member.record.level in MASTERS
+            field = "m" if is_master else house_field(a.member.filer, a.member.record.transport_document)
+            expected = "\x1f".join(f"{d}\x1e{f}" for d, f in listing(a.member.record))
+            calls.append(self._call(a.key, field, a.member.to_body(), a.member.mrn, expected, is_master, a.deadline,
+                                    False, a.member.filer, a.centre, a.now))
+        replies = self._link.run(calls)
+        refused_now = []
+        out = [self._outcome(a.key, reply, a.member.filer, a.now, refused_now) for a, reply in zip(additions, replies)]
+        self._audit(refused_now)
+        return out
 
     def remove(self, mrn: str, key: str, deadline: float) -> LinkResult | None:
         """Takes an invalidated filing out of its consignment `key` (its linking key, as registered);
@@ -742,22 +765,36 @@ class ConsignmentStore:
 
     def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre, now
              ) -> list[LinkResult]:
-        reply, refused = self._link([self.keys.hash(key), self.keys.due_of(key)], [
+        refused_now = []
+        reply = self._link(*self._call(key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre,
+                                       now))
+        out = self._outcome(key, reply, filer, now, refused_now)
+        self._audit(refused_now)
+        return out
+
+    def _call(self, key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre, now) -> tuple:
+        """The link script's (keys, args) for one change of consignment `key`."""
+        return [self.keys.hash(key), self.keys.due_of(key)], [
             self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0", f"{deadline:.3f}",
-            "1" if remove else "0", self._retention, "1" if per_item(key) else "0", filer, centre, now])
+            "1" if remove else "0", self._retention, "1" if per_item(key) else "0", filer, centre, now]
+
+    def _outcome(self, key: str, script_reply, filer: str, now: str, refused_now: list) -> list[LinkResult]:
+        """The results of one script call; the claims it refused for the first time go to refused_now
+        with `now` (for the audit trail)."""
+        reply, refused = script_reply
         refusals = [(Refusal(code.decode(), key, doc.decode(), c.decode()), body) for code, doc, c, body, _ in refused]
-        self._audit([(why, body) for (why, body), (*_, new) in zip(refusals, refused) if new == b"1"], now)
+        refused_now += [(why, body, now) for (why, body), (*_, new) in zip(refusals, refused) if new == b"1"]
         return self._results(key, reply, filer or None) + [
             LinkResult(key, (replace(Member.from_body(body), refused=why),), False, 0, "", refused=why)
             for why, body in refusals]
 
-    def _audit(self, refusals: list, now: str) -> None:
-        """The audit trail's entry for each claim refused for the first time (the script marks it: a
-        redelivery adds none). After the script, not in it: the audit stream lives in a slot of its own."""
+    def _audit(self, refusals: list) -> None:
+        """The audit trail's entry for each (claim refused for the first time, when): the script marks
+        it, a redelivery adds none. After the script, not in it: the audit stream lives in a slot of its own."""
         if not refusals:
             return
         pipe = self._client.pipeline(transaction=False)
-        for why, body in refusals:
+        for why, body, now in refusals:
             m = Member.from_body(body)
             pipe.xadd(f"{self._prefix}:audit", {"at": now, "who": m.filer, "centre": why.centre,
                                                 "action": "claim-refused", "subject": m.mrn,

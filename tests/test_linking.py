@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from cargoscreen.domain.screening import record_from_dict
-from cargoscreen.linking import (HOUSE_NOT_LISTED, ConsignmentStore, due_entry, Member, assemble, consignment_of, linked_key,
+from cargoscreen.linking import (HOUSE_NOT_LISTED, Addition, ConsignmentStore, due_entry, Member, assemble, consignment_of, linked_key,
                                  house_refusal, listing, member_of, missing_documents, standalone)
 
 
@@ -309,3 +309,24 @@ def test_assembling_in_memory_follows_the_same_postal_rule():
     assert sorted(c.key for c in ready) == ["postal:PD1/IT1", "postal:PD1/IT2"] and not pending
     ready, pending = assemble([ITEMS[2]])
     assert not ready and [p.missing for p in pending] == [("postal dispatch (F42) with transport document PD1",)]
+
+
+def test_a_batch_of_additions_links_as_one_by_one_would(redis_client):
+    """add_many sends a batch in one round trip; each call sees what those before it did, so the
+    results, the consignment's state and the audit trail are those of the same additions one by one."""
+    amended = _member("MRN3", "A16", "HB2", master="MB1", digest="d2")
+    batch = [("sea:MB1", HOUSE1, 100.0), ("sea:MB1", INTRUDER, 110.0), ("sea:MB1", MASTER, 200.0),
+             ("sea:MB1", HOUSE2, 300.0), ("sea:MB1", HOUSE2, 300.0), ("sea:MB1", amended, 400.0),
+             ("air:OTHER", _member("MRN7", "F15", "HX", master="OTHER"), 500.0)]
+    store = ConsignmentStore(redis_client)
+
+    def state():
+        return {k: redis_client.hgetall(k) if redis_client.type(k) == b"hash" else redis_client.zrange(k, 0, -1)
+                for k in sorted(redis_client.keys("cs:{p*"))}
+
+    one_by_one = [store.add(key, m, deadline=d, centre="RC-NL", now="t") for key, m, d in batch]
+    seen, audited = state(), _audit(redis_client)
+    redis_client.flushall()
+    together = store.add_many([Addition(key, m, d, "RC-NL", "t") for key, m, d in batch])
+    assert together == one_by_one and state() == seen and _audit(redis_client) == audited
+    assert [r.complete for r in together[3]] == [True] and together[1][0].refused  # a batch that completes and refuses

@@ -20,8 +20,9 @@ from ..domain.answers import FilingError
 from ..domain.filings import HOUSE
 from ..domain.offices import office_facts
 from ..domain.reference import bundled_reference
-from ..linking import (HOUSE_FILER_NOT_NAMED, MASTER_FILED, Consignment, ConsignmentStore, LinkResult, Member, Pending,
-                       Withdrawal, consignment_of, linked_key, member_of, missing_documents, standalone, state_of)
+from ..linking import (HOUSE_FILER_NOT_NAMED, MASTER_FILED, Addition, Consignment, ConsignmentStore, LinkResult, Member,
+                       Pending, Withdrawal, consignment_of, linked_key, member_of, missing_documents, standalone,
+                       state_of)
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
@@ -69,10 +70,16 @@ def refusal_answer(m: Member, now: str) -> answers.Answer:
     return replace(answer, about=f"claim|{m.mrn}|{m.digest}")
 
 
+def stamped(outputs: list, outcome: ValidationOutcome) -> list:
+    """A consignment a filing completes (or that stands alone) carries that filing's arrival time."""
+    return [replace(o, received_at=outcome.submission.received_at) if isinstance(o, Consignment) else o
+            for o in outputs]
+
+
 class _LinkDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._linked = counter("filings_linked")
+        self._linked_filings = counter("filings_linked")
         self._overdue = counter("consignments_overdue")
         self._refused = counter("claims_refused")
 
@@ -82,50 +89,79 @@ class _LinkDoFn(beam.DoFn):
         self._next_sweep = 0.0
         self._reference = bundled_reference()  # offices of entry: which risk centre a consignment is
 
-    def process(self, element: tuple[ValidationOutcome, RegistrationResult]):
+    def process(self, batch: list[tuple[ValidationOutcome, RegistrationResult]]):
+        try:  # the whole batch's outputs first: nothing is emitted twice when it falls back to one by one
+            outputs = self._link_batch(batch)
+        except Exception as exc:
+            if redeliver(self._settings.redis, exc):
+                raise
+            outputs = [out for element in batch for out in self._link_one(element)]  # who failed, and why
+        yield from outputs
+
+    def _link_one(self, element: tuple[ValidationOutcome, RegistrationResult]) -> list:
         outcome, result = element
         try:
-            for out in self._link(outcome, result):  # a consignment this filing completes carries its time
-                is_consignment = isinstance(out, Consignment)
-                yield replace(out, received_at=outcome.submission.received_at) if is_consignment else out
+            return self._link_batch([element])
         except Exception as exc:  # Redis gone after retries, or a bug: keep the filing, say why
             if redeliver(self._settings.redis, exc):
                 raise
-            yield TaggedOutput(DEAD_LETTER, DeadLetter(outcome.submission.submission_id, "link",
-                                                       f"{type(exc).__name__}: {exc}", outcome.submission.payload,
-                                                       infrastructure_cause(exc)))
+            return [TaggedOutput(DEAD_LETTER, DeadLetter(outcome.submission.submission_id, "link",
+                                                         f"{type(exc).__name__}: {exc}", outcome.submission.payload,
+                                                         infrastructure_cause(exc)))]
 
-    def _link(self, outcome: ValidationOutcome, result: RegistrationResult):
+    def _link_batch(self, batch: list[tuple[ValidationOutcome, RegistrationResult]]) -> list:
+        """Every output of the batch's filings, in order: their additions to consignments sent as one
+        batch of script calls (an invalidation, rare, sends those before it first: it may remove one)."""
+        out, additions = [], []  # additions: (outcome, member, version, Addition) not sent yet
+
+        def send():
+            if not additions:
+                return
+            sent = with_retries(self._settings.redis, lambda: self._store.add_many([a for *_, a in additions]), "link")
+            for (outcome, member, version, _), linked in zip(additions, sent):
+                out.extend(stamped(self._linked(member, version, linked), outcome))
+            additions.clear()
+
         deadline = time.time() + self._settings.linking.deadline_seconds
-        if result.status == INVALIDATED:
-            found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, result.consignment,
-                                                                                    deadline), "link")
-            yield TaggedOutput(WITHDRAWALS, Withdrawal(found.key if found else f"mrn:{result.mrn}", result.mrn,
-                                                       outcome.submission.submission_id))
-            if found and found.complete:
-                yield self._consignment(found)
-            return
-        member = member_of(outcome, result.mrn)
-        key = linked_key(outcome.record)
-        version = result.amendment + 1 if result.status == AMENDED else 1
-        if key is None:
-            yield standalone(member, version)
-            return
-        self._linked.inc()
-        record = outcome.record
-        centre = office_centre(record.office_of_first_entry, office_facts(record, self._reference),
-                               self._settings.default_risk_centre)
-        for linked in with_retries(self._settings.redis, lambda: self._store.add(key, member, deadline, centre,
-                                                                                 utc_now()), "link"):
+        for outcome, result in batch:
+            if result.status == INVALIDATED:
+                send()
+                out.extend(stamped(self._withdrawn(outcome, result, deadline), outcome))
+                continue
+            member = member_of(outcome, result.mrn)
+            key = linked_key(outcome.record)
+            version = result.amendment + 1 if result.status == AMENDED else 1
+            if key is None:
+                out.extend(stamped([standalone(member, version)], outcome))
+                continue
+            self._linked_filings.inc()
+            record = outcome.record
+            centre = office_centre(record.office_of_first_entry, office_facts(record, self._reference),
+                                   self._settings.default_risk_centre)
+            additions.append((outcome, member, version, Addition(key, member, deadline, centre, utc_now())))
+        send()
+        return out
+
+    def _withdrawn(self, outcome: ValidationOutcome, result: RegistrationResult, deadline: float) -> list:
+        found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, result.consignment,
+                                                                                deadline), "link")
+        out = [TaggedOutput(WITHDRAWALS, Withdrawal(found.key if found else f"mrn:{result.mrn}", result.mrn,
+                                                    outcome.submission.submission_id))]
+        return out + ([self._consignment(found)] if found and found.complete else [])
+
+    def _linked(self, member: Member, version: int, results: list[LinkResult]) -> list:
+        out = []
+        for linked in results:
             if linked.refused:  # its filer is told, and the filing is assessed on its own (a risk rule scores it)
                 self._refused.inc()
                 refused = linked.members[0]
-                yield TaggedOutput(REFUSALS, refusal_answer(refused, utc_now()))
-                yield standalone(refused, version if refused.mrn == member.mrn else 1)
+                out += [TaggedOutput(REFUSALS, refusal_answer(refused, utc_now())),
+                        standalone(refused, version if refused.mrn == member.mrn else 1)]
             elif linked.complete:
-                yield self._consignment(linked)
+                out.append(self._consignment(linked))
             else:
-                yield TaggedOutput(PENDING, Pending(member, key, linked.missing))
+                out.append(TaggedOutput(PENDING, Pending(member, linked.key, linked.missing)))
+        return out
 
     @staticmethod
     def _consignment(linked: LinkResult) -> Consignment:
@@ -152,7 +188,8 @@ class _LinkDoFn(beam.DoFn):
 
 class LinkConsignments(beam.PTransform):
     """(ValidationOutcome, RegistrationResult) of registered filings, amendments and
-    invalidations in. Outputs:
+    invalidations in, linked in batches (one Redis round trip per batch, per master of a cluster).
+    Outputs:
     `consignments`: Consignment ready to assess: a filing standing alone, a linked consignment
     that is complete (again, after an amendment or a new house), or one past its deadline
     (with the documents still missing);
@@ -168,8 +205,10 @@ class LinkConsignments(beam.PTransform):
         self._settings = settings
 
     def expand(self, registered):
-        return registered | "Link" >> beam.ParDo(_LinkDoFn(self._settings)).with_outputs(
-            PENDING, WITHDRAWALS, REFUSALS, DEAD_LETTER, main=CONSIGNMENTS)
+        return (registered
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._settings.linking.batch_size)
+                | "Link" >> beam.ParDo(_LinkDoFn(self._settings)).with_outputs(
+                    PENDING, WITHDRAWALS, REFUSALS, DEAD_LETTER, main=CONSIGNMENTS))
 
 
 class AnswerPending(beam.PTransform):
