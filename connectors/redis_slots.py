@@ -88,9 +88,12 @@ def pipelined(client: redis.Redis, commands: Sequence[tuple[str, tuple]], replic
         sent = _exchange([(node, [commands[i][1] for i in indexes]) for node, indexes in batches],
                          replicated) if cluster else [_pipeline(client, [commands[i][1] for i in todo])]
         for (node, indexes), answers in zip(batches, sent):
+            reloaded = False
             for i, reply in zip(indexes, answers):
                 if isinstance(reply, NoScriptError) and reload is not None:
-                    reload(node)
+                    if not reloaded:  # once per node: every call of the batch failed alike
+                        reload(node)
+                        reloaded = True
                     failed.append(i)
                 elif cluster and _elsewhere(reply):
                     failed.append(i)

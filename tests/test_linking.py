@@ -329,4 +329,4 @@ def test_a_batch_of_additions_links_as_one_by_one_would(redis_client):
     redis_client.flushall()
     together = store.add_many([Addition(key, m, d, "RC-NL", "t") for key, m, d in batch])
     assert together == one_by_one and state() == seen and _audit(redis_client) == audited
-    assert [r.complete for r in together[3]] == [True] and together[1][0].refused  # a batch that completes and refuses
+    assert [r.complete for r in together[3]] == [True] and any(r.refused for r in together[2])  # completes, refuses

@@ -14,6 +14,7 @@ from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
 from ..party_history import PartyHistoryStore
 from ..counters import CounterFamily, counter
+from .batches import batches
 
 
 class _EnrichBatchDoFn(beam.DoFn):
@@ -75,6 +76,6 @@ class EnrichFilings(beam.PTransform):
     def expand(self, registered):
         size = self._settings.container_status.batch_size
         return (registered
-                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=size)
+                | "Batch" >> batches(size)
                 | "Enrich" >> beam.ParDo(_EnrichBatchDoFn(self._settings)))
 

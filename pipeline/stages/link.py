@@ -27,6 +27,7 @@ from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
 from ..counters import counter
+from .batches import batches
 
 CONSIGNMENTS, PENDING, WITHDRAWALS, REFUSALS = "consignments", "pending", "withdrawals", "refusals"
 
@@ -206,7 +207,7 @@ class LinkConsignments(beam.PTransform):
 
     def expand(self, registered):
         return (registered
-                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._settings.linking.batch_size)
+                | "Batch" >> batches(self._settings.linking.batch_size)
                 | "Link" >> beam.ParDo(_LinkDoFn(self._settings)).with_outputs(
                     PENDING, WITHDRAWALS, REFUSALS, DEAD_LETTER, main=CONSIGNMENTS))
 

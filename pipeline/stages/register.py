@@ -15,6 +15,7 @@ from ..connectors.redis_store import connect, infrastructure_cause, redeliver, w
 from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
+from .batches import batches
 
 ANSWERS, REGISTERED_OUT = "answers", "registered"
 _ONWARD = frozenset({REGISTERED, AMENDED, INVALIDATED})
@@ -87,6 +88,6 @@ class RegisterFilings(beam.PTransform):
 
     def expand(self, accepted):
         return (accepted
-                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._settings.registration_batch_size)
+                | "Batch" >> batches(self._settings.registration_batch_size)
                 | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings, self._reassess_redelivered)).with_outputs(
                     DEAD_LETTER, REGISTERED_OUT, main=ANSWERS))
