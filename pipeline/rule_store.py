@@ -113,7 +113,7 @@ class RulePackStore:
     def published(self) -> list[dict]:
         names = sorted(n.decode() for n in self.client.smembers(self.packs_key))
         if not names:  # a store from before the list was kept: found once by SCAN, listed from then on
-            names = [k.decode().rsplit(":", 1)[1] for k in self.client.scan_iter(match=self.pack_key("*"), count=500)]
+            names = sorted(k.decode().rsplit(":", 1)[1] for k in self.client.scan_iter(match=self.pack_key("*"), count=500))
             if names:
                 self.client.sadd(self.packs_key, *names)
         out = []

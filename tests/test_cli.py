@@ -108,7 +108,7 @@ def test_a_run_that_lost_filings_to_a_full_redis_says_so_and_exits_6(tmp_path):
     server = RedisProcess(tmp_path, "--maxmemory-policy", "noeviction").start()
     try:
         client = connect(server.url)
-        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 300_000)  # room for a few
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 100_000)  # room for part of the run
         result = cargoscreen("run", "--input", str(tmp_path / "corpus" / "filings"), "--output", str(tmp_path / "out"),
                              "--redis-url", server.url)
     finally:
