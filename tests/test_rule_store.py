@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import threading
 import time
 from collections import Counter
@@ -143,7 +144,10 @@ def test_an_unreachable_store_keeps_the_current_pack(redis_process):
 def test_a_running_pipeline_switches_packs_without_losing_or_rescoring_a_filing(tmp_path, redis_client, redis_server):
     client = redis_client
     write_corpus(tmp_path, count=2500, seed=12, defect_rate=0.0, envelope_rate=0.0, resubmission_rate=0.0)
-    settings = Settings().with_redis_url(redis_server.url)
+    # Small batches: decisions begin while most filings are still to come (with the default 256 the
+    # first come after 500 answers, and a scorer that starts after the publication uses 2.0.0 for all).
+    settings = replace(Settings().with_redis_url(redis_server.url), registration_batch_size=16)
+    settings = replace(settings, linking=replace(settings.linking, batch_size=16))
     run_id, result = new_run_id(), {}
     worker = threading.Thread(target=lambda: result.update(
         summary=run_batch(settings, tmp_path / "filings", tmp_path / "out", run_id=run_id)))
