@@ -14,7 +14,7 @@ from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
 from ..party_history import PartyHistoryStore
 from ..counters import CounterFamily, counter
-from .batches import batches
+from .batches import Batches
 
 
 class _EnrichBatchDoFn(beam.DoFn):
@@ -76,6 +76,6 @@ class EnrichFilings(beam.PTransform):
     def expand(self, registered):
         size = self._settings.container_status.batch_size
         return (registered
-                | "Batch" >> batches(size)
+                | "Batch" >> Batches(size)
                 | "Enrich" >> beam.ParDo(_EnrichBatchDoFn(self._settings)))
 

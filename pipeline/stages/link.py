@@ -27,7 +27,7 @@ from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
 from ..counters import counter
-from .batches import batches
+from .batches import Batches
 
 CONSIGNMENTS, PENDING, WITHDRAWALS, REFUSALS = "consignments", "pending", "withdrawals", "refusals"
 
@@ -207,7 +207,7 @@ class LinkConsignments(beam.PTransform):
 
     def expand(self, registered):
         return (registered
-                | "Batch" >> batches(self._settings.linking.batch_size)
+                | "Batch" >> Batches(self._settings.linking.batch_size)
                 | "Link" >> beam.ParDo(_LinkDoFn(self._settings)).with_outputs(
                     PENDING, WITHDRAWALS, REFUSALS, DEAD_LETTER, main=CONSIGNMENTS))
 

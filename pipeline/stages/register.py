@@ -15,7 +15,7 @@ from ..connectors.redis_store import connect, infrastructure_cause, redeliver, w
 from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
-from .batches import batches
+from .batches import Batches
 
 ANSWERS, REGISTERED_OUT = "answers", "registered"
 _ONWARD = frozenset({REGISTERED, AMENDED, INVALIDATED})
@@ -88,6 +88,6 @@ class RegisterFilings(beam.PTransform):
 
     def expand(self, accepted):
         return (accepted
-                | "Batch" >> batches(self._settings.registration_batch_size)
+                | "Batch" >> Batches(self._settings.registration_batch_size)
                 | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings, self._reassess_redelivered)).with_outputs(
                     DEAD_LETTER, REGISTERED_OUT, main=ANSWERS))
