@@ -119,6 +119,7 @@ class _LinkDoFn(beam.DoFn):
             if not additions:
                 return
             sent = with_retries(self._settings.redis, lambda: self._store.add_many([a for *_, a in additions]), "link")
+            self._linked_filings.inc(len(additions))
             for (outcome, member, version, _), linked in zip(additions, sent):
                 out.extend(stamped(self._linked(member, version, linked), outcome))
             additions.clear()
@@ -135,7 +136,6 @@ class _LinkDoFn(beam.DoFn):
             if key is None:
                 out.extend(stamped([standalone(member, version)], outcome))
                 continue
-            self._linked_filings.inc()
             record = outcome.record
             centre = office_centre(record.office_of_first_entry, office_facts(record, self._reference),
                                    self._settings.default_risk_centre)
