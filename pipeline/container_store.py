@@ -129,21 +129,17 @@ class ContainerEventStore:
             if e.equipment and e.classifier == "ACT":
                 acted.add(e.equipment)
         self._index.run([([key], [s.retention_seconds, s.max_per_key, *pairs]) for key, pairs in indexes.items()])
-        pipe = self._client.pipeline(transaction=False)
-        pipe.set(f"{p}:csm:loaded", "1", ex=s.retention_seconds)
         from .rejudge import ContainerWatch  # it reads this store
 
         watch_of = ContainerWatch(self._client, p, 0).of_key
         acted_list = sorted(acted)
-        for container in acted_list:
-            pipe.exists(watch_of(container))
-        watched = pipe.execute()[1:]
+        loaded = f"{p}:csm:loaded"
+        watched = pipelined(self._client, [(loaded, ("SET", loaded, "1", "EX", s.retention_seconds)), *(
+            (watch_of(container), ("EXISTS", watch_of(container))) for container in acted_list)])[1:]
         # A consignment assessed before these events waits for them (rejudge.py): tell its desk.
-        pipe = self._client.pipeline(transaction=False)
-        for container, yes in zip(acted_list, watched):
-            if yes:
-                pipe.xadd(f"{p}:rejudge", {"container": container}, maxlen=100000, approximate=True)
-        pipe.execute()
+        rejudge = f"{p}:rejudge"
+        pipelined(self._client, [(rejudge, ("XADD", rejudge, "MAXLEN", "~", 100000, "*", "container", container))
+                                 for container, yes in zip(acted_list, watched) if yes])
 
     def has_events(self) -> bool:
         """Whether any container status is held at all (a store never loaded judges nothing)."""

@@ -27,6 +27,7 @@ from typing import Callable
 
 import redis
 
+from .connectors.redis_slots import pipelined
 from .connectors.redis_streams import StreamKeys, entry_key
 
 log = logging.getLogger(__name__)
@@ -148,10 +149,8 @@ def check(client: redis.Redis, keys: StreamKeys, group: str, readers: list[str],
           max_lag_seconds: float, poll_seconds: float, folder: Path | None = None,
           max_scoring_seconds: float = DEFAULT_MAX_SCORING_SECONDS) -> Health:
     now_ms = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=False)  # not MGET: on a Redis Cluster the heartbeats lie in several slots
-    for r in readers:
-        pipe.get(keys.heartbeat(r))
-    beats = pipe.execute()
+    heartbeats = [keys.heartbeat(r) for r in readers]  # not MGET: on a Redis Cluster they lie in several slots
+    beats = pipelined(client, [(k, ("GET", k)) for k in heartbeats])
     ages = {r: None if b is None else max(0.0, (now_ms - int(b)) / 1000) for r, b in zip(readers, beats)}
     # A poll blocks up to poll_seconds, and a bundle in flight delays the next poll: allow a few.
     fresh = max(10.0, 4 * poll_seconds)

@@ -464,8 +464,8 @@ class ReferralQueue:
             if mrns is None:
                 continue
             gone += 1
-            for mrn in mrns.decode().split():  # after the hash: a crash between leaves a pointer to nothing
-                self._drop_pointer(keys=[referral_of(k.prefix, mrn)], args=[self._pointer(rid)])
+            self._drop_pointer.run([([referral_of(k.prefix, mrn)], [self._pointer(rid)])  # after the hash: a crash
+                                    for mrn in mrns.decode().split()])  # between leaves a pointer to nothing
         return gone
 
     def _pointer(self, rid: str) -> str:
@@ -523,10 +523,8 @@ class ReferralQueue:
                   k.base("resolved"), k.base("unclaimed"), *old, *filters],
             args=[listed, rid, entry, s["version"], s["score"], utc_epoch(s["assessed_at"]), GROUP, len(fields),
                   len(old), *pairs]))
-        pipe = self.client.pipeline(transaction=False)  # a house filer answers under its own MRN
-        for mrn in s["mrns"]:
-            pipe.set(referral_of(k.prefix, mrn), self._pointer(rid))
-        pipe.execute()
+        pointers = [referral_of(k.prefix, mrn) for mrn in s["mrns"]]  # a house filer answers under its own MRN
+        pipelined(self.client, [(p, ("SET", p, self._pointer(rid))) for p in pointers])
         return state.decode()
 
     def attach_answer(self, rid: str, answer: dict, records: list[tuple[str, str, str]] = ()) -> bool:

@@ -59,6 +59,8 @@ from .throttle import LOCK_SECONDS, SignInThrottle
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["utc"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
 
+log = logging.getLogger(__name__)
+
 
 def _age(iso: str) -> str:
     """How long ago, in the unit an analyst reads at a glance."""
@@ -391,7 +393,6 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
     return Starlette(routes=routes, middleware=middleware, exception_handlers={redis.RedisError: store_away})
 
 
-log = logging.getLogger(__name__)
 STORE_AWAY = "The queue's store cannot be reached just now (a restart or a failover): try again in a few seconds."
 
 
