@@ -16,13 +16,14 @@ reference. Explanations (referrals only) stay with the closure tree.
 from __future__ import annotations
 
 import ast
-import operator
 from typing import Callable
 
-from .conditions import (And, AtLeast, Call, Compare, Condition, Const, FieldRef, HasFact, Member, Node, Not, Or,
-                         Quantifier, Ref, _rec, field_spec, over)
+from .conditions import (RANGE_TESTS, TEXT, And, AtLeast, Call, Compare, Condition, Const, FieldRef, HasFact, Member,
+                         Node, Not, Or, Quantifier, Ref, _rec, field_spec, over)
+from .screening import PARTY_KEY_INPUTS
 
 # The collection a scope's items come from, as an expression on the subject `s` and its record `r`.
+_RECORD_FIELD = _rec("").__code__  # the code of every filing field read straight off the record
 _ITEMS = {"goods": "r.goods", "parties": "r.parties", "containers": "r.containers", "facts": "s.facts"}
 
 
@@ -36,36 +37,50 @@ def compile_index(index) -> Callable:
         names[name] = value
         return name
 
+    def read(shape: tuple[str, str]) -> str:
+        return _field(shape[0], shape[1], index.statistics, "x", bind)
+
     by_scope: dict[str, list[str]] = {}
     for n, (shape, values) in enumerate(index.eq.items()):
         v = f"v{n}e"
-        lines = [f"{v} = {_read(index, shape, bind)}",
-                 f"if {v} is not None:",
-                 f"    if type({v}) is tuple or type({v}) is list:",
-                 f"        for w in {v}:",
-                 f"            rules = {bind(values)}.get(w)",
-                 "            if rules:",
-                 "                chosen.update(rules)",
-                 "    else:",
-                 f"        rules = {bind(values)}.get({v})",
-                 "        if rules:",
-                 "            chosen.update(rules)"]
+        inputs = PARTY_KEY_INPUTS.get(shape[1]) if shape[0] == "parties" else None
+        if inputs:  # a key made from a few attributes (a name's): its look-up remembered by them
+            table = {k: r for k, r in values.items() if k is not None}
+            memo = _Memo(lambda x, table=table, name=shape[1]: (table.get(getattr(x, name), ()),))
+            read_inputs = ", ".join(f"x.{a}" for a in inputs)
+            lines = _memo_lines(v, f"({read_inputs},)" if len(inputs) > 1 else read_inputs, memo, bind, "x")
+        elif _scalar_text(*shape):  # a str or None: one look-up (no table has a None key: None is never a key)
+            lines = [f"rules = {bind({k: r for k, r in values.items() if k is not None})}.get({read(shape)})",
+                     "if rules:",
+                     "    chosen.update(rules)"]
+        else:
+            lines = [f"{v} = {read(shape)}",
+                     f"if {v} is not None:",
+                     f"    if type({v}) is tuple or type({v}) is list:",
+                     f"        for w in {v}:",
+                     f"            rules = {bind(values)}.get(w)",
+                     "            if rules:",
+                     "                chosen.update(rules)",
+                     "    else:",
+                     f"        rules = {bind(values)}.get({v})",
+                     "        if rules:",
+                     "            chosen.update(rules)"]
         by_scope.setdefault(shape[0], []).extend(lines)
+    # A code's prefixes and a text's term lists: the rules they lead to, remembered per code and per text
+    # (codes and descriptions repeat across filings).
     for n, (shape, prefixes) in enumerate(index.prefix.items()):
-        v, table = f"v{n}p", bind(prefixes)
-        lines = [f"{v} = {_read(index, shape, bind)}", f"if {v}:"]
-        for length in index.prefix_lengths[shape]:
-            lines += [f"    rules = {table}.get({v}[:{length}])", "    if rules:", "        chosen.update(rules)"]
-        by_scope.setdefault(shape[0], []).extend(lines)
+        lengths = index.prefix_lengths[shape]
+        memo = _Memo(lambda v, p=prefixes, ls=lengths: (p.get(v[:k], ()) for k in ls))
+        by_scope.setdefault(shape[0], []).extend(_memo_lines(f"v{n}p", read(shape), memo, bind))
     for n, (shape, lists) in enumerate(index.terms.items()):
-        lines = [f"for listed in {bind(index.matchers[shape].scan)}({_read(index, shape, bind)}):",
-                 f"    chosen.update({bind(lists)}[listed])"]
-        by_scope.setdefault(shape[0], []).extend(lines)
+        scan = index.matchers[shape].scan
+        memo = _Memo(lambda v, scan=scan, lists=lists: (lists[listed] for listed in scan(v)))
+        by_scope.setdefault(shape[0], []).extend(_memo_lines(f"v{n}t", read(shape), memo, bind))
     for n, (shape, tests) in enumerate(index.ranges.items()):
         v = f"v{n}r"
-        lines = [f"{v} = {_read(index, shape, bind)}", f"if {v} is not None:"]
+        lines = [f"{v} = {read(shape)}", f"if {v} is not None:"]
         for test, limit, rules in tests:
-            lines += [f"    if {bind(test)}({v}, {bind(limit)}):", f"        chosen.update({bind(rules)})"]
+            lines += [f"    if {v} {_RANGE_SYMBOLS[test]} {_literal(limit, bind)}:", f"        chosen.update({bind(rules)})"]
         by_scope.setdefault(shape[0], []).extend(lines)
     if index.facts:
         by_scope.setdefault("facts", []).extend([f"rules = {bind(index.facts)}.get(x.kind)", "if rules:",
@@ -86,19 +101,81 @@ def compile_index(index) -> Callable:
     return function
 
 
-def _read(index, shape: tuple[str, str], bind) -> str:
-    """The expression that reads a shape's field: an item's attribute straight off the item `x`
-    where the field is one, else the getter conditions use (the filing's fields, statistics)."""
-    scope, name = shape
+_RANGE_SYMBOLS = {test: symbol for symbol, test in RANGE_TESTS.items()}
+_MEMO_SIZE = 100_000  # distinct codes or texts remembered before starting afresh (bounds a worker's memory)
+
+
+class _Memo:
+    """A value (an HS code, a description) -> the rules its keys lead to, as one sorted tuple,
+    computed once per value by `find` (value -> iterables of rule indexes)."""
+
+    def __init__(self, find: Callable):
+        self.known: dict = {}
+        self.find = find
+
+    def __call__(self, value, source=None) -> tuple[int, ...]:
+        """The rules of `value` (found from `source` where given: the item it was read from)."""
+        rules = tuple(sorted({i for found in self.find(value if source is None else source) for i in found}))
+        if len(self.known) >= _MEMO_SIZE:
+            self.known.clear()
+        self.known[value] = rules
+        return rules
+
+
+def _memo_lines(v: str, read: str, memo: _Memo, bind, source: str | None = None) -> list[str]:
+    """The look-up of a value's rules in `memo`: a falsy value has none (a code or a text not given),
+    unless the rules are found from the item itself (`source`)."""
+    lines = [f"{v} = {read}",
+             f"rules = {bind(memo.known)}.get({v})",
+             "if rules is None:",
+             f"    rules = {bind(memo)}({v}{', ' + source if source else ''})",
+             "if rules:",
+             "    chosen.update(rules)"]
+    return lines if source else [lines[0], f"if {v}:"] + [f"    {line}" for line in lines[1:]]
+
+
+def _literal(value, bind) -> str:
+    """A number as source when it reads back the same, else a bound name."""
+    if type(value) in (int, float) and value == value and abs(value) != float("inf"):
+        return repr(value)
+    return bind(value)
+
+
+def _scalar_text(scope: str, name: str) -> bool:
+    """A text field read straight off a record's or an item's attribute: a str or None."""
     spec = field_spec(scope, name)
-    plain = scope != "filing" and isinstance(spec.get, operator.attrgetter) and not spec.derived \
-        and not spec.of_subject and repr(spec.get) == f"operator.attrgetter({name!r})"
-    return f"x.{name}" if plain else f"{bind(index.getters[shape])}(s, x)"
+    return spec.type == TEXT and _plain(scope, name, spec) is not None
+
+
+def _plain(scope: str, name: str, spec) -> str | None:
+    """The attribute a field is read from, where it is a plain one (of the record, or of the item)."""
+    if spec.derived or spec.of_subject:
+        return None
+    if scope == "filing":
+        return spec.get.__closure__[0].cell_contents if getattr(spec.get, "__code__", None) is _RECORD_FIELD \
+            else None
+    return name if repr(spec.get) == f"operator.attrgetter({name!r})" else None
+
+
+def _field(scope: str, name: str, statistics, item: str, bind) -> str:
+    """The expression that reads a field, as conditions.field_getter does: an attribute of the
+    record (`s.record`) or of the item where it is one, a statistic's method called directly,
+    else the field's getter."""
+    spec = field_spec(scope, name)
+    attribute = _plain(scope, name, spec)
+    if attribute is not None:
+        return f"s.record.{attribute}" if scope == "filing" else f"{item}.{attribute}"
+    if spec.of_subject:
+        return f"{bind(spec.of_subject)}(s, {item})"
+    if spec.derived == "route_share":
+        return f"{bind(statistics.route_share)}({item}, s.record.loading_country)"
+    if spec.derived:
+        return f"{bind(getattr(statistics, spec.derived))}({item})"
+    return f"{bind(spec.get)}(s)" if scope == "filing" else f"{bind(spec.get)}({item})"
 
 
 # -- conditions ----------------------------------------------------------------------------------
 _COMPARE_SYMBOLS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
-_RECORD_FIELD = _rec("").__code__  # the code of every filing field read straight off the record
 
 
 def _items(s, xs, weight: int):
@@ -128,14 +205,7 @@ def compile_test(condition: Condition) -> Callable:
         if isinstance(node, Const):
             return bind(node.value)
         if isinstance(node, FieldRef):
-            spec = node.spec
-            if node.scope == "filing" and not spec.derived and not spec.of_subject \
-                    and getattr(spec.get, "__code__", None) is _RECORD_FIELD:
-                return f"s.record.{spec.get.__closure__[0].cell_contents}"
-            if node.scope != "filing" and not spec.derived and not spec.of_subject \
-                    and repr(spec.get) == f"operator.attrgetter({node.name!r})":
-                return f"{item}.{node.name}"
-            return f"{bind(node.fast())}(s, {item})"
+            return _field(node.scope, node.name, node._statistics, item, bind)
         if isinstance(node, Compare):
             symbol, left = _COMPARE_SYMBOLS[node.op], emit(node.left, item, depth)
             a = temp()

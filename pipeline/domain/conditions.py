@@ -695,6 +695,7 @@ class Quantifier(Node):
         # Per item: what the body costs itself (a nested quantifier charges its own items at run time).
         self.weight = 1 + sum(worst_cost(n, nested=False) for n in body)
         self.cost = 2 + self.size * (1 + sum(worst_cost(n) for n in body)) if body else 2
+        self._sort = None  # the condition's fast path, with which explain() picks the items it explains
 
     def children(self):
         return tuple(n for n in (self.collection, self.cond, self.expr) if n is not None)
@@ -732,7 +733,9 @@ class Quantifier(Node):
         items = self.collection.fast()(s, item)
         charge(s, len(items) * self.weight)
         matched, evidence = [], []
-        test = self.cond.fast() if self.cond else None
+        test = self._sort
+        if test is None and self.cond is not None:  # built once: a closure tree per referral was most of its cost
+            test = self._sort = self.cond.fast()
         for x in items:
             if test is not None and not test(s, x):  # the fast path sorts; only matches are explained
                 continue

@@ -162,6 +162,7 @@ class _Index:
                                                        else references[n].terms) for n in sorted(lists)})
                          for shape, lists in self.terms.items()}
         self.ranges = ranges
+        self.statistics = statistics
 
     def candidates(self, subject: Subject, chosen: set[int]) -> None:
         getters = self.getters
@@ -221,6 +222,10 @@ class Scorer:
         self._by_code: dict[str, tuple[Callable, tuple[int, ...]]] = {}
         self._lowest = pack.level_for(0.0)
         self._tests = [compile_test(r.condition) if compiled else r.condition.test for r in pack.rules]
+        # What most filings end with is made once: a rule's hit before its evidence, a table's "nothing fired".
+        self._hits = {r.id: Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods)
+                      for r in pack.rules}
+        self._tables: dict[str, tuple] = {}  # filing code -> (its decision table, that table's quiet assessment)
         guards = [r.condition.guard for r in pack.rules]
         env = pack.environment
         for kind in FILING_KINDS:
@@ -271,7 +276,7 @@ class Scorer:
                now: float | None = None) -> Assessment:
         subject = Subject(record, facts, container_status, now)
         fired, errors = self.fired(subject)
-        hits = [Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods) for r in fired]
+        hits = [self._hits[r.id] for r in fired]
         assessment = self.decide(record.filing_code, hits, fired, tuple(errors))
         if not assessment.referral:
             return assessment  # the rules that fired are recorded; their evidence is for referrals
@@ -287,9 +292,14 @@ class Scorer:
         return replace(assessment, hits=tuple(explained), errors=tuple(errors))
 
     def decide(self, filing_code: str, hits: list[Hit], fired: list[Rule], errors=()) -> Assessment:
-        table = self.pack.table_for(filing_code)
+        found = self._tables.get(filing_code)
+        if found is None:
+            table = self.pack.table_for(filing_code)
+            found = self._tables[filing_code] = (table, Assessment(self.pack.id, 0.0, self._lowest, COMPLETE,
+                                                                   table.name, ()))
+        table, quiet = found
         if not hits:  # most filings: nothing to add up
-            return Assessment(self.pack.id, 0.0, self._lowest, COMPLETE, table.name, (), errors)
+            return Assessment(self.pack.id, 0.0, self._lowest, COMPLETE, table.name, (), errors) if errors else quiet
         score = max(0.0, sum(h.weight for h in hits))
         decision = next((d for d, minimum in table.thresholds
                          if score >= minimum and any(r.can_lead_to(d) for r in fired)), COMPLETE)

@@ -41,6 +41,10 @@ def address_key(street: str | None, city: str | None, country: str | None) -> st
     return f"{' '.join(street.split())}|{' '.join(city.split())}|{country or ''}"
 
 
+# The attributes each derived key of a party is made of (the scorer's index remembers its look-ups by them).
+PARTY_KEY_INPUTS = {"name_key": ("name",), "address_key": ("street", "city", "country")}
+
+
 class Party(NamedTuple):
     role: str  # one of PARTY_ROLES
     id: str | None = None  # EORI or other identification number
