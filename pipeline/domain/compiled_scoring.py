@@ -20,7 +20,7 @@ from typing import Callable
 
 from .conditions import (RANGE_TESTS, TEXT, And, AtLeast, Call, Compare, Condition, Const, FieldRef, HasFact, Member,
                          Node, Not, Or, Quantifier, Ref, _rec, field_spec, over)
-from .screening import PARTY_KEY_INPUTS
+from .screening import MADE_OF
 
 # The collection a scope's items come from, as an expression on the subject `s` and its record `r`.
 _RECORD_FIELD = _rec("").__code__  # the code of every filing field read straight off the record
@@ -41,18 +41,22 @@ def compile_index(index) -> Callable:
         return _field(shape[0], shape[1], index.statistics, "x", bind)
 
     by_scope: dict[str, list[str]] = {}
+    # Keys that follow from a few attributes of an item (an HS code's prefixes and chapter, a text's
+    # terms, a name's key) are looked up once per distinct value of those attributes: one memo per
+    # attributes, all their tables in it (codes, descriptions and names repeat across filings).
+    memos: dict[tuple[str, tuple[str, ...]], list[Callable]] = {}
     for n, (shape, values) in enumerate(index.eq.items()):
         v = f"v{n}e"
-        inputs = PARTY_KEY_INPUTS.get(shape[1]) if shape[0] == "parties" else None
-        if inputs:  # a key made from a few attributes (a name's): its look-up remembered by them
+        inputs = _made_of(*shape)
+        if inputs and inputs != (shape[1],) and _scalar_text(*shape):  # a property (an attribute: one look-up)
             table = {k: r for k, r in values.items() if k is not None}
-            memo = _Memo(lambda x, table=table, name=shape[1]: (table.get(getattr(x, name), ()),))
-            read_inputs = ", ".join(f"x.{a}" for a in inputs)
-            lines = _memo_lines(v, f"({read_inputs},)" if len(inputs) > 1 else read_inputs, memo, bind, "x")
+            memos.setdefault((shape[0], inputs), []).append(
+                lambda x, table=table, name=shape[1]: (table.get(getattr(x, name), ()),))
         elif _scalar_text(*shape):  # a str or None: one look-up (no table has a None key: None is never a key)
             lines = [f"rules = {bind({k: r for k, r in values.items() if k is not None})}.get({read(shape)})",
                      "if rules:",
                      "    chosen.update(rules)"]
+            by_scope.setdefault(shape[0], []).extend(lines)
         else:
             lines = [f"{v} = {read(shape)}",
                      f"if {v} is not None:",
@@ -65,17 +69,36 @@ def compile_index(index) -> Callable:
                      f"        rules = {bind(values)}.get({v})",
                      "        if rules:",
                      "            chosen.update(rules)"]
-        by_scope.setdefault(shape[0], []).extend(lines)
-    # A code's prefixes and a text's term lists: the rules they lead to, remembered per code and per text
-    # (codes and descriptions repeat across filings).
+            by_scope.setdefault(shape[0], []).extend(lines)
     for n, (shape, prefixes) in enumerate(index.prefix.items()):
-        lengths = index.prefix_lengths[shape]
-        memo = _Memo(lambda v, p=prefixes, ls=lengths: (p.get(v[:k], ()) for k in ls))
-        by_scope.setdefault(shape[0], []).extend(_memo_lines(f"v{n}p", read(shape), memo, bind))
+        lengths, name = index.prefix_lengths[shape], shape[1]
+
+        def prefixed(x, name=name, prefixes=prefixes, lengths=lengths):
+            value = getattr(x, name)
+            return (prefixes.get(value[:k], ()) for k in lengths) if value else ()
+        if _made_of(*shape):
+            memos.setdefault((shape[0], _made_of(*shape)), []).append(prefixed)
+        else:  # a filing's field, or one read through a getter
+            lines = [f"v{n}p = {read(shape)}", f"if v{n}p:"]
+            lines += [line for k in lengths for line in (f"    rules = {bind(prefixes)}.get(v{n}p[:{k}])",
+                                                         "    if rules:", "        chosen.update(rules)")]
+            by_scope.setdefault(shape[0], []).extend(lines)
     for n, (shape, lists) in enumerate(index.terms.items()):
-        scan = index.matchers[shape].scan
-        memo = _Memo(lambda v, scan=scan, lists=lists: (lists[listed] for listed in scan(v)))
-        by_scope.setdefault(shape[0], []).extend(_memo_lines(f"v{n}t", read(shape), memo, bind))
+        scan, name = index.matchers[shape].scan, shape[1]
+        if _made_of(*shape):
+            memos.setdefault((shape[0], _made_of(*shape)), []).append(
+                lambda x, scan=scan, lists=lists, name=name: (lists[listed] for listed in scan(getattr(x, name))))
+        else:
+            lines = [f"for listed in {bind(scan)}({read(shape)}):", f"    chosen.update({bind(lists)}[listed])"]
+            by_scope.setdefault(shape[0], []).extend(lines)
+    for (scope, inputs), finders in memos.items():
+        memo = _Memo(lambda x, finders=tuple(finders): (found for find in finders for found in find(x)))
+        key = f"x.{inputs[0]}" if len(inputs) == 1 else f"({', '.join(f'x.{a}' for a in inputs)})"
+        by_scope.setdefault(scope, []).extend([f"rules = {bind(memo.known)}.get({key})",
+                                               "if rules is None:",
+                                               f"    rules = {bind(memo)}({key}, x)",
+                                               "if rules:",
+                                               "    chosen.update(rules)"])
     for n, (shape, tests) in enumerate(index.ranges.items()):
         v = f"v{n}r"
         lines = [f"{v} = {read(shape)}", f"if {v} is not None:"]
@@ -106,32 +129,20 @@ _MEMO_SIZE = 100_000  # distinct codes or texts remembered before starting afres
 
 
 class _Memo:
-    """A value (an HS code, a description) -> the rules its keys lead to, as one sorted tuple,
-    computed once per value by `find` (value -> iterables of rule indexes)."""
+    """Attribute values of an item (its HS code; a party's street, city and country) -> the rules
+    their keys lead to, as one sorted tuple, found once per distinct values by `find` (item ->
+    iterables of rule indexes)."""
 
     def __init__(self, find: Callable):
         self.known: dict = {}
         self.find = find
 
-    def __call__(self, value, source=None) -> tuple[int, ...]:
-        """The rules of `value` (found from `source` where given: the item it was read from)."""
-        rules = tuple(sorted({i for found in self.find(value if source is None else source) for i in found}))
+    def __call__(self, values, item) -> tuple[int, ...]:
+        rules = tuple(sorted({i for found in self.find(item) for i in found}))
         if len(self.known) >= _MEMO_SIZE:
             self.known.clear()
-        self.known[value] = rules
+        self.known[values] = rules
         return rules
-
-
-def _memo_lines(v: str, read: str, memo: _Memo, bind, source: str | None = None) -> list[str]:
-    """The look-up of a value's rules in `memo`: a falsy value has none (a code or a text not given),
-    unless the rules are found from the item itself (`source`)."""
-    lines = [f"{v} = {read}",
-             f"rules = {bind(memo.known)}.get({v})",
-             "if rules is None:",
-             f"    rules = {bind(memo)}({v}{', ' + source if source else ''})",
-             "if rules:",
-             "    chosen.update(rules)"]
-    return lines if source else [lines[0], f"if {v}:"] + [f"    {line}" for line in lines[1:]]
 
 
 def _literal(value, bind) -> str:
@@ -139,6 +150,15 @@ def _literal(value, bind) -> str:
     if type(value) in (int, float) and value == value and abs(value) != float("inf"):
         return repr(value)
     return bind(value)
+
+
+def _made_of(scope: str, name: str) -> tuple[str, ...] | None:
+    """The attributes of an item a field follows from alone: its own, where it is a plain attribute
+    of the item, or those screening.MADE_OF names for a property."""
+    spec = field_spec(scope, name)
+    if scope in ("filing", "facts") or _plain(scope, name, spec) is None:
+        return None
+    return MADE_OF.get(name, (name,))
 
 
 def _scalar_text(scope: str, name: str) -> bool:
@@ -189,9 +209,14 @@ def _items(s, xs, weight: int):
 
 def compile_test(condition: Condition) -> Callable:
     """subject -> bool, as condition.test(subject): one generated function instead of a tree of
-    closures. Node kinds it does not write out are called as the closures they compile to."""
+    closures. Node kinds it does not write out are called as the closures they compile to.
+
+    Its `item_tests` attribute maps each quantifier written out (any, all, count with a condition)
+    to its condition as a generated (subject, item) -> bool: what an explanation picks the items
+    it explains with (Quantifier.explain, through Subject.item_tests)."""
     names: dict[str, object] = {"_items": _items}
     temps = iter(range(1_000_000))
+    item_tests: list[tuple[Quantifier, str, str]] = []  # (quantifier, its item's name, its condition)
 
     def bind(value) -> str:
         name = f"_{len(names)}"
@@ -241,19 +266,23 @@ def compile_test(condition: Condition) -> Callable:
             x = f"x{depth + 1}"
             items = f"_items(s, {bind(get)}(s), {node.weight})"
             cond = emit(node.cond, x, depth + 1)
+            item_tests.append((node, x, cond))
             if node.kind == "count":
                 return f"sum(1 for {x} in {items} if {cond})"
             return f"{node.kind}({cond} for {x} in {items})"
         if isinstance(node, Call):
             impl, subject = node._impl(), emit(node._subject(), item, depth)
-            call = f"{bind(impl)}(s, {subject})"
+            call = f"{bind(node.matcher.find)}({subject})" if node.name == "matches" else f"{bind(impl)}(s, {subject})"
             return f"({call} is not None)" if node.type == "bool" else call
         return f"{bind(node.fast())}(s, {item})"  # sum, max, min, arithmetic: the closure itself
 
     expression = emit(condition.root, "x0", 0)
     source = f"def test(s):\n    x0 = None\n    return bool({expression})\n"
+    source += "".join(f"\n\ndef item_test_{n}(s, {x}):\n    return bool({cond})\n"
+                      for n, (_, x, cond) in enumerate(item_tests))
     namespace = dict(names)
     exec(compile(source, f"<condition {condition.text[:60]!r}>", "exec"), namespace)  # noqa: S102 - our own source
     function = namespace["test"]
     function.source = source
+    function.item_tests = {node: namespace[f"item_test_{n}"] for n, (node, _, _) in enumerate(item_tests)}
     return function

@@ -733,9 +733,15 @@ class Quantifier(Node):
         items = self.collection.fast()(s, item)
         charge(s, len(items) * self.weight)
         matched, evidence = [], []
-        test = self._sort
-        if test is None and self.cond is not None:  # built once: a closure tree per referral was most of its cost
-            test = self._sort = self.cond.fast()
+        # The items to explain: those the condition holds for, as the subject's scorer tests them (its
+        # generated code, see compiled_scoring.py), else as the closures do (built once: per referral
+        # they were most of its cost).
+        tests = getattr(s, "item_tests", None)
+        test = tests.get(self) if tests else None
+        if test is None:
+            test = self._sort
+            if test is None and self.cond is not None:
+                test = self._sort = self.cond.fast()
         for x in items:
             if test is not None and not test(s, x):  # the fast path sorts; only matches are explained
                 continue
@@ -791,6 +797,7 @@ class Call(Node):
     def __init__(self, name: str, args: list[Node]):
         self.name, self.args = name, args
         self._impl_fn = None
+        self.matcher = None  # matches(): its term matcher, made with its body (_build)
         if name == "matches":  # scans a text of up to 512 characters: measured ~10 times a comparison
             self.own_cost = 10
         self.type = {"matches": "bool", "prefixed": "bool", "intersects": "bool", "missing": "bool", "lookup": ANY,
@@ -806,7 +813,7 @@ class Call(Node):
         name, args = self.name, self.args
         if name == "matches":
             target = args[1]
-            matcher = target.value if isinstance(target, Ref) else TermMatcher([target.value])
+            matcher = self.matcher = target.value if isinstance(target, Ref) else TermMatcher([target.value])
             return lambda s, v: matcher.find(v)
         if name == "prefixed":
             target = args[1]

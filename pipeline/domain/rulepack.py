@@ -163,7 +163,8 @@ class PackStatistics(Statistics):
 
     # These run for every goods item of every filing (the scorer's index reads them): kept tight.
     def _reference(self, hs: str | None):
-        """(median EUR/kg, log sigma) for an HS code, remembered per code."""
+        """(median EUR/kg, log sigma) for an HS code, remembered per code (callers look in
+        _by_code first: a method call costs as much as the rest of a statistic)."""
         found = self._by_code.get(hs)
         if found is None:
             if not valued_by_mass(hs):
@@ -182,14 +183,14 @@ class PackStatistics(Statistics):
         value, mass = item.value_eur, item.gross_mass
         if not value or not mass or value < 0:
             return None
-        median, sigma = self._reference(item.hs_code)
+        median, sigma = self._by_code.get(item.hs_code) or self._reference(item.hs_code)
         return math.log(value / mass / median) / sigma if median and sigma else None
 
     def unit_value_ratio(self, item) -> float | None:
         value, mass = item.value_eur, item.gross_mass
         if value is None or not mass:
             return None
-        median = self._reference(item.hs_code)[0]
+        median = (self._by_code.get(item.hs_code) or self._reference(item.hs_code))[0]
         return value / mass / median if median else None
 
     def _cell(self, measure: str, hs: str | None, package_type: str):

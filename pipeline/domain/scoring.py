@@ -26,7 +26,7 @@ explanations (referrals only) get a budget of their own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 from .compiled_scoring import compile_index, compile_test
@@ -42,13 +42,14 @@ from .screening import ScreeningRecord, record_from_dict
 # bench/scoring.py spends (~900 node evaluations per goods item; ~140 ns each on this machine's core).
 BUDGET_BASE = MAX_COST
 BUDGET_PER_ITEM = 2_000
+DECISIONS_REMEMBERED = 10_000  # distinct (filing type, rules fired) a scorer keeps its assessment of
 
 
 class Subject:
     """What conditions read: the record, its container-status facts, and the assessment time;
     and what its evaluation has cost (`spent`) against what it may (`limit`, see conditions.charge)."""
 
-    __slots__ = ("record", "facts", "container_status", "now", "_roles", "spent", "limit")
+    __slots__ = ("record", "facts", "container_status", "now", "_roles", "spent", "limit", "item_tests")
 
     def __init__(self, record: ScreeningRecord, facts=(), container_status: str = "no-containers",
                  now: float | None = None):
@@ -56,6 +57,7 @@ class Subject:
         self.now = record.issued_at if now is None else now
         self._roles = None
         self.spent, self.limit = 0, float("inf")  # the scorer sets the filing's budget
+        self.item_tests = None  # quantifier -> its condition as generated code, for explanations (the scorer's)
 
     def by_role(self, role: str):
         if self._roles is None:
@@ -222,10 +224,12 @@ class Scorer:
         self._by_code: dict[str, tuple[Callable, tuple[int, ...]]] = {}
         self._lowest = pack.level_for(0.0)
         self._tests = [compile_test(r.condition) if compiled else r.condition.test for r in pack.rules]
+        self._item_tests = {node: fn for test in self._tests for node, fn in getattr(test, "item_tests", {}).items()}
         # What most filings end with is made once: a rule's hit before its evidence, a table's "nothing fired".
         self._hits = {r.id: Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods)
                       for r in pack.rules}
         self._tables: dict[str, tuple] = {}  # filing code -> (its decision table, that table's quiet assessment)
+        self._decided: dict[tuple, Assessment] = {}  # (filing code, rules that fired...) -> the assessment
         guards = [r.condition.guard for r in pack.rules]
         env = pack.environment
         for kind in FILING_KINDS:
@@ -276,20 +280,33 @@ class Scorer:
                now: float | None = None) -> Assessment:
         subject = Subject(record, facts, container_status, now)
         fired, errors = self.fired(subject)
-        hits = [self._hits[r.id] for r in fired]
-        assessment = self.decide(record.filing_code, hits, fired, tuple(errors))
+        if errors:
+            assessment = self.decide(record.filing_code, [self._hits[r.id] for r in fired], fired, tuple(errors))
+        else:  # a decision follows from the filing type and the rules that fired: made once per such pair
+            key = (record.filing_code, *[r.id for r in fired])
+            assessment = self._decided.get(key)
+            if assessment is None:
+                if len(self._decided) >= DECISIONS_REMEMBERED:
+                    self._decided.clear()
+                assessment = self._decided[key] = self.decide(record.filing_code, [self._hits[r.id] for r in fired],
+                                                              fired)
         if not assessment.referral:
             return assessment  # the rules that fired are recorded; their evidence is for referrals
         by_id = {r.id: r for r in fired}
         subject.spent = 0  # explanations get a budget of their own
+        subject.item_tests = self._item_tests
         explained = []
         for h in assessment.hits:
             try:
-                explained.append(replace(h, evidence=tuple(by_id[h.rule].condition.explain(subject)[1])))
+                evidence = tuple(by_id[h.rule].condition.explain(subject)[1])
+                # dataclasses.replace, written out: it inspects the fields each call
+                explained.append(Hit(h.rule, h.title, h.area, h.weight, h.decision, evidence, h.ask,
+                                     h.screening_methods))
             except Exception as exc:  # the hit stands, unexplained
                 explained.append(h)
                 errors.append(_rule_error(by_id[h.rule], exc))
-        return replace(assessment, hits=tuple(explained), errors=tuple(errors))
+        a = assessment
+        return Assessment(a.pack, a.score, a.level, a.decision, a.table, tuple(explained), tuple(errors), a.strong)
 
     def decide(self, filing_code: str, hits: list[Hit], fired: list[Rule], errors=()) -> Assessment:
         found = self._tables.get(filing_code)

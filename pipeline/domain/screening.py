@@ -41,10 +41,6 @@ def address_key(street: str | None, city: str | None, country: str | None) -> st
     return f"{' '.join(street.split())}|{' '.join(city.split())}|{country or ''}"
 
 
-# The attributes each derived key of a party is made of (the scorer's index remembers its look-ups by them).
-PARTY_KEY_INPUTS = {"name_key": ("name",), "address_key": ("street", "city", "country")}
-
-
 class Party(NamedTuple):
     role: str  # one of PARTY_ROLES
     id: str | None = None  # EORI or other identification number
@@ -62,6 +58,12 @@ class Party(NamedTuple):
     @property
     def address_key(self) -> str | None:
         return address_key(self.street, self.city, self.country)
+
+
+# The attributes each property of a party or goods line follows from (the scorer's index looks keys up
+# once per distinct values of them).
+MADE_OF = {"name_key": ("name",), "address_key": ("street", "city", "country"), "hs2": ("hs_code",),
+           "hs4": ("hs_code",), "hs6": ("hs_code",)}
 
 
 class GoodsLine(NamedTuple):
