@@ -99,9 +99,15 @@ def compile_index(index) -> Callable:
                                                f"    rules = {bind(memo)}({key}, x)",
                                                "if rules:",
                                                "    chosen.update(rules)"])
+    # A goods item's statistics, where the index reads several: in one call (goods_measures, rulepack.py).
+    measured = getattr(index.statistics, "MEASURED", ())
+    together = [shape for shape in index.ranges if shape[0] == "goods" and shape[1] in measured]
+    if len(together) > 1:
+        by_scope.setdefault("goods", []).append(f"m = {bind(index.statistics.goods_measures)}(x, r.loading_country)")
     for n, (shape, tests) in enumerate(index.ranges.items()):
         v = f"v{n}r"
-        lines = [f"{v} = {read(shape)}", f"if {v} is not None:"]
+        value = f"m[{measured.index(shape[1])}]" if len(together) > 1 and shape in together else read(shape)
+        lines = [f"{v} = {value}", f"if {v} is not None:"]
         for test, limit, rules in tests:
             lines += [f"    if {v} {_RANGE_SYMBOLS[test]} {_literal(limit, bind)}:", f"        chosen.update({bind(rules)})"]
         by_scope.setdefault(shape[0], []).extend(lines)

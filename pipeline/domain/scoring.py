@@ -251,10 +251,14 @@ class Scorer:
         return [self.pack.rules[i] for i in self._candidates(subject)]
 
     def _candidates(self, subject: Subject) -> list[int]:
-        keyed, unguarded = self._by_code["F" + subject.record.filing_code[1:]]
+        code = subject.record.filing_code
+        found = self._by_code.get(code)
+        if found is None:  # an amendment's code: its filing's index
+            found = self._by_code[code] = self._by_code["F" + code[1:]]
+        keyed, unguarded = found
         chosen = set(unguarded)
         keyed(subject, chosen)
-        return sorted(chosen)
+        return sorted(chosen) if chosen else []
 
     def budget(self, subject: Subject) -> int:
         r = subject.record
@@ -263,9 +267,12 @@ class Scorer:
 
     def fired(self, subject: Subject) -> tuple[list[Rule], list[str]]:
         fired, errors = [], []
+        candidates = self._candidates(subject)
+        if not candidates:  # most filings
+            return fired, errors
         subject.limit = self.budget(subject)
         rules, tests = self.pack.rules, self._tests
-        for i in self._candidates(subject):
+        for i in candidates:
             rule = rules[i]
             if not rule.valid_at(subject.now):
                 continue
