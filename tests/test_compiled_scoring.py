@@ -1,7 +1,9 @@
 """A rule pack compiled into generated Python (compiled_scoring.py) scores exactly as the closure
 trees and the interpreted index do: the same candidates, the same yes or no per rule, the same
-budget spent and overruns, the same hits, scores and decisions, on every rule example of the
-starter pack and of the benchmark's 200-rule pack, and on generated traffic with planted risk."""
+budget spent and overruns, the same hits, scores, decisions and evidence, on every rule example of
+the starter pack and of the benchmark's 200-rule pack, and on generated traffic with planted risk;
+and what it remembers between filings (keys per code, text and name; decisions per rules fired;
+a goods item's statistics in one call) gives what computing them afresh gives."""
 from __future__ import annotations
 
 import importlib.util
@@ -110,3 +112,69 @@ def test_the_generated_index_and_conditions_are_readable_python(packs):
     condition = next(r.condition for r in packs["starter"].rules if "hs_code" in r.condition.text)
     assert ".hs_code" in compile_test(condition).source
     assert compile_index  # the index compiler is the one Scorer uses (its source is above)
+
+
+@pytest.mark.parametrize("name", ["starter", "200 rules"])
+def test_goods_measures_give_each_statistic_as_its_own_method(packs, traffic, name):
+    """The index reads a goods item's statistics in one call; each must be what conditions read."""
+    statistics = packs[name].environment.statistics
+    goods = [(g, s.record.loading_country) for s in traffic for g in s.record.goods]
+    g0 = goods[0][0]
+    # Edges of each statistic's guard: nothing declared, zero, negative, several or no package types.
+    goods += [(g0._replace(**change), country) for country in ("CN", None) for change in (
+        {"value": None, "converted_value": None}, {"value": 0.0, "currency": "EUR"}, {"value": -5.0, "currency": "EUR"},
+        {"gross_mass": 0.0}, {"gross_mass": -1.0}, {"gross_mass": None}, {"packages": 0}, {"packages": None},
+        {"package_types": ()}, {"package_types": ("CT", "PK")}, {"hs_code": None}, {"hs_code": ""})]
+    measured = 0
+    for item, country in goods:
+        try:
+            expected = tuple(statistics.route_share(item, country) if m == "route_share" else
+                             getattr(statistics, m)(item) for m in statistics.MEASURED)
+        except ValueError as exc:  # a negative mass: the log of a negative unit value fails in both
+            with pytest.raises(type(exc)):
+                statistics.goods_measures(item, country)
+            continue
+        assert statistics.goods_measures(item, country) == expected, item
+        measured += sum(v is not None for v in expected)
+    assert measured > 1000  # the comparison saw numbers, not only Nones
+
+
+def test_the_properties_the_index_remembers_follow_from_the_attributes_it_names(traffic):
+    """The index looks a property's keys up once per distinct values of the attributes MADE_OF names:
+    changing any other attribute must leave the property as it is."""
+    from cargoscreen.domain.screening import MADE_OF
+    parties = [p for s in traffic for p in s.record.parties][:300]
+    goods = [g for s in traffic for g in s.record.goods][:300]
+    checked = 0
+    for items in (parties, goods):
+        for prop in (p for p in MADE_OF if hasattr(items[0], p)):
+            for item in items:
+                for other in set(item._fields) - set(MADE_OF[prop]):
+                    changed = item._replace(**{other: None if getattr(item, other) is not None else "X"})
+                    assert getattr(changed, prop) == getattr(item, prop), (prop, other, item)
+                    checked += 1
+    assert checked > 1000
+
+
+@pytest.mark.parametrize("name", ["starter", "200 rules"])
+def test_remembered_keys_and_decisions_give_what_a_fresh_decision_gives(packs, traffic, name):
+    """One scorer over the whole traffic, twice (its memos of codes, texts, names and decisions warm),
+    decides each filing as the reference's own decide() does on the rules that fire."""
+    from cargoscreen.domain.scoring import Hit
+    pack = packs[name]
+    warm, reference = Scorer(pack), Scorer(pack, compiled=False)
+    subjects = _subjects(pack, traffic)
+    for subject in subjects:
+        warm.assess(subject.record, subject.facts, subject.container_status, subject.now)
+    hits = 0
+    for subject in subjects:
+        got = warm.assess(subject.record, subject.facts, subject.container_status, subject.now)
+        fired, errors = reference.fired(subject)
+        expected = reference.decide(subject.record.filing_code,
+                                    [Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods)
+                                     for r in fired], fired, tuple(errors))
+        assert (got.score, got.level, got.decision, got.table, got.strong, [h.rule for h in got.hits]) == \
+            (expected.score, expected.level, expected.decision, expected.table, expected.strong,
+             [h.rule for h in expected.hits])
+        hits += bool(got.hits)
+    assert warm._decided and hits > 100

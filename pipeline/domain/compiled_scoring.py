@@ -5,13 +5,20 @@ scoring._Index answers "which rules may fire for this filing" by walking its tab
 shape: per shape a loop over the filing's items and a getter closure per field read; and
 each condition (conditions.py) is a tree of closures, a Python call per node. Here both
 become generated functions: the index one loop per collection (goods, parties, containers,
-facts) reading each field an item's rules are keyed on as a plain attribute, every look-up
-written out; a condition one expression, its fields read as attributes, its quantifiers as
-generator expressions that charge the filing's evaluation budget as the closures do.
-Generated code reads the compiled tree and tables and changes nothing in them, so both give
-the same candidates, hits and budget overruns (tests/test_compiled_scoring.py, on every rule
-example and on generated traffic); Scorer(pack, compiled=False) keeps the closures, the
-reference. Explanations (referrals only) stay with the closure tree.
+facts) reading each field an item's rules are keyed on as a plain attribute (statistics by
+their methods, a goods item's several in one call), every look-up written out, ranges
+compared inline; a condition one expression, its fields read as attributes, its quantifiers
+as generator expressions that charge the filing's evaluation budget as the closures do.
+
+Keys that follow from a few attributes of an item alone (an HS code's prefixes and chapter,
+a description's terms, a party's name and address keys: screening.MADE_OF) are looked up
+once per distinct values of those attributes and remembered with the index (bounded):
+codes, descriptions and names repeat across filings, and a party's keys cost more to make
+than to look up. Generated code reads the compiled tree and tables and changes nothing in
+them, so both give the same candidates, hits and budget overruns (tests/test_compiled_scoring.py,
+on every rule example and on generated traffic); Scorer(pack, compiled=False) keeps the
+closures, the reference. Explanations (referrals only) walk the closure tree, picking the
+items a quantifier explains with its generated item test (compile_test's item_tests).
 """
 from __future__ import annotations
 
