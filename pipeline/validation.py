@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from lxml import etree
@@ -24,7 +24,7 @@ from .domain.dataquality import DataQualityPack
 from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
 from .domain.reference import ReferenceData, bundled_reference
 from .domain.one_pass import COMPILED, check_and_read, header
-from .domain.screening import DataQualityWarning, ScreeningRecord, screening_record
+from .domain.screening import DataQualityWarning, ScreeningRecord, changed, screening_record
 from .safexml import RejectedXml, SafeXmlParser, element_pointer
 from .schemas import SchemaRegistry, SchemaViolation
 
@@ -176,7 +176,7 @@ class FilingValidator:
         if errors or record is None:
             return ValidationOutcome(submission, summary, tuple(errors), tuple(warnings))
         if warnings:
-            record = replace(record, warnings=tuple(
+            record = changed(record, warnings=tuple(
                 DataQualityWarning(w.code, w.pointer, w.value or "", w.reason) for w in warnings))
         return ValidationOutcome(submission, summary, (), tuple(warnings), record)
 
