@@ -12,9 +12,9 @@ as generator expressions that charge the filing's evaluation budget as the closu
 
 Keys that follow from a few attributes of an item alone (an HS code's prefixes and chapter,
 a description's terms, a party's name and address keys: screening.MADE_OF) are looked up
-once per distinct values of those attributes and remembered with the index (bounded):
-codes, descriptions and names repeat across filings, and a party's keys cost more to make
-than to look up. Generated code reads the compiled tree and tables and changes nothing in
+once per distinct values of those attributes and remembered with the index (up to 20,000
+values each; filing types with the same rules share an index): codes, descriptions and names
+repeat across filings, and a party's keys cost more to make than to look up. Generated code reads the compiled tree and tables and changes nothing in
 them, so both give the same candidates, hits and budget overruns (tests/test_compiled_scoring.py,
 on every rule example and on generated traffic); Scorer(pack, compiled=False) keeps the
 closures, the reference. Explanations (referrals only) walk the closure tree, picking the
@@ -138,7 +138,7 @@ def compile_index(index) -> Callable:
 
 
 _RANGE_SYMBOLS = {test: symbol for symbol, test in RANGE_TESTS.items()}
-_MEMO_SIZE = 100_000  # distinct codes or texts remembered before starting afresh (bounds a worker's memory)
+_MEMO_SIZE = 20_000  # distinct values a memo keeps before starting afresh (a worker's memory stays bounded)
 
 
 class _Memo:

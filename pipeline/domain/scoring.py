@@ -229,6 +229,7 @@ class Scorer:
         self._decided: dict[tuple, Assessment] = {}  # (filing code, rules that fired...) -> the assessment
         guards = [r.condition.guard for r in pack.rules]
         env = pack.environment
+        built: dict[tuple, tuple[Callable, tuple[int, ...]]] = {}  # filing types with the same rules share one index
         for kind in FILING_KINDS:
             keyed: dict[tuple, list[int]] = {}
             unguarded = []
@@ -240,8 +241,11 @@ class Scorer:
                 else:
                     for key in guard:
                         keyed.setdefault(key, []).append(i)
-            index = _Index(keyed, env.references, env.statistics)
-            self._by_code[kind.code] = (compile_index(index) if compiled else index.candidates, tuple(unguarded))
+            signature = (frozenset((key, tuple(rules)) for key, rules in keyed.items()), tuple(unguarded))
+            if signature not in built:  # (and its memos: see compiled_scoring.py)
+                index = _Index(keyed, env.references, env.statistics)
+                built[signature] = (compile_index(index) if compiled else index.candidates, tuple(unguarded))
+            self._by_code[kind.code] = built[signature]
 
     def candidates(self, subject: Subject) -> list[Rule]:
         """The rules that may fire for this filing, in pack order."""
