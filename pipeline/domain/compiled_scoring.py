@@ -204,6 +204,8 @@ def _field(scope: str, name: str, statistics, item: str, bind) -> str:
         return f"{bind(statistics.route_share)}({item}, s.record.loading_country)"
     if spec.derived:
         return f"{bind(getattr(statistics, spec.derived))}({item})"
+    if hasattr(spec.get, "fact_value"):  # one of a fact's values (conditions._fact_value)
+        return f"{item}.values.get({spec.get.fact_value!r})"
     return f"{bind(spec.get)}(s)" if scope == "filing" else f"{bind(spec.get)}({item})"
 
 

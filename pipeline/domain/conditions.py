@@ -173,6 +173,14 @@ def _party_history(name):
     return get
 
 
+def _fact_value(name):
+    """A value of a fact's `values`; the getter says which (generated code reads it inline)."""
+    def get(f):
+        return f.values.get(name)
+    get.fact_value = name
+    return get
+
+
 def _fact_pointer(s, fact):
     """The fact's container, else the data element it is about (a data-quality warning, an RFI correction)."""
     return next((c.pointer for c in s.record.containers if c.container_id == fact.container),
@@ -245,7 +253,7 @@ SCOPES: dict[str, dict[str, FieldSpec]] = {
         "kind": FieldSpec(TEXT, operator.attrgetter("kind"), _fact_pointer),
         "container": FieldSpec(TEXT, operator.attrgetter("container"), _fact_pointer),
         "detail": FieldSpec(TEXT, operator.attrgetter("detail"), _fact_pointer),
-        **{name: FieldSpec(kind, (lambda n: lambda f: f.values.get(n))(name), _fact_pointer) for name, kind in (
+        **{name: FieldSpec(kind, _fact_value(name), _fact_pointer) for name, kind in (
             ("km", NUMBER), ("hours", NUMBER), ("kmh", NUMBER), ("age_hours", NUMBER), ("location", TEXT),
             ("code", TEXT), ("countries", LIST), ("ports", LIST), ("before", TEXT), ("after", TEXT),
             ("controlled", TEXT), ("category", TEXT), ("declared", TEXT), ("proposed", LIST),
