@@ -35,6 +35,9 @@ SAYS_NOTHING = "goods-description-says-nothing"
 # ... prepaid cards said to carry value (cash-like, Regulation (EU) 2018/1672); objects the description
 # dates to antiquity or an excavation (an import licence whatever their value, Regulation (EU) 2019/880).
 STORED_VALUE_CARDS, ARCHAEOLOGICAL_OBJECT = "stored-value-cards", "archaeological-object"
+# ... kilograms per package the described goods cannot have (below the net the description states, above
+# what a package of goods this light can weigh).
+PACKAGE_MASS_CONTRADICTS = "package-mass-contradicts-description"
 # A private person receiving controlled or valuable goods (parties.py): ordinary on its own (people buy
 # abroad), so it describes; the rules weigh it with who sent what.
 NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
