@@ -14,16 +14,7 @@ from cargoscreen.domain.answers import Answer
 from cargoscreen.enrichment import EnrichedFiling
 from cargoscreen.validation import Submission
 from cargoscreen.counters import counter
-
-
-def list_filings(folder: Path, suffix: str = ".xml") -> list[str]:
-    """Files under the folder, sorted, as paths relative to it."""
-    out = []
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            if name.endswith(suffix):
-                out.append(os.path.relpath(os.path.join(dirpath, name), folder))
-    return sorted(out)
+from cargoscreen.folders import list_filings, read_filing
 
 
 class _ReadFileDoFn(beam.DoFn):
@@ -34,9 +25,7 @@ class _ReadFileDoFn(beam.DoFn):
     def process(self, relative: str):
         self._inputs.inc()
         try:
-            with open(os.path.join(self._folder, relative), "rb") as f:
-                # One byte over the limit is enough for validation to refuse it by size.
-                payload = f.read(self._max_bytes + 1)
+            payload = read_filing(os.path.join(self._folder, relative), self._max_bytes)
         except OSError as exc:
             yield beam.pvalue.TaggedOutput("dead_letter", DeadLetter(relative, "read", f"unreadable: {exc}", b""))
             return

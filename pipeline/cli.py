@@ -3,6 +3,7 @@
 Exit codes and error lines: exits.py; where runs write: outputs.py."""
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -21,13 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import analytics_cli, resources
+from . import resources
 from .config import Settings
 from .exits import DEBUG_ENV, Exit, InputError, explain
 from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write_over
-from .reference_cli import reference as reference_group
-from .statistics_cli import learn_statistics_command
-from .workbench import cli as workbench_cli
 
 UNWRAPPED = 100_000  # the width of a file or a pipe: wide enough that nothing wraps
 
@@ -92,19 +90,40 @@ def _reachable(redis_url: str) -> str:
 
 
 def _files(paths: tuple[str, ...]) -> list[Path]:
+    from .folders import list_filings
+
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.is_dir():
             out.append(p)
             continue
-        found = sorted(f for f in p.rglob("*.xml") if not f.is_dir())
+        found = list_filings(p)
         if not found:
             raise InputError(f"{p} holds no filings (*.xml, searched recursively)")
-        out.extend(found)
+        out.extend(p / f for f in found)
     return out
 
 
-class _Cargoscreen(click.Group):
+class _LazyGroup(click.Group):
+    """A group whose heavier subcommands (the workbench, analytics, reference data builds) are
+    imported when named, not at every start: `cargoscreen validate` needs none of them, and their
+    imports (DuckDB, Redis, the rule language) were two thirds of its start-up."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})  # command name -> "module:attribute", the module relative to this one
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx, name: str):
+        if name in self.lazy and name not in self.commands:
+            module, _, attribute = self.lazy[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module, __package__), attribute), name)
+        return super().get_command(ctx, name)
+
+
+class _Cargoscreen(_LazyGroup):
     """The root command. An error that reaches it becomes one line on stderr and an exit code
     (exits.Exit): a clerk needs what to fix, not a traceback; --debug or CARGOSCREEN_DEBUG=1
     shows the traceback instead."""
@@ -143,7 +162,7 @@ class _Cargoscreen(click.Group):
         for arg in args:
             if arg.startswith("-"):
                 continue
-            command = command.commands.get(arg) if isinstance(command, click.Group) else None
+            command = command.get_command(None, arg) if isinstance(command, click.Group) else None
             if command is None:
                 break
             names.append(arg)
@@ -163,7 +182,10 @@ def _given_redis_url(args: list[str]) -> str | None:
     return os.environ.get(URL_ENV)
 
 
-@click.group(cls=_Cargoscreen)
+@click.group(cls=_Cargoscreen, lazy={
+    "reference": ".reference_cli:reference", "query": ".analytics_cli:query",
+    "archive-outcomes": ".analytics_cli:archive_outcomes_command", "workbench": ".workbench.cli:workbench",
+    "riskinfo": ".workbench.cli:riskinfo"})
 @click.option("-v", "--verbose", is_flag=True, help="Log what the pipeline does.")
 @click.option("--debug", is_flag=True, envvar=DEBUG_ENV,
               help=f"Show the traceback of an error instead of one line (or set {DEBUG_ENV}=1).")
@@ -188,21 +210,24 @@ def validate(files, schemas, as_json) -> None:
     rejected, 3 if one cannot be read or a folder holds none."""
     from rich.markup import escape
 
-    from .validation import FilingValidator, Submission
+    from .folders import read_filing
+    from .validation import FilingValidator, Submission, utc_now
 
-    validator = FilingValidator(_settings(schemas))
+    settings = _settings(schemas)
+    validator = FilingValidator(settings, read_records=False)  # answers only, as the filer gets them
     results, rejected, unreadable = [], 0, 0
     out = _console()
+    received_at = utc_now()  # the files of one run are received together
     for path in _files(files):
         try:
-            payload = path.read_bytes()
+            payload = read_filing(path, settings.limits.max_bytes)
         except OSError as exc:  # reported with the others: one bad file does not hide the rest's answers
             unreadable += 1
             results.append({"file": str(path), "accepted": False, "unreadable": exc.strerror, "errors": []})
             if not as_json:
                 out.print(f"[red]UNREADABLE[/red] {escape(str(path))}  {exc.strerror}")
             continue
-        outcome = validator.validate(Submission(str(path), payload))
+        outcome = validator.validate(Submission(str(path), payload, received_at))
         rejected += not outcome.accepted
         s = outcome.summary
         results.append({
@@ -922,7 +947,8 @@ def ingress_token(filer, tokens) -> None:
 
 
 # -- rule packs ---------------------------------------------------------------------------------
-@main.group()
+@main.group(cls=_LazyGroup, lazy={"report": ".workbench.cli:rules_report",
+                                 "learn-statistics": ".statistics_cli:learn_statistics_command"})
 def rules() -> None:
     """Risk rule packs: check, publish (hot reload in running pipelines), status, activate, backtest."""
 
@@ -1279,14 +1305,6 @@ def _print_backtest(report, traffic) -> None:
                           "-" if recall is None else f"{recall:.0%}")
         out.print(table)
 
-
-main.add_command(reference_group)
-main.add_command(analytics_cli.query)
-main.add_command(analytics_cli.archive_outcomes_command)
-main.add_command(workbench_cli.workbench)
-main.add_command(workbench_cli.riskinfo)
-rules.add_command(workbench_cli.rules_report)
-rules.add_command(learn_statistics_command)
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import resources
-from .domain.scoring import BUDGET_BASE, BUDGET_PER_ITEM
+from .domain.budgets import BUDGET_BASE, BUDGET_PER_ITEM
 
 
 @dataclass(frozen=True)

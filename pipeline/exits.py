@@ -11,9 +11,6 @@ from enum import IntEnum
 from urllib.parse import urlsplit
 
 import click
-import redis
-
-from .domain.rulepack import PackError
 
 DEBUG_ENV = "CARGOSCREEN_DEBUG"  # set (to anything but 0) for the traceback instead of the line
 
@@ -51,6 +48,11 @@ def redacted(url: str) -> str:
 def explain(exc: BaseException, redis_url: str | None = None) -> tuple[Exit, str]:
     """The exit code and one line for an error that reached the command line; redis_url is the one
     the command was given, if any (redis-py's own messages do not always name the server)."""
+    # Imported here, not at the top: every command imports this module, few need Redis or the rule language.
+    import redis
+
+    from .domain.rulepack import PackError
+
     where = f"Redis at {redacted(redis_url)}" if redis_url else "Redis"
     if isinstance(exc, redis.AuthenticationError):
         return Exit.REDIS, (f"{where} refused the credentials ({_one_line(exc)}); give the password in the URL "

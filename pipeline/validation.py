@@ -23,7 +23,7 @@ from .domain.answers import FilingError
 from .domain.dataquality import DataQualityPack
 from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
 from .domain.reference import ReferenceData, bundled_reference
-from .domain.one_pass import COMPILED, check_and_read
+from .domain.one_pass import COMPILED, check_and_read, header
 from .domain.screening import DataQualityWarning, ScreeningRecord, screening_record
 from .safexml import RejectedXml, SafeXmlParser, element_pointer
 from .schemas import SchemaRegistry, SchemaViolation
@@ -94,12 +94,6 @@ class ValidationOutcome:
         return self.submission.channel_filer or (self.summary.filer if self.summary else None)
 
 
-# Header element -> summary field; read by one walk over the header's children.
-_HEADER_FIELDS = {f"{{{ENS_NS}}}{name}": field_name for name, field_name in (
-    ("LRN", "lrn"), ("CustomsOfficeOfFirstEntry", "office"), ("AmendedMRN", "amended"),
-    ("Declarant", "declarant"), ("Representative", "representative"))}
-_HEADER_TAG = f"{{{ENS_NS}}}Header"
-_ID_TAG = f"{{{ENS_NS}}}IdentificationNumber"
 _WORDS = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
@@ -137,10 +131,12 @@ def _word_xsd(v: SchemaViolation, ens: bool = True) -> str:
 
 
 class FilingValidator:
-    """Validates submissions; build one per worker (schemas and parsers are not picklable)."""
+    """Validates submissions; build one per worker (schemas and parsers are not picklable).
+    read_records=False: answers only (the command line's `validate`), no screening records."""
 
-    def __init__(self, settings: Settings, reference: ReferenceData | None = None):
+    def __init__(self, settings: Settings, reference: ReferenceData | None = None, read_records: bool = True):
         self.settings = settings
+        self.read_records = read_records
         self.parser = SafeXmlParser(settings.limits)
         self.registry = SchemaRegistry.from_dirs(settings.schema_dirs)
         self.data_quality = DataQualityPack.load(settings.data_quality_pack, reference or bundled_reference())
@@ -166,7 +162,8 @@ class FilingValidator:
         errors = [FilingError(v.code, v.pointer, v.constraint, _word_xsd(v, ens), v.line, v.value)
                   for v in schema.violations(tree)]
         warnings, record = [], None
-        code = summary.filing_code if summary.mode and not errors else None  # an ENS filing the schema accepted
+        # An ENS filing the schema accepted, whose record is wanted
+        code = summary.filing_code if summary.mode and not errors and self.read_records else None
         if not ens and code:  # a data-quality pack for another namespace: the record without it
             record = screening_record(root, code)
         elif ens:  # data quality, and the record of a filing the schema accepted, from one walk over the tree
@@ -187,16 +184,7 @@ class FilingValidator:
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         if qname.namespace != ENS_NS:
             return FilingSummary(qname.localname, qname.namespace, None, None, None, None, None, None, None, None, digest)
-        h: dict[str, str | None] = dict.fromkeys((*_HEADER_FIELDS.values(), "invalidated"))
-        header = root[0] if len(root) else None
-        for child in header if header is not None and header.tag == _HEADER_TAG else ():
-            name = _HEADER_FIELDS.get(child.tag)
-            if name in ("declarant", "representative"):
-                h[name] = next((c.text for c in child.iterchildren(_ID_TAG)), None)
-            elif name:
-                h[name] = child.text
-        if qname.localname == INVALIDATION_ROOT:
-            h["invalidated"] = root.findtext(f"{{{ENS_NS}}}MRN")
+        lrn, office, amended, declarant, representative, invalidated = header(root, self.compiled_walk)
         kind, amendment = BY_ROOT.get(qname.localname, (None, False))
         if kind is not None:
             code = ("A" + kind.code[1:]) if amendment else kind.code
@@ -205,5 +193,5 @@ class FilingValidator:
         return FilingSummary(
             message_type=qname.localname, namespace=qname.namespace, filing_code=code,
             mode=kind.mode if kind else None, level=kind.level if kind else None,
-            lrn=h["lrn"], declarant=h["declarant"], representative=h["representative"],
-            office_of_first_entry=h["office"], referenced_mrn=h["amended"] or h["invalidated"], digest=digest)
+            lrn=lrn, declarant=declarant, representative=representative,
+            office_of_first_entry=office, referenced_mrn=amended or invalidated, digest=digest)

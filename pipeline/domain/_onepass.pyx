@@ -10,16 +10,29 @@ tree is walked as libxml2's C structs, an element's name is dispatched to its ha
 small integer, and only values that are kept become Python strings. It reads lxml's public C
 API and libxml2's node structs and calls no libxml2 function, so it links against nothing.
 """
+from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uintptr_t
 from libc.string cimport strcmp, strlen
 from lxml.includes cimport tree
 from lxml.includes.etreepublic cimport _Element, elementFactory, import_lxml__etree
 
 from .container_events import utc_epoch
 from .dataquality import Finding
-from .screening import _CONVEYANCE, _MEANS_FIELDS, _PARTY_ELEMENTS, _PARTY_FIELDS, _number
+from .filings import BY_CODE
+from .screening import (_CONVEYANCE, _MEANS_FIELDS, _PARTY_ELEMENTS, _PARTY_FIELDS, Equipment, GoodsLine, Party,
+                        ScreeningRecord, _number)
+
+# The record's parts are made with tuple.__new__ (no Python-level __new__ per part): their fields, in order.
+assert GoodsLine._fields[-2:] == ("pointer", "converted_value") and len(Party._fields) == 8 \
+    and len(Equipment._fields) == 5, "screening's parts changed: update _Record.record"
 
 import_lxml__etree()
+
+
+cdef extern from "Python.h":
+    double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
 
 # The screening reader's handlers (screening._HANDLERS), one code each.
 cdef enum:
@@ -89,8 +102,10 @@ cdef inline str _str(const char* s):
 
 
 cdef inline bint _in(tree.xmlNode* c, const char* ns) noexcept:
+    """An element of the namespace. `ns` is the document's own copy of it where walk() found one:
+    the elements that share its declaration match by pointer, with no string comparison."""
     return c.type == tree.XML_ELEMENT_NODE and c.ns is not NULL and c.ns.href is not NULL \
-        and strcmp(<const char*> c.ns.href, ns) == 0
+        and (<const char*> c.ns.href == ns or strcmp(<const char*> c.ns.href, ns) == 0)
 
 
 cdef object _text(tree.xmlNode* c_node):
@@ -119,6 +134,11 @@ cdef object _attribute(tree.xmlNode* c_node, const char* name):
             return value
         a = a.next
     return None
+
+
+cdef inline str _indexed(str parent, str name, int index, int count):
+    """screening._indexed: /.../GoodsItem[2], the index only where siblings share the name."""
+    return f"{parent}/{name}[{index}]" if count > 1 else f"{parent}/{name}"
 
 
 cdef class _Record:
@@ -235,13 +255,42 @@ cdef class _Record:
         elif code == ISSUED:
             self.values["issued_at"] = utc_epoch(text)
 
-    def into(self, reader):
-        """Hands what was read to a screening._Reader (whose parts() builds the record's parts)."""
-        reader.values, reader.pointers, reader.house = self.values, self.pointers, self.house
-        reader.parties, reader.goods, reader.containers = self.parties, self.goods, self.containers
-        reader.house_documents, reader.house_filers, reader.routing = \
-            self.house_documents, self.house_filers, self.routing
-        return reader
+    cdef str _owner(self, str consignment, int house):
+        return _indexed(consignment, "HouseConsignment", house, self.house) if house else consignment
+
+    def record(self, str filing_code):
+        """The ScreeningRecord of what was read, as screening._record makes it from a _Reader (the
+        pointers made here, when the sibling counts that index them are known)."""
+        kind = BY_CODE["F" + filing_code[1:]]
+        cdef str consignment = self.top + "/Consignment"
+        cdef dict per_owner = {}, seen = {}
+        cdef list g, goods = [], parties = [], containers = []
+        cdef int owner, n
+        for g in self.goods:
+            owner = g[10] or 0
+            per_owner[owner] = per_owner.get(owner, 0) + 1
+        for g in self.goods:
+            owner = g[10] or 0
+            n = seen.get(owner, 0) + 1
+            seen[owner] = n
+            goods.append(tuple.__new__(GoodsLine, (
+                g[0], g[1], g[2], g[3], g[4], g[5], tuple(g[6]), g[7], g[8], tuple(g[9]), g[10],
+                _indexed(self._owner(consignment, owner), "GoodsItem", n, per_owner[owner]), None)))
+        for role, pid, name, street, city, postcode, country, house, element in self.parties:
+            where = self.top + "/Header" if role == "declarant" or role == "representative" else \
+                self.top if role == "carrier" else self._owner(consignment, house)
+            parties.append(tuple.__new__(Party, (role, pid, name, street, city, postcode, country,
+                                                 f"{where}/{element}")))
+        n = len(self.containers)
+        for i, c in enumerate(self.containers, start=1):
+            containers.append(tuple.__new__(Equipment, (c[0], c[1], tuple(c[2]), c[3],
+                                                        _indexed(consignment, "TransportEquipment", i, n))))
+        return ScreeningRecord(
+            filing_code=filing_code, mode=kind.mode, level=kind.level, parties=tuple(parties), goods=tuple(goods),
+            containers=tuple(containers), routing_countries=tuple(self.routing),
+            house_documents=tuple(self.house_documents), house_filers=tuple(self.house_filers),
+            pointers=self.pointers, **self.values)
+
 
 
 # -- the pack's XPath rules, natively: a filter in front of them ----------------------------------
@@ -272,6 +321,22 @@ cdef str _string_value(tree.xmlNode* c_node):
     return "".join(parts)
 
 
+cdef object _first_type(tree.xmlNode* packaging, const char* ns):
+    """The string-value of the packaging's first Type when it starts as a bulk code does (V...),
+    else None: the only first Types the bulk rule asks about."""
+    cdef tree.xmlNode* c = packaging.children
+    cdef tree.xmlNode* t
+    while c is not NULL:
+        if _named(c, ns, b"Type"):
+            t = c.children
+            if t is not NULL and t.type == tree.XML_TEXT_NODE and t.content is not NULL and t.content[0] != c'V':
+                return None
+            value = _string_value(c)
+            return value if value.startswith("V") else None
+        c = c.next
+    return None
+
+
 cdef list _values(tree.xmlNode* parent, const char* ns, const char* name):
     """The string-values of the parent's children of that name, in document order."""
     cdef tree.xmlNode* c = parent.children
@@ -283,46 +348,99 @@ cdef list _values(tree.xmlNode* parent, const char* ns, const char* name):
     return out
 
 
-_XML_SPACE = " \t\r\n"
+# Values are read as the pack's XPath rules need them: XML blanks around them; a plain decimal
+# (XPath's Number: an optional minus, digits and at most one point) for masses, plain ASCII digits
+# for counts, whose sum libxml2's doubles add exactly only up to 2 ** 53.
+# 2 ** 53: beyond, a count's sum is not exact in libxml2's doubles.
+cdef unsigned long long _INTEGER_LIMIT = 9007199254740992ULL
 
 
-cdef object _decimal(str text):
-    """A plain decimal (XPath's Number, blanks around it) as a float; None for anything else."""
-    cdef str t = text.strip(_XML_SPACE)
-    cdef Py_ssize_t i = 1 if t.startswith("-") else 0
+cdef struct _Sum:
+    # The sums of some elements' values, as decimals and as integers; ok: every value so far was one.
+    double decimal
+    bint decimal_ok
+    unsigned long long integer
+    bint integer_ok
+    int n
+
+
+cdef inline void _start(_Sum* acc) noexcept:
+    acc.decimal, acc.decimal_ok, acc.integer, acc.integer_ok, acc.n = 0.0, True, 0, True, 0
+
+
+cdef inline bint _blank(char ch) noexcept:
+    return ch == c' ' or ch == c'\t' or ch == c'\r' or ch == c'\n'
+
+
+cdef void _add_text(_Sum* acc, const char* text) except *:
+    """Adds one value, from its UTF-8 text, with no Python string."""
+    cdef const char* a = text
+    cdef const char* b
+    cdef const char* p
     cdef Py_ssize_t digits = 0, dots = 0
-    for ch in t[i:]:
-        if ch == ".":
+    cdef unsigned long long value = 0
+    cdef char* end
+    cdef bint plain_integer
+    acc.n += 1
+    while _blank(a[0]):
+        a += 1
+    b = a + strlen(a)
+    while b > a and _blank(b[-1]):
+        b -= 1
+    p = a + 1 if a < b and a[0] == c'-' else a
+    plain_integer = p == a and b > a
+    while p < b:
+        if p[0] == c'.':
             dots += 1
-        elif "0" <= ch <= "9":
+            plain_integer = False
+        elif c'0' <= p[0] <= c'9':
             digits += 1
+            if value <= _INTEGER_LIMIT:  # past it the value only needs to stay past it
+                value = value * 10 + <unsigned long long> (p[0] - c'0')
         else:
-            return None
-    if digits == 0 or dots > 1:
-        return None
-    return float(t)
+            plain_integer = False
+            digits = -1
+            break
+        p += 1
+    if digits <= 0 or dots > 1:
+        acc.decimal_ok = False
+    elif acc.decimal_ok:
+        acc.decimal += PyOS_string_to_double(a, &end, NULL)  # float()'s own reading, up to the blanks after it
+    if not plain_integer:
+        acc.integer_ok = False
+    elif acc.integer_ok:
+        acc.integer = acc.integer + value if value <= _INTEGER_LIMIT and acc.integer <= _INTEGER_LIMIT \
+            else _INTEGER_LIMIT + 1
 
 
-cdef object _sum(list texts):
-    """XPath's sum() of plain decimals, or None when one is not."""
-    total = 0.0
-    for text in texts:
-        value = _decimal(text)
-        if value is None:
-            return None
-        total += value
-    return total
+cdef void _add(_Sum* acc, tree.xmlNode* c) except *:
+    """Adds an element's value: its one text child read in place, else its XPath string-value."""
+    cdef tree.xmlNode* t = c.children
+    if t is NULL:
+        _add_text(acc, b"")
+    elif t.next is NULL and t.type == tree.XML_TEXT_NODE and t.content is not NULL:
+        _add_text(acc, <const char*> t.content)
+    else:
+        value = _string_value(c).encode("utf-8")
+        _add_text(acc, value)
 
 
-cdef object _integer_sum(list texts):
-    """The exact sum of plain integers (blanks around them), or None when one is not."""
-    total = 0
-    for text in texts:
-        t = text.strip(_XML_SPACE)
-        if not t or not t.isdigit() or not t.isascii():
-            return None
-        total += int(t)
-    return total if total <= 2 ** 53 else None  # beyond, libxml2's doubles no longer add up exactly
+cdef void _add_children(_Sum* acc, tree.xmlNode* parent, const char* ns, const char* name) except *:
+    cdef tree.xmlNode* c = parent.children
+    while c is not NULL:
+        if _named(c, ns, name):
+            _add(acc, c)
+        c = c.next
+
+
+cdef inline object _decimal_of(_Sum* acc):
+    """The sum of the values added, None when one is not a plain decimal."""
+    return acc.decimal if acc.decimal_ok else None
+
+
+cdef inline object _integer_of(_Sum* acc):
+    """The exact sum of the values added, None when one is not plain digits or it is beyond 2 ** 53."""
+    return acc.integer if acc.integer_ok and acc.integer <= _INTEGER_LIMIT else None
 
 
 cdef str _normalized(str text):
@@ -345,10 +463,14 @@ cdef bint _clear(tree.xmlNode* scope, const char* ns, tuple rules, dict variable
     """True when none of these rules (ids of NATIVE_SELECTS) can select anything under scope."""
     cdef tree.xmlNode* c
     cdef tree.xmlNode* d
-    goods_mass, goods_counts, packagings = [], [], []  # packagings: (first Type or None, Types, Counts)
-    houses, house_mass, house_packages, house_numbers = 0, [], [], []  # house_numbers: per house, its numbers
-    receptacles, receptacle_mass, receptacle_items = 0, [], []
-    totals_mass, totals_packages, itineraries, htd_numbers = [], [], [], []
+    cdef tree.xmlNode* e
+    cdef _Sum goods_mass, goods_counts, house_mass, house_packages, receptacle_mass, receptacle_items, one
+    cdef int houses = 0, receptacles = 0
+    cdef bint counted
+    _start(&goods_mass); _start(&goods_counts); _start(&house_mass); _start(&house_packages)
+    _start(&receptacle_mass); _start(&receptacle_items)
+    packagings = []  # (first Type if it has a Count and the Type is a bulk code's shape, Types if no Count, Count?)
+    house_numbers, totals_mass, totals_packages, itineraries, htd_numbers = [], [], [], [], []
     loading_codes, loading_countries, unloading_codes, unloading_countries = [], [], [], []
     c = scope.children
     while c is not NULL:
@@ -357,22 +479,32 @@ cdef bint _clear(tree.xmlNode* scope, const char* ns, tuple rules, dict variable
             continue
         name = <const char*> c.name
         if strcmp(name, b"GoodsItem") == 0:
-            goods_mass += _values(c, ns, b"GrossMass")
+            _add_children(&goods_mass, c, ns, b"GrossMass")
             d = c.children
             while d is not NULL:
                 if _named(d, ns, b"Packaging"):
-                    types, counts = _values(d, ns, b"Type"), _values(d, ns, b"Count")
-                    packagings.append((types[0] if types else None, types, counts))
-                    goods_counts += counts
+                    counted = False
+                    e = d.children
+                    while e is not NULL:
+                        if _named(e, ns, b"Count"):
+                            _add(&goods_counts, e)
+                            counted = True
+                        e = e.next
+                    packagings.append((_first_type(d, ns) if counted else None,
+                                       None if counted else _values(d, ns, b"Type"), counted))
                 d = d.next
         elif strcmp(name, b"TotalGrossMass") == 0:
-            totals_mass.append(_string_value(c))
+            _start(&one)
+            _add(&one, c)
+            totals_mass.append(_decimal_of(&one))
         elif strcmp(name, b"TotalPackages") == 0:
-            totals_packages.append(_string_value(c))
+            _start(&one)
+            _add(&one, c)
+            totals_packages.append(_integer_of(&one))
         elif strcmp(name, b"HouseConsignment") == 0:
             houses += 1
-            house_mass += _values(c, ns, b"TotalGrossMass")
-            house_packages += _values(c, ns, b"TotalPackages")
+            _add_children(&house_mass, c, ns, b"TotalGrossMass")
+            _add_children(&house_packages, c, ns, b"TotalPackages")
             numbers = []
             d = c.children
             while d is not NULL:
@@ -382,8 +514,8 @@ cdef bint _clear(tree.xmlNode* scope, const char* ns, tuple rules, dict variable
             house_numbers.append(numbers)
         elif strcmp(name, b"Receptacle") == 0:
             receptacles += 1
-            receptacle_mass += _values(c, ns, b"GrossMass")
-            receptacle_items += _values(c, ns, b"ItemCount")
+            _add_children(&receptacle_mass, c, ns, b"GrossMass")
+            _add_children(&receptacle_items, c, ns, b"ItemCount")
         elif strcmp(name, b"HouseTransportDocument") == 0:
             htd_numbers.append(_values(c, ns, b"Number"))
         elif strcmp(name, b"PlaceOfLoading") == 0:
@@ -397,20 +529,22 @@ cdef bint _clear(tree.xmlNode* scope, const char* ns, tuple rules, dict variable
         c = c.next
     for rule in rules:
         if rule == "DQ_TOTAL_GROSS_MASS" and totals_mass:
-            sums = ([_sum(goods_mass)] if goods_mass else []) + ([_sum(house_mass)] if houses else []) + \
-                   ([_sum(receptacle_mass)] if receptacles else [])
-            if sums and not all(_far_from(_decimal(t), sums) for t in totals_mass):
-                return False
+            sums = ([_decimal_of(&goods_mass)] if goods_mass.n else []) + \
+                   ([_decimal_of(&house_mass)] if houses else []) + \
+                   ([_decimal_of(&receptacle_mass)] if receptacles else [])
+            if sums:
+                for total in totals_mass:
+                    if not _far_from(total, sums):
+                        return False
         elif rule == "DQ_TOTAL_PACKAGES" and totals_packages:
-            for t in totals_packages:
-                total = _integer_sum([t])
-                if total is None and (packagings or houses or receptacle_items):
+            for total in totals_packages:
+                if total is None and (packagings or houses or receptacle_items.n):
                     return False
-                if packagings and total != _integer_sum(goods_counts):
+                if packagings and total != _integer_of(&goods_counts):
                     return False
-                if houses and total != _integer_sum(house_packages):
+                if houses and total != _integer_of(&house_packages):
                     return False
-                if receptacle_items and total != _integer_sum(receptacle_items) and total != receptacles:
+                if receptacle_items.n and total != _integer_of(&receptacle_items) and total != receptacles:
                     return False
         elif rule == "DQ_HOUSE_DOCUMENT_DUPLICATE":
             for seen in (house_numbers, htd_numbers):
@@ -429,54 +563,156 @@ cdef bint _clear(tree.xmlNode* scope, const char* ns, tuple rules, dict variable
                     return False
         elif rule == "DQ_BULK_PACKAGE_COUNT":
             listed = variables["bulk_codes"]
-            for first, types, counts in packagings:
-                if counts and first is not None and first.startswith("V") \
-                        and f" {_normalized(first)} " in listed:
+            for first, types, counted in packagings:
+                if counted and first is not None and f" {_normalized(first)} " in listed:
                     return False
         elif rule == "DQ_UNPACKED_PIECE_COUNT":
             listed = variables["unpacked_codes"]
-            for first, types, counts in packagings:
-                if not counts and any(f" {_normalized(t)} " in listed for t in types):
-                    return False
+            for first, types, counted in packagings:
+                if not counted:
+                    for t in types:
+                        if f" {_normalized(t)} " in listed:
+                            return False
     return True
 
 
-def walk(_Element root not None, str namespace, dict checks, dict scopes, select_findings, dict variables, ref,
-         vague, Py_ssize_t cache_limit, str top=None):
+cdef enum:
+    NAME_SLOTS = 256  # a pack's plan remembers this many element names (an ENS filing uses about 90)
+
+
+cdef class WalkPlan:
+    """A data-quality pack's tables (DataQualityPack.walk_tables) as the walk uses them, with the
+    element names it has met: libxml2 keeps one copy of each name in the parser's dictionary,
+    which lxml shares per thread, so an element's name pointer finds its entry without making a
+    Python string and three dict look-ups per element. A pointer is only trusted when the
+    name it points to still reads the same (a freed dictionary's memory may hold other names)."""
+    cdef bytes ns_bytes
+    cdef const char* ns
+    cdef dict checks, scopes, variables
+    cdef object select_findings, ref, vague
+    cdef Py_ssize_t cache_limit
+    cdef const char* slot_names[NAME_SLOTS]
+    cdef list slots  # per slot: (name, record code, scope or None, checks or None, the name's bytes)
+    cdef int filled
+
+    def __init__(self, str namespace, dict checks, dict scopes, select_findings, dict variables, ref, vague,
+                 Py_ssize_t cache_limit):
+        self.ns_bytes = namespace.encode("utf-8")
+        self.ns = self.ns_bytes
+        self.checks, self.scopes, self.variables = checks, scopes, variables
+        self.select_findings, self.ref, self.vague, self.cache_limit = select_findings, ref, vague, cache_limit
+        self.slots = [None] * NAME_SLOTS
+        self.filled = 0
+
+    cdef tuple entry(self, tree.xmlNode* c):
+        cdef const char* name = <const char*> c.name
+        cdef Py_ssize_t i = ((<uintptr_t> name) >> 4) & (NAME_SLOTS - 1)
+        cdef int probes
+        for probes in range(NAME_SLOTS):
+            if self.slot_names[i] == NULL:
+                break
+            if self.slot_names[i] == name:
+                found = <tuple> self.slots[i]
+                if strcmp(PyBytes_AS_STRING(found[4]), name) == 0:
+                    return found
+            i = (i + 1) & (NAME_SLOTS - 1)
+        text = _str(name)
+        found = (text, _CODES.get(text, 0), self.scopes.get(text), self.checks.get(text), text.encode("utf-8"))
+        if self.slot_names[i] == NULL and self.filled < NAME_SLOTS // 2:  # half full at most: probes stay short
+            self.slot_names[i], self.slots[i] = name, found
+            self.filled += 1
+        return found
+
+
+def header(_Element root not None, str namespace):
+    """(lrn, office of first entry, amended MRN, declarant id, representative id, MRN): what
+    validation._summary reads from an ENS filing's header (and an invalidation's MRN), as lxml
+    reads it there: the header is the root's first child, fields its element children, the
+    parties' IdentificationNumber their first of that name, the MRN the root's first MRN child
+    ("" when empty, as findtext says)."""
+    cdef bytes ns_bytes = namespace.encode("utf-8")
+    cdef const char* ns = ns_bytes
+    cdef tree.xmlNode* c = root._c_node.children
+    cdef tree.xmlNode* d
+    lrn = office = amended = declarant = representative = mrn = None
+    while c is not NULL and not _lxml_child(c):
+        c = c.next
+    if c is not NULL and _named(c, ns, b"Header"):
+        c = c.children
+        while c is not NULL:
+            if _in(c, ns):
+                if strcmp(<const char*> c.name, b"LRN") == 0:
+                    lrn = _text(c)
+                elif strcmp(<const char*> c.name, b"CustomsOfficeOfFirstEntry") == 0:
+                    office = _text(c)
+                elif strcmp(<const char*> c.name, b"AmendedMRN") == 0:
+                    amended = _text(c)
+                elif strcmp(<const char*> c.name, b"Declarant") == 0 or \
+                        strcmp(<const char*> c.name, b"Representative") == 0:
+                    party = None
+                    d = c.children
+                    while d is not NULL:
+                        if _named(d, ns, b"IdentificationNumber"):
+                            party = _text(d)
+                            break
+                        d = d.next
+                    if strcmp(<const char*> c.name, b"Declarant") == 0:
+                        declarant = party
+                    else:
+                        representative = party
+            c = c.next
+    if strcmp(<const char*> root._c_node.name, b"IE3Q04") == 0:
+        c = root._c_node.children
+        while c is not NULL:
+            if _named(c, ns, b"MRN"):
+                mrn = _text(c) or ""
+                break
+            c = c.next
+    return lrn, office, amended, declarant, representative, mrn
+
+
+cdef inline bint _lxml_child(tree.xmlNode* c) noexcept:
+    """A node lxml counts as a child (root[0]): an element, comment, entity reference or PI."""
+    return c.type == tree.XML_ELEMENT_NODE or c.type == tree.XML_COMMENT_NODE \
+        or c.type == tree.XML_ENTITY_REF_NODE or c.type == tree.XML_PI_NODE
+
+
+def walk(_Element root not None, WalkPlan plan not None, str top=None):
     """(findings, record or None): the data-quality pack's findings in document order, as
     DataQualityPack.check finds them, and with `top` (the root's pointer, for a filing valid
     against the schema) what screening._Reader reads, as a _Record.
 
-    checks: local name -> [(parent local name or None, rule, answers by raw text, check)];
-    scopes: local name -> (compiled XPath union, rules, native rule ids or ()), the union run on
+    The plan's checks: local name -> [(parent local name or None, rule, answers by raw text, check)];
+    its scopes: local name -> (compiled XPath union, rules, native rule ids or ()), the union run on
     each such element unless every rule of it is native and _clear finds nothing for it to
     select; when it selects something select_findings(element, rules) says which rules found what."""
-    cdef bytes ns_bytes = namespace.encode("utf-8")
-    cdef const char* ns = ns_bytes
+    cdef const char* ns = plan.ns
     cdef tree.xmlNode* start = root._c_node
+    if _in(start, ns):
+        ns = <const char*> start.ns.href
     cdef tree.xmlNode* c = start
     cdef _Record record = _Record(top) if top is not None else None
     cdef list findings = []
     cdef list entries
-    cdef dict codes = _CODES
+    cdef tuple found
     cdef dict answers
+    cdef dict variables = plan.variables
     cdef int code
     while c is not NULL:
         if c.type == tree.XML_ELEMENT_NODE:
             if _in(c, ns):
-                name = _str(<const char*> c.name)
+                found = plan.entry(c)
                 if record is not None:
-                    found = codes.get(name)
-                    if found is not None:
-                        code = found
-                        record.element(code, name, c)
-                scoped = scopes.get(name)
+                    code = found[1]
+                    if code:
+                        record.element(code, found[0], c)
+                scoped = found[2]
                 if scoped is not None and not (scoped[2] and _clear(c, ns, scoped[2], variables)):
                     el = elementFactory(root._doc, c)
                     if scoped[0](el, **variables):
-                        findings.extend(select_findings(el, scoped[1]))
-                entries = checks.get(name)
-                if entries is not None:
+                        findings.extend(plan.select_findings(el, scoped[1]))
+                if found[3] is not None:
+                    entries = found[3]
                     raw = _text(c)
                     for parent_name, rule, answers, fn in entries:
                         if parent_name is not None and (c is start or not _in(c.parent, ns)
@@ -484,9 +720,9 @@ def walk(_Element root not None, str namespace, dict checks, dict scopes, select
                             continue
                         problem = answers.get(raw, answers)  # the dict itself: not yet asked
                         if problem is answers:
-                            if len(answers) >= cache_limit:
+                            if len(answers) >= plan.cache_limit:
                                 answers.clear()
-                            problem = answers[raw] = fn((raw or "").strip(), ref, vague)
+                            problem = answers[raw] = fn((raw or "").strip(), plan.ref, plan.vague)
                         if problem is not None:
                             findings.append((rule, Finding(elementFactory(root._doc, c), (raw or "").strip(), *problem)))
             if c.children is not NULL:  # depth first: into the children, else on to what follows

@@ -40,6 +40,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from .budgets import MAX_COST
 from .enrichment import PARTY_HISTORY
 from .parties import person_kind
 from .reference import EU_MEMBER_STATES
@@ -52,7 +53,6 @@ MAX_EVIDENCE = 20  # data elements kept per quantifier in an explanation
 # equipment. A quantifier over them costs its size times its body; nesting multiplies.
 COLLECTION_LIMITS = {"goods": 9_999, "parties": 9_999, "containers": 9_999, "facts": 9_999}
 MAX_QUANTIFIER_NESTING = 2
-MAX_COST = 1_000_000  # nodes evaluated in the worst case: ~0.1 s of one core, the most one rule may take
 OVER_BUDGET = "over its evaluation budget"  # what the error of a rule that went past it says
 PHRASE = "phrase:"  # index key of a phrase written in a condition, as opposed to a term list
 _WORD = re.compile(r"[a-z0-9]+")

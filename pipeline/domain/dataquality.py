@@ -247,6 +247,7 @@ class DataQualityPack:
     def __init__(self, name: str, version: str, namespace: str, rules: tuple[DataQualityRule, ...],
                  reference: ReferenceData, source: Path):
         self.name, self.version, self.namespace, self.rules = name, version, namespace, rules
+        self.walk_plan = None  # walk_tables() as the walk in C takes them, made by one_pass on first use
         self.reference = reference
         self._vague = VagueDescriptionMatcher(reference.vague_terms)
         ns = {"e": namespace}

@@ -29,19 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from .budgets import BUDGET_BASE, BUDGET_PER_ITEM
 from .compiled_scoring import compile_index, compile_test
-from .conditions import MAX_COST, PHRASE, RANGE_TESTS, Evidence, OverBudget, TermMatcher, field_getter, field_spec
+from .conditions import PHRASE, RANGE_TESTS, Evidence, OverBudget, TermMatcher, field_getter, field_spec
 from .enrichment import Fact
 from .filings import FILING_KINDS
 from .rulepack import COMPLETE, DNL, RFI, RFS, SEVERITY, Rule, RulePack
 from .currency import bundled_euro_rates, in_euros
 from .screening import ScreeningRecord, record_from_dict
-
-
-# A filing's evaluation budget: a rule's worst case, plus per item about twice what the 200-rule pack of
-# bench/scoring.py spends (~900 node evaluations per goods item; ~140 ns each on this machine's core).
-BUDGET_BASE = MAX_COST
-BUDGET_PER_ITEM = 2_000
 
 
 class Subject:

@@ -411,12 +411,6 @@ def screening_record(root: etree._Element, filing_code: str) -> ScreeningRecord:
     return _record(reader, filing_code)
 
 
-def record_from_walk(walked, filing_code: str) -> ScreeningRecord:
-    """The record from what the walk in C (_onepass.pyx, see one_pass.py) gathered while it
-    checked the filing's data quality: the same as screening_record reads from the tree."""
-    return _record(walked.into(_Reader(walked.top)), filing_code)
-
-
 def _record(reader: _Reader, filing_code: str) -> ScreeningRecord:
     kind = BY_CODE["F" + filing_code[1:]]
     parties, goods, containers = reader.parts()
