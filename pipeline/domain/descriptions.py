@@ -26,11 +26,11 @@ Facts per goods item, for the rules to weigh:
     "Roman", "Byzantine", ... -- not a replica or a style. Archaeological objects and elements of
     monuments over 250 years old need an import licence whatever their value (Regulation (EU)
     2019/880, Art. 4 and Annex Part B; rules/reference/cultural-goods.csv categories c and d).
-  - `package-mass-contradicts-description`: the kilograms per package cannot be these goods: less than the
-    net weight the description gives each package ("18.14 kg cartons", "in 25 kg bags": a gross mass
-    cannot be below the net; under a third of it, no partly filled carton explains it), or more than any package of goods this light can weigh
-    (rules/reference/light-goods-packing.csv: a carton of foam cups or plush toys, whose materials'
-    densities cap it). Declared mass that the goods cannot have is what concealment in a cover load
+  - `package-mass-contradicts-description`: the kilograms per package cannot be these goods: less than
+    the net weight the description gives each package ("18.14 kg cartons", "in 25 kg bags": a gross
+    mass cannot be below the net; under a third of it, no partly filled carton explains it), or more
+    than any package of goods this light can weigh (rules/reference/light-goods-packing.csv: a carton
+    of foam cups or plush toys, whose materials' densities cap it). Declared mass that the goods cannot have is what concealment in a cover load
     looks like (WCO, Customs Risk Management Compendium: weight inconsistent with the goods) or a
     description of other goods.
   - `goods-description-says-nothing`: nothing is left of the description once the regime's list of
@@ -94,7 +94,7 @@ _STATED_NET = re.compile(rf"(?<![\w.,]){_WEIGHT}\s*(?:net\s+)?(?:per\s+|each\s+|
                          rf"\b{_PACKAGE_WORDS}\s+(?:of|@|at|a)\s+{_WEIGHT}\b", re.IGNORECASE)
 # ... not of packaging itself ("empty 1000 kg bags": what the bags hold, not weigh) or a capacity.
 _PACKAGING_GOODS = ("3923", "4415", "4819", "4821", "6305", "7310", "7311", "7612", "7613")
-_NOT_CONTENTS = re.compile(r"\b(?:empty|capacity|load|loading|max|maximum|swl|holds?|up to)\b", re.IGNORECASE)
+_NOT_CONTENTS = re.compile(r"\b(?:empty|capacity|max|maximum|swl|holds?|up to)\b", re.IGNORECASE)
 # A gross mass below the net is impossible; a package under this share of the stated net is no partly filled
 # last carton, rounding or a net stated loosely ("25 kg cartons" of instant coffee filled to 12-14 kg).
 STATED_NET_SHARE = 1 / 3

@@ -292,13 +292,13 @@ def commercial_quantity_facts(record: ScreeningRecord, goods_list: tuple[Commerc
             continue
         scope = party.pointer.rpartition("/")[0] + "/" if "/" in party.pointer else ""
         for g in record.goods:
-            kind = next((c for c in goods_list if (g.hs_code or "").startswith(c.hs)), None)
-            count = described_count(g.description) if kind and g.pointer.startswith(scope) else None
-            if count is None or count < kind.min_count:
+            listed = next((c for c in goods_list if (g.hs_code or "").startswith(c.hs)), None)
+            count = described_count(g.description) if listed and g.pointer.startswith(scope) else None
+            if count is None or count < listed.min_count:
                 continue
             facts.append(Fact(PRIVATE_COMMERCIAL_QUANTITY, "",
                               f"consignee {party.name!r} reads as a private person and receives {count} "
-                              f"{kind.goods} (goods item {g.number}, HS {g.hs_code}): a commercial quantity", (),
+                              f"{listed.goods} (goods item {g.number}, HS {g.hs_code}): a commercial quantity", (),
                               {"pointer": f"{g.pointer}/Description" if g.pointer else "Description",
                                "consignee": party.pointer, "item": g.number, "declared": g.hs_code, "count": count,
                                "value_eur": g.value_eur}))
