@@ -1,18 +1,26 @@
-"""Redis round trips and commands per filing, by step of the streaming service.
+"""Redis round trips, commands and CPU per filing, by step of the streaming service.
 
     python bench/round_trips.py [--count 3000] [--seed 17]
 
 Generates traffic of every mode (linked consignments, amendments, 5% planted risk) with its
 containers' DCSA histories in an embedded Redis, queues the filings in their partitions as the
 ingress does, and runs the service in this process (one worker, FnApiRunner, until the streams
-are empty). Every request written to Redis (a command, or a whole pipeline: one round trip) is
+are empty): first on 300 filings to warm up (the goods classifier, the rule pack), then on
+--count filings, measured. Every request written to Redis (a command, or a whole pipeline: one round trip) is
 counted by the step whose DoFn sent it; the commands Redis executed come from INFO commandstats.
 Prints round trips and commands per filing, per step and in all. On a single Redis a pipeline is
 one round trip; on a cluster (not measured here) a batch is one per master it touches.
+
+CPU per filing per step: the CPU time of the worker thread inside each of our DoFns' methods
+(each resumption of a generator timed apart, so the steps downstream, which Beam runs between
+them, are not counted twice); what is left of the process's CPU is Beam's own work and set-up.
+Next to it, in the same run, raw lxml (parse + XSD) of the same filings: each step's cost in raw
+lxml's, and the service's rate as a share of raw lxml's.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import tempfile
 import time
@@ -20,6 +28,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import apache_beam as beam
 import redis.connection
 from lxml import etree
 
@@ -47,6 +56,84 @@ def step_of(frame) -> str:
     return "other"
 
 
+class StepClock:
+    """CPU time of this thread in each method of our DoFns (process, start_bundle, finish_bundle)."""
+
+    def __init__(self):
+        self.cpu: Counter = Counter()
+        self._restore: list[tuple[type, str, object]] = []
+
+    def install(self) -> None:
+        for cls in _our_dofns(beam.DoFn):
+            for name in ("process", "start_bundle", "finish_bundle"):
+                if name in cls.__dict__:
+                    self._restore.append((cls, name, cls.__dict__[name]))
+                    setattr(cls, name, self._timed(cls.__name__, cls.__dict__[name]))
+
+    def uninstall(self) -> None:
+        for cls, name, original in self._restore:
+            setattr(cls, name, original)
+
+    def _timed(self, step: str, method):
+        cpu = self.cpu
+
+        def timed(*args, **kwargs):
+            started = time.thread_time()
+            result = method(*args, **kwargs)
+            cpu[step] += time.thread_time() - started
+            return self._resumptions(step, result) if inspect.isgenerator(result) else result
+        timed.__signature__ = inspect.signature(method)  # Beam reads process's parameters and defaults
+        return timed
+
+    def _resumptions(self, step: str, generator):
+        while True:
+            started = time.thread_time()
+            try:
+                value = next(generator)
+            except StopIteration:
+                self.cpu[step] += time.thread_time() - started
+                return
+            self.cpu[step] += time.thread_time() - started
+            yield value
+
+
+def _our_dofns(cls):
+    for sub in cls.__subclasses__():
+        if sub.__module__.startswith("cargoscreen"):
+            yield sub
+        yield from _our_dofns(sub)
+
+
+def raw_lxml_seconds(payloads: list[bytes]) -> float:
+    """CPU seconds of raw lxml (parse + XSD) over the filings, best of three."""
+    schema = etree.XMLSchema(etree.parse(str(Settings().schema_dirs[-1] / "ics2-v1" / "ens.xsd")))
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for data in payloads:
+            try:
+                schema.validate(etree.fromstring(data, parser))
+            except etree.XMLSyntaxError:
+                pass
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def queue(client, keys: StreamKeys, filings) -> list[bytes]:
+    """The filings into their partitions' streams, as the ingress routes them; their bytes back."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    pipe = client.pipeline(transaction=False)
+    for f in filings:
+        try:
+            route = routing_name(etree.fromstring(f.data, parser))
+        except etree.XMLSyntaxError:
+            route = None
+        pipe.xadd(keys.filings_for(route or f.name), {"filing": f.data, "id": f.name})
+    pipe.execute()
+    return [f.data for f in filings]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=3000)
@@ -61,28 +148,30 @@ def main() -> None:
         trips[step_of(sys._getframe(1))] += 1
         return original(self, command, check_health)
 
+    warm_up = 300
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         client = connect(server.url)
-        write_container_status(Path(tmp), args.count, args.seed, anomaly_rate=0.05, **spec)
+        total = warm_up + args.count
+        write_container_status(Path(tmp), total, args.seed, anomaly_rate=0.05, **spec)
         load_feed([Path(tmp) / "container-events.jsonl"], server.url, Path(tmp) / "rejected.jsonl")
-        parser_ = etree.XMLParser(resolve_entities=False, no_network=True)
-        pipe = client.pipeline(transaction=False)
-        for f in generate(GeneratorSpec(count=args.count, seed=args.seed, **spec)):
-            try:
-                route = routing_name(etree.fromstring(f.data, parser_))
-            except etree.XMLSyntaxError:
-                route = None
-            pipe.xadd(keys.filings_for(route or f.name), {"filing": f.data, "id": f.name})
-        pipe.execute()
-        client.config_resetstat()
+        filings = list(generate(GeneratorSpec(count=total, seed=args.seed, **spec)))
         settings = Settings().with_redis_url(server.url)
+        once = replace(settings, streams=replace(settings.streams, once=True))
+        queue(client, keys, filings[:warm_up])
+        run_service(once, ["bench-0"])
+        payloads = queue(client, keys, filings[warm_up:])
+        client.config_resetstat()
+        clock = StepClock()
+        clock.install()
         redis.connection.AbstractConnection.send_packed_command = counted
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
-            run_service(replace(settings, streams=replace(settings.streams, once=True)), ["bench-0"])
+            run_service(once, ["bench-0"])
         finally:
             redis.connection.AbstractConnection.send_packed_command = original
-        elapsed = time.perf_counter() - started
+            clock.uninstall()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        raw = raw_lxml_seconds(payloads)
         commands = {k[len("cmdstat_"):]: v["calls"] for k, v in client.info("commandstats").items()}
     n = args.count
     print(f"{n} filings through the service (one worker, FnApiRunner, embedded Redis) in {elapsed:.1f} s")
@@ -93,6 +182,12 @@ def main() -> None:
     print(f"\nRedis commands per filing: {sum(commands.values()) / n:.2f}; the most frequent:")
     for name, calls in sorted(commands.items(), key=lambda kv: -kv[1])[:10]:
         print(f"  {name:16} {calls / n:7.3f}")
+    raw_us = raw / n * 1e6
+    print(f"\nCPU per filing: the process {cpu / n * 1e6:,.0f} µs ({n / cpu:,.0f} filings per CPU-second); raw lxml "
+          f"(parse + XSD) of the same filings {raw_us:,.0f} µs: the service runs at {raw / cpu:.3f} of raw lxml's rate")
+    print(f"{'step':28} {'CPU µs/filing':>14} {'x raw lxml':>11}")
+    for step, seconds in [*clock.cpu.most_common(), ("Beam, set-up and the rest", cpu - sum(clock.cpu.values()))]:
+        print(f"{step:28} {seconds / n * 1e6:14,.1f} {seconds / raw:10.2f}x")
 
 
 if __name__ == "__main__":

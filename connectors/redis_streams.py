@@ -67,7 +67,7 @@ from cargoscreen.connectors.redis_store import OUTAGE, connect, hash_tag, is_clu
 from cargoscreen.linking import ConsignmentKeys
 from cargoscreen.validation import Submission, utc_iso
 from cargoscreen import metrics
-from cargoscreen.counters import CounterFamily, counter
+from cargoscreen.counters import CounterFamily, CountsPerBundle, counter
 
 DEAD_LETTER = "dead_letter"
 _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
@@ -561,7 +561,7 @@ class EffectWriter:
         return written
 
 
-class _DeliverDoFn(beam.DoFn):
+class _DeliverDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, settings: Settings, batch: int):
         self._settings, self._batch = settings, batch
 
@@ -570,6 +570,7 @@ class _DeliverDoFn(beam.DoFn):
         self._counts = CounterFamily("effects_")
 
     def start_bundle(self):
+        super().start_bundle()
         self._pending: list[Effect] = []
 
     def process(self, effects):
@@ -579,6 +580,7 @@ class _DeliverDoFn(beam.DoFn):
 
     def finish_bundle(self):
         self._flush()  # before the bundle commits: the source acknowledges only after this
+        super().finish_bundle()
 
     def _flush(self):
         if not self._pending:

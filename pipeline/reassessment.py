@@ -21,7 +21,7 @@ decision nor takes a referral from the analyst who holds it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Container
 
@@ -33,7 +33,7 @@ from .domain.goods_classifier import bundled_goods_classifier
 from .domain.goods_facts import goods_facts
 from .domain.rulepack import RFI, SEVERITY
 from .domain.scoring import Scorer, Subject
-from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict
+from .domain.screening import ScreeningRecord, changed, record_from_dict, record_to_dict
 from .enrichment import EnrichedFiling, Fact
 from .linking import Member
 from .validation import utc_iso
@@ -119,7 +119,7 @@ def corrected(record: ScreeningRecord, corrections) -> ScreeningRecord:
     goods = list(record.goods)
     for c in corrections:
         goods[c.line] = goods[c.line]._replace(**{c.field: c.after})
-    return replace(record, goods=tuple(goods)) if corrections else record
+    return changed(record, goods=tuple(goods)) if corrections else record
 
 
 def apply_corrections(record: ScreeningRecord, items, known_hs: Container[str] | None = None

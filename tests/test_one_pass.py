@@ -167,3 +167,25 @@ def test_a_data_quality_pack_for_another_namespace_leaves_ens_filings_their_reco
     outcome = other.validate(Submission(filing.name, filing.data))
     assert outcome.accepted and outcome.record is not None
     assert outcome.record == default.validate(Submission(filing.name, filing.data)).record
+
+
+def test_a_record_made_without_the_dataclass_init_is_the_same_record():
+    """new_record and changed (the walk's and the currency conversion's way to make records, a third
+    of the frozen dataclass's __init__) make what ScreeningRecord(...) and
+    dataclasses.replace make, and refuse a field unknown or missing as __init__ would."""
+    from dataclasses import replace as dataclass_replace
+
+    from cargoscreen.domain.screening import ScreeningRecord, changed, new_record, record_from_dict
+
+    example = record_from_dict({"goods": [{"description": "toys", "hs_code": "950300", "value": 10.0}]})
+    values = dict(vars(example))
+    made = new_record(values)
+    assert made == ScreeningRecord(**values) and made.pointers == example.pointers
+    assert hash(made) == hash(example) and repr(made) == repr(example)
+    assert changed(made, lrn="OTHER") == dataclass_replace(example, lrn="OTHER")
+    assert new_record({k: v for k, v in values.items() if k != "pointers"}).pointers == {}
+    for broken in ({k: v for k, v in values.items() if k != "mode"}, {**values, "colour": "red"}):
+        with pytest.raises(TypeError):
+            new_record(broken)
+        with pytest.raises(TypeError):
+            ScreeningRecord(**broken)

@@ -22,7 +22,7 @@ from .container_events import utc_epoch
 from .dataquality import Finding
 from .filings import BY_CODE
 from .screening import (_CONVEYANCE, _MEANS_FIELDS, _PARTY_ELEMENTS, _PARTY_FIELDS, Equipment, GoodsLine, Party,
-                        ScreeningRecord, _number)
+                        _number, new_record)
 
 # The record's parts are made with tuple.__new__ (no Python-level __new__ per part): their fields, in order.
 assert GoodsLine._fields[-2:] == ("pointer", "converted_value") and len(Party._fields) == 8 \
@@ -155,9 +155,9 @@ cdef class _Record:
         self.parties, self.goods, self.containers = [], [], []
         self.house_documents, self.house_filers, self.routing = [], [], []
 
-    cdef void element(self, int code, str name, tree.xmlNode* c) except *:
+    cdef void element(self, int code, str name, tree.xmlNode* c, object text) except *:
+        """Reads one element of the record's, its text already read (lxml's .text)."""
         cdef list g
-        text = _text(c)
         if code == PARTY:
             self.opener = O_PARTY
             self.parties.append([_PARTY_ELEMENTS[name], None, None, None, None, None, None, self.house, name])
@@ -285,11 +285,13 @@ cdef class _Record:
         for i, c in enumerate(self.containers, start=1):
             containers.append(tuple.__new__(Equipment, (c[0], c[1], tuple(c[2]), c[3],
                                                         _indexed(consignment, "TransportEquipment", i, n))))
-        return ScreeningRecord(
-            filing_code=filing_code, mode=kind.mode, level=kind.level, parties=tuple(parties), goods=tuple(goods),
-            containers=tuple(containers), routing_countries=tuple(self.routing),
-            house_documents=tuple(self.house_documents), house_filers=tuple(self.house_filers),
-            pointers=self.pointers, **self.values)
+        values = self.values
+        values["filing_code"], values["mode"], values["level"] = filing_code, kind.mode, kind.level
+        values["parties"], values["goods"], values["containers"] = tuple(parties), tuple(goods), tuple(containers)
+        values["routing_countries"], values["house_documents"], values["house_filers"] = \
+            tuple(self.routing), tuple(self.house_documents), tuple(self.house_filers)
+        values["pointers"] = self.pointers
+        return new_record(values)
 
 
 
@@ -702,10 +704,10 @@ def walk(_Element root not None, WalkPlan plan not None, str top=None):
         if c.type == tree.XML_ELEMENT_NODE:
             if _in(c, ns):
                 found = plan.entry(c)
-                if record is not None:
-                    code = found[1]
-                    if code:
-                        record.element(code, found[0], c)
+                code = found[1] if record is not None else 0
+                raw = _text(c) if code or found[3] is not None else None  # once, for the record and the checks
+                if code:
+                    record.element(code, found[0], c, raw)
                 scoped = found[2]
                 if scoped is not None and not (scoped[2] and _clear(c, ns, scoped[2], variables)):
                     el = elementFactory(root._doc, c)
@@ -713,7 +715,6 @@ def walk(_Element root not None, WalkPlan plan not None, str top=None):
                         findings.extend(plan.select_findings(el, scoped[1]))
                 if found[3] is not None:
                     entries = found[3]
-                    raw = _text(c)
                     for parent_name, rule, answers, fn in entries:
                         if parent_name is not None and (c is start or not _in(c.parent, ns)
                                                         or _str(<const char*> c.parent.name) != parent_name):

@@ -15,13 +15,12 @@ does not quote (about 30 are quoted: AED, SAR, TWD are not) stay without a euro 
 """
 from __future__ import annotations
 
-import dataclasses
 from datetime import date, datetime, timezone
 from functools import lru_cache
 
 from currency_converter import CurrencyConverter, RateNotFoundError
 
-from .screening import GoodsLine, ScreeningRecord
+from .screening import GoodsLine, ScreeningRecord, changed
 
 EURO = "EUR"
 
@@ -78,7 +77,7 @@ def in_euros(record: ScreeningRecord, rates: EuroRates) -> ScreeningRecord:
     """The record with every goods line declared in another currency also in euros (converted_value,
     read as GoodsLine.value_eur), at the rate of the day the filing was issued. Idempotent."""
     goods = tuple(_line_in_euros(g, rates, record.issued_at) for g in record.goods)
-    return record if goods == record.goods else dataclasses.replace(record, goods=goods)
+    return record if goods == record.goods else changed(record, goods=goods)
 
 
 def _line_in_euros(line: GoodsLine, rates: EuroRates, issued_at: float) -> GoodsLine:

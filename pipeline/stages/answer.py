@@ -8,7 +8,7 @@ from lxml import etree
 from ..answering import DeadLetter, rejection
 from .. import metrics
 from ..config import Settings
-from ..counters import CounterFamily, counter
+from ..counters import CounterFamily, CountsPerBundle, counter
 from ..decisions import ASSESSMENT_ANSWERS
 from ..domain.answers import Answer
 from ..domain.filings import ANSWERS_NS
@@ -33,7 +33,7 @@ class AnswerRejections(beam.PTransform):
         return rejected | "ErrorNotification" >> beam.Map(lambda o: rejection(o, utc_now()))
 
 
-class _CheckAndCountDoFn(beam.DoFn):
+class _CheckAndCountDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
 

@@ -13,11 +13,11 @@ from ..domain.reference import bundled_reference
 from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
 from ..party_history import PartyHistoryStore
-from ..counters import CounterFamily, counter
+from ..counters import CounterFamily, CountsPerBundle, counter
 from .batches import Batches
 
 
-class _EnrichBatchDoFn(beam.DoFn):
+class _EnrichBatchDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
         self._enriched = counter("enriched")

@@ -26,7 +26,7 @@ from ..linking import (HOUSE_FILER_NOT_NAMED, MASTER_FILED, Addition, Consignmen
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
-from ..counters import counter
+from ..counters import CountsPerBundle, counter
 from .batches import Batches
 
 CONSIGNMENTS, PENDING, WITHDRAWALS, REFUSALS = "consignments", "pending", "withdrawals", "refusals"
@@ -77,7 +77,7 @@ def stamped(outputs: list, outcome: ValidationOutcome) -> list:
             for o in outputs]
 
 
-class _LinkDoFn(beam.DoFn):
+class _LinkDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
         self._linked_filings = counter("filings_linked")
@@ -169,6 +169,10 @@ class _LinkDoFn(beam.DoFn):
         return consignment_of(linked.key, linked.version, linked.state, list(linked.members))
 
     def finish_bundle(self):
+        yield from self._overdue_consignments()
+        super().finish_bundle()  # the bundle's counts, the overdue ones with them
+
+    def _overdue_consignments(self):
         # Deadlines are looked at between bundles: a streaming source makes a bundle every poll,
         # even an idle one, so an overdue consignment waits at most sweep_seconds + a poll.
         now = time.time()

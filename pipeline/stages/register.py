@@ -10,7 +10,7 @@ from apache_beam.pvalue import TaggedOutput
 from ..answering import DeadLetter, registration_answer, registration_request, repeats
 from .. import metrics
 from ..config import Settings
-from ..counters import CounterFamily
+from ..counters import CounterFamily, CountsPerBundle
 from ..connectors.redis_store import connect, infrastructure_cause, redeliver, with_retries
 from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
@@ -21,7 +21,7 @@ ANSWERS, REGISTERED_OUT = "answers", "registered"
 _ONWARD = frozenset({REGISTERED, AMENDED, INVALIDATED})
 
 
-class _RegisterBatchDoFn(beam.DoFn):
+class _RegisterBatchDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, settings: Settings, reassess_redelivered: bool):
         self._settings, self._reassess_redelivered = settings, reassess_redelivered
 

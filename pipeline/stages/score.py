@@ -18,7 +18,7 @@ from ..enrichment import EnrichedFiling
 from ..health import ScoringMonitor, forget_scorers, publish_scoring
 from ..risk_information import RULE_FILE, RiskInformationStore
 from ..rule_store import RulePackSource, RulePackStore
-from ..counters import CounterFamily, counter
+from ..counters import CounterFamily, CountsPerBundle, counter
 from .answer import ASSESS_STAGE
 from .validate import DEAD_LETTER
 
@@ -27,7 +27,7 @@ REPORT_SECONDS = 5.0  # how often a long bundle reports its scoring (health read
 log = logging.getLogger(__name__)
 
 
-class _ScoreDoFn(beam.DoFn):
+class _ScoreDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
         self._assessed = counter("assessed")
@@ -108,6 +108,7 @@ class _ScoreDoFn(beam.DoFn):
 
     def finish_bundle(self):
         self._report()
+        super().finish_bundle()
 
 
 class ScoreFilings(beam.PTransform):

@@ -8,12 +8,12 @@ from ..answering import DeadLetter, not_screened
 from ..config import Settings
 from ..validation import FilingValidator, Submission
 from .. import metrics
-from ..counters import CounterFamily, counter
+from ..counters import CounterFamily, CountsPerBundle, counter
 
 VALID, REJECTED, DEAD_LETTER = "valid", "rejected", "dead_letter"
 
 
-class _ValidateDoFn(beam.DoFn):
+class _ValidateDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
         self._accepted = counter("validated_accepted")
