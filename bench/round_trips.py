@@ -39,6 +39,7 @@ from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.corpus import write_container_status
 from cargoscreen.generator import GeneratorSpec, generate
 from cargoscreen.linking import routing_name
+from cargoscreen.options import SERVICE_ANSWER_CHECK_EVERY
 from cargoscreen.service import run_service
 
 import cargoscreen
@@ -156,7 +157,9 @@ def main() -> None:
         load_feed([Path(tmp) / "container-events.jsonl"], server.url, Path(tmp) / "rejected.jsonl")
         filings = list(generate(GeneratorSpec(count=total, seed=args.seed, **spec)))
         settings = Settings().with_redis_url(server.url)
-        once = replace(settings, streams=replace(settings.streams, once=True))
+        # As `python -m cargoscreen.service` runs: answers sampled against their schema, until the streams are empty.
+        once = replace(settings, streams=replace(settings.streams, once=True),
+                       answer_check_every=SERVICE_ANSWER_CHECK_EVERY)
         queue(client, keys, filings[:warm_up])
         run_service(once, ["bench-0"])
         payloads = queue(client, keys, filings[warm_up:])
