@@ -214,7 +214,7 @@ def validate(files, schemas, as_json) -> None:
     from .validation import FilingValidator, Submission, utc_now
 
     settings = _settings(schemas)
-    validator = FilingValidator(settings, read_records=False)  # answers only, as the filer gets them
+    validator = FilingValidator(settings, answers_only=True)
     results, rejected, unreadable = [], 0, 0
     out = _console()
     received_at = utc_now()  # the files of one run are received together

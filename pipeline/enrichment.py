@@ -23,7 +23,8 @@ from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
 from .domain.goods_facts import goods_facts
 from .domain.legal_lists import bundled_legal_lists
 from .domain.offices import office_facts
-from .domain.parties import Seen, Sighting, history_fact, natural_person_facts, sightings
+from .domain.parties import (Seen, Sighting, bundled_commercial_goods, commercial_quantity_facts, history_fact,
+                             natural_person_facts, sightings)
 from .domain.reference import ReferenceData
 from .domain.screening import ScreeningRecord
 from .linking import HOUSE_FILER_NOT_NAMED, HOUSE_NOT_LISTED, MASTER_FILED, Consignment, Member
@@ -109,11 +110,12 @@ def filing_facts(consignment: Consignment, reference: ReferenceData,
     cannot), what each goods item's description says against its declared code (goods_facts.py;
     the bundled classifier unless another is given) and by its words alone (a brand below a genuine
     article's price, or no goods named: descriptions.py), and a private person receiving controlled or
-    valuable goods."""
+    valuable goods, or goods in a commercial quantity."""
     return (warning_facts(consignment) + claim_facts(consignment) + office_facts(consignment.record, reference)
             + goods_facts(consignment.record, classifier or bundled_goods_classifier())
             + description_facts(consignment.record, bundled_wording())
-            + natural_person_facts(consignment.record, bundled_legal_lists().is_controlled))
+            + natural_person_facts(consignment.record, bundled_legal_lists().is_controlled)
+            + commercial_quantity_facts(consignment.record, bundled_commercial_goods()))
 
 
 def in_euros_consignment(consignment: Consignment, rates: EuroRates) -> Consignment:

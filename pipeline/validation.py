@@ -132,11 +132,12 @@ def _word_xsd(v: SchemaViolation, ens: bool = True) -> str:
 
 class FilingValidator:
     """Validates submissions; build one per worker (schemas and parsers are not picklable).
-    read_records=False: answers only (the command line's `validate`), no screening records."""
+    answers_only=True: what the filer's answer needs and no more (the command line's `validate`):
+    no screening record, and no content digest (summary.digest is "": nothing is registered)."""
 
-    def __init__(self, settings: Settings, reference: ReferenceData | None = None, read_records: bool = True):
+    def __init__(self, settings: Settings, reference: ReferenceData | None = None, answers_only: bool = False):
         self.settings = settings
-        self.read_records = read_records
+        self.answers_only = answers_only
         self.parser = SafeXmlParser(settings.limits)
         self.registry = SchemaRegistry.from_dirs(settings.schema_dirs)
         self.data_quality = DataQualityPack.load(settings.data_quality_pack, reference or bundled_reference())
@@ -163,7 +164,7 @@ class FilingValidator:
                   for v in schema.violations(tree)]
         warnings, record = [], None
         # An ENS filing the schema accepted, whose record is wanted
-        code = summary.filing_code if summary.mode and not errors and self.read_records else None
+        code = summary.filing_code if summary.mode and not errors and not self.answers_only else None
         if not ens and code:  # a data-quality pack for another namespace: the record without it
             record = screening_record(root, code)
         elif ens:  # data quality, and the record of a filing the schema accepted, from one walk over the tree
@@ -181,7 +182,7 @@ class FilingValidator:
         return ValidationOutcome(submission, summary, (), tuple(warnings), record)
 
     def _summary(self, root, qname: etree.QName, payload: bytes) -> FilingSummary:
-        digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        digest = "" if self.answers_only else hashlib.blake2b(payload, digest_size=16).hexdigest()
         if qname.namespace != ENS_NS:
             return FilingSummary(qname.localname, qname.namespace, None, None, None, None, None, None, None, None, digest)
         lrn, office, amended, declarant, representative, invalidated = header(root, self.compiled_walk)

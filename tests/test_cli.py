@@ -67,6 +67,44 @@ def test_validate_reports_and_sets_the_exit_status(tmp_path):
     assert all(e["pointer"].startswith("/") and e["reason"] and e["line"] for e in report["errors"])
 
 
+def test_validate_answers_as_the_pipeline_validates(tmp_path):
+    """`validate --json` (answers only: no screening record, no digest) accepts and rejects what the
+    pipeline's validator does, with the same errors, on a corpus with defects and hostile XML."""
+    from cargoscreen.config import Settings
+    from cargoscreen.validation import FilingValidator, Submission
+
+    runner = CliRunner()
+    runner.invoke(main, ["generate", "--out", str(tmp_path), "--count", "150", "--seed", "21", "--defect-rate", "0.3",
+                         "--envelope-rate", "0.05"])
+    result = runner.invoke(main, ["validate", "--json", str(tmp_path / "filings")])
+    reports = {Path(r["file"]).name: r for r in json.loads(result.output)}
+    pipeline_validator = FilingValidator(Settings())
+    rejected = 0
+    for path in sorted((tmp_path / "filings").glob("*.xml")):
+        outcome = pipeline_validator.validate(Submission(path.name, path.read_bytes()))
+        report = reports[path.name]
+        assert report["accepted"] == outcome.accepted, path.name
+        assert [(e["code"], e["pointer"], e["line"]) for e in report["errors"]] == \
+            [(e.code, e.pointer, e.line) for e in outcome.errors], path.name
+        rejected += not outcome.accepted
+    assert len(reports) == 150 and 20 < rejected < 150 and result.exit_code == 1
+
+
+def test_validate_starts_without_beam_redis_or_the_rule_language(tmp_path):
+    """The command line imports a subcommand's heavy modules when it is named: `validate` starts
+    without Beam, Redis, the rule language or the workbench (they were two thirds of its start-up)."""
+    filing = tmp_path / "f.xml"
+    filing.write_text("<Invoice/>")
+    probe = ("import sys\nfrom cargoscreen.cli import main\n"
+             "try:\n    main(['validate', '--json', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+             "heavy = ('apache_beam', 'redis', 'cargoscreen.domain.conditions', 'cargoscreen.workbench', 'duckdb')\n"
+             "print(sorted({m.split('.')[0] if not m.startswith('cargoscreen') else m for m in sys.modules\n"
+             "              if m.startswith(heavy)}))\n")
+    loaded = subprocess.run([sys.executable, "-c", probe, str(filing)], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout
+    assert "workbench" in CliRunner().invoke(main, ["--help"]).output  # the lazy ones are still listed
+
+
 def test_validate_with_an_added_schema_folder(tmp_path):
     invoice = tmp_path / "invoice.xml"
     invoice.write_text("<Invoice><Number>INV-000001</Number><Amount>3</Amount></Invoice>")

@@ -3,9 +3,9 @@ genuine article's price, or no goods named at all; and the starter pack's GD-008
 import pytest
 
 from cargoscreen.domain.currency import bundled_euro_rates, in_euros
-from cargoscreen.domain.descriptions import bundled_wording, described_count, description_facts
+from cargoscreen.domain.descriptions import bundled_wording, described_count, description_facts, stated_net_kg
 from cargoscreen.domain.enrichment import (ARCHAEOLOGICAL_OBJECT, BRANDED_UNDERPRICED, BRANDED_UNVALUED,
-                                          SAYS_NOTHING, STORED_VALUE_CARDS)
+                                          PACKAGE_MASS_CONTRADICTS, SAYS_NOTHING, STORED_VALUE_CARDS)
 from cargoscreen.domain.rulepack import RulePack
 from cargoscreen.domain.scoring import Scorer, example_subject
 from cargoscreen.domain.screening import record_from_dict
@@ -93,6 +93,43 @@ def test_objects_the_description_dates_to_antiquity_or_an_excavation_are_a_fact(
     assert (ARCHAEOLOGICAL_OBJECT in kinds) is ancient
 
 
+@pytest.mark.parametrize("description, kg", [
+    ("Fresh bananas Cavendish, 18.14 kg cartons", 18.14), ("Sodium hydroxide flakes 99%, in 25 kg bags", 25.0),
+    ("Rice in bags of 5 kg", 5.0), ("Green coffee 60kg/bag", 60.0), ("Potatoes 25 kg net bags", 25.0),
+    ("Bananas 40 lb boxes", 18.144), ("Empty FIBC bulk bags 1000 kg", None), ("Washing machines 8 kg capacity", None),
+    ("Dumbbells 2 kg, 100 pairs", None), ("Baby scales up to 20 kg", None)])
+def test_the_net_weight_a_description_gives_each_package(description, kg):
+    found = stated_net_kg(description)
+    assert (found if found is None else round(found, 3)) == kg
+
+
+@pytest.mark.parametrize("description, hs_code, mass, packages, kind, contradicts", [
+    # lighter than the net the description gives each package
+    ("Fresh bananas Cavendish, 18.14 kg cartons", "080390", 4100.0, 1080, "CT", True),
+    ("Dog food, dry, in bags of 15 kg", "230910", 900.0, 400, "BG", True),
+    ("Fresh bananas Cavendish, 18.14 kg cartons", "080390", 20600.0, 1080, "CT", False),
+    ("Spray-dried instant coffee, in 25 kg cartons with liner", "210111", 1220.9, 102, "CT", False),  # partly filled
+    ("Empty FIBC bulk bags 1000 kg", "630532", 2500.0, 1000, "BG", False),  # what the bags hold
+    # heavier than any package of goods this light
+    ("Polystyrene foam cups 8 oz, in cartons", "392410", 31000.0, 2000, "CT", True),
+    ("EPS foam food containers, 500 pcs/carton", "392410", 9000.0, 600, "CT", True),
+    ("Plush toys teddy bears, in cartons", "950300", 22400.0, 1200, "CT", True),
+    ("Stuffed animals assorted", "950300", 6000.0, 250, "BX", True),
+    ("Polystyrene foam cups 8 oz, in cartons", "392410", 6000.0, 2000, "CT", False),
+    ("Plush toys teddy bears, in cartons", "950300", 7200.0, 1200, "CT", False),
+    ("Memory foam mattresses, roll-packed", "940421", 3000.0, 100, "CT", False),  # not polystyrene
+    ("Plush toys, compressed bales", "950300", 6000.0, 100, "BA", False),  # a bale is no carton
+    ("Polystyrene granules GPPS", "390319", 25000.0, 1000, "BG", False)])  # solid plastic, not foam
+def test_a_package_mass_the_described_goods_cannot_have_is_a_fact(description, hs_code, mass, packages, kind,
+                                                                  contradicts):
+    facts = [f for f in facts_of([{"description": description, "hs_code": hs_code, "gross_mass": mass,
+                                   "packages": packages, "package_types": [kind]}]) if f.kind == PACKAGE_MASS_CONTRADICTS]
+    assert bool(facts) is contradicts
+    if contradicts:
+        assert facts[0].values["kg_per_package"] == round(mass / packages, 3) and "kg per package" in facts[0].detail
+        assert ("stated_kg" in facts[0].values) is (mass / packages < 10) and facts[0].values["ratio"] > 0
+
+
 @pytest.mark.parametrize("description, empty", [
     ("Industrial components assorted", True), ("Products for clinical use", True), ("Valuable items", True),
     ("Assorted items for retail, as per commercial invoice", True), ("Replacement parts for production line", True),
@@ -110,14 +147,14 @@ def test_the_examples_of_the_description_rules_carry_the_facts_their_goods_give(
     pack = RulePack.load(rules_dir() / "risk" / "ics2-starter")
     checked = 0
     for rule in pack.rules:
-        if rule.id not in ("GD-008", "GD-009", "IP-003", "CA-002", "CG-005"):
+        if rule.id not in ("GD-008", "GD-009", "IP-003", "CA-002", "CG-005", "HS-004"):
             continue
         for example in rule.examples:
             subject = example_subject(example.data)
             found = {(f.kind, tuple(f.values.get("countries", ()))) for f in description_facts(subject.record, bundled_wording())}
             assert found == {(f.kind, tuple(f.values.get("countries", ()))) for f in subject.facts}, (rule.id, example.data)
             checked += 1
-    assert checked >= 18
+    assert checked >= 25
 
 
 def test_vague_goods_worth_a_fortune_are_referred_and_counterfeits_controlled():

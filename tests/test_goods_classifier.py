@@ -80,6 +80,24 @@ def test_controlled_goods_named_under_an_innocent_code_are_a_fact(classifier, de
     assert v["pointer"] == "/example/GoodsLine[1]/Description" and kind in fact.detail
 
 
+@pytest.mark.parametrize("description, declared, fireworks", [
+    ("Christmas decorations: paper tubes with fuse, 600 cartons", "950510", True),
+    ("New Year party decorations, paper tubes with fuses", "950590", True),
+    ("Toy bangers, cardboard tubes with fuse, 200 cartons", "950300", True),
+    ("Paper tubes with fuse", "482290", True),
+    # electrical fuses of a light set, fused glass, fuse beads (a children's craft), or a fuse off those headings
+    ("Christmas tree lights 100 LED with spare fuses", "950510", False),
+    ("Fused glass Christmas ornaments", "950510", False), ("Fuse beads 5 mm for children, 1000 pcs", "950300", False),
+    ("Christmas crackers with paper hats and jokes", "950510", False), ("Glass tube fuses 5x20 mm", "853610", False),
+])
+def test_a_fuse_on_festive_articles_toys_or_paper_tubes_is_a_firework(classifier, description, declared, fireworks):
+    fact = facts_of(description, declared, classifier).get(DESCRIPTION_NAMES_CONTROLLED)
+    assert (fact is not None and fact.values["controlled"] == "pyrotechnic"
+            and fact.values["controlled_code"] == "360410") is fireworks
+    if fireworks:
+        assert any("fuse" in t for t in fact.values["terms"]) and f"declared {declared[:4]}" in fact.values["basis"]
+
+
 def test_a_weapon_under_a_machine_code_is_a_mismatch_with_its_evidence(classifier):
     fact = facts_of("pistol slide and barrel", "846693", classifier)[DESCRIPTION_CODE_MISMATCH]
     v = fact.values

@@ -3,9 +3,10 @@ addresses written the way each country writes them."""
 import pytest
 
 from cargoscreen.domain.legal_lists import bundled_legal_lists
-from cargoscreen.domain.parties import (NATURAL_PERSON_CONSIGNEE, PARTY_HISTORY, Seen, Sighting, business_markers,
-                                        flat_marker, history_fact, natural_person, natural_person_facts,
-                                        normalised_name, party_identity, sightings)
+from cargoscreen.domain.parties import (NATURAL_PERSON_CONSIGNEE, PARTY_HISTORY, PRIVATE_COMMERCIAL_QUANTITY, Seen,
+                                        Sighting, bundled_commercial_goods, business_markers,
+                                        commercial_quantity_facts, flat_marker, history_fact, natural_person,
+                                        natural_person_facts, normalised_name, party_identity, sightings)
 from cargoscreen.domain.screening import GoodsLine, Party, ScreeningRecord
 
 
@@ -193,3 +194,26 @@ def test_in_a_filing_with_houses_a_consignee_receives_its_own_houses_goods():
     assert natural_person_facts(record([person], [mine, other]), lists.is_controlled) == ()
     [fact] = natural_person_facts(record([person], [mine._replace(value=1500)]), lists.is_controlled)
     assert fact.values["value_eur"] == 1500
+
+
+@pytest.mark.parametrize("description, hs_code, count", [
+    ("iPhone 16 Pro 256 GB, 25 units, with lithium-ion batteries", "851713", 25),
+    ("Used mobile phones, 60 pcs, with batteries", "851713", 60),
+    ("Folding hunting knives 9 cm blade, 40 pcs", "821193", 40),
+    ("Laptops 15.6 inch refurbished x12", "847130", 12),
+    ("Hunting knives with sheath, 2 dozen", "821192", 24),
+    # a purchase for oneself, goods people do buy by the ten, table knives, or no count said
+    ("iPhone 16 Pro 256 GB", "851713", None), ("Smartphones, 3 pcs", "851713", None),
+    ("Phone cases silicone, 50 pcs", "392690", None), ("Table knives stainless, 24 pcs", "821191", None),
+    ("Used mobile phones with batteries", "851713", None)])
+def test_a_private_person_receiving_a_commercial_quantity_of_phones_or_knives_is_a_fact(description, hs_code, count):
+    item = "/IE3F30/Consignment/GoodsItem[1]"
+    person = consignee("Yannick Dubois", "Rue Haute 144", "BE")
+    line = GoodsLine(1, description, hs_code, value=900, currency="EUR", pointer=item)
+    facts = commercial_quantity_facts(record([person], [line]), bundled_commercial_goods())
+    assert [f.values["count"] for f in facts] == ([count] if count else [])
+    if count:
+        assert facts[0].kind == PRIVATE_COMMERCIAL_QUANTITY and facts[0].values["pointer"] == item + "/Description"
+        assert facts[0].values["declared"] == hs_code and "commercial quantity" in facts[0].detail
+    company = consignee("Phone Repair Centre BVBA", "Rue Haute 144", "BE")
+    assert commercial_quantity_facts(record([company], [line]), bundled_commercial_goods()) == ()

@@ -26,6 +26,13 @@ Facts per goods item, for the rules to weigh:
     "Roman", "Byzantine", ... -- not a replica or a style. Archaeological objects and elements of
     monuments over 250 years old need an import licence whatever their value (Regulation (EU)
     2019/880, Art. 4 and Annex Part B; rules/reference/cultural-goods.csv categories c and d).
+  - `package-mass-contradicts-description`: the kilograms per package cannot be these goods: less than
+    the net weight the description gives each package ("18.14 kg cartons", "in 25 kg bags": a gross
+    mass cannot be below the net; under a third of it, no partly filled carton explains it), or more
+    than any package of goods this light can weigh (rules/reference/light-goods-packing.csv: a carton
+    of foam cups or plush toys, whose materials' densities cap it). Declared mass that the goods cannot have is what concealment in a cover load
+    looks like (WCO, Customs Risk Management Compendium: weight inconsistent with the goods) or a
+    description of other goods.
   - `goods-description-says-nothing`: nothing is left of the description once the regime's list of
     unacceptable terms (vague-goods-descriptions.txt, which validation refuses on its own) and the
     general wording that passes validation but names no goods (general-goods-wording.txt:
@@ -45,12 +52,12 @@ from typing import Iterable
 
 from .. import resources
 from .dataquality import VagueDescriptionMatcher
-from .enrichment import (ARCHAEOLOGICAL_OBJECT, BRANDED_UNDERPRICED, BRANDED_UNVALUED, SAYS_NOTHING,
-                         STORED_VALUE_CARDS, Fact)
+from .enrichment import (ARCHAEOLOGICAL_OBJECT, BRANDED_UNDERPRICED, BRANDED_UNVALUED, PACKAGE_MASS_CONTRADICTS,
+                         SAYS_NOTHING, STORED_VALUE_CARDS, Fact)
 from .reference import bundled_reference
 from .screening import GoodsLine, ScreeningRecord
 
-BRANDS_FILE, GENERAL_FILE = "brands.csv", "general-goods-wording.txt"
+BRANDS_FILE, GENERAL_FILE, LIGHT_GOODS_FILE = "brands.csv", "general-goods-wording.txt", "light-goods-packing.csv"
 
 # "50 pcs", "40 pairs", "2,000 boxes", "12 x", "x12", "qty 60", "a dozen": the count of articles a line holds.
 _UNITS = r"(?:pcs|pc|pces|pieces|piece|pairs|pair|prs|units|unit|bottles|bottle|sets|set|boxes|box|items|item|" \
@@ -79,6 +86,18 @@ _ARTEFACT = re.compile(r"\b(?:figurines?|statues?|statuettes?|reliefs?|amphora[e
                        r"capitals?|columns?|coins?|oil lamps?|seals?|jars?|manuscripts?|inscriptions?)\b", re.IGNORECASE)
 _NOT_ANTIQUE = re.compile(r"\b(?:replicas?|reproductions?|style|inspired|imitations?|copy|copies|modern|souvenirs?)\b",
                           re.IGNORECASE)
+# The net weight the description gives each package: "18.14 kg cartons", "bags of 25 kg", "25kg/bag", "40 lb boxes".
+_PACKAGE_WORDS = r"(?:bags?|sacks?|cartons?|ctns?|boxes|box|cases?|drums?|pails?|buckets?|tins?|cans?|jars?|bales?|blocks?|" \
+                 r"bottles?|jerrycans?|packs?)"
+_WEIGHT = r"(\d+(?:[.,]\d+)?)\s*(kgs?|kilos?|kilograms?|lbs?|pounds?)"
+_STATED_NET = re.compile(rf"(?<![\w.,]){_WEIGHT}\s*(?:net\s+)?(?:per\s+|each\s+|a\s+|/\s*)?{_PACKAGE_WORDS}\b|"
+                         rf"\b{_PACKAGE_WORDS}\s+(?:of|@|at|a)\s+{_WEIGHT}\b", re.IGNORECASE)
+# ... not of packaging itself ("empty 1000 kg bags": what the bags hold, not weigh) or a capacity.
+_PACKAGING_GOODS = ("3923", "4415", "4819", "4821", "6305", "7310", "7311", "7612", "7613")
+_NOT_CONTENTS = re.compile(r"\b(?:empty|capacity|max|maximum|swl|holds?|up to)\b", re.IGNORECASE)
+# A gross mass below the net is impossible; a package under this share of the stated net is no partly filled
+# last carton, rounding or a net stated loosely ("25 kg cartons" of instant coffee filled to 12-14 kg).
+STATED_NET_SHARE = 1 / 3
 _PURPOSE = re.compile(r"\s*,?\s+(?:for|intended for|to be used|used in|used for)\s+", re.IGNORECASE)
 
 
@@ -97,6 +116,24 @@ def described_count(description: str) -> int | None:
 
 
 @dataclass(frozen=True)
+class LightGoods:
+    goods: str
+    names: re.Pattern
+    package_types: frozenset[str]
+    max_kg: float
+
+
+def stated_net_kg(description: str) -> float | None:
+    """The net weight the description gives each package, in kg ("18.14 kg cartons"), or None."""
+    found = _STATED_NET.search(description)
+    if not found or _NOT_CONTENTS.search(description):
+        return None
+    number, unit = (found.group(1), found.group(2)) if found.group(1) else (found.group(3), found.group(4))
+    kg = float(number.replace(",", "."))
+    return kg * 0.45359237 if unit.lower().startswith(("lb", "pound")) else kg
+
+
+@dataclass(frozen=True)
 class BrandEntry:
     brand: str
     names: tuple[tuple[str, ...], ...]  # each a sequence of words
@@ -108,8 +145,10 @@ class BrandEntry:
 class DescriptionWording:
     """The brand list and the wording lists, read-only after loading."""
 
-    def __init__(self, brands: list[BrandEntry], vague_terms: list[str], general_terms: list[str]):
+    def __init__(self, brands: list[BrandEntry], vague_terms: list[str], general_terms: list[str],
+                 light_goods: list[LightGoods] = ()):
         self.brands = brands
+        self.light_goods = list(light_goods)
         self._by_first: dict[str, list[tuple[tuple[str, ...], BrandEntry]]] = {}
         for entry in brands:
             for name in entry.names:
@@ -128,7 +167,16 @@ class DescriptionWording:
                       for r in csv.DictReader(f)]
         with open(directory / GENERAL_FILE, encoding="utf-8") as f:
             general = [line.strip() for line in f if line.strip() and not line.startswith("#")]
-        return cls(brands, list(vague_terms), general)
+        with open(directory / LIGHT_GOODS_FILE, encoding="utf-8", newline="") as f:
+            light = [LightGoods(r["goods"], re.compile(r"\b(?:" + "|".join(
+                         r"[\s-]+".join(map(re.escape, n.split())) for n in r["names"].split("|")) + r")\b", re.IGNORECASE),
+                         frozenset(r["package_types"].split("|")), float(r["max_kg"])) for r in csv.DictReader(f)]
+        return cls(brands, list(vague_terms), general, light)
+
+    def light(self, description: str, package_type: str) -> LightGoods | None:
+        """The light goods the description names, packed in a package type their ceiling is for, or None."""
+        return next((g for g in self.light_goods if package_type in g.package_types and g.names.search(description)),
+                    None)
 
     def brand(self, description: str, hs_code: str | None) -> BrandEntry | None:
         """The brand the description names for goods of the declared heading, or None."""
@@ -176,6 +224,9 @@ def description_facts(record: ScreeningRecord, wording: DescriptionWording) -> t
             facts.append(Fact(ARCHAEOLOGICAL_OBJECT, "", f"goods item {item.number}: “{text[:80]}” dates the object to "
                               "antiquity or an excavation: an import licence is needed whatever its value", (),
                               _where(item)))
+        contradicted = _package_mass_contradicts(item, wording)
+        if contradicted:
+            facts.append(contradicted)
         if wording.says_nothing(text):
             facts.append(Fact(SAYS_NOTHING, "", f"goods item {item.number}: “{text[:80]}” names no goods"
                               + (f" (declared EUR {item.value_eur:,.0f})" if item.value_eur is not None else ""),
@@ -224,6 +275,27 @@ def _unvalued(item: GoodsLine, wording: DescriptionWording, consignors: list[str
         f"consignor in {', '.join(consignors) or 'an undeclared country'}"),
         (), {**_where(item), "brand": entry.brand, "count": count, "genuine_min_eur": entry.min_article_eur,
              "countries": consignors})
+
+
+def _package_mass_contradicts(item: GoodsLine, wording: DescriptionWording) -> Fact | None:
+    """Kilograms per package the described goods cannot have (see the module's doc); one package type only."""
+    if item.gross_mass is None or item.gross_mass <= 0 or not item.packages or len(item.package_types) != 1:
+        return None
+    per_package = item.gross_mass / item.packages
+    values = {**_where(item), "kg_per_package": round(per_package, 3)}
+    net = None if (item.hs_code or "").startswith(_PACKAGING_GOODS) else stated_net_kg(item.description)
+    if net and per_package < STATED_NET_SHARE * net:
+        return Fact(PACKAGE_MASS_CONTRADICTS, "", (
+            f"goods item {item.number}: {per_package:,.2f} kg per package ({item.gross_mass:,.1f} kg in {item.packages:,} "
+            f"{item.package_types[0]}), but the description gives each package {net:,.2f} kg net"), (),
+            {**values, "stated_kg": round(net, 3), "ratio": round(per_package / net, 4)})
+    light = wording.light(item.description, item.package_types[0])
+    if light and per_package > light.max_kg:
+        return Fact(PACKAGE_MASS_CONTRADICTS, "", (
+            f"goods item {item.number}: {per_package:,.2f} kg per package ({item.gross_mass:,.1f} kg in {item.packages:,} "
+            f"{item.package_types[0]}), but a package of {light.goods} weighs at most {light.max_kg:g} kg"), (),
+            {**values, "max_kg": light.max_kg, "goods": light.goods, "ratio": round(per_package / light.max_kg, 4)})
+    return None
 
 
 def _where(item: GoodsLine) -> dict:

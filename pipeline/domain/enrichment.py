@@ -35,14 +35,21 @@ SAYS_NOTHING = "goods-description-says-nothing"
 # ... prepaid cards said to carry value (cash-like, Regulation (EU) 2018/1672); objects the description
 # dates to antiquity or an excavation (an import licence whatever their value, Regulation (EU) 2019/880).
 STORED_VALUE_CARDS, ARCHAEOLOGICAL_OBJECT = "stored-value-cards", "archaeological-object"
+# ... kilograms per package the described goods cannot have (below the net the description states, above
+# what a package of goods this light can weigh).
+PACKAGE_MASS_CONTRADICTS = "package-mass-contradicts-description"
 # A private person receiving controlled or valuable goods (parties.py): ordinary on its own (people buy
 # abroad), so it describes; the rules weigh it with who sent what.
 NATURAL_PERSON_CONSIGNEE = "natural-person-consignee"
+# ... receiving, by the description's count, a commercial quantity of goods a person does not buy by the ten
+# (phones, laptops, knives: rules/reference/private-commercial-goods.csv). Informational too: the rules weigh
+# it with the shipper's history.
+PRIVATE_COMMERCIAL_QUANTITY = "commercial-quantity-to-private-person"
 # Facts that describe rather than warn of a risk: every container with a history has the first three.
 INFORMATIONAL_FACTS = frozenset({"last-event", "route-sailed", "transhipment", "not-yet-loaded",
                                  "on-another-vessel-so-far", "movement-unchecked", "not-in-feed",
                                  DATA_QUALITY_WARNING, *OFFICE_FACTS, PARTY_HISTORY, PARTY_HISTORY_UNAVAILABLE,
-                                 NATURAL_PERSON_CONSIGNEE, SAYS_NOTHING})
+                                 NATURAL_PERSON_CONSIGNEE, PRIVATE_COMMERCIAL_QUANTITY, SAYS_NOTHING})
 # Faster than any ship or truck: two events this far apart are one box in two places. A floor for
 # reporting: the fact carries its speed (kmh), so a rule pack can demand more.
 MAX_PLAUSIBLE_KMH = 60.0

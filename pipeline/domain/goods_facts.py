@@ -9,13 +9,16 @@ For each goods item (every house's, in a consolidation), from the goods classifi
   - `description-names-controlled-goods`: the description names controlled goods that the declared
     code does not declare (another code, or none: see `hidden`): explosives and pyrotechnics, firearms, their parts, other arms and ammunition, scheduled
     drug precursors (by name or CAS number), Common High Priority (dual-use) items, cultural
-    goods, cash. One fact per kind (per substance for precursors).
+    goods, cash. One fact per kind (per substance for precursors). Also pyrotechnic articles by
+    their fuse on goods declared as what fireworks are disguised as (`fused_festive_goods`).
 
 Each fact points at the data element it is about (the item's HSCode for a mismatch, its
 Description for controlled goods) and carries the evidence: the declared code, the proposed
 headings with their scores and nomenclature text, the words that matched. Pure functions.
 """
 from __future__ import annotations
+
+import re
 
 from .enrichment import DESCRIPTION_CODE_MISMATCH, DESCRIPTION_NAMES_CONTROLLED, Fact
 from .goods_classifier import Controlled, GoodsClassifier, Verdict
@@ -33,9 +36,36 @@ def goods_facts(record: ScreeningRecord, classifier: GoodsClassifier) -> tuple[F
         verdict = classifier.consistency(item.description, item.hs_code)
         if verdict.disagrees:
             facts.append(_mismatch(item, verdict, classifier))
-        facts += [_controlled(item, verdict, c, classifier) for c in verdict.controlled
-                  if hidden(item.hs_code or "", c, classifier)]
+        named = [c for c in verdict.controlled if hidden(item.hs_code or "", c, classifier)]
+        fused = fused_festive_goods(item.description, item.hs_code)
+        if fused and not any(c.kind in ("pyrotechnic", "explosive") for c in named):
+            named.append(fused)
+        facts += [_controlled(item, verdict, c, classifier) for c in named]
     return tuple(facts)
+
+
+# Fireworks travel declared as what they look like: Christmas and party decorations, toys, paper tubes
+# (firecrackers seized before New Year declared as toys or decorations: EU customs and Europol reports on
+# illegal pyrotechnics; Directive 2013/29/EU). On goods of these headings a fuse has no business of its
+# own, so "paper tubes with fuse" is a firecracker whatever else the words say. An electrical fuse of a
+# light set, fused glass and fuse beads (a children's craft) are what they say.
+FIREWORK_DISGUISES = frozenset({"9503", "9505", "4822", "4823"})
+_FUSE = re.compile(r"\b(?:fuses?|fuzes?|quick ?match)\b", re.IGNORECASE)
+_NOT_A_FIREWORK_FUSE = re.compile(
+    r"\b(?:electric\w*|leds?|lights?|lamps?|bulbs?|plugs?|batter(?:y|ies)|mains|wired|circuits?|usb|spare|"
+    r"beads?|fusing|fused|glass)\b|\b\d+(?:[.,]\d+)?\s*(?:v|a|ma|w)\b", re.IGNORECASE)
+
+
+def fused_festive_goods(description: str, hs_code: str | None) -> Controlled | None:
+    """A pyrotechnic article named by its fuse on goods declared as festive articles, toys or paper
+    tubes (FIREWORK_DISGUISES), or None."""
+    if (hs_code or "")[:4] not in FIREWORK_DISGUISES:
+        return None
+    fuse = _FUSE.search(description)
+    if fuse is None or _NOT_A_FIREWORK_FUSE.search(description):
+        return None
+    return Controlled("pyrotechnic", "360410", (fuse.group(0),),
+                      f"Directive 2013/29/EU (pyrotechnic articles); HS 3604: a fuse on goods declared {hs_code[:4]}")
 
 
 def hidden(declared: str, c: Controlled, classifier: GoodsClassifier) -> bool:

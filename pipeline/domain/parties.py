@@ -3,6 +3,7 @@
     party_identity(party)        -> "id:DE123456789012345" or "name:PL:jan kowalski", or None
     natural_person(party)        -> NaturalPerson (with its reasons) or None
     natural_person_facts(record) -> the `natural-person-consignee` facts of a filing
+    commercial_quantity_facts(record, goods) -> the `commercial-quantity-to-private-person` facts
     history_fact(...)            -> a `party-history` fact from what the history store answered
 
 Party history (pipeline/party_history.py) counts filings per party: by its identification
@@ -14,15 +15,20 @@ it is a fact the rules can combine with the shipper's history.
 """
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
-from .enrichment import NATURAL_PERSON_CONSIGNEE, PARTY_HISTORY, Fact
+from .. import resources
+from .descriptions import described_count
+from .enrichment import NATURAL_PERSON_CONSIGNEE, PARTY_HISTORY, PRIVATE_COMMERCIAL_QUANTITY, Fact
 from .screening import Party, ScreeningRecord
 
 TRACKED_ROLES = ("consignor", "consignee", "notify")
+COMMERCIAL_GOODS_FILE = "private-commercial-goods.csv"
 # A floor for reporting goods of high value to a private person (EUR, the consignee's goods together):
 # the fact carries the value, so a rule pack can demand more.
 HIGH_VALUE_EUR = 1000.0
@@ -252,6 +258,50 @@ def natural_person_facts(record: ScreeningRecord, controlled_kinds) -> tuple[Fac
                           f"and receives {', '.join(what)}", (),
                           {"pointer": party.pointer, "kinds": sorted({k for _, k in controlled}),
                            "value_eur": round(value, 2), "goods": [g.pointer for g, _ in controlled[:20]]}))
+    return tuple(facts)
+
+
+class CommercialGoods(NamedTuple):
+    """Goods a private person does not receive by the ten (rules/reference/private-commercial-goods.csv)."""
+
+    hs: str  # prefix of the declared code
+    min_count: int  # articles, by the description's count, from which a line is a commercial quantity
+    goods: str
+
+
+def load_commercial_goods(path: Path | None = None) -> tuple[CommercialGoods, ...]:
+    path = path or resources.rules_dir() / "reference" / COMMERCIAL_GOODS_FILE
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = [CommercialGoods(r["hs"], int(r["min_count"]), r["goods"]) for r in csv.DictReader(f)]
+    return tuple(sorted(rows, key=lambda g: -len(g.hs)))
+
+
+@lru_cache(maxsize=1)
+def bundled_commercial_goods() -> tuple[CommercialGoods, ...]:
+    return load_commercial_goods()
+
+
+def commercial_quantity_facts(record: ScreeningRecord, goods_list: tuple[CommercialGoods, ...]) -> tuple[Fact, ...]:
+    """`commercial-quantity-to-private-person` facts: a consignee that reads as a private person receives a
+    goods line of goods_list's goods whose description counts at least their minimum of articles ("iPhone
+    16 Pro, 25 units", "folding knives, 40 pcs"): stock for resale or restricted arms, not a purchase for
+    oneself. One fact per such line, pointing at its description."""
+    facts = []
+    for party in record.parties:
+        if party.role != "consignee" or natural_person(party) is None:
+            continue
+        scope = party.pointer.rpartition("/")[0] + "/" if "/" in party.pointer else ""
+        for g in record.goods:
+            listed = next((c for c in goods_list if (g.hs_code or "").startswith(c.hs)), None)
+            count = described_count(g.description) if listed and g.pointer.startswith(scope) else None
+            if count is None or count < listed.min_count:
+                continue
+            facts.append(Fact(PRIVATE_COMMERCIAL_QUANTITY, "",
+                              f"consignee {party.name!r} reads as a private person and receives {count} "
+                              f"{listed.goods} (goods item {g.number}, HS {g.hs_code}): a commercial quantity", (),
+                              {"pointer": f"{g.pointer}/Description" if g.pointer else "Description",
+                               "consignee": party.pointer, "item": g.number, "declared": g.hs_code, "count": count,
+                               "value_eur": g.value_eur}))
     return tuple(facts)
 
 

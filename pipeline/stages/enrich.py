@@ -14,6 +14,7 @@ from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
 from ..party_history import PartyHistoryStore
 from ..counters import CounterFamily, CountsPerBundle, counter
+from ..heap import settle
 from .batches import Batches
 
 
@@ -33,6 +34,7 @@ class _EnrichBatchDoFn(CountsPerBundle, beam.DoFn):
             if self._settings.party_history.enabled else None
         self._facts = CounterFamily("fact_")
         self._loaded, self._loaded_checked = False, 0.0
+        settle(self._settings.worker_gc_threshold)  # the classifier and the reference data: built to last
 
     def _status_loaded(self) -> bool:
         """Whether the store holds any container status; asked again every few seconds until it does."""

@@ -19,6 +19,7 @@ from ..health import ScoringMonitor, forget_scorers, publish_scoring
 from ..risk_information import RULE_FILE, RiskInformationStore
 from ..rule_store import RulePackSource, RulePackStore
 from ..counters import CounterFamily, CountsPerBundle, counter
+from ..heap import settle
 from .answer import ASSESS_STAGE
 from .validate import DEAD_LETTER
 
@@ -49,6 +50,7 @@ class _ScoreDoFn(CountsPerBundle, beam.DoFn):
         self._hits = CounterFamily("rule_hit_")  # bounded: one per rule of the pack
         self._failures_seen = 0
         self._scorer_shown, self._reloads_seen = None, 0
+        settle(self._settings.worker_gc_threshold)
 
     def _show(self, scorer) -> None:
         metrics.RULE_PACK.clear()

@@ -9,6 +9,7 @@ from ..config import Settings
 from ..validation import FilingValidator, Submission
 from .. import metrics
 from ..counters import CounterFamily, CountsPerBundle, counter
+from ..heap import settle
 
 VALID, REJECTED, DEAD_LETTER = "valid", "rejected", "dead_letter"
 
@@ -24,6 +25,7 @@ class _ValidateDoFn(CountsPerBundle, beam.DoFn):
         self._validator = FilingValidator(self._settings)
         self._warnings = CounterFamily("dq_warning_")
         metrics.expose(self._settings)  # this worker process's /metrics, whichever runner started it
+        settle(self._settings.worker_gc_threshold)
 
     def process(self, submission: Submission):
         try:
