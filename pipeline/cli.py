@@ -3,6 +3,7 @@
 Exit codes and error lines: exits.py; where runs write: outputs.py."""
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -18,9 +19,6 @@ from pathlib import Path
 from typing import Iterator
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from . import resources
 from .config import Settings
@@ -30,17 +28,29 @@ from .outputs import CORPUS_FILES, new_run_folder, point_latest, refuse_to_write
 UNWRAPPED = 100_000  # the width of a file or a pipe: wide enough that nothing wraps
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False) -> "Console":
     """On a terminal rich wraps at its width and tables fit it. In a file or a pipe nothing is
     wrapped (rich would cut at 80 columns, mid-word: an answer's XML broke inside its tags) and a
-    table takes the width it needs."""
+    table takes the width it needs. Rich is imported here and in _table, not at start: `validate
+    --json` does without it."""
+    from rich.console import Console
+
     terminal = Console(stderr=stderr)
     if terminal.is_terminal:
         return terminal
     return Console(stderr=stderr, width=UNWRAPPED)
 
 
-console = _console(stderr=True)
+@functools.cache
+def _stderr() -> "Console":
+    """Progress and notes of a command, on stderr (its results go to stdout)."""
+    return _console(stderr=True)
+
+
+def _table(**columns) -> "Table":
+    from rich.table import Table
+
+    return Table(**columns)
 
 
 class PackDir(click.ParamType):
@@ -208,15 +218,16 @@ def main(verbose: bool, debug: bool) -> None:
 def validate(files, schemas, as_json) -> None:
     """Validate filings (files, or folders of *.xml) as the pipeline would. Exit status 1 if any is
     rejected, 3 if one cannot be read or a folder holds none."""
-    from rich.markup import escape
-
     from .folders import read_filing
     from .validation import FilingValidator, Submission, utc_now
 
     settings = _settings(schemas)
     validator = FilingValidator(settings, answers_only=True)
     results, rejected, unreadable = [], 0, 0
-    out = _console()
+    if not as_json:  # the report on a console; JSON goes without rich
+        from rich.markup import escape
+
+        out = _console()
     received_at = utc_now()  # the files of one run are received together
     for path in _files(files):
         try:
@@ -241,7 +252,7 @@ def validate(files, schemas, as_json) -> None:
             out.print(f"[green]ACCEPTED[/green] {escape(str(path))}  {s.message_type} LRN {s.lrn}")
             continue
         out.print(f"[red]REJECTED[/red] {escape(str(path))}  {len(outcome.errors)} error(s)")
-        table = Table(show_header=True, header_style="bold", expand=False)
+        table = _table(show_header=True, header_style="bold", expand=False)
         for column in ("line", "where", "code", "what is wrong"):
             table.add_column(column, overflow="fold")
         for e in outcome.errors:
@@ -298,15 +309,17 @@ def generate(out_dir, replace_existing, count, seed, defect_rate, envelope_rate,
         task = progress.add_task("generating", total=count)
         written = write_corpus(Path(out_dir), count, seed, **corpus,
                                on_progress=lambda n: progress.update(task, completed=n))
-    console.print(f"wrote {written} filings to {Path(out_dir) / 'filings'} and labels to {Path(out_dir) / 'labels.jsonl'}")
+    _stderr().print(f"wrote {written} filings to {Path(out_dir) / 'filings'} and labels to {Path(out_dir) / 'labels.jsonl'}")
     if container_status:
         events = write_container_status(Path(out_dir), count, seed, anomaly_rate, **corpus)
-        console.print(f"wrote {events} container events to {Path(out_dir) / 'container-events.jsonl'}")
+        _stderr().print(f"wrote {events} container events to {Path(out_dir) / 'container-events.jsonl'}")
 
 
-def _progress() -> Progress:
+def _progress() -> "Progress":
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not console.is_terminal)
+                    console=_stderr(), transient=True, disable=not _stderr().is_terminal)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -369,7 +382,7 @@ def run(ctx, input_dir, output_dir, follow, once, consumer, redis_url, schemas, 
         run_dir = new_run_folder(output)
         summary = run_and_report(Path(input_dir), run_dir, settings.with_redis_url(url), runner, list(beam_options))
     point_latest(output, run_dir)
-    console.print(f"results in {run_dir} ({output / 'latest'} points at it)", soft_wrap=True)
+    _stderr().print(f"results in {run_dir} ({output / 'latest'} points at it)", soft_wrap=True)
     sys.exit(run_exit(summary))
 
 
@@ -447,7 +460,7 @@ def sizing(filings_per_day, redis_url, filings) -> None:
         bundled = measured_table()
         table, source = bundled["bytes_per_filing"], bundled["source"]
     out = _console()
-    grid = Table(title=f"Redis at steady state, {filings_per_day:,.0f} filings a day", header_style="bold")
+    grid = _table(title=f"Redis at steady state, {filings_per_day:,.0f} filings a day", header_style="bold")
     for name, justify in (("key family", "left"), ("bytes/filing", "right"), ("days kept", "right"),
                           ("GB", "right"), ("bounded by", "left")):
         grid.add_column(name, justify=justify)
@@ -557,7 +570,7 @@ def _redis_reply(reason: str) -> str:
 
 def _print_summary(summary, elapsed: float, run_dir: Path) -> None:
     out = _console()
-    table = Table(title="cargoscreen run", show_header=True, header_style="bold")
+    table = _table(title="cargoscreen run", show_header=True, header_style="bold")
     table.add_column("door")
     table.add_column("answer")
     table.add_column("count", justify="right")
@@ -615,7 +628,7 @@ def csm_load(paths, redis_url, data_dir, rejected_path) -> None:
     with _redis(redis_url, Path(data_dir) / "redis") as url:
         summary, elapsed, version = load_feed([Path(p) for p in paths], url, Path(rejected_path))
     out = _console()
-    table = Table(title=f"DCSA T&T {version} feed", show_header=True, header_style="bold")
+    table = _table(title=f"DCSA T&T {version} feed", show_header=True, header_style="bold")
     table.add_column("events")
     table.add_column("count", justify="right")
     table.add_row("read", str(summary.read))
@@ -691,7 +704,7 @@ def demo(out_dir, replace_existing, count, seed) -> None:
     out_dir = Path(out_dir)
     own = (out_dir / DEMO_MARK).is_file()
     refuse_to_write_over(out_dir, CORPUS_FILES + ("csm-rejected.jsonl",), replace_existing or own)
-    console.print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile, 5% with a planted "
+    _stderr().print(f"1. generating {count} filings (all modes, 10% with defects, a few hostile, 5% with a planted "
                   f"risk) and their containers' histories (5% with an anomaly) into {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / DEMO_MARK).write_text(json.dumps({"count": count, "seed": seed}))
@@ -700,9 +713,9 @@ def demo(out_dir, replace_existing, count, seed) -> None:
     run_dir = new_run_folder(out_dir / "results")
     with EmbeddedRedis(run_dir / "redis") as server:  # a registry of its own: same input, same answers
         loaded, _, _ = load_feed([out_dir / "container-events.jsonl"], server.url, out_dir / "csm-rejected.jsonl")
-        console.print(f"2. loaded {loaded.loaded} container events ({loaded.unchecked_container_ids} with a container "
+        _stderr().print(f"2. loaded {loaded.loaded} container events ({loaded.unchecked_container_ids} with a container "
                       f"id failing ISO 6346) into the embedded Redis")
-        console.print("3. running the pipeline (FnApiRunner)")
+        _stderr().print("3. running the pipeline (FnApiRunner)")
         summary = run_and_report(out_dir / "filings", run_dir, Settings().with_redis_url(server.url))
     point_latest(out_dir / "results", run_dir)
     _demo_checks(out_dir, run_dir)
@@ -855,8 +868,8 @@ def compact_archive(archive, before) -> None:
     before = before or time.strftime("%Y-%m-%d", time.gmtime())
     done = compact(Path(archive), before)
     for folder, files, rows in done:
-        console.print(f"{folder}: {files} files -> 1 ({rows} rows)" if files > 1 else f"{folder}: already one file")
-    console.print(f"{len(done)} partitions before {before}")
+        _stderr().print(f"{folder}: {files} files -> 1 ({rows} rows)" if files > 1 else f"{folder}: already one file")
+    _stderr().print(f"{len(done)} partitions before {before}")
 
 
 # -- the filers' HTTP ingress ----------------------------------------------------------------------
@@ -1024,7 +1037,7 @@ def rules_status(redis_url, data_dir) -> None:
         active, published, events = store.active(), store.published(), store.events(20)
     out = _console()
     out.print(f"active: {active or 'none published: pipelines use their --rules folder'}")
-    table = Table(title="published packs", header_style="bold")
+    table = _table(title="published packs", header_style="bold")
     for column in ("pack", "digest", "published at", "by"):
         table.add_column(column)
     for p in published:
@@ -1261,7 +1274,7 @@ def _print_backtest(report, traffic) -> None:
     out = _console()
     out.print(f"{traffic.read} filings read, {traffic.rejected} rejected by validation, {report.filings} scored; "
               f"active {report.active_pack}, candidate {report.candidate_pack}", soft_wrap=True)
-    table = Table(title="per rule (candidate pack)", header_style="bold")
+    table = _table(title="per rule (candidate pack)", header_style="bold")
     labelled = report.quality_candidate is not None
     for column in ("rule", "area", "weight", "hits (active)", "hits", "in referrals", "only because of it",
                    "of them clean" if labelled else "", "clean share" if labelled else "", "title"):
@@ -1297,7 +1310,7 @@ def _print_backtest(report, traffic) -> None:
                       f"{q.unusual_referred}/{q.unusual} and ordinary {q.ordinary_referral_rate:.2%}", soft_wrap=True)
     q = report.quality_candidate
     if q is not None and q.planted_by:
-        table = Table(title="recall per pattern (candidate pack)", header_style="bold")
+        table = _table(title="recall per pattern (candidate pack)", header_style="bold")
         for column in ("pattern", "assessed", "referred", "recall"):
             table.add_column(column, overflow="fold")
         for pattern, recall in q.recall_by_pattern().items():

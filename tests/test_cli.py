@@ -91,13 +91,14 @@ def test_validate_answers_as_the_pipeline_validates(tmp_path):
 
 
 def test_validate_starts_without_beam_redis_or_the_rule_language(tmp_path):
-    """The command line imports a subcommand's heavy modules when it is named: `validate` starts
-    without Beam, Redis, the rule language or the workbench (they were two thirds of its start-up)."""
+    """The command line imports a subcommand's heavy modules when it is named: `validate --json` starts
+    without Beam, Redis, the rule language, the workbench or rich (two thirds of its start-up)."""
     filing = tmp_path / "f.xml"
     filing.write_text("<Invoice/>")
     probe = ("import sys\nfrom cargoscreen.cli import main\n"
              "try:\n    main(['validate', '--json', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
-             "heavy = ('apache_beam', 'redis', 'cargoscreen.domain.conditions', 'cargoscreen.workbench', 'duckdb')\n"
+             "heavy = ('apache_beam', 'redis', 'cargoscreen.domain.conditions', 'cargoscreen.workbench', 'duckdb',\n"
+             "         'rich')\n"
              "print(sorted({m.split('.')[0] if not m.startswith('cargoscreen') else m for m in sys.modules\n"
              "              if m.startswith(heavy)}))\n")
     loaded = subprocess.run([sys.executable, "-c", probe, str(filing)], capture_output=True, text=True, check=True)
