@@ -200,8 +200,8 @@ class Settings:
     # Data quality and the screening record from one walk in C (domain/one_pass.py) when it was built at
     # install; False: the pure-Python reference, which gives the same answers (benchmarks compare the two).
     compiled_walk: bool = True
-    # A worker's young collections every N allocations (heap.py: Python's 700 made the collector
-    # 11% of a worker's CPU); 0 leaves Python's.
+    # A worker's young collections every N allocations (heap.py: with Python's 700 the collector took
+    # up to 11% of a worker's CPU); 0 leaves Python's.
     worker_gc_threshold: int = 10_000
 
     def __post_init__(self):

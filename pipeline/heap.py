@@ -3,11 +3,12 @@
 A screening worker builds a lot to last (compiled schemas, the rule pack's generated code, the
 goods classifier, the reference data, Beam's plan of the pipeline) and then makes short-lived
 objects per filing. CPython's collector walks every tracked object at each full collection and
-the young ones far more often than a worker needs: measured in the service (bench/round_trips.py
-with gc callbacks, 3,000 filings, one worker), the collector took 10.8% of the worker's CPU;
-with what was built moved to the permanent generation it took 6.6%, and with young collections
-every 10,000 allocations instead of 700, 3.0%. A filing's objects are freed by reference
-counting as before; only reference cycles wait longer.
+the young ones far more often than a worker needs: measured in the service run by
+bench/round_trips.py in its own process (3,000 filings, one worker, gc callbacks; that process
+also holds the bench's corpus), the collector took 10.8% of the CPU; with what was built moved to
+the permanent generation 6.6%, and with young collections every 10,000 allocations instead of
+700, 3.0-3.3%. A filing's objects are freed by reference counting as before; only reference
+cycles wait longer.
 """
 from __future__ import annotations
 
