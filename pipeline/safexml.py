@@ -83,7 +83,8 @@ class SafeXmlParser:
     def parse(self, data: bytes) -> etree._ElementTree:
         if len(data) > self.limits.max_bytes:
             raise RejectedXml(XmlProblem(
-                "SIZE_LIMIT", f"Message is {len(data):,} bytes; the limit is {self.limits.max_bytes:,} bytes"))
+                # Readers stop one byte past the limit (folders.read_filing): the size read, not the file's.
+                "SIZE_LIMIT", f"Message is over the limit of {self.limits.max_bytes:,} bytes ({len(data):,} bytes read)"))
         if not data or data.isspace():  # isspace stops at the first other byte; strip() would copy the message
             raise RejectedXml(XmlProblem("EMPTY", "Message is empty"))
         # Fast refusal before the parser sees anything: a DOCTYPE is the only way in for

@@ -105,6 +105,22 @@ def test_oversized_document():
     assert "20,0" in outcome.errors[0].reason and "10,000" in outcome.errors[0].reason
 
 
+def test_a_file_over_the_limit_is_read_one_byte_past_it_and_refused(tmp_path):
+    """Folders' reader (the batch job, `validate`) never reads a huge file whole: one byte past the
+    limit is enough for the refusal, which says the limit and what was read."""
+    from cargoscreen.folders import read_filing
+
+    huge, small = tmp_path / "huge.xml", tmp_path / "small.xml"
+    huge.write_bytes(f'<IE3F10 xmlns="{ENS}">'.encode() + b"<x/>" * 250_000 + b"</IE3F10>")
+    small.write_bytes(b"<a/>")
+    assert read_filing(small, 10_000) == b"<a/>"
+    payload = read_filing(huge, 10_000)
+    assert len(payload) == 10_001 and huge.read_bytes().startswith(payload)
+    outcome = FilingValidator(Settings(limits=XmlLimits(max_bytes=10_000))).validate(Submission("h", payload))
+    assert [e.code for e in outcome.errors] == ["SIZE_LIMIT"]
+    assert "over the limit of 10,000 bytes" in outcome.errors[0].reason
+
+
 def test_excessive_nesting(validator):
     depth = 100_000
     payload = f'<IE3F10 xmlns="{ENS}">'.encode() + b"<a>" * depth + b"</a>" * depth + b"</IE3F10>"
