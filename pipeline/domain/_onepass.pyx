@@ -20,7 +20,7 @@ from lxml.includes.etreepublic cimport _Element, elementFactory, import_lxml__et
 
 from .container_events import utc_epoch
 from .dataquality import Finding
-from .filings import BY_CODE
+from .filings import BY_CODE, INVALIDATION_ROOT
 from .screening import (_CONVEYANCE, _MEANS_FIELDS, _PARTY_ELEMENTS, _PARTY_FIELDS, Equipment, GoodsLine, Party,
                         _number, new_record)
 
@@ -29,6 +29,8 @@ assert GoodsLine._fields[-2:] == ("pointer", "converted_value") and len(Party._f
     and len(Equipment._fields) == 5, "screening's parts changed: update _Record.record"
 
 import_lxml__etree()
+
+cdef bytes _INVALIDATION_ROOT = INVALIDATION_ROOT.encode("ascii")
 
 
 cdef extern from "Python.h":
@@ -142,11 +144,11 @@ cdef inline str _indexed(str parent, str name, int index, int count):
 
 
 cdef class _Record:
-    """What screening._Reader gathers, gathered here; reader() hands it over to one."""
-    cdef public str top
+    """What screening._Reader gathers, gathered here; record() makes the ScreeningRecord of it."""
+    cdef str top
     cdef int opener, house
-    cdef public dict values, pointers
-    cdef public list parties, goods, containers, house_documents, house_filers, routing
+    cdef dict values, pointers
+    cdef list parties, goods, containers, house_documents, house_filers, routing
     cdef str doc, place
 
     def __init__(self, str top):
@@ -294,7 +296,6 @@ cdef class _Record:
         return new_record(values)
 
 
-
 # -- the pack's XPath rules, natively: a filter in front of them ----------------------------------
 # For the rules of the bundled pack whose select it knows (dataquality.NATIVE_SELECTS: by id and a
 # digest of the XPath, so an edited rule is evaluated as written), the walk decides here whether a
@@ -353,7 +354,6 @@ cdef list _values(tree.xmlNode* parent, const char* ns, const char* name):
 # Values are read as the pack's XPath rules need them: XML blanks around them; a plain decimal
 # (XPath's Number: an optional minus, digits and at most one point) for masses, plain ASCII digits
 # for counts, whose sum libxml2's doubles add exactly only up to 2 ** 53.
-# 2 ** 53: beyond, a count's sum is not exact in libxml2's doubles.
 cdef unsigned long long _INTEGER_LIMIT = 9007199254740992ULL
 
 
@@ -663,7 +663,7 @@ def header(_Element root not None, str namespace):
                     else:
                         representative = party
             c = c.next
-    if strcmp(<const char*> root._c_node.name, b"IE3Q04") == 0:
+    if strcmp(<const char*> root._c_node.name, _INVALIDATION_ROOT) == 0:
         c = root._c_node.children
         while c is not NULL:
             if _named(c, ns, b"MRN"):

@@ -14,11 +14,13 @@ Keys that follow from a few attributes of an item alone (an HS code's prefixes a
 a description's terms, a party's name and address keys: screening.MADE_OF) are looked up
 once per distinct values of those attributes and remembered with the index (up to 20,000
 values each; filing types with the same rules share an index): codes, descriptions and names
-repeat across filings, and a party's keys cost more to make than to look up. Generated code reads the compiled tree and tables and changes nothing in
-them, so both give the same candidates, hits and budget overruns (tests/test_compiled_scoring.py,
-on every rule example and on generated traffic); Scorer(pack, compiled=False) keeps the
-closures, the reference. Explanations (referrals only) walk the closure tree, picking the
-items a quantifier explains with its generated item test (compile_test's item_tests).
+repeat across filings, and a party's keys cost more to make than to look up.
+
+Generated code reads the compiled tree and tables and changes nothing in them, so both give the
+same candidates, hits and budget overruns (tests/test_compiled_scoring.py, on every rule example
+and on generated traffic); Scorer(pack, compiled=False) keeps the closures, the reference.
+Explanations (referrals only) walk the closure tree, picking the items a quantifier explains
+with its generated item test (compile_test's item_tests).
 """
 from __future__ import annotations
 
