@@ -164,6 +164,7 @@ class PackStatistics(Statistics):
         self._by_code: dict = {}
         self._by_cell: dict = {}
         self._limits: dict = {}
+        self._by_goods: dict = {}  # (HS code, package types) -> _goods_references
 
     # These run for every goods item of every filing (the scorer's index reads them): kept tight.
     def _reference(self, hs: str | None):
@@ -267,7 +268,10 @@ class PackStatistics(Statistics):
         return shares.get(loading_country, 0.0)
 
     def package_max_kg(self, item) -> float | None:
-        limits = [self.package_weights[t] for t in item.package_types if t in self.package_weights]
+        return self._heaviest(item.package_types)
+
+    def _heaviest(self, package_types: tuple[str, ...]) -> float | None:
+        limits = [self.package_weights[t] for t in package_types if t in self.package_weights]
         return max(limits) if limits else None
 
     def package_load(self, item) -> float | None:
@@ -284,34 +288,43 @@ class PackStatistics(Statistics):
 
     def goods_measures(self, item, loading_country) -> tuple:
         """The MEASURED statistics of one goods item at once, each as its own method gives it (the
-        scorer's index reads them for every goods item of every filing: one call sharing the item's
-        reads and the code's references costs about half of five; tests/test_compiled_scoring.py
-        checks they agree on generated traffic). The methods stay what conditions and explanations read."""
-        hs, value, mass, packages, types = item.hs_code, item.value_eur, item.gross_mass, item.packages, \
-            item.package_types
+        scorer's index reads them for every goods item of every filing: one call, the references
+        of the item's code and package types looked up once per such pair (_goods_references),
+        costs a fraction of five; tests/test_compiled_scoring.py checks they agree on generated
+        traffic). The methods stay what conditions and explanations read."""
+        key = (item.hs_code, item.package_types)
+        refs = self._by_goods.get(key)
+        if refs is None:
+            refs = self._goods_references(*key)
+        median, sigma, per_package, limit, shares = refs
+        value, mass, packages = item.value_eur, item.gross_mass, item.packages
         z = ratio = mass_z = load = share = None
-        if value is not None and mass:
-            median, sigma = self._by_code.get(hs) or self._reference(hs)
-            if median:
-                ratio = value / mass / median
-                if value and not value < 0 and sigma:
-                    z = math.log(value / mass / median) / sigma
+        if median and value is not None and mass:
+            ratio = value / mass / median
+            if value and not value < 0 and sigma:
+                z = math.log(value / mass / median) / sigma
         if packages and mass is not None:
-            one = len(types) == 1
-            if one and mass and not mass < 0:
-                ref = self._by_cell.get((KG_PER_PACKAGE, hs, types[0]), _UNKNOWN)
-                if ref is _UNKNOWN:
-                    ref = self._cell(KG_PER_PACKAGE, hs, types[0])
-                if ref:
-                    mass_z = math.log(mass / packages / ref[0]) / ref[1]
-            limit = self.package_limit(types[0], hs) if one else self.package_max_kg(item)
+            if per_package and mass and not mass < 0:
+                mass_z = math.log(mass / packages / per_package[0]) / per_package[1]
             if limit:
                 load = mass / packages / limit
-        if hs and loading_country:
-            shares = self.routes.get(hs[:4])
-            if shares is not None:
-                share = shares.get(loading_country, 0.0)
+        if shares is not None and loading_country:
+            share = shares.get(loading_country, 0.0)
         return z, ratio, mass_z, load, share
+
+    def _goods_references(self, hs: str | None, types: tuple[str, ...]) -> tuple:
+        """What goods_measures compares an item of this code and these package types with: (median
+        EUR/kg, its log sigma, the learned kg per package of the one type or None, the most a
+        package carries, the heading's loading-country shares or None); remembered per pair."""
+        median, sigma = self._reference(hs)
+        one = len(types) == 1
+        per_package = self._cell(KG_PER_PACKAGE, hs, types[0]) if one else None
+        limit = self.package_limit(types[0], hs) if one else self._heaviest(types)
+        refs = (median, sigma, per_package, limit, self.routes.get(hs[:4]) if hs else None)
+        if len(self._by_goods) >= 100_000:  # a worker's memory stays bounded
+            self._by_goods.clear()
+        self._by_goods[(hs, types)] = refs
+        return refs
 
     def package_limit(self, package_type: str, hs_code: str | None) -> float | None:
         """The most a package of this type holding goods of this code weighs: the goods' own row if
