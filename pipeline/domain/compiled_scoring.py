@@ -289,7 +289,7 @@ def compile_test(condition: Condition) -> Callable:
             return f"{node.kind}({cond} for {x} in {items})"
         if isinstance(node, Call):
             impl, subject = node._impl(), emit(node._subject(), item, depth)
-            call = f"{bind(node.matcher.find)}({subject})" if node.name == "matches" else f"{bind(impl)}(s, {subject})"
+            call = f"{bind(node.matcher.found)}[{subject}]" if node.name == "matches" else f"{bind(impl)}(s, {subject})"
             return f"({call} is not None)" if node.type == "bool" else call
         return f"{bind(node.fast())}(s, {item})"  # sum, max, min, arithmetic: the closure itself
 

@@ -285,6 +285,7 @@ class TermMatcher:
                 if words:
                     (self.exclusions if excluded else self.phrases).setdefault(words[0], []).append((words, name))
         self._cache: dict[str, dict[str, str]] = {}
+        self.found = _Found(self)
 
     @staticmethod
     def _at(words: list[str], i: int, index: dict) -> Iterator[tuple[tuple[str, ...], str]]:
@@ -326,6 +327,22 @@ class TermMatcher:
 
 
 _NONE: frozenset = frozenset()
+
+
+class _Found(dict):
+    """text -> matcher.find(text), each text found once: generated conditions read `found[text]`,
+    one subscript where find is two calls (compiled_scoring.py)."""
+
+    def __init__(self, matcher: TermMatcher):
+        super().__init__()
+        self.matcher = matcher
+
+    def __missing__(self, text):
+        found = self.matcher.find(text)
+        if len(self) > 100_000:  # bounded, as the matcher's own cache
+            self.clear()
+        self[text] = found
+        return found
 
 
 class RefSet:
