@@ -51,17 +51,19 @@ def compile_index(index) -> Callable:
 
     by_scope: dict[str, list[str]] = {}
     # Keys that follow from a few attributes of an item (an HS code's prefixes and chapter, a text's
-    # terms, a name's key) are looked up once per distinct value of those attributes: one memo per
-    # attributes, all their tables in it (codes, descriptions and names repeat across filings).
-    memos: dict[tuple[str, tuple[str, ...]], list[Callable]] = {}
+    # terms, a name's key, a plain attribute's value) are looked up once per distinct values of the
+    # attributes of the item they follow from: one memo per collection, keyed by all those
+    # attributes, all its tables in it (codes, descriptions and names repeat across filings, and
+    # one look-up of a few attributes costs less than one per table).
+    memos: dict[str, list[tuple[tuple[str, ...], Callable]]] = {}  # scope -> (attributes, finder)
     for n, (shape, values) in enumerate(index.eq.items()):
         v = f"v{n}e"
         inputs = _made_of(*shape)
-        if inputs and inputs != (shape[1],) and _scalar_text(*shape):  # a property (an attribute: one look-up)
+        if inputs and _scalar_text(*shape):  # a str or None: one look-up (no table has a None key)
             table = {k: r for k, r in values.items() if k is not None}
-            memos.setdefault((shape[0], inputs), []).append(
-                lambda x, table=table, name=shape[1]: (table.get(getattr(x, name), ()),))
-        elif _scalar_text(*shape):  # a str or None: one look-up (no table has a None key: None is never a key)
+            memos.setdefault(shape[0], []).append(
+                (inputs, lambda x, table=table, name=shape[1]: (table.get(getattr(x, name), ()),)))
+        elif _scalar_text(*shape):  # a filing's text field: one look-up
             lines = [f"rules = {bind({k: r for k, r in values.items() if k is not None})}.get({read(shape)})",
                      "if rules:",
                      "    chosen.update(rules)"]
@@ -86,7 +88,7 @@ def compile_index(index) -> Callable:
             value = getattr(x, name)
             return (prefixes.get(value[:k], ()) for k in lengths) if value else ()
         if _made_of(*shape):
-            memos.setdefault((shape[0], _made_of(*shape)), []).append(prefixed)
+            memos.setdefault(shape[0], []).append((_made_of(*shape), prefixed))
         else:  # a filing's field, or one read through a getter
             lines = [f"v{n}p = {read(shape)}", f"if v{n}p:"]
             lines += [line for k in lengths for line in (f"    rules = {bind(prefixes)}.get(v{n}p[:{k}])",
@@ -95,13 +97,15 @@ def compile_index(index) -> Callable:
     for n, (shape, lists) in enumerate(index.terms.items()):
         scan, name = index.matchers[shape].scan, shape[1]
         if _made_of(*shape):
-            memos.setdefault((shape[0], _made_of(*shape)), []).append(
-                lambda x, scan=scan, lists=lists, name=name: (lists[listed] for listed in scan(getattr(x, name))))
+            memos.setdefault(shape[0], []).append((_made_of(*shape), lambda x, scan=scan, lists=lists, name=name: (
+                lists[listed] for listed in scan(getattr(x, name)))))
         else:
             lines = [f"for listed in {bind(scan)}({read(shape)}):", f"    chosen.update({bind(lists)}[listed])"]
             by_scope.setdefault(shape[0], []).extend(lines)
-    for (scope, inputs), finders in memos.items():
-        memo = _Memo(lambda x, finders=tuple(finders): (found for find in finders for found in find(x)))
+    for scope, finding in memos.items():
+        inputs = tuple(dict.fromkeys(a for attributes, _ in finding for a in attributes))
+        finders = tuple(find for _, find in finding)
+        memo = _Memo(lambda x, finders=finders: (found for find in finders for found in find(x)))
         key = f"x.{inputs[0]}" if len(inputs) == 1 else f"({', '.join(f'x.{a}' for a in inputs)})"
         by_scope.setdefault(scope, []).extend([f"rules = {bind(memo.known)}.get({key})",
                                                "if rules is None:",

@@ -297,7 +297,9 @@ class PackStatistics(Statistics):
         if refs is None:
             refs = self._goods_references(*key)
         median, sigma, per_package, limit, shares = refs
-        value, mass, packages = item.value_eur, item.gross_mass, item.packages
+        # item.value_eur written out (a property call costs as much as the look-up above)
+        value = item.value if item.currency == "EUR" else item.converted_value
+        mass, packages = item.gross_mass, item.packages
         z = ratio = mass_z = load = share = None
         if median and value is not None and mass:
             ratio = value / mass / median
