@@ -7,6 +7,7 @@ a goods item's statistics in one call) gives what computing them afresh gives.""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def test_goods_measures_give_each_statistic_as_its_own_method(packs, traffic, na
         {"gross_mass": 0.0}, {"gross_mass": -1.0}, {"gross_mass": None}, {"packages": 0}, {"packages": None},
         {"package_types": ()}, {"package_types": ("CT", "PK")}, {"hs_code": None}, {"hs_code": ""})]
     measured = 0
-    for item, country in goods:
+    for item, country in goods + goods:  # the second time with each code's references remembered
         try:
             expected = tuple(statistics.route_share(item, country) if m == "route_share" else
                              getattr(statistics, m)(item) for m in statistics.MEASURED)
@@ -178,3 +179,47 @@ def test_remembered_keys_and_decisions_give_what_a_fresh_decision_gives(packs, t
              [h.rule for h in expected.hits])
         hits += bool(got.hits)
     assert warm._decided and hits > 100
+
+
+def test_a_term_lists_remembered_answers_are_what_find_gives(packs, traffic):
+    """Generated conditions read matches() from the matcher's memo of answers per text (found):
+    the first time and remembered, each text's answer is find's."""
+    from cargoscreen.domain.conditions import TermMatcher
+    matchers = [m for m in packs["starter"].environment.references.values() if isinstance(m, TermMatcher)]
+    texts = [g.description for s in traffic for g in s.record.goods] + [None, "", "Lithium-ion BATTERIES"]
+    found = 0
+    for matcher in matchers:
+        for text in texts + texts:
+            assert matcher.found[text] == matcher.find(text), (matcher.names, text)
+            found += matcher.found[text] is not None
+    assert matchers and found > 100
+
+
+@pytest.mark.parametrize("name", ["starter", "200 rules"])
+def test_one_memo_per_collection_tells_items_apart_by_each_attribute(packs, traffic, name):
+    """The index looks up a goods item's and a party's keys in one memo keyed by every attribute they
+    follow from: an item that differs from one already seen in a single attribute (a listed UN
+    number, a listed party id) gets its own rules, as the reference finds them."""
+    pack = packs[name]
+    compiled, reference = Scorer(pack), Scorer(pack, compiled=False)
+    source = compiled._by_code["F10"][0].source
+    assert "(x.undg, x.hs_code, x.description)" in source and "(x.id, x.name, x.street, x.city, x.country)" in source
+    listed = {}
+    for rule in pack.rules:
+        for key in rule.condition.guard or ():
+            if key[0] == "eq" and key[1:3] in (("goods", "undg"), ("parties", "id")):
+                listed.setdefault(key[2], []).append(key[3])
+    assert listed.keys() == {"undg", "id"}
+    subjects = [s for s in traffic if s.record.goods and s.record.parties][:200]
+    variants = [Subject(replace(s.record, goods=(s.record.goods[0]._replace(undg=listed["undg"][n % len(listed["undg"])]),
+                                                  *s.record.goods[1:]),
+                                parties=(s.record.parties[0]._replace(id=listed["id"][n % len(listed["id"])]),
+                                         *s.record.parties[1:])), (), "no-containers", NOW)
+                for n, s in enumerate(subjects)]
+    differ = 0
+    for subject in subjects + variants:  # the variants after their originals: the memo has seen those
+        got = [r.id for r in compiled.candidates(subject)]
+        assert got == [r.id for r in reference.candidates(subject)]
+    for s, v in zip(subjects, variants):
+        differ += compiled.candidates(s) != compiled.candidates(v)
+    assert differ > 100
