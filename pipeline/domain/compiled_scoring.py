@@ -11,10 +11,11 @@ compared inline; a condition one expression, its fields read as attributes, its 
 as generator expressions that charge the filing's evaluation budget as the closures do.
 
 Keys that follow from a few attributes of an item alone (an HS code's prefixes and chapter,
-a description's terms, a party's name and address keys: screening.MADE_OF) are looked up
-once per distinct values of those attributes and remembered with the index (up to 20,000
-values each; filing types with the same rules share an index): codes, descriptions and names
-repeat across filings, and a party's keys cost more to make than to look up.
+a description's terms, a party's name and address keys: screening.MADE_OF; a plain text
+attribute such as a UN number or a party id) are looked up once per distinct values of all
+those attributes of a collection, in one memo per collection remembered with the index (up
+to 20,000 items each; filing types with the same rules share an index): codes, descriptions
+and names repeat across filings, and a party's keys cost more to make than to look up.
 
 Generated code reads the compiled tree and tables and changes nothing in them, so both give the
 same candidates, hits and budget overruns (tests/test_compiled_scoring.py, on every rule example
