@@ -157,6 +157,12 @@ class Reading(NamedTuple):
     light: tuple[LightGoods, ...]  # the light goods it names, in the order `light` tries them
     says_nothing: bool
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing in the words that a fact could come from, whatever the item's code, value or packages."""
+        return not (self.brands or self.cards or self.dated or self.antique_artefact is not None or self.stated_net
+                    or self.light or self.says_nothing)
+
     def brand(self, hs_code: str | None) -> BrandEntry | None:
         """DescriptionWording.brand(description, hs_code)."""
         if not hs_code:
@@ -266,6 +272,8 @@ def description_facts(record: ScreeningRecord, wording: DescriptionWording) -> t
         if not text.strip():
             continue
         reading = wording.reading(text)
+        if reading.quiet:  # most descriptions: no brand, no antiquity, nothing to weigh
+            continue
         branded = _underpriced(item, reading) or _unvalued(item, reading, consignors)
         if branded:
             facts.append(branded)
