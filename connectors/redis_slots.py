@@ -191,9 +191,10 @@ def _elsewhere(reply) -> bool:
 
 class BatchScript:
     """A Lua script that serves many units of work in one call: a unit is one key (KEYS[i]) and its
-    arguments (after the call's `shared` ones, the same number for every unit); the script loops over KEYS
-    in order, and returns one reply per key. One call for the whole batch on a single Redis, one per slot on a cluster (`by_slot`), sent as
-    SlotScript sends its calls: a command per call, not per unit, for the client to pack and Redis to parse."""
+    arguments (after the call's `shared` ones, the same number for every unit); the script loops over
+    KEYS in order and returns one reply per key. One call for the whole batch on a single Redis, one per
+    slot on a cluster (`by_slot`), sent as SlotScript sends its calls: a command per call, not per unit,
+    for the client to pack and Redis to parse."""
 
     def __init__(self, client: redis.Redis, source: str):
         self._client = client
@@ -202,7 +203,8 @@ class BatchScript:
     def run(self, shared: Sequence, units: Sequence[tuple[str, Sequence]]) -> list:
         """The reply of each (key, its arguments) unit, in order."""
         groups = by_slot(self._client, [key for key, _ in units])
-        calls = [([units[i][0] for i in group], [*shared, *(a for i in group for a in units[i][1])]) for group in groups]
+        calls = [([units[i][0] for i in group], [*shared, *(a for i in group for a in units[i][1])])
+                 for group in groups]
         replies: list = [None] * len(units)
         for group, answers in zip(groups, self._script.run(calls) if calls else ()):
             for i, answer in zip(group, answers):

@@ -212,7 +212,8 @@ class DescriptionWording:
                        bool(_CARDS.search(description) and _CARRY_VALUE.search(description)
                             and not _SIM.search(description)),
                        dated, antique_artefact, stated_net_kg(description),
-                       tuple(g for g in self.light_goods if g.names.search(description)), self.says_nothing(description))
+                       tuple(g for g in self.light_goods if g.names.search(description)),
+                       self.says_nothing(description))
 
     @classmethod
     def load(cls, vague_terms: Iterable[str], directory: Path | None = None) -> "DescriptionWording":
