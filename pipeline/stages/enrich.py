@@ -32,6 +32,7 @@ class _EnrichBatchDoFn(CountsPerBundle, beam.DoFn):
     def setup(self):
         self._store = ContainerEventStore.for_settings(connect(self._settings.container_status_url), self._settings)
         self._reference = bundled_reference()
+        self._reference.locations.read()  # places' positions: read here, before the heap settles
         bundled_goods_classifier()  # trained once per worker process, here rather than on the first batch
         bundled_euro_rates(), bundled_wording(), bundled_legal_lists(), bundled_commercial_goods()  # read, likewise
         self._parties = PartyHistoryStore(connect(self._settings.redis.url), self._settings.party_history,
