@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from cargoscreen.domain.screening import record_from_dict
-from cargoscreen.linking import (HOUSE_NOT_LISTED, Addition, ConsignmentStore, due_entry, Member, assemble, consignment_of, linked_key,
-                                 house_refusal, listing, member_of, missing_documents, standalone)
+from cargoscreen.linking import (HOUSE_NOT_LISTED, Addition, ConsignmentStore, due_entry, Member, Removal, assemble,
+                                 consignment_of, linked_key, house_refusal, listing, member_of, missing_documents,
+                                 standalone)
 
 
 def _member(mrn: str, code: str, document: str, master: str | None = None, houses=(), digest: str = "d1",
@@ -330,3 +331,94 @@ def test_a_batch_of_additions_links_as_one_by_one_would(redis_client):
     together = store.add_many([Addition(key, m, d, "RC-NL", "t") for key, m, d in batch])
     assert together == one_by_one and state() == seen and _audit(redis_client) == audited
     assert [r.complete for r in together[3]] == [True] and any(r.refused for r in together[2])  # completes, refuses
+
+
+# -- a bundle's changes in one script call -------------------------------------------------------------------
+EARLIER = _member("MRN30", "F12", "MB3", houses=(("HB3", "FILER1"),), filer="FILER0")  # filed in an earlier bundle
+
+
+def mixed_bundle() -> list[Addition | Removal]:
+    """Masters, houses, amendments and invalidations of one consignment and of others, in one bundle:
+    houses before and after their master, a claim refused, a consignment completed then amended then
+    left incomplete by an invalidation, another completed by a master after its house, a postal item
+    released and invalidated, one completed with a member of an earlier bundle, removals of filings
+    that are no member, a master invalidated."""
+    changes = [("sea:MB1", HOUSE1), ("sea:MB1", INTRUDER),
+               ("sea:MB2", _member("MRN24", "F15", "HX2", master="MB2", filer="FILER4")),
+               ("sea:MB1", MASTER), ("sea:MB1", HOUSE2), ("sea:MB1", HOUSE2),
+               ("sea:MB1", _member("MRN3", "A16", "HB2", master="MB1", digest="d2")), ("sea:MB1", "MRN2"),
+               ("sea:MB2", _member("MRN25", "F12", "MB2", houses=(("HX2", "FILER4"),), filer="FILER5")),
+               ("postal:PD1", DISPATCH), ("postal:PD1", ITEMS[0]), ("postal:PD1", "MRNP1"),
+               ("sea:MB3", _member("MRN31", "F15", "HB3", master="MB3", filer="FILER1")), ("sea:MB1", "MRN-NONE"),
+               ("", "MRN10"), ("sea:MB1", "MRN1")]
+    return [Removal(what, key, 100.0 + n) if isinstance(what, str) else Addition(key, what, 100.0 + n, "RC-NL", "t")
+            for n, (key, what) in enumerate(changes)]
+
+
+def stored(client) -> dict:
+    """Every consignment key and what it holds."""
+    return {k: client.hgetall(k) if client.type(k) == b"hash" else client.zrange(k, 0, -1, withscores=True)
+            for k in sorted(client.keys("cs:{p*"))}
+
+
+def script_calls(client) -> int:
+    """Script calls Redis ran so far (on a cluster, over its masters), leaving out those that failed."""
+    nodes = [client.get_redis_connection(n) for n in client.get_primaries()] if hasattr(client, "get_primaries") \
+        else [client]
+    stats = [s for node in nodes for name, s in node.info("commandstats").items() if name in ("cmdstat_evalsha",
+                                                                                               "cmdstat_eval")]
+    return sum(s["calls"] - s.get("failed_calls", 0) for s in stats)
+
+
+def linked_one_by_one_and_as_a_bundle(store: ConsignmentStore, client, flush):
+    """The mixed bundle's changes made one by one, then (on an emptied store) as one bundle, each
+    after a consignment's master filed in an earlier bundle: the changes, both outcomes, the state
+    left (the same both times: asserted), and how many script calls the bundle took."""
+    changes = mixed_bundle()
+    store.add("sea:MB3", EARLIER, deadline=50.0)
+    one_by_one = [store.remove(c.mrn, c.key, c.deadline) if isinstance(c, Removal) else
+                  store.add(c.key, c.member, c.deadline, c.centre, c.now) for c in changes]
+    seen, audited = stored(client), _audit(client)
+    flush()
+    store.add("sea:MB3", EARLIER, deadline=50.0)
+    calls = script_calls(client)
+    together = store.link(changes)
+    calls = script_calls(client) - calls
+    assert stored(client) == seen and _audit(client) == audited
+    return changes, one_by_one, together, seen, calls
+
+
+def test_a_bundle_mixing_masters_houses_amendments_and_invalidations_links_in_one_script_call_as_one_by_one(
+        redis_client):
+    """One script call for the whole bundle; each change sees those before it, so the outcomes, the
+    consignments' state and the audit trail are those of the changes made one by one."""
+    store = ConsignmentStore(redis_client, partitions=16)  # one call on a single Redis, whatever the partitions
+    _, one_by_one, together, seen, calls = linked_one_by_one_and_as_a_bundle(store, redis_client,
+                                                                             redis_client.flushall)
+    assert together == one_by_one and calls == 1
+    assert len({k.split(b"}")[0] for k in seen}) > 1  # the bundle touched several partitions
+    assert [r.refused.code for r in together[3] if r.refused] == [HOUSE_NOT_LISTED]  # the intruder, at its master
+    assert [(r.complete, r.version) for n in (4, 5, 6) for r in together[n]] == [(True, 1), (True, 1), (True, 2)]
+    assert together[7].missing == ("house transport document HB1",) and together[8][0].complete
+    assert [r.key for r in together[10]] == ["postal:PD1/IT1"] and together[11].key == "postal:PD1/IT1"
+    assert together[12][0].complete and together[13] is None and together[14] is None
+    assert together[15].key == "sea:MB1" and not together[15].complete  # its master left
+
+
+def test_a_bundle_gets_back_only_the_bodies_of_members_filed_before_it(redis_client):
+    """The members a bundle sent come back as the very objects sent (their bodies stay in Redis); a
+    member filed in an earlier bundle comes back from its body."""
+    changes, _, together, _, _ = linked_one_by_one_and_as_a_bundle(ConsignmentStore(redis_client), redis_client,
+                                                                   redis_client.flushall)
+    sent = [c.member for c in changes if isinstance(c, Addition)]
+
+    def was_sent(m: Member) -> bool:
+        return any(m is s for s in sent)
+
+    [amended] = together[6]  # the master and both houses, all sent in the bundle
+    assert amended.complete and [was_sent(m) for m in amended.members] == [True] * 3
+    [postal] = together[10]
+    assert [was_sent(m) for m in postal.members] == [True, True]
+    [with_earlier] = together[12]
+    assert {m.mrn: was_sent(m) for m in with_earlier.members} == {"MRN30": False, "MRN31": True}
+    assert [m for m in with_earlier.members if m.mrn == "MRN30"] == [EARLIER]
