@@ -193,7 +193,8 @@ def main() -> None:
     print(f"{'step':28} {'round trips/filing':>19} {'script calls/filing':>20} {'bytes sent/filing':>18}")
     for step, count in trips.most_common():
         print(f"{step:28} {count / n:19.3f} {scripts[step] / n:20.3f} {sent[step] / n:18,.0f}")
-    print(f"{'all':28} {sum(trips.values()) / n:19.3f} {sum(scripts.values()) / n:20.3f} {sum(sent.values()) / n:18,.0f}")
+    print(f"{'all':28} {sum(trips.values()) / n:19.3f} {sum(scripts.values()) / n:20.3f} "
+          f"{sum(sent.values()) / n:18,.0f}")
     print(f"Redis network per filing: {net['total_net_input_bytes'] / n:,.0f} bytes in, "
           f"{net['total_net_output_bytes'] / n:,.0f} bytes out")
     print(f"\nRedis commands per filing: {sum(commands.values()) / n:.2f}; the most frequent:")

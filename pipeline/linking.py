@@ -396,12 +396,12 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
 # deadline). Both carry the hash tag of the consignment's partition (partition_of its linking key):
 # one slot of a Redis Cluster holds a consignment's whole state.
 # (\x1e and \x1f cannot occur in XML text, so no document number or filer can forge a field.)
-# The script takes a bundle's changes at once (ConsignmentStore.link): ARGV is the retention, then
-# 13 values per change (ConsignmentStore._call); KEYS the hashes and due sets they name, each change giving
-# the index of its own two. Each change sees what those before it did, as if sent one by one. A body
-# sent in the call comes back as the number of the change that sent it (the caller holds it): only
-# bodies filed in earlier calls travel back, and only in what a decision needs (a consignment
-# complete, a claim refused).
+# The script takes a batch's changes at once (ConsignmentStore.link): ARGV is the retention, then 13
+# values per change (ConsignmentStore._call), KEYS the hashes and due sets they name, each change
+# giving the numbers of its two. Each change sees what those before it did, as if sent one by one.
+# A body sent in the call comes back as the number of the change that sent it (the caller holds
+# it): only bodies filed in earlier calls travel back, and only where a decision needs them (a
+# consignment complete, a claim refused).
 _LINK = """
 local ttl = ARGV[1]
 local held = {}  -- the bodies sent in this call so far: the number of the change that sent each
@@ -766,10 +766,6 @@ class ConsignmentStore:
         not allow. centre: the risk centre of the filing's own office of first entry (a master's is
         its consignment's); now: when, for the audit trail."""
         return self.link([Addition(key, member, deadline, centre, now)])[0]
-
-    def add_many(self, additions: Sequence[Addition]) -> list[list[LinkResult]]:
-        """add() for each, in order, as link() sends them."""
-        return self.link(additions)
 
     def remove(self, mrn: str, key: str, deadline: float) -> LinkResult | None:
         """Takes an invalidated filing out of its consignment `key` (its linking key, as registered);

@@ -1,6 +1,8 @@
 """Multiple filing: partial filings linked into consignments, with their state in a real Redis."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cargoscreen.domain.screening import record_from_dict
 from cargoscreen.linking import (HOUSE_NOT_LISTED, Addition, ConsignmentStore, due_entry, Member, Removal, assemble,
                                  consignment_of, linked_key, house_refusal, listing, member_of, missing_documents,
@@ -313,7 +315,7 @@ def test_assembling_in_memory_follows_the_same_postal_rule():
 
 
 def test_a_batch_of_additions_links_as_one_by_one_would(redis_client):
-    """add_many sends a batch in one round trip; each call sees what those before it did, so the
+    """link sends a batch in one script call; each change sees what those before it did, so the
     results, the consignment's state and the audit trail are those of the same additions one by one."""
     amended = _member("MRN3", "A16", "HB2", master="MB1", digest="d2")
     batch = [("sea:MB1", HOUSE1, 100.0), ("sea:MB1", INTRUDER, 110.0), ("sea:MB1", MASTER, 200.0),
@@ -328,7 +330,7 @@ def test_a_batch_of_additions_links_as_one_by_one_would(redis_client):
     one_by_one = [store.add(key, m, deadline=d, centre="RC-NL", now="t") for key, m, d in batch]
     seen, audited = state(), _audit(redis_client)
     redis_client.flushall()
-    together = store.add_many([Addition(key, m, d, "RC-NL", "t") for key, m, d in batch])
+    together = store.link([Addition(key, m, d, "RC-NL", "t") for key, m, d in batch])
     assert together == one_by_one and state() == seen and _audit(redis_client) == audited
     assert [r.complete for r in together[3]] == [True] and any(r.refused for r in together[2])  # completes, refuses
 
@@ -422,3 +424,56 @@ def test_a_bundle_gets_back_only_the_bodies_of_members_filed_before_it(redis_cli
     [with_earlier] = together[12]
     assert {m.mrn: was_sent(m) for m in with_earlier.members} == {"MRN30": False, "MRN31": True}
     assert [m for m in with_earlier.members if m.mrn == "MRN30"] == [EARLIER]
+
+
+def test_the_link_step_sends_a_batch_in_one_script_call_with_the_outputs_of_one_by_one(validator, redis_server):
+    """Real filings, validated and registered: a batch of houses completing an earlier batch's master,
+    an amendment, an invalidation and another consignment whole leaves the linking step in one script
+    call, each filing with the outputs it has linked on its own."""
+    from apache_beam.pvalue import TaggedOutput
+
+    from cargoscreen.answering import registration_request
+    from cargoscreen.config import Settings
+    from cargoscreen.connectors.redis_store import connect
+    from cargoscreen.registration import RegistrationStore
+    from cargoscreen.stages.link import _LinkDoFn
+    from cargoscreen.validation import Submission
+
+    from .test_answers import _amend, _invalidation
+    from .test_ownership import filed_by, house, master
+
+    carrier, forwarder = "NL100000001", "DE200000002"
+    client = connect(redis_server.url)
+    client.flushall()
+    registry, sent = RegistrationStore(client), []
+
+    def registered(*payloads: bytes) -> list:
+        outcomes = [validator.validate(Submission(f"s{len(sent) + n}", p)) for n, p in enumerate(payloads)]
+        assert all(o.accepted for o in outcomes), [o.errors for o in outcomes]
+        sent.extend(outcomes)
+        return list(zip(outcomes, registry.register([registration_request(o, 2026) for o in outcomes],
+                                                           "2026-11-20T10:00:00Z")))
+
+    earlier = registered(filed_by(master("L-M1", "MBX1", [("HBX1", forwarder), ("HBX2", forwarder)]), carrier))
+    houses = registered(*(filed_by(house(f"L-H{n}", "MBX1", f"HBX{n}"), forwarder) for n in (1, 2)))
+    (h1, r1), (h2, r2) = houses
+    batch = houses + registered(_amend(h2, r2.mrn), _invalidation(h1, r1.mrn)) + registered(
+        filed_by(master("L-M2", "MBX2", [("HBX3", forwarder)]), carrier),
+        filed_by(house("L-H3", "MBX2", "HBX3"), forwarder))
+    settings = Settings().with_redis_url(redis_server.url)
+
+    def linked(prefix: str, batches: list) -> list:
+        step = _LinkDoFn(replace(settings, redis=replace(settings.redis, key_prefix=prefix)))
+        step.setup()
+        return [(o.tag, o.value) if isinstance(o, TaggedOutput) else ("consignments", o)
+                for b in batches for o in step.process(b)]
+
+    one_by_one = linked("one", [[e] for e in earlier + batch])
+    calls = script_calls(client)
+    together = linked("all", [earlier, batch])
+    assert script_calls(client) - calls == 2 and together == one_by_one
+    outputs = [(tag, getattr(v, "key", ""), getattr(v, "version", None)) for tag, v in together]
+    assert outputs == [("pending", "sea:MBX1", None), ("pending", "sea:MBX1", None),
+                       ("consignments", "sea:MBX1", 1), ("consignments", "sea:MBX1", 2),
+                       ("withdrawals", "sea:MBX1", None), ("pending", "sea:MBX2", None),
+                       ("consignments", "sea:MBX2", 1)]

@@ -21,8 +21,8 @@ from ..domain.filings import HOUSE
 from ..domain.offices import office_facts
 from ..domain.reference import bundled_reference
 from ..linking import (HOUSE_FILER_NOT_NAMED, MASTER_FILED, Addition, Consignment, ConsignmentStore, LinkResult, Member,
-                       Pending, Removal, Withdrawal, consignment_of, linked_key, member_of, missing_documents, standalone,
-                       state_of)
+                       Pending, Removal, Withdrawal, consignment_of, linked_key, member_of, missing_documents,
+                       standalone, state_of)
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
