@@ -8,12 +8,18 @@ over the registered filings in its batches, --rounds times, each round on consig
 own (a fresh state, as the first round found it). Prints the best round's CPU per filing (the
 first round left out: it counts), and per filing what went to Redis and back and the CPU the
 Redis server spent. Run it with the old code's Python beside the new one's to
-compare them back to back; --setup-only does everything but the linking, for instruction counts
-(callgrind) with the set-up subtracted.
+compare them back to back. Instruction counts of the linking alone (the rounds run inside
+functools.reduce, so callgrind counts only there):
+
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \
+        python bench/link_step.py --count 1500 --rounds 1
+
+--setup-only does everything but the linking (to subtract it, counting everything).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -87,8 +93,9 @@ def main() -> None:
                 server_cpu = redis_cpu(client)
                 redis.connection.AbstractConnection.send_packed_command = counted
             started = time.process_time()
-            try:
-                outputs = sum(1 for batch in batches for _ in step.process(batch))
+            try:  # through functools.reduce, a C function callgrind can switch its counting on at (docstring)
+                outputs = functools.reduce(lambda count, batch: count + sum(1 for _ in step.process(batch)),
+                                           batches, 0)
             finally:
                 redis.connection.AbstractConnection.send_packed_command = original
             seconds = time.process_time() - started
