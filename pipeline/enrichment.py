@@ -17,12 +17,11 @@ import redis
 from .domain.container_events import ContainerEvent
 from .domain.currency import EuroRates, bundled_euro_rates, in_euros
 from .domain.enrichment import (CLAIM_REFUSED, DATA_QUALITY_WARNING, INFORMATIONAL_FACTS, PARTY_HISTORY_UNAVAILABLE,
-                                Fact, shipment_facts)
+                                Fact, office_facts, shipment_facts)
 from .domain.descriptions import bundled_wording, description_facts
 from .domain.goods_classifier import GoodsClassifier, bundled_goods_classifier
 from .domain.goods_facts import goods_facts
 from .domain.legal_lists import bundled_legal_lists
-from .domain.offices import office_facts
 from .domain.parties import (Seen, Sighting, bundled_commercial_goods, commercial_quantity_facts, history_fact,
                              natural_person_facts, sightings)
 from .domain.reference import ReferenceData

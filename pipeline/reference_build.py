@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .domain.reference import ENTRY_ROLE, unece_position
+from .domain.reference import ENTRY_ROLE, unece_position, write_codes_file
 
 LOCODE = re.compile(r"[A-Z]{2}[A-Z2-9]{3}")
 
@@ -185,6 +185,7 @@ def build_unlocode(sources: Iterable[Path], out: Path, airports: dict | None = N
         w.writerow(["locode", "name", "subdivision", "function", "status", "coordinates", "coordinates_source"])
         for code in sorted(places):
             w.writerow(places[code].row())
+    write_codes_file(out, places)  # lets a process ask "is it a code" without reading the rows
     with_position = sum(1 for p in places.values() if p.latitude is not None)
     return BuildReport(out, len(places), (
         f"{malformed} malformed codes left out", f"{duplicates} repeated codes left out",

@@ -22,6 +22,7 @@ from .config import Settings
 from .domain.answers import FilingError
 from .domain.dataquality import DataQualityPack
 from .domain.filings import BY_ROOT, ENS_NS, INVALIDATION_ROOT
+from .domain.frozen import fast_init
 from .domain.reference import ReferenceData, bundled_reference
 from .domain.one_pass import COMPILED, check_and_read, header
 from .domain.screening import DataQualityWarning, ScreeningRecord, changed, screening_record
@@ -93,6 +94,9 @@ class ValidationOutcome:
     def filer(self) -> str | None:
         return self.submission.channel_filer or (self.summary.filer if self.summary else None)
 
+
+# As every filing makes them (frozen.py)
+_new_summary, _new_outcome = fast_init(FilingSummary), fast_init(ValidationOutcome)
 
 _WORDS = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -173,13 +177,15 @@ class FilingValidator:
                 (warnings if rule.is_warning else errors).append(FilingError(
                     rule.id, element_pointer(finding.element), rule.title, rule.describe(finding),
                     finding.element.sourceline, finding.value))
-        errors.sort(key=lambda e: e.line or 0)  # stable: document order within a line
         if errors or record is None:
-            return ValidationOutcome(submission, summary, tuple(errors), tuple(warnings))
+            errors.sort(key=lambda e: e.line or 0)  # stable: document order within a line
+            return _new_outcome({"submission": submission, "summary": summary, "errors": tuple(errors),
+                                 "warnings": tuple(warnings)})
         if warnings:
             record = changed(record, warnings=tuple(
                 DataQualityWarning(w.code, w.pointer, w.value or "", w.reason) for w in warnings))
-        return ValidationOutcome(submission, summary, (), tuple(warnings), record)
+        return _new_outcome({"submission": submission, "summary": summary, "errors": (),
+                             "warnings": tuple(warnings), "record": record})
 
     def _summary(self, root, qname: etree.QName, payload: bytes) -> FilingSummary:
         digest = "" if self.answers_only else hashlib.blake2b(payload, digest_size=16).hexdigest()
@@ -191,8 +197,8 @@ class FilingValidator:
             code = ("A" + kind.code[1:]) if amendment else kind.code
         else:
             code = "Q04" if qname.localname == INVALIDATION_ROOT else None
-        return FilingSummary(
-            message_type=qname.localname, namespace=qname.namespace, filing_code=code,
-            mode=kind.mode if kind else None, level=kind.level if kind else None,
-            lrn=lrn, declarant=declarant, representative=representative,
-            office_of_first_entry=office, referenced_mrn=amended or invalidated, digest=digest)
+        return _new_summary({
+            "message_type": qname.localname, "namespace": qname.namespace, "filing_code": code,
+            "mode": kind.mode if kind else None, "level": kind.level if kind else None,
+            "lrn": lrn, "declarant": declarant, "representative": representative,
+            "office_of_first_entry": office, "referenced_mrn": amended or invalidated, "digest": digest})

@@ -92,17 +92,26 @@ def test_validate_answers_as_the_pipeline_validates(tmp_path):
 
 def test_validate_starts_without_beam_redis_or_the_rule_language(tmp_path):
     """The command line imports a subcommand's heavy modules when it is named: `validate --json` starts
-    without Beam, Redis, the rule language, the workbench or rich (two thirds of its start-up)."""
-    filing = tmp_path / "f.xml"
-    filing.write_text("<Invoice/>")
+    without Beam, Redis, the rule language, the workbench, rich, the enrichment's facts or stdnum (a
+    bad check digit imports it), and answers whether a UN/LOCODE exists without reading the code
+    list's rows (its codes file suffices)."""
+    from cargoscreen.generator import GeneratorSpec, generate
+
+    (tmp_path / "f.xml").write_text("<Invoice/>")
+    for f in generate(GeneratorSpec(count=20, seed=4, defect_rate=0.0, envelope_rate=0.0)):
+        (tmp_path / f.name).write_bytes(f.data)
     probe = ("import sys\nfrom cargoscreen.cli import main\n"
              "try:\n    main(['validate', '--json', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+             "from cargoscreen.domain.reference import bundled_reference\n"
+             "print('rows read:', bundled_reference().locations._rows is not None)\n"
              "heavy = ('apache_beam', 'redis', 'cargoscreen.domain.conditions', 'cargoscreen.workbench', 'duckdb',\n"
-             "         'rich')\n"
+             "         'rich', 'cargoscreen.domain.enrichment', 'stdnum')\n"
              "print(sorted({m.split('.')[0] if not m.startswith('cargoscreen') else m for m in sys.modules\n"
              "              if m.startswith(heavy)}))\n")
-    loaded = subprocess.run([sys.executable, "-c", probe, str(filing)], capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout
+    loaded = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
+    *_, rows, modules = loaded.stdout.strip().splitlines()
+    assert '"accepted": true' in loaded.stdout and modules == "[]", loaded.stdout
+    assert rows == "rows read: False"
     assert "workbench" in CliRunner().invoke(main, ["--help"]).output  # the lazy ones are still listed
 
 

@@ -23,7 +23,8 @@ from cargoscreen.config import DEFAULT_RISK_CENTRE, Settings
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.decisions import risk_centre_for
 from cargoscreen.domain.enrichment import OFFICE_OFF_ROUTE, OFFICE_UNKNOWN
-from cargoscreen.domain.offices import not_of_entry, office_facts, outside_eu
+from cargoscreen.domain.enrichment import office_facts
+from cargoscreen.domain.offices import not_of_entry, outside_eu
 from cargoscreen.domain.reference import EU_MEMBER_STATES, bundled_reference
 from cargoscreen.domain.screening import record_from_dict
 from cargoscreen.enrichment import EnrichedFiling

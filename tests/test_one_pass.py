@@ -189,3 +189,40 @@ def test_a_record_made_without_the_dataclass_init_is_the_same_record():
             new_record(broken)
         with pytest.raises(TypeError):
             ScreeningRecord(**broken)
+
+
+def test_summaries_and_outcomes_made_without_init_are_the_same_objects():
+    """The validator makes each filing's summary and outcome with frozen.fast_init: equal, with the
+    same repr and hash, to the class's own; a field unknown or missing refused; a dataclass with a
+    __post_init__ not taken."""
+    from dataclasses import asdict, dataclass
+
+    from cargoscreen.domain.frozen import fast_init
+    from cargoscreen.validation import FilingSummary, ValidationOutcome
+
+    validator = FilingValidator(Settings())
+    seen = 0
+    for f in generate(GeneratorSpec(count=40, seed=8, defect_rate=0.3, envelope_rate=0.0)):
+        outcome = validator.validate(Submission(f.name, f.data))
+        summary = FilingSummary(**asdict(outcome.summary))
+        assert outcome.summary == summary and repr(outcome.summary) == repr(summary)
+        assert hash(outcome.summary) == hash(summary)
+        again = ValidationOutcome(outcome.submission, outcome.summary, outcome.errors, outcome.warnings, outcome.record)
+        assert outcome == again and repr(outcome) == repr(again)
+        seen += 1 if outcome.errors else 0
+    assert seen, "the corpus has rejected filings too"
+    make = fast_init(ValidationOutcome)
+    assert make({"submission": None, "summary": None, "errors": ()}) == ValidationOutcome(None, None, ())
+    for broken in ({"submission": None, "errors": ()}, {"submission": None, "summary": None, "errors": (), "x": 1}):
+        with pytest.raises(TypeError):
+            make(broken)
+
+    @dataclass(frozen=True)
+    class Checked:
+        n: int
+
+        def __post_init__(self):
+            assert self.n >= 0
+
+    with pytest.raises(TypeError):
+        fast_init(Checked)

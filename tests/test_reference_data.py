@@ -95,6 +95,8 @@ def test_reference_build_commands_rebuild_each_list_from_its_maintainers_files(t
         result = runner.invoke(main, ["reference", "build", *args, *common])
         assert result.exit_code == 0, result.output
     table = LocationTable.from_file(out / "unlocode.csv.gz")
+    assert "NLRTM" in table and "NLXXX" not in table and len(table) == 2
+    assert table._rows is None, "the codes file written beside the list answers `in` without its rows"
     assert set(table) == {"NLRTM", "BEANR"}  # the malformed and the deleted left out
     assert table["NLRTM"].serves("4") and round(table["NLRTM"].latitude, 2) == 51.92
     with gzip.open(out / "unlocode.csv.gz", "rt") as f:
@@ -117,3 +119,39 @@ def test_reference_show_looks_codes_up():
     assert "customs office NL000396: Rotterdam Maasvlakte (NL), an office of entry" in result.output
     assert "UN/LOCODE CNPVG: Shanghai Pudong" in result.output and "UN 0336: class 1 1.4G: FIREWORKS" in result.output
     assert "QQQQQ: not in any shipped list" in result.output and "UN/LOCODE 2024-1" in result.output
+
+
+def test_the_shipped_codes_file_lists_exactly_the_shipped_codes():
+    """rules/reference/unlocode-codes.txt is made from the shipped unlocode.csv.gz (its first line
+    names the list's sha256) and holds its codes; the lazy table answers `in` as the rows do."""
+    import random
+
+    from cargoscreen import resources
+    from cargoscreen.domain.reference import _read_rows, read_codes_file
+
+    path = resources.rules_dir() / "reference" / "unlocode.csv.gz"
+    codes = read_codes_file(path)
+    assert codes is not None, "rebuild it: cargoscreen reference build unlocode (or reference.write_codes_file)"
+    rows = _read_rows(path)
+    assert codes.split() == sorted(rows)
+    lazy, eager = LocationTable.from_file(path), LocationTable(rows)
+    rng = random.Random(5)
+    asked = rng.sample(sorted(rows), 2000) + ["".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ29", k=5))
+                                              for _ in range(3000)] + ["NLRT", "NLRTMX", "", "nlrtm"]
+    assert [c in lazy for c in asked] == [c in eager for c in asked]
+    assert lazy._rows is None and len(lazy) == len(eager)
+    assert lazy["NLRTM"] == eager["NLRTM"] and lazy._rows is not None  # the rows read when a place is asked for
+
+
+def test_a_codes_file_of_other_bytes_is_not_trusted(tmp_path):
+    """A list replaced by hand after its codes file was written: the list is read as it is."""
+    from cargoscreen.domain.reference import write_codes_file
+
+    table = tmp_path / "unlocode.csv"
+    table.write_text("locode,name,subdivision,function,status,coordinates,coordinates_source\n"
+                     "NLRTM,Rotterdam,ZH,12345---,AI,,\n", encoding="utf-8")
+    write_codes_file(table, ["NLRTM"])
+    assert LocationTable.from_file(table)._rows is None
+    table.write_text(table.read_text() + "BEANR,Antwerpen,VAN,12345---,AI,,\n", encoding="utf-8")
+    reread = LocationTable.from_file(table)
+    assert reread._rows is not None and "BEANR" in reread

@@ -11,7 +11,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple
 
-from stdnum import iso6346
 
 class ContainerEvent(NamedTuple):
     """A NamedTuple, not a dataclass: millions are built and read back; it stores as a JSON array."""
@@ -53,6 +52,8 @@ def utc_epoch(text: str) -> float:
 @lru_cache(maxsize=200_000)
 def _check_digit_ok(container: str) -> bool:
     """ISO 6346 (python-stdnum), remembered per id: a container's events all repeat it."""
+    from stdnum import iso6346  # here: validation imports this module, and needs stdnum only on a bad digit
+
     return iso6346.is_valid(container)
 
 

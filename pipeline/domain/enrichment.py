@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .container_events import ContainerEvent
+from .offices import PLACE_COUNTRY, not_of_entry, outside_eu
 from .reference import EU_MEMBER_STATES, ReferenceData
 from .screening import Equipment, ScreeningRecord
 
@@ -357,3 +358,25 @@ def shipment_facts(declared: ScreeningRecord, histories: dict[str, list[Containe
                    ref: ReferenceData) -> list[Fact]:
     """All facts of a filing: for each declared container, from its history."""
     return [f for c in declared.containers for f in container_facts(declared, c, histories.get(c.container_id, []), ref)]
+
+
+def office_facts(record: ScreeningRecord, ref: ReferenceData) -> tuple[Fact, ...]:
+    """Why the office cannot route the referral (a fact the analyst reads), or nothing when it can."""
+    code = record.office_of_first_entry
+    if not code:
+        return ()
+    values = {"office": code, "country": code[:2]}
+    why = outside_eu(code, ref) or not_of_entry(code, ref)
+    if why:
+        return (Fact(OFFICE_UNKNOWN, "", f"Customs office of first entry {code}: {why}; referred to the "
+                                         f"default risk centre.", (), values),)
+    country = PLACE_COUNTRY.get(code[:2], code[:2])
+    unloading, route = record.unloading_country, record.routing_countries
+    if (unloading is None and not route) or country == unloading or country in route:
+        return ()  # consistent, or nothing declared to judge it by (an air pre-loading filing)
+    name = ref.customs_offices[code].name
+    return (Fact(OFFICE_OFF_ROUTE, "", f"Customs office of first entry {code} ({name}) is in {code[:2]}, but the "
+                                       f"goods are unloaded in {unloading or 'an undeclared country'} and routed "
+                                       f"through {', '.join(route) or 'no declared country'}; referred to the "
+                                       f"default risk centre.", (),
+                 {**values, "unloading_country": unloading, "routing_countries": list(route)}),)

@@ -12,15 +12,13 @@ customs-offices.csv) instead:
   - a listed office of entry in a country that is neither the country of unloading nor on the
     declared route does not fit the journey. A country on the route does: a ship's first EU port
     of call before it unloads elsewhere, a road or rail border crossing on the way inland.
-The last two go to the default risk centre, with a fact that says why (`office_facts`).
+The last two go to the default risk centre, with a fact that says why (`enrichment.office_facts`).
 """
 from __future__ import annotations
 
 import pycountry
 
-from .enrichment import OFFICE_OFF_ROUTE, OFFICE_UNKNOWN, Fact
 from .reference import ENTRY_OFFICE_COUNTRIES, ReferenceData
-from .screening import ScreeningRecord
 
 # Country codes of places and itineraries (ISO 3166) for an office's country where they differ:
 # Northern Ireland's offices are XI, its ports GB (GBBEL).
@@ -56,25 +54,3 @@ def not_of_entry(code: str, ref: ReferenceData) -> str | None:
     if not office.of_entry:
         return f"{office.name} is in the Customs Office List, but not as an office of entry"
     return None
-
-
-def office_facts(record: ScreeningRecord, ref: ReferenceData) -> tuple[Fact, ...]:
-    """Why the office cannot route the referral (a fact the analyst reads), or nothing when it can."""
-    code = record.office_of_first_entry
-    if not code:
-        return ()
-    values = {"office": code, "country": code[:2]}
-    why = outside_eu(code, ref) or not_of_entry(code, ref)
-    if why:
-        return (Fact(OFFICE_UNKNOWN, "", f"Customs office of first entry {code}: {why}; referred to the "
-                                         f"default risk centre.", (), values),)
-    country = PLACE_COUNTRY.get(code[:2], code[:2])
-    unloading, route = record.unloading_country, record.routing_countries
-    if (unloading is None and not route) or country == unloading or country in route:
-        return ()  # consistent, or nothing declared to judge it by (an air pre-loading filing)
-    name = ref.customs_offices[code].name
-    return (Fact(OFFICE_OFF_ROUTE, "", f"Customs office of first entry {code} ({name}) is in {code[:2]}, but the "
-                                       f"goods are unloaded in {unloading or 'an undeclared country'} and routed "
-                                       f"through {', '.join(route) or 'no declared country'}; referred to the "
-                                       f"default risk centre.", (),
-                 {**values, "unloading_country": unloading, "routing_countries": list(route)}),)

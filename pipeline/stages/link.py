@@ -18,7 +18,7 @@ from ..decisions import office_centre
 from ..domain import answers
 from ..domain.answers import FilingError
 from ..domain.filings import HOUSE
-from ..domain.offices import office_facts
+from ..domain.enrichment import office_facts
 from ..domain.reference import bundled_reference
 from ..linking import (HOUSE_FILER_NOT_NAMED, MASTER_FILED, Addition, Consignment, ConsignmentStore, LinkResult, Member,
                        Pending, Removal, Withdrawal, consignment_of, linked_key, member_of, missing_documents,
