@@ -106,6 +106,7 @@ def test_a_bundle_links_in_one_script_call_per_partition_it_touches_as_one_by_on
     """On a cluster, whose scripts may touch one slot only, a bundle mixing masters, houses,
     amendments and invalidations of several consignments takes one call per partition (over several
     masters), with the outcomes and state of the changes made one by one."""
+    _flush(cluster)
     client = connect(cluster[1])
     store = ConsignmentStore(client, partitions=16)
     changes, one_by_one, together, _, calls = linked_one_by_one_and_as_a_bundle(store, client,

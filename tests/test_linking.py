@@ -358,9 +358,9 @@ def mixed_bundle() -> list[Addition | Removal]:
 
 
 def stored(client) -> dict:
-    """Every consignment key and what it holds."""
+    """Every consignment key (hashes and deadline sets) and what it holds."""
     return {k: client.hgetall(k) if client.type(k) == b"hash" else client.zrange(k, 0, -1, withscores=True)
-            for k in sorted(client.keys("cs:{p*"))}
+            for k in sorted(client.keys("cs:{p*}:cons:*"))}
 
 
 def script_calls(client) -> int:
