@@ -46,6 +46,17 @@ REPLICA_WAIT_MS = 100
 FAILOVER_SECONDS, FAILOVER_PAUSE_SECONDS = 15.0, 0.05
 
 
+def by_slot(client: redis.Redis, keys: Sequence[str]) -> list[list[int]]:
+    """The indexes of keys that one command (an MGET, a script call) may serve together: all of them on a
+    single Redis, those of one slot each on a cluster; in their order."""
+    if not is_cluster(client):
+        return [list(range(len(keys)))] if keys else []
+    slots: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        slots.setdefault(client.keyslot(key), []).append(i)
+    return list(slots.values())
+
+
 class SlotScript:
     """A Lua script whose every call declares its keys, all in one slot; `run` sends many calls at once."""
 
@@ -176,3 +187,26 @@ def _elsewhere(reply) -> bool:
         return True
     return isinstance(reply, redis.ResponseError) and str(reply).split(" ", 1)[0] in (
         "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+
+
+class BatchScript:
+    """A Lua script that serves many units of work in one call: a unit is one key (KEYS[i]) and its
+    arguments (after the call's `shared` ones, the same number for every unit); the script loops over
+    KEYS in order and returns one reply per key. One call for the whole batch on a single Redis, one per
+    slot on a cluster (`by_slot`), sent as SlotScript sends its calls: a command per call, not per unit,
+    for the client to pack and Redis to parse."""
+
+    def __init__(self, client: redis.Redis, source: str):
+        self._client = client
+        self._script = SlotScript(client, source)
+
+    def run(self, shared: Sequence, units: Sequence[tuple[str, Sequence]]) -> list:
+        """The reply of each (key, its arguments) unit, in order."""
+        groups = by_slot(self._client, [key for key, _ in units])
+        calls = [([units[i][0] for i in group], [*shared, *(a for i in group for a in units[i][1])])
+                 for group in groups]
+        replies: list = [None] * len(units)
+        for group, answers in zip(groups, self._script.run(calls) if calls else ()):
+            for i, answer in zip(group, answers):
+                replies[i] = answer
+        return replies

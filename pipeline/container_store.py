@@ -16,7 +16,8 @@ script per container stores its new events with their history (declaring every k
 and document indexes, each in a slot of its own, are written after, for every event of the batch
 (idempotent: a batch repeated after a crash completes them), and so are the rejudge stream's
 entries (at least once: the desk re-judges idempotently). Reads are two pipelined round trips: the
-indexes, then the events (MGET per container, one slot each).
+indexes (one script call reads them all on a single Redis, one per slot on a cluster), then the events
+(one MGET, one per slot on a cluster).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Iterable, Sequence
 import redis
 
 from .config import ContainerStatusSettings, Settings
-from .connectors.redis_slots import SlotScript, pipelined
+from .connectors.redis_slots import BatchScript, SlotScript, by_slot, pipelined
 from .domain.container_events import ContainerEvent
 
 # KEYS: the events' keys, then their container's history keys. ARGV: ttl, keep, then per event its
@@ -56,6 +57,14 @@ end
 return out
 """
 
+# The newest ARGV[1] members of each index in KEYS (ZRANGE key -keep -1), one list per key: a batch's
+# indexes in one call per slot (BatchScript) rather than a command each.
+_NEWEST = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('ZRANGE', key, -tonumber(ARGV[1]), -1) end
+return out
+"""
+
 # One index of another slot (voyage, document): KEYS[1]; ARGV: ttl, keep, then score and member pairs.
 _INDEX = """
 for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -78,6 +87,7 @@ class ContainerEventStore:
         self._client, self._settings, self._prefix = client, settings or ContainerStatusSettings(), key_prefix
         self._add = SlotScript(client, _ADD)
         self._index = SlotScript(client, _INDEX)
+        self._newest = BatchScript(client, _NEWEST)
 
     def _event_key(self, tag: str, event_id: str) -> str:
         return f"{self._prefix}:ev:{{{tag}}}:{event_id}"
@@ -170,21 +180,21 @@ class ContainerEventStore:
 
     def _fetch(self, indexes: list[tuple[str | None, str]], limit: int | None) -> list[list[ContainerEvent]]:
         """The events of each index (container, key), oldest first: the index's newest ids, then their
-        bodies, an MGET per container (one slot each); an index of another entity (container None)
-        names each event's container with it (`c|eventID`)."""
+        bodies (an MGET per slot); an index of another entity (container None) names each event's
+        container with it (`c|eventID`)."""
         if not indexes:
             return []
         keep = limit or self._settings.max_per_key
         refs = []  # per index: (container, event id) in order
-        for (container, _), ids in zip(indexes, pipelined(self._client, [(key, ("ZRANGE", key, -keep, -1))
-                                                                          for _, key in indexes])):
+        for (container, _), ids in zip(indexes, self._newest.run([keep], [(key, ()) for _, key in indexes])):
             refs.append([(container, i.decode()) if container else tuple(i.decode().split("|", 1)) for i in ids])
-        by_tag: dict[str, list[str]] = defaultdict(list)
-        for tag, event_id in dict.fromkeys(r for index in refs for r in index):
-            by_tag[tag].append(event_id)
-        gets = [[self._event_key(tag, i) for i in ids] for tag, ids in by_tag.items()]  # an MGET per slot
-        bodies = {(tag, i): b for (tag, ids), got in zip(by_tag.items(), pipelined(
-            self._client, [(keys[0], ("MGET", *keys)) for keys in gets])) for i, b in zip(ids, got)}
+        wanted = list(dict.fromkeys(r for index in refs for r in index))
+        keys = [self._event_key(tag, i) for tag, i in wanted]
+        groups = by_slot(self._client, keys)  # an MGET per slot
+        bodies = {}
+        for group, got in zip(groups, pipelined(self._client, [(keys[g[0]], ("MGET", *(keys[i] for i in g)))
+                                                               for g in groups])):
+            bodies.update(zip((wanted[i] for i in group), got))
         # A body can have expired after its index entry: skip it (None). All bodies of the
         # batch are decoded by one json.loads: one C call instead of one per event.
         present = [[bodies[r] for r in index if bodies[r] is not None] for index in refs]

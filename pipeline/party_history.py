@@ -16,8 +16,8 @@ expires `retention_seconds` after the party was last seen (refreshed on every si
 
 Kept per filer: a filer's filings naming a party make it known to that filer only, so one filer cannot
 age a shipper in another's filings (ops/THREAT-MODEL.md). One key per party, named with a hash tag,
-declared to the script, and no command spans two parties: ready for Redis Cluster. One round trip
-per batch (a pipeline of one script call per party).
+declared to the script, and a script call spans parties of one slot only: ready for Redis Cluster. One
+round trip per batch: one script call for all its parties on a single Redis, one per slot on a cluster.
 """
 from __future__ import annotations
 
@@ -28,25 +28,31 @@ from typing import Sequence
 import redis
 
 from .config import PartyHistorySettings
-from .connectors.redis_slots import SlotScript
+from .connectors.redis_slots import BatchScript
 from .domain.parties import Seen, Sighting
 
+# One call records many sightings: KEYS the parties' hashes; ARGV now, ttl, ring, then each sighting's MRN.
+# In KEYS order, so a party seen twice in one call is counted as two calls one after the other would.
 _RECORD = """
-local h = KEYS[1]
-local mrn, now, ttl, ring = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local seen = redis.call('HGET', h, 'm:' .. mrn)
-if not seen then
-  local n, first = unpack(redis.call('HMGET', h, 'n', 'f'))
-  n = tonumber(n or '0')
-  seen = n .. '|' .. (first or '') .. '|' .. now
-  local slot = 's:' .. (n % ring)
-  local old = redis.call('HGET', h, slot)
-  if old then redis.call('HDEL', h, 'm:' .. old) end
-  redis.call('HSET', h, 'n', n + 1, slot, mrn, 'm:' .. mrn, seen)
-  if not first then redis.call('HSET', h, 'f', now) end
+local now, ttl, ring = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i, h in ipairs(KEYS) do
+  local mrn = ARGV[3 + i]
+  local seen = redis.call('HGET', h, 'm:' .. mrn)
+  if not seen then
+    local n, first = unpack(redis.call('HMGET', h, 'n', 'f'))
+    n = tonumber(n or '0')
+    seen = n .. '|' .. (first or '') .. '|' .. now
+    local slot = 's:' .. (n % ring)
+    local old = redis.call('HGET', h, slot)
+    if old then redis.call('HDEL', h, 'm:' .. old) end
+    redis.call('HSET', h, 'n', n + 1, slot, mrn, 'm:' .. mrn, seen)
+    if not first then redis.call('HSET', h, 'f', now) end
+  end
+  redis.call('EXPIRE', h, ttl)
+  out[i] = seen
 end
-redis.call('EXPIRE', h, ttl)
-return seen
+return out
 """
 
 
@@ -59,7 +65,7 @@ def party_key(prefix: str, filer: str, identity: str) -> str:
 class PartyHistoryStore:
     def __init__(self, client: redis.Redis, settings: PartyHistorySettings | None = None, key_prefix: str = "cs"):
         self._client, self._settings, self._prefix = client, settings or PartyHistorySettings(), key_prefix
-        self._script = SlotScript(client, _RECORD)
+        self._script = BatchScript(client, _RECORD)
 
     def record(self, sightings: Sequence[Sighting], now: float | None = None) -> list[Seen]:
         """Counts each sighting once (by its filing's MRN) and returns, for each, what was known of its
@@ -77,4 +83,4 @@ class PartyHistoryStore:
         return out
 
     def _run(self, calls, now, ttl, ring) -> list:
-        return self._script.run([([key], [mrn, now, ttl, ring]) for key, mrn in calls])
+        return self._script.run([now, ttl, ring], [(key, [mrn]) for key, mrn in calls])

@@ -59,6 +59,20 @@ def test_the_container_feed_loads_into_a_cluster_and_histories_read_back(cluster
     assert store.has_events()
 
 
+def test_a_batch_script_serves_the_keys_of_one_slot_per_call_in_their_order(cluster_client):
+    """BatchScript on a cluster: units of one slot share a call (one EVALSHA per slot), each unit gets its own
+    reply, in the order given, whichever master holds it."""
+    from cargoscreen.connectors.redis_slots import BatchScript, by_slot
+
+    keys = [f"t:{{{tag}}}:{n}" for tag, n in (("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2), ("a", 3))]
+    groups = by_slot(cluster_client, keys)
+    assert sorted(groups) == [[0, 2, 5], [1, 4], [3]]
+    echo = BatchScript(cluster_client, "local out = {} for i, k in ipairs(KEYS) do "
+                                       "redis.call('SET', k, ARGV[1] .. ARGV[1 + i]) out[i] = k end return out")
+    assert [r.decode() for r in echo.run(["v"], [(k, [str(n)]) for n, k in enumerate(keys)])] == keys
+    assert [cluster_client.get(k).decode() for k in keys] == [f"v{n}" for n in range(len(keys))]
+
+
 def test_a_watched_container_is_told_to_the_rejudge_desk_and_the_stream_feed_follows(cluster_client, cluster):
     store = ContainerEventStore(cluster_client)
     cluster_client.set(ContainerWatch(cluster_client, "cs", 0).of_key("MSCU6639870"), "mrn:26NLABCDEFGHIJKLM1")

@@ -227,3 +227,29 @@ def test_csm_follow_command(redis_server, redis_client):
     result = CliRunner().invoke(main, ["csm", "follow", "--redis-url", redis_server.url, "--once"])
     assert result.exit_code == 0, result.output
     assert "read 7 = loaded 7 + duplicates 0 + rejected 0" in result.output
+
+
+def test_a_batch_of_histories_is_one_script_call_and_one_mget_and_reads_as_each_index_and_event(store, redis_client):
+    """Generated traffic's feed: a batch's histories and plans read with one script call (every index) and one
+    MGET (every event) on a single Redis, and equal, container by container, to its indexes read one by one
+    (ZRANGE of each classifier's newest, GET of each event), merged in event-time order."""
+    from cargoscreen.domain.container_events import ContainerEvent
+    from cargoscreen.generator import GeneratorSpec, generate
+    from cargoscreen.status_generator import StatusSpec, generate_status
+
+    spec = GeneratorSpec(count=120, seed=8, risk_rate=0.1)
+    events = [normalize(e) for history, _ in generate_status(generate(spec), StatusSpec(seed=8, anomaly_rate=0.2))
+              for e in history]
+    store.add(events)
+    containers = sorted({e.equipment for e in events if e.equipment}) + ["NOPE1234567"]
+    store.histories_and_plans(containers[:1])  # the script loaded
+    redis_client.config_resetstat()
+    held = store.histories_and_plans(containers)
+    calls = {k[len("cmdstat_"):]: v["calls"] for k, v in redis_client.info("commandstats").items()}
+    assert calls["evalsha"] == 1 and calls["mget"] == 1 and calls["zrange"] == 3 * len(containers)  # in the script
+    one_by_one = {}
+    for c in containers:
+        ids = [i.decode() for k in ("ACT", "EST", "PLN") for i in redis_client.zrange(f"cs:eq:{{{c}}}:{k}", -500, -1)]
+        one_by_one[c] = sorted((ContainerEvent.from_json(redis_client.get(f"cs:ev:{{{c}}}:{i}")) for i in ids),
+                               key=lambda e: e.event_time)
+    assert held == one_by_one and len(containers) > 50 and sum(map(len, held.values())) > 250

@@ -1,5 +1,9 @@
 """What a goods description says by its words alone (pipeline/domain/descriptions.py): a brand below a
 genuine article's price, or no goods named at all; and the starter pack's GD-008/GD-009 on them."""
+import csv
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from cargoscreen.domain.currency import bundled_euro_rates, in_euros
@@ -10,6 +14,9 @@ from cargoscreen.domain.rulepack import RulePack
 from cargoscreen.domain.scoring import Scorer, example_subject
 from cargoscreen.domain.screening import record_from_dict
 from cargoscreen.resources import rules_dir
+
+TESTS = Path(__file__).resolve().parent
+SCENARIO_DATA, LABELLED = TESTS / "scenarios" / "data", TESTS / "data" / "goods-descriptions.csv"
 
 
 @pytest.mark.parametrize("description, count", [
@@ -190,3 +197,59 @@ def test_branded_goods_without_a_value_from_a_counterfeit_hub_are_asked_about_at
     assert decision("HK") == ("request-for-information", ["IP-003"])
     assert decision("IT") == ("assessment-complete", [])
     assert decision("HK", "Gucci belt, genuine leather")[0] == "assessment-complete"  # one article
+
+
+def _descriptions_to_read(corpus, validator) -> list[tuple[str, str | None, tuple[str, ...]]]:
+    """(description, declared code, package types) of every goods item of the generated corpus, the
+    scenario set's risky and decoy lines, the labelled descriptions, and each brand's names."""
+    from cargoscreen.validation import Submission
+
+    lines = []
+    for f in corpus:
+        outcome = validator.validate(Submission(f.name, f.data))
+        if outcome.record is not None:
+            lines += [(g.description, g.hs_code, g.package_types) for g in outcome.record.goods if g.description]
+    for name in ("risky.csv", "decoys.csv"):
+        with open(SCENARIO_DATA / name, encoding="utf-8", newline="") as f:
+            lines += [(r["description"], r["hs"], (r["package"],)) for r in csv.DictReader(f)]
+    with open(LABELLED, encoding="utf-8", newline="") as f:
+        lines += [(r["description"], r["declared"] or None, ()) for r in csv.DictReader(f)]
+    lines += [(f"{' '.join(name)} {entry.article}, 3 pcs", sorted(entry.headings)[0], ())
+              for entry in bundled_wording().brands for name in entry.names]
+    return lines
+
+
+def test_a_descriptions_reading_answers_as_the_wordings_own_questions_on_every_description(corpus, validator):
+    """The reading remembered per description (what description_facts asks) gives, for every code and
+    package type, the answers of the questions it stands for, asked of the description afresh."""
+    from cargoscreen.domain import descriptions as d
+
+    wording = d.bundled_wording()
+    lines = _descriptions_to_read(corpus, validator)
+    package_types = sorted({t for g in wording.light_goods for t in g.package_types} | {"BX", "CT"})
+    asked = Counter()
+    for description, declared, packed in lines:
+        reading = wording.reading(description)
+        assert reading == wording.read(description)
+        for code in {declared, None, "", "970600", "910211", *(h + "00" for e in reading.brands for h in e.headings)}:
+            assert reading.brand(code) == wording.brand(description, code), (description, code)
+            assert reading.archaeological(code) == d.is_archaeological(description, code), (description, code)
+            asked["brand"] += reading.brand(code) is not None
+            # a quiet reading (description_facts skips its item) is one no question finds anything in
+            assert not reading.quiet or (reading.brand(code) is None and not reading.archaeological(code))
+            asked["archaeological"] += reading.archaeological(code)
+        for package in {*packed, *package_types}:
+            assert reading.light_goods(package) == wording.light(description, package), (description, package)
+            asked["light"] += reading.light_goods(package) is not None
+            assert not reading.quiet or reading.light_goods(package) is None
+        assert reading.stated_net == d.stated_net_kg(description)
+        assert reading.says_nothing == wording.says_nothing(description)
+        assert reading.cards == bool(d._CARDS.search(description) and d._CARRY_VALUE.search(description)
+                                     and not d._SIM.search(description))
+        if reading.brands:
+            assert reading.count == d.described_count(description)
+        assert not reading.quiet or not (reading.stated_net or reading.says_nothing or reading.cards)
+        asked.update(stated_net=reading.stated_net is not None, says_nothing=reading.says_nothing, cards=reading.cards,
+                     quiet=reading.quiet)
+    assert len(lines) > 5_000 and all(asked[k] for k in ("brand", "archaeological", "light", "stated_net",
+                                                           "says_nothing", "cards", "quiet")), asked

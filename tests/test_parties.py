@@ -217,3 +217,43 @@ def test_a_private_person_receiving_a_commercial_quantity_of_phones_or_knives_is
         assert facts[0].values["declared"] == hs_code and "commercial quantity" in facts[0].detail
     company = consignee("Phone Repair Centre BVBA", "Rue Haute 144", "BE")
     assert commercial_quantity_facts(record([company], [line]), bundled_commercial_goods()) == ()
+
+
+def test_folding_takes_accents_off_as_decomposing_every_name_would(corpus, validator):
+    """Party names and goods descriptions fold (parties.fold, goods_classifier.fold) as decomposing them (NFKD)
+    and dropping the combining marks does, ASCII text (folded without decomposing) included: every name and
+    description of the generated corpus and of the scenario set's parties, and accented ones."""
+    import csv
+    import unicodedata
+    from pathlib import Path
+
+    from cargoscreen.domain import goods_classifier, parties
+    from cargoscreen.validation import Submission
+
+    def undecorated(text: str) -> str:
+        return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+    def party_fold(text: str) -> str:
+        return " ".join(w.replace("'", "").replace("’", "") for w in parties._WORD.findall(
+            undecorated(text.casefold().translate(parties._FOLD))))
+
+    def goods_fold(text: str) -> str:
+        text = undecorated(text.replace("ß", "ss")).lower()
+        text = text.replace("'", "").replace("\u2019", "").replace("&", " and ")
+        return goods_classifier._TEE.sub("tshirt", goods_classifier._JOINED.sub(lambda m: m[1] or m[2] or m[3], text))
+
+    names = ["Müller-Lüdenscheidt & Söhne", "ŁÓDŹ Trading Sp. z o.o.", "Ørsted A/S", "Straße 5",
+             "KELVIN \u212a Ltd", "ﬁne ﬂowers", "Café Crème", "İstanbul Dış Ticaret"]
+    texts = list(names)
+    for f in corpus:
+        record = validator.validate(Submission(f.name, f.data)).record
+        if record is not None:
+            names += [p.name for p in record.parties if p.name]
+            texts += [g.description for g in record.goods if g.description]
+    with open(Path(__file__).parent / "scenarios" / "data" / "parties.csv", encoding="utf-8", newline="") as f:
+        names += [r["name"] for r in csv.DictReader(f)]
+    assert len(names) > 2000 and any(not n.isascii() for n in names) and any(n.isascii() for n in names)
+    for name in names:
+        assert parties.fold(name) == party_fold(name), name
+    for text in texts + names:
+        assert goods_classifier.fold(text) == goods_fold(text), text

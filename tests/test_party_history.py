@@ -2,6 +2,8 @@
 a retention on every key, one key per party (Redis Cluster), and each filer's history apart."""
 from __future__ import annotations
 
+import re
+
 from cargoscreen.config import PartyHistorySettings
 from cargoscreen.domain.parties import Sighting
 from cargoscreen.party_history import _RECORD, PartyHistoryStore, party_key
@@ -75,14 +77,30 @@ def test_each_filer_knows_a_party_from_its_own_filings_only(redis_client):
     assert (b.filings, b.first_seen) == (0, None)
 
 
-def test_the_script_touches_only_the_key_it_is_given(redis_client):
-    """Redis Cluster: every key a script touches is declared, one party per call (one slot)."""
+def test_the_script_touches_only_the_keys_it_is_given(redis_client):
+    """Redis Cluster: every key a script touches is declared (a call serves the parties of one slot)."""
     key = party_key("cs", "DE123", "id:CN91330000")
     assert key.startswith("cs:ph:{") and key.endswith("}")
-    assert "KEYS[1]" in _RECORD and "KEYS[2]" not in _RECORD and " .. ':" not in _RECORD.split("local h")[1]
+    calls = re.findall(r"redis\.call\('\w+', (\w+)", _RECORD)
+    assert calls and set(calls) == {"h"} and "for i, h in ipairs(KEYS)" in _RECORD
     store = PartyHistoryStore(redis_client)
-    store.record([seen(mrn="M1")], now=T0)
-    assert [k.decode() for k in redis_client.keys("*")] == [key]
+    store.record([seen(mrn="M1"), seen(mrn="M1", identity="id:CN2")], now=T0)
+    assert sorted(k.decode() for k in redis_client.keys("*")) == sorted([key, party_key("cs", "DE123", "id:CN2")])
+
+
+def test_a_batch_is_one_script_call_and_counts_as_its_sightings_one_by_one(redis_client):
+    """One call for a batch's parties on a single Redis, with the answers calls one by one give: a party
+    seen twice in the batch is counted in order, a filing's party repeated reads back its first count."""
+    batch = [seen(mrn="M1"), seen(mrn="M2"), seen(mrn="M1", identity="id:CN2"), seen(mrn="M2"),
+             seen(filer="FR9", mrn="M3"), seen(mrn="M3"), seen(mrn="M1", identity="id:CN2")]
+    redis_client.config_resetstat()
+    together = PartyHistoryStore(redis_client).record(batch, now=T0)
+    calls = redis_client.info("commandstats")
+    assert sum(v["calls"] for k, v in calls.items() if k in ("cmdstat_evalsha", "cmdstat_eval")) == 1
+    redis_client.flushall()
+    alone = [PartyHistoryStore(redis_client).record([s], now=T0)[0] for s in batch]
+    assert together == alone
+    assert [x.filings for x in together] == [0, 1, 0, 1, 0, 2, 0]
 
 
 def test_a_flushed_script_cache_is_loaded_again(redis_client):

@@ -141,6 +141,7 @@ def test_the_shipped_codes_file_lists_exactly_the_shipped_codes():
     assert [c in lazy for c in asked] == [c in eager for c in asked]
     assert lazy._rows is None and len(lazy) == len(eager)
     assert lazy["NLRTM"] == eager["NLRTM"] and lazy._rows is not None  # the rows read when a place is asked for
+    assert LocationTable.from_file(path).read()._rows == rows  # or when a worker's set-up asks
 
 
 def test_a_codes_file_of_other_bytes_is_not_trusted(tmp_path):

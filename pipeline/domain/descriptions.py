@@ -39,7 +39,9 @@ Facts per goods item, for the rules to weigh:
     "components", "commercial", "technical", "for industrial use") are taken out, or nothing of the
     words before a purpose ("replacement parts for production line"). Informational on its own: the
     rules weigh it with the value declared.
-Pure functions over the screening record; the lists are read once per process.
+Pure functions over the screening record; the lists are read once per process. What a description's
+words say (its Reading) is the same whatever item carries it, and traffic repeats descriptions: each is
+read once and remembered (a bounded cache); the item's code, values and packages are judged per item.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from .. import resources
 from .dataquality import VagueDescriptionMatcher
@@ -98,6 +100,7 @@ _NOT_CONTENTS = re.compile(r"\b(?:empty|capacity|max|maximum|swl|holds?|up to)\b
 # A gross mass below the net is impossible; a package under this share of the stated net is no partly filled
 # last carton, rounding or a net stated loosely ("25 kg cartons" of instant coffee filled to 12-14 kg).
 STATED_NET_SHARE = 1 / 3
+READINGS = 20_000  # descriptions' readings remembered (a few hundred bytes each; traffic repeats descriptions)
 _PURPOSE = re.compile(r"\s*,?\s+(?:for|intended for|to be used|used in|used for)\s+", re.IGNORECASE)
 
 
@@ -142,8 +145,44 @@ class BrandEntry:
     article: str
 
 
+class Reading(NamedTuple):
+    """What a description says by its words alone, whatever the item's code, value or packages:
+    DescriptionWording.reading. Each question answers as the function it stands for would."""
+    brands: tuple[BrandEntry, ...]  # every brand name it contains, in the order `brand` tries them
+    count: int | None  # described_count (when a brand is named: only then is it asked)
+    cards: bool  # payment cards said to carry value, and no SIM card
+    dated: bool  # dated to antiquity or an excavation by its words alone (is_archaeological's first test)
+    antique_artefact: bool | None  # an antiquity's adjective: True with a named artefact, False without one
+    stated_net: float | None  # stated_net_kg
+    light: tuple[LightGoods, ...]  # the light goods it names, in the order `light` tries them
+    says_nothing: bool
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing in the words that a fact could come from, whatever the item's code, value or packages."""
+        return not (self.brands or self.cards or self.dated or self.antique_artefact is not None or self.stated_net
+                    or self.light or self.says_nothing)
+
+    def brand(self, hs_code: str | None) -> BrandEntry | None:
+        """DescriptionWording.brand(description, hs_code)."""
+        if not hs_code:
+            return None
+        heading = hs_code[:4]
+        return next((entry for entry in self.brands if heading in entry.headings), None)
+
+    def archaeological(self, hs_code: str | None) -> bool:
+        """is_archaeological(description, hs_code)."""
+        return self.dated or self.antique_artefact is True or (
+            self.antique_artefact is False and (hs_code or "").startswith("97"))
+
+    def light_goods(self, package_type: str) -> LightGoods | None:
+        """DescriptionWording.light(description, package_type)."""
+        return next((g for g in self.light if package_type in g.package_types), None)
+
+
 class DescriptionWording:
-    """The brand list and the wording lists, read-only after loading."""
+    """The brand list and the wording lists, read-only after loading (its cache of readings only ever
+    adds answers that are the same whoever computes them)."""
 
     def __init__(self, brands: list[BrandEntry], vague_terms: list[str], general_terms: list[str],
                  light_goods: list[LightGoods] = ()):
@@ -156,6 +195,25 @@ class DescriptionWording:
         self._says_nothing = VagueDescriptionMatcher([*vague_terms, *general_terms])
         # before a purpose, only the general wording: "machines for packaging food" names its goods
         self._head_says_nothing = VagueDescriptionMatcher(general_terms)
+        self.reading = lru_cache(maxsize=READINGS)(self.read)  # per instance: no process-wide state
+
+    def read(self, description: str) -> Reading:
+        """What the description says by its words alone (Reading), read afresh; `reading` remembers it."""
+        words = _WORD.findall(description.lower().replace("-", " "))
+        brands = tuple(entry for i, word in enumerate(words) for name, entry in self._by_first.get(word, ())
+                       if tuple(words[i:i + len(name)]) == name)
+        if _NOT_ANTIQUE.search(description):
+            dated, antique_artefact = False, None
+        else:
+            dated = bool(_ARCHAEOLOGY.search(description))
+            antique_artefact = (bool(_ARTEFACT.search(description)) if _ANTIQUE.search(description) else None) \
+                if not dated else None
+        return Reading(brands, described_count(description) if brands else None,
+                       bool(_CARDS.search(description) and _CARRY_VALUE.search(description)
+                            and not _SIM.search(description)),
+                       dated, antique_artefact, stated_net_kg(description),
+                       tuple(g for g in self.light_goods if g.names.search(description)),
+                       self.says_nothing(description))
 
     @classmethod
     def load(cls, vague_terms: Iterable[str], directory: Path | None = None) -> "DescriptionWording":
@@ -214,20 +272,23 @@ def description_facts(record: ScreeningRecord, wording: DescriptionWording) -> t
         text = item.description or ""
         if not text.strip():
             continue
-        branded = _underpriced(item, wording) or _unvalued(item, wording, consignors)
+        reading = wording.reading(text)
+        if reading.quiet:  # most descriptions: no brand, no antiquity, nothing to weigh
+            continue
+        branded = _underpriced(item, reading) or _unvalued(item, reading, consignors)
         if branded:
             facts.append(branded)
-        if _CARDS.search(text) and _CARRY_VALUE.search(text) and not _SIM.search(text):
+        if reading.cards:
             facts.append(Fact(STORED_VALUE_CARDS, "", f"goods item {item.number}: “{text[:80]}”: payment cards said to "
                               "carry value, which moves with them like banknotes", (), _where(item)))
-        if is_archaeological(text, item.hs_code):
+        if reading.archaeological(item.hs_code):
             facts.append(Fact(ARCHAEOLOGICAL_OBJECT, "", f"goods item {item.number}: “{text[:80]}” dates the object to "
                               "antiquity or an excavation: an import licence is needed whatever its value", (),
                               _where(item)))
-        contradicted = _package_mass_contradicts(item, wording)
+        contradicted = _package_mass_contradicts(item, reading)
         if contradicted:
             facts.append(contradicted)
-        if wording.says_nothing(text):
+        if reading.says_nothing:
             facts.append(Fact(SAYS_NOTHING, "", f"goods item {item.number}: “{text[:80]}” names no goods"
                               + (f" (declared EUR {item.value_eur:,.0f})" if item.value_eur is not None else ""),
                               (), {**_where(item), "value_eur": item.value_eur}))
@@ -242,14 +303,14 @@ def is_archaeological(description: str, hs_code: str | None) -> bool:
         _ANTIQUE.search(description) and ((hs_code or "").startswith("97") or _ARTEFACT.search(description)))
 
 
-def _underpriced(item: GoodsLine, wording: DescriptionWording) -> Fact | None:
+def _underpriced(item: GoodsLine, reading: Reading) -> Fact | None:
     euros = item.value_eur
     if euros is None or euros < 0:
         return None
-    entry = wording.brand(item.description, item.hs_code)
+    entry = reading.brand(item.hs_code)
     if entry is None:
         return None
-    count = described_count(item.description)
+    count = reading.count
     per_article = euros / (count or 1)
     ratio = per_article / entry.min_article_eur
     if ratio >= 1:
@@ -263,11 +324,11 @@ def _underpriced(item: GoodsLine, wording: DescriptionWording) -> Fact | None:
              "ratio": round(ratio, 4)})
 
 
-def _unvalued(item: GoodsLine, wording: DescriptionWording, consignors: list[str]) -> Fact | None:
+def _unvalued(item: GoodsLine, reading: Reading, consignors: list[str]) -> Fact | None:
     if item.value is not None:
         return None
-    entry = wording.brand(item.description, item.hs_code)
-    count = described_count(item.description) if entry else None
+    entry = reading.brand(item.hs_code)
+    count = reading.count if entry else None
     if entry is None or not count or count < 2:
         return None
     return Fact(BRANDED_UNVALUED, "", (
@@ -277,19 +338,19 @@ def _unvalued(item: GoodsLine, wording: DescriptionWording, consignors: list[str
              "countries": consignors})
 
 
-def _package_mass_contradicts(item: GoodsLine, wording: DescriptionWording) -> Fact | None:
+def _package_mass_contradicts(item: GoodsLine, reading: Reading) -> Fact | None:
     """Kilograms per package the described goods cannot have (see the module's doc); one package type only."""
     if item.gross_mass is None or item.gross_mass <= 0 or not item.packages or len(item.package_types) != 1:
         return None
     per_package = item.gross_mass / item.packages
     values = {**_where(item), "kg_per_package": round(per_package, 3)}
-    net = None if (item.hs_code or "").startswith(_PACKAGING_GOODS) else stated_net_kg(item.description)
+    net = None if (item.hs_code or "").startswith(_PACKAGING_GOODS) else reading.stated_net
     if net and per_package < STATED_NET_SHARE * net:
         return Fact(PACKAGE_MASS_CONTRADICTS, "", (
             f"goods item {item.number}: {per_package:,.2f} kg per package ({item.gross_mass:,.1f} kg in {item.packages:,} "
             f"{item.package_types[0]}), but the description gives each package {net:,.2f} kg net"), (),
             {**values, "stated_kg": round(net, 3), "ratio": round(per_package / net, 4)})
-    light = wording.light(item.description, item.package_types[0])
+    light = reading.light_goods(item.package_types[0])
     if light and per_package > light.max_kg:
         return Fact(PACKAGE_MASS_CONTRADICTS, "", (
             f"goods item {item.number}: {per_package:,.2f} kg per package ({item.gross_mass:,.1f} kg in {item.packages:,} "

@@ -155,8 +155,11 @@ def fold(text: str) -> str:
     """Lower case, accents off, apostrophes joined ("men's" -> "mens"), '&' read as 'and', and
     hyphenated short prefixes joined as both the nomenclature and shippers mean them ("T-shirts",
     "e-bike", "non-woven", "AR-15" -> tshirts, ebike, nonwoven, ar15)."""
-    text = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    if text.isascii():  # no accents to take off: decomposing it changes nothing
+        text = text.lower()
+    else:
+        text = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
+        text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = text.replace("'", "").replace("\u2019", "").replace("&", " and ")
     return _TEE.sub("tshirt", _JOINED.sub(lambda m: m[1] or m[2] or m[3], text))
 

@@ -118,8 +118,10 @@ _PO_BOX = re.compile(r"\b(?:p\.?\s*o\.?\s*box|postfach|postbus|boite postale|bp|
 def fold(text: str) -> str:
     """Lower case, accents and special letters folded, punctuation gone: 'Müller-Lüdenscheidt & Söhne'
     -> 'muller ludenscheidt and sohne'."""
-    text = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.casefold().translate(_FOLD)
+    if not text.isascii():  # ASCII has no accents to take off: decomposing it changes nothing
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     return " ".join(w.replace("'", "").replace("’", "") for w in _WORD.findall(text))
 
 

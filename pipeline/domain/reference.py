@@ -71,6 +71,11 @@ class LocationTable(Mapping):
             self._rows = _read_rows(self._source)
         return self._rows
 
+    def read(self) -> "LocationTable":
+        """The rows read now: a worker reads them in its set-up rather than on its first filing."""
+        self._all()
+        return self
+
     def __contains__(self, code) -> bool:
         if self._rows is None:
             return isinstance(code, str) and _in_sorted_lines(self._codes, code)

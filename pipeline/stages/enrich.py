@@ -8,7 +8,11 @@ import apache_beam as beam
 from ..config import Settings
 from ..connectors.redis_store import connect, with_retries
 from ..container_store import ContainerEventStore
+from ..domain.currency import bundled_euro_rates
+from ..domain.descriptions import bundled_wording
 from ..domain.goods_classifier import bundled_goods_classifier
+from ..domain.legal_lists import bundled_legal_lists
+from ..domain.parties import bundled_commercial_goods
 from ..domain.reference import bundled_reference
 from ..enrichment import NOT_LOADED, UNAVAILABLE, enrich
 from ..linking import Consignment
@@ -28,7 +32,9 @@ class _EnrichBatchDoFn(CountsPerBundle, beam.DoFn):
     def setup(self):
         self._store = ContainerEventStore.for_settings(connect(self._settings.container_status_url), self._settings)
         self._reference = bundled_reference()
+        self._reference.locations.read()  # places' positions: read here, before the heap settles
         bundled_goods_classifier()  # trained once per worker process, here rather than on the first batch
+        bundled_euro_rates(), bundled_wording(), bundled_legal_lists(), bundled_commercial_goods()  # read, likewise
         self._parties = PartyHistoryStore(connect(self._settings.redis.url), self._settings.party_history,
                                           self._settings.redis.key_prefix) \
             if self._settings.party_history.enabled else None
