@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/validation.py
 	$(BIN)/python bench/container_status.py
 	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/link_step.py
 	$(BIN)/python bench/goods_classifier.py
 	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/workbench.py

@@ -8,8 +8,9 @@ ingress does, and runs the service in this process (one worker, FnApiRunner, unt
 are empty): first on 300 filings to warm up (the goods classifier, the rule pack), then on
 --count filings, measured. Every request written to Redis (a command, or a whole pipeline: one round trip) is
 counted by the step whose DoFn sent it; the commands Redis executed come from INFO commandstats.
-Prints round trips and commands per filing, per step and in all. On a single Redis a pipeline is
-one round trip; on a cluster (not measured here) a batch is one per master it touches.
+Prints round trips, script calls and bytes sent per filing, per step and in all, and the bytes Redis
+received and sent per filing (INFO stats). On a single Redis a pipeline is one round trip; on a
+cluster (not measured here) a batch is one per master it touches.
 
 CPU per filing per step: the CPU time of the worker thread inside each of our DoFns' methods
 (each resumption of a generator timed apart, so the steps downstream, which Beam runs between
@@ -146,10 +147,16 @@ def main() -> None:
     spec = dict(resubmission_rate=0.02, risk_rate=0.05)
     keys = StreamKeys()
     trips: Counter = Counter()
+    sent: Counter = Counter()  # bytes written to Redis
+    scripts: Counter = Counter()  # script calls (EVALSHA)
     original = redis.connection.AbstractConnection.send_packed_command
 
     def counted(self, command, check_health=True):
-        trips[step_of(sys._getframe(1))] += 1
+        step = step_of(sys._getframe(1))
+        trips[step] += 1
+        chunks = [command] if isinstance(command, (bytes, str)) else command
+        sent[step] += sum(len(c) for c in chunks)
+        scripts[step] += sum(bytes(c).count(b"\r\nEVALSHA\r\n") for c in chunks if not isinstance(c, str))
         return original(self, command, check_health)
 
     warm_up = 300
@@ -180,12 +187,16 @@ def main() -> None:
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         raw = raw_lxml_seconds(payloads)
         commands = {k[len("cmdstat_"):]: v["calls"] for k, v in client.info("commandstats").items()}
+        net = client.info("stats")
     n = args.count
     print(f"{n} filings through the service (one worker, FnApiRunner, embedded Redis) in {elapsed:.1f} s")
-    print(f"{'step':28} {'round trips/filing':>19}")
+    print(f"{'step':28} {'round trips/filing':>19} {'script calls/filing':>20} {'bytes sent/filing':>18}")
     for step, count in trips.most_common():
-        print(f"{step:28} {count / n:19.3f}")
-    print(f"{'all':28} {sum(trips.values()) / n:19.3f}")
+        print(f"{step:28} {count / n:19.3f} {scripts[step] / n:20.3f} {sent[step] / n:18,.0f}")
+    print(f"{'all':28} {sum(trips.values()) / n:19.3f} {sum(scripts.values()) / n:20.3f} "
+          f"{sum(sent.values()) / n:18,.0f}")
+    print(f"Redis network per filing: {net['total_net_input_bytes'] / n:,.0f} bytes in, "
+          f"{net['total_net_output_bytes'] / n:,.0f} bytes out")
     print(f"\nRedis commands per filing: {sum(commands.values()) / n:.2f}; the most frequent:")
     for name, calls in sorted(commands.items(), key=lambda kv: -kv[1])[:10]:
         print(f"  {name:16} {calls / n:7.3f}")

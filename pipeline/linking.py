@@ -69,6 +69,7 @@ from lxml import etree
 from .domain import stored_bodies
 from .domain.filings import BY_ROOT, ENS_NS, HOUSE, PARTIAL_MASTER, POSTAL_MASTER
 from .connectors.redis_slots import SlotScript, partition_of, partition_tag, pipelined
+from .connectors.redis_store import is_cluster
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict, screening_record
 
 # Refusals: why a claim on a consignment was refused (the IE3N01 code the claimant reads).
@@ -395,17 +396,25 @@ def assemble(members: list[Member]) -> tuple[list[Consignment], list[Pending]]:
 # deadline). Both carry the hash tag of the consignment's partition (partition_of its linking key):
 # one slot of a Redis Cluster holds a consignment's whole state.
 # (\x1e and \x1f cannot occur in XML text, so no document number or filer can forge a field.)
+# The script takes a batch's changes at once (ConsignmentStore.link): ARGV is the retention, then 13
+# values per change (ConsignmentStore._call), KEYS the hashes and due sets they name, each change
+# giving the numbers of its two. Each change sees what those before it did, as if sent one by one.
+# A body sent in the call comes back as the number of the change that sent it (the caller holds
+# it): only bodies filed in earlier calls travel back, and only where a decision needs them (a
+# consignment complete, a claim refused).
 _LINK = """
-local p, key, field, blob, mrn, expected, is_master, deadline, remove, ttl, each, filer, centre, now = unpack(ARGV)
-local h, due = KEYS[1], KEYS[2]
-local family, document = string.match(key, '^([^:]*):(.*)$')
-local refused = {}
+local ttl = ARGV[1]
+local held = {}  -- the bodies sent in this call so far: the number of the change that sent each
 
+local function ref(body)  -- a member as the reply carries it
+  return held[body] or body
+end
+local function mrn_of(body)  -- Member.to_body: the MRN before \\031; plain JSON from an earlier version
+  if string.sub(body, 1, 1) == '{' then return cjson.decode(body)['mrn'] end
+  return string.match(body, '^([^\\031]*)')
+end
 local function house(f)  -- a house field: its filer and document (nil, nil for other fields)
   return string.match(f, '^h:([^\\30]*)\\30(.*)$')
-end
-local function group(who)  -- linking.group_key
-  return family .. '@' .. who .. ':' .. document
 end
 local function refusal(who, doc, x, mf)  -- linking.house_refusal: nil when `who` may file `doc`
   for entry in string.gmatch(x or '', '[^\\31]+') do
@@ -418,6 +427,14 @@ local function refusal(who, doc, x, mf)  -- linking.house_refusal: nil when `who
   if who == mf then return nil end
   return 'HOUSE_NOT_LISTED'
 end
+
+-- One change of consignment `key` (hash h, due set due): {reply, claims refused, member field}.
+local function change(h, due, key, field, blob, mrn, expected, is_master, deadline, remove, each, filer, centre)
+local family, document = string.match(key, '^([^:]*):(.*)$')
+local refused = {}
+local function group(who)  -- linking.group_key
+  return family .. '@' .. who .. ':' .. document
+end
 local function refuse(code, who, m, doc, body)
   local c = redis.call('HGET', h, 'c') or centre
   local mark, new = redis.sha1hex(body), '0'
@@ -425,11 +442,7 @@ local function refuse(code, who, m, doc, body)
     redis.call('HSET', h, 'r:' .. m, mark)
     new = '1'
   end
-  table.insert(refused, {code, doc, c, body, new})
-end
-local function mrn_of(body)  -- Member.to_body: the MRN before \\031; plain JSON from an earlier version
-  if string.sub(body, 1, 1) == '{' then return cjson.decode(body)['mrn'] end
-  return string.match(body, '^([^\\031]*)')
+  table.insert(refused, {code, doc, c, ref(body), new})
 end
 local function link()
   redis.call('HSET', h, field, blob)
@@ -439,10 +452,12 @@ end
 
 local present = redis.call('HEXISTS', h, 'm') == 1
 if remove == '1' then
+  field = redis.call('HGET', h, 'o:' .. mrn)
+  if not field then return {{'N'}, refused, ''} end  -- not a member
   local body = redis.call('HGET', h, field)
   redis.call('HDEL', h, 'o:' .. mrn)
   if not body or mrn_of(body) ~= mrn then  -- replaced since by its filer's later filing
-    return {{'N'}, refused}
+    return {{'N'}, refused, field}
   end
   redis.call('HDEL', h, field)
   if field == 'm' then  -- the master left: each filer's houses wait on a deadline of their own again
@@ -460,7 +475,7 @@ if remove == '1' then
 elseif is_master == '1' then
   if present and redis.call('HGET', h, 'mf') ~= filer then
     refuse('MASTER_FILED_BY_ANOTHER_FILER', filer, mrn, document, blob)
-    return {{'R'}, refused}
+    return {{'R'}, refused, field}
   end
   link()
   redis.call('HSET', h, 'mf', filer, 'x', expected, 'c', centre)
@@ -491,7 +506,7 @@ else
     local code = refusal(who, doc, x, mf)
     if code then
       refuse(code, who, mrn, doc, blob)
-      return {{'R'}, refused}
+      return {{'R'}, refused, field}
     end
   else
     redis.call('ZADD', due, 'NX', deadline, group(who))
@@ -500,8 +515,8 @@ else
 end
 if each == '1' then
   -- Postal: every item is assessed with the dispatch, on its own, as soon as both are there.
-  if remove == '1' then return {{'E', '0', present and '1' or '0'}, refused} end
-  if not present then return {{'P', '0', '0', '', ''}, refused} end
+  if remove == '1' then return {{'E', '0', present and '1' or '0'}, refused, field} end
+  if not present then return {{'P', '0', '0', '', ''}, refused, field} end
   local master = redis.call('HGET', h, 'm')
   local items = {}
   if is_master == '1' then
@@ -514,7 +529,7 @@ if each == '1' then
   end
   if #items == 0 then  -- a dispatch no item is filed for yet
     redis.call('ZADD', due, 'NX', deadline, key)
-    return {{'P', '0', '1', '', filer}, refused}
+    return {{'P', '0', '1', '', filer}, refused, field}
   end
   redis.call('ZREM', due, key)
   local out = {'I'}
@@ -528,9 +543,9 @@ if each == '1' then
       redis.call('HSET', h, 'v:' .. f, v, 's:' .. f, state)
     end
     local _, doc = house(f)
-    table.insert(out, {doc, tostring(v), state, master, body})
+    table.insert(out, {doc, tostring(v), state, ref(master), ref(body)})
   end
-  return {out, refused}
+  return {out, refused, field}
 end
 local all = redis.call('HGETALL', h)
 local members, houses = {}, {}
@@ -544,7 +559,7 @@ local fields = {}
 for f in pairs(houses) do table.insert(fields, f) end
 if not present then  -- no master's word yet: what is there (nobody decodes the members until complete)
   if #members == 0 then redis.call('ZREM', due, key) end
-  return {{#members == 0 and 'E' or 'P', tostring(v), '0', '', '', unpack(fields)}, refused}
+  return {{#members == 0 and 'E' or 'P', tostring(v), '0', '', '', unpack(fields)}, refused, field}
 end
 local mf, x = unpack(redis.call('HMGET', h, 'mf', 'x'))
 local complete, listed = true, false
@@ -556,18 +571,32 @@ end
 if not listed then complete = next(houses) ~= nil end
 if complete then
   redis.call('ZREM', due, key)
-  local digests = {}
-  for _, m in ipairs(members) do table.insert(digests, redis.sha1hex(m)) end
+  local digests, refs = {}, {}
+  for _, m in ipairs(members) do
+    table.insert(digests, redis.sha1hex(m))
+    table.insert(refs, ref(m))
+  end
   table.sort(digests)
   local state = redis.sha1hex(table.concat(digests, '|'))
   if redis.call('HGET', h, 's') ~= state then
     v = v + 1
     redis.call('HSET', h, 'v', v, 's', state)
   end
-  return {{'C', tostring(v), state, unpack(members)}, refused}
+  return {{'C', tostring(v), state, unpack(refs)}, refused, field}
 end
 redis.call('ZADD', due, 'NX', deadline, key)
-return {{'P', tostring(v), '1', x or '', mf, unpack(fields)}, refused}
+return {{'P', tostring(v), '1', x or '', mf, unpack(fields)}, refused, field}
+end
+
+local out = {}
+for a = 2, #ARGV, 13 do
+  local blob = ARGV[a + 4]
+  if blob ~= '' and not held[blob] then held[blob] = #out + 1 end
+  table.insert(out, change(KEYS[tonumber(ARGV[a])], KEYS[tonumber(ARGV[a + 1])], ARGV[a + 2], ARGV[a + 3], blob,
+                           ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], ARGV[a + 10],
+                           ARGV[a + 11], ARGV[a + 12]))
+end
+return out
 """
 
 # Consignments past their deadline, each claimed for `retry` seconds (the incompleteness
@@ -684,6 +713,11 @@ def _house_of(field: str) -> tuple[str, str]:
     return filer, document
 
 
+def _member(ref: bytes | int, held: list) -> Member:
+    """A member in the link script's reply: its body, or the number of the change (in the call) that sent it."""
+    return held[ref - 1] if isinstance(ref, int) else Member.from_body(ref)
+
+
 @dataclass(frozen=True)
 class LinkResult:
     key: str
@@ -705,14 +739,23 @@ class Addition(NamedTuple):
     now: str = ""
 
 
+class Removal(NamedTuple):
+    """An invalidated filing to take out of its consignment (ConsignmentStore.remove's arguments)."""
+    mrn: str
+    key: str  # its linking key, as registered ("" for a filing that stood alone)
+    deadline: float
+
+
 class ConsignmentStore:
-    """The partial filings of each consignment, in Redis; every change is one atomic script."""
+    """The partial filings of each consignment, in Redis; a bundle's changes are one atomic script
+    call (one per hash slot they touch on a Redis Cluster)."""
 
     def __init__(self, client: redis.Redis, key_prefix: str = "cs", retention_seconds: int = 400 * 86400,
                  partitions: int = 1):
         self._client, self._prefix = client, key_prefix
         self.keys = ConsignmentKeys(key_prefix, partitions)
         self._retention = retention_seconds
+        self._cluster = is_cluster(client)
         self._link = SlotScript(client, _LINK)
         self._sweep = SlotScript(client, _SWEEP)
 
@@ -722,37 +765,75 @@ class ConsignmentStore:
         ready. Besides, one result per claim refused: this filing's, or those of houses a master does
         not allow. centre: the risk centre of the filing's own office of first entry (a master's is
         its consignment's); now: when, for the audit trail."""
-        return self.add_many([Addition(key, member, deadline, centre, now)])[0]
-
-    def add_many(self, additions: Sequence[Addition]) -> list[list[LinkResult]]:
-        """add() for each, in order, as one batch of script calls (one round trip to a single Redis,
-        one per master of a cluster): a call sees what the calls before it in the batch did, as if
-        they had been sent one by one (the calls of one consignment are in one slot, so on one
-        connection, in order)."""
-        calls = []
-        for a in additions:
-            is_master = a.member.record.level in MASTERS
-            field = "m" if is_master else house_field(a.member.filer, a.member.record.transport_document)
-            expected = "\x1f".join(f"{d}\x1e{f}" for d, f in listing(a.member.record))
-            calls.append(self._call(a.key, field, a.member.to_body(), a.member.mrn, expected, is_master, a.deadline,
-                                    False, a.member.filer, a.centre, a.now))
-        replies = self._link.run(calls)
-        refused_now = []
-        out = [self._outcome(a.key, reply, a.member.filer, a.now, refused_now) for a, reply in zip(additions, replies)]
-        self._audit(refused_now)
-        return out
+        return self.link([Addition(key, member, deadline, centre, now)])[0]
 
     def remove(self, mrn: str, key: str, deadline: float) -> LinkResult | None:
         """Takes an invalidated filing out of its consignment `key` (its linking key, as registered);
         None if it was not a member. The result names the decision the filing leaves: its
         consignment's, its own filer's houses' while the master is not filed, a postal item's own
         (with nothing to re-assess)."""
-        where = self._client.hget(self.keys.hash(key), f"o:{mrn}") if key else None
-        if where is None:
-            return None
-        field = where.decode()
-        found = self._run(key, field, "", mrn, "", False, deadline, True, "", "", "")
-        if not found:  # no longer a member: a later filing of its filer took its place
+        return self.link([Removal(mrn, key, deadline)])[0]
+
+    def link(self, changes: Sequence[Addition | Removal]) -> list:
+        """Each change's outcome, in order (an Addition's as add() gives it, a Removal's as remove()),
+        as if made one by one. One script call for all of them on a single Redis; on a cluster, whose
+        scripts may touch one slot only, one call per partition they touch (a consignment's keys
+        share its partition's slot), all in one round trip per master. The bodies of the filings
+        sent do not come back: a consignment complete or a claim refused brings only those of
+        members filed before."""
+        groups: dict[int, list[int]] = {}
+        for n, change in enumerate(changes):
+            if change.key:  # a Removal of a filing that stood alone: no consignment holds it
+                groups.setdefault(self.keys.partition(change.key) if self._cluster else 0, []).append(n)
+        calls = list(groups.values())
+        replies = self._link.run([self._call([changes[n] for n in call]) for call in calls]) if calls else []
+        out: list = [None] * len(changes)
+        refused_now: list = []
+        for call, reply in zip(calls, replies):
+            held = [changes[n].member if isinstance(changes[n], Addition) else None for n in call]
+            for n, change_reply in zip(call, reply):
+                out[n] = self._outcome(changes[n], change_reply, held, refused_now)
+        self._audit(refused_now)
+        return out
+
+    def _call(self, changes: list) -> tuple[list, list]:
+        """The link script's (keys, args) for changes of consignments in one slot (see _LINK)."""
+        keys: dict[str, int] = {}  # each key once, numbered from 1 as Lua counts
+
+        def number(key: str) -> int:
+            return keys.setdefault(key, len(keys) + 1)
+
+        args: list = [self._retention]
+        for c in changes:
+            where = [number(self.keys.hash(c.key)), number(self.keys.due_of(c.key)), c.key]
+            each = "1" if per_item(c.key) else "0"
+            if isinstance(c, Removal):  # the script finds its member's field
+                args += [*where, "", "", c.mrn, "", "0", f"{c.deadline:.3f}", "1", each, "", ""]
+                continue
+            m = c.member
+            is_master = m.record.level in MASTERS
+            field = "m" if is_master else house_field(m.filer, m.record.transport_document)
+            expected = "\x1f".join(f"{d}\x1e{f}" for d, f in listing(m.record))
+            args += [*where, field, m.to_body(), m.mrn, expected, "1" if is_master else "0", f"{c.deadline:.3f}", "0",
+                     each, m.filer, c.centre]
+        return list(keys), args
+
+    def _outcome(self, change: Addition | Removal, script_reply, held: list, refused_now: list):
+        """One change's outcome from its part of the script's reply; the claims it refused for the first
+        time go to refused_now with the change's time (for the audit trail)."""
+        reply, refused, field = script_reply
+        if isinstance(change, Removal):
+            return self._removed(change.key, reply, field.decode() if field else "")
+        key = change.key
+        refusals = [(Refusal(code.decode(), key, doc.decode(), c.decode()), _member(ref, held))
+                    for code, doc, c, ref, _ in refused]
+        refused_now += [(why, m, change.now) for (why, m), (*_, new) in zip(refusals, refused) if new == b"1"]
+        return self._results(key, reply, change.member.filer, held) + [
+            LinkResult(key, (replace(m, refused=why),), False, 0, "", refused=why) for why, m in refusals]
+
+    def _removed(self, key: str, reply: list, field: str) -> LinkResult | None:
+        found = self._results(key, reply, None, [])
+        if not found:  # no member, or no longer: a later filing of its filer took its place
             return None
         result = found[0]
         if field == "m":
@@ -763,55 +844,30 @@ class ConsignmentStore:
             return LinkResult(item_key(left, document), (), False, result.version, "", master=result.master)
         return replace(result, key=left)
 
-    def _run(self, key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre, now
-             ) -> list[LinkResult]:
-        refused_now = []
-        reply = self._link(*self._call(key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre,
-                                       now))
-        out = self._outcome(key, reply, filer, now, refused_now)
-        self._audit(refused_now)
-        return out
-
-    def _call(self, key, field, blob, mrn, expected, is_master, deadline, remove, filer, centre, now) -> tuple:
-        """The link script's (keys, args) for one change of consignment `key`."""
-        return [self.keys.hash(key), self.keys.due_of(key)], [
-            self._prefix, key, field, blob, mrn, expected, "1" if is_master else "0", f"{deadline:.3f}",
-            "1" if remove else "0", self._retention, "1" if per_item(key) else "0", filer, centre, now]
-
-    def _outcome(self, key: str, script_reply, filer: str, now: str, refused_now: list) -> list[LinkResult]:
-        """The results of one script call; the claims it refused for the first time go to refused_now
-        with `now` (for the audit trail)."""
-        reply, refused = script_reply
-        refusals = [(Refusal(code.decode(), key, doc.decode(), c.decode()), body) for code, doc, c, body, _ in refused]
-        refused_now += [(why, body, now) for (why, body), (*_, new) in zip(refusals, refused) if new == b"1"]
-        return self._results(key, reply, filer or None) + [
-            LinkResult(key, (replace(Member.from_body(body), refused=why),), False, 0, "", refused=why)
-            for why, body in refusals]
-
     def _audit(self, refusals: list) -> None:
-        """The audit trail's entry for each (claim refused for the first time, when): the script marks
-        it, a redelivery adds none. After the script, not in it: the audit stream lives in a slot of its own."""
+        """The audit trail's entry for each (claim refused for the first time, member, when): the script
+        marks it, a redelivery adds none. After the script, not in it: the audit stream lives in a slot
+        of its own."""
         if not refusals:
             return
         pipe = self._client.pipeline(transaction=False)
-        for why, body, now in refusals:
-            m = Member.from_body(body)
+        for why, m, now in refusals:
             pipe.xadd(f"{self._prefix}:audit", {"at": now, "who": m.filer, "centre": why.centre,
                                                 "action": "claim-refused", "subject": m.mrn,
                                                 "detail": f"{why.code}: {why.document} in consignment {why.consignment}"})
         pipe.execute()
 
     @staticmethod
-    def _results(key: str, reply: list, recipient: str | None) -> list[LinkResult]:
+    def _results(key: str, reply: list, recipient: str | None, held: list) -> list[LinkResult]:
         code = reply[0].decode()
         if code in ("R", "N"):  # this filing's claim was refused, or it is no member to remove: nothing changed
             return []
         if code == "I":
-            return [LinkResult(item_key(key, item.decode()), (Member.from_body(m), Member.from_body(body)), True,
+            return [LinkResult(item_key(key, item.decode()), (_member(m, held), _member(body, held)), True,
                                int(v), state.decode()) for item, v, state, m, body in reply[1:]]
         version = int(reply[1])
         if code == "C":
-            return [LinkResult(key, tuple(Member.from_body(b) for b in reply[3:]), True, version, reply[2].decode())]
+            return [LinkResult(key, tuple(_member(ref, held) for ref in reply[3:]), True, version, reply[2].decode())]
         master = reply[2] == b"1"
         if code == "E":  # nothing left (a postal item's removal: whether its dispatch is there)
             return [LinkResult(key, (), False, version, "", master=master)]

@@ -21,12 +21,13 @@ from cargoscreen.connectors.redis_store import connect, infrastructure_cause
 from cargoscreen.answering import ACCEPTING_ANSWERS, REJECTING_ANSWERS
 from cargoscreen.connectors.redis_streams import StreamKeys, entry_key
 from cargoscreen.generator import GeneratorSpec, generate
-from cargoscreen.linking import routing_name
+from cargoscreen.linking import ConsignmentStore, routing_name
 from cargoscreen.corpus import write_corpus
 from cargoscreen.exits import Exit
 
 from .conftest import free_port, redis_cluster
 from .test_ingress import resend_report, resend_run, start_ingress
+from .test_linking import linked_one_by_one_and_as_a_bundle
 
 KEYS = StreamKeys()
 DOORS = set(ACCEPTING_ANSWERS) | set(REJECTING_ANSWERS)
@@ -99,6 +100,21 @@ def test_connect_gives_a_cluster_client_for_any_node_that_reaches_every_slot(clu
     down = f"redis://127.0.0.1:{free_port()}/0"  # a node listed first that does not answer: the next is asked
     listed = connect(f"{down},{cluster[2]}")
     assert isinstance(listed, redis.cluster.RedisCluster) and listed.ping()
+
+
+def test_a_bundle_links_in_one_script_call_per_partition_it_touches_as_one_by_one(cluster):
+    """On a cluster, whose scripts may touch one slot only, a bundle mixing masters, houses,
+    amendments and invalidations of several consignments takes one call per partition (over several
+    masters), with the outcomes and state of the changes made one by one."""
+    _flush(cluster)
+    client = connect(cluster[1])
+    store = ConsignmentStore(client, partitions=16)
+    changes, one_by_one, together, _, calls = linked_one_by_one_and_as_a_bundle(store, client,
+                                                                                lambda: _flush(cluster))
+    keys = {c.key for c in changes if c.key}
+    assert together == one_by_one and calls == len({store.keys.partition(k) for k in keys}) > 1
+    assert len({client.get_node_from_key(store.keys.hash(k)).name for k in keys}) > 1
+    _flush(cluster)
 
 
 def test_cluster_replies_are_told_apart_from_other_refusals(cluster):

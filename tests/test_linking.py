@@ -1,9 +1,12 @@
 """Multiple filing: partial filings linked into consignments, with their state in a real Redis."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cargoscreen.domain.screening import record_from_dict
-from cargoscreen.linking import (HOUSE_NOT_LISTED, Addition, ConsignmentStore, due_entry, Member, assemble, consignment_of, linked_key,
-                                 house_refusal, listing, member_of, missing_documents, standalone)
+from cargoscreen.linking import (HOUSE_NOT_LISTED, Addition, ConsignmentStore, due_entry, Member, Removal, assemble,
+                                 consignment_of, linked_key, house_refusal, listing, member_of, missing_documents,
+                                 standalone)
 
 
 def _member(mrn: str, code: str, document: str, master: str | None = None, houses=(), digest: str = "d1",
@@ -312,7 +315,7 @@ def test_assembling_in_memory_follows_the_same_postal_rule():
 
 
 def test_a_batch_of_additions_links_as_one_by_one_would(redis_client):
-    """add_many sends a batch in one round trip; each call sees what those before it did, so the
+    """link sends a batch in one script call; each change sees what those before it did, so the
     results, the consignment's state and the audit trail are those of the same additions one by one."""
     amended = _member("MRN3", "A16", "HB2", master="MB1", digest="d2")
     batch = [("sea:MB1", HOUSE1, 100.0), ("sea:MB1", INTRUDER, 110.0), ("sea:MB1", MASTER, 200.0),
@@ -327,6 +330,150 @@ def test_a_batch_of_additions_links_as_one_by_one_would(redis_client):
     one_by_one = [store.add(key, m, deadline=d, centre="RC-NL", now="t") for key, m, d in batch]
     seen, audited = state(), _audit(redis_client)
     redis_client.flushall()
-    together = store.add_many([Addition(key, m, d, "RC-NL", "t") for key, m, d in batch])
+    together = store.link([Addition(key, m, d, "RC-NL", "t") for key, m, d in batch])
     assert together == one_by_one and state() == seen and _audit(redis_client) == audited
     assert [r.complete for r in together[3]] == [True] and any(r.refused for r in together[2])  # completes, refuses
+
+
+# -- a bundle's changes in one script call -------------------------------------------------------------------
+EARLIER = _member("MRN30", "F12", "MB3", houses=(("HB3", "FILER1"),), filer="FILER0")  # filed in an earlier bundle
+
+
+def mixed_bundle() -> list[Addition | Removal]:
+    """Masters, houses, amendments and invalidations of one consignment and of others, in one bundle:
+    houses before and after their master, a claim refused, a consignment completed then amended then
+    left incomplete by an invalidation, another completed by a master after its house, a postal item
+    released and invalidated, one completed with a member of an earlier bundle, removals of filings
+    that are no member, a master invalidated."""
+    changes = [("sea:MB1", HOUSE1), ("sea:MB1", INTRUDER),
+               ("sea:MB2", _member("MRN24", "F15", "HX2", master="MB2", filer="FILER4")),
+               ("sea:MB1", MASTER), ("sea:MB1", HOUSE2), ("sea:MB1", HOUSE2),
+               ("sea:MB1", _member("MRN3", "A16", "HB2", master="MB1", digest="d2")), ("sea:MB1", "MRN2"),
+               ("sea:MB2", _member("MRN25", "F12", "MB2", houses=(("HX2", "FILER4"),), filer="FILER5")),
+               ("postal:PD1", DISPATCH), ("postal:PD1", ITEMS[0]), ("postal:PD1", "MRNP1"),
+               ("sea:MB3", _member("MRN31", "F15", "HB3", master="MB3", filer="FILER1")), ("sea:MB1", "MRN-NONE"),
+               ("", "MRN10"), ("sea:MB1", "MRN1")]
+    return [Removal(what, key, 100.0 + n) if isinstance(what, str) else Addition(key, what, 100.0 + n, "RC-NL", "t")
+            for n, (key, what) in enumerate(changes)]
+
+
+def stored(client) -> dict:
+    """Every consignment key (hashes and deadline sets) and what it holds."""
+    return {k: client.hgetall(k) if client.type(k) == b"hash" else client.zrange(k, 0, -1, withscores=True)
+            for k in sorted(client.keys("cs:{p*}:cons:*"))}
+
+
+def script_calls(client) -> int:
+    """Script calls Redis ran so far (on a cluster, over its masters), leaving out those that failed."""
+    nodes = [client.get_redis_connection(n) for n in client.get_primaries()] if hasattr(client, "get_primaries") \
+        else [client]
+    stats = [s for node in nodes for name, s in node.info("commandstats").items() if name in ("cmdstat_evalsha",
+                                                                                               "cmdstat_eval")]
+    return sum(s["calls"] - s.get("failed_calls", 0) for s in stats)
+
+
+def linked_one_by_one_and_as_a_bundle(store: ConsignmentStore, client, flush):
+    """The mixed bundle's changes made one by one, then (on an emptied store) as one bundle, each
+    after a consignment's master filed in an earlier bundle: the changes, both outcomes, the state
+    left (the same both times: asserted), and how many script calls the bundle took."""
+    changes = mixed_bundle()
+    store.add("sea:MB3", EARLIER, deadline=50.0)
+    one_by_one = [store.remove(c.mrn, c.key, c.deadline) if isinstance(c, Removal) else
+                  store.add(c.key, c.member, c.deadline, c.centre, c.now) for c in changes]
+    seen, audited = stored(client), _audit(client)
+    flush()
+    store.add("sea:MB3", EARLIER, deadline=50.0)
+    calls = script_calls(client)
+    together = store.link(changes)
+    calls = script_calls(client) - calls
+    assert stored(client) == seen and _audit(client) == audited
+    return changes, one_by_one, together, seen, calls
+
+
+def test_a_bundle_mixing_masters_houses_amendments_and_invalidations_links_in_one_script_call_as_one_by_one(
+        redis_client):
+    """One script call for the whole bundle; each change sees those before it, so the outcomes, the
+    consignments' state and the audit trail are those of the changes made one by one."""
+    store = ConsignmentStore(redis_client, partitions=16)  # one call on a single Redis, whatever the partitions
+    _, one_by_one, together, seen, calls = linked_one_by_one_and_as_a_bundle(store, redis_client,
+                                                                             redis_client.flushall)
+    assert together == one_by_one and calls == 1
+    assert len({k.split(b"}")[0] for k in seen}) > 1  # the bundle touched several partitions
+    assert [r.refused.code for r in together[3] if r.refused] == [HOUSE_NOT_LISTED]  # the intruder, at its master
+    assert [(r.complete, r.version) for n in (4, 5, 6) for r in together[n]] == [(True, 1), (True, 1), (True, 2)]
+    assert together[7].missing == ("house transport document HB1",) and together[8][0].complete
+    assert [r.key for r in together[10]] == ["postal:PD1/IT1"] and together[11].key == "postal:PD1/IT1"
+    assert together[12][0].complete and together[13] is None and together[14] is None
+    assert together[15].key == "sea:MB1" and not together[15].complete  # its master left
+
+
+def test_a_bundle_gets_back_only_the_bodies_of_members_filed_before_it(redis_client):
+    """The members a bundle sent come back as the very objects sent (their bodies stay in Redis); a
+    member filed in an earlier bundle comes back from its body."""
+    changes, _, together, _, _ = linked_one_by_one_and_as_a_bundle(ConsignmentStore(redis_client), redis_client,
+                                                                   redis_client.flushall)
+    sent = [c.member for c in changes if isinstance(c, Addition)]
+
+    def was_sent(m: Member) -> bool:
+        return any(m is s for s in sent)
+
+    [amended] = together[6]  # the master and both houses, all sent in the bundle
+    assert amended.complete and [was_sent(m) for m in amended.members] == [True] * 3
+    [postal] = together[10]
+    assert [was_sent(m) for m in postal.members] == [True, True]
+    [with_earlier] = together[12]
+    assert {m.mrn: was_sent(m) for m in with_earlier.members} == {"MRN30": False, "MRN31": True}
+    assert [m for m in with_earlier.members if m.mrn == "MRN30"] == [EARLIER]
+
+
+def test_the_link_step_sends_a_batch_in_one_script_call_with_the_outputs_of_one_by_one(validator, redis_server):
+    """Real filings, validated and registered: a batch of houses completing an earlier batch's master,
+    an amendment, an invalidation and another consignment whole leaves the linking step in one script
+    call, each filing with the outputs it has linked on its own."""
+    from apache_beam.pvalue import TaggedOutput
+
+    from cargoscreen.answering import registration_request
+    from cargoscreen.config import Settings
+    from cargoscreen.connectors.redis_store import connect
+    from cargoscreen.registration import RegistrationStore
+    from cargoscreen.stages.link import _LinkDoFn
+    from cargoscreen.validation import Submission
+
+    from .test_answers import _amend, _invalidation
+    from .test_ownership import filed_by, house, master
+
+    carrier, forwarder = "NL100000001", "DE200000002"
+    client = connect(redis_server.url)
+    client.flushall()
+    registry, sent = RegistrationStore(client), []
+
+    def registered(*payloads: bytes) -> list:
+        outcomes = [validator.validate(Submission(f"s{len(sent) + n}", p)) for n, p in enumerate(payloads)]
+        assert all(o.accepted for o in outcomes), [o.errors for o in outcomes]
+        sent.extend(outcomes)
+        return list(zip(outcomes, registry.register([registration_request(o, 2026) for o in outcomes],
+                                                           "2026-11-20T10:00:00Z")))
+
+    earlier = registered(filed_by(master("L-M1", "MBX1", [("HBX1", forwarder), ("HBX2", forwarder)]), carrier))
+    houses = registered(*(filed_by(house(f"L-H{n}", "MBX1", f"HBX{n}"), forwarder) for n in (1, 2)))
+    (h1, r1), (h2, r2) = houses
+    batch = houses + registered(_amend(h2, r2.mrn), _invalidation(h1, r1.mrn)) + registered(
+        filed_by(master("L-M2", "MBX2", [("HBX3", forwarder)]), carrier),
+        filed_by(house("L-H3", "MBX2", "HBX3"), forwarder))
+    settings = Settings().with_redis_url(redis_server.url)
+
+    def linked(prefix: str, batches: list) -> list:
+        step = _LinkDoFn(replace(settings, redis=replace(settings.redis, key_prefix=prefix)))
+        step.setup()
+        return [(o.tag, o.value) if isinstance(o, TaggedOutput) else ("consignments", o)
+                for b in batches for o in step.process(b)]
+
+    one_by_one = linked("one", [[e] for e in earlier + batch])
+    calls = script_calls(client)
+    together = linked("all", [earlier, batch])
+    assert script_calls(client) - calls == 2 and together == one_by_one
+    outputs = [(tag, getattr(v, "key", ""), getattr(v, "version", None)) for tag, v in together]
+    assert outputs == [("pending", "sea:MBX1", None), ("pending", "sea:MBX1", None),
+                       ("consignments", "sea:MBX1", 1), ("consignments", "sea:MBX1", 2),
+                       ("withdrawals", "sea:MBX1", None), ("pending", "sea:MBX2", None),
+                       ("consignments", "sea:MBX2", 1)]

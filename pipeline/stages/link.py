@@ -21,8 +21,8 @@ from ..domain.filings import HOUSE
 from ..domain.enrichment import office_facts
 from ..domain.reference import bundled_reference
 from ..linking import (HOUSE_FILER_NOT_NAMED, MASTER_FILED, Addition, Consignment, ConsignmentStore, LinkResult, Member,
-                       Pending, Withdrawal, consignment_of, linked_key, member_of, missing_documents, standalone,
-                       state_of)
+                       Pending, Removal, Withdrawal, consignment_of, linked_key, member_of, missing_documents,
+                       standalone, state_of)
 from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
@@ -111,41 +111,36 @@ class _LinkDoFn(CountsPerBundle, beam.DoFn):
                                                          infrastructure_cause(exc)))]
 
     def _link_batch(self, batch: list[tuple[ValidationOutcome, RegistrationResult]]) -> list:
-        """Every output of the batch's filings, in order: their additions to consignments sent as one
-        batch of script calls (an invalidation, rare, sends those before it first: it may remove one)."""
-        out, additions = [], []  # additions: (outcome, member, version, Addition) not sent yet
-
-        def send():
-            if not additions:
-                return
-            sent = with_retries(self._settings.redis, lambda: self._store.add_many([a for *_, a in additions]), "link")
-            self._linked_filings.inc(len(additions))
-            for (outcome, member, version, _), linked in zip(additions, sent):
-                out.extend(stamped(self._linked(member, version, linked), outcome))
-            additions.clear()
-
+        """Every output of the batch's filings, in order: their changes to consignments (additions, and
+        removals of invalidated filings) sent as one script call (ConsignmentStore.link)."""
         deadline = time.time() + self._settings.linking.deadline_seconds
+        changes, plan = [], []  # plan: (outcome, result, member, version, its change's number or None)
         for outcome, result in batch:
             if result.status == INVALIDATED:
-                send()
-                out.extend(stamped(self._withdrawn(outcome, result, deadline), outcome))
+                plan.append((outcome, result, None, 0, len(changes)))
+                changes.append(Removal(result.mrn, result.consignment, deadline))
                 continue
             member = member_of(outcome, result.mrn)
             key = linked_key(outcome.record)
             version = result.amendment + 1 if result.status == AMENDED else 1
-            if key is None:
-                out.extend(stamped([standalone(member, version)], outcome))
-                continue
-            record = outcome.record
-            centre = office_centre(record.office_of_first_entry, office_facts(record, self._reference),
-                                   self._settings.default_risk_centre)
-            additions.append((outcome, member, version, Addition(key, member, deadline, centre, utc_now())))
-        send()
+            plan.append((outcome, result, member, version, None if key is None else len(changes)))
+            if key is not None:
+                record = outcome.record
+                centre = office_centre(record.office_of_first_entry, office_facts(record, self._reference),
+                                       self._settings.default_risk_centre)
+                changes.append(Addition(key, member, deadline, centre, utc_now()))
+        linked = with_retries(self._settings.redis, lambda: self._store.link(changes), "link") if changes else []
+        self._linked_filings.inc(sum(isinstance(c, Addition) for c in changes))
+        out = []
+        for outcome, result, member, version, n in plan:
+            if member is None:
+                outputs = self._withdrawn(outcome, result, linked[n])
+            else:
+                outputs = [standalone(member, version)] if n is None else self._linked(member, version, linked[n])
+            out.extend(stamped(outputs, outcome))
         return out
 
-    def _withdrawn(self, outcome: ValidationOutcome, result: RegistrationResult, deadline: float) -> list:
-        found = with_retries(self._settings.redis, lambda: self._store.remove(result.mrn, result.consignment,
-                                                                                deadline), "link")
+    def _withdrawn(self, outcome: ValidationOutcome, result: RegistrationResult, found: LinkResult | None) -> list:
         out = [TaggedOutput(WITHDRAWALS, Withdrawal(found.key if found else f"mrn:{result.mrn}", result.mrn,
                                                     outcome.submission.submission_id))]
         return out + ([self._consignment(found)] if found and found.complete else [])
@@ -193,7 +188,9 @@ class _LinkDoFn(CountsPerBundle, beam.DoFn):
 
 class LinkConsignments(beam.PTransform):
     """(ValidationOutcome, RegistrationResult) of registered filings, amendments and
-    invalidations in, linked in batches (one Redis round trip per batch, per master of a cluster).
+    invalidations in, linked in batches: one script call per batch (per hash slot it touches on a
+    Redis Cluster, in one round trip per master), which keeps the members' bodies in Redis and
+    sends back only those of members filed in earlier batches, when a consignment is complete.
     Outputs:
     `consignments`: Consignment ready to assess: a filing standing alone, a linked consignment
     that is complete (again, after an amendment or a new house), or one past its deadline
