@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import math
 import re
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -147,17 +148,9 @@ def _in_sorted_lines(codes: str, code: str) -> bool:
     """Binary search of fixed-width sorted lines: no index to build at start."""
     if len(code) != CODE_LINE - 1:
         return False
-    lo, hi = 0, len(codes) // CODE_LINE
-    while lo < hi:
-        mid = (lo + hi) // 2
-        at = codes[mid * CODE_LINE: mid * CODE_LINE + CODE_LINE - 1]
-        if at < code:
-            lo = mid + 1
-        elif at > code:
-            hi = mid
-        else:
-            return True
-    return False
+    i = bisect_left(range(len(codes) // CODE_LINE), code,
+                    key=lambda n: codes[n * CODE_LINE: n * CODE_LINE + CODE_LINE - 1])
+    return codes.startswith(code, i * CODE_LINE)
 
 
 def _read_rows(path: Path) -> dict[str, str]:
