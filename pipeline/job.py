@@ -35,6 +35,7 @@ from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_rec
 from .connectors.redis_store import ReportProgress, progress_key
 from .decisions import ASSESSMENT_ANSWERS
 from .registration import RESENT
+from .runner_metrics import bound_fn_api_runner_metrics
 from .counters import COUNTER_NAMESPACE
 from .stages.batches import Batch, each
 from .stages.answer import LOST_COUNTER_PREFIX, AnswerRejections, CountDeadLetters, EmitAnswers
@@ -175,32 +176,12 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
             door | f"Progress{name}" >> ReportProgress(settings.redis.url, progress_key)
 
 
-def _bound_fn_api_runner_metrics() -> None:
-    """Beam 2.77's FnApiRunner folds each bundle's metrics into the stage's with
-    `consolidate(chain(new, previous))`, a generator it never consumes until the job ends: one
-    more link per bundle, each holding its bundle's monitoring protos. A batch job does not
-    notice; a service making ten bundles a second grew by ~3 MB/s (measured, bench/end_to_end.py).
-    Consolidating eagerly keeps one entry per metric. Checked, not assumed: if Beam renames it,
-    this fails loudly rather than leaking silently."""
-    from apache_beam.metrics import monitoring_infos
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-
-    if getattr(fn_runner.consolidate_monitoring_infos, "eager", False):
-        return
-    assert fn_runner.consolidate_monitoring_infos is monitoring_infos.consolidate, "Beam changed: re-check the leak"
-
-    def eager(metrics, key=monitoring_infos.to_key):
-        return list(monitoring_infos.consolidate(metrics, key))
-    eager.eager = True
-    fn_runner.consolidate_monitoring_infos = eager
-
-
 def make_pipeline(runner: str = "FnApiRunner", options: list[str] | None = None) -> beam.Pipeline:
     """FnApiRunner by default: the DirectRunner would first try to download Prism (see ARCHITECTURE.md)."""
     pipeline_options = PipelineOptions(options or [])
     if runner == "FnApiRunner":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        _bound_fn_api_runner_metrics()
+        bound_fn_api_runner_metrics()
         return beam.Pipeline(runner=FnApiRunner(), options=pipeline_options)
     return beam.Pipeline(runner=runner, options=pipeline_options)
 

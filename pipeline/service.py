@@ -42,7 +42,7 @@ from .reassessment import reassessment_payload
 from .rejudge import ContainerWatch, start_desk
 from .job import archive_outcomes, make_pipeline, screen, summarize
 from .options import ScreeningOptions, settings_from_options
-from .stages.answer import CountDeadLetters, EmitAnswers
+from .stages.answer import DeadLetterCount, EmitAnswers
 from .stages.batches import Batch
 from .validation import utc_now
 
@@ -86,6 +86,10 @@ def dead_letter_effect(d: DeadLetter, keys: StreamKeys) -> Effect:
                   {"submission_id": d.submission_id, "stage": d.stage, "reason": d.reason,
                    **({"cause": d.cause} if d.cause else {}),
                    "payload_base64": base64.b64encode(d.payload).decode("ascii")})
+
+
+def counted_dead_letter_effect(count: DeadLetterCount, keys: StreamKeys, d: DeadLetter) -> Effect:
+    return dead_letter_effect(count(d), keys)
 
 
 class _WithdrawDoFn(beam.DoFn):
@@ -141,9 +145,8 @@ def deliver_outcomes(settings: Settings, outputs: dict) -> None:
     outputs["decisions"] | "WatchContainers" >> beam.ParDo(_WatchDoFn(s))
     (outputs["withdrawals"] | "Withdraw" >> beam.ParDo(_WithdrawDoFn(s)).with_output_types(Batch)
      | "DeliverWithdrawals" >> DeliverEffects(s))
-    for name, dead in dead_letters.items():
-        (dead | f"Count{name}Dead" >> CountDeadLetters()
-         | f"Deliver{name}Dead" >> DeliverEffects(s, partial(dead_letter_effect, keys=keys)))
+    for name, dead in dead_letters.items():  # counted as they are written: one step less per branch
+        dead | f"Deliver{name}Dead" >> DeliverEffects(s, partial(counted_dead_letter_effect, DeadLetterCount(), keys))
 
 
 def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTransform,

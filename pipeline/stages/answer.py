@@ -13,7 +13,7 @@ from ..domain.answers import Answer
 from ..domain.filings import ANSWERS_NS
 from ..schemas import SchemaRegistry
 from ..validation import utc_now
-from .batches import Batch, TaggedBatches, batched_pardo, each
+from .batches import TaggedBatches, batched_pardo, each
 from .validate import DEAD_LETTER
 
 ANSWERS = "answers"
@@ -82,26 +82,26 @@ class EmitAnswers(beam.PTransform):
         return answers | "CheckAndCount" >> batched_pardo(_CheckAndCountDoFn(self._settings), ANSWERS, DEAD_LETTER)
 
 
-class _CountDeadLettersDoFn(CountsPerBundle, beam.DoFn):
+class DeadLetterCount:
+    """Counts each DeadLetter it is given (those of the assessment apart, see above; those the store's
+    failure caused also by cause, as LOST_COUNTER_PREFIX + cause) and gives it back. Told at once, not
+    per bundle: dead letters are few. A callable, so that a step that writes dead letters out counts
+    them as it goes (the service's delivery) instead of in a step of their own."""
+
     def __init__(self):
         self._counters = {name: counter(name) for name in ("dead_lettered", *_DEAD_LETTER_COUNTERS.values())}
         self._causes = CounterFamily(LOST_COUNTER_PREFIX)
 
-    def _held_counters(self):
-        return [*self._counters.values(), self._causes]
-
-    def process(self, batch: list[DeadLetter]):
-        for d in batch:
-            self._counters[_DEAD_LETTER_COUNTERS.get(d.stage, "dead_lettered")].inc()
-            if d.cause:
-                self._causes.inc(d.cause)
-            metrics.DEAD_LETTERS.labels(d.stage, d.cause or metrics.reason_of(d.reason)).inc()
-        yield batch
+    def __call__(self, d: DeadLetter) -> DeadLetter:
+        self._counters[_DEAD_LETTER_COUNTERS.get(d.stage, "dead_lettered")].inc()
+        if d.cause:
+            self._causes.inc(d.cause)
+        metrics.DEAD_LETTERS.labels(d.stage, d.cause or metrics.reason_of(d.reason)).inc()
+        return d
 
 
 class CountDeadLetters(beam.PTransform):
-    """Batch of DeadLetters in; the same out, counted (those of the assessment apart, see above; those the
-    store's failure caused also by cause, as LOST_COUNTER_PREFIX + cause)."""
+    """Batch of DeadLetters in; the same out, counted (DeadLetterCount)."""
 
     def expand(self, dead_letters):
-        return dead_letters | "Count" >> beam.ParDo(_CountDeadLettersDoFn()).with_output_types(Batch)
+        return dead_letters | "Count" >> each(DeadLetterCount())
