@@ -49,8 +49,8 @@ class _RegisterBatchDoFn(CountsPerBundle, beam.DoFn):
                 raise
             reason = (f"registration store unavailable: {exc}" if isinstance(exc, redis.RedisError)
                       else f"{type(exc).__name__}: {exc}")
-            out.extend(DEAD_LETTER, (DeadLetter(o.submission.submission_id, "register", reason,
-                                                o.submission.payload, infrastructure_cause(exc)) for o in batch))
+            out.extend(DEAD_LETTER, (DeadLetter(o.submission.submission_id, "register", reason, o.submission.payload,
+                                                infrastructure_cause(exc), o.filer or "") for o in batch))
             return
         for o, r in zip(batch, results):
             self._registrations.inc(r.status)
