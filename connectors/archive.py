@@ -238,8 +238,8 @@ class _WriteArchiveDoFn(beam.DoFn):
 
 
 class WriteArchive(beam.PTransform):
-    """Batches of (day, mode, row) in, as made by filing_row or decision_row; the paths of the Parquet files
-    written out. One file per partition per bundle, at most max_rows rows each."""
+    """Batches of (day, mode, row) in, as made by filing_row or decision_row; the paths of the Parquet
+    files written out. One file per partition per bundle, at most max_rows rows each."""
 
     def __init__(self, root: Path, table: str, max_rows: int = 50_000):
         super().__init__()

@@ -12,11 +12,11 @@ from cargoscreen.decisions import Decision, decision_record
 from cargoscreen.domain.answers import Answer
 from cargoscreen.enrichment import EnrichedFiling
 from cargoscreen.validation import Submission
-
-SUBMISSIONS, DEAD_LETTER = "submissions", "dead_letter"
 from cargoscreen.counters import CountsPerBundle, counter
 from cargoscreen.stages.batches import Batches, TaggedBatches, batched_pardo
 from cargoscreen.folders import list_filings, read_filing
+
+SUBMISSIONS, DEAD_LETTER = "submissions", "dead_letter"
 
 
 class _ReadFileDoFn(CountsPerBundle, beam.DoFn):

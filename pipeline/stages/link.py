@@ -194,10 +194,10 @@ class _LinkDoFn(CountsPerBundle, beam.DoFn):
 
 class LinkConsignments(beam.PTransform):
     """Batch of (ValidationOutcome, RegistrationResult) of registered filings, amendments and
-    invalidations in, linked in batches of at most settings.linking.batch_size: one script call per batch (per hash slot it touches on a
-    Redis Cluster, in one round trip per master), which keeps the members' bodies in Redis and
-    sends back only those of members filed in earlier batches, when a consignment is complete.
-    Outputs:
+    invalidations in, linked in batches of at most settings.linking.batch_size: one script call
+    per batch (per hash slot it touches on a Redis Cluster, in one round trip per master), which
+    keeps the members' bodies in Redis and sends back only those of members filed in earlier
+    batches, when a consignment is complete. Outputs, each of Batches:
     `consignments`: Consignment ready to assess: a filing standing alone, a linked consignment
     that is complete (again, after an amendment or a new house), or one past its deadline
     (with the documents still missing);
@@ -218,7 +218,8 @@ class LinkConsignments(beam.PTransform):
 
 
 class AnswerPending(beam.PTransform):
-    """Batch of Pendings in; Batch of Answers out: IE3N02 (ENS not complete) or IE3N11 (pending) naming what is missing."""
+    """Batch of Pendings in; Batch of Answers out: IE3N02 (ENS not complete) or IE3N11 (pending) naming
+    what is missing."""
 
     def expand(self, pending):
         return pending | "NotComplete" >> each(lambda p: pending_answer(p, utc_now()))
