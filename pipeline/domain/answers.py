@@ -58,6 +58,12 @@ class Answer:
     about: str = ""
 
 
+def about(answer: Answer, subject: str) -> Answer:
+    """The answer naming what it answers (Answer.about): dataclasses.replace at a third of its cost."""
+    return Answer(answer.message_type, answer.submission_id, answer.recipient, answer.xml, answer.lrn, answer.mrn,
+                  subject)
+
+
 @dataclass(frozen=True)
 class FilingError:
     """One error in a submission, located: what the filer reads in IE3N99 and IE3N01."""
