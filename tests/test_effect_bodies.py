@@ -1,6 +1,7 @@
-"""An effect's body (connectors/redis_streams.effect_body, orjson) reads back, with json.loads as
-every reader does, as what json.dumps(default=str) wrote before: whatever the fields hold, but for
-infinite and NaN numbers, which JSON has not (json wrote Infinity and NaN, orjson writes null)."""
+"""What compact_json writes (effect bodies, consignment members, watches: orjson) reads back, with
+json.loads as every reader does, as what json.dumps(default=str) wrote before: whatever the values
+hold, but for infinite and NaN numbers, which JSON has not (json wrote Infinity and NaN, orjson
+writes null). compact_json.loads reads both."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from datetime import datetime, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cargoscreen.connectors.redis_streams import effect_body
+from cargoscreen.domain.compact_json import dumps as effect_body, loads
 
 CI = settings(deadline=None, derandomize=True, max_examples=300, suppress_health_check=list(HealthCheck))
 
@@ -33,7 +34,7 @@ _VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=5) | st.
 @CI
 @given(st.dictionaries(st.text(max_size=12), _VALUES, max_size=8))
 def test_any_fields_read_back_as_json_wrote_them(fields):
-    assert json.loads(effect_body(fields)) == _as_json_wrote(fields)
+    assert json.loads(effect_body(fields)) == _as_json_wrote(fields) == loads(effect_body(fields))
 
 
 def test_what_orjson_would_write_otherwise_reads_back_as_json_wrote_it():
@@ -45,3 +46,10 @@ def test_what_orjson_would_write_otherwise_reads_back_as_json_wrote_it():
     for odd in ({"counts": {1: "one", 2.5: "x", None: "n"}}, {"big": 2 ** 70}):
         assert json.loads(effect_body(odd)) == _as_json_wrote(odd)
     assert json.loads(effect_body({"score": float("inf"), "x": float("nan")})) == {"score": None, "x": None}
+
+
+def test_what_json_wrote_reads_back_even_what_json_alone_reads():
+    fields = {"mass": float("inf"), "value": float("nan"), "name": "é", "n": 2 ** 70}
+    written = json.dumps(fields, ensure_ascii=False)
+    read = loads(written)
+    assert read["mass"] == float("inf") and read["value"] != read["value"] and read["n"] == 2 ** 70
