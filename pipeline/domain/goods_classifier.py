@@ -46,7 +46,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -57,6 +56,7 @@ import numpy as np
 
 from .. import resources
 from .dataquality import VagueDescriptionMatcher
+from .folding import without_accents
 from .legal_lists import LegalLists, cas_valid
 from .reference import ReferenceData
 
@@ -155,11 +155,7 @@ def fold(text: str) -> str:
     """Lower case, accents off, apostrophes joined ("men's" -> "mens"), '&' read as 'and', and
     hyphenated short prefixes joined as both the nomenclature and shippers mean them ("T-shirts",
     "e-bike", "non-woven", "AR-15" -> tshirts, ebike, nonwoven, ar15)."""
-    if text.isascii():  # no accents to take off: decomposing it changes nothing
-        text = text.lower()
-    else:
-        text = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
-        text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = without_accents(text.replace("ß", "ss")).lower()
     text = text.replace("'", "").replace("\u2019", "").replace("&", " and ")
     return _TEE.sub("tshirt", _JOINED.sub(lambda m: m[1] or m[2] or m[3], text))
 
