@@ -75,8 +75,8 @@ def _calls(outcomes, pack: RulePack) -> list[Call]:
             Call(answers.lifecycle_error, (sid, filer, lrn, mrn if n % 2 else None, [FilingError(
                 "LRN_REUSED", f"/{s.message_type}/Header/LRN", "LRN unique per filer",
                 f"LRN {lrn} is already registered as MRN {mrn} with different content.", value=lrn)], NOW), {}),
-            Call(answers.not_complete, (sid, filer, lrn, mrn, record.house_documents or [record.transport_document or ""],
-                                        NOW), {}),
+            Call(answers.not_complete, (sid, filer, lrn, mrn,
+                                        record.house_documents or [record.transport_document or ""], NOW), {}),
             Call(answers.pending, (sid, filer, lrn, mrn, f"awaiting the {record.transport_document}" if n % 2 else None,
                                    NOW), {}),
             Call(answers.assessment_complete, (sid, filer, lrn, mrn, pack.id if n % 4 else None, NOW), {}),

@@ -14,8 +14,7 @@ during a rolling upgrade) and reads as it is.
 
 Deflate is zlib-ng's (PyPI `zlib-ng`): the same format, as small, at two thirds of zlib's CPU (a
 filing's member is deflated once when it links, and again inside each watch of its consignment).
-Its bytes differ from zlib's, not its meaning: either library reads what the other wrote, so
-bodies of a previous version, and workers of one, read as before.
+Its bytes differ from zlib's, not its meaning: either library reads what the other wrote.
 """
 from __future__ import annotations
 
@@ -54,7 +53,8 @@ CURRENT = 2
 
 def pack(text: str | bytes, dictionary: int = CURRENT) -> bytes:
     deflate = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICTIONARIES[dictionary])
-    return bytes((dictionary,)) + deflate.compress(text.encode() if isinstance(text, str) else text) + deflate.flush()
+    data = text.encode() if isinstance(text, str) else text
+    return bytes((dictionary,)) + deflate.compress(data) + deflate.flush()
 
 
 def unpack(body: bytes | str) -> str:
