@@ -7,8 +7,9 @@ five times instead of three.
 
 A body is b"\\x01" + the deflated text, its first byte naming the dictionary. A dictionary is frozen
 once bodies use it: bodies written under one stay in Redis for the amendment window and must read
-back after an upgrade, so a new shape gets a new number and the old one stays here (a worker of a
-version before a number's cannot read it: upgrade every worker of a deployment together). A body that
+back after an upgrade, so a new shape gets a new number and the old one stays here. A new number is
+read by one release before any release writes it (CURRENT), so that during a rolling upgrade no
+worker meets a body it cannot read. A body that
 starts with "{" is plain JSON (written before compression, or by a worker of the previous version
 during a rolling upgrade) and reads as it is.
 
@@ -46,9 +47,11 @@ _DICTIONARIES = {1: (
     '"/IE3F10/Consignment/Itinerary", "total_gross_mass": "/IE3F10/Consignment/TotalGrossMass"}, '
     '"warnings": []}}').encode()}
 # Version 2: the same member as compact JSON (compact_json.dumps, orjson: no spaces after ':' and ','),
-# as members and watches are written since; frozen (a test holds its digest).
+# as members and watches are written since; frozen (a test holds its digest). Read from this release on,
+# written from the next (a worker of the release before cannot read it): until then bodies of compact
+# JSON deflate against version 1 (~1% larger).
 _DICTIONARIES[2] = orjson.dumps(json.loads(_DICTIONARIES[1]))
-CURRENT = 2
+CURRENT = 1
 
 
 def pack(text: str | bytes, dictionary: int = CURRENT) -> bytes:
