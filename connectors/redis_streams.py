@@ -309,8 +309,9 @@ class _ReadStreamDoFn(beam.DoFn):
         self._client = connect(self._url)
         self._control.connect()
         self._streams = self._keys.filing_streams
-        for stream in self._streams:
-            ensure_group(self._client, stream, self._reading.group)
+        # A worker (re)starting while a master fails over waits for the new one, as every read does
+        with_retries(self._retry, lambda: [ensure_group(self._client, s, self._reading.group) for s in self._streams],
+                     "read")
         self._per_stream = max(1, -(-self._reading.read_batch // len(self._streams)))
         self._backlog_due = 0.0
         self._caught_up: set[str] = set()
