@@ -1,14 +1,13 @@
 """File connectors for batch runs: filings from a folder in; answers and dead letters out as JSON lines."""
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
 
 import apache_beam as beam
 
-from cargoscreen.answering import DeadLetter
+from cargoscreen.answering import DeadLetter, dead_letter_body
 from cargoscreen.decisions import Decision, decision_record
 from cargoscreen.domain.answers import Answer
 from cargoscreen.enrichment import EnrichedFiling
@@ -69,9 +68,7 @@ def decision_json(decision: Decision) -> str:
 
 
 def dead_letter_record(dead: DeadLetter) -> str:
-    return json.dumps({"submission_id": dead.submission_id, "stage": dead.stage, "reason": dead.reason,
-                       **({"cause": dead.cause} if dead.cause else {}),
-                       "payload_base64": base64.b64encode(dead.payload).decode("ascii")})
+    return json.dumps(dead_letter_body(dead))
 
 
 def read_json_lines(folder: Path) -> list[dict]:

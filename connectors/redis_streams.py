@@ -196,7 +196,8 @@ def entry_submission(stream: str, entry_id: bytes, fields: dict, first: bool = T
     if payload is None:
         return DeadLetter(f"{stream}/{entry}", "read", "stream entry has no 'filing' field",
                           json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
-                                      for k, v in fields.items()}).encode())
+                                      for k, v in fields.items()}).encode(),
+                          filer=fields.get(b"filer", b"").decode(errors="replace"))
     submission_id = fields[b"id"].decode(errors="replace") if b"id" in fields else entry if first \
         else f"{entry}@{stream}"
     received = fields.get(b"received_at")

@@ -2,6 +2,7 @@
 the filer gets. Pure functions; the Beam stages call them."""
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,15 @@ class DeadLetter:
     # What failed when it was not the filing nor a bug of ours: redis_store.INFRASTRUCTURE's keys
     # ("redis-unreachable", ...). Such a filing was lost to the run, which then does not balance.
     cause: str = ""
+    # Whose it is, where known: the channel's authenticated sender, else the filer the filing names.
+    filer: str = ""
+
+
+def dead_letter_body(d: DeadLetter) -> dict:
+    """A dead letter as operators read it: an entry of the dead-letter stream, a line of dead-letters/."""
+    return {"submission_id": d.submission_id, "stage": d.stage, "reason": d.reason,
+            **({"cause": d.cause} if d.cause else {}), **({"filer": d.filer} if d.filer else {}),
+            "payload_base64": base64.b64encode(d.payload).decode("ascii")}
 
 
 def not_screened(outcome: ValidationOutcome) -> ValidationOutcome:

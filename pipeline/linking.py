@@ -68,8 +68,7 @@ from lxml import etree
 
 from .domain import stored_bodies
 from .domain.filings import BY_ROOT, ENS_NS, HOUSE, PARTIAL_MASTER, POSTAL_MASTER
-from .connectors.redis_slots import SlotScript, partition_of, partition_tag, pipelined
-from .connectors.redis_store import is_cluster
+from .connectors.redis_slots import SlotScript, by_slot, partition_of, partition_tag, pipelined
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict, screening_record
 
 # Refusals: why a claim on a consignment was refused (the IE3N01 code the claimant reads).
@@ -755,7 +754,6 @@ class ConsignmentStore:
         self._client, self._prefix = client, key_prefix
         self.keys = ConsignmentKeys(key_prefix, partitions)
         self._retention = retention_seconds
-        self._cluster = is_cluster(client)
         self._link = SlotScript(client, _LINK)
         self._sweep = SlotScript(client, _SWEEP)
 
@@ -777,15 +775,13 @@ class ConsignmentStore:
     def link(self, changes: Sequence[Addition | Removal]) -> list:
         """Each change's outcome, in order (an Addition's as add() gives it, a Removal's as remove()),
         as if made one by one. One script call for all of them on a single Redis; on a cluster, whose
-        scripts may touch one slot only, one call per partition they touch (a consignment's keys
-        share its partition's slot), all in one round trip per master. The bodies of the filings
+        scripts may touch one slot only, one call per slot they touch (a consignment's keys share its
+        partition's slot), all in one round trip per master. The bodies of the filings
         sent do not come back: a consignment complete or a claim refused brings only those of
         members filed before."""
-        groups: dict[int, list[int]] = {}
-        for n, change in enumerate(changes):
-            if change.key:  # a Removal of a filing that stood alone: no consignment holds it
-                groups.setdefault(self.keys.partition(change.key) if self._cluster else 0, []).append(n)
-        calls = list(groups.values())
+        held_ones = [n for n, change in enumerate(changes) if change.key]  # not a filing that stood alone
+        calls = [[held_ones[i] for i in group]
+                 for group in by_slot(self._client, [self.keys.hash(changes[n].key) for n in held_ones])]
         replies = self._link.run([self._call([changes[n] for n in call]) for call in calls]) if calls else []
         out: list = [None] * len(changes)
         refused_now: list = []

@@ -19,7 +19,6 @@ answer, a repeat of the registration (answering.answer_key), and nothing else.
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from .answering import DeadLetter, answer_key
+from .answering import DeadLetter, answer_key, dead_letter_body
 from .config import Settings
 from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect, with_retries
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
@@ -80,10 +79,7 @@ def withdrawal_effects(w: Withdrawal, latest: dict | None, keys: StreamKeys) -> 
 
 
 def dead_letter_effect(d: DeadLetter, keys: StreamKeys) -> Effect:
-    return Effect("dead-letter", f"dead|{d.stage}|{d.submission_id}", keys.dead_letters,
-                  {"submission_id": d.submission_id, "stage": d.stage, "reason": d.reason,
-                   **({"cause": d.cause} if d.cause else {}),
-                   "payload_base64": base64.b64encode(d.payload).decode("ascii")})
+    return Effect("dead-letter", f"dead|{d.stage}|{d.submission_id}", keys.dead_letters, dead_letter_body(d))
 
 
 class _WithdrawDoFn(beam.DoFn):

@@ -244,8 +244,9 @@ def resend_run(port: int, tokens: dict, url: str, client, count: int, seed: int,
     return {"answers": answers, "receipts": receipts, "decisions": decisions, "dead": dead}
 
 
-def _wait_polling(client, procs: dict, timeout: float = 60) -> None:
-    """Until every worker polls the stream (each leaves a heartbeat)."""
+def _wait_polling(client, procs: dict, timeout: float = 180) -> None:
+    """Until every worker polls the stream (each leaves a heartbeat). A liveness bound, not a speed
+    check: three workers' set-ups on two cores shared with other tests took over 60 s under load."""
     deadline = time.monotonic() + timeout
     while not all(client.exists(KEYS.heartbeat(name)) for name in procs):
         for name, p in procs.items():

@@ -220,9 +220,10 @@ def test_a_private_person_receiving_a_commercial_quantity_of_phones_or_knives_is
 
 
 def test_folding_takes_accents_off_as_decomposing_every_name_would(corpus, validator):
-    """Party names and goods descriptions fold (parties.fold, goods_classifier.fold) as decomposing them (NFKD)
-    and dropping the combining marks does, ASCII text (folded without decomposing) included: every name and
-    description of the generated corpus and of the scenario set's parties, and accented ones."""
+    """Party names and goods descriptions fold (parties.fold, goods_classifier.fold, both through
+    folding.without_accents) as decomposing them (NFKD) and dropping the combining marks does, ASCII
+    text (folded without decomposing) included: every name and description of the generated corpus
+    and of the scenario set's parties, and accented ones."""
     import csv
     import unicodedata
     from pathlib import Path

@@ -1,6 +1,7 @@
 """The batch pipeline on Beam's FnApiRunner with a real Redis: every submission leaves through one door."""
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 
@@ -96,6 +97,8 @@ def test_redis_down_dead_letters_the_accepted_and_still_answers_the_rejected(tmp
     assert summary.answers["IE3N99"] == 60 - len(dead)
     assert all(d["stage"] == "register" and "unavailable" in d["reason"] and d["payload_base64"]
                and d["cause"] == "redis-unreachable" for d in dead)
+    # Whose each one is: the filer its filing names (no channel authenticated these files)
+    assert all(f"<ens:IdentificationNumber>{d['filer']}<".encode() in base64.b64decode(d["payload_base64"]) for d in dead)
     assert summary.lost == {"redis-unreachable": len(dead)} and not summary.balanced  # lost work is no success
 
 
@@ -150,3 +153,13 @@ def test_the_batch_job_runs_unchanged_on_the_portable_runner(tmp_path, redis_cli
         return {d["submission_id"]: (d["decision"], d["score"], [h["rule"] for h in d["hits"]])
                 for d in read_json_lines(tmp_path / folder / "decisions")}
     assert outcomes("portable") == outcomes("local")
+
+
+def test_a_stream_entry_without_a_filing_is_dead_lettered_with_its_authenticated_filer():
+    from cargoscreen.answering import dead_letter_body
+    from cargoscreen.connectors.redis_streams import entry_submission
+
+    dead = entry_submission("cs:{r0}:filings", b"1700000000000-0", {b"filer": b"NL123456789", b"id": b"x"})
+    body = dead_letter_body(dead)
+    assert (body["stage"], body["filer"]) == ("read", "NL123456789") and "no 'filing' field" in body["reason"]
+    assert "filer" not in dead_letter_body(entry_submission("cs:{r0}:filings", b"1-0", {b"id": b"y"}))

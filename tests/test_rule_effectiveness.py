@@ -40,6 +40,35 @@ def test_decisions_count_hits_and_referrals_once_even_after_a_crash(redis_client
     assert decision_counts({"withdrawn": "x"}) == []
 
 
+
+def test_each_centre_counts_its_own_decisions_and_resolutions_and_the_operators_every_centre(redis_client):
+    """An analyst's page reads their centre's counts only: the hits and referrals of decisions whose risk
+    centre it is, and its own analysts' resolutions; the operators' report sums every centre, counts from
+    before decisions named their centre included. A centre name is matched as written, not as a pattern."""
+    stream = StreamKeys().decisions
+    for n, (centre, rules) in enumerate([("RC-NL", ["A"]), ("RC-NL", ["A", "B"]), ("RC-BE", ["A"]), ("RC-*", ["C"])]):
+        body = {**decision(n, rules, "control"), "risk_centre": centre}
+        redis_client.xadd(stream, {"effect": f"d{n}", "body": json.dumps(body)})
+    redis_client.xgroup_create(stream, "rule-stats", id="0")
+    assert DecisionCounter(redis_client).count_new() == 4
+    redis_client.hset(DecisionCounter.stats_key("cs"), "ics2-starter@1.0.0|A|2026-11-19|hits", 5)  # an older keeper's
+    put(redis_client, "RC-BE", referral(1, areas=("ipr",)))
+    queue = ReferralQueue(redis_client, "RC-BE")
+    queue.take_in()
+    queue.claim("REF-26NL00000000000001", "bob")
+    queue.resolve("REF-26NL00000000000001", "bob", "no-finding", "")
+
+    def hits(counts, rule):
+        return sum(v for k, v in counts.items() if k.split("|")[1] == rule and k.endswith("|hits"))
+
+    nl, be, star, every = (read_counts(redis_client, centre=c) for c in ("RC-NL", "RC-BE", "RC-*", None))
+    assert (hits(nl, "A"), hits(nl, "B"), hits(nl, "C")) == (2, 1, 0)
+    assert (hits(be, "A"), hits(be, "B")) == (1, 0) and hits(star, "C") == 1 and hits(star, "A") == 0
+    assert not any(k.endswith(("|resolved", "|false")) for k in nl) and be["ics2-starter@1.0.0|R-ipr|2026-11-23|false"] == 1
+    assert (hits(every, "A"), hits(every, "B"), hits(every, "C")) == (2 + 1 + 5, 1, 1)
+    assert every["ics2-starter@1.0.0|R-ipr|2026-11-23|false"] == 1
+    assert all(k.count("|") == 3 for k in every)
+
 def test_rows_rates_and_flags():
     counts = {"p@1|NOISY|2026-11-20|referrals": 12, "p@1|NOISY|2026-11-20|false": 10,
               "p@1|NOISY|2026-11-21|false": 1, "p@1|NOISY|2026-11-21|confirmed": 1,

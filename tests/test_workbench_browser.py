@@ -290,6 +290,10 @@ def test_a_centre_sees_only_its_own_referrals(server, browser):
     until(browser, lambda d: d.current_url.endswith("/claim"), "claim posted")
     assert f"No referral {rid} in RC-XX" in browser.page_source
     assert client.hget(QueueKeys("cs", centre).referral(rid), "state") == b"open"
+    # Nor are the other centres' rule hits and outcomes: eve's centre has had no decision.
+    browser.get(f"{base}/rules")
+    assert "Rule effectiveness in RC-XX" in browser.page_source and browser.find_elements(By.ID, "no-rules")
+    assert not browser.find_elements(By.ID, "rule-table")
 
 
 def test_a_referral_says_where_parties_are_from_and_what_was_asked_of_whom(server, browser):

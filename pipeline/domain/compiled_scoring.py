@@ -30,6 +30,7 @@ from typing import Callable
 
 from .conditions import (RANGE_TESTS, TEXT, And, AtLeast, Call, Compare, Condition, Const, FieldRef, HasFact, Member,
                          Node, Not, Or, Quantifier, Ref, _rec, field_spec, over)
+from .memo import BoundedMemo
 from .screening import MADE_OF
 
 # The collection a scope's items come from, as an expression on the subject `s` and its record `r`.
@@ -154,15 +155,11 @@ class _Memo:
     iterables of rule indexes)."""
 
     def __init__(self, find: Callable):
-        self.known: dict = {}
+        self.known = BoundedMemo(_MEMO_SIZE)
         self.find = find
 
     def __call__(self, values, item) -> tuple[int, ...]:
-        rules = tuple(sorted({i for found in self.find(item) for i in found}))
-        if len(self.known) >= _MEMO_SIZE:
-            self.known.clear()
-        self.known[values] = rules
-        return rules
+        return self.known.remember(values, tuple(sorted({i for found in self.find(item) for i in found})))
 
 
 def _literal(value, bind) -> str:

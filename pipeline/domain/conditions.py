@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from .budgets import MAX_COST
 from .enrichment import PARTY_HISTORY
+from .memo import BoundedMemo, Memo
 from .parties import person_kind
 from .reference import EU_MEMBER_STATES
 
@@ -56,6 +57,7 @@ MAX_QUANTIFIER_NESTING = 2
 OVER_BUDGET = "over its evaluation budget"  # what the error of a rule that went past it says
 PHRASE = "phrase:"  # index key of a phrase written in a condition, as opposed to a term list
 _WORD = re.compile(r"[a-z0-9]+")
+_TEXTS_REMEMBERED = 100_000  # texts a term list keeps its answers for (a worker's memory stays bounded)
 
 
 class ConditionError(ValueError):
@@ -284,8 +286,9 @@ class TermMatcher:
                 words = tuple(_WORD.findall(term.lower()))
                 if words:
                     (self.exclusions if excluded else self.phrases).setdefault(words[0], []).append((words, name))
-        self._cache: dict[str, dict[str, str]] = {}
-        self.found = _Found(self)
+        self._cache = BoundedMemo(_TEXTS_REMEMBERED)  # text -> scan(text)
+        # text -> find(text): generated conditions read `found[text]`, one subscript where find is two calls
+        self.found = Memo(self.find, _TEXTS_REMEMBERED)
 
     @staticmethod
     def _at(words: list[str], i: int, index: dict) -> Iterator[tuple[tuple[str, ...], str]]:
@@ -311,10 +314,7 @@ class TermMatcher:
             for phrase, name in self._at(words, i, self.phrases):
                 if name not in hits and excluded.get(name, _NONE).isdisjoint(range(i, i + len(phrase))):
                     hits[name] = " ".join(phrase)
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[text] = hits
-        return hits
+        return self._cache.remember(text, hits)
 
     def find(self, text: str | None) -> str | None:
         return self.scan(text).get(self.names[0]) if self.names else None
@@ -327,22 +327,6 @@ class TermMatcher:
 
 
 _NONE: frozenset = frozenset()
-
-
-class _Found(dict):
-    """text -> matcher.find(text), each text found once: generated conditions read `found[text]`,
-    one subscript where find is two calls (compiled_scoring.py)."""
-
-    def __init__(self, matcher: TermMatcher):
-        super().__init__()
-        self.matcher = matcher
-
-    def __missing__(self, text):
-        found = self.matcher.find(text)
-        if len(self) > 100_000:  # bounded, as the matcher's own cache
-            self.clear()
-        self[text] = found
-        return found
 
 
 class RefSet:

@@ -49,7 +49,6 @@ import csv
 import hashlib
 import math
 import re
-import unicodedata
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ import numpy as np
 
 from .. import resources
 from .dataquality import VagueDescriptionMatcher
+from .folding import without_accents
 from .legal_lists import LegalLists, cas_valid
 from .reference import ReferenceData
 
@@ -162,11 +162,7 @@ def fold(text: str) -> str:
     """Lower case, accents off, apostrophes joined ("men's" -> "mens"), '&' read as 'and', and
     hyphenated short prefixes joined as both the nomenclature and shippers mean them ("T-shirts",
     "e-bike", "non-woven", "AR-15" -> tshirts, ebike, nonwoven, ar15)."""
-    if text.isascii():  # no accents to take off: decomposing it changes nothing
-        text = text.lower()
-    else:
-        text = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
-        text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = without_accents(text.replace("ß", "ss")).lower()
     text = text.replace("'", "").replace("\u2019", "").replace("&", " and ")
     return _TEE.sub("tshirt", _JOINED.sub(lambda m: m[1] or m[2] or m[3], text))
 
@@ -919,11 +915,11 @@ def _text_of(array: np.ndarray) -> list[str]:
 
 def training_inputs(directory: Path) -> list[Path]:
     """Every file the model is made from: the bundled data it learns from, and the code that reads
-    it into documents and features (this module, the legal lists' reader)."""
-    from . import legal_lists
+    it into documents and features (this module, the legal lists' reader, the folding of accents)."""
+    from . import folding, legal_lists
 
     return [*(directory / name for name in sorted({"hs2022.csv", VOCABULARY_FILE, *legal_lists.FILES.values()})),
-            Path(__file__), Path(legal_lists.__file__)]
+            Path(__file__), Path(legal_lists.__file__), Path(folding.__file__)]
 
 
 def training_key(directory: Path) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import re
-import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +24,7 @@ from typing import NamedTuple
 from .. import resources
 from .descriptions import described_count
 from .enrichment import NATURAL_PERSON_CONSIGNEE, PARTY_HISTORY, PRIVATE_COMMERCIAL_QUANTITY, Fact
+from .folding import without_accents
 from .screening import Party, ScreeningRecord
 
 TRACKED_ROLES = ("consignor", "consignee", "notify")
@@ -118,10 +118,7 @@ _PO_BOX = re.compile(r"\b(?:p\.?\s*o\.?\s*box|postfach|postbus|boite postale|bp|
 def fold(text: str) -> str:
     """Lower case, accents and special letters folded, punctuation gone: 'Müller-Lüdenscheidt & Söhne'
     -> 'muller ludenscheidt and sohne'."""
-    text = text.casefold().translate(_FOLD)
-    if not text.isascii():  # ASCII has no accents to take off: decomposing it changes nothing
-        text = unicodedata.normalize("NFKD", text)
-        text = "".join(c for c in text if not unicodedata.combining(c))
+    text = without_accents(text.casefold().translate(_FOLD))
     return " ".join(w.replace("'", "").replace("’", "") for w in _WORD.findall(text))
 
 

@@ -30,6 +30,7 @@ from .conditions import (Condition, ConditionError, Environment, RefSet, RefTabl
                          compile_condition)
 from .filings import BY_CODE, FILING_KINDS, MODES, PRE_LOADING
 from .legal_references import LEGAL_FILES, cells, legal_rows, legal_text, row_matches
+from .memo import BoundedMemo
 from .screening import address_key, name_key
 from .unit_statistics import EUR_PER_KG, EUR_PER_PIECE, KG_PER_PACKAGE, UnitReference, from_csv, valued_by_mass
 
@@ -164,8 +165,8 @@ class PackStatistics(Statistics):
         self.learned = learned
         self._by_code: dict = {}
         self._by_cell: dict = {}
-        self._limits: dict = {}
-        self._by_goods: dict = {}  # (HS code, package types) -> _goods_references
+        self._limits = BoundedMemo(100_000)  # (package type, HS code) -> package_limit
+        self._by_goods = BoundedMemo(100_000)  # (HS code, package types) -> _goods_references
 
     # These run for every goods item of every filing (the scorer's index reads them): kept tight.
     def _reference(self, hs: str | None):
@@ -324,10 +325,7 @@ class PackStatistics(Statistics):
         per_package = self._cell(KG_PER_PACKAGE, hs, types[0]) if one else None
         limit = self.package_limit(types[0], hs) if one else self._heaviest(types)
         refs = (median, sigma, per_package, limit, self.routes.get(hs[:4]) if hs else None)
-        if len(self._by_goods) >= 100_000:  # a worker's memory stays bounded
-            self._by_goods.clear()
-        self._by_goods[(hs, types)] = refs
-        return refs
+        return self._by_goods.remember((hs, types), refs)
 
     def package_limit(self, package_type: str, hs_code: str | None) -> float | None:
         """The most a package of this type holding goods of this code weighs: the goods' own row if
@@ -338,9 +336,7 @@ class PackStatistics(Statistics):
             code = hs_code or ""
             found = next((kg for kind, prefixes, kg in self.goods_package_weights
                           if kind == package_type and code.startswith(prefixes)), self.package_weights.get(package_type))
-            if len(self._limits) >= 100_000:  # a worker's memory stays bounded
-                self._limits.clear()
-            self._limits[key] = found
+            self._limits.remember(key, found)
         return found
 
 

@@ -34,6 +34,7 @@ from .compiled_scoring import compile_index, compile_test
 from .conditions import PHRASE, RANGE_TESTS, Evidence, OverBudget, TermMatcher, field_getter, field_spec
 from .enrichment import Fact
 from .filings import FILING_KINDS
+from .memo import BoundedMemo
 from .rulepack import COMPLETE, DNL, RFI, RFS, SEVERITY, Rule, RulePack
 from .currency import bundled_euro_rates, in_euros
 from .screening import ScreeningRecord, record_from_dict
@@ -226,7 +227,7 @@ class Scorer:
         self._hits = {r.id: Hit(r.id, r.title, r.area, r.weight, r.decision, (), r.ask, r.screening_methods)
                       for r in pack.rules}
         self._tables: dict[str, tuple] = {}  # filing code -> (its decision table, that table's quiet assessment)
-        self._decided: dict[tuple, Assessment] = {}  # (filing code, rules that fired...) -> the assessment
+        self._decided = BoundedMemo(DECISIONS_REMEMBERED)  # (filing code, rules that fired...) -> the assessment
         guards = [r.condition.guard for r in pack.rules]
         env = pack.environment
         built: dict[tuple, tuple[Callable, tuple[int, ...]]] = {}  # filing types with the same rules share one index
@@ -294,10 +295,8 @@ class Scorer:
             key = (record.filing_code, *[r.id for r in fired])
             assessment = self._decided.get(key)
             if assessment is None:
-                if len(self._decided) >= DECISIONS_REMEMBERED:
-                    self._decided.clear()
-                assessment = self._decided[key] = self.decide(record.filing_code, [self._hits[r.id] for r in fired],
-                                                              fired)
+                assessment = self._decided.remember(
+                    key, self.decide(record.filing_code, [self._hits[r.id] for r in fired], fired))
         if not assessment.referral:
             return assessment  # the rules that fired are recorded; their evidence is for referrals
         by_id = {r.id: r for r in fired}

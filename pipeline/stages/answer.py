@@ -50,7 +50,8 @@ class _CheckAndCountDoFn(CountsPerBundle, beam.DoFn):
             if problems:
                 stage = ASSESS_ANSWER_STAGE if answer.message_type in _ASSESSMENT_TYPES else "answer"
                 yield TaggedOutput(DEAD_LETTER, DeadLetter(
-                    answer.submission_id, stage, f"our {answer.message_type} failed its schema: {problems}", b""))
+                    answer.submission_id, stage, f"our {answer.message_type} failed its schema: {problems}", b"",
+                    filer=answer.recipient or ""))
                 return
         self._answers.inc(answer.message_type)
         yield answer

@@ -108,7 +108,7 @@ class _LinkDoFn(CountsPerBundle, beam.DoFn):
                 raise
             return [TaggedOutput(DEAD_LETTER, DeadLetter(outcome.submission.submission_id, "link",
                                                          f"{type(exc).__name__}: {exc}", outcome.submission.payload,
-                                                         infrastructure_cause(exc)))]
+                                                         infrastructure_cause(exc), outcome.filer or ""))]
 
     def _link_batch(self, batch: list[tuple[ValidationOutcome, RegistrationResult]]) -> list:
         """Every output of the batch's filings, in order: their changes to consignments (additions, and

@@ -46,7 +46,8 @@ class _RegisterBatchDoFn(CountsPerBundle, beam.DoFn):
                       else f"{type(exc).__name__}: {exc}")
             for o in batch:
                 yield TaggedOutput(DEAD_LETTER, DeadLetter(o.submission.submission_id, "register", reason,
-                                                           o.submission.payload, infrastructure_cause(exc)))
+                                                           o.submission.payload, infrastructure_cause(exc),
+                                                           o.filer or ""))
             return
         for o, r in zip(batch, results):
             self._registrations.inc(r.status)

@@ -73,7 +73,7 @@ class _ScoreDoFn(CountsPerBundle, beam.DoFn):
             answers = filer_answers(decision, decision.assessed_at)  # one moment for decision and answers
         except Exception as exc:  # a bug, not a rule (rule errors are caught per rule): keep the filing
             yield TaggedOutput(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE,
-                                                       f"{type(exc).__name__}: {exc}", b""))
+                                                       f"{type(exc).__name__}: {exc}", b"", filer=filing.filer))
             return
         self._assessed.inc()
         self._answers_due.inc(len(answers))

@@ -32,7 +32,8 @@ class _ValidateDoFn(CountsPerBundle, beam.DoFn):
             outcome = self._validator.validate(submission)
         except Exception as exc:  # a bug of ours must not lose the submission
             yield TaggedOutput(DEAD_LETTER, DeadLetter(
-                submission.submission_id, "validate", f"{type(exc).__name__}: {exc}", submission.payload))
+                submission.submission_id, "validate", f"{type(exc).__name__}: {exc}", submission.payload,
+                filer=submission.channel_filer or ""))
             return
         if outcome.accepted and outcome.summary.filing_code is None:
             outcome = not_screened(outcome)  # valid under another schema set: not ours to register

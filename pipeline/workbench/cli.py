@@ -352,7 +352,8 @@ def riskinfo_revoke(redis_url, centre, analyst, form_id) -> None:
 @_redis
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report.")
 @click.option("--since", default="", help="First day (YYYY-MM-DD) to count.")
-def rules_report(redis_url, out_dir, since) -> None:
+@click.option("--centre", default=None, help="Count one risk centre's decisions and resolutions (default: every centre).")
+def rules_report(redis_url, out_dir, since, centre) -> None:
     """Rule effectiveness per rule and pack version: report.html, rules.png, rules.csv (totals),
     rules-by-day.csv (over time); flags rules that mostly make false hits (exit 0 either way)."""
     from ..csvcells import Writer
@@ -360,7 +361,7 @@ def rules_report(redis_url, out_dir, since) -> None:
 
     client = _client(redis_url)
     DecisionCounter(client, PREFIX).count_new()  # decisions not yet counted by a keeper
-    counts = read_counts(client, PREFIX)
+    counts = read_counts(client, PREFIX, centre)
     rows = rule_rows(counts, since)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

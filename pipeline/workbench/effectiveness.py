@@ -5,10 +5,13 @@ is the day the consignment was assessed, and read as their sum:
     hits, referrals     from every decision on `{p}:decisions` (the keeper reads it through the
                         consumer group `rule-stats`; one Lua script per batch adds the counts
                         and acknowledges the entries, so a crash neither loses nor doubles them),
-                        into the hash in the stream's slot (the tag is the stream's)
+                        into the hash in the stream's slot (the tag is the stream's), each field
+                        under the decision's risk centre: `centre|pack@version|rule|day|metric`
     resolved, confirmed, false
                         from analysts' resolutions (queue.py, in the resolving script itself),
                         into the centre's hash, in its queue's slot
+An analyst's page counts their own centre only (its decisions and its resolutions: what another
+centre's traffic and outcomes say is that centre's); the operators' report counts every centre.
 
 A false hit is a referral controlled or checked with nothing found; a confirmed finding is a
 seizure or finding. The false-hit rate of a rule is false / (false + confirmed): referrals not
@@ -18,6 +21,7 @@ when that rate is at least FLAG_RATE over at least FLAG_MIN_OUTCOMES outcomes.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -36,6 +40,7 @@ CONSUMER = "stats"
 FLAG_RATE = 0.9
 FLAG_MIN_OUTCOMES = 10
 METRICS = ("hits", "referrals", "resolved", "confirmed", "false")
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")  # what HSCAN MATCH would read as a pattern
 
 _COUNT = """
 local stats, stream, group, n = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
@@ -46,14 +51,16 @@ return n
 
 
 def decision_counts(body: dict) -> list[str]:
-    """The counters one decision adds: a hit for each rule that fired, a referral if it referred."""
+    """The counters one decision adds, under its risk centre: a hit for each rule that fired, a
+    referral if it referred."""
     if "withdrawn" in body or not body.get("hits"):
         return []
+    centre = body.get("risk_centre") or ""
     pack, day = pack_version(body.get("rule_pack") or ""), day_of(body.get("assessed_at") or "")
     referral = body.get("decision") not in (None, "assessment-complete")
-    return [f"{pack}|{h['rule']}|{day}|{m}" for h in body["hits"]
+    return [f"{centre}|{pack}|{h['rule']}|{day}|{m}" for h in body["hits"]
             for m in (("hits", "referrals") if referral else ("hits",))] + \
-        ([f"{pack}|{ALL_RULES}|{day}|referrals"] if referral else [])
+        ([f"{centre}|{pack}|{ALL_RULES}|{day}|referrals"] if referral else [])
 
 
 class DecisionCounter:
@@ -125,13 +132,23 @@ def daily_totals(counts: dict[str, int], since: str = "") -> dict[str, dict[str,
     return dict(sorted(days.items()))
 
 
-def read_counts(client: redis.Redis, key_prefix: str = "cs") -> dict[str, int]:
-    """The counters of every hash (the decisions' and each centre's, on every node of a cluster), summed."""
+def read_counts(client: redis.Redis, key_prefix: str = "cs", centre: str | None = None) -> dict[str, int]:
+    """The counters (`pack@version|rule|day|metric`) of every centre summed (on every node of a
+    cluster), or with `centre` that centre's alone: the hits and referrals of its decisions and its
+    analysts' resolutions. (Decisions counted before the counts named their centre, by a keeper
+    older than that, count for every centre together only.)"""
     counts: dict[str, int] = defaultdict(int)
-    by_centre = [QueueKeys(key_prefix, c).rule_stats
-                 for c in centres_having(client, lambda c: QueueKeys(key_prefix, c).rule_stats)]
-    for key in [DecisionCounter.stats_key(key_prefix), *by_centre]:
-        for name, value in client.hscan_iter(key, count=5000):
+    for name, value in client.hscan_iter(DecisionCounter.stats_key(key_prefix), count=5000,
+                                         match=None if centre is None else _GLOB_SPECIAL.sub(r"\\\1", centre) + "|*"):
+        name = name.decode()
+        if name.count("|") == 4:
+            name = name.partition("|")[2]
+        elif centre is not None:
+            continue
+        counts[name] += int(value)
+    centres = [centre] if centre is not None else centres_having(client, lambda c: QueueKeys(key_prefix, c).rule_stats)
+    for c in centres:
+        for name, value in client.hscan_iter(QueueKeys(key_prefix, c).rule_stats, count=5000):
             counts[name.decode()] += int(value)
     return dict(counts)
 

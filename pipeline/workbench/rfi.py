@@ -72,7 +72,8 @@ class RfiDesk:
             except Exception as exc:  # a bug must not block the answers behind it: dead-lettered with the reason
                 log.exception("RFI answer %s dead-lettered", f.get("id"))
                 self.writer.write([dead_letter_effect(DeadLetter(f.get("id", b"").decode(), "rfi-answer",
-                                                                 f"{type(exc).__name__}: {exc}", f.get("xml", b"")),
+                                                                 f"{type(exc).__name__}: {exc}", f.get("xml", b""),
+                                                                 filer=f.get("filer", b"").decode()),
                                                       self.keys)])
             self.client.xack(self.stream, GROUP, entry_id)  # last: a crash before it repeats idempotent steps
         return len(entries)

@@ -5,7 +5,7 @@
     GET  /referrals/{id}                       the referral: filing, rules with evidence, container timeline,
                                                decision and pack, the filer's answers, actions
     POST /referrals/{id}/claim|release|resolve
-    GET  /rules, /rules/plot.png               rule effectiveness
+    GET  /rules, /rules/plot.png               rule effectiveness in the centre
     GET  /risk-information, POST ...           publish (and revoke) risk information forms
     GET  /audit, /audit/export?format=csv|jsonl  the centre's audit trail
     GET  /analytics/query, /analytics/query.csv, /analytics/indicators   SQL over the centre's archive
@@ -310,12 +310,14 @@ def workbench_app(client: redis.Redis, analysts: Analysts, session_secret: str, 
         return RedirectResponse(f"/referrals/{rid}", status_code=303)
 
     def rules_page(request: Request):
-        rows = rule_rows(read_counts(client, key_prefix), request.query_params.get("since", ""))
+        _, centre = _analyst(request)
+        rows = rule_rows(read_counts(client, key_prefix, centre), request.query_params.get("since", ""))
         return page(request, "rules.html", **table_context(rows))
 
     def rules_plot(request: Request):
+        _, centre = _analyst(request)
         out = io.BytesIO()
-        counts, since = read_counts(client, key_prefix), request.query_params.get("since", "")
+        counts, since = read_counts(client, key_prefix, centre), request.query_params.get("since", "")
         plot(rule_rows(counts, since), daily_totals(counts, since), out)
         return Response(out.getvalue(), media_type="image/png")
 
