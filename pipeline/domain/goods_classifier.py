@@ -24,11 +24,11 @@ documents, so a one-line trade term weighs as much as a long subheading), blende
 similarity to the heading's centroid. Trained from the bundled data, which carries its provenance,
 by `cargoscreen reference build goods-classifier` (scikit-learn, 1-2 s), and shipped as plain arrays
 (`rules/reference/goods-classifier.npz`: features, IDF weights, posting lists, the documents' codes;
-nothing to unpickle) under the sha256 of every training input and of this training code. A worker
-loads it in milliseconds without importing scikit-learn; when an input or this module changed since,
-the file is not used and the model is trained when first used, once per process, as before. Scoring a description does not go through scikit-learn's per-call machinery (about
-0.3 ms): the fitted vocabulary, IDF weights and document matrix are read into posting lists
-once, and a description is a few dictionary look-ups and one `numpy.bincount` (0.2-0.3 ms per
+nothing to unpickle) under the sha256 of every training input and of the training code. A worker
+loads it in under 0.1 s without importing scikit-learn; when an input or the code changed since, the
+file is not used and the model is trained when first used, once per process, as before. Scoring a
+description does not go through scikit-learn's per-call machinery (about 0.3 ms): the fitted
+vocabulary, IDF weights and document matrix are posting lists, and a description is a few dictionary look-ups and one `numpy.bincount` (0.2-0.3 ms per
 description with the judgement; verdicts are cached per description and declared heading).
 `tests/test_goods_classifier.py` checks that both give the same scores.
 
@@ -303,8 +303,8 @@ class _Doc(NamedTuple):
 
 
 class GoodsClassifier:
-    """Built by `GoodsClassifier.build(reference, legal_lists)`, read-only afterwards (its caches only
-    ever add answers that are the same whoever computes them)."""
+    """Made by `GoodsClassifier.bundled(reference, legal_lists)` (the shipped model) or `.build(...)` (trained
+    now), read-only afterwards (its caches only ever add answers that are the same whoever computes them)."""
 
     def __init__(self, model: "TrainedModel", reference: ReferenceData, vocabulary: tuple[Term, ...],
                  lists: LegalLists, cache_size: int = CACHE_SIZE):
