@@ -28,8 +28,9 @@ nothing to unpickle) under the sha256 of every training input and of the trainin
 loads it in under 0.1 s without importing scikit-learn; when an input or the code changed since, the
 file is not used and the model is trained when first used, once per process, as before. Scoring a
 description does not go through scikit-learn's per-call machinery (about 0.3 ms): the fitted
-vocabulary, IDF weights and document matrix are posting lists, and a description is a few dictionary look-ups and one `numpy.bincount` (0.2-0.3 ms per
-description with the judgement; verdicts are cached per description and declared heading).
+vocabulary, IDF weights and document matrix are posting lists, and a description is a few
+dictionary look-ups and one `numpy.bincount` (0.2-0.3 ms per description with the judgement;
+verdicts are cached per description and declared heading).
 `tests/test_goods_classifier.py` checks that both give the same scores.
 
 The judgement (`consistency`) is deliberately cautious: the declared code *disagrees strongly*
