@@ -37,7 +37,8 @@ def trained():
 
 
 def test_the_shipped_model_is_what_reference_build_writes_from_the_shipped_inputs(tmp_path):
-    result = CliRunner().invoke(main, ["reference", "build", "goods-classifier", "--out", str(copy_of_the_inputs(tmp_path))])
+    folder = copy_of_the_inputs(tmp_path)
+    result = CliRunner().invoke(main, ["reference", "build", "goods-classifier", "--out", str(folder)])
     assert result.exit_code == 0, result.output
     assert "trained over" in result.output
     with np.load(REFERENCE / MODEL_FILE, allow_pickle=False) as shipped, \

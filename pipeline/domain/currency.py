@@ -25,7 +25,8 @@ from .screening import GoodsLine, ScreeningRecord, changed
 
 EURO = "EUR"
 # As the package's converter is asked: a weekend or holiday interpolated, a day outside the history its nearest end.
-CONVERTER_OPTIONS = {"fallback_on_missing_rate": True, "fallback_on_wrong_date": True, "na_values": frozenset(["", "N/A"])}
+CONVERTER_OPTIONS = {"fallback_on_missing_rate": True, "fallback_on_wrong_date": True,
+                     "na_values": frozenset(["", "N/A"])}
 
 
 class EuroRates:
