@@ -64,6 +64,7 @@ from cargoscreen.answering import DeadLetter
 from cargoscreen.config import Settings, StreamSettings
 from cargoscreen.connectors.redis_slots import SlotScript, partition_of, partition_tag, pipelined
 from cargoscreen.connectors.redis_store import OUTAGE, connect, hash_tag, is_cluster, with_retries
+from cargoscreen.domain import compact_json
 from cargoscreen.linking import ConsignmentKeys
 from cargoscreen.validation import Submission, utc_iso
 from cargoscreen import metrics
@@ -547,7 +548,7 @@ class EffectWriter:
             call[2].append((index, entry))
 
         for n, e in enumerate(effects):
-            body = json.dumps(e.fields, ensure_ascii=False, default=str)
+            body = compact_json.dumps(e.fields)  # orjson: a decision's 3 KB at a third of json's cost
             part(e.stream, [self._keys.marker(e.stream, e.key), e.stream], ["S", 2, e.key, body], n, True)
             state = [k for k in ((e.latest or ("",))[0], (e.unschedule or ("",))[0]) if k] + list(e.expire)
             if state:

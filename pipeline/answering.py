@@ -80,7 +80,7 @@ def rejection(outcome: ValidationOutcome, now: str) -> Answer:
     summary = outcome.summary
     answer = answers.error_notification(outcome.submission.submission_id, outcome.filer,
                                         summary.lrn if summary else None, outcome.errors, now)
-    return replace(answer, about=door(outcome))
+    return answers.about(answer, door(outcome))
 
 
 def registration_request(outcome: ValidationOutcome, year: int) -> RegistrationRequest:
@@ -93,7 +93,7 @@ def registration_request(outcome: ValidationOutcome, year: int) -> RegistrationR
 
 
 def registration_answer(outcome: ValidationOutcome, result: RegistrationResult, now: str) -> Answer:
-    return replace(_registration_answer(outcome, result, now), about=door(outcome))
+    return answers.about(_registration_answer(outcome, result, now), door(outcome))
 
 
 def repeats(result: RegistrationResult, submission_id: str) -> bool:

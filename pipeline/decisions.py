@@ -117,7 +117,7 @@ def filer_answers(d: Decision, now: str) -> list[Answer]:
 def filer_answer(d: Decision, now: str, member: Member | None = None) -> Answer:
     """The answer to one filing of the consignment (by default its lead)."""
     f = member or d.filing
-    return replace(_answer(d, now, f.submission_id, f.filer, f.lrn, f.mrn), about=d.key)
+    return answers.about(_answer(d, now, f.submission_id, f.filer, f.lrn, f.mrn), d.key)
 
 
 def own_questions(requests, own_mrns: set[str]) -> list[tuple[str | None, str]]:

@@ -58,7 +58,6 @@ and is written once; a new member or an amendment makes a new state, a new versi
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Sequence
 
@@ -66,7 +65,7 @@ import redis
 
 from lxml import etree
 
-from .domain import stored_bodies
+from .domain import compact_json, stored_bodies
 from .domain.filings import BY_ROOT, ENS_NS, HOUSE, PARTIAL_MASTER, POSTAL_MASTER
 from .connectors.redis_slots import SlotScript, by_slot, partition_of, partition_tag, pipelined
 from .domain.screening import ScreeningRecord, record_from_dict, record_to_dict, screening_record
@@ -108,10 +107,10 @@ class Member:
     refused: Refusal | None = None  # set on a filing assessed on its own because its claim was refused
 
     def to_json(self) -> str:
-        return json.dumps({"mrn": self.mrn, "submission_id": self.submission_id, "filer": self.filer,
-                           "lrn": self.lrn, "filing_code": self.filing_code, "digest": self.digest,
-                           "record": record_to_dict(self.record),
-                           **({"refused": list(self.refused)} if self.refused else {})}, ensure_ascii=False)
+        return compact_json.dumps({"mrn": self.mrn, "submission_id": self.submission_id, "filer": self.filer,
+                                   "lrn": self.lrn, "filing_code": self.filing_code, "digest": self.digest,
+                                   "record": record_to_dict(self.record),
+                                   **({"refused": list(self.refused)} if self.refused else {})}).decode()
 
     def to_body(self) -> bytes:
         """As kept in the consignment's hash: the MRN, then the compressed JSON (stored_bodies)."""
@@ -126,7 +125,7 @@ class Member:
 
     @staticmethod
     def from_json(text: str | bytes) -> "Member":
-        data = json.loads(text)
+        data = compact_json.loads(text)
         refused = data.pop("refused", None)
         return Member(**{**data, "record": record_from_dict(data["record"]),
                          "refused": Refusal(*refused) if refused else None})

@@ -172,7 +172,10 @@ class RegistrationStore:
         self._script = SlotScript(client, _SCRIPT)
 
     def key(self, bucket: int, period: int, sub: int) -> str:
-        return f"{self._prefix}:{{r{bucket}}}:reg:{period}:{sub}"
+        return f"{self._hashes(bucket)}{period}:{sub}"
+
+    def _hashes(self, bucket: int) -> str:
+        return f"{self._prefix}:{{r{bucket}}}:reg:"
 
     def register(self, requests: Sequence[RegistrationRequest], now: str) -> list[RegistrationResult]:
         """One script call per bucket, all sent at once; results in the order of the requests."""
@@ -186,7 +189,8 @@ class RegistrationStore:
         for r in requests:
             if r.kind == "F":
                 field, bucket, sub = _location(r.filer, r.lrn, self._subs)
-                keys = [self.key(bucket, period - j, sub) for j in range(self._periods)]
+                base = self._hashes(bucket)  # one key per live period (27 for 400 days): the common part once
+                keys = [f"{base}{p}:{sub}" for p in range(period, period - self._periods, -1)]
                 where.append((bucket, sub, period))
             elif r.referenced_mrn and is_valid_mrn(r.referenced_mrn):
                 counter, sub, bits, bucket = unpack_sequence(mrn_sequence(r.referenced_mrn))

@@ -35,7 +35,7 @@ from .connectors.redis_slots import pipelined
 from .connectors.redis_streams import Effect, EffectWriter, StreamKeys, read_group
 from .container_store import ContainerEventStore
 from .decisions import Decision, decide, filer_answers
-from .domain import stored_bodies
+from .domain import compact_json, stored_bodies
 from .domain.enrichment import INFORMATIONAL_FACTS
 from .domain.rulepack import COMPLETE, SEVERITY
 from .domain.reference import ReferenceData, bundled_reference
@@ -82,17 +82,17 @@ class Watch:
     waiting: tuple[str, ...]
     decision: str = COMPLETE  # of the version the filers and the centre hold (a held re-judgement changes neither)
 
-    def to_json(self) -> str:
+    def to_json(self) -> bytes:
         c = self.consignment
-        return json.dumps({"key": c.key, "members": [m.to_json() for m in c.members],
-                           "record": record_to_dict(c.record), "missing": list(c.missing), "lead": self.lead,
-                           "version": self.version, "state": self.state, "risk_centre": self.risk_centre,
-                           "referral_id": self.referral_id, "anomalies": self.anomalies,
-                           "waiting": list(self.waiting), "decision": self.decision}, ensure_ascii=False)
+        return compact_json.dumps({"key": c.key, "members": [m.to_json() for m in c.members],
+                                   "record": record_to_dict(c.record), "missing": list(c.missing), "lead": self.lead,
+                                   "version": self.version, "state": self.state, "risk_centre": self.risk_centre,
+                                   "referral_id": self.referral_id, "anomalies": self.anomalies,
+                                   "waiting": list(self.waiting), "decision": self.decision})
 
     @staticmethod
     def from_json(text: bytes | str) -> "Watch":
-        d = json.loads(text)
+        d = compact_json.loads(text)
         members = tuple(Member.from_json(m) for m in d["members"])
         consignment = Consignment(d["key"], d["state"], d["version"], members, record_from_dict(d["record"]),
                                   tuple(d["missing"]))

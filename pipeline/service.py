@@ -32,6 +32,7 @@ from .config import Settings
 from .connectors.redis_store import URL_ENV as REDIS_URL_ENV, connect, with_retries
 from .connectors.redis_streams import DeliverEffects, Effect, StreamKeys, default_consumer
 from .decisions import Decision, decision_record
+from .domain import compact_json
 from .exits import Exit
 from .domain.answers import Answer
 from .health import HealthServer, check
@@ -54,9 +55,9 @@ def answer_effect(a: Answer, keys: StreamKeys) -> Effect:
 
 def decision_effects(d: Decision, keys: StreamKeys) -> list[Effect]:
     record = decision_record(d)
-    latest = (keys.decision_of(d.consignment), json.dumps(
+    latest = (keys.decision_of(d.consignment), compact_json.dumps(
         {"referral_id": record["referral_id"], "risk_centre": d.risk_centre, "decision": d.assessment.decision,
-         "state": d.filing.state, "version": d.filing.version}))
+         "state": d.filing.state, "version": d.filing.version}).decode())
     due = (keys.consignments.due_of(d.consignment), due_entry(d.consignment, d.filing.members)) \
         if d.filing.missing else None  # answered
     out = [Effect("decision", f"decision|{d.key}", keys.decisions, record, latest=latest, unschedule=due,

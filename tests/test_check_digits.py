@@ -4,7 +4,7 @@ import string
 
 from stdnum import imo, iso6346
 
-from cargoscreen.domain.check_digits import imo_digit_ok, iso6346_digit_ok
+from cargoscreen.domain.check_digits import imo_digit_ok, iso6346_digit_ok, mrn_check_character
 from cargoscreen.domain.dataquality import VALUE_CHECKS
 
 
@@ -28,6 +28,19 @@ def test_iso6346_agrees_with_stdnum_or_defers():
             answered += 1
             assert ours == (iso6346.calc_check_digit(number[:10]) == number[10]), number
     assert answered >= 10_000
+
+
+def test_mrn_check_character_agrees_with_stdnum_or_defers():
+    rng = random.Random(17)
+    plain, odd = string.digits + string.ascii_uppercase, string.ascii_letters + string.digits + " -é٣"
+    answered = 0
+    for n in range(20_000):
+        body = "".join(rng.choices(plain if n % 4 else odd, k=17 if n % 7 else rng.choice((16, 17, 18))))
+        ours = mrn_check_character(body)
+        if ours is not None:
+            answered += 1
+            assert ours == iso6346.calc_check_digit(body), body
+    assert answered >= 13_000
 
 
 def test_imo_agrees_with_stdnum_or_defers():

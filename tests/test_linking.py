@@ -477,3 +477,41 @@ def test_the_link_step_sends_a_batch_in_one_script_call_with_the_outputs_of_one_
                        ("consignments", "sea:MBX1", 1), ("consignments", "sea:MBX1", 2),
                        ("withdrawals", "sea:MBX1", None), ("pending", "sea:MBX2", None),
                        ("consignments", "sea:MBX2", 1)]
+
+
+def test_a_body_deflated_by_zlib_ng_reads_with_the_standard_zlib_and_the_other_way_round():
+    """A rolling upgrade either way: bodies this version writes (zlib-ng) read in a worker of the
+    previous one (the standard library's zlib), and bodies it wrote read here."""
+    import zlib
+
+    from cargoscreen.domain import stored_bodies
+
+    text = HOUSE1.to_json()
+    body = stored_bodies.pack(text)
+    dictionary = stored_bodies._DICTIONARIES[body[0]]
+    inflate = zlib.decompressobj(-15, dictionary)
+    assert (inflate.decompress(body[1:]) + inflate.flush()).decode() == text
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, dictionary)
+    previous = body[:1] + deflate.compress(text.encode()) + deflate.flush()
+    assert stored_bodies.unpack(previous) == text
+    assert previous != body  # the two libraries' bytes differ: each read the other's
+
+
+def test_the_compression_dictionaries_are_frozen_and_a_body_of_either_reads():
+    """Bodies stay in Redis for the amendment window: those written under dictionary 1 (the previous
+    version's, spaced JSON) read after the upgrade, and no dictionary changes under them. Dictionary 2
+    reads already and is not written yet: a worker of the previous version, during a rolling upgrade,
+    reads every body this one writes."""
+    import hashlib
+    import json
+
+    from cargoscreen.domain import stored_bodies
+
+    digests = {n: hashlib.blake2b(d, digest_size=8).hexdigest() for n, d in stored_bodies._DICTIONARIES.items()}
+    assert digests == {1: "48851a2947668ce2", 2: "0cfb9aa92200897b"}
+    previous = json.dumps(json.loads(HOUSE1.to_json()), ensure_ascii=False)  # as version 1 wrote it
+    body = HOUSE1.mrn.encode() + b"\x1f" + stored_bodies.pack(previous, dictionary=1)
+    assert Member.from_body(body) == HOUSE1 and Member.from_body(HOUSE1.to_body()) == HOUSE1
+    assert HOUSE1.to_body()[len(HOUSE1.mrn) + 1] == stored_bodies.CURRENT == 1
+    two = HOUSE1.mrn.encode() + b"\x1f" + stored_bodies.pack(HOUSE1.to_json(), dictionary=2)
+    assert Member.from_body(two) == HOUSE1

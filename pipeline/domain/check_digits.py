@@ -25,6 +25,21 @@ def iso6346_digit_ok(container: str) -> bool | None:
     return sum(map(mul, map(_ISO6346.__getitem__, container[:10]), _WEIGHTS)) % 11 % 10 == int(container[10])
 
 
+_MRN_WEIGHTS = tuple(2 ** i for i in range(17))
+
+
+def mrn_check_character(body: str) -> str | None:
+    """The check character of an MRN's first 17 characters (stdnum's iso6346.calc_check_digit over
+    them), or None when one is not a plain capital or digit (stdnum's to judge). Every registration
+    makes an MRN: stdnum took 10 µs of it."""
+    if len(body) != 17 or not body.isascii():
+        return None
+    try:
+        return str(sum(map(mul, map(_ISO6346.__getitem__, body), _MRN_WEIGHTS)) % 11 % 10)
+    except KeyError:
+        return None
+
+
 def imo_digit_ok(number: str) -> bool | None:
     """Whether a seven-digit IMO ship number carries its check digit; None when it is not seven
     ASCII digits."""

@@ -17,6 +17,8 @@ import string
 
 from stdnum import iso6346
 
+from .check_digits import mrn_check_character
+
 _BASE36 = string.digits + string.ascii_uppercase
 SEQUENCE_CHARS = 12
 PROCEDURE = "E"
@@ -55,12 +57,16 @@ def unpack_sequence(sequence: int) -> tuple[int, int, int, int]:
 
 def make_mrn(year: int, country: str, sequence: int) -> str:
     body = f"{year % 100:02d}{country}{_base36(sequence, SEQUENCE_CHARS)}{PROCEDURE}"
-    return body + iso6346.calc_check_digit(body)
+    return body + check_character(body)
+
+
+def check_character(body: str) -> str:
+    return mrn_check_character(body) or iso6346.calc_check_digit(body)
 
 
 def is_valid_mrn(mrn: str) -> bool:
     return (len(mrn) == 18 and mrn[:2].isdigit() and mrn[2:4].isalpha() and mrn[16] == PROCEDURE
-            and all(c in _BASE36 for c in mrn[4:16]) and iso6346.calc_check_digit(mrn[:17]) == mrn[17])
+            and all(c in _BASE36 for c in mrn[4:16]) and check_character(mrn[:17]) == mrn[17])
 
 
 def mrn_sequence(mrn: str) -> int:

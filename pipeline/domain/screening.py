@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import NamedTuple
 
 from lxml import etree
@@ -482,9 +483,13 @@ def _part(cls, item: dict, index: int):
 
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(ScreeningRecord))
+_RECORD_VALUES = attrgetter(*_RECORD_FIELDS)
+
+
 def record_to_dict(record: ScreeningRecord) -> dict:
     """The record as plain JSON-able data; record_from_dict(record_to_dict(r)) == r."""
-    data = {f.name: getattr(record, f.name) for f in fields(ScreeningRecord)}
+    data = dict(zip(_RECORD_FIELDS, _RECORD_VALUES(record)))  # every linked filing and watch: kept cheap
     for key in _PARTS:
         data[key] = [part._asdict() for part in data[key]]
     return data
