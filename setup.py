@@ -47,7 +47,8 @@ setup(
         "cargoscreen.connectors": ["dcsa-tnt/*"],
         "cargoscreen.workbench": ["templates/*.html", "static/*"],
         "cargoscreen.xsd": ["**/*.xsd", "**/*.md"],
-        "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.csv.gz", "**/*.md", "sizing/*.json"],
+        "cargoscreen.rules": ["**/*.yaml", "**/*.txt", "**/*.csv", "**/*.csv.gz", "**/*.npz", "**/*.md",
+                              "sizing/*.json"],
     },
     install_requires=[
         "apache-beam>=2.77,<3",

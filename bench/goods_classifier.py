@@ -94,7 +94,7 @@ def cost(rows: list[dict], descriptions: list[str]) -> GoodsClassifier:
     for text in texts:
         classifier.consistency(text, "847130")
     cached = (time.perf_counter() - t) / len(texts)
-    print(f"\ntraining {train:.2f} s over {len(classifier.docs):,} documents; memory +{grown / 2**20:.0f} MiB; "
+    print(f"\ntraining {train:.2f} s over {len(classifier.doc_codes):,} documents; memory +{grown / 2**20:.0f} MiB; "
           f"{len(texts):,} descriptions first seen: p50 {q[49] * 1e6:.0f} µs, p95 {q[94] * 1e6:.0f} µs, "
           f"{len(texts) / sum(latencies):,.0f}/s; seen before (cache): {cached * 1e6:.1f} µs")
     return classifier

@@ -5,6 +5,7 @@
     cargoscreen reference build package-types SOURCE
     cargoscreen reference build un-numbers SOURCE
     cargoscreen reference build customs-offices SOURCE
+    cargoscreen reference build goods-classifier      (derived: goods_classifier.build_model_file)
 
 Each builder reads what its maintainer publishes, keeps what the checks and the generator
 need, and writes one compact file plus its line in `rules/reference/SOURCES.csv` (source,

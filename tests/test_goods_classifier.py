@@ -48,11 +48,16 @@ def test_heading_accuracy_on_descriptions_written_as_traders_write_them(classifi
 
 
 def test_the_fast_path_gives_scikit_learns_scores(classifier):
-    """Scoring goes through posting lists read off the fitted TF-IDF matrix, not the vectorizer's
-    transform: both give the same cosine similarity with every training document."""
+    """Scoring goes through posting lists read off the fitted TF-IDF matrix (shipped as arrays), not the
+    vectorizer's transform: both give the same cosine similarity with every training document."""
+    from cargoscreen.domain.goods_classifier import fit_tfidf, load_vocabulary, training_documents
+    from cargoscreen.domain.legal_lists import bundled_legal_lists
+
+    vocabulary = load_vocabulary(resources.rules_dir() / "reference" / "goods-vocabulary.csv")
+    vectorizer, matrix = fit_tfidf(training_documents(bundled_reference(), bundled_legal_lists(), vocabulary))
     for text in ("ladies cotton knitted t-shirts", "detonating cord PETN core", "frozen chicken leg quarters",
                  "stainless steel hex bolts"):
-        expected = (classifier.vectorizer.transform([text]) @ classifier._matrix.T).toarray().ravel()
+        expected = (vectorizer.transform([text]) @ matrix.T).toarray().ravel()
         _, idx, weights = classifier.vectorise(text)
         np.testing.assert_allclose(classifier._doc_scores(idx, weights), expected, atol=1e-5)
         assert expected.max() > 0.3

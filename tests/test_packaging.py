@@ -31,17 +31,21 @@ import cargoscreen, json
 from cargoscreen import resources
 from cargoscreen.config import Settings
 from cargoscreen.generator import GeneratorSpec, generate
+from cargoscreen.domain.goods_classifier import MODEL_FILE, TrainedModel, training_key
 from cargoscreen.validation import FilingValidator, Submission
 v = FilingValidator(Settings())
+reference = resources.rules_dir() / "reference"
+model = TrainedModel.load(reference / MODEL_FILE, training_key(reference))
 f = next(generate(GeneratorSpec(count=1, seed=1, defect_rate=0, envelope_rate=0)))
 print(json.dumps({"schemas": str(resources.schema_dir()), "rules": str(resources.rules_dir()),
-                  "accepted": v.validate(Submission("x", f.data)).accepted}))
+                  "accepted": v.validate(Submission("x", f.data)).accepted, "trained model": model is not None}))
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
     report = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert report["schemas"].startswith(str(target)) and report["rules"].startswith(str(target))
     assert report["accepted"] is True
+    assert report["trained model"] is True  # the shipped goods classifier, current in the install too
 
 
 def test_console_script_is_installed():

@@ -142,3 +142,36 @@ def test_the_starter_pack_meets_the_cost_bounds_with_room_to_spare():
     # A third since the legal-list rules (risk-policy) joined the goods-description rules: the per-filing
     # budget, not this estimate, is what holds at run time.
     assert sum(costs) <= (BUDGET_BASE + BUDGET_PER_ITEM * COLLECTION_LIMITS["goods"]) / 3
+
+
+def test_packs_read_through_libyaml_as_through_the_pure_python_parser():
+    """Rule packs are parsed by libyaml (PyYAML's C parser, several times faster at a worker's start):
+    every YAML file of the repository gives the same mappings with the same line numbers, and a broken
+    file the same error at the same line, as the pure-Python safe loader."""
+    import yaml
+
+    from cargoscreen.domain import rulepack
+
+    class PurePython(yaml.SafeLoader):
+        pass
+
+    PurePython.add_constructor("tag:yaml.org,2002:map", rulepack._lined_map)
+
+    def lined(x):
+        if isinstance(x, dict):
+            return x.line, sorted(x.lines.items()), {k: lined(v) for k, v in x.items()}
+        return [lined(v) for v in x] if isinstance(x, list) else (type(x).__name__, x)
+
+    def read(text, loader):
+        try:
+            return lined(yaml.load(text, Loader=loader))  # noqa: S506 - SafeLoader subclasses
+        except yaml.YAMLError as exc:
+            return type(exc).__name__, exc.problem_mark.line
+
+    assert yaml.__with_libyaml__ and issubclass(rulepack._LineLoader, yaml.CSafeLoader)
+    root = Path(__file__).resolve().parents[1]
+    texts = [p.read_text("utf-8") for folder in ("rules", "tests", "ops") for p in (root / folder).rglob("*.yaml")]
+    texts += ["rules:\n  - id: X\n     bad: indent\n", "a: [1, 2\nb: 3\n", "- x\n y: 1\n", "a: !!python/object:os.system x\n"]
+    assert len(texts) > 10
+    for text in texts:
+        assert read(text, rulepack._LineLoader) == read(text, PurePython)

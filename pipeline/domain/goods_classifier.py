@@ -21,13 +21,16 @@ The model: every document is a TF-IDF vector (scikit-learn's TfidfVectorizer) ov
 and pairs of consecutive stems; a description scores each heading by its best cosine
 similarity with one of the heading's documents (nearest neighbour among the heading's
 documents, so a one-line trade term weighs as much as a long subheading), blended with its
-similarity to the heading's centroid. It is trained when first used, once per process (1-2 s):
-the training data is the bundled
-reference data, which already carries its provenance, so there is no model file to version or
-unpickle. Scoring a description does not go through scikit-learn's per-call machinery (about
-0.3 ms): the fitted vocabulary, IDF weights and document matrix are read into posting lists
-once, and a description is a few dictionary look-ups and one `numpy.bincount` (0.2-0.3 ms per
-description with the judgement; verdicts are cached per description and declared heading).
+similarity to the heading's centroid. Trained from the bundled data, which carries its provenance,
+by `cargoscreen reference build goods-classifier` (scikit-learn, 1-2 s), and shipped as plain arrays
+(`rules/reference/goods-classifier.npz`: features, IDF weights, posting lists, the documents' codes;
+nothing to unpickle) under the sha256 of every training input and of the training code. A worker
+loads it in under 0.1 s without importing scikit-learn; when an input or the code changed since, the
+file is not used and the model is trained when first used, once per process, as before. Scoring a
+description does not go through scikit-learn's per-call machinery (about 0.3 ms): the fitted
+vocabulary, IDF weights and document matrix are posting lists, and a description is a few
+dictionary look-ups and one `numpy.bincount` (0.2-0.3 ms per description with the judgement;
+verdicts are cached per description and declared heading).
 `tests/test_goods_classifier.py` checks that both give the same scores.
 
 The judgement (`consistency`) is deliberately cautious: the declared code *disagrees strongly*
@@ -44,8 +47,10 @@ heading of the same family.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import re
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -61,6 +66,9 @@ from .legal_lists import LegalLists, cas_valid
 from .reference import ReferenceData
 
 VOCABULARY_FILE = "goods-vocabulary.csv"
+MODEL_FILE = "goods-classifier.npz"  # the model trained from the bundled inputs (`cargoscreen reference build goods-classifier`)
+MODEL_FORMAT = 1  # the arrays the model file holds; a change of them is a new format
+TFIDF = {"sublinear_tf": True, "norm": "l2"}  # TfidfVectorizer's parameters (float32, our analyzer)
 AGREES, DISAGREES, UNCERTAIN = "agrees", "disagrees-strongly", "uncertain"
 
 # -- thresholds of the judgement (tuned on the labelled descriptions' dev split: bench/goods_classifier.py) --
@@ -296,39 +304,37 @@ class _Doc(NamedTuple):
 
 
 class GoodsClassifier:
-    """Built by `GoodsClassifier.build(reference, legal_lists)`, read-only afterwards (its caches only
-    ever add answers that are the same whoever computes them)."""
+    """Made by `GoodsClassifier.bundled(reference, legal_lists)` (the shipped model) or `.build(...)` (trained
+    now), read-only afterwards (its caches only ever add answers that are the same whoever computes them)."""
 
-    def __init__(self, docs: list[_Doc], vectorizer, matrix, reference: ReferenceData, vocabulary: tuple[Term, ...],
+    def __init__(self, model: "TrainedModel", reference: ReferenceData, vocabulary: tuple[Term, ...],
                  lists: LegalLists, cache_size: int = CACHE_SIZE):
-        import scipy.sparse as sp
-
-        self.docs, self.vectorizer, self.lists, self.vocabulary = docs, vectorizer, lists, vocabulary
+        self.model, self.lists, self.vocabulary = model, lists, vocabulary
         self.hs = reference.hs
-        order = sorted({d.heading for d in docs})
+        self.doc_codes = model.doc_codes
+        order = sorted({code[:4] for code in model.doc_codes})
         self._heading_ids = {h: i for i, h in enumerate(order)}
         self._heading_of_id = order
-        doc_heading = np.array([self._heading_ids[d.heading] for d in docs])
+        doc_heading = np.array([self._heading_ids[code[:4]] for code in model.doc_codes])
         if np.any(np.diff(doc_heading) < 0):
             raise ValueError("documents must be sorted by heading")
         self._starts = np.flatnonzero(np.r_[True, np.diff(doc_heading) != 0])
-        self._ends = np.r_[self._starts[1:], len(docs)]
-        self._n_docs, self._n_headings = len(docs), len(order)
-        self._matrix = matrix.tocsr()
-        # Each heading's centroid: the normalised sum of its documents (what they say together).
-        member = sp.csr_matrix((np.ones(len(docs)), (doc_heading, np.arange(len(docs)))), shape=(len(order), len(docs)))
-        centroids = (member @ self._matrix).tocsr()
-        norms = np.sqrt(np.asarray(centroids.multiply(centroids).sum(axis=1)).ravel())
-        centroids = sp.diags(1 / np.where(norms > 0, norms, 1)) @ centroids
-        # Posting lists (feature -> documents, weights), read straight off the fitted matrices.
-        by_feature, by_feature_c = self._matrix.tocsc(), centroids.tocsc()
-        self._indptr, self._doc_ids, self._weights = by_feature.indptr, by_feature.indices, by_feature.data
-        self._c_indptr, self._c_ids, self._c_weights = by_feature_c.indptr, by_feature_c.indices, by_feature_c.data
-        self._vocab: dict[str, int] = vectorizer.vocabulary_
-        self._idf = vectorizer.idf_.astype(np.float64)
+        self._ends = np.r_[self._starts[1:], len(doc_heading)]
+        self._n_docs, self._n_headings = len(doc_heading), len(order)
+        # Posting lists (feature -> documents, weights) and (feature -> headings' centroids, weights).
+        self._indptr, self._doc_ids, self._weights = model.postings
+        self._c_indptr, self._c_ids, self._c_weights = model.centroid_postings
+        # The same entries by document (a document's features, for the evidence): a stable sort keeps
+        # each document's features in feature order.
+        by_doc = np.argsort(self._doc_ids, kind="stable")
+        self._doc_features = np.repeat(np.arange(len(self._indptr) - 1), np.diff(self._indptr))[by_doc]
+        self._doc_feature_weights = self._weights[by_doc]
+        self._doc_indptr = np.r_[0, np.cumsum(np.bincount(self._doc_ids, minlength=self._n_docs))]
+        self._names = model.names
+        self._vocab: dict[str, int] = {name: i for i, name in enumerate(model.names)}
+        self._idf = model.idf
         self._headings_of = np.diff(self._c_indptr)  # per feature, the number of headings whose documents use it
         self._vague = VagueDescriptionMatcher(reference.vague_terms)
-        self._names = vectorizer.get_feature_names_out()
         self._phrases = _PhraseIndex([*vocabulary, *(Term(t, CASH_CODES.get(kind, "490700"), "cash", True, "",
                                                          "Regulation (EU) 2018/1672 (cash)")
                                                     for t, kind in lists.cash_terms.items())])
@@ -346,14 +352,21 @@ class GoodsClassifier:
     @classmethod
     def build(cls, reference: ReferenceData, lists: LegalLists, vocabulary: tuple[Term, ...] | None = None,
               directory: Path | None = None) -> "GoodsClassifier":
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
+        """Trained now (scikit-learn) from the reference data, the legal lists and the vocabulary."""
         directory = directory or resources.rules_dir() / "reference"
         vocabulary = load_vocabulary(directory / VOCABULARY_FILE) if vocabulary is None else vocabulary
-        docs = training_documents(reference, lists, vocabulary)
-        vectorizer = TfidfVectorizer(analyzer=_analyse_doc, sublinear_tf=True, norm="l2", dtype=np.float32)
-        matrix = vectorizer.fit_transform([d.text for d in docs])
-        return cls(docs, vectorizer, matrix, reference, vocabulary, lists)
+        return cls(TrainedModel.train(training_documents(reference, lists, vocabulary)), reference, vocabulary, lists)
+
+    @classmethod
+    def bundled(cls, reference: ReferenceData, lists: LegalLists, directory: Path | None = None) -> "GoodsClassifier":
+        """Over the bundled inputs: the shipped model (`goods-classifier.npz`) when it was trained from
+        these very inputs and this training code, otherwise trained now as `build` does."""
+        directory = directory or resources.rules_dir() / "reference"
+        vocabulary = load_vocabulary(directory / VOCABULARY_FILE)
+        model = TrainedModel.load(directory / MODEL_FILE, training_key(directory))
+        if model is None:
+            model = TrainedModel.train(training_documents(reference, lists, vocabulary))
+        return cls(model, reference, vocabulary, lists)
 
     # -- scoring ------------------------------------------------------------------------------------------
     def vectorise(self, description: str) -> tuple[list[Word], np.ndarray, np.ndarray]:
@@ -472,8 +485,8 @@ class GoodsClassifier:
         doc_scores = self._doc_scores(a.idx, a.weights)
         best, best_score = None, 0.0
         for d in range(self._starts[i], self._ends[i]):
-            if len(self.docs[d].code) == 6 and doc_scores[d] > best_score:
-                best, best_score = self.docs[d].code, doc_scores[d]
+            if len(self.doc_codes[d]) == 6 and doc_scores[d] > best_score:
+                best, best_score = self.doc_codes[d], doc_scores[d]
         return best
 
     def matched_terms(self, description: str, heading: str, n: int = 5) -> tuple[str, ...]:
@@ -485,10 +498,10 @@ class GoodsClassifier:
             return ()
         start, end = self._starts[i], self._ends[i]
         best = start + int(np.argmax(self._doc_scores(a.idx, a.weights)[start:end]))
-        lo, hi = self._matrix.indptr[best], self._matrix.indptr[best + 1]
-        doc_weight = dict(zip(self._matrix.indices[lo:hi].tolist(), self._matrix.data[lo:hi].tolist()))
+        lo, hi = self._doc_indptr[best], self._doc_indptr[best + 1]
+        doc_weight = dict(zip(self._doc_features[lo:hi].tolist(), self._doc_feature_weights[lo:hi].tolist()))
         # what the centroid adds: features of the heading's other documents
-        found = sorted(((w * doc_weight.get(j, 0.0), str(self._names[j])) for j, w in zip(a.idx.tolist(),
+        found = sorted(((w * doc_weight.get(j, 0.0), self._names[j]) for j, w in zip(a.idx.tolist(),
                                                                                              a.weights.tolist())
                         if j in doc_weight or self._in_heading(j, i)), reverse=True)
         surface = _surfaces(a.words)
@@ -510,7 +523,7 @@ class GoodsClassifier:
         if i is None:
             return []
         surface = _surfaces(a.words)
-        return [surface.get(str(self._names[j]), str(self._names[j])) for j in a.idx.tolist()
+        return [surface.get(self._names[j], self._names[j]) for j in a.idx.tolist()
                 if self._idf[j] >= SPECIFIC_IDF and " " not in self._names[j] and self._in_heading(j, i)]
 
     def _naming_words(self, a: _Analysis, heading: str) -> list[str]:
@@ -522,7 +535,7 @@ class GoodsClassifier:
         i = self._heading_ids[heading]
         head = _head(a.text)
         head = {w.stem for w in self._known_words(words(head))} if head else None
-        return [str(self._names[j]) for j in a.idx.tolist()
+        return [self._names[j] for j in a.idx.tolist()
                 if " " not in self._names[j] and self._headings_of[j] <= NAMING_HEADINGS and self._in_heading(j, i)
                 and (head is None or self._names[j] in head)]
 
@@ -829,10 +842,114 @@ def heading_accuracy(classifier: GoodsClassifier, rows: Iterable[dict]) -> tuple
     return (top1 / n, top3 / n) if n else (0.0, 0.0)
 
 
+class TrainedModel(NamedTuple):
+    """What scoring needs of the fitted TF-IDF model, as plain arrays: no scikit-learn (nor SciPy) object
+    survives training, so a model file holds only numbers and text and loading it runs no code."""
+    names: list[str]  # the features (stems and stem pairs), by feature id
+    idf: np.ndarray  # per feature (float64)
+    doc_codes: list[str]  # per training document, sorted by heading: its subheading or heading (heading: 4 digits)
+    postings: tuple[np.ndarray, np.ndarray, np.ndarray]  # feature -> (documents, weights): the matrix by column
+    centroid_postings: tuple[np.ndarray, np.ndarray, np.ndarray]  # feature -> (headings, weights of their centroids)
+
+    @classmethod
+    def train(cls, docs: list[_Doc]) -> "TrainedModel":
+        """Fitted with scikit-learn's TfidfVectorizer; each heading's centroid is the normalised sum of its
+        documents (what they say together)."""
+        import scipy.sparse as sp
+
+        vectorizer, matrix = fit_tfidf(docs)
+        order = sorted({d.heading for d in docs})
+        ids = {h: i for i, h in enumerate(order)}
+        doc_heading = np.array([ids[d.heading] for d in docs])
+        member = sp.csr_matrix((np.ones(len(docs)), (doc_heading, np.arange(len(docs)))), shape=(len(order), len(docs)))
+        centroids = (member @ matrix).tocsr()
+        norms = np.sqrt(np.asarray(centroids.multiply(centroids).sum(axis=1)).ravel())
+        centroids = sp.diags(1 / np.where(norms > 0, norms, 1)) @ centroids
+        by_feature, by_feature_c = matrix.tocsc(), centroids.tocsc()
+        return cls([str(n) for n in vectorizer.get_feature_names_out()], vectorizer.idf_.astype(np.float64),
+                   [d.code for d in docs], (by_feature.indptr, by_feature.indices, by_feature.data),
+                   (by_feature_c.indptr, by_feature_c.indices, by_feature_c.data))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The model as named arrays (texts as UTF-8 bytes, one item a line)."""
+        return {"names": _text_array(self.names), "idf": self.idf, "doc_codes": _text_array(self.doc_codes),
+                **{f"postings_{part}": a for part, a in zip(("indptr", "ids", "weights"), self.postings)},
+                **{f"centroids_{part}": a for part, a in zip(("indptr", "ids", "weights"), self.centroid_postings)}}
+
+    def save(self, path: Path, key: str) -> Path:
+        """Written as a NumPy .npz under the digest of what it was trained from (`training_key`)."""
+        with path.open("wb") as f:
+            np.savez_compressed(f, key=_text_array([key]), format=np.array([MODEL_FORMAT]), **self.arrays())
+        return path
+
+    @classmethod
+    def load(cls, path: Path, key: str) -> "TrainedModel | None":
+        """The model of the file, or None when there is none, it is of another format or it was trained
+        from other inputs than those `key` names (then the caller trains). Arrays only: nothing unpickled."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if _text_of(f["key"]) != [key] or f["format"].tolist() != [MODEL_FORMAT]:
+                    return None
+                a = {name: f[name] for name in f.files}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return None
+        return cls(_text_of(a["names"]), a["idf"], _text_of(a["doc_codes"]),
+                   (a["postings_indptr"], a["postings_ids"], a["postings_weights"]),
+                   (a["centroids_indptr"], a["centroids_ids"], a["centroids_weights"]))
+
+
+def fit_tfidf(docs: list[_Doc]):
+    """The fitted vectorizer and the documents' TF-IDF matrix (scikit-learn: training only)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(analyzer=_analyse_doc, dtype=np.float32, **TFIDF)
+    return vectorizer, vectorizer.fit_transform([d.text for d in docs])
+
+
+def _text_array(lines: list[str]) -> np.ndarray:
+    return np.frombuffer("\n".join(lines).encode("utf-8"), dtype=np.uint8)
+
+
+def _text_of(array: np.ndarray) -> list[str]:
+    return array.tobytes().decode("utf-8").split("\n")
+
+
+def training_inputs(directory: Path) -> list[Path]:
+    """Every file the model is made from: the bundled data it learns from, and the code that reads
+    it into documents and features (this module, the legal lists' reader, the folding of accents)."""
+    from . import folding, legal_lists
+
+    return [*(directory / name for name in sorted({"hs2022.csv", VOCABULARY_FILE, *legal_lists.FILES.values()})),
+            Path(__file__), Path(legal_lists.__file__), Path(folding.__file__)]
+
+
+def training_key(directory: Path) -> str:
+    """The sha256 of the training inputs' bytes, the model format and the vectorizer's parameters: a
+    model file under another key was made from something else and is not used."""
+    digest = hashlib.sha256(f"format {MODEL_FORMAT}; TfidfVectorizer {sorted(TFIDF.items())} float32\n".encode())
+    for path in training_inputs(directory):
+        data = path.read_bytes()
+        digest.update(f"{path.name} {len(data)}\n".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def build_model_file(directory: Path) -> tuple[Path, int]:
+    """Trains the model from the inputs in `directory` and writes it there (`reference build goods-classifier`):
+    the file and its number of training documents."""
+    from .legal_lists import LegalLists
+    from .reference import ReferenceData
+
+    docs = training_documents(ReferenceData.load(directory), LegalLists.load(directory),
+                              load_vocabulary(directory / VOCABULARY_FILE))
+    return TrainedModel.train(docs).save(directory / MODEL_FILE, training_key(directory)), len(docs)
+
+
 @lru_cache(maxsize=2)
 def bundled_goods_classifier() -> GoodsClassifier:
-    """The classifier over the bundled reference data and legal lists, trained once per process."""
+    """The classifier over the bundled reference data and legal lists, once per process: the shipped
+    model when it is current, else trained now."""
     from .legal_lists import bundled_legal_lists
     from .reference import bundled_reference
 
-    return GoodsClassifier.build(bundled_reference(), bundled_legal_lists())
+    return GoodsClassifier.bundled(bundled_reference(), bundled_legal_lists())
