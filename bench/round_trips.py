@@ -34,7 +34,7 @@ import redis.connection
 from lxml import etree
 
 from cargoscreen.cli import load_feed
-from cargoscreen.config import Settings
+from cargoscreen.config import Settings, StreamSettings
 from cargoscreen.connectors.redis_store import EmbeddedRedis, connect
 from cargoscreen.connectors.redis_streams import StreamKeys
 from cargoscreen.corpus import write_container_status
@@ -143,6 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--read-batch", type=int, default=StreamSettings().read_batch,
+                        help="entries per read, which is one bundle: a busy service's polls are full, a service "
+                             "keeping up with its traffic reads what came since its last poll")
     args = parser.parse_args()
     spec = dict(resubmission_rate=0.02, risk_rate=0.05)
     keys = StreamKeys()
@@ -168,7 +171,7 @@ def main() -> None:
         filings = list(generate(GeneratorSpec(count=total, seed=args.seed, **spec)))
         settings = Settings().with_redis_url(server.url)
         # As `python -m cargoscreen.service` runs: answers sampled against their schema, until the streams are empty.
-        once = replace(settings, streams=replace(settings.streams, once=True),
+        once = replace(settings, streams=replace(settings.streams, once=True, read_batch=args.read_batch),
                        answer_check_every=SERVICE_ANSWER_CHECK_EVERY)
         queue(client, keys, filings[:warm_up])
         run_service(once, ["bench-0"])
@@ -189,7 +192,8 @@ def main() -> None:
         commands = {k[len("cmdstat_"):]: v["calls"] for k, v in client.info("commandstats").items()}
         net = client.info("stats")
     n = args.count
-    print(f"{n} filings through the service (one worker, FnApiRunner, embedded Redis) in {elapsed:.1f} s")
+    print(f"{n} filings through the service (one worker, FnApiRunner, embedded Redis, reads of up to "
+          f"{args.read_batch}) in {elapsed:.1f} s")
     print(f"{'step':28} {'round trips/filing':>19} {'script calls/filing':>20} {'bytes sent/filing':>18}")
     for step, count in trips.most_common():
         print(f"{step:28} {count / n:19.3f} {scripts[step] / n:20.3f} {sent[step] / n:18,.0f}")

@@ -237,8 +237,8 @@ def beam_rows(corpus, settings: Settings, raw_rate: float) -> None:
 
         counted = Metrics.counter("bench", "validated")
 
-        def count(_):
-            counted.inc()
+        def count(batch):
+            counted.inc(len(batch))
 
         p = make_pipeline()
         read = p | ReadFilingsFromFolder(folder, settings.limits.max_bytes)

@@ -221,13 +221,13 @@ class _WriteArchiveDoFn(beam.DoFn):
     def start_bundle(self):
         self._rows: dict[tuple[str, str], list[dict]] = {}
 
-    def process(self, element: tuple[str, str, dict]):
-        day, mode, row = element
-        rows = self._rows.setdefault((day, mode), [])
-        rows.append(row)
-        if len(rows) >= self._max_rows:
-            yield str(write_part(Path(self._root), self._table, day, mode, rows))
-            self._rows[(day, mode)] = []
+    def process(self, batch: list[tuple[str, str, dict]]):
+        for day, mode, row in batch:
+            rows = self._rows.setdefault((day, mode), [])
+            rows.append(row)
+            if len(rows) >= self._max_rows:
+                yield str(write_part(Path(self._root), self._table, day, mode, rows))
+                self._rows[(day, mode)] = []
 
     def finish_bundle(self):
         for (day, mode), rows in self._rows.items():
@@ -238,8 +238,8 @@ class _WriteArchiveDoFn(beam.DoFn):
 
 
 class WriteArchive(beam.PTransform):
-    """(day, mode, row) in, as made by filing_row or decision_row; the paths of the Parquet files
-    written out. One file per partition per bundle, at most max_rows rows each."""
+    """Batches of (day, mode, row) in, as made by filing_row or decision_row; the paths of the Parquet
+    files written out. One file per partition per bundle, at most max_rows rows each."""
 
     def __init__(self, root: Path, table: str, max_rows: int = 50_000):
         super().__init__()

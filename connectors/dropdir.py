@@ -18,12 +18,12 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Duration
 
 from cargoscreen.answering import DeadLetter
-from cargoscreen.connectors.redis_streams import (DEAD_LETTER, AfterBundle, ConsumerRestrictions, ReaderControl,
-                                                  claim_poll, finish)
+from cargoscreen.connectors.redis_streams import (DEAD_LETTER, SUBMISSIONS, AfterBundle, ConsumerRestrictions,
+                                                  ReaderControl, claim_poll, finish)
+from cargoscreen.stages.batches import TaggedBatches, batched_pardo
 from cargoscreen.validation import Submission
 from cargoscreen.counters import counter
 
@@ -75,15 +75,17 @@ class _WatchFolderDoFn(beam.DoFn):
                 finish(tracker)
                 return
             time.sleep(self._poll)  # nothing there: wait before the next look, never spin
+        self._inputs.inc(len(taken))
+        out = TaggedBatches(SUBMISSIONS)  # one hand-over per poll (stages/batches.py)
         for path in taken:
-            self._inputs.inc()
             try:
                 with path.open("rb") as f:
                     payload = f.read(self._max_bytes + 1)  # one byte over: validation refuses it by size
             except OSError as exc:
-                yield TaggedOutput(DEAD_LETTER, DeadLetter(path.name, "read", f"unreadable: {exc}", b""))
+                out.add(DEAD_LETTER, DeadLetter(path.name, "read", f"unreadable: {exc}", b""))
                 continue
-            yield Submission(path.name, payload)
+            out.add(SUBMISSIONS, Submission(path.name, payload))
+        yield from out.emit()
         if taken:
             self._finished.hold(folder, lambda: self._move_done(root, taken))
         tracker.defer_remainder(Duration(0))
@@ -109,8 +111,9 @@ class _WatchFolderDoFn(beam.DoFn):
 
 
 class WatchDropFolder(beam.PTransform):
-    """Nothing in (a pipeline root); Submission out for each whole `*.xml` file dropped into the
-    folder, its id the file name. Output `dead_letter`: DeadLetter for a file that cannot be read.
+    """Nothing in (a pipeline root); a Batch of Submissions out for each look into the folder, one for
+    each whole `*.xml` file dropped into it, its id the file name. Output `dead_letter`: Batches of
+    DeadLetters, for files that cannot be read.
     Unbounded unless once (then it stops when the folder has nothing ready); control: (ReaderControl,
     reader name): heartbeat and drain, as for the stream reader."""
 
@@ -123,4 +126,4 @@ class WatchDropFolder(beam.PTransform):
     def expand(self, pbegin):
         return (pbegin
                 | "Folder" >> beam.Create([self._folder])
-                | "Watch" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTER, main="submissions"))
+                | "Watch" >> batched_pardo(self._fn, SUBMISSIONS, DEAD_LETTER))

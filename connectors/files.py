@@ -12,40 +12,47 @@ from cargoscreen.decisions import Decision, decision_record
 from cargoscreen.domain.answers import Answer
 from cargoscreen.enrichment import EnrichedFiling
 from cargoscreen.validation import Submission
-from cargoscreen.counters import counter
+from cargoscreen.counters import CountsPerBundle, counter
+from cargoscreen.stages.batches import Batches, TaggedBatches, batched_pardo
 from cargoscreen.folders import list_filings, read_filing
 
+SUBMISSIONS, DEAD_LETTER = "submissions", "dead_letter"
 
-class _ReadFileDoFn(beam.DoFn):
+
+class _ReadFileDoFn(CountsPerBundle, beam.DoFn):
     def __init__(self, folder: str, max_bytes: int):
         self._folder, self._max_bytes = folder, max_bytes
         self._inputs = counter("inputs")
 
-    def process(self, relative: str):
-        self._inputs.inc()
-        try:
-            payload = read_filing(os.path.join(self._folder, relative), self._max_bytes)
-        except OSError as exc:
-            yield beam.pvalue.TaggedOutput("dead_letter", DeadLetter(relative, "read", f"unreadable: {exc}", b""))
-            return
-        yield Submission(relative, payload)
+    def process(self, batch: list[str]):
+        self._inputs.inc(len(batch))
+        out = TaggedBatches(SUBMISSIONS)
+        for relative in batch:
+            try:
+                payload = read_filing(os.path.join(self._folder, relative), self._max_bytes)
+            except OSError as exc:
+                out.add(DEAD_LETTER, DeadLetter(relative, "read", f"unreadable: {exc}", b""))
+                continue
+            out.add(SUBMISSIONS, Submission(relative, payload))
+        yield from out.emit()
 
 
 class ReadFilingsFromFolder(beam.PTransform):
-    """A folder of XML files (searched recursively) in; Submission out, one per file, its id the
-    relative path. Output `dead_letter`: DeadLetter for a file that cannot be read."""
+    """A folder of XML files (searched recursively) in; Batches of Submissions out (stages/batches.py),
+    one Submission per file, its id the relative path. Output `dead_letter`: Batches of DeadLetters,
+    for files that cannot be read."""
 
-    def __init__(self, folder: Path, max_bytes: int):
+    def __init__(self, folder: Path, max_bytes: int, batch: int = 256):
         super().__init__()
-        self._folder, self._max_bytes = str(folder), max_bytes
+        self._folder, self._max_bytes, self._batch = str(folder), max_bytes, batch
 
     def expand(self, pbegin):
         return (pbegin
                 | "Impulse" >> beam.Impulse()
                 | "List" >> beam.FlatMap(lambda _: list_filings(Path(self._folder)))
                 | "Spread" >> beam.Reshuffle()  # file names only: lets workers share the reading
-                | "Read" >> beam.ParDo(_ReadFileDoFn(self._folder, self._max_bytes)).with_outputs(
-                    "dead_letter", main="submissions"))
+                | "Batch" >> Batches(self._batch)
+                | "Read" >> batched_pardo(_ReadFileDoFn(self._folder, self._max_bytes), SUBMISSIONS, DEAD_LETTER))
 
 
 def answer_record(answer: Answer) -> str:
@@ -77,7 +84,8 @@ def read_json_lines(folder: Path) -> list[dict]:
 
 
 class WriteJsonLines(beam.PTransform):
-    """Records in; JSON-lines files `<prefix>-SSSSS-of-NNNNN.jsonl` out (Beam's text sink: files appear whole)."""
+    """Batches of records in; JSON-lines files `<prefix>-SSSSS-of-NNNNN.jsonl` out (Beam's text sink: files
+    appear whole)."""
 
     def __init__(self, prefix: Path, to_json):
         super().__init__()
@@ -85,5 +93,5 @@ class WriteJsonLines(beam.PTransform):
 
     def expand(self, records):
         return (records
-                | "ToJson" >> beam.Map(self._to_json)
+                | "ToJson" >> beam.FlatMap(lambda batch, to_json: [to_json(r) for r in batch], self._to_json)
                 | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))

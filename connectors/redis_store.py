@@ -218,8 +218,8 @@ class _ProgressDoFn(beam.DoFn):
     def start_bundle(self):
         self._pending = 0
 
-    def process(self, element):
-        self._pending += 1
+    def process(self, batch: list):
+        self._pending += len(batch)
         if self._pending >= self.FLUSH_EVERY:
             self._flush()
 
@@ -236,7 +236,7 @@ class _ProgressDoFn(beam.DoFn):
 
 
 class ReportProgress(beam.PTransform):
-    """Anything in (one element per finished submission); nothing out. Counts them in Redis
+    """Batches of anything in (one element per finished submission); nothing out. Counts them in Redis
     so a CLI or dashboard can show progress while the pipeline runs, on any runner."""
 
     def __init__(self, url: str, key: str):

@@ -56,7 +56,6 @@ import apache_beam as beam
 import redis
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
@@ -69,8 +68,9 @@ from cargoscreen.linking import ConsignmentKeys
 from cargoscreen.validation import Submission, utc_iso
 from cargoscreen import metrics
 from cargoscreen.counters import CounterFamily, CountsPerBundle, counter
+from cargoscreen.stages.batches import TaggedBatches, batched_pardo
 
-DEAD_LETTER = "dead_letter"
+DEAD_LETTER, SUBMISSIONS = "dead_letter", "submissions"
 _OPEN_END = 2 ** 62  # an unbounded stream: positions are poll counts, never reached
 BACKLOG_EVERY_SECONDS = 5.0  # how often a reader updates the lag gauges
 OUTAGE_POLL_SECONDS = 0.5  # how often a reader tries again while Redis is away
@@ -350,10 +350,12 @@ class _ReadStreamDoFn(beam.DoFn):
         if time.monotonic() >= self._backlog_due:
             self._show_backlog()
         first = self._streams[0]
+        self._read.inc(len(entries))
+        out = TaggedBatches(SUBMISSIONS)  # one hand-over per poll, not per entry (stages/batches.py)
         for stream, entry_id, fields in entries:
-            self._read.inc()
             item = entry_submission(stream, entry_id, fields, stream == first)
-            yield TaggedOutput(DEAD_LETTER, item) if isinstance(item, DeadLetter) else item
+            out.add(DEAD_LETTER if isinstance(item, DeadLetter) else SUBMISSIONS, item)
+        yield from out.emit()
         if entries:
             done = [(stream, entry_id) for stream, entry_id, _ in entries]
             self._finished.hold(consumer, lambda: self._acknowledge(done))
@@ -447,9 +449,10 @@ def trim_finished(client: redis.Redis, stream: str) -> None:
 
 
 class ReadFilingsFromStream(beam.PTransform):
-    """Nothing in (a pipeline root); Submission out for each entry of the filings stream, read by
-    the consumers named (one reader each: several names, several readers in one group).
-    Output `dead_letter`: DeadLetter for an entry without a filing. Unbounded unless settings.streams.once."""
+    """Nothing in (a pipeline root); a Batch of Submissions out for each read of the filings stream (one
+    per entry), read by the consumers named (one reader each: several names, several readers in one group).
+    Output `dead_letter`: Batches of DeadLetters, for entries without a filing. Unbounded unless
+    settings.streams.once."""
 
     def __init__(self, settings: Settings, consumers: list[str]):
         super().__init__()
@@ -458,8 +461,7 @@ class ReadFilingsFromStream(beam.PTransform):
     def expand(self, pbegin):
         return (pbegin
                 | "Consumers" >> beam.Create(self._consumers)
-                | "Read" >> beam.ParDo(_ReadStreamDoFn(self._settings)).with_outputs(
-                    DEAD_LETTER, main="submissions"))
+                | "Read" >> batched_pardo(_ReadStreamDoFn(self._settings), SUBMISSIONS, DEAD_LETTER))
 
 
 # -- effects -----------------------------------------------------------------------------------
@@ -565,8 +567,8 @@ class EffectWriter:
 
 
 class _DeliverDoFn(CountsPerBundle, beam.DoFn):
-    def __init__(self, settings: Settings, batch: int):
-        self._settings, self._batch = settings, batch
+    def __init__(self, settings: Settings, batch: int, effects_of):
+        self._settings, self._batch, self._effects_of = settings, batch, effects_of
 
     def setup(self):
         self._writer = EffectWriter.for_settings(connect(self._settings.redis.url), self._settings)
@@ -576,8 +578,13 @@ class _DeliverDoFn(CountsPerBundle, beam.DoFn):
         super().start_bundle()
         self._pending: list[Effect] = []
 
-    def process(self, effects):
-        self._pending.extend(effects if isinstance(effects, (list, tuple)) else [effects])
+    def process(self, batch: list):
+        for element in batch:
+            made = self._effects_of(element)
+            if isinstance(made, Effect):
+                self._pending.append(made)
+            else:
+                self._pending.extend(made)
         if len(self._pending) >= self._batch:
             self._flush()
 
@@ -594,14 +601,19 @@ class _DeliverDoFn(CountsPerBundle, beam.DoFn):
             self._counts.inc(f"{'written' if new else 'suppressed'}_{effect.kind}")
 
 
+def _as_effects(element):
+    return element
+
+
 class DeliverEffects(beam.PTransform):
-    """Effect (or lists of them) in; nothing out. Each effect written to its Redis stream once,
-    in batches of `batch` per round trip, all of a bundle's before the bundle ends. Redis
-    unreachable after retries fails the bundle: the runner retries it, nothing is acknowledged."""
+    """Batches of outcomes in (answers, decisions, ...); nothing out. `effects_of` makes the Effect (or
+    the list of them) of each outcome: by default the outcomes are Effects already. Each effect written
+    to its Redis stream once, in batches of `batch` per round trip, all of a bundle's before the bundle
+    ends. Redis unreachable after retries fails the bundle: the runner retries it, nothing is acknowledged."""
 
-    def __init__(self, settings: Settings, batch: int = 256):
+    def __init__(self, settings: Settings, effects_of=_as_effects, batch: int = 256):
         super().__init__()
-        self._settings, self._batch = settings, batch
+        self._settings, self._effects_of, self._batch = settings, effects_of, batch
 
-    def expand(self, effects):
-        return effects | "Write" >> beam.ParDo(_DeliverDoFn(self._settings, self._batch))
+    def expand(self, outcomes):
+        return outcomes | "Write" >> beam.ParDo(_DeliverDoFn(self._settings, self._batch, self._effects_of))

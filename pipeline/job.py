@@ -35,7 +35,9 @@ from .connectors.files import (ReadFilingsFromFolder, WriteJsonLines, answer_rec
 from .connectors.redis_store import ReportProgress, progress_key
 from .decisions import ASSESSMENT_ANSWERS
 from .registration import RESENT
+from .runner_metrics import bound_fn_api_runner_metrics
 from .counters import COUNTER_NAMESPACE
+from .stages.batches import Batch, each
 from .stages.answer import LOST_COUNTER_PREFIX, AnswerRejections, CountDeadLetters, EmitAnswers
 from .stages.enrich import EnrichFilings
 from .stages.link import AnswerPending, LinkConsignments
@@ -120,8 +122,9 @@ class Screened:
 
 
 def screen(read, settings: Settings, reassess_redelivered: bool = False) -> Screened:
-    """Submissions (a source's outputs: `submissions`, `dead_letter`) through validation,
-    registration, linking, enrichment and scoring; see RegisterFilings for reassess_redelivered."""
+    """Submissions (a source's outputs: `submissions`, `dead_letter`, each of Batches) through validation,
+    registration, linking, enrichment and scoring; see RegisterFilings for reassess_redelivered. Every
+    output is of Batches (stages/batches.py)."""
     checked = read.submissions | "ValidateFilings" >> ValidateFilings(settings)
     registered = checked.valid | "RegisterFilings" >> RegisterFilings(settings, reassess_redelivered)
     linked = registered.registered | "LinkConsignments" >> LinkConsignments(settings)
@@ -135,12 +138,14 @@ def archive_outcomes(s: Screened, archive: Path) -> None:
     """Every validated filing and every decision into the Parquet archive, each where it is made
     (no Flatten, no join)."""
     for name, outcomes in (("Accepted", s.checked.valid), ("Rejected", s.checked.rejected)):
-        (outcomes | f"FilingRows{name}" >> beam.Map(filing_row)
+        (outcomes | f"FilingRows{name}" >> each(filing_row)
          | f"ArchiveFilings{name}" >> WriteArchive(archive, FILINGS))
-    decisions = s.scored.decisions | "DecisionRows" >> beam.Map(decision_row)
+    decisions = s.scored.decisions | "DecisionRows" >> each(decision_row)
     decisions | "ArchiveDecisions" >> WriteArchive(archive, DECISIONS)
     for table in ITEMS:  # the record's goods, parties, containers and facts, flat, for questions over them
-        decisions | f"ItemRows{table}" >> beam.FlatMap(item_rows, table) | f"Archive{table}" >> WriteArchive(archive, table)
+        (decisions | f"ItemRows{table}" >> beam.Map(
+            lambda batch, t: Batch(r for d in batch for r in item_rows(d, t)), table).with_output_types(Batch)
+         | f"Archive{table}" >> WriteArchive(archive, table))
 
 
 def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, output_dir: Path,
@@ -160,7 +165,7 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
     linked.withdrawals | "WriteWithdrawals" >> WriteJsonLines(output_dir / "withdrawals" / "withdrawals",
                                                              lambda w: json.dumps(asdict(w)))
     archive_outcomes(s, output_dir / "archive")
-    (scored.decisions | "Referrals" >> beam.Filter(lambda d: d.referral)
+    (scored.decisions | "Referrals" >> beam.Map(lambda b: Batch(d for d in b if d.referral)).with_output_types(Batch)
      | "WriteReferrals" >> WriteJsonLines(output_dir / "referrals" / "referrals", decision_json))
     if progress_key:
         # Submissions through their door, counted where each door is (a Flatten would hold the
@@ -171,32 +176,12 @@ def build_batch(pipeline: beam.Pipeline, settings: Settings, input_dir: Path, ou
             door | f"Progress{name}" >> ReportProgress(settings.redis.url, progress_key)
 
 
-def _bound_fn_api_runner_metrics() -> None:
-    """Beam 2.77's FnApiRunner folds each bundle's metrics into the stage's with
-    `consolidate(chain(new, previous))`, a generator it never consumes until the job ends: one
-    more link per bundle, each holding its bundle's monitoring protos. A batch job does not
-    notice; a service making ten bundles a second grew by ~3 MB/s (measured, bench/end_to_end.py).
-    Consolidating eagerly keeps one entry per metric. Checked, not assumed: if Beam renames it,
-    this fails loudly rather than leaking silently."""
-    from apache_beam.metrics import monitoring_infos
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-
-    if getattr(fn_runner.consolidate_monitoring_infos, "eager", False):
-        return
-    assert fn_runner.consolidate_monitoring_infos is monitoring_infos.consolidate, "Beam changed: re-check the leak"
-
-    def eager(metrics, key=monitoring_infos.to_key):
-        return list(monitoring_infos.consolidate(metrics, key))
-    eager.eager = True
-    fn_runner.consolidate_monitoring_infos = eager
-
-
 def make_pipeline(runner: str = "FnApiRunner", options: list[str] | None = None) -> beam.Pipeline:
     """FnApiRunner by default: the DirectRunner would first try to download Prism (see ARCHITECTURE.md)."""
     pipeline_options = PipelineOptions(options or [])
     if runner == "FnApiRunner":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        _bound_fn_api_runner_metrics()
+        bound_fn_api_runner_metrics()
         return beam.Pipeline(runner=FnApiRunner(), options=pipeline_options)
     return beam.Pipeline(runner=runner, options=pipeline_options)
 

@@ -23,6 +23,7 @@ import json
 import logging
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 import apache_beam as beam
@@ -41,7 +42,8 @@ from .reassessment import reassessment_payload
 from .rejudge import ContainerWatch, start_desk
 from .job import archive_outcomes, make_pipeline, screen, summarize
 from .options import ScreeningOptions, settings_from_options
-from .stages.answer import CountDeadLetters, EmitAnswers
+from .stages.answer import DeadLetterCount, EmitAnswers
+from .stages.batches import Batch
 from .validation import utc_now
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,10 @@ def dead_letter_effect(d: DeadLetter, keys: StreamKeys) -> Effect:
     return Effect("dead-letter", f"dead|{d.stage}|{d.submission_id}", keys.dead_letters, dead_letter_body(d))
 
 
+def counted_dead_letter_effect(count: DeadLetterCount, keys: StreamKeys, d: DeadLetter) -> Effect:
+    return dead_letter_effect(count(d), keys)
+
+
 class _WithdrawDoFn(beam.DoFn):
     def __init__(self, settings: Settings):
         self._settings = settings
@@ -91,10 +97,13 @@ class _WithdrawDoFn(beam.DoFn):
         self._client = connect(self._settings.redis.url)
         self._keys = StreamKeys.for_settings(self._settings)
 
-    def process(self, w: Withdrawal):
-        raw = self._client.get(self._keys.decision_of(w.key)) or self._client.hget(  # or as a version before
-            f"{self._keys.prefix}:decision-of", w.key)                                  # 0.2 kept it, in one hash
-        yield withdrawal_effects(w, json.loads(raw) if raw else None, self._keys)
+    def process(self, batch: list[Withdrawal]):
+        out = Batch()
+        for w in batch:
+            raw = self._client.get(self._keys.decision_of(w.key)) or self._client.hget(  # or as a version before
+                f"{self._keys.prefix}:decision-of", w.key)                                  # 0.2 kept it, in one hash
+            out.extend(withdrawal_effects(w, json.loads(raw) if raw else None, self._keys))
+        yield out
 
 
 class _WatchDoFn(beam.DoFn):
@@ -112,8 +121,8 @@ class _WatchDoFn(beam.DoFn):
     def start_bundle(self):
         self._decisions: list[Decision] = []
 
-    def process(self, d: Decision):
-        self._decisions.append(d)
+    def process(self, batch: list[Decision]):
+        self._decisions.extend(batch)
 
     def finish_bundle(self):
         with_retries(self._settings.redis, lambda: self._watch.watch(self._decisions), "watch")
@@ -121,21 +130,20 @@ class _WatchDoFn(beam.DoFn):
 
 def deliver_outcomes(settings: Settings, outputs: dict) -> None:
     """The service's sinks, one branch per kind of output (no Flatten: each stays fused with the
-    step that made it). outputs: answers (by name), decisions, withdrawals, dead letters (by name)."""
+    step that made it), each branch fed Batches. outputs: answers (by name), decisions, withdrawals,
+    dead letters (by name)."""
     s, keys = settings, StreamKeys.for_settings(settings)
     dead_letters = dict(outputs["dead_letters"])
     for name, answers in outputs["answers"].items():
         checked = answers | f"Check{name}" >> EmitAnswers(s)
-        checked.answers | f"{name}Effects" >> beam.Map(answer_effect, keys) | f"Deliver{name}" >> DeliverEffects(s)
+        checked.answers | f"Deliver{name}" >> DeliverEffects(s, partial(answer_effect, keys=keys))
         dead_letters[f"{name}Answer"] = checked.dead_letter
-    (outputs["decisions"] | "DecisionEffects" >> beam.Map(decision_effects, keys)
-     | "DeliverDecisions" >> DeliverEffects(s))
+    outputs["decisions"] | "DeliverDecisions" >> DeliverEffects(s, partial(decision_effects, keys=keys))
     outputs["decisions"] | "WatchContainers" >> beam.ParDo(_WatchDoFn(s))
-    (outputs["withdrawals"] | "Withdraw" >> beam.ParDo(_WithdrawDoFn(s))
+    (outputs["withdrawals"] | "Withdraw" >> beam.ParDo(_WithdrawDoFn(s)).with_output_types(Batch)
      | "DeliverWithdrawals" >> DeliverEffects(s))
-    for name, dead in dead_letters.items():
-        (dead | f"Count{name}Dead" >> CountDeadLetters() | f"{name}DeadLetters" >> beam.Map(dead_letter_effect, keys)
-         | f"Deliver{name}Dead" >> DeliverEffects(s))
+    for name, dead in dead_letters.items():  # counted as they are written: one step less per branch
+        dead | f"Deliver{name}Dead" >> DeliverEffects(s, partial(counted_dead_letter_effect, DeadLetterCount(), keys))
 
 
 def build_service(pipeline: beam.Pipeline, settings: Settings, source: beam.PTransform,

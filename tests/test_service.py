@@ -75,6 +75,32 @@ def test_every_filing_on_the_stream_leaves_through_one_door_and_is_acknowledged(
     assert redis_client.xlen(KEYS.filings) <= 1  # finished entries trimmed (the last delivered one is kept)
 
 
+def test_the_service_hands_each_polls_filings_from_step_to_step_as_one_batch(redis_client, redis_server):
+    """Beam's own work is paid per hand-over between fused steps: each poll's filings travel as one
+    batch, so no collection between the steps carries an element per filing (and every door is
+    still answered once)."""
+    from apache_beam.metrics import monitoring_infos
+
+    from cargoscreen.connectors.redis_streams import ReadFilingsFromStream
+    from cargoscreen.job import make_pipeline
+    from cargoscreen.service import build_service
+
+    filings = list(generate(GeneratorSpec(count=240, seed=8, resubmission_rate=0)))
+    _submit(redis_client, filings)
+    settings = Settings().with_redis_url(redis_server.url)
+    settings = replace(settings, streams=replace(settings.streams, once=True, partitions=1, read_batch=80))
+    pipeline = make_pipeline()
+    build_service(pipeline, settings, ReadFilingsFromStream(settings, ["w0"]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = Counter()
+    for m in result.monitoring_infos():
+        if m.urn == monitoring_infos.ELEMENT_COUNT_URN:
+            counts[m.labels[monitoring_infos.PCOLLECTION_LABEL]] += monitoring_infos.extract_counter_value(m)
+    _check_doors(_effects(redis_client)[0], [f.name for f in filings])
+    assert counts and max(counts.values()) <= 3 * len(filings) // 80 + 2, counts.most_common(3)  # polls, not filings
+
+
 def test_one_partition_is_one_stream_and_keeps_working(redis_client, redis_server):
     """streams.partitions = 1 (a single Redis as before partitions): one filings stream, every
     consignment's state under one tag, the same doors as with the default partitions."""

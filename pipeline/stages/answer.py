@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.pvalue import TaggedOutput
 from lxml import etree
 
 from ..answering import DeadLetter, rejection
@@ -14,6 +13,7 @@ from ..domain.answers import Answer
 from ..domain.filings import ANSWERS_NS
 from ..schemas import SchemaRegistry
 from ..validation import utc_now
+from .batches import TaggedBatches, batched_pardo, each
 from .validate import DEAD_LETTER
 
 ANSWERS = "answers"
@@ -27,10 +27,11 @@ _DEAD_LETTER_COUNTERS = {ASSESS_STAGE: "assessments_dead_lettered",
 
 
 class AnswerRejections(beam.PTransform):
-    """ValidationOutcome of rejected submissions in; Answer (IE3N99 error notification naming every error) out."""
+    """Batch of ValidationOutcomes of rejected submissions in; Batch of Answers (IE3N99 error notification
+    naming every error) out."""
 
     def expand(self, rejected):
-        return rejected | "ErrorNotification" >> beam.Map(lambda o: rejection(o, utc_now()))
+        return rejected | "ErrorNotification" >> each(lambda o: rejection(o, utc_now()))
 
 
 class _CheckAndCountDoFn(CountsPerBundle, beam.DoFn):
@@ -43,18 +44,21 @@ class _CheckAndCountDoFn(CountsPerBundle, beam.DoFn):
         self._every, self._seen = every, 0
         self._answers = CounterFamily("answers_")
 
-    def process(self, answer: Answer):
-        self._seen += 1
-        if self._registry is not None and self._seen % self._every == 0:
-            problems = self._self_check(answer)
-            if problems:
-                stage = ASSESS_ANSWER_STAGE if answer.message_type in _ASSESSMENT_TYPES else "answer"
-                yield TaggedOutput(DEAD_LETTER, DeadLetter(
-                    answer.submission_id, stage, f"our {answer.message_type} failed its schema: {problems}", b"",
-                    filer=answer.recipient or ""))
-                return
-        self._answers.inc(answer.message_type)
-        yield answer
+    def process(self, batch: list[Answer]):
+        out = TaggedBatches(ANSWERS)
+        for answer in batch:
+            self._seen += 1
+            if self._registry is not None and self._seen % self._every == 0:
+                problems = self._self_check(answer)
+                if problems:
+                    stage = ASSESS_ANSWER_STAGE if answer.message_type in _ASSESSMENT_TYPES else "answer"
+                    out.add(DEAD_LETTER, DeadLetter(
+                        answer.submission_id, stage, f"our {answer.message_type} failed its schema: {problems}", b"",
+                        filer=answer.recipient or ""))
+                    continue
+            self._answers.inc(answer.message_type)
+            out.add(ANSWERS, answer)
+        yield from out.emit()
 
     def _self_check(self, answer: Answer) -> str:
         tree = etree.fromstring(answer.xml).getroottree()
@@ -65,7 +69,7 @@ class _CheckAndCountDoFn(CountsPerBundle, beam.DoFn):
 
 
 class EmitAnswers(beam.PTransform):
-    """Answer in (from every step). Outputs:
+    """Batch of Answers in (from every step). Outputs, each of Batches:
     `answers`: the same Answers, counted by type, checked against the answers schema (every one, or
     one in settings.answer_check_every);
     `dead_letter`: DeadLetter for an answer of ours that failed its own schema (a bug, kept).
@@ -76,23 +80,29 @@ class EmitAnswers(beam.PTransform):
         self._settings = settings
 
     def expand(self, answers):
-        return answers | "CheckAndCount" >> beam.ParDo(_CheckAndCountDoFn(self._settings)).with_outputs(
-            DEAD_LETTER, main=ANSWERS)
+        return answers | "CheckAndCount" >> batched_pardo(_CheckAndCountDoFn(self._settings), ANSWERS, DEAD_LETTER)
+
+
+class DeadLetterCount:
+    """Counts each DeadLetter it is given (those of the assessment apart, see above; those the store's
+    failure caused also by cause, as LOST_COUNTER_PREFIX + cause) and gives it back. Told at once, not
+    per bundle: dead letters are few. A callable, so that a step that writes dead letters out counts
+    them as it goes (the service's delivery) instead of in a step of their own."""
+
+    def __init__(self):
+        self._counters = {name: counter(name) for name in ("dead_lettered", *_DEAD_LETTER_COUNTERS.values())}
+        self._causes = CounterFamily(LOST_COUNTER_PREFIX)
+
+    def __call__(self, d: DeadLetter) -> DeadLetter:
+        self._counters[_DEAD_LETTER_COUNTERS.get(d.stage, "dead_lettered")].inc()
+        if d.cause:
+            self._causes.inc(d.cause)
+        metrics.DEAD_LETTERS.labels(d.stage, d.cause or metrics.reason_of(d.reason)).inc()
+        return d
 
 
 class CountDeadLetters(beam.PTransform):
-    """DeadLetter in; the same out, counted (those of the assessment apart, see above; those the
-    store's failure caused also by cause, as LOST_COUNTER_PREFIX + cause)."""
+    """Batch of DeadLetters in; the same out, counted (DeadLetterCount)."""
 
     def expand(self, dead_letters):
-        counters = {name: counter(name)
-                    for name in ("dead_lettered", *_DEAD_LETTER_COUNTERS.values())}
-        causes = CounterFamily(LOST_COUNTER_PREFIX)
-
-        def count(d: DeadLetter) -> DeadLetter:
-            counters[_DEAD_LETTER_COUNTERS.get(d.stage, "dead_lettered")].inc()
-            if d.cause:
-                causes.inc(d.cause)
-            metrics.DEAD_LETTERS.labels(d.stage, d.cause or metrics.reason_of(d.reason)).inc()
-            return d
-        return dead_letters | "Count" >> beam.Map(count)
+        return dead_letters | "Count" >> each(DeadLetterCount())

@@ -19,7 +19,7 @@ from ..linking import Consignment
 from ..party_history import PartyHistoryStore
 from ..counters import CounterFamily, CountsPerBundle, counter
 from ..heap import settle
-from .batches import Batches
+from .batches import Batch, chunks
 
 
 class _EnrichBatchDoFn(CountsPerBundle, beam.DoFn):
@@ -59,31 +59,31 @@ class _EnrichBatchDoFn(CountsPerBundle, beam.DoFn):
         def record_parties(sightings):
             return with_retries(self._settings.redis, lambda: self._parties.record(sightings), "enrich")
 
-        for enriched in enrich(batch, fetch, self._reference, self._status_loaded(),
-                               record_parties if self._parties else None):
-            self._enriched.inc()
+        out, loaded = Batch(), self._status_loaded()
+        for chunk in chunks(batch, self._settings.container_status.batch_size):
+            out.extend(enrich(chunk, fetch, self._reference, loaded, record_parties if self._parties else None))
+        self._enriched.inc(len(out))
+        for enriched in out:
             if enriched.container_status == UNAVAILABLE:
                 self._unavailable.inc()
             elif enriched.container_status == NOT_LOADED:
                 self._not_loaded.inc()
             for fact in enriched.anomalies:
                 self._facts.inc(fact.kind)
-            yield enriched
+        if out:
+            yield out
 
 
 class EnrichFilings(beam.PTransform):
-    """Consignment (to assess) in; EnrichedFiling out, one each, with
+    """Batch of Consignments (to assess) in; Batch of EnrichedFilings out, one each, with
     the container-status facts (or an explicit container-status-unavailable fact) and the history of
     its parties (counting this filing's, once). Histories are read in batches: one Redis round trip
-    per batch of filings for containers, one for parties."""
+    per batch of filings (at most settings.container_status.batch_size) for containers, one for parties."""
 
     def __init__(self, settings: Settings):
         super().__init__()
         self._settings = settings
 
     def expand(self, registered):
-        size = self._settings.container_status.batch_size
-        return (registered
-                | "Batch" >> Batches(size)
-                | "Enrich" >> beam.ParDo(_EnrichBatchDoFn(self._settings)))
+        return registered | "Enrich" >> beam.ParDo(_EnrichBatchDoFn(self._settings)).with_output_types(Batch)
 

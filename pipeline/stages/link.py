@@ -27,7 +27,7 @@ from ..registration import AMENDED, INVALIDATED, RegistrationResult
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
 from ..counters import CountsPerBundle, counter
-from .batches import Batches
+from .batches import Batch, TaggedBatches, batched_pardo, chunks, each
 
 CONSIGNMENTS, PENDING, WITHDRAWALS, REFUSALS = "consignments", "pending", "withdrawals", "refusals"
 
@@ -91,13 +91,19 @@ class _LinkDoFn(CountsPerBundle, beam.DoFn):
         self._reference = bundled_reference()  # offices of entry: which risk centre a consignment is
 
     def process(self, batch: list[tuple[ValidationOutcome, RegistrationResult]]):
+        out = TaggedBatches(CONSIGNMENTS)
+        for chunk in chunks(batch, self._settings.linking.batch_size):
+            for o in self._link_chunk(chunk):
+                out.add(o.tag, o.value) if isinstance(o, TaggedOutput) else out.add(CONSIGNMENTS, o)
+        yield from out.emit()
+
+    def _link_chunk(self, batch: list[tuple[ValidationOutcome, RegistrationResult]]) -> list:
         try:  # the whole batch's outputs first: nothing is emitted twice when it falls back to one by one
-            outputs = self._link_batch(batch)
+            return self._link_batch(batch)
         except Exception as exc:
             if redeliver(self._settings.redis, exc):
                 raise
-            outputs = [out for element in batch for out in self._link_one(element)]  # who failed, and why
-        yield from outputs
+            return [out for element in batch for out in self._link_one(element)]  # who failed, and why
 
     def _link_one(self, element: tuple[ValidationOutcome, RegistrationResult]) -> list:
         outcome, result = element
@@ -179,19 +185,19 @@ class _LinkDoFn(CountsPerBundle, beam.DoFn):
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:  # they wait for the next sweep
             logging.warning("deadline sweep skipped: %s", exc)
             return
-        for key, version, members in overdue:
-            self._overdue.inc()
-            c = consignment_of(key, version, f"incomplete:{state_of(members)}", members,
-                               missing_documents(key, members))
-            yield WindowedValue(c, GlobalWindow().max_timestamp(), [GlobalWindow()])
+        due = Batch(consignment_of(key, version, f"incomplete:{state_of(members)}", members,
+                                   missing_documents(key, members)) for key, version, members in overdue)
+        self._overdue.inc(len(due))
+        if due:
+            yield WindowedValue(due, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
 
 class LinkConsignments(beam.PTransform):
-    """(ValidationOutcome, RegistrationResult) of registered filings, amendments and
-    invalidations in, linked in batches: one script call per batch (per hash slot it touches on a
-    Redis Cluster, in one round trip per master), which keeps the members' bodies in Redis and
-    sends back only those of members filed in earlier batches, when a consignment is complete.
-    Outputs:
+    """Batch of (ValidationOutcome, RegistrationResult) of registered filings, amendments and
+    invalidations in, linked in batches of at most settings.linking.batch_size: one script call
+    per batch (per hash slot it touches on a Redis Cluster, in one round trip per master), which
+    keeps the members' bodies in Redis and sends back only those of members filed in earlier
+    batches, when a consignment is complete. Outputs, each of Batches:
     `consignments`: Consignment ready to assess: a filing standing alone, a linked consignment
     that is complete (again, after an amendment or a new house), or one past its deadline
     (with the documents still missing);
@@ -207,14 +213,13 @@ class LinkConsignments(beam.PTransform):
         self._settings = settings
 
     def expand(self, registered):
-        return (registered
-                | "Batch" >> Batches(self._settings.linking.batch_size)
-                | "Link" >> beam.ParDo(_LinkDoFn(self._settings)).with_outputs(
-                    PENDING, WITHDRAWALS, REFUSALS, DEAD_LETTER, main=CONSIGNMENTS))
+        return registered | "Link" >> batched_pardo(_LinkDoFn(self._settings), CONSIGNMENTS,
+                                                    PENDING, WITHDRAWALS, REFUSALS, DEAD_LETTER)
 
 
 class AnswerPending(beam.PTransform):
-    """Pending in; Answer out: IE3N02 (ENS not complete) or IE3N11 (pending) naming what is missing."""
+    """Batch of Pendings in; Batch of Answers out: IE3N02 (ENS not complete) or IE3N11 (pending) naming
+    what is missing."""
 
     def expand(self, pending):
-        return pending | "NotComplete" >> beam.Map(lambda p: pending_answer(p, utc_now()))
+        return pending | "NotComplete" >> each(lambda p: pending_answer(p, utc_now()))

@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 
 import apache_beam as beam
 import redis
-from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter, registration_answer, registration_request, repeats
 from .. import metrics
@@ -15,7 +14,7 @@ from ..connectors.redis_store import connect, infrastructure_cause, redeliver, w
 from ..registration import AMENDED, INVALIDATED, REGISTERED, RESENT, RegistrationStore
 from ..validation import ValidationOutcome, utc_now
 from .validate import DEAD_LETTER
-from .batches import Batches
+from .batches import TaggedBatches, batched_pardo, chunks
 
 ANSWERS, REGISTERED_OUT = "answers", "registered"
 _ONWARD = frozenset({REGISTERED, AMENDED, INVALIDATED})
@@ -32,6 +31,12 @@ class _RegisterBatchDoFn(CountsPerBundle, beam.DoFn):
         self._registrations = CounterFamily("registration_")  # by status: registered, resent, amended, ...
 
     def process(self, batch: list[ValidationOutcome]):
+        out = TaggedBatches(ANSWERS)
+        for chunk in chunks(batch, self._settings.registration_batch_size):
+            self._register(chunk, out)
+        yield from out.emit()
+
+    def _register(self, batch: list[ValidationOutcome], out: TaggedBatches) -> None:
         now = utc_now()
         year = datetime.now(timezone.utc).year
         try:
@@ -44,17 +49,14 @@ class _RegisterBatchDoFn(CountsPerBundle, beam.DoFn):
                 raise
             reason = (f"registration store unavailable: {exc}" if isinstance(exc, redis.RedisError)
                       else f"{type(exc).__name__}: {exc}")
-            for o in batch:
-                yield TaggedOutput(DEAD_LETTER, DeadLetter(o.submission.submission_id, "register", reason,
-                                                           o.submission.payload, infrastructure_cause(exc),
-                                                           o.filer or ""))
+            out.extend(DEAD_LETTER, (DeadLetter(o.submission.submission_id, "register", reason, o.submission.payload,
+                                                infrastructure_cause(exc), o.filer or "") for o in batch))
             return
         for o, r in zip(batch, results):
             self._registrations.inc(r.status)
             metrics.observe(metrics.REGISTRATION_LATENCY, o.submission.received_at)
-        yield from answers
-        for item in onward:
-            yield TaggedOutput(REGISTERED_OUT, item)
+        out.extend(ANSWERS, answers)
+        out.extend(REGISTERED_OUT, onward)
 
     def _goes_on(self, o: ValidationOutcome, r) -> bool:
         if repeats(r, o.submission.submission_id):  # a re-send stops at its door answer: what it
@@ -65,14 +67,14 @@ class _RegisterBatchDoFn(CountsPerBundle, beam.DoFn):
 
 
 class RegisterFilings(beam.PTransform):
-    """ValidationOutcome of accepted filings in. Outputs:
+    """Batch of ValidationOutcomes of accepted filings in. Outputs, each of Batches:
     `answers`: Answer, one per filing: IE3R01 registration (a new MRN), IE3N10 amendment accepted,
     IE3R04 invalidation accepted (each marked Repeat for a re-send: the same MRN again), or IE3N01
     lifecycle error (LRN reused with other content, unknown or foreign MRN);
     `registered`: (ValidationOutcome, RegistrationResult) of each filing newly registered,
     amendment and invalidation accepted (not re-sends): on to linking and assessment;
     `dead_letter`: DeadLetter when the registration store stays unreachable after retries.
-    Filings go to Redis in batches: one round trip per batch.
+    Filings go to Redis in batches: one round trip per batch (of at most settings.registration_batch_size).
 
     reassess_redelivered: the registering submission delivered again goes on too. The streaming
     service sets it: a crash may have stopped the first delivery before its decision was written,
@@ -88,7 +90,5 @@ class RegisterFilings(beam.PTransform):
         self._reassess_redelivered = reassess_redelivered
 
     def expand(self, accepted):
-        return (accepted
-                | "Batch" >> Batches(self._settings.registration_batch_size)
-                | "Register" >> beam.ParDo(_RegisterBatchDoFn(self._settings, self._reassess_redelivered)).with_outputs(
-                    DEAD_LETTER, REGISTERED_OUT, main=ANSWERS))
+        return accepted | "Register" >> batched_pardo(_RegisterBatchDoFn(self._settings, self._reassess_redelivered),
+                                                      ANSWERS, DEAD_LETTER, REGISTERED_OUT)

@@ -6,7 +6,6 @@ import time
 
 import apache_beam as beam
 import redis
-from apache_beam.pvalue import TaggedOutput
 
 from ..answering import DeadLetter
 from .. import metrics
@@ -21,6 +20,7 @@ from ..rule_store import RulePackSource, RulePackStore
 from ..counters import CounterFamily, CountsPerBundle, counter
 from ..heap import settle
 from .answer import ASSESS_STAGE
+from .batches import TaggedBatches, batched_pardo
 from .validate import DEAD_LETTER
 
 DECISIONS, ANSWERS = "decisions", "answers"
@@ -59,7 +59,13 @@ class _ScoreDoFn(CountsPerBundle, beam.DoFn):
         metrics.RULE_PACK_RELOADS.inc(self._source.reloads - self._reloads_seen)
         self._scorer_shown, self._reloads_seen = scorer, self._source.reloads
 
-    def process(self, filing: EnrichedFiling):
+    def process(self, batch: list[EnrichedFiling]):
+        out = TaggedBatches(DECISIONS)
+        for filing in batch:
+            self._score(filing, out)
+        yield from out.emit()
+
+    def _score(self, filing: EnrichedFiling, out: TaggedBatches) -> None:
         scorer = self._source.current()  # between filings: each one is scored by exactly one pack
         if self._source.reload_failures > self._failures_seen:
             self._reload_failures.inc(self._source.reload_failures - self._failures_seen)
@@ -72,8 +78,8 @@ class _ScoreDoFn(CountsPerBundle, beam.DoFn):
             self._scored(time.perf_counter() - started, decision.assessment.errors)
             answers = filer_answers(decision, decision.assessed_at)  # one moment for decision and answers
         except Exception as exc:  # a bug, not a rule (rule errors are caught per rule): keep the filing
-            yield TaggedOutput(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE,
-                                                       f"{type(exc).__name__}: {exc}", b"", filer=filing.filer))
+            out.add(DEAD_LETTER, DeadLetter(filing.submission_id, ASSESS_STAGE, f"{type(exc).__name__}: {exc}", b"",
+                                            filer=filing.filer))
             return
         self._assessed.inc()
         self._answers_due.inc(len(answers))
@@ -85,9 +91,8 @@ class _ScoreDoFn(CountsPerBundle, beam.DoFn):
         for hit in decision.assessment.hits:
             self._hits.inc(hit.rule)
         metrics.observe(metrics.DECISION_LATENCY, filing.received_at)
-        yield decision
-        for answer in answers:
-            yield TaggedOutput(ANSWERS, answer)
+        out.add(DECISIONS, decision)
+        out.extend(ANSWERS, answers)
 
     def _scored(self, seconds: float, errors) -> None:
         self._monitor.record(seconds, sum(1 for e in errors if OVER_BUDGET in e), time.time())
@@ -114,7 +119,8 @@ class _ScoreDoFn(CountsPerBundle, beam.DoFn):
 
 
 class ScoreFilings(beam.PTransform):
-    """EnrichedFiling in (consignments to assess, with their container-status facts). Outputs:
+    """Batch of EnrichedFilings in (consignments to assess, with their container-status facts). Outputs,
+    each of Batches:
     `decisions`: Decision, one per consignment: the assessment (score, risk level, decision, the rules
     that fired with their evidence) and the id of the pack that made it; referrals are the
     decisions other than assessment-complete;
@@ -129,5 +135,4 @@ class ScoreFilings(beam.PTransform):
         self._settings = settings
 
     def expand(self, enriched):
-        return enriched | "Score" >> beam.ParDo(_ScoreDoFn(self._settings)).with_outputs(
-            DEAD_LETTER, ANSWERS, main=DECISIONS)
+        return enriched | "Score" >> batched_pardo(_ScoreDoFn(self._settings), DECISIONS, DEAD_LETTER, ANSWERS)
