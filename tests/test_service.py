@@ -223,9 +223,17 @@ def test_a_service_killed_mid_stream_and_restarted_answers_everything_once(redis
     worker = _service(processes, redis_server.url, "--follow")
     deadline = time.monotonic() + 120
     # Killed once 300 decisions are out and while entries are read but not yet acknowledged (between
-    # two bundles nothing is pending: a kill there would test a clean stop).
-    while (redis_client.xlen(KEYS.decisions) < 300 or redis_client.xpending(KEYS.filings, "screening")["pending"] == 0) \
-            and time.monotonic() < deadline and worker.poll() is None:
+    # two bundles nothing is pending: a kill there would test a clean stop). Frozen (SIGSTOP) before the
+    # last look, so that it cannot acknowledge its bundle between that look and the kill.
+    def pending() -> int:
+        return redis_client.xpending(KEYS.filings, "screening")["pending"]
+
+    while time.monotonic() < deadline and worker.poll() is None:
+        if redis_client.xlen(KEYS.decisions) >= 300 and pending():
+            worker.send_signal(signal.SIGSTOP)
+            if pending():
+                break
+            worker.send_signal(signal.SIGCONT)
         time.sleep(0.01)
     worker.send_signal(signal.SIGKILL)  # mid-stream: some entries read, some effects written, nothing acknowledged
     worker.wait()
