@@ -778,10 +778,11 @@ class ConsignmentStore:
         partition's slot), all in one round trip per master. The bodies of the filings
         sent do not come back: a consignment complete or a claim refused brings only those of
         members filed before."""
-        held_ones = [n for n, change in enumerate(changes) if change.key]  # not a filing that stood alone
-        calls = [[held_ones[i] for i in group]
-                 for group in by_slot(self._client, [self.keys.hash(changes[n].key) for n in held_ones])]
-        replies = self._link.run([self._call([changes[n] for n in call]) for call in calls]) if calls else []
+        hashes = [self.keys.hash(c.key) if c.key else "" for c in changes]  # "": a filing that stood alone
+        held_ones = [n for n, h in enumerate(hashes) if h]
+        calls = [[held_ones[i] for i in group] for group in by_slot(self._client, [hashes[n] for n in held_ones])]
+        replies = self._link.run([self._call([changes[n] for n in call], [hashes[n] for n in call])
+                                  for call in calls]) if calls else []
         out: list = [None] * len(changes)
         refused_now: list = []
         for call, reply in zip(calls, replies):
@@ -791,16 +792,17 @@ class ConsignmentStore:
         self._audit(refused_now)
         return out
 
-    def _call(self, changes: list) -> tuple[list, list]:
-        """The link script's (keys, args) for changes of consignments in one slot (see _LINK)."""
+    def _call(self, changes: list, hashes: list[str]) -> tuple[list, list]:
+        """The link script's (keys, args) for changes of consignments in one slot (see _LINK), given
+        their consignments' hash keys."""
         keys: dict[str, int] = {}  # each key once, numbered from 1 as Lua counts
 
         def number(key: str) -> int:
             return keys.setdefault(key, len(keys) + 1)
 
         args: list = [self._retention]
-        for c in changes:
-            where = [number(self.keys.hash(c.key)), number(self.keys.due_of(c.key)), c.key]
+        for c, hash_key in zip(changes, hashes):
+            where = [number(hash_key), number(self.keys.due_of(c.key)), c.key]
             each = "1" if per_item(c.key) else "0"
             if isinstance(c, Removal):  # the script finds its member's field
                 args += [*where, "", "", c.mrn, "", "0", f"{c.deadline:.3f}", "1", each, "", ""]
